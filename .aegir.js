@@ -1,0 +1,16 @@
+/** @type {import('aegir').PartialOptions} */
+export default {
+  build: {
+    bundle: false
+  },
+  test: {
+    build: false,
+    timeout: 120000
+  },
+  lint: {
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bin/**/*.js', 'bench/**/*.ts', 'scripts/**/*.ts']
+  },
+  dependencyCheck: {
+    ignore: ['node', '@tensorflow/tfjs-node-gpu']
+  }
+}
