@@ -1,0 +1,59 @@
+/** Header format version written and accepted. */
+export const HEADER_VERSION = 1
+
+/** Domain separation prefix of the signing message: utf8(prefix) || id. */
+export const SIGNING_DOMAIN = 'bly/block/v1'
+
+/** Largest canonical header encoding accepted (bytes). */
+export const MAX_HEADER_BYTES = 256 * 1024
+
+/** Largest signed envelope accepted: header + 64-byte signature + framing. */
+export const MAX_SIGNED_HEADER_BYTES = MAX_HEADER_BYTES + 128
+
+/** Largest payload a block may declare (8 GiB). */
+export const MAX_PAYLOAD_SIZE = 8n * 1024n * 1024n * 1024n
+
+/** Default bytes per payload chunk (4 MiB). */
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+
+/** Largest chunk size a block may declare (16 MiB). */
+export const MAX_CHUNK_SIZE = 16 * 1024 * 1024
+
+/** Smallest chunk size a block may declare (keeps chunk lists short). */
+export const MIN_CHUNK_SIZE = 1024
+
+/** Most DAG parents per block. */
+export const MAX_PARENTS = 64
+
+/** Most typed fields per header. */
+export const MAX_FIELDS = 256
+
+/** Orphan pool bounds: entries and total bytes held (FIFO eviction past either). */
+export const DEFAULT_ORPHAN_POOL_SIZE = 256
+export const DEFAULT_ORPHAN_POOL_BYTES = 256 * 1024 * 1024
+
+/** Chunk files written concurrently while a payload streams in. */
+export const DEFAULT_WRITE_CONCURRENCY = 4
+
+/** Ed25519 public keys and block ids are 32 bytes; signatures 64. */
+export const ID_LENGTH = 32
+export const PUBLIC_KEY_LENGTH = 32
+export const SIGNATURE_LENGTH = 64
+
+export interface ChainLimits {
+  maxHeaderBytes: number
+  maxPayloadSize: bigint
+  maxChunkSize: number
+  minChunkSize: number
+  maxParents: number
+  maxFields: number
+}
+
+export const DEFAULT_LIMITS: ChainLimits = Object.freeze({
+  maxHeaderBytes: MAX_HEADER_BYTES,
+  maxPayloadSize: MAX_PAYLOAD_SIZE,
+  maxChunkSize: MAX_CHUNK_SIZE,
+  minChunkSize: MIN_CHUNK_SIZE,
+  maxParents: MAX_PARENTS,
+  maxFields: MAX_FIELDS
+})
