@@ -1,0 +1,112 @@
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { ModelError, ModelErrorCode } from './errors.ts'
+import { tf } from './qwen3/tf.ts'
+
+export const BackendName = {
+  AUTO: 'auto',
+  TENSORFLOW: 'tensorflow',
+  WASM: 'wasm',
+  CPU: 'cpu'
+} as const
+
+export type BackendPreference = typeof BackendName[keyof typeof BackendName]
+
+export interface BackendAttempt {
+  /** package or backend tried: '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node', 'wasm', 'cpu' */
+  name: string
+  ok: boolean
+  reason?: string
+}
+
+export interface BackendSelection {
+  /** the tfjs backend now active: 'tensorflow', 'wasm' or 'cpu' */
+  name: string
+  /** wasm only: SIMD and threads as detected */
+  features?: { simd: boolean, threads: boolean, threadCount: number }
+  tried: BackendAttempt[]
+}
+
+export interface SelectBackendOptions {
+  /** wasm threads to ask for when the runtime supports them (default: all cores) */
+  threads?: number
+}
+
+const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const
+
+/**
+ * Activates the best available tfjs backend for `preference`:
+ * auto = tfjs-node-gpu -> tfjs-node -> wasm -> cpu. Packages that are not
+ * installed fail gracefully and their reason is recorded in `tried`.
+ * An explicit preference that cannot start throws ERR_BACKEND_UNAVAILABLE.
+ */
+export async function selectBackend (preference: BackendPreference = 'auto', options: SelectBackendOptions = {}): Promise<BackendSelection> {
+  if (!Object.values(BackendName).includes(preference)) {
+    throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `unknown backend ${JSON.stringify(preference)}, expected auto, tensorflow, wasm or cpu`)
+  }
+  const tried: BackendAttempt[] = []
+  if (preference === 'auto' || preference === 'tensorflow') {
+    for (const pkg of NATIVE_PACKAGES) {
+      try {
+        await import(pkg)
+        if (!await tf.setBackend('tensorflow')) {
+          throw new Error('package loaded but the tensorflow backend did not initialise')
+        }
+        await tf.ready()
+        tried.push({ name: pkg, ok: true })
+        return { name: 'tensorflow', tried }
+      } catch (err: any) {
+        tried.push({ name: pkg, ok: false, reason: reasonOf(err) })
+      }
+    }
+  }
+  if (preference === 'auto' || preference === 'wasm') {
+    try {
+      const features = await startWasm(options)
+      tried.push({ name: 'wasm', ok: true })
+      return { name: 'wasm', features, tried }
+    } catch (err: any) {
+      tried.push({ name: 'wasm', ok: false, reason: reasonOf(err) })
+    }
+  }
+  if (preference === 'auto' || preference === 'cpu') {
+    try {
+      if (!await tf.setBackend('cpu')) {
+        throw new Error('cpu backend did not initialise')
+      }
+      await tf.ready()
+      tried.push({ name: 'cpu', ok: true })
+      return { name: 'cpu', tried }
+    } catch (err: any) {
+      tried.push({ name: 'cpu', ok: false, reason: reasonOf(err) })
+    }
+  }
+  const err = new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `backend ${preference} unavailable: ${tried.map(t => `${t.name}: ${t.reason ?? 'failed'}`).join('; ')}`)
+  Object.assign(err, { tried })
+  throw err
+}
+
+async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolean, threads: boolean, threadCount: number }> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm')
+  const require = createRequire(import.meta.url)
+  // the .wasm binaries sit in the package's dist folder; point tfjs at them on disk
+  const dist = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/'
+  wasm.setWasmPaths(dist)
+  const threads = tf.env().getAsync != null ? await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT') as boolean : false
+  if (threads) {
+    wasm.setThreadsCount(options.threads ?? (await import('node:os')).availableParallelism())
+  }
+  if (!await tf.setBackend('wasm')) {
+    throw new Error('wasm backend did not initialise')
+  }
+  await tf.ready()
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') as boolean
+  return { simd, threads, threadCount: wasm.getThreadsCount() }
+}
+
+function reasonOf (err: any): string {
+  if (err?.code === 'ERR_MODULE_NOT_FOUND') {
+    return 'not installed'
+  }
+  return String(err?.message ?? err).split('\n')[0]
+}

@@ -1,0 +1,5 @@
+export * from './dtypes.ts'
+export * from './header.ts'
+export * from './reader.ts'
+export * from './writer.ts'
+export * from './checkpoint.ts'
