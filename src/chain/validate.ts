@@ -1,0 +1,201 @@
+/**
+ * Block validation rules, each with its own error code (see errors.ts).
+ * Stateless rules live in `decodeAndValidate`; rules that need the parents
+ * (per-type publishing rules) in `validateAgainstParents`; payload bytes in
+ * `validateChunk` / `payloadChunkLength`.
+ */
+import { decodeBlockHeader, decodeSignedBlockHeader, equalBytes } from '../protocols/block-header.ts'
+import { blockId, ed25519PublicKey, verifyBlockSignature } from './block-crypto.ts'
+import { ID_LENGTH } from './constants.ts'
+import { ChainError, ChainErrorCode } from './errors.ts'
+import { BLOCK_TYPE_CHAIN, BlockType, ChainId } from './types.ts'
+import type { ChainLimits } from './constants.ts'
+import type { BlockHeader, SignedHeader } from './types.ts'
+import type { KeyObject } from 'node:crypto'
+
+export function toHex (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+/** Header fields a Layer block must carry. */
+export const LAYER_FIELD_MODEL = 'model'
+export const LAYER_FIELD_UNIT = 'unit'
+
+/** Number of chunks a payload of `payloadSize` bytes has at `chunkSize`. */
+export function expectedChunkCount (payloadSize: bigint, chunkSize: number): number {
+  if (payloadSize === 0n) {
+    return 0
+  }
+  const size = BigInt(chunkSize)
+  return Number((payloadSize + size - 1n) / size)
+}
+
+/** Byte length of chunk `index` of a (validated) header. */
+export function payloadChunkLength (header: BlockHeader, index: number): number {
+  const count = header.chunkHashes.length
+  if (!Number.isInteger(index) || index < 0 || index >= count) {
+    throw new ChainError(ChainErrorCode.InvalidArgument, `chunk index ${index} out of range 0..${count - 1}`)
+  }
+  if (index < count - 1) {
+    return header.chunkSize
+  }
+  return Number(header.payloadSize - BigInt(header.chunkSize) * BigInt(count - 1))
+}
+
+/** The Layer block's (model, unit) fields, or undefined for other types. */
+export function layerCoordinates (header: BlockHeader): { model: Uint8Array, unit: number } | undefined {
+  if (header.type !== BlockType.Layer) {
+    return undefined
+  }
+  const model = header.fields.get(LAYER_FIELD_MODEL)
+  const unit = header.fields.get(LAYER_FIELD_UNIT)
+  if (model?.kind !== 'bytes' || unit?.kind !== 'uint') {
+    return undefined
+  }
+  return { model: model.value, unit: Number(unit.value) }
+}
+
+/** Size rules: ERR_TOO_MANY_PARENTS, ERR_PAYLOAD_TOO_LARGE, ERR_PAYLOAD_SIZE. */
+export function validateSizes (header: BlockHeader, limits: ChainLimits, blockIdHex?: string): void {
+  const opts = { blockId: blockIdHex }
+  if (header.parents.length > limits.maxParents) {
+    throw new ChainError(ChainErrorCode.TooManyParents, `${header.parents.length} parents, at most ${limits.maxParents} allowed`, opts)
+  }
+  if (header.fields.size > limits.maxFields) {
+    throw new ChainError(ChainErrorCode.BlockEncoding, `${header.fields.size} typed fields, at most ${limits.maxFields} allowed`, opts)
+  }
+  if (header.payloadSize > limits.maxPayloadSize) {
+    throw new ChainError(ChainErrorCode.PayloadTooLarge, `payload of ${header.payloadSize} bytes exceeds the limit of ${limits.maxPayloadSize}`, opts)
+  }
+  if (header.chunkSize > limits.maxChunkSize) {
+    throw new ChainError(ChainErrorCode.PayloadTooLarge, `chunk size ${header.chunkSize} exceeds the limit of ${limits.maxChunkSize}`, opts)
+  }
+  if (header.payloadSize === 0n) {
+    if (header.chunkSize !== 0 || header.chunkHashes.length !== 0) {
+      throw new ChainError(ChainErrorCode.PayloadSize, 'an empty payload must have chunk size 0 and no chunk hashes', opts)
+    }
+    return
+  }
+  if (header.chunkSize < limits.minChunkSize) {
+    throw new ChainError(ChainErrorCode.PayloadSize, `chunk size ${header.chunkSize} below the minimum of ${limits.minChunkSize}`, opts)
+  }
+  const expected = expectedChunkCount(header.payloadSize, header.chunkSize)
+  if (header.chunkHashes.length !== expected) {
+    throw new ChainError(ChainErrorCode.PayloadSize, `${header.chunkHashes.length} chunk hashes for a payload of ${header.payloadSize} bytes in chunks of ${header.chunkSize} (expected ${expected})`, opts)
+  }
+}
+
+/** Chain and per-type field rules that need no other block: ERR_BLOCK_TYPE. */
+export function validateType (header: BlockHeader, blockIdHex?: string): void {
+  const opts = { blockId: blockIdHex }
+  const expectedChain = BLOCK_TYPE_CHAIN[header.type]
+  if (expectedChain == null) {
+    throw new ChainError(ChainErrorCode.BlockType, `unknown block type ${header.type}`, opts)
+  }
+  if (header.chain !== ChainId.A && header.chain !== ChainId.B) {
+    throw new ChainError(ChainErrorCode.BlockType, `unknown chain ${header.chain}`, opts)
+  }
+  if (header.chain !== expectedChain) {
+    throw new ChainError(ChainErrorCode.BlockType, `block type ${header.type} belongs on chain ${expectedChain}, not ${header.chain}`, opts)
+  }
+  if (header.type === BlockType.Delta) {
+    throw new ChainError(ChainErrorCode.BlockType, 'Delta blocks are reserved for a later milestone and not accepted yet', opts)
+  }
+  if (header.type === BlockType.Layer) {
+    const model = header.fields.get(LAYER_FIELD_MODEL)
+    const unit = header.fields.get(LAYER_FIELD_UNIT)
+    if (model?.kind !== 'bytes' || model.value.length !== ID_LENGTH) {
+      throw new ChainError(ChainErrorCode.BlockType, `a Layer block needs field '${LAYER_FIELD_MODEL}' (bytes, the ${ID_LENGTH}-byte manifest id)`, opts)
+    }
+    if (unit?.kind !== 'uint' || unit.value > 0xffffffffn) {
+      throw new ChainError(ChainErrorCode.BlockType, `a Layer block needs field '${LAYER_FIELD_UNIT}' (uint32)`, opts)
+    }
+    if (!header.parents.some(p => equalBytes(p, model.value))) {
+      throw new ChainError(ChainErrorCode.BlockType, 'a Layer block must list its model manifest among its parents', opts)
+    }
+  }
+}
+
+export interface DecodeOptions {
+  limits: ChainLimits
+  /** the id the block was requested or announced under (ERR_BLOCK_ID on mismatch) */
+  expectedId?: Uint8Array
+  /** author KeyObject cache owned by the caller (bounded by the caller) */
+  keyCache?: Map<string, KeyObject>
+}
+
+/**
+ * Every stateless rule, cheapest first: size of the envelope, encoding,
+ * expected id, sizes, type, signature. Returns the decoded signed header.
+ */
+export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: DecodeOptions): SignedHeader {
+  const { limits } = options
+  if (signedHeaderBytes.length > limits.maxHeaderBytes + 128) {
+    throw new ChainError(ChainErrorCode.HeaderTooLarge, `signed header of ${signedHeaderBytes.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
+  }
+  const envelope = decodeSignedBlockHeader(signedHeaderBytes)
+  if (envelope.header.length > limits.maxHeaderBytes) {
+    throw new ChainError(ChainErrorCode.HeaderTooLarge, `header of ${envelope.header.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
+  }
+  const header = decodeBlockHeader(envelope.header)
+  const id = blockId(envelope.header)
+  const idHex = toHex(id)
+  if (options.expectedId != null && !equalBytes(options.expectedId, id)) {
+    throw new ChainError(ChainErrorCode.BlockId, `block id ${idHex} does not match the expected id ${toHex(options.expectedId)}`, { blockId: idHex })
+  }
+  validateSizes(header, limits, idHex)
+  validateType(header, idHex)
+  let key: KeyObject | Uint8Array = header.author
+  if (options.keyCache != null) {
+    const authorHex = toHex(header.author)
+    let cached = options.keyCache.get(authorHex)
+    if (cached == null) {
+      try {
+        cached = ed25519PublicKey(header.author)
+      } catch (err) {
+        throw new ChainError(ChainErrorCode.BlockSignature, 'author is not a valid Ed25519 public key', { blockId: idHex, cause: err })
+      }
+      options.keyCache.set(authorHex, cached)
+    }
+    key = cached
+  }
+  if (!verifyBlockSignature(key, id, envelope.signature)) {
+    throw new ChainError(ChainErrorCode.BlockSignature, 'signature does not verify against the author key', { blockId: idHex })
+  }
+  return { id, header, headerBytes: envelope.header, signature: envelope.signature }
+}
+
+/**
+ * Rules that need the parents (all present): a Layer block's manifest parent
+ * must be a ModelManifest authored by the same key — only the manifest's
+ * publisher may publish base layer blocks of that model.
+ */
+export function validateAgainstParents (block: SignedHeader, parents: Map<string, SignedHeader>): void {
+  const idHex = toHex(block.id)
+  const layer = layerCoordinates(block.header)
+  if (layer == null) {
+    return
+  }
+  const manifest = parents.get(toHex(layer.model))
+  if (manifest == null) {
+    throw new ChainError(ChainErrorCode.UnknownParent, 'the model manifest parent is not known', { blockId: idHex })
+  }
+  if (manifest.header.type !== BlockType.ModelManifest) {
+    throw new ChainError(ChainErrorCode.BlockType, `the 'model' parent ${toHex(layer.model)} is not a ModelManifest block`, { blockId: idHex })
+  }
+  if (!equalBytes(manifest.header.author, block.header.author)) {
+    throw new ChainError(ChainErrorCode.BlockType, 'only the manifest\'s publisher may publish base layer blocks of that model', { blockId: idHex })
+  }
+}
+
+/** Check one payload chunk's length and hash: ERR_PAYLOAD_SIZE / ERR_CHUNK_HASH. */
+export function validateChunk (block: SignedHeader, index: number, bytes: Uint8Array, hash: Uint8Array): void {
+  const idHex = toHex(block.id)
+  const expectedLength = payloadChunkLength(block.header, index)
+  if (bytes.length !== expectedLength) {
+    throw new ChainError(ChainErrorCode.PayloadSize, `chunk ${index} is ${bytes.length} bytes, expected ${expectedLength}`, { blockId: idHex })
+  }
+  if (!equalBytes(hash, block.header.chunkHashes[index])) {
+    throw new ChainError(ChainErrorCode.ChunkHash, `chunk ${index} does not match its hash`, { blockId: idHex })
+  }
+}

@@ -1,0 +1,366 @@
+/**
+ * Canonical protobuf codec of block headers (schema: protocols/block.proto).
+ *
+ * The encoder writes fields in ascending field-number order, minimal varints,
+ * proto3 defaults omitted, parents sorted bytewise and unique, typed fields
+ * sorted by key and unique. The decoder is strict: it parses, checks lengths,
+ * re-encodes and rejects anything that is not byte-identical, so the block id
+ * (sha-256 of the header bytes) is unique per header.
+ */
+import { HEADER_VERSION, ID_LENGTH, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH } from '../chain/constants.ts'
+import { ChainError, ChainErrorCode } from '../chain/errors.ts'
+import { PbReader, PbWriter, WireError, WireType } from './pb-wire.ts'
+import type { BlockHeader, BlockType, ChainId, FieldValue } from '../chain/types.ts'
+
+const HASH_LENGTH = ID_LENGTH
+const KEY_LENGTH = PUBLIC_KEY_LENGTH
+
+const F = {
+  version: 1,
+  chain: 2,
+  type: 3,
+  parents: 4,
+  author: 5,
+  timestamp: 6,
+  fields: 7,
+  payloadSize: 8,
+  chunkSize: 9,
+  chunkHashes: 10
+} as const
+
+const FV = {
+  key: 1,
+  string: 2,
+  uint: 3,
+  sint: 4,
+  bytes: 5
+} as const
+
+const UINT64_MAX = (1n << 64n) - 1n
+const utf8Encoder = new TextEncoder()
+
+function encodingError (message: string, cause?: unknown): ChainError {
+  return new ChainError(ChainErrorCode.BlockEncoding, message, cause != null ? { cause } : undefined)
+}
+
+/** bytewise comparison of two byte arrays (-1, 0, 1) */
+export function compareBytes (a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    if (a[i] !== b[i]) {
+      return a[i] < b[i] ? -1 : 1
+    }
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1
+}
+
+export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) {
+    return false
+  }
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      return false
+    }
+  }
+  return true
+}
+
+/** the parents in canonical order; throws on a duplicate or a wrong length */
+export function canonicalParents (parents: Uint8Array[]): Uint8Array[] {
+  const sorted = [...parents].sort(compareBytes)
+  for (let i = 0; i < sorted.length; i++) {
+    if (sorted[i].length !== HASH_LENGTH) {
+      throw encodingError(`parent ${i} is ${sorted[i].length} bytes, expected ${HASH_LENGTH}`)
+    }
+    if (i > 0 && compareBytes(sorted[i - 1], sorted[i]) === 0) {
+      throw encodingError('duplicate parent')
+    }
+  }
+  return sorted
+}
+
+/** a JS string comparison by UTF-8 bytes (what the canonical key order is) */
+function compareKeys (a: string, b: string): number {
+  return compareBytes(utf8Encoder.encode(a), utf8Encoder.encode(b))
+}
+
+function writeField (w: PbWriter, key: string, value: FieldValue): void {
+  if (key.length === 0) {
+    throw encodingError('empty field key')
+  }
+  const inner = new PbWriter(64)
+  inner.tag(FV.key, WireType.LengthDelimited).bytes(utf8Encoder.encode(key))
+  switch (value.kind) {
+    case 'string':
+      inner.tag(FV.string, WireType.LengthDelimited).bytes(utf8Encoder.encode(value.value))
+      break
+    case 'uint':
+      if (typeof value.value !== 'bigint' || value.value < 0n || value.value > UINT64_MAX) {
+        throw encodingError(`field ${key}: uint out of range`)
+      }
+      inner.tag(FV.uint, WireType.Varint).uint64(value.value)
+      break
+    case 'int':
+      if (typeof value.value !== 'bigint' || value.value < -(1n << 63n) || value.value >= (1n << 63n)) {
+        throw encodingError(`field ${key}: int out of range`)
+      }
+      inner.tag(FV.sint, WireType.Varint).sint64(value.value)
+      break
+    case 'bytes':
+      if (!(value.value instanceof Uint8Array)) {
+        throw encodingError(`field ${key}: bytes value is not a Uint8Array`)
+      }
+      inner.tag(FV.bytes, WireType.LengthDelimited).bytes(value.value)
+      break
+    default:
+      throw encodingError(`field ${key}: unknown value kind`)
+  }
+  w.tag(F.fields, WireType.LengthDelimited).bytes(inner.finish())
+}
+
+/** The canonical encoding of `header`. Throws ERR_BLOCK_ENCODING when it cannot be encoded canonically. */
+export function encodeBlockHeader (header: BlockHeader): Uint8Array {
+  try {
+    const w = new PbWriter(256 + header.chunkHashes.length * 34 + header.parents.length * 34)
+    if (header.version !== HEADER_VERSION) {
+      throw encodingError(`unsupported header version ${header.version}`)
+    }
+    w.tag(F.version, WireType.Varint).uint32(header.version)
+    if ((header.chain as number) !== 0) {
+      w.tag(F.chain, WireType.Varint).uint32(header.chain)
+    }
+    if ((header.type as number) !== 0) {
+      w.tag(F.type, WireType.Varint).uint32(header.type)
+    }
+    for (const p of canonicalParents(header.parents)) {
+      w.tag(F.parents, WireType.LengthDelimited).bytes(p)
+    }
+    if (header.author.length !== KEY_LENGTH) {
+      throw encodingError(`author key is ${header.author.length} bytes, expected ${KEY_LENGTH}`)
+    }
+    w.tag(F.author, WireType.LengthDelimited).bytes(header.author)
+    if (header.timestamp !== 0n) {
+      w.tag(F.timestamp, WireType.Varint).uint64(header.timestamp)
+    }
+    const keys = [...header.fields.keys()].sort(compareKeys)
+    for (const key of keys) {
+      writeField(w, key, header.fields.get(key) as FieldValue)
+    }
+    if (header.payloadSize !== 0n) {
+      w.tag(F.payloadSize, WireType.Varint).uint64(header.payloadSize)
+    }
+    if (header.chunkSize !== 0) {
+      w.tag(F.chunkSize, WireType.Varint).uint32(header.chunkSize)
+    }
+    for (const h of header.chunkHashes) {
+      if (h.length !== HASH_LENGTH) {
+        throw encodingError(`chunk hash is ${h.length} bytes, expected ${HASH_LENGTH}`)
+      }
+      w.tag(F.chunkHashes, WireType.LengthDelimited).bytes(h)
+    }
+    return w.finish()
+  } catch (err) {
+    if (err instanceof ChainError) {
+      throw err
+    }
+    throw encodingError(`cannot encode header: ${(err as Error).message}`, err)
+  }
+}
+
+function expectWireType (field: number, actual: number, expected: WireType): void {
+  if (actual !== expected) {
+    throw encodingError(`field ${field} has wire type ${actual}, expected ${expected}`)
+  }
+}
+
+function decodeUtf8 (bytes: Uint8Array, what: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+  } catch (err) {
+    throw encodingError(`${what} is not valid UTF-8`, err)
+  }
+}
+
+function readField (bytes: Uint8Array): [string, FieldValue] {
+  const r = new PbReader(bytes)
+  let key: string | undefined
+  let value: FieldValue | undefined
+  while (!r.done()) {
+    const [field, wt] = r.tag()
+    if (field !== FV.key && value != null) {
+      throw encodingError('typed field carries more than one value')
+    }
+    switch (field) {
+      case FV.key:
+        expectWireType(field, wt, WireType.LengthDelimited)
+        key = decodeUtf8(r.bytes(), 'field key')
+        break
+      case FV.string:
+        expectWireType(field, wt, WireType.LengthDelimited)
+        value = { kind: 'string', value: decodeUtf8(r.bytes(), 'string field') }
+        break
+      case FV.uint:
+        expectWireType(field, wt, WireType.Varint)
+        value = { kind: 'uint', value: r.uint64() }
+        break
+      case FV.sint:
+        expectWireType(field, wt, WireType.Varint)
+        value = { kind: 'int', value: r.sint64() }
+        break
+      case FV.bytes:
+        expectWireType(field, wt, WireType.LengthDelimited)
+        value = { kind: 'bytes', value: r.bytes() }
+        break
+      default:
+        throw encodingError(`unknown typed-field member ${field}`)
+    }
+  }
+  if (key == null || key.length === 0) {
+    throw encodingError('typed field without a key')
+  }
+  if (value == null) {
+    throw encodingError(`typed field ${key} without a value`)
+  }
+  return [key, value]
+}
+
+/**
+ * Strictly decode canonical header bytes. Throws ERR_BLOCK_ENCODING on
+ * malformed input, unknown fields, wrong lengths, or any non-canonical form.
+ */
+export function decodeBlockHeader (bytes: Uint8Array): BlockHeader {
+  const header: BlockHeader = {
+    version: 0,
+    chain: 0 as ChainId,
+    type: 0 as BlockType,
+    parents: [],
+    author: new Uint8Array(0),
+    timestamp: 0n,
+    fields: new Map(),
+    payloadSize: 0n,
+    chunkSize: 0,
+    chunkHashes: []
+  }
+  try {
+    const r = new PbReader(bytes)
+    while (!r.done()) {
+      const [field, wt] = r.tag()
+      switch (field) {
+        case F.version:
+          expectWireType(field, wt, WireType.Varint)
+          header.version = r.uint32()
+          break
+        case F.chain:
+          expectWireType(field, wt, WireType.Varint)
+          header.chain = r.uint32() as ChainId
+          break
+        case F.type:
+          expectWireType(field, wt, WireType.Varint)
+          header.type = r.uint32() as BlockType
+          break
+        case F.parents:
+          expectWireType(field, wt, WireType.LengthDelimited)
+          header.parents.push(r.bytes())
+          break
+        case F.author:
+          expectWireType(field, wt, WireType.LengthDelimited)
+          header.author = r.bytes()
+          break
+        case F.timestamp:
+          expectWireType(field, wt, WireType.Varint)
+          header.timestamp = r.uint64()
+          break
+        case F.fields: {
+          expectWireType(field, wt, WireType.LengthDelimited)
+          const [key, value] = readField(r.bytes())
+          if (header.fields.has(key)) {
+            throw encodingError(`duplicate typed field ${key}`)
+          }
+          header.fields.set(key, value)
+          break
+        }
+        case F.payloadSize:
+          expectWireType(field, wt, WireType.Varint)
+          header.payloadSize = r.uint64()
+          break
+        case F.chunkSize:
+          expectWireType(field, wt, WireType.Varint)
+          header.chunkSize = r.uint32()
+          break
+        case F.chunkHashes:
+          expectWireType(field, wt, WireType.LengthDelimited)
+          header.chunkHashes.push(r.bytes())
+          break
+        default:
+          throw encodingError(`unknown header field ${field}`)
+      }
+    }
+  } catch (err) {
+    if (err instanceof WireError) {
+      throw encodingError(`malformed header: ${err.message}`, err)
+    }
+    throw err
+  }
+  if (header.version !== HEADER_VERSION) {
+    throw encodingError(`unsupported header version ${header.version}`)
+  }
+  const again = encodeBlockHeader(header)
+  if (!equalBytes(again, bytes)) {
+    throw encodingError('header encoding is not canonical')
+  }
+  return header
+}
+
+/** The signed envelope gossip, sync and the store carry. */
+export interface SignedBlockHeaderMessage {
+  header: Uint8Array
+  signature: Uint8Array
+}
+
+export function encodeSignedBlockHeader (msg: SignedBlockHeaderMessage): Uint8Array {
+  if (msg.header.length === 0) {
+    throw encodingError('empty header')
+  }
+  if (msg.signature.length !== SIGNATURE_LENGTH) {
+    throw encodingError(`signature is ${msg.signature.length} bytes, expected ${SIGNATURE_LENGTH}`)
+  }
+  const w = new PbWriter(msg.header.length + SIGNATURE_LENGTH + 16)
+  w.tag(1, WireType.LengthDelimited).bytes(msg.header)
+  w.tag(2, WireType.LengthDelimited).bytes(msg.signature)
+  return w.finish()
+}
+
+/** Strictly decode a signed envelope (canonical, both fields present, 64-byte signature). */
+export function decodeSignedBlockHeader (bytes: Uint8Array): SignedBlockHeaderMessage {
+  let header: Uint8Array | undefined
+  let signature: Uint8Array | undefined
+  try {
+    const r = new PbReader(bytes)
+    while (!r.done()) {
+      const [field, wt] = r.tag()
+      if (field === 1) {
+        expectWireType(field, wt, WireType.LengthDelimited)
+        header = r.bytes()
+      } else if (field === 2) {
+        expectWireType(field, wt, WireType.LengthDelimited)
+        signature = r.bytes()
+      } else {
+        throw encodingError(`unknown envelope field ${field}`)
+      }
+    }
+  } catch (err) {
+    if (err instanceof WireError) {
+      throw encodingError(`malformed signed header: ${err.message}`, err)
+    }
+    throw err
+  }
+  if (header == null || signature == null) {
+    throw encodingError('signed header lacks the header or the signature')
+  }
+  const msg = { header, signature }
+  if (!equalBytes(encodeSignedBlockHeader(msg), bytes)) {
+    throw encodingError('signed header encoding is not canonical')
+  }
+  return msg
+}
