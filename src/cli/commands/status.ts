@@ -1,0 +1,42 @@
+/** `blyd status`: what the running daemon is doing. */
+import { clientConfig, printJson, printTable } from '../context.ts'
+import { connectOrFail } from '../daemon-or-offline.ts'
+import { formatDuration } from '../format.ts'
+import type { StatusResult } from '../../protocols/ipc.ts'
+import type { CliContext } from '../context.ts'
+import type { Argv, CommandModule } from 'yargs'
+
+export function statusCommand (ctx: CliContext): CommandModule<any, any> {
+  return {
+    command: 'status',
+    describe: 'show the running daemon\'s identity, uptime and chain',
+    builder: (y: Argv<any>) => y.option('json', { type: 'boolean', describe: 'print one JSON object' }),
+    handler: async (argv: any) => {
+      const config = await clientConfig(ctx, argv)
+      const client = await connectOrFail(config)
+      let status: StatusResult
+      try {
+        status = await client.request<StatusResult>('status')
+      } finally {
+        client.close()
+      }
+      if (argv.json === true) {
+        printJson(ctx, status)
+        return
+      }
+      const errors = Object.values(status.ipc.errors).reduce((a, b) => a + b, 0)
+      printTable(ctx, [
+        ['peer id', status.peerId],
+        ['pid', String(status.pid)],
+        ['version', status.version],
+        ['uptime', formatDuration(status.uptimeMs)],
+        ['data dir', status.dataDir],
+        ['backend', status.backend],
+        ['chain A', `${status.chain.counts.A} blocks, tips ${status.chain.tips.A.join(' ') || '-'}`],
+        ['chain B', `${status.chain.counts.B} blocks, tips ${status.chain.tips.B.join(' ') || '-'}`],
+        ['orphans', String(status.chain.counts.orphans)],
+        ['ipc', `${status.ipc.requests} requests, ${errors} errors`]
+      ])
+    }
+  }
+}

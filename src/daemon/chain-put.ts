@@ -1,0 +1,58 @@
+/**
+ * `chain.put`: the daemon reads a local file, streamed, and stores it as the
+ * payload of a block it authors on chain A, parents = the current tips of A.
+ */
+import { open } from 'node:fs/promises'
+import { isAbsolute } from 'node:path'
+import { BlockType, ChainId } from '../chain/types.ts'
+import { BlydError } from '../utils/errors.ts'
+import { DaemonErrorCode, InvalidParamsError } from './errors.ts'
+import type { BlockSigner, ChainStoreApi, StoredBlock } from '../chain/types.ts'
+
+/** block types `chain.put` may create, by their CLI name */
+export const PUT_TYPES = {
+  note: BlockType.Note
+} as const
+export type PutTypeName = keyof typeof PUT_TYPES
+
+export interface PutFromFileOptions {
+  store: ChainStoreApi
+  signer: BlockSigner
+  /** absolute path of a regular file or a FIFO */
+  path: string
+  type: PutTypeName
+  signal?: AbortSignal
+}
+
+const READ_CHUNK_BYTES = 1024 * 1024
+
+export async function putFromFile (options: PutFromFileOptions): Promise<StoredBlock> {
+  const { store, signer, path } = options
+  if (!isAbsolute(path)) {
+    throw new InvalidParamsError(`"payload" must be an absolute path (got ${path})`)
+  }
+  let handle
+  try {
+    handle = await open(path, 'r')
+  } catch (err: any) {
+    throw new BlydError(DaemonErrorCode.Payload, `cannot open payload file ${path} (${err.code ?? err.message})`, { cause: err })
+  }
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile() && !stat.isFIFO()) {
+      throw new BlydError(DaemonErrorCode.Payload, `payload ${path} is not a regular file`)
+    }
+    const parents = await store.tips(ChainId.A)
+    const payload = stat.isFile() && stat.size === 0
+      ? undefined
+      : handle.createReadStream({ highWaterMark: READ_CHUNK_BYTES, autoClose: false, signal: options.signal })
+    return await store.createBlock({
+      chain: ChainId.A,
+      type: PUT_TYPES[options.type],
+      parents,
+      payload
+    }, signer)
+  } finally {
+    await handle.close().catch(() => {})
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * Daemon configuration. Sources, weakest first: defaults (constants.ts),
+ * `DIR/config.json`, `BLYD_*` environment variables, command-line flags.
+ * The data dir itself comes from `--data-dir`, `BLYD_DATA_DIR` or `~/.blyd`.
+ *
+ * config.json keys (all optional):
+ * - listen (string[]): libp2p listen multiaddrs
+ * - bootstrap (string[]): bootstrap peer multiaddrs (with /p2p/<peerId>)
+ * - model (string | null): model manifest block id (hex) to serve
+ * - layers (string): layer range "START-END" (END exclusive) or "auto"
+ * - backend (string): auto | tfjs-node-gpu | tfjs-node | wasm | cpu
+ * - ipcSocket (string): IPC socket path (relative paths are inside the data dir)
+ * - ipcMaxLineBytes (number): longest IPC request line accepted
+ * - logLevel (string): error | warn | info | debug
+ */
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { isAbsolute, join, resolve } from 'node:path'
+import {
+  BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
+  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, LOG_LEVELS, MAX_SOCKET_PATH_BYTES,
+  SOCKET_FILE_NAME
+} from './constants.ts'
+import { ConfigError } from './errors.ts'
+
+export type Backend = typeof BACKENDS[number]
+export type LogLevel = typeof LOG_LEVELS[number]
+
+export interface BlydConfig {
+  /** absolute path of the data dir */
+  dataDir: string
+  listen: string[]
+  bootstrap: string[]
+  model: string | null
+  layers: string
+  backend: Backend
+  /** absolute path of the IPC socket */
+  ipcSocket: string
+  ipcMaxLineBytes: number
+  logLevel: LogLevel
+}
+
+/** The keys config.json, env and flags may set (dataDir is resolved separately). */
+export type ConfigKey = Exclude<keyof BlydConfig, 'dataDir'>
+
+interface KeySpec {
+  env: string
+  flag: string
+  describe: string
+  /** 'list' values come from env/flags as comma-separated strings */
+  kind: 'string' | 'list' | 'number'
+  parse(value: unknown, where: string): unknown
+}
+
+function fail (where: string, message: string): never {
+  throw new ConfigError(`${where}: ${message}`)
+}
+
+function show (value: unknown): string {
+  return JSON.stringify(value) ?? String(value)
+}
+
+function stringList (check: (s: string) => boolean, what: string) {
+  return (value: unknown, where: string): string[] => {
+    if (!Array.isArray(value)) {
+      fail(where, `must be a list of ${what} (got ${show(value)})`)
+    }
+    for (const item of value) {
+      if (typeof item !== 'string' || !check(item)) {
+        fail(where, `must be a list of ${what} (bad entry ${show(item)})`)
+      }
+    }
+    return value
+  }
+}
+
+function oneOf<T extends string> (choices: readonly T[]) {
+  return (value: unknown, where: string): T => {
+    if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
+      fail(where, `must be one of ${choices.join(', ')} (got ${show(value)})`)
+    }
+    return value as T
+  }
+}
+
+const isMultiaddr = (s: string): boolean => /^\/[a-z0-9]+\/\S*$/.test(s)
+
+/** The documented keys. Adding a key here adds its env var and its `blyd start` flag. */
+export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
+  listen: {
+    env: 'BLYD_LISTEN',
+    flag: 'listen',
+    describe: 'libp2p listen multiaddrs (comma-separated)',
+    kind: 'list',
+    parse: stringList(isMultiaddr, 'multiaddrs like /ip4/0.0.0.0/tcp/4801')
+  },
+  bootstrap: {
+    env: 'BLYD_BOOTSTRAP',
+    flag: 'bootstrap',
+    describe: 'bootstrap peers, multiaddrs ending in /p2p/<peerId> (comma-separated)',
+    kind: 'list',
+    parse: stringList(s => isMultiaddr(s) && s.includes('/p2p/'), 'multiaddrs ending in /p2p/<peerId>')
+  },
+  model: {
+    env: 'BLYD_MODEL',
+    flag: 'model',
+    describe: 'model manifest block id (hex) to serve',
+    kind: 'string',
+    parse: (value, where) => {
+      if (value === null) {
+        return null
+      }
+      if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) {
+        fail(where, `must be a 64-character lowercase hex block id (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  layers: {
+    env: 'BLYD_LAYERS',
+    flag: 'layers',
+    describe: 'layer range START-END (END exclusive) or "auto"',
+    kind: 'string',
+    parse: (value, where) => {
+      if (value === 'auto') {
+        return value
+      }
+      const m = typeof value === 'string' ? /^(\d{1,6})-(\d{1,6})$/.exec(value) : null
+      if (m == null || Number(m[1]) >= Number(m[2])) {
+        fail(where, `must be "auto" or START-END with START < END (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  backend: {
+    env: 'BLYD_BACKEND',
+    flag: 'backend',
+    describe: `compute backend: ${BACKENDS.join(' | ')}`,
+    kind: 'string',
+    parse: oneOf(BACKENDS)
+  },
+  ipcSocket: {
+    env: 'BLYD_IPC_SOCKET',
+    flag: 'ipc-socket',
+    describe: 'IPC socket path (relative paths are inside the data dir)',
+    kind: 'string',
+    parse: (value, where) => {
+      if (typeof value !== 'string' || value === '') {
+        fail(where, `must be a path (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  ipcMaxLineBytes: {
+    env: 'BLYD_IPC_MAX_LINE_BYTES',
+    flag: 'ipc-max-line-bytes',
+    describe: 'longest IPC request line accepted, in bytes',
+    kind: 'number',
+    parse: (value, where) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1024 || value > 2 ** 30) {
+        fail(where, `must be an integer from 1024 to 1073741824 (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  logLevel: {
+    env: 'BLYD_LOG_LEVEL',
+    flag: 'log-level',
+    describe: `log level: ${LOG_LEVELS.join(' | ')}`,
+    kind: 'string',
+    parse: oneOf(LOG_LEVELS)
+  }
+}
+
+export const CONFIG_KEYS = Object.keys(CONFIG_SPEC) as ConfigKey[]
+
+export interface ConfigSources {
+  /** --data-dir */
+  dataDir?: string
+  /** flag values keyed by config key (undefined = not given) */
+  flags?: Partial<Record<ConfigKey, unknown>>
+  /** environment, default process.env */
+  env?: Record<string, string | undefined>
+  /** home dir, default os.homedir() */
+  home?: string
+  /** working dir for relative --data-dir, default process.cwd() */
+  cwd?: string
+}
+
+/** The data dir: --data-dir, else BLYD_DATA_DIR, else ~/.blyd; always absolute. */
+export function resolveDataDir (sources: ConfigSources = {}): string {
+  const env = sources.env ?? process.env
+  const cwd = sources.cwd ?? process.cwd()
+  const given = sources.dataDir ?? env.BLYD_DATA_DIR
+  if (given != null) {
+    if (given === '') {
+      throw new ConfigError(`${sources.dataDir != null ? '--data-dir' : 'BLYD_DATA_DIR'}: must not be empty`)
+    }
+    return resolve(cwd, given)
+  }
+  return join(sources.home ?? homedir(), DEFAULT_DATA_DIR_NAME)
+}
+
+function defaults (dataDir: string): Record<ConfigKey, unknown> {
+  return {
+    listen: [...DEFAULT_LISTEN],
+    bootstrap: [...DEFAULT_BOOTSTRAP],
+    model: null,
+    layers: 'auto',
+    backend: DEFAULT_BACKEND,
+    ipcSocket: join(dataDir, SOCKET_FILE_NAME),
+    ipcMaxLineBytes: DEFAULT_IPC_MAX_LINE_BYTES,
+    logLevel: DEFAULT_LOG_LEVEL
+  }
+}
+
+/** Turn an env/flag string into the key's value type. */
+function fromString (spec: KeySpec, raw: unknown, where: string): unknown {
+  if (spec.kind === 'list') {
+    if (Array.isArray(raw)) {
+      return raw.flatMap(s => String(s).split(',')).map(s => s.trim()).filter(s => s !== '')
+    }
+    return String(raw).split(',').map(s => s.trim()).filter(s => s !== '')
+  }
+  if (spec.kind === 'number') {
+    const s = String(raw).trim()
+    if (!/^\d+$/.test(s)) {
+      fail(where, `must be an integer (got ${show(raw)})`)
+    }
+    return Number(s)
+  }
+  if (Array.isArray(raw)) {
+    fail(where, `given more than once (${raw.map(show).join(', ')})`)
+  }
+  return String(raw)
+}
+
+async function readConfigFile (file: string): Promise<Record<string, unknown> | undefined> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err: any) {
+    if (err.code === 'ENOENT') {
+      return undefined
+    }
+    throw new ConfigError(`${file}: cannot read (${err.code ?? err.message})`, { cause: err })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err: any) {
+    throw new ConfigError(`${file}: invalid JSON (${err.message})`, { cause: err })
+  }
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`${file}: must hold a JSON object`)
+  }
+  return parsed as Record<string, unknown>
+}
+
+/** Load and validate the whole configuration; throws one ConfigError line on the first problem. */
+export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConfig> {
+  const env = sources.env ?? process.env
+  const dataDir = resolveDataDir(sources)
+  const values = defaults(dataDir)
+
+  const file = join(dataDir, CONFIG_FILE_NAME)
+  const fromFile = await readConfigFile(file)
+  if (fromFile != null) {
+    for (const [key, value] of Object.entries(fromFile)) {
+      if (!Object.hasOwn(CONFIG_SPEC, key)) {
+        throw new ConfigError(`${file}: unknown key "${key}" (known keys: ${CONFIG_KEYS.join(', ')})`)
+      }
+      values[key as ConfigKey] = CONFIG_SPEC[key as ConfigKey].parse(value, `${file}: "${key}"`)
+    }
+  }
+
+  for (const key of CONFIG_KEYS) {
+    const spec = CONFIG_SPEC[key]
+    const raw = env[spec.env]
+    if (raw != null) {
+      values[key] = spec.parse(fromString(spec, raw, spec.env), spec.env)
+    }
+  }
+
+  for (const key of CONFIG_KEYS) {
+    const spec = CONFIG_SPEC[key]
+    const raw = sources.flags?.[key]
+    if (raw != null) {
+      const where = `--${spec.flag}`
+      values[key] = spec.parse(fromString(spec, raw, where), where)
+    }
+  }
+
+  const socket = values.ipcSocket as string
+  const ipcSocket = isAbsolute(socket) ? socket : resolve(dataDir, socket)
+  if (Buffer.byteLength(ipcSocket) > MAX_SOCKET_PATH_BYTES) {
+    throw new ConfigError(`IPC socket path is too long for a Unix socket (${Buffer.byteLength(ipcSocket)} > ${MAX_SOCKET_PATH_BYTES} bytes): ${ipcSocket}; set ipcSocket to a shorter path`)
+  }
+
+  return {
+    dataDir,
+    listen: values.listen as string[],
+    bootstrap: values.bootstrap as string[],
+    model: values.model as string | null,
+    layers: values.layers as string,
+    backend: values.backend as Backend,
+    ipcSocket,
+    ipcMaxLineBytes: values.ipcMaxLineBytes as number,
+    logLevel: values.logLevel as LogLevel
+  }
+}

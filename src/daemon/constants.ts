@@ -1,0 +1,46 @@
+/**
+ * Defaults of the daemon part. Everything tunable lives here; config.ts
+ * layers config.json, BLYD_* env vars and flags on top of these.
+ */
+
+/** data directory when neither --data-dir nor BLYD_DATA_DIR is given (relative to $HOME) */
+export const DEFAULT_DATA_DIR_NAME = '.blyd'
+
+export const CONFIG_FILE_NAME = 'config.json'
+export const IDENTITY_FILE_NAME = 'identity.key'
+export const PID_FILE_NAME = 'blyd.pid'
+export const SOCKET_FILE_NAME = 'blyd.sock'
+export const CHAIN_DIR_NAME = 'chain'
+
+/** mode of the data dir, identity key and socket: owner only */
+export const DATA_DIR_MODE = 0o700
+export const PRIVATE_FILE_MODE = 0o600
+
+export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4801']
+export const DEFAULT_BOOTSTRAP: string[] = []
+export const DEFAULT_BACKEND = 'auto'
+export const BACKENDS = ['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const
+export const DEFAULT_LOG_LEVEL = 'info'
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
+
+/** longest IPC line the daemon accepts; longer lines are answered with an error and skipped */
+export const DEFAULT_IPC_MAX_LINE_BYTES = 16 * 1024 * 1024
+/** longest line the IPC client accepts from the daemon */
+export const IPC_CLIENT_MAX_LINE_BYTES = 64 * 1024 * 1024
+/** requests one connection may have in flight before the server stops reading it */
+export const IPC_MAX_INFLIGHT_PER_CONNECTION = 64
+/** bytes of payload per `stream` notification when a payload is sent over IPC */
+export const IPC_PAYLOAD_PIECE_BYTES = 1024 * 1024
+/** how long a client waits to connect before deciding no daemon answers */
+export const IPC_CONNECT_TIMEOUT_MS = 5000
+
+/** how long `blyd start` waits for a clean stop before giving up */
+export const STOP_TIMEOUT_MS = 30_000
+/** how long `blyd stop` waits for the daemon's pid to go away */
+export const STOP_WAIT_MS = 30_000
+
+/** Unix socket paths are limited to 107 bytes on Linux (104 on macOS) */
+export const MAX_SOCKET_PATH_BYTES = 103
+
+/** block type accepted by `chain.put` when none is given */
+export const DEFAULT_PUT_TYPE = 'note'

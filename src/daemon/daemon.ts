@@ -1,0 +1,171 @@
+/**
+ * The daemon: owns the data dir lock, the identity, the chain store and the
+ * IPC server, started in that order and stopped in reverse.
+ */
+import { mkdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createChainStore } from '../chain/index.ts'
+import { CHAIN_DIR_NAME, DATA_DIR_MODE, STOP_TIMEOUT_MS } from './constants.ts'
+import { IpcError } from './errors.ts'
+import { loadOrCreateIdentity } from './identity.ts'
+import { IpcServer } from './ipc-server.ts'
+import { DataDirLock } from './lock.ts'
+import { silentLogger } from './logger.ts'
+import { registerCoreMethods } from './methods.ts'
+import { DaemonMetrics } from './metrics.ts'
+import { blydVersion } from './version.ts'
+import type { BlydConfig } from './config.ts'
+import type { Identity } from './identity.ts'
+import type { Logger } from './logger.ts'
+import type { ChainStoreApi } from '../chain/types.ts'
+
+export interface DaemonInit {
+  config: BlydConfig
+  logger?: Logger
+}
+
+export class Daemon {
+  readonly config: BlydConfig
+  readonly ipc: IpcServer
+  readonly metrics: DaemonMetrics
+  /** resolves once the daemon has fully stopped */
+  readonly stopped: Promise<void>
+  private readonly log: Logger
+  private readonly lock: DataDirLock
+  private readonly resolveStopped: () => void
+  private identityValue: Identity | undefined
+  private storeValue: ChainStoreApi | undefined
+  private startedAt: number
+  private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
+  private stopping: Promise<void> | undefined
+
+  constructor (init: DaemonInit) {
+    this.config = init.config
+    this.log = init.logger ?? silentLogger()
+    this.lock = new DataDirLock({ dataDir: init.config.dataDir })
+    this.metrics = new DaemonMetrics({ chainCounts: async () => this.storeValue?.counts() })
+    this.ipc = new IpcServer({
+      socketPath: init.config.ipcSocket,
+      maxLineBytes: init.config.ipcMaxLineBytes,
+      logger: this.log,
+      onRequest: method => { this.metrics.ipcRequests.inc({ method }) },
+      onError: (rpcCode, code) => { this.metrics.ipcErrors.inc({ rpc_code: String(rpcCode), code: code ?? '' }) }
+    })
+    this.startedAt = 0
+    this.state = 'idle'
+    const { promise, resolve } = Promise.withResolvers<void>()
+    this.stopped = promise
+    this.resolveStopped = resolve
+    registerCoreMethods({
+      config: this.config,
+      version: blydVersion(),
+      startedAt: () => this.startedAt,
+      ipc: this.ipc,
+      metrics: this.metrics,
+      identity: () => this.identity,
+      store: () => this.store,
+      backend: () => 'none',
+      requestStop: reason => {
+        setImmediate(() => { this.stop(reason).catch(err => { this.log.error('daemon.stop.failed', { error: err.message }) }) })
+      }
+    })
+  }
+
+  get identity (): Identity {
+    if (this.identityValue == null) {
+      throw new IpcError('the daemon is not started')
+    }
+    return this.identityValue
+  }
+
+  get store (): ChainStoreApi {
+    if (this.storeValue == null) {
+      throw new IpcError('the daemon is not started')
+    }
+    return this.storeValue
+  }
+
+  get isRunning (): boolean {
+    return this.state === 'running'
+  }
+
+  async start (): Promise<void> {
+    if (this.state !== 'idle') {
+      throw new IpcError(`cannot start a daemon that is ${this.state}`)
+    }
+    this.state = 'starting'
+    const { dataDir } = this.config
+    try {
+      await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE })
+      const dirStat = await stat(dataDir)
+      if ((dirStat.mode & 0o077) !== 0) {
+        this.log.warn('datadir.permissions', { dir: dataDir, mode: (dirStat.mode & 0o777).toString(8), hint: 'chmod 700' })
+      }
+      const { stalePid } = await this.lock.acquire()
+      if (stalePid != null) {
+        this.log.warn('lock.stale', { pid: stalePid, file: this.lock.file })
+      }
+      const identity = await loadOrCreateIdentity(dataDir)
+      this.identityValue = identity
+      this.log.info(identity.created ? 'identity.created' : 'identity.loaded', { peerId: identity.peerId.toString() })
+
+      const store = createChainStore({ path: join(dataDir, CHAIN_DIR_NAME) })
+      await store.start()
+      this.storeValue = store
+      const counts = await store.counts()
+      this.log.info('chain.opened', { blocksA: counts.A, blocksB: counts.B })
+
+      await this.ipc.start()
+      this.startedAt = Date.now()
+      this.state = 'running'
+      this.log.info('daemon.started', { pid: process.pid, dataDir })
+    } catch (err) {
+      await this.teardown()
+      this.state = 'stopped'
+      this.resolveStopped()
+      throw err
+    }
+  }
+
+  /** Stop everything in reverse order; safe to call more than once. */
+  async stop (reason = 'stop requested'): Promise<void> {
+    if (this.stopping != null) {
+      return this.stopping
+    }
+    if (this.state === 'idle' || this.state === 'stopped') {
+      this.state = 'stopped'
+      this.resolveStopped()
+      return
+    }
+    this.state = 'stopping'
+    this.log.info('daemon.stopping', { reason })
+    this.stopping = (async () => {
+      const timer = setTimeout(() => {
+        this.log.error('daemon.stop.slow', { timeoutMs: STOP_TIMEOUT_MS })
+      }, STOP_TIMEOUT_MS)
+      timer.unref()
+      try {
+        await this.teardown()
+      } finally {
+        clearTimeout(timer)
+        this.state = 'stopped'
+        this.log.info('daemon.stopped', { pid: process.pid })
+        this.resolveStopped()
+      }
+    })()
+    return this.stopping
+  }
+
+  private async teardown (): Promise<void> {
+    await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
+    if (this.storeValue != null) {
+      await this.storeValue.stop().catch(err => { this.log.error('chain.stop.failed', { error: err.message }) })
+      this.storeValue = undefined
+    }
+    await this.lock.release().catch(err => { this.log.error('lock.release.failed', { error: err.message }) })
+  }
+}
+
+export function createDaemon (init: DaemonInit): Daemon {
+  return new Daemon(init)
+}

@@ -1,0 +1,49 @@
+/**
+ * Prometheus metrics of one daemon, on a registry it owns (never the
+ * prom-client global default registry).
+ */
+import { Counter, Gauge, Registry } from 'prom-client'
+import type { ChainCounts } from '../chain/types.ts'
+
+export interface DaemonMetricsInit {
+  /** read when scraped, for the chain block gauges */
+  chainCounts?(): Promise<ChainCounts | undefined>
+}
+
+export class DaemonMetrics {
+  readonly registry: Registry
+  readonly ipcRequests: Counter<'method'>
+  readonly ipcErrors: Counter<'rpc_code' | 'code'>
+  readonly blocksCreated: Counter<'chain'>
+  readonly chainRejections: Counter<'code'>
+  readonly chainBlocks: Gauge<'chain'>
+
+  constructor (init: DaemonMetricsInit = {}) {
+    this.registry = new Registry()
+    const registers = [this.registry]
+    this.ipcRequests = new Counter({ name: 'blyd_ipc_requests_total', help: 'IPC requests by method', labelNames: ['method'], registers })
+    this.ipcErrors = new Counter({ name: 'blyd_ipc_errors_total', help: 'IPC error responses by JSON-RPC code and blyd error code', labelNames: ['rpc_code', 'code'], registers })
+    this.blocksCreated = new Counter({ name: 'blyd_chain_blocks_created_total', help: 'blocks this node authored', labelNames: ['chain'], registers })
+    this.chainRejections = new Counter({ name: 'blyd_chain_rejections_total', help: 'blocks rejected by validation, by rule code', labelNames: ['code'], registers })
+    const chainCounts = init.chainCounts
+    this.chainBlocks = new Gauge({
+      name: 'blyd_chain_blocks',
+      help: 'blocks in the local store by chain',
+      labelNames: ['chain'],
+      registers,
+      async collect () {
+        const counts = await chainCounts?.().catch(() => undefined)
+        if (counts != null) {
+          this.set({ chain: 'A' }, counts.A)
+          this.set({ chain: 'B' }, counts.B)
+          this.set({ chain: 'orphans' }, counts.orphans)
+        }
+      }
+    })
+  }
+
+  /** the Prometheus text exposition */
+  async text (): Promise<string> {
+    return this.registry.metrics()
+  }
+}
