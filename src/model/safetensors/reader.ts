@@ -29,7 +29,7 @@ export class SafetensorsFile {
     const handle = await open(path, 'r')
     try {
       const { size } = await handle.stat()
-      const prefix = new Uint8Array(8)
+      const prefix = new Uint8Array(Math.min(8, size))
       await readFully(handle, prefix, 0, path)
       const n = readHeaderLength(prefix, size, path)
       const json = new Uint8Array(n)

@@ -1,8 +1,15 @@
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { dtypeSize, elementCount } from './dtypes.ts'
-import type { RawTensor } from './dtypes.ts'
+import type { Dtype, RawTensor } from './dtypes.ts'
 
 export type TensorList = Iterable<[string, RawTensor]>
+
+/** A tensor's header entry without its data. */
+export interface TensorSpec {
+  name: string
+  dtype: Dtype
+  shape: number[]
+}
 
 /**
  * Builds the header of a safetensors file holding `tensors` in the given
@@ -10,21 +17,31 @@ export type TensorList = Iterable<[string, RawTensor]>
  * bytes). The JSON is space-padded to a multiple of 8 like Hugging Face's.
  */
 export function encodeHeader (tensors: TensorList, metadata?: Record<string, string>): Uint8Array {
+  const specs: TensorSpec[] = []
+  for (const [name, t] of tensors) {
+    const expected = elementCount(t.shape) * dtypeSize(t.dtype, { tensor: name })
+    if (expected !== t.data.byteLength) {
+      throw new ModelError(ModelErrorCode.SIZE_MISMATCH, `shape [${t.shape.join(', ')}] of ${t.dtype} needs ${expected} bytes, got ${t.data.byteLength}`, { tensor: name })
+    }
+    specs.push({ name, dtype: t.dtype, shape: t.shape })
+  }
+  return encodeHeaderFromSpecs(specs, metadata)
+}
+
+/** The header for tensors whose data will follow in this order (for writers that produce data later). */
+export function encodeHeaderFromSpecs (specs: TensorSpec[], metadata?: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = {}
   if (metadata != null && Object.keys(metadata).length > 0) {
     header.__metadata__ = metadata
   }
   let offset = 0
-  for (const [name, t] of tensors) {
+  for (const { name, dtype, shape } of specs) {
     if (name === '__metadata__' || Object.hasOwn(header, name)) {
       throw new ModelError(ModelErrorCode.BAD_HEADER_JSON, 'duplicate or reserved tensor name', { tensor: name })
     }
-    const expected = elementCount(t.shape) * dtypeSize(t.dtype, { tensor: name })
-    if (expected !== t.data.byteLength) {
-      throw new ModelError(ModelErrorCode.SIZE_MISMATCH, `shape [${t.shape.join(', ')}] of ${t.dtype} needs ${expected} bytes, got ${t.data.byteLength}`, { tensor: name })
-    }
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] }
-    offset += t.data.byteLength
+    const length = elementCount(shape) * dtypeSize(dtype, { tensor: name })
+    header[name] = { dtype, shape, data_offsets: [offset, offset + length] }
+    offset += length
   }
   let json = JSON.stringify(header)
   const pad = (8 - (Buffer.byteLength(json) % 8)) % 8

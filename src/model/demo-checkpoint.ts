@@ -1,0 +1,132 @@
+import { copyFile, mkdir, open, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ModelError, ModelErrorCode } from './errors.ts'
+import { Prng } from './prng.ts'
+import { parseQwen3Config } from './qwen3/config.ts'
+import { planUnits } from './qwen3/plan.ts'
+import { fromFloat32 } from './safetensors/dtypes.ts'
+import { encodeHeaderFromSpecs } from './safetensors/writer.ts'
+import { bundledQwen3TokenizerFiles } from './tokenizer.ts'
+import type { Qwen3Config } from './qwen3/config.ts'
+import type { TensorSpec } from './safetensors/writer.ts'
+
+export interface DemoCheckpointOptions {
+  layers?: number
+  hidden?: number
+  heads?: number
+  kvHeads?: number
+  headDim?: number
+  intermediate?: number
+  /**
+   * Default 151936, Qwen3's own vocab_size: the bundled real tokenizer emits
+   * ids up to 151668, so with the tokenizer the vocab must cover 151669 ids
+   * (the embedding then dominates the size: 151936 x hidden). Only with
+   * tokenizer: false may it be smaller.
+   */
+  vocab?: number
+  seed?: number
+  dtype?: 'F32' | 'BF16'
+  /** default true, as in the small Qwen3 models (halves the file) */
+  tieWordEmbeddings?: boolean
+  /** copy the real Qwen3 tokenizer.json / tokenizer_config.json (default true) */
+  tokenizer?: boolean
+}
+
+/** Defaults: tiny dims (a ~10 MB bf16 file) so tests stay fast; head_dim deliberately != hidden/heads. */
+export const DEMO_DEFAULTS: Required<DemoCheckpointOptions> = {
+  layers: 2,
+  hidden: 32,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 16,
+  intermediate: 64,
+  vocab: 151936,
+  seed: 1,
+  dtype: 'BF16',
+  tieWordEmbeddings: true,
+  tokenizer: true
+}
+
+/** Ids the bundled Qwen3 tokenizer can emit (0 .. 151668). */
+export const QWEN3_TOKENIZER_ID_COUNT = 151669
+
+/** Standard deviation of the random weights (Hugging Face's initializer_range); norms are 1. */
+export const DEMO_INIT_STD = 0.02
+
+export const DEMO_README = `# RANDOM WEIGHTS - blyd demo checkpoint
+
+This folder was written by blyd's writeDemoCheckpoint(). It has the layout of a
+Hugging Face Qwen3 checkpoint (config.json, model.safetensors, tokenizer files)
+but its weights are deterministic pseudo-random numbers, not a trained model.
+Its output is meaningless text. config.json carries "blyd_demo.random_weights": true.
+`
+
+/**
+ * Writes a deterministic random-weight Qwen3 checkpoint to `dir` in Hugging
+ * Face layout. The same options always produce byte-identical files.
+ * Returns the parsed config.
+ */
+export async function writeDemoCheckpoint (dir: string, options: DemoCheckpointOptions = {}): Promise<Qwen3Config> {
+  const o = { ...DEMO_DEFAULTS, ...options }
+  if (o.tokenizer && o.vocab < QWEN3_TOKENIZER_ID_COUNT) {
+    throw new ModelError(ModelErrorCode.BAD_OPTIONS, `vocab ${o.vocab} does not cover the Qwen3 tokenizer's ${QWEN3_TOKENIZER_ID_COUNT} ids; raise it or pass tokenizer: false`)
+  }
+  const raw = {
+    architectures: ['Qwen3ForCausalLM'],
+    attention_bias: false,
+    attention_dropout: 0,
+    bos_token_id: 151643,
+    eos_token_id: 151645,
+    head_dim: o.headDim,
+    hidden_act: 'silu',
+    hidden_size: o.hidden,
+    initializer_range: DEMO_INIT_STD,
+    intermediate_size: o.intermediate,
+    max_position_embeddings: 40960,
+    max_window_layers: o.layers,
+    model_type: 'qwen3',
+    num_attention_heads: o.heads,
+    num_hidden_layers: o.layers,
+    num_key_value_heads: o.kvHeads,
+    rms_norm_eps: 1e-6,
+    rope_scaling: null,
+    rope_theta: 1000000,
+    sliding_window: null,
+    tie_word_embeddings: o.tieWordEmbeddings,
+    torch_dtype: o.dtype === 'BF16' ? 'bfloat16' : 'float32',
+    use_cache: true,
+    use_sliding_window: false,
+    vocab_size: o.vocab,
+    blyd_demo: { random_weights: true, seed: o.seed, note: 'deterministic random weights, not a trained model' }
+  }
+  const config = parseQwen3Config(raw)
+  await mkdir(dir, { recursive: true })
+  await writeFile(join(dir, 'config.json'), JSON.stringify(raw, null, 2) + '\n')
+  await writeFile(join(dir, 'README.md'), DEMO_README)
+  if (o.tokenizer) {
+    const files = bundledQwen3TokenizerFiles()
+    await copyFile(files.tokenizerJson, join(dir, 'tokenizer.json'))
+    await copyFile(files.tokenizerConfig, join(dir, 'tokenizer_config.json'))
+  }
+  const specs: TensorSpec[] = planUnits(config).flatMap(u => u.tensors).map(t => ({ name: t.name, dtype: o.dtype, shape: t.shape }))
+  const rng = new Prng(o.seed)
+  const handle = await open(join(dir, 'model.safetensors'), 'w')
+  try {
+    await handle.write(encodeHeaderFromSpecs(specs, { format: 'pt', blyd_demo: 'random-weights' }))
+    for (const spec of specs) {
+      const n = spec.shape.reduce((a, b) => a * b, 1)
+      const values = new Float32Array(n)
+      if (spec.shape.length === 1) {
+        values.fill(1)
+      } else {
+        for (let i = 0; i < n; i++) {
+          values[i] = rng.normal() * DEMO_INIT_STD
+        }
+      }
+      await handle.write(fromFloat32(values, o.dtype))
+    }
+  } finally {
+    await handle.close()
+  }
+  return config
+}
