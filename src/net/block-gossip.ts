@@ -1,0 +1,166 @@
+/**
+ * Block gossip: one gossipsub topic per chain carrying encoded signed headers
+ * (never payloads). Every received header is validated by the chain store
+ * before gossipsub forwards it: added → Accept (forwarded, payload fetched in
+ * the background), duplicate or orphaned → Ignore (an orphan's missing
+ * parents are fetched from the sender), any chain rule broken → Reject, which
+ * lowers the sender's gossipsub score.
+ */
+import { TopicValidatorResult as Result } from '@libp2p/gossipsub'
+import { blockId } from '../chain/block-crypto.ts'
+import { ChainError, ChainErrorCode } from '../chain/errors.ts'
+import { ChainId } from '../chain/types.ts'
+import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
+import { CHAIN_TOPICS, MAX_GOSSIP_MESSAGE_BYTES } from './constants.ts'
+import { NetError, NetErrorCode } from './errors.ts'
+import type { BlockSync } from './block-sync.ts'
+import type { ChainStoreApi } from '../chain/types.ts'
+import type { GossipSub, Message } from '@libp2p/gossipsub'
+import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
+
+/** Rejection code of a header published on the other chain's topic. */
+export const WRONG_TOPIC = 'ERR_WRONG_TOPIC'
+
+export interface BlockGossipInit {
+  /** topic per chain (default CHAIN_TOPICS) */
+  topics?: { A: string, B: string }
+  maxMessageBytes?: number
+}
+
+export interface BlockGossipComponents {
+  pubsub: GossipSub
+  store: ChainStoreApi
+  logger: ComponentLogger
+  /** when given: orphans' parents and added blocks' payloads are fetched through it */
+  sync?: BlockSync
+}
+
+export interface BlockGossipStats {
+  accepted: number
+  ignored: number
+  rejected: number
+  duplicate: number
+  orphaned: number
+  /** rejected messages by ChainError code (or ERR_WRONG_TOPIC) */
+  rejectedByCode: Record<string, number>
+  published: number
+}
+
+function chainOfTopic (topics: { A: string, B: string }, topic: string): ChainId | undefined {
+  return topic === topics.A ? ChainId.A : topic === topics.B ? ChainId.B : undefined
+}
+
+export class BlockGossip {
+  readonly topics: { A: string, B: string }
+  readonly stats: BlockGossipStats
+  private readonly pubsub: GossipSub
+  private readonly store: ChainStoreApi
+  private readonly sync?: BlockSync
+  private readonly log: Logger
+  private readonly maxMessageBytes: number
+  private started: boolean
+
+  constructor (components: BlockGossipComponents, init: BlockGossipInit = {}) {
+    this.pubsub = components.pubsub
+    this.store = components.store
+    this.sync = components.sync
+    this.log = components.logger.forComponent('bly:block-gossip')
+    this.topics = init.topics ?? { A: CHAIN_TOPICS.A, B: CHAIN_TOPICS.B }
+    this.maxMessageBytes = init.maxMessageBytes ?? MAX_GOSSIP_MESSAGE_BYTES
+    this.stats = { accepted: 0, ignored: 0, rejected: 0, duplicate: 0, orphaned: 0, rejectedByCode: {}, published: 0 }
+    this.started = false
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  async start (): Promise<void> {
+    if (this.started) {
+      return
+    }
+    for (const topic of [this.topics.A, this.topics.B]) {
+      this.pubsub.topicValidators.set(topic, async (peer, message) => this.validate(peer, message))
+      this.pubsub.subscribe(topic)
+    }
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) {
+      return
+    }
+    this.started = false
+    for (const topic of [this.topics.A, this.topics.B]) {
+      this.pubsub.unsubscribe(topic)
+      this.pubsub.topicValidators.delete(topic)
+    }
+  }
+
+  /** Publish a stored block's signed header on its chain's topic. */
+  async publish (id: Uint8Array): Promise<void> {
+    if (!this.started) {
+      throw new NetError(NetErrorCode.NotStarted, 'block gossip is not started')
+    }
+    const [block, encoded] = await Promise.all([this.store.get(id), this.store.getEncoded(id)])
+    if (block == null || encoded == null) {
+      throw new NetError(NetErrorCode.InvalidArgument, `block ${Buffer.from(id).toString('hex')} is not in the store`)
+    }
+    const topic = block.header.chain === ChainId.A ? this.topics.A : this.topics.B
+    await this.pubsub.publish(topic, encoded)
+    this.stats.published++
+  }
+
+  private reject (code: string, peer: PeerId, message: string): Result {
+    this.stats.rejected++
+    this.stats.rejectedByCode[code] = (this.stats.rejectedByCode[code] ?? 0) + 1
+    this.log('rejected a block from %p: %s', peer, message)
+    return Result.Reject
+  }
+
+  private async validate (peer: PeerId, message: Message): Promise<Result> {
+    const chain = chainOfTopic(this.topics, message.topic)
+    if (chain == null) {
+      return this.reject(WRONG_TOPIC, peer, `unknown topic ${message.topic}`)
+    }
+    if (message.data.length > this.maxMessageBytes) {
+      return this.reject(ChainErrorCode.HeaderTooLarge, peer, `${message.data.length} bytes`)
+    }
+    let id: Uint8Array
+    try {
+      const { header } = decodeSignedBlockHeader(message.data)
+      const decoded = decodeBlockHeader(header)
+      if (decoded.chain !== chain) {
+        return this.reject(WRONG_TOPIC, peer, `a chain ${decoded.chain} block on ${message.topic}`)
+      }
+      const outcome = await this.store.addBlock(message.data)
+      id = blockId(header)
+      if (outcome === 'duplicate') {
+        this.stats.duplicate++
+        this.stats.ignored++
+        return Result.Ignore
+      }
+      if (outcome === 'orphaned') {
+        this.stats.orphaned++
+        this.stats.ignored++
+        this.sync?.fetchBlocks(peer, [id]).catch((err: Error) => {
+          this.log.error('fetching the parents of an orphan from %p failed - %e', peer, err)
+        })
+        return Result.Ignore
+      }
+    } catch (err) {
+      if (err instanceof ChainError) {
+        return this.reject(err.code, peer, err.message)
+      }
+      // a local failure (disk, store stopped) is not the sender's fault
+      this.log.error('validating a block from %p failed - %e', peer, err)
+      this.stats.ignored++
+      return Result.Ignore
+    }
+    this.stats.accepted++
+    this.sync?.fetchWantedPayload(id, { peers: [peer] }).catch((err: Error) => {
+      this.log.error('fetching a payload announced by %p failed - %e', peer, err)
+    })
+    return Result.Accept
+  }
+}

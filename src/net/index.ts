@@ -1,0 +1,7 @@
+export * from './constants.ts'
+export * from './errors.ts'
+export * from './libp2p-node.ts'
+export * from './gossip-config.ts'
+export * from './block-gossip.ts'
+export * from './block-sync.ts'
+export * from './network.ts'

@@ -1,0 +1,133 @@
+/**
+ * The libp2p 3 node of a blyd daemon: TCP, Noise, Yamux, identify, ping, a
+ * private Kademlia DHT (/bly/kad/1.0.0), gossipsub tuned for block topics,
+ * and bootstrap when a list is given. With `datastorePath` the peer store and
+ * DHT records persist in LevelDB, so a restarted node redials the peers it
+ * had (those tagged keep-alive by the block exchange).
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { LevelDatastore } from 'datastore-level'
+import { createLibp2p } from 'libp2p'
+import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL } from './constants.ts'
+import { blockGossipOptions } from './gossip-config.ts'
+import type { GossipSub, GossipsubOpts } from '@libp2p/gossipsub'
+import type { Identify } from '@libp2p/identify'
+import type { ConnectionGater, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p/interface'
+import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
+import type { Ping } from '@libp2p/ping'
+import type { Libp2pOptions } from 'libp2p'
+
+export interface BlyServices extends Record<string, unknown> {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+}
+
+export type BlyLibp2p = Libp2p<BlyServices>
+
+export interface BlyLibp2pInit {
+  /** the node's Ed25519 identity (the same key signs its blocks) */
+  privateKey: PrivateKey
+  /** multiaddrs to listen on (default all interfaces, OS-chosen TCP port) */
+  listen?: string[]
+  /** multiaddrs to announce instead of the listen addresses */
+  announce?: string[]
+  /** multiaddrs (with /p2p/<id>) to dial at start */
+  bootstrap?: string[]
+  /** LevelDB directory for the peer store and DHT records; in memory when absent */
+  datastorePath?: string
+  /** ban lists and the like */
+  connectionGater?: ConnectionGater
+  /** DHT record validator and selector for `/bly/...` keys (default: size-bounded, first record wins) */
+  dhtValidator?: ValidateFn
+  dhtSelector?: SelectFn
+  /** keep private/loopback addresses in DHT answers (default true: LAN and test clusters) */
+  dhtPrivateAddresses?: boolean
+  /** gossipsub overrides */
+  gossip?: Partial<GossipsubOpts>
+  /** start the node (default true) */
+  start?: boolean
+}
+
+/** Largest DHT record value the default validator accepts. */
+export const MAX_DHT_RECORD_BYTES = 64 * 1024
+
+async function defaultDhtValidator (key: Uint8Array, value: Uint8Array): Promise<void> {
+  if (value.length > MAX_DHT_RECORD_BYTES) {
+    throw new Error(`DHT record of ${value.length} bytes exceeds ${MAX_DHT_RECORD_BYTES}`)
+  }
+}
+
+function defaultDhtSelector (): number {
+  return 0
+}
+
+/** Create (and by default start) a blyd libp2p node. */
+export async function createBlyLibp2p (init: BlyLibp2pInit): Promise<BlyLibp2p> {
+  let datastore: LevelDatastore | undefined
+  if (init.datastorePath != null) {
+    datastore = new LevelDatastore(init.datastorePath)
+    await datastore.open()
+  }
+  const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
+  if (init.bootstrap != null && init.bootstrap.length > 0) {
+    peerDiscovery.push(bootstrap({ list: init.bootstrap, timeout: 0 }))
+  }
+  const options: Libp2pOptions<BlyServices> = {
+    privateKey: init.privateKey,
+    start: false,
+    addresses: {
+      listen: init.listen ?? DEFAULT_LISTEN,
+      announce: init.announce ?? []
+    },
+    datastore,
+    connectionGater: init.connectionGater,
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        clientMode: false,
+        peerInfoMapper: init.dhtPrivateAddresses === false ? removePrivateAddressesMapper : passthroughMapper,
+        validators: { [DHT_NAMESPACE]: init.dhtValidator ?? defaultDhtValidator },
+        selectors: { [DHT_NAMESPACE]: init.dhtSelector ?? defaultDhtSelector }
+      }),
+      pubsub: gossipsub(blockGossipOptions(init.gossip))
+    }
+  }
+  let node: BlyLibp2p
+  try {
+    node = await createLibp2p(options)
+  } catch (err) {
+    await datastore?.close()
+    throw err
+  }
+  if (datastore != null) {
+    const store = datastore
+    // the datastore belongs to this node: close it once the node stopped
+    node.addEventListener('stop', () => {
+      Promise.resolve(store.close()).catch(() => {})
+    }, { once: true })
+  }
+  if (init.start !== false) {
+    try {
+      await node.start()
+    } catch (err) {
+      await Promise.resolve(node.stop()).catch(() => {})
+      throw err
+    }
+  }
+  return node
+}

@@ -1,0 +1,66 @@
+/**
+ * The network layer of one daemon, composed: the libp2p node, block gossip
+ * and block exchange over one chain store. start() starts the node (when not
+ * running), then exchange, then gossip; stop() undoes it in reverse.
+ */
+import { BlockGossip } from './block-gossip.ts'
+import { BlockSync } from './block-sync.ts'
+import { createBlyLibp2p } from './libp2p-node.ts'
+import type { BlockGossipInit } from './block-gossip.ts'
+import type { BlockSyncInit } from './block-sync.ts'
+import type { BlyLibp2p, BlyLibp2pInit } from './libp2p-node.ts'
+import type { ChainStoreApi } from '../chain/types.ts'
+
+export interface BlyNetworkInit extends Omit<BlyLibp2pInit, 'start' | 'gossip'> {
+  /** the started chain store the network validates against and serves from */
+  store: ChainStoreApi
+  /** gossipsub overrides (BlyLibp2pInit.gossip) */
+  gossipsub?: BlyLibp2pInit['gossip']
+  blockGossip?: BlockGossipInit
+  blockSync?: BlockSyncInit
+}
+
+export class BlyNetwork {
+  readonly libp2p: BlyLibp2p
+  readonly gossip: BlockGossip
+  readonly sync: BlockSync
+
+  constructor (libp2p: BlyLibp2p, store: ChainStoreApi, init: Pick<BlyNetworkInit, 'blockGossip' | 'blockSync'> = {}) {
+    this.libp2p = libp2p
+    this.sync = new BlockSync({ libp2p, store }, init.blockSync)
+    this.gossip = new BlockGossip({ pubsub: libp2p.services.pubsub, store, logger: libp2p.logger, sync: this.sync }, init.blockGossip)
+  }
+
+  async start (): Promise<void> {
+    if (this.libp2p.status !== 'started') {
+      await this.libp2p.start()
+    }
+    await this.sync.start()
+    await this.gossip.start()
+  }
+
+  async stop (): Promise<void> {
+    await this.gossip.stop()
+    await this.sync.stop()
+    await this.libp2p.stop()
+  }
+
+  /** Gossip a stored block's header (after ChainStore.createBlock). */
+  async publish (id: Uint8Array): Promise<void> {
+    await this.gossip.publish(id)
+  }
+}
+
+/** Create and start the whole network layer over `init.store`. */
+export async function createBlyNetwork (init: BlyNetworkInit): Promise<BlyNetwork> {
+  const { store, blockGossip, blockSync, gossipsub, ...node } = init
+  const libp2p = await createBlyLibp2p({ ...node, gossip: gossipsub, start: false })
+  const network = new BlyNetwork(libp2p, store, { blockGossip, blockSync })
+  try {
+    await network.start()
+  } catch (err) {
+    await network.stop().catch(() => {})
+    throw err
+  }
+  return network
+}

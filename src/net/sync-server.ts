@@ -1,0 +1,104 @@
+/**
+ * The answering side of /bly/blocks/1.0.0: serves tips, headers, payload
+ * status and chunks from the chain store on one inbound stream. At most
+ * `maxInflight` requests per stream are worked on at once; more are answered
+ * BUSY at once so the requester can back off or ask another peer.
+ */
+import { ChainError, ChainErrorCode } from '../chain/errors.ts'
+import { FrameStream } from './frame-stream.ts'
+import { HaveStatus, SyncErrorCode, isSyncRequest } from '../protocols/block-sync.ts'
+import type { ChainStoreApi } from '../chain/types.ts'
+import type { SyncFrame, SyncRequest, SyncResponse } from '../protocols/block-sync.ts'
+import type { Stream } from '@libp2p/interface'
+
+export interface SyncServerInit {
+  store: ChainStoreApi
+  maxMessageBytes: number
+  idleTimeoutMs: number
+  maxInflight: number
+  /** counts served requests by type (metrics) */
+  onServed?(type: SyncRequest['type'], ok: boolean): void
+}
+
+/** Answer a request from the store. Exported for unit tests of the handler logic. */
+export async function answerSyncRequest (store: ChainStoreApi, request: SyncRequest): Promise<SyncResponse> {
+  switch (request.type) {
+    case 'get-tips':
+      return { type: 'tips', ids: await store.tips() }
+    case 'get-headers':
+      return { type: 'headers', headers: await Promise.all(request.ids.map(async id => store.getEncoded(id))) }
+    case 'get-have':
+      return {
+        type: 'have',
+        status: await Promise.all(request.ids.map(async id => {
+          const block = await store.get(id)
+          if (block == null) {
+            return HaveStatus.Unknown
+          }
+          return block.payloadComplete ? HaveStatus.Complete : HaveStatus.Partial
+        }))
+      }
+    case 'get-chunk':
+      return { type: 'chunk', data: await store.getChunk(request.id, request.index) }
+  }
+}
+
+function errorResponse (err: unknown): SyncResponse {
+  if (err instanceof ChainError && (err.code === ChainErrorCode.ChunkMissing || err.code === ChainErrorCode.BlockNotFound)) {
+    return { type: 'error', code: SyncErrorCode.NotFound, message: err.message }
+  }
+  if (err instanceof ChainError && err.code === ChainErrorCode.InvalidArgument) {
+    return { type: 'error', code: SyncErrorCode.BadRequest, message: err.message }
+  }
+  return { type: 'error', code: SyncErrorCode.Internal, message: 'internal error' }
+}
+
+/** Serve one inbound block-sync stream until it closes. */
+export function serveSyncStream (stream: Stream, init: SyncServerInit): void {
+  let inflight = 0
+  const maybeClose = (): void => {
+    if (inflight === 0 && stream.remoteWriteStatus !== 'writable') {
+      void frames.close()
+    }
+  }
+  const respond = async (frame: SyncFrame, request: SyncRequest): Promise<void> => {
+    let response: SyncResponse
+    try {
+      response = await answerSyncRequest(init.store, request)
+      init.onServed?.(request.type, true)
+    } catch (err) {
+      response = errorResponse(err)
+      init.onServed?.(request.type, false)
+      if (response.type === 'error' && response.code === SyncErrorCode.Internal) {
+        stream.log.error('serving %s failed - %e', request.type, err)
+      }
+    }
+    await frames.send({ id: frame.id, body: response })
+  }
+  const frames = new FrameStream(stream, {
+    maxMessageBytes: init.maxMessageBytes,
+    idleTimeoutMs: init.idleTimeoutMs,
+    isIdle: () => inflight === 0,
+    onClose: () => {},
+    onFrame: (frame) => {
+      const request = frame.body
+      if (!isSyncRequest(request)) {
+        throw new Error(`unexpected ${request.type} frame on an inbound block-sync stream`)
+      }
+      if (inflight >= init.maxInflight) {
+        frames.send({ id: frame.id, body: { type: 'error', code: SyncErrorCode.Busy, message: `more than ${init.maxInflight} requests in flight` } })
+          .catch(() => {})
+        return
+      }
+      inflight++
+      respond(frame, request)
+        .catch((err: Error) => {
+          stream.log('could not answer %s - %e', request.type, err)
+        })
+        .finally(() => {
+          inflight--
+          maybeClose()
+        })
+    }
+  })
+}
