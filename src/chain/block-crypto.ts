@@ -16,7 +16,9 @@ const PKCS8_ED25519_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30
 
 /** sha-256 of `bytes` */
 export function sha256 (bytes: Uint8Array): Uint8Array {
-  return createHash('sha256').update(bytes).digest()
+  const digest = createHash('sha256').update(bytes).digest()
+  // a plain Uint8Array: Buffer#slice returns a view, a trap for callers
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength)
 }
 
 /** the block id of canonical header bytes */

@@ -390,7 +390,7 @@ export class ChainStore implements ChainStoreApi {
   async children (id: Uint8Array): Promise<Uint8Array[]> {
     const out: Uint8Array[] = []
     for await (const key of this.requireDb().keys(range(Prefix.Child, id))) {
-      out.push(key.slice(33))
+      out.push(new Uint8Array(key.subarray(33)))
     }
     return out
   }
@@ -399,7 +399,7 @@ export class ChainStore implements ChainStoreApi {
     const out: Uint8Array[] = []
     for (const c of chain == null ? [ChainId.A, ChainId.B] : [chain]) {
       for await (const key of this.requireDb().keys(range(Prefix.Tip, u8(c)))) {
-        out.push(key.slice(2))
+        out.push(new Uint8Array(key.subarray(2)))
       }
     }
     return out
@@ -579,7 +579,7 @@ export class ChainStore implements ChainStoreApi {
   private toStored (id: Uint8Array, record: HeaderRecord): StoredBlock {
     const envelope = decodeSignedBlockHeader(record.signedHeader)
     return {
-      id: id.slice(),
+      id: new Uint8Array(id),
       header: decodeBlockHeader(envelope.header),
       headerBytes: envelope.header,
       signature: envelope.signature,
