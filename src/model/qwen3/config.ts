@@ -76,7 +76,12 @@ export function parseQwen3Config (input: string | Record<string, unknown>, file?
     throw new ModelError(ModelErrorCode.BAD_CONFIG, 'use_sliding_window is not supported', { file })
   }
   const eos = raw.eos_token_id
-  const eosTokenIds = Array.isArray(eos) ? eos.filter(Number.isSafeInteger) : Number.isSafeInteger(eos) ? [eos as number] : []
+  let eosTokenIds: number[] = []
+  if (Array.isArray(eos)) {
+    eosTokenIds = eos.filter(Number.isSafeInteger)
+  } else if (Number.isSafeInteger(eos)) {
+    eosTokenIds = [eos as number]
+  }
   return {
     modelType: 'qwen3',
     vocabSize: int('vocab_size'),

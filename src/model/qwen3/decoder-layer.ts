@@ -1,5 +1,5 @@
-import { layerTensorNames } from './plan.ts'
 import { applyRope, causalMask, rmsNorm } from './ops.ts'
+import { layerTensorNames } from './plan.ts'
 import { tf } from './tf.ts'
 import { loadLinear, loadVector } from './weights.ts'
 import type { WeightSource } from '../weight-source.ts'

@@ -1,8 +1,8 @@
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { DecoderLayer } from './decoder-layer.ts'
 import { KvSession } from './kv-cache.ts'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD } from './plan.ts'
 import { rmsNorm } from './ops.ts'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD } from './plan.ts'
 import { RopeTable } from './rope.ts'
 import { tf } from './tf.ts'
 import { loadLinear, loadMatrix, loadVector } from './weights.ts'
@@ -62,7 +62,7 @@ export class LayerRange {
       throw new ModelError(ModelErrorCode.BAD_INPUT, `layer range [${start}, ${end}) is not inside [0, ${config.numLayers})`)
     }
     const layers: DecoderLayer[] = []
-    const extra: Array<{ dispose: () => void }> = []
+    const extra: Array<{ dispose(): void }> = []
     const { vocabSize: v, hiddenSize: h } = config
     try {
       let embedTokens: Tensor2D | null = null

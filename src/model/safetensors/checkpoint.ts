@@ -26,7 +26,7 @@ export class SafetensorsCheckpoint {
   static async open (dir: string): Promise<SafetensorsCheckpoint> {
     const indexPath = join(dir, INDEX_FILE)
     if (await exists(indexPath)) {
-      return await openSharded(dir, indexPath)
+      return SafetensorsCheckpoint.openSharded(dir, indexPath)
     }
     const single = join(dir, SINGLE_FILE)
     if (!await exists(single)) {
@@ -53,57 +53,57 @@ export class SafetensorsCheckpoint {
     if (file == null) {
       throw new ModelError(ModelErrorCode.MISSING_TENSOR, 'tensor not in checkpoint', { file: this.dir, tensor: name })
     }
-    return await file.read(name)
+    return file.read(name)
   }
 
   async close (): Promise<void> {
     await Promise.all(this.files.map(async f => { await f.close() }))
   }
-}
 
-async function openSharded (dir: string, indexPath: string): Promise<SafetensorsCheckpoint> {
-  let index: any
-  try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'))
-  } catch (err: any) {
-    throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, `unreadable index: ${err.message}`, { file: indexPath }, { cause: err })
-  }
-  const map = index?.weight_map
-  if (map == null || typeof map !== 'object' || Array.isArray(map)) {
-    throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, 'index has no weight_map object', { file: indexPath })
-  }
-  const shardNames = new Set<string>()
-  for (const [tensor, shard] of Object.entries(map)) {
-    // shard names are plain file names inside dir: never follow a path out of it
-    if (typeof shard !== 'string' || shard !== basename(shard) || shard === '' || shard.startsWith('.')) {
-      throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, `weight_map entry is not a shard file name: ${JSON.stringify(shard)}`, { file: indexPath, tensor })
+  private static async openSharded (dir: string, indexPath: string): Promise<SafetensorsCheckpoint> {
+    let index: any
+    try {
+      index = JSON.parse(await readFile(indexPath, 'utf8'))
+    } catch (err: any) {
+      throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, `unreadable index: ${err.message}`, { file: indexPath }, { cause: err })
     }
-    shardNames.add(shard)
-  }
-  const files: SafetensorsFile[] = []
-  const byShard = new Map<string, SafetensorsFile>()
-  try {
-    for (const shard of shardNames) {
-      const path = join(dir, shard)
-      if (!await exists(path)) {
-        throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, `shard ${shard} named by the index is missing`, { file: path })
+    const map = index?.weight_map
+    if (map == null || typeof map !== 'object' || Array.isArray(map)) {
+      throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, 'index has no weight_map object', { file: indexPath })
+    }
+    const shardNames = new Set<string>()
+    for (const [tensor, shard] of Object.entries(map)) {
+      // shard names are plain file names inside dir: never follow a path out of it
+      if (typeof shard !== 'string' || shard !== basename(shard) || shard === '' || shard.startsWith('.')) {
+        throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, `weight_map entry is not a shard file name: ${JSON.stringify(shard)}`, { file: indexPath, tensor })
       }
-      const f = await SafetensorsFile.open(path)
-      files.push(f)
-      byShard.set(shard, f)
+      shardNames.add(shard)
     }
-    const fileOf = new Map<string, SafetensorsFile>()
-    for (const [tensor, shard] of Object.entries(map as Record<string, string>)) {
-      const f = byShard.get(shard) as SafetensorsFile
-      if (f.entry(tensor) == null) {
-        throw new ModelError(ModelErrorCode.MISSING_TENSOR, `index places it in ${shard}, which does not hold it`, { file: f.path, tensor })
+    const files: SafetensorsFile[] = []
+    const byShard = new Map<string, SafetensorsFile>()
+    try {
+      for (const shard of shardNames) {
+        const path = join(dir, shard)
+        if (!await exists(path)) {
+          throw new ModelError(ModelErrorCode.BAD_SHARD_INDEX, `shard ${shard} named by the index is missing`, { file: path })
+        }
+        const f = await SafetensorsFile.open(path)
+        files.push(f)
+        byShard.set(shard, f)
       }
-      fileOf.set(tensor, f)
+      const fileOf = new Map<string, SafetensorsFile>()
+      for (const [tensor, shard] of Object.entries(map as Record<string, string>)) {
+        const f = byShard.get(shard) as SafetensorsFile
+        if (f.entry(tensor) == null) {
+          throw new ModelError(ModelErrorCode.MISSING_TENSOR, `index places it in ${shard}, which does not hold it`, { file: f.path, tensor })
+        }
+        fileOf.set(tensor, f)
+      }
+      return new SafetensorsCheckpoint(dir, files, fileOf)
+    } catch (err) {
+      await Promise.all(files.map(async f => { await f.close() }))
+      throw err
     }
-    return new SafetensorsCheckpoint(dir, files, fileOf)
-  } catch (err) {
-    await Promise.all(files.map(async f => { await f.close() }))
-    throw err
   }
 }
 
