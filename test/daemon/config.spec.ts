@@ -1,0 +1,91 @@
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { expect } from 'aegir/chai'
+import { loadConfig, resolveDataDir } from '../../src/daemon/config.ts'
+import { DEFAULT_IPC_MAX_LINE_BYTES } from '../../src/daemon/constants.ts'
+import { ConfigError } from '../../src/daemon/errors.ts'
+import { makeTempDir, removeDir } from './helpers.ts'
+
+async function rejection (p: Promise<unknown>): Promise<Error> {
+  try {
+    await p
+  } catch (err) {
+    return err as Error
+  }
+  throw new Error('expected a rejection')
+}
+
+describe('daemon config', () => {
+  let dir: string
+
+  beforeEach(async () => {
+    dir = await makeTempDir()
+  })
+
+  afterEach(async () => {
+    await removeDir(dir)
+  })
+
+  it('resolves the data dir from flag, env, then home', () => {
+    expect(resolveDataDir({ dataDir: 'x', env: { BLYD_DATA_DIR: '/e' }, cwd: '/c' })).to.equal('/c/x')
+    expect(resolveDataDir({ env: { BLYD_DATA_DIR: '/e' } })).to.equal('/e')
+    expect(resolveDataDir({ env: {}, home: '/h' })).to.equal('/h/.blyd')
+  })
+
+  it('has defaults with the socket inside the data dir', async () => {
+    const config = await loadConfig({ dataDir: dir, env: {} })
+    expect(config.dataDir).to.equal(dir)
+    expect(config.ipcSocket).to.equal(join(dir, 'blyd.sock'))
+    expect(config.ipcMaxLineBytes).to.equal(DEFAULT_IPC_MAX_LINE_BYTES)
+    expect(config.backend).to.equal('auto')
+    expect(config.logLevel).to.equal('info')
+    expect(config.model).to.equal(null)
+  })
+
+  it('layers config.json < env < flags', async () => {
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ logLevel: 'warn', backend: 'cpu', layers: '0-4', listen: ['/ip4/127.0.0.1/tcp/1'] }))
+    const fromFile = await loadConfig({ dataDir: dir, env: {} })
+    expect(fromFile).to.include({ logLevel: 'warn', backend: 'cpu', layers: '0-4' })
+    expect(fromFile.listen).to.deep.equal(['/ip4/127.0.0.1/tcp/1'])
+
+    const fromEnv = await loadConfig({ dataDir: dir, env: { BLYD_LOG_LEVEL: 'debug', BLYD_LISTEN: '/ip4/127.0.0.1/tcp/2, /ip4/127.0.0.1/tcp/3' } })
+    expect(fromEnv.logLevel).to.equal('debug')
+    expect(fromEnv.backend).to.equal('cpu')
+    expect(fromEnv.listen).to.deep.equal(['/ip4/127.0.0.1/tcp/2', '/ip4/127.0.0.1/tcp/3'])
+
+    const fromFlags = await loadConfig({ dataDir: dir, env: { BLYD_LOG_LEVEL: 'debug' }, flags: { logLevel: 'error', ipcSocket: 's.sock', ipcMaxLineBytes: '4096' } })
+    expect(fromFlags.logLevel).to.equal('error')
+    expect(fromFlags.ipcSocket).to.equal(join(dir, 's.sock'))
+    expect(fromFlags.ipcMaxLineBytes).to.equal(4096)
+  })
+
+  it('rejects an unknown config.json key naming it', async () => {
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ logLevle: 'warn' }))
+    const err = await rejection(loadConfig({ dataDir: dir, env: {} }))
+    expect(err).to.be.instanceOf(ConfigError)
+    expect(err.message).to.include('unknown key "logLevle"')
+    expect(err.message).to.not.include('\n')
+  })
+
+  it('rejects bad values from every source with the source named', async () => {
+    await writeFile(join(dir, 'config.json'), '{ not json')
+    expect((await rejection(loadConfig({ dataDir: dir, env: {} }))).message).to.include('invalid JSON')
+
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ layers: '5-2' }))
+    expect((await rejection(loadConfig({ dataDir: dir, env: {} }))).message).to.match(/"layers".*START < END/)
+
+    await writeFile(join(dir, 'config.json'), '[]')
+    expect((await rejection(loadConfig({ dataDir: dir, env: {} }))).message).to.include('JSON object')
+
+    await mkdir(join(dir, 'b'))
+    expect((await rejection(loadConfig({ dataDir: join(dir, 'b'), env: { BLYD_BACKEND: 'gpu' } }))).message).to.match(/^BLYD_BACKEND: must be one of/)
+    expect((await rejection(loadConfig({ dataDir: join(dir, 'b'), env: {}, flags: { ipcMaxLineBytes: 'lots' } }))).message).to.match(/^--ipc-max-line-bytes: must be an integer/)
+    expect((await rejection(loadConfig({ dataDir: join(dir, 'b'), env: {}, flags: { bootstrap: ['/ip4/1.2.3.4/tcp/1'] } }))).message).to.include('/p2p/')
+    expect((await rejection(loadConfig({ dataDir: join(dir, 'b'), env: {}, flags: { model: 'XYZ' } }))).message).to.include('hex block id')
+  })
+
+  it('rejects a socket path too long for a Unix socket', async () => {
+    const err = await rejection(loadConfig({ dataDir: dir, env: {}, flags: { ipcSocket: 'x'.repeat(200) } }))
+    expect(err.message).to.include('too long')
+  })
+})

@@ -1,0 +1,180 @@
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { expect } from 'aegir/chai'
+import { DaemonProcess, ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from './helpers.ts'
+import { RawSocket } from './raw-socket.ts'
+
+async function exists (path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false)
+}
+
+/** peak and current resident memory of a process, bytes (Linux /proc) */
+async function memory (pid: number): Promise<{ rss: number, hwm: number } | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/status`, 'utf8')
+    const kb = (name: string): number => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(text)?.[1] ?? NaN) * 1024
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
+  } catch {
+    return undefined
+  }
+}
+
+describe('daemon process', function () {
+  this.timeout(120_000)
+  let dir: string | undefined
+  const daemons: DaemonProcess[] = []
+
+  async function daemon (args: string[] = []): Promise<DaemonProcess> {
+    const d = await startDaemon(dir ?? '', args)
+    daemons.push(d)
+    return d
+  }
+
+  beforeEach(async () => {
+    dir = await makeTempDir()
+  })
+
+  afterEach(async () => {
+    await Promise.all(daemons.splice(0).map(async d => d.kill()))
+    await removeDir(dir)
+  })
+
+  it('starts, reports status, refuses a second daemon, stops cleanly and keeps its identity', async () => {
+    const dataDir = dir ?? ''
+    const d = await daemon()
+    const status = await runJson(['status', '--data-dir', dataDir])
+    expect(status.pid).to.equal(d.pid)
+    expect(status.peerId).to.match(/^12D3KooW/)
+    expect(status.backend).to.equal('none')
+    expect(status.dataDir).to.equal(dataDir)
+    expect(status.chain.counts).to.include({ A: 0, B: 0 })
+    expect(status.uptimeMs).to.be.a('number')
+    const human = await runCli(['status', '--data-dir', dataDir])
+    expect(human.code).to.equal(0)
+    expect(human.stdout).to.include(status.peerId).and.include('backend')
+
+    expect((await stat(join(dataDir, 'blyd.sock'))).mode & 0o777).to.equal(0o600)
+    expect((await stat(join(dataDir, 'identity.key'))).mode & 0o777).to.equal(0o600)
+    expect(await readFile(join(dataDir, 'blyd.pid'), 'utf8')).to.equal(`${d.pid}\n`)
+
+    const second = await runCli(['start', '--data-dir', dataDir])
+    expect(second.code).to.not.equal(0)
+    expect(second.stderr.trim().split('\n')).to.have.length(1)
+    expect(second.stderr).to.include(`pid ${d.pid}`)
+    expect(d.running).to.equal(true)
+
+    const id = await runJson(['id', '--data-dir', dataDir])
+    expect(id.peerId).to.equal(status.peerId)
+    expect(id.publicKey).to.match(/^[0-9a-f]{64}$/)
+
+    const stop = await runCli(['stop', '--data-dir', dataDir])
+    expect(stop.code).to.equal(0)
+    expect(stop.stdout).to.include(`pid ${d.pid}`)
+    expect(await d.exited).to.deep.equal({ code: 0, signal: null })
+    expect(await exists(join(dataDir, 'blyd.sock'))).to.equal(false)
+    expect(await exists(join(dataDir, 'blyd.pid'))).to.equal(false)
+
+    const again = await daemon()
+    expect((await runJson(['id', '--data-dir', dataDir])).peerId).to.equal(status.peerId)
+    expect((await stat(join(dataDir, 'identity.key'))).mode & 0o777).to.equal(0o600)
+    await again.kill('SIGINT')
+    expect((await again.exited).code).to.equal(0)
+  })
+
+  it('cleans up socket and pid file on SIGTERM and exits 0', async () => {
+    const dataDir = dir ?? ''
+    const d = await daemon()
+    d.child.kill('SIGTERM')
+    expect(await d.exited).to.deep.equal({ code: 0, signal: null })
+    expect(await exists(join(dataDir, 'blyd.sock'))).to.equal(false)
+    expect(await exists(join(dataDir, 'blyd.pid'))).to.equal(false)
+    expect(d.stderr).to.include('daemon.stopped')
+  })
+
+  it('refuses an identity key with wider permissions, in one line', async () => {
+    const dataDir = dir ?? ''
+    const d = await daemon()
+    await d.kill('SIGTERM')
+    const { chmod } = await import('node:fs/promises')
+    await chmod(join(dataDir, 'identity.key'), 0o644)
+    const r = await runCli(['start', '--data-dir', dataDir])
+    expect(r.code).to.equal(1)
+    expect(r.stderr).to.include('identity.key has mode 0644')
+    expect(r.stderr).to.not.match(/^\s+at /m)
+    expect(await exists(join(dataDir, 'blyd.pid'))).to.equal(false)
+  })
+
+  it('answers malformed JSON-RPC with the right codes, survives a 100 MiB line, and keeps serving', async () => {
+    const d = await daemon()
+    const raw = await RawSocket.connect(d.socketPath)
+    try {
+      expect((await raw.call('{"jsonrpc": "2.0", "id": 1, "method": "status"')).error.code).to.equal(-32700)
+      expect((await raw.call('{"jsonrpc":"2.0","id":2}')).error.code).to.equal(-32600)
+      const unknown = await raw.call('{"jsonrpc":"2.0","id":3,"method":"no.such.method"}')
+      expect(unknown).to.deep.include({ id: 3 })
+      expect(unknown.error.code).to.equal(-32601)
+      expect((await raw.call('{"jsonrpc":"2.0","id":4,"method":"chain.get","params":{"id":"xyz"}}')).error.code).to.equal(-32602)
+      expect((await raw.call('{"jsonrpc":"2.0","id":5,"method":"status","params":{"verbose":true}}')).error.code).to.equal(-32602)
+      expect((await raw.call('{"jsonrpc":"2.0","id":6,"method":"chain.put","params":{"payload":"relative/file"}}')).error.code).to.equal(-32602)
+      const missing = await raw.call('{"jsonrpc":"2.0","id":7,"method":"chain.put","params":{"payload":"/nonexistent/blyd-payload"}}')
+      expect(missing.error.code).to.equal(-32603)
+      expect(missing.error.data.code).to.equal('ERR_PAYLOAD')
+      const notFound = await raw.call(`{"jsonrpc":"2.0","id":8,"method":"chain.get","params":{"id":"${'ab'.repeat(32)}"}}`)
+      expect(notFound.error.code).to.equal(-32603)
+      expect(notFound.error.data.code).to.equal('ERR_NOT_FOUND')
+
+      // 100 MiB on one line, sent in 1 MiB pieces: answered once, dropped without buffering it
+      const before = await memory(d.pid)
+      await raw.write('{"jsonrpc":"2.0","id":9,"method":"status","params":{"pad":"')
+      const piece = Buffer.alloc(1024 * 1024, 0x61)
+      for (let i = 0; i < 100; i++) {
+        await raw.write(piece)
+      }
+      await raw.write('"}}\n')
+      const long = await raw.next()
+      expect(long.id).to.equal(null)
+      expect(long.error.code).to.equal(-32600)
+      expect(long.error.data.code).to.equal('ERR_IPC_LINE_TOO_LONG')
+      const after = await memory(d.pid)
+      if (before != null && after != null) {
+        // peak RSS grew by far less than the 100 MiB line (the cap is 16 MiB)
+        expect(after.hwm - before.rss).to.be.below(64 * 1024 * 1024)
+      }
+      const status = await raw.call('{"jsonrpc":"2.0","id":10,"method":"status"}')
+      expect(status.id).to.equal(10)
+      expect(status.result.pid).to.equal(d.pid)
+      expect(status.result.ipc.errors['-32700']).to.equal(1)
+      expect(status.result.ipc.errors['-32600']).to.equal(2)
+    } finally {
+      raw.close()
+    }
+    // other connections are served too
+    expect((await ipcRequest(d.socketPath, 'status')).pid).to.equal(d.pid)
+    const { text } = await ipcRequest(d.socketPath, 'metrics')
+    expect(text).to.include('blyd_ipc_errors_total{rpc_code="-32601",code=""} 1')
+    expect(text).to.match(/blyd_ipc_requests_total\{method="status"\} \d+/)
+    expect(text).to.include('blyd_chain_blocks{chain="A"} 0')
+  })
+
+  it('puts blocks from files and reads them back through the daemon', async () => {
+    const dataDir = dir ?? ''
+    await daemon()
+    const file = join(dataDir, 'note.txt')
+    await writeFile(file, 'hello chain\n')
+    const first = await runJson(['chain', 'put', '--payload', file, '--data-dir', dataDir])
+    expect(first.id).to.match(/^[0-9a-f]{64}$/)
+    const plain = await runCli(['chain', 'put', '--payload', file, '--data-dir', dataDir])
+    expect(plain.code).to.equal(0)
+    const second = plain.stdout.trim()
+    const block = await runJson(['chain', 'get', second, '--data-dir', dataDir])
+    expect(block).to.include({ id: second, chain: 'A', type: 'note', payloadSize: '12' })
+    expect(block.parents).to.deep.equal([first.id])
+    expect(await runJson(['chain', 'tips', '--data-dir', dataDir])).to.deep.equal({ A: [second], B: [] })
+    const out = join(dataDir, 'out.txt')
+    const got = await runJson(['chain', 'get', second.toUpperCase(), '--payload-out', out, '--data-dir', dataDir])
+    expect(got.id).to.equal(second)
+    expect(await readFile(out, 'utf8')).to.equal('hello chain\n')
+    const report = await runJson(['chain', 'verify', '--data-dir', dataDir])
+    expect(report).to.include({ ok: true, blocks: 2 })
+  })
+})
