@@ -59,11 +59,9 @@ export class KvSession {
     if (!Number.isSafeInteger(length) || length < 0 || length > this.len) {
       throw new ModelError(ModelErrorCode.BAD_INPUT, `cannot truncate a ${this.len}-position cache to ${length}`)
     }
-    if (length === this.len) {
-      return
-    }
+    // per layer, so a step that failed half way (some layers appended) is undone too
     for (const l of this.layers) {
-      if (l.k == null || l.v == null) {
+      if (l.k == null || l.v == null || l.k.shape[1] <= length) {
         continue
       }
       if (length === 0) {

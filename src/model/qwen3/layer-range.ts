@@ -161,12 +161,21 @@ export class LayerRange {
       session.truncate(pos)
     }
     let x = hidden
-    for (let i = 0; i < this.layers.length; i++) {
-      const next = this.layers[i].forward(x, session.layers[i], this.rope)
+    try {
+      for (let i = 0; i < this.layers.length; i++) {
+        const next = this.layers[i].forward(x, session.layers[i], this.rope)
+        if (x !== hidden) {
+          x.dispose()
+        }
+        x = next
+      }
+    } catch (err) {
       if (x !== hidden) {
         x.dispose()
       }
-      x = next
+      // drop what the layers that did run appended: the session stays usable
+      session.truncate(pos)
+      throw err
     }
     session.advance(hidden.shape[0])
     return x === hidden ? tf.clone(hidden) : x
