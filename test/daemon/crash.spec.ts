@@ -88,7 +88,7 @@ describe('crash safety (SIGKILL during a put)', function () {
     const piece = randomBytes(MiB)
     for (let sent = 0; sent < fed; sent += MiB) {
       if (!writer.write(piece)) {
-        await new Promise(resolve => writer.once('drain', resolve))
+        await new Promise<void>(resolve => writer.once('drain', () => { resolve() }))
       }
     }
     for (let i = 0; i < 200 && await chunkFileCount(join(dataDir, 'chain')) === chunksBefore; i++) {

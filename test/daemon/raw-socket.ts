@@ -46,7 +46,7 @@ export class RawSocket {
   /** write, waiting for drain */
   async write (data: string | Buffer): Promise<void> {
     if (!this.socket.write(data)) {
-      await new Promise(resolve => this.socket.once('drain', resolve))
+      await new Promise<void>(resolve => this.socket.once('drain', () => { resolve() }))
     }
   }
 
