@@ -92,7 +92,8 @@ async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolea
   // the .wasm binaries sit in the package's dist folder; point tfjs at them on disk
   const dist = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/'
   wasm.setWasmPaths(dist)
-  const threads = tf.env().getAsync != null ? await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT') as boolean : false
+  // false on Node today: the threaded build needs web workers with cross-origin isolation
+  const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT') as boolean
   if (threads) {
     wasm.setThreadsCount(options.threads ?? (await import('node:os')).availableParallelism())
   }
