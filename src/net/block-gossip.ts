@@ -47,7 +47,13 @@ export interface BlockGossipStats {
 }
 
 function chainOfTopic (topics: { A: string, B: string }, topic: string): ChainId | undefined {
-  return topic === topics.A ? ChainId.A : topic === topics.B ? ChainId.B : undefined
+  if (topic === topics.A) {
+    return ChainId.A
+  }
+  if (topic === topics.B) {
+    return ChainId.B
+  }
+  return undefined
 }
 
 export class BlockGossip {
@@ -109,6 +115,12 @@ export class BlockGossip {
     const topic = block.header.chain === ChainId.A ? this.topics.A : this.topics.B
     await this.pubsub.publish(topic, encoded)
     this.stats.published++
+  }
+
+  /** The gossipsub score this node gives `peerId` (undefined when the router does not expose scores). */
+  peerScore (peerId: PeerId): number | undefined {
+    const router = this.pubsub as GossipSub & { getScore?(id: string): number }
+    return router.getScore?.(peerId.toString())
   }
 
   private reject (code: string, peer: PeerId, message: string): Result {

@@ -25,6 +25,7 @@ export const NetErrorCode = {
   /** bad argument from a local caller */
   InvalidArgument: 'ERR_NET_INVALID_ARGUMENT'
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type NetErrorCode = typeof NetErrorCode[keyof typeof NetErrorCode]
 
 /** An error the network layer raises on purpose. */

@@ -7,8 +7,8 @@
  */
 import { LengthPrefixedDecoder } from '@libp2p/utils'
 import { pEvent } from 'p-event'
-import { PbWriter } from '../protocols/pb-wire.ts'
 import { decodeSyncFrame, encodeSyncFrame } from '../protocols/block-sync.ts'
+import { PbWriter } from '../protocols/pb-wire.ts'
 import type { SyncFrame } from '../protocols/block-sync.ts'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 

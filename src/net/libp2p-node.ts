@@ -9,7 +9,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
+import { identify, identifyPush } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -18,7 +18,7 @@ import { createLibp2p } from 'libp2p'
 import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL } from './constants.ts'
 import { blockGossipOptions } from './gossip-config.ts'
 import type { GossipSub, GossipsubOpts } from '@libp2p/gossipsub'
-import type { Identify } from '@libp2p/identify'
+import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { ConnectionGater, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p/interface'
 import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
@@ -26,6 +26,8 @@ import type { Libp2pOptions } from 'libp2p'
 
 export interface BlyServices extends Record<string, unknown> {
   identify: Identify
+  /** tells connected peers when this node starts speaking a protocol later (e.g. a stage server) */
+  identifyPush: IdentifyPush
   ping: Ping
   dht: KadDHT
   pubsub: GossipSub
@@ -96,6 +98,7 @@ export async function createBlyLibp2p (init: BlyLibp2pInit): Promise<BlyLibp2p> 
     peerDiscovery,
     services: {
       identify: identify(),
+      identifyPush: identifyPush(),
       ping: ping(),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,

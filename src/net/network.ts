@@ -32,10 +32,12 @@ export class BlyNetwork {
   }
 
   async start (): Promise<void> {
+    // the exchange protocol is registered before libp2p starts, so peers that
+    // connect at once (bootstrap, keep-alive redials) see it in identify
+    await this.sync.start()
     if (this.libp2p.status !== 'started') {
       await this.libp2p.start()
     }
-    await this.sync.start()
     await this.gossip.start()
   }
 

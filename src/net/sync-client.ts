@@ -4,10 +4,10 @@
  * requests at once matched by request id. Every request has a timeout and
  * honours an AbortSignal; at most `maxInflight` are outstanding.
  */
+import { SyncErrorCode } from '../protocols/block-sync.ts'
 import { NetError, NetErrorCode } from './errors.ts'
 import { FrameStream } from './frame-stream.ts'
 import { Limiter } from './limiter.ts'
-import { SyncErrorCode } from '../protocols/block-sync.ts'
 import type { SyncFrame, SyncRequest, SyncResponse } from '../protocols/block-sync.ts'
 import type { PeerId, Stream } from '@libp2p/interface'
 
@@ -36,6 +36,11 @@ type ResponseOf<T extends SyncRequest['type']> =
     : T extends 'get-headers' ? Extract<SyncResponse, { type: 'headers' }>
       : T extends 'get-have' ? Extract<SyncResponse, { type: 'have' }>
         : Extract<SyncResponse, { type: 'chunk' }>
+
+const REMOTE_ERROR_CODES: Partial<Record<SyncErrorCode, NetErrorCode>> = {
+  [SyncErrorCode.NotFound]: NetErrorCode.NotFound,
+  [SyncErrorCode.Busy]: NetErrorCode.Busy
+}
 
 const EXPECTED_RESPONSE: Record<SyncRequest['type'], SyncResponse['type']> = {
   'get-tips': 'tips',
@@ -114,10 +119,7 @@ export class SyncClient {
 
   private check (request: SyncRequest, response: SyncResponse): SyncResponse {
     if (response.type === 'error') {
-      const code = response.code === SyncErrorCode.NotFound
-        ? NetErrorCode.NotFound
-        : response.code === SyncErrorCode.Busy ? NetErrorCode.Busy : NetErrorCode.Remote
-      throw new NetError(code, `${this.peerId} answered ${request.type}: ${response.message}`)
+      throw new NetError(REMOTE_ERROR_CODES[response.code] ?? NetErrorCode.Remote, `${this.peerId} answered ${request.type}: ${response.message}`)
     }
     if (response.type !== EXPECTED_RESPONSE[request.type]) {
       throw new NetError(NetErrorCode.BadMessage, `${this.peerId} answered ${request.type} with ${response.type}`)

@@ -5,8 +5,8 @@
  * BUSY at once so the requester can back off or ask another peer.
  */
 import { ChainError, ChainErrorCode } from '../chain/errors.ts'
+import { HaveStatus, MAX_IDS_PER_MESSAGE, SyncErrorCode, isSyncRequest } from '../protocols/block-sync.ts'
 import { FrameStream } from './frame-stream.ts'
-import { HaveStatus, SyncErrorCode, isSyncRequest } from '../protocols/block-sync.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { SyncFrame, SyncRequest, SyncResponse } from '../protocols/block-sync.ts'
 import type { Stream } from '@libp2p/interface'
@@ -24,7 +24,8 @@ export interface SyncServerInit {
 export async function answerSyncRequest (store: ChainStoreApi, request: SyncRequest): Promise<SyncResponse> {
   switch (request.type) {
     case 'get-tips':
-      return { type: 'tips', ids: await store.tips() }
+      // a DAG with more tips than one message holds answers with the first ones
+      return { type: 'tips', ids: (await store.tips()).slice(0, MAX_IDS_PER_MESSAGE) }
     case 'get-headers':
       return { type: 'headers', headers: await Promise.all(request.ids.map(async id => store.getEncoded(id))) }
     case 'get-have':
@@ -40,6 +41,8 @@ export async function answerSyncRequest (store: ChainStoreApi, request: SyncRequ
       }
     case 'get-chunk':
       return { type: 'chunk', data: await store.getChunk(request.id, request.index) }
+    default:
+      throw new TypeError(`unknown request ${(request as { type: string }).type}`)
   }
 }
 

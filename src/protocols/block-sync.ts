@@ -16,6 +16,7 @@ export const HaveStatus = {
   Partial: 1,
   Complete: 2
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type HaveStatus = typeof HaveStatus[keyof typeof HaveStatus]
 
 /** Codes of Error frames. */
@@ -25,6 +26,7 @@ export const SyncErrorCode = {
   BadRequest: 3,
   Internal: 4
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type SyncErrorCode = typeof SyncErrorCode[keyof typeof SyncErrorCode]
 
 export type SyncRequest =
@@ -203,6 +205,51 @@ function readRepeatedBytes (bytes: Uint8Array): Uint8Array[] {
   return out
 }
 
+function decodeGetChunk (inner: Uint8Array): SyncRequest {
+  let id: Uint8Array | undefined
+  let index = 0
+  const r = new PbReader(inner)
+  while (!r.done()) {
+    const [f, wt] = r.tag()
+    if (f === 1) {
+      expectWireType(f, wt, WireType.LengthDelimited)
+      id = r.bytes()
+    } else if (f === 2) {
+      expectWireType(f, wt, WireType.Varint)
+      index = r.uint32()
+    } else {
+      throw badMessage(`unknown GetChunk field ${f}`)
+    }
+  }
+  if (id == null) {
+    throw badMessage('GetChunk lacks the block id')
+  }
+  checkIds([id])
+  return { type: 'get-chunk', id, index }
+}
+
+function decodeError (inner: Uint8Array): SyncResponse {
+  let code = 0
+  let message = ''
+  const r = new PbReader(inner)
+  while (!r.done()) {
+    const [f, wt] = r.tag()
+    if (f === 1) {
+      expectWireType(f, wt, WireType.Varint)
+      code = r.uint32()
+    } else if (f === 2) {
+      expectWireType(f, wt, WireType.LengthDelimited)
+      message = utf8Decoder.decode(r.bytes())
+    } else {
+      throw badMessage(`unknown Error field ${f}`)
+    }
+  }
+  if (code < SyncErrorCode.NotFound || code > SyncErrorCode.Internal) {
+    throw badMessage(`unknown error code ${code}`)
+  }
+  return { type: 'error', code: code as SyncErrorCode, message }
+}
+
 function decodeBody (field: number, inner: Uint8Array): SyncMessage {
   switch (field) {
     case F.getTips:
@@ -220,28 +267,8 @@ function decodeBody (field: number, inner: Uint8Array): SyncMessage {
       checkIds(ids)
       return { type: 'get-have', ids }
     }
-    case F.getChunk: {
-      let id: Uint8Array | undefined
-      let index = 0
-      const r = new PbReader(inner)
-      while (!r.done()) {
-        const [f, wt] = r.tag()
-        if (f === 1) {
-          expectWireType(f, wt, WireType.LengthDelimited)
-          id = r.bytes()
-        } else if (f === 2) {
-          expectWireType(f, wt, WireType.Varint)
-          index = r.uint32()
-        } else {
-          throw badMessage(`unknown GetChunk field ${f}`)
-        }
-      }
-      if (id == null) {
-        throw badMessage('GetChunk lacks the block id')
-      }
-      checkIds([id])
-      return { type: 'get-chunk', id, index }
-    }
+    case F.getChunk:
+      return decodeGetChunk(inner)
     case F.tips: {
       const ids = readRepeatedBytes(inner)
       checkIds(ids)
@@ -261,27 +288,8 @@ function decodeBody (field: number, inner: Uint8Array): SyncMessage {
       const [data] = readRepeatedBytes(inner)
       return { type: 'chunk', data: data ?? new Uint8Array(0) }
     }
-    case F.error: {
-      let code = 0
-      let message = ''
-      const r = new PbReader(inner)
-      while (!r.done()) {
-        const [f, wt] = r.tag()
-        if (f === 1) {
-          expectWireType(f, wt, WireType.Varint)
-          code = r.uint32()
-        } else if (f === 2) {
-          expectWireType(f, wt, WireType.LengthDelimited)
-          message = utf8Decoder.decode(r.bytes())
-        } else {
-          throw badMessage(`unknown Error field ${f}`)
-        }
-      }
-      if (code < SyncErrorCode.NotFound || code > SyncErrorCode.Internal) {
-        throw badMessage(`unknown error code ${code}`)
-      }
-      return { type: 'error', code: code as SyncErrorCode, message }
-    }
+    case F.error:
+      return decodeError(inner)
     default:
       throw badMessage(`unknown frame field ${field}`)
   }
