@@ -180,7 +180,7 @@ export class BlockSync {
     await this.libp2p.handle(this.protocol, (stream) => {
       serveSyncStream(stream, {
         store: this.store,
-        maxMessageBytes: this.init.maxMessageBytes,
+        maxMessageBytes: BLOCK_SYNC_DEFAULTS.maxRequestBytes,
         idleTimeoutMs: this.init.idleTimeoutMs,
         maxInflight: this.init.maxInboundRequestsPerPeer,
         onServed: (type) => {

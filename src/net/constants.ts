@@ -43,15 +43,17 @@ export const KEEP_ALIVE_TAG = 'keep-alive-bly'
 
 /** Block exchange defaults. */
 export const BLOCK_SYNC_DEFAULTS = {
-  /** one frame: the largest chunk plus its envelope */
-  maxMessageBytes: 32 * 1024 * 1024,
+  /** one response frame: the largest chunk (16 MiB, MAX_CHUNK_SIZE) plus its envelope */
+  maxMessageBytes: 17 * 1024 * 1024,
+  /** one request frame: 1024 ids of 32 bytes plus envelope */
+  maxRequestBytes: 64 * 1024,
   /** how long one request may wait for its response */
   requestTimeoutMs: 30_000,
   /** close a request stream that carried nothing for this long */
   idleTimeoutMs: 60_000,
   /** requests one peer may have unanswered on our server at once; more get BUSY */
   maxInboundRequestsPerPeer: 32,
-  /** requests we keep in flight to one peer */
+  /** requests (chunk requests included) we keep in flight to one peer */
   maxOutboundRequestsPerPeer: 8,
   /** ids asked for in one GetHeaders request */
   headersPerRequest: 128,
@@ -59,8 +61,6 @@ export const BLOCK_SYNC_DEFAULTS = {
   maxBlocksPerSync: 100_000,
   /** payload chunks held in memory at once across all peers (in-flight + unverified) */
   maxInflightChunks: 8,
-  /** payload chunks requested from one peer at once */
-  maxInflightChunksPerPeer: 4,
   /** how many different peers one chunk is tried from before the fetch gives up */
   maxChunkAttempts: 4
 } as const

@@ -40,6 +40,7 @@ export class FrameStream {
     this.writeChain = Promise.resolve()
     this.decoder = new LengthPrefixedDecoder({
       maxDataLength: init.maxMessageBytes,
+      // one whole frame plus the start of the next can arrive in one message event
       maxBufferSize: init.maxMessageBytes * 2 + 16
     })
     this.onMessage = this.onMessage.bind(this)

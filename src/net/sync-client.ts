@@ -135,9 +135,14 @@ export class SyncClient {
   }
 
   private async getFrames (signal: AbortSignal): Promise<FrameStream> {
-    const current = await this.frames?.catch(() => undefined)
+    const known = this.frames
+    const current = await known?.catch(() => undefined)
     if (current?.isOpen === true) {
       return current
+    }
+    if (this.frames !== known) {
+      // another request started opening a stream meanwhile: share it
+      return this.getFrames(signal)
     }
     const opening = this.open(signal)
     this.frames = opening

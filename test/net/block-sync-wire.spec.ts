@@ -89,7 +89,7 @@ describe('net: block-sync client and server on one stream', function () {
   })
 
   /** a client whose stream's other end is served by serveSyncStream (or by nothing) */
-  async function pair (serve: boolean, init: { maxInflight?: number, serverInflight?: number, requestTimeoutMs?: number } = {}): Promise<{ client: SyncClient, inbound: Stream }> {
+  async function pair (serve: boolean, init: { maxInflight?: number, serverInflight?: number, requestTimeoutMs?: number, idleTimeoutMs?: number } = {}): Promise<{ client: SyncClient, inbound: Stream }> {
     const [outbound, inbound] = await streamPair()
     if (serve) {
       serveSyncStream(inbound, { store, maxMessageBytes: 1 << 20, idleTimeoutMs: 5_000, maxInflight: init.serverInflight ?? 8 })
@@ -105,7 +105,7 @@ describe('net: block-sync client and server on one stream', function () {
         return outbound
       },
       maxMessageBytes: 1 << 20,
-      idleTimeoutMs: 5_000,
+      idleTimeoutMs: init.idleTimeoutMs ?? 5_000,
       requestTimeoutMs: init.requestTimeoutMs ?? 5_000,
       maxInflight: init.maxInflight ?? 8
     })
@@ -168,6 +168,14 @@ describe('net: block-sync client and server on one stream', function () {
     } catch (err: any) {
       expect(err.message).to.equal('caller gave up')
     }
+  })
+
+  it('closes a request stream that sat idle, on both ends', async () => {
+    const { client, inbound } = await pair(true, { idleTimeoutMs: 100 })
+    const closed = pEvent(inbound, 'close')
+    await client.request({ type: 'get-tips' })
+    await closed
+    expect(inbound.status).to.equal('closed')
   })
 
   it('aborts a stream that sends a malformed frame, failing its pending requests', async () => {
