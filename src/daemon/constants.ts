@@ -31,10 +31,12 @@ export const IPC_CLIENT_MAX_LINE_BYTES = 64 * 1024 * 1024
 export const IPC_MAX_INFLIGHT_PER_CONNECTION = 64
 /** bytes of payload per `stream` notification when a payload is sent over IPC */
 export const IPC_PAYLOAD_PIECE_BYTES = 1024 * 1024
+/** how long stopping the IPC server waits for in-flight handlers to unwind after their abort */
+export const IPC_STOP_DRAIN_MS = 10_000
 /** how long a client waits to connect before deciding no daemon answers */
 export const IPC_CONNECT_TIMEOUT_MS = 5000
 
-/** how long `blyd start` waits for a clean stop before giving up */
+/** a stop slower than this is logged as an error (something is stuck) */
 export const STOP_TIMEOUT_MS = 30_000
 /** how long `blyd stop` waits for the daemon's pid to go away */
 export const STOP_WAIT_MS = 30_000

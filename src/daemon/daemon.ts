@@ -38,6 +38,7 @@ export class Daemon {
   private startedAt: number
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
   private stopping: Promise<void> | undefined
+  private starting: Promise<void> | undefined
 
   constructor (init: DaemonInit) {
     this.config = init.config
@@ -94,6 +95,11 @@ export class Daemon {
       throw new IpcError(`cannot start a daemon that is ${this.state}`)
     }
     this.state = 'starting'
+    this.starting = this.startSequence()
+    return this.starting
+  }
+
+  private async startSequence (): Promise<void> {
     const { dataDir } = this.config
     try {
       await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE })
@@ -117,12 +123,16 @@ export class Daemon {
 
       await this.ipc.start()
       this.startedAt = Date.now()
-      this.state = 'running'
+      if (this.state === 'starting') {
+        this.state = 'running'
+      }
       this.log.info('daemon.started', { pid: process.pid, dataDir })
     } catch (err) {
       await this.teardown()
-      this.state = 'stopped'
-      this.resolveStopped()
+      if (this.state === 'starting') {
+        this.state = 'stopped'
+        this.resolveStopped()
+      }
       throw err
     }
   }
@@ -137,9 +147,12 @@ export class Daemon {
       this.resolveStopped()
       return
     }
+    const starting = this.state === 'starting' ? this.starting : undefined
     this.state = 'stopping'
     this.log.info('daemon.stopping', { reason })
     this.stopping = (async () => {
+      // a stop during start lets the start finish (or fail) first, then undoes it
+      await starting?.catch(() => {})
       const timer = setTimeout(() => {
         this.log.error('daemon.stop.slow', { timeoutMs: STOP_TIMEOUT_MS })
       }, STOP_TIMEOUT_MS)

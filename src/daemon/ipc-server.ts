@@ -8,7 +8,7 @@ import { chmod, lstat, unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { IPC_STREAM_METHOD, JSONRPC_VERSION, RpcErrorCode } from '../protocols/ipc.ts'
 import { BlydError } from '../utils/errors.ts'
-import { DEFAULT_IPC_MAX_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION } from './constants.ts'
+import { DEFAULT_IPC_MAX_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_STOP_DRAIN_MS } from './constants.ts'
 import { DaemonErrorCode, InvalidParamsError, IpcError } from './errors.ts'
 import { LineSplitter } from './line-splitter.ts'
 import { silentLogger } from './logger.ts'
@@ -99,6 +99,7 @@ export class IpcServer {
   private readonly events: IpcServerEvents
   private readonly methods: Map<string, Method>
   private readonly connections: Set<Connection>
+  private readonly inflight: Set<Promise<void>>
   private server: Server | undefined
   private requests: number
   private readonly errors: Map<number, number>
@@ -111,6 +112,7 @@ export class IpcServer {
     this.events = { onRequest: init.onRequest, onError: init.onError }
     this.methods = new Map()
     this.connections = new Set()
+    this.inflight = new Set()
     this.requests = 0
     this.errors = new Map()
   }
@@ -184,6 +186,13 @@ export class IpcServer {
       // a peer that never reads must not hold the stop up
       setTimeout(() => { conn.socket.destroy() }, 1000).unref()
     }
+    // handlers saw their signal abort; let them unwind before the caller closes what they use
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.allSettled([...this.inflight]),
+      new Promise<void>(resolve => { timer = setTimeout(resolve, IPC_STOP_DRAIN_MS) })
+    ])
+    clearTimeout(timer)
     await closed
     await unlink(this.socketPath).catch(() => {})
     this.log.info('ipc.closed', { socket: this.socketPath })
@@ -240,6 +249,8 @@ export class IpcServer {
   }
 
   private track (conn: Connection, work: Promise<void>): void {
+    this.inflight.add(work)
+    work.catch(() => {}).finally(() => { this.inflight.delete(work) })
     conn.inflight++
     if (conn.inflight >= this.maxInflight) {
       conn.socket.pause()

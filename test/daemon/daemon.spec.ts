@@ -1,6 +1,10 @@
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { expect } from 'aegir/chai'
+import { IpcClient } from '../../src/daemon/ipc-client.ts'
 import { DaemonProcess, ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from './helpers.ts'
 import { RawSocket } from './raw-socket.ts'
 
@@ -91,11 +95,31 @@ describe('daemon process', function () {
     expect(d.stderr).to.include('daemon.stopped')
   })
 
+  it('stops cleanly on SIGTERM while a put is streaming in, leaving no trace of it', async () => {
+    const dataDir = dir ?? ''
+    const d = await daemon()
+    const fifo = join(dataDir, 'slow.fifo')
+    await promisify(execFile)('mkfifo', [fifo])
+    const client = await IpcClient.connect({ socketPath: d.socketPath })
+    const put = client.request('chain.put', { payload: fifo }).then(() => undefined, (err: Error) => err)
+    const writer = createWriteStream(fifo)
+    writer.on('error', () => {})
+    await new Promise<void>(resolve => writer.write(Buffer.alloc(6 * 1024 * 1024, 1), () => { resolve() }))
+    d.child.kill('SIGTERM')
+    expect(await d.exited).to.deep.equal({ code: 0, signal: null })
+    writer.destroy()
+    expect(await put).to.be.instanceOf(Error)
+    client.close()
+    expect(await exists(join(dataDir, 'blyd.sock'))).to.equal(false)
+    expect(await exists(join(dataDir, 'blyd.pid'))).to.equal(false)
+    const report = await runJson(['chain', 'verify', '--data-dir', dataDir])
+    expect(report).to.include({ ok: true, blocks: 0 })
+  })
+
   it('refuses an identity key with wider permissions, in one line', async () => {
     const dataDir = dir ?? ''
     const d = await daemon()
     await d.kill('SIGTERM')
-    const { chmod } = await import('node:fs/promises')
     await chmod(join(dataDir, 'identity.key'), 0o644)
     const r = await runCli(['start', '--data-dir', dataDir])
     expect(r.code).to.equal(1)
