@@ -22,7 +22,8 @@ import { decodeAndValidate, layerCoordinates, payloadChunkLength, toHex, validat
 import type { ChainLimits } from './constants.ts'
 import type { HeaderRecord } from './keys.ts'
 import type { Orphan } from './orphan-pool.ts'
-import type { BlockHeader, BlockSigner, BlockType, ChainCounts, ChainStoreApi, FieldValue, NewBlock, SignedHeader, StoredBlock, VerifyReport } from './types.ts'
+import type { StoreVerifyReport } from './store-verify.ts'
+import type { BlockHeader, BlockSigner, BlockType, ChainCounts, ChainStoreApi, FieldValue, NewBlock, SignedHeader, StoredBlock } from './types.ts'
 import type { KeyObject } from 'node:crypto'
 
 export interface ChainStoreInit {
@@ -445,7 +446,7 @@ export class ChainStore implements ChainStoreApi {
     return { A, B, total: A + B, orphans: this.pool.size }
   }
 
-  async verify (options: VerifyOptions = {}): Promise<VerifyReport> {
+  async verify (options: VerifyOptions = {}): Promise<StoreVerifyReport> {
     return verifyStore({
       db: this.requireDb(),
       files: this.files,

@@ -6,8 +6,14 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { toHex } from './validate.ts'
+import type { FileHandle } from 'node:fs/promises'
 
 const HEX_NAME = /^[0-9a-f]{64}$/
+
+export interface TempChunk {
+  path: string
+  fh: FileHandle
+}
 
 export interface ChunkFilesInit {
   dir: string
@@ -40,29 +46,67 @@ export class ChunkFiles {
     return join(this.dir, hex.slice(0, 2), hex)
   }
 
+  /** a new temp file to stream one chunk into; finish with commitTemp or discardTemp */
+  async openTemp (): Promise<TempChunk> {
+    const path = join(this.tmpDir, `${process.pid}.${this.tmpCounter++}`)
+    return { path, fh: await open(path, 'w') }
+  }
+
+  /** write `bytes` at `position` of a temp chunk, in as few calls as the OS allows */
+  async writeTemp (tmp: TempChunk, bytes: Uint8Array, position: number): Promise<void> {
+    let off = 0
+    while (off < bytes.length) {
+      const { bytesWritten } = await tmp.fh.write(bytes, off, bytes.length - off, position + off)
+      off += bytesWritten
+    }
+  }
+
   /**
-   * write a chunk durably under its hash; returns the folder it went into so
-   * the caller can fsync each touched folder once (see syncDirs)
+   * make a temp chunk durable under `hash` (fsync, close, rename); returns the
+   * folder it went into so the caller can fsync each touched folder once
    */
-  async write (hash: Uint8Array, bytes: Uint8Array): Promise<string> {
+  async commitTemp (tmp: TempChunk, hash: Uint8Array): Promise<string> {
+    try {
+      if (this.fsync) {
+        await tmp.fh.datasync()
+      }
+    } finally {
+      await tmp.fh.close()
+    }
     const hex = toHex(hash)
     const sub = join(this.dir, hex.slice(0, 2))
     if (!this.madeDirs.has(sub)) {
       await mkdir(sub, { recursive: true })
       this.madeDirs.add(sub)
     }
-    const tmp = join(this.tmpDir, `${hex}.${process.pid}.${this.tmpCounter++}`)
-    const fh = await open(tmp, 'w')
     try {
-      await fh.writeFile(bytes)
-      if (this.fsync) {
-        await fh.datasync()
+      await rename(tmp.path, join(sub, hex))
+    } catch (err: any) {
+      if (err?.code !== 'ENOENT') {
+        throw err
       }
-    } finally {
-      await fh.close()
+      // the folder was removed behind our back: make it again
+      await mkdir(sub, { recursive: true })
+      await rename(tmp.path, join(sub, hex))
     }
-    await rename(tmp, join(sub, hex))
     return sub
+  }
+
+  async discardTemp (tmp: TempChunk): Promise<void> {
+    await tmp.fh.close().catch(() => {})
+    await rm(tmp.path, { force: true })
+  }
+
+  /** write a whole chunk durably under its hash; returns its folder (see commitTemp) */
+  async write (hash: Uint8Array, bytes: Uint8Array): Promise<string> {
+    const tmp = await this.openTemp()
+    try {
+      await this.writeTemp(tmp, bytes, 0)
+    } catch (err) {
+      await this.discardTemp(tmp)
+      throw err
+    }
+    return this.commitTemp(tmp, hash)
   }
 
   /** fsync folders so the renames into them survive a power cut */

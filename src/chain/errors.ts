@@ -34,6 +34,7 @@ export const ChainErrorCode = {
   /** the store is not started */
   NotStarted: 'ERR_NOT_STARTED'
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type ChainErrorCode = typeof ChainErrorCode[keyof typeof ChainErrorCode]
 
 /** An error the chain raises on purpose; `blockId` (hex) names the block when known. */

@@ -1,18 +1,16 @@
-/**
- * LevelDB key layout of the chain store (all keys and values are bytes).
- *
- *   h id                     -> record: flags(1) receivedAt(u64) height(u32) signedHeader
- *   o height id              -> chain(1)           topological order (height, id)
- *   y type height id         -> ''                 by type, in topological order
- *   u model unit(u32) id     -> ''                 layer blocks by (manifest id, unit)
- *   k parent child           -> ''                 children
- *   p chain id               -> ''                 tips per chain
- *   c chunkHash              -> size(u32)          chunk file present and durable
- *   n chain                  -> count(u64)         blocks per chain
- *
- * A block is visible iff its `h` key exists; every other key of a block is
- * written in the same atomic batch.
- */
+// LevelDB key layout of the chain store (all keys and values are bytes).
+//
+//   h id                     -> record: flags(1) receivedAt(u64) height(u32) signedHeader
+//   o height id              -> chain(1)           topological order (height, id)
+//   y type height id         -> ''                 by type, in topological order
+//   u model unit(u32) id     -> ''                 layer blocks by (manifest id, unit)
+//   k parent child           -> ''                 children
+//   p chain id               -> ''                 tips per chain
+//   c chunkHash              -> size(u32)          chunk file present and durable
+//   n chain                  -> count(u64)         blocks per chain
+//
+// A block is visible iff its `h` key exists; every other key of a block is
+// written in the same atomic batch.
 
 export const Prefix = {
   Header: 0x68, // h

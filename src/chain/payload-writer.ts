@@ -1,13 +1,21 @@
 /**
  * Turns a payload (whole or streamed) into durable content-addressed chunk
- * files. Hashing runs on the main thread while earlier chunks are written by
- * the libuv pool, with a bounded number of writes in flight, so memory stays
- * at about (concurrency + 1) x chunkSize whatever the payload size.
+ * files. A streamed payload is never assembled in memory: each piece is
+ * hashed (main thread) and written at its offset into the chunk's temp file
+ * (libuv pool) as it arrives, so hashing and writing overlap and large pieces
+ * are never copied. When a chunk is full its hash names the file (fsync,
+ * rename); a bounded number of chunks are in flight, so memory stays at about
+ * (concurrency + 1) x chunkSize whatever the payload size.
  */
 import { createHash } from 'node:crypto'
 import { ChainError, ChainErrorCode } from './errors.ts'
 import { toHex } from './validate.ts'
-import type { ChunkFiles } from './chunk-files.ts'
+import type { ChunkFiles, TempChunk } from './chunk-files.ts'
+import type { Hash } from 'node:crypto'
+
+/** pieces smaller than this are copied into a staging buffer to avoid tiny writes */
+const DIRECT_WRITE_MIN = 64 * 1024
+const STAGING_SIZE = 1024 * 1024
 
 export interface ChunkWriterInit {
   files: ChunkFiles
@@ -16,13 +24,77 @@ export interface ChunkWriterInit {
   exists(hash: Uint8Array): Promise<boolean>
 }
 
+/** One chunk being streamed into its temp file. */
+class OpenChunk {
+  readonly hash: Hash
+  readonly tmp: Promise<TempChunk>
+  readonly writes: Array<Promise<void>>
+  private readonly files: ChunkFiles
+  fill: number
+  private staging?: Uint8Array
+  private stagingStart: number
+  private stagingFill: number
+
+  constructor (files: ChunkFiles) {
+    this.files = files
+    this.hash = createHash('sha256')
+    this.tmp = files.openTemp()
+    this.tmp.catch(() => {})
+    this.writes = []
+    this.fill = 0
+    this.stagingStart = 0
+    this.stagingFill = 0
+  }
+
+  append (part: Uint8Array): void {
+    this.hash.update(part)
+    if (part.length >= DIRECT_WRITE_MIN) {
+      this.flush()
+      this.schedule(part, this.fill)
+    } else {
+      if (this.staging != null && this.stagingFill + part.length > this.staging.length) {
+        this.flush()
+      }
+      if (this.staging == null) {
+        this.staging = new Uint8Array(STAGING_SIZE)
+        this.stagingStart = this.fill
+        this.stagingFill = 0
+      }
+      this.staging.set(part, this.stagingFill)
+      this.stagingFill += part.length
+    }
+    this.fill += part.length
+  }
+
+  flush (): void {
+    if (this.staging != null && this.stagingFill > 0) {
+      this.schedule(this.staging.subarray(0, this.stagingFill), this.stagingStart)
+    }
+    this.staging = undefined
+  }
+
+  private schedule (bytes: Uint8Array, position: number): void {
+    const p = this.tmp.then(async tmp => this.files.writeTemp(tmp, bytes, position))
+    p.catch(() => {})
+    this.writes.push(p)
+  }
+
+  /** wait for every write of this chunk; returns the temp file */
+  async settled (): Promise<TempChunk> {
+    const tmp = await this.tmp
+    await Promise.all(this.writes)
+    return tmp
+  }
+}
+
 /** Writes chunks with bounded concurrency; `finish()` waits for all and fsyncs the folders. */
 export class ChunkWriter {
   private readonly init: ChunkWriterInit
   private readonly inflight: Set<Promise<void>>
   private readonly dirs: Set<string>
   private readonly seen: Set<string>
-  private error: unknown
+  private readonly open: Set<OpenChunk>
+  private error?: Error
   /** hex hashes of every chunk added (written or already present) */
   readonly hexes: string[]
   /** chunks actually written by this writer */
@@ -33,11 +105,12 @@ export class ChunkWriter {
     this.inflight = new Set()
     this.dirs = new Set()
     this.seen = new Set()
+    this.open = new Set()
     this.hexes = []
     this.written = 0
   }
 
-  /** schedule a write of `bytes` under `hash`; resolves once there is room for another */
+  /** schedule a durable write of a whole chunk; resolves once there is room for another */
   async add (hash: Uint8Array, bytes: Uint8Array): Promise<void> {
     this.throwIfFailed()
     const hex = toHex(hash)
@@ -49,19 +122,43 @@ export class ChunkWriter {
     if (await this.init.exists(hash)) {
       return
     }
-    const p: Promise<void> = this.init.files.write(hash, bytes).then(dir => {
+    await this.track(this.init.files.write(hash, bytes).then(dir => {
       this.dirs.add(dir)
       this.written++
-    }, err => {
-      this.error ??= err
-    }).finally(() => {
-      this.inflight.delete(p)
-    })
-    this.inflight.add(p)
-    while (this.inflight.size >= this.init.concurrency) {
-      await Promise.race(this.inflight)
-    }
+    }))
+  }
+
+  /** start streaming a chunk of unknown hash */
+  openChunk (): OpenChunk {
     this.throwIfFailed()
+    const chunk = new OpenChunk(this.init.files)
+    this.open.add(chunk)
+    return chunk
+  }
+
+  /** the chunk is complete: name it by its hash and make it durable in the background */
+  async closeChunk (chunk: OpenChunk): Promise<Uint8Array> {
+    chunk.flush()
+    const digest = chunk.hash.digest()
+    const hash = new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength)
+    const hex = toHex(hash)
+    this.hexes.push(hex)
+    const duplicate = this.seen.has(hex)
+    this.seen.add(hex)
+    this.open.delete(chunk)
+    await this.track((async () => {
+      const tmp = await chunk.settled().catch(async err => {
+        await chunk.tmp.then(async t => this.init.files.discardTemp(t), () => {})
+        throw err
+      })
+      if (duplicate || await this.init.exists(hash)) {
+        await this.init.files.discardTemp(tmp)
+        return
+      }
+      this.dirs.add(await this.init.files.commitTemp(tmp, hash))
+      this.written++
+    })())
+    return hash
   }
 
   /** wait for every write, then make the renames durable */
@@ -71,9 +168,26 @@ export class ChunkWriter {
     await this.init.files.syncDirs(this.dirs)
   }
 
-  /** wait for writes in flight without throwing (used on the error path) */
+  /** error path: wait for writes in flight and drop chunks still open, without throwing */
   async settle (): Promise<void> {
     await Promise.allSettled(this.inflight)
+    for (const chunk of this.open) {
+      await chunk.settled().then(async tmp => this.init.files.discardTemp(tmp), () => {})
+    }
+    this.open.clear()
+  }
+
+  private async track (work: Promise<void>): Promise<void> {
+    const p: Promise<void> = work.then(() => {}, err => {
+      this.error ??= err instanceof Error ? err : new Error(String(err))
+    }).finally(() => {
+      this.inflight.delete(p)
+    })
+    this.inflight.add(p)
+    while (this.inflight.size >= this.init.concurrency) {
+      await Promise.race(this.inflight)
+    }
+    this.throwIfFailed()
   }
 
   private throwIfFailed (): void {
@@ -89,51 +203,38 @@ export interface ChunkedPayload {
 }
 
 /**
- * Cut `source` into `chunkSize` chunks, hash each and hand it to `writer`.
- * Aligned input pieces are used without copying (the source must not reuse
- * a buffer after yielding it, as Node streams do not).
+ * Cut `source` into `chunkSize` chunks as it streams, hashing and writing
+ * each piece as it arrives. Pieces are written without copying, so the
+ * source must not reuse a buffer after yielding it (Node streams do not).
  */
 export async function chunkPayload (source: Uint8Array | AsyncIterable<Uint8Array>, chunkSize: number, maxPayloadSize: bigint, writer: ChunkWriter, signal?: AbortSignal): Promise<ChunkedPayload> {
   const chunkHashes: Uint8Array[] = []
   let size = 0n
-  const emit = async (chunk: Uint8Array): Promise<void> => {
-    size += BigInt(chunk.length)
-    if (size > maxPayloadSize) {
-      throw new ChainError(ChainErrorCode.PayloadTooLarge, `payload exceeds the limit of ${maxPayloadSize} bytes`)
-    }
-    const hash = createHash('sha256').update(chunk).digest()
-    chunkHashes.push(hash)
-    await writer.add(hash, chunk)
-  }
   const pieces: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = source instanceof Uint8Array ? [source] : source
-  let cur: Uint8Array | undefined
-  let fill = 0
+  let chunk: OpenChunk | undefined
   for await (const piece of pieces) {
     signal?.throwIfAborted()
     if (!(piece instanceof Uint8Array)) {
       throw new ChainError(ChainErrorCode.InvalidArgument, 'payload stream yielded something other than a Uint8Array')
     }
+    size += BigInt(piece.length)
+    if (size > maxPayloadSize) {
+      throw new ChainError(ChainErrorCode.PayloadTooLarge, `payload exceeds the limit of ${maxPayloadSize} bytes`)
+    }
     let off = 0
     while (off < piece.length) {
-      if (fill === 0 && piece.length - off >= chunkSize) {
-        await emit(piece.subarray(off, off + chunkSize))
-        off += chunkSize
-        continue
-      }
-      cur ??= new Uint8Array(chunkSize)
-      const n = Math.min(chunkSize - fill, piece.length - off)
-      cur.set(piece.subarray(off, off + n), fill)
-      fill += n
+      chunk ??= writer.openChunk()
+      const n = Math.min(chunkSize - chunk.fill, piece.length - off)
+      chunk.append(piece.subarray(off, off + n))
       off += n
-      if (fill === chunkSize) {
-        await emit(cur)
-        cur = undefined
-        fill = 0
+      if (chunk.fill === chunkSize) {
+        chunkHashes.push(await writer.closeChunk(chunk))
+        chunk = undefined
       }
     }
   }
-  if (fill > 0 && cur != null) {
-    await emit(cur.subarray(0, fill))
+  if (chunk != null && chunk.fill > 0) {
+    chunkHashes.push(await writer.closeChunk(chunk))
   }
   return { size, chunkHashes }
 }

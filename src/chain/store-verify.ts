@@ -36,176 +36,221 @@ interface BlockInfo {
   header?: BlockHeader
 }
 
-export async function verifyStore (ctx: VerifyContext, options: { signal?: AbortSignal, onProgress?(done: number, total: number): void } = {}): Promise<StoreVerifyReport> {
-  const { db, files } = ctx
-  const issues: VerifyIssue[] = []
-  const blocks = new Map<string, BlockInfo>()
-  const referenced = new Set<string>()
-  const total = [...ctx.counts.values()].reduce((a, b) => a + b, 0)
-  let chunks = 0
-  let bytes = 0
-  let done = 0
+type Record_ = ReturnType<typeof decodeRecord>
 
-  // pass 1: headers
-  const records: Array<[Uint8Array, ReturnType<typeof decodeRecord>]> = []
-  for await (const [key, value] of db.iterator(range(Prefix.Header))) {
-    records.push([key.slice(1), decodeRecord(value.slice())])
+/** One verify run; each check is its own method and appends to `issues`. */
+class StoreVerifier {
+  private readonly ctx: VerifyContext
+  readonly issues: VerifyIssue[]
+  readonly blocks: Map<string, BlockInfo>
+  private readonly referenced: Set<string>
+  private readonly verifiedChunks: Set<string>
+  chunks: number
+  bytes: number
+
+  constructor (ctx: VerifyContext) {
+    this.ctx = ctx
+    this.issues = []
+    this.blocks = new Map()
+    this.referenced = new Set()
+    this.verifiedChunks = new Set()
+    this.chunks = 0
+    this.bytes = 0
   }
-  for (const [id, record] of records) {
+
+  private issue (id: string | undefined, code: string, message: string): void {
+    this.issues.push(id == null ? { code, message } : { id, code, message })
+  }
+
+  /** pass 1: every header record, decoded and checked on its own */
+  async loadHeaders (): Promise<Array<[Uint8Array, Record_]>> {
+    const records: Array<[Uint8Array, Record_]> = []
+    for await (const [key, value] of this.ctx.db.iterator(range(Prefix.Header))) {
+      records.push([key.slice(1), decodeRecord(value.slice())])
+    }
+    for (const [id, record] of records) {
+      this.checkHeader(id, record)
+    }
+    return records
+  }
+
+  private checkHeader (id: Uint8Array, record: Record_): void {
     const idHex = toHex(id)
     try {
       const envelope = decodeSignedBlockHeader(record.signedHeader)
       const header = decodeBlockHeader(envelope.header)
-      blocks.set(idHex, { chain: header.chain, height: record.height, header })
+      this.blocks.set(idHex, { chain: header.chain, height: record.height, header })
       if (!equalBytes(blockId(envelope.header), id)) {
-        issues.push({ id: idHex, code: 'ERR_BLOCK_ID', message: 'header bytes do not hash to the block id' })
+        this.issue(idHex, 'ERR_BLOCK_ID', 'header bytes do not hash to the block id')
       }
-      validateSizes(header, ctx.limits, idHex)
+      validateSizes(header, this.ctx.limits, idHex)
       validateType(header, idHex)
       if (!verifyBlockSignature(header.author, id, envelope.signature)) {
-        issues.push({ id: idHex, code: 'ERR_BLOCK_SIGNATURE', message: 'signature does not verify' })
+        this.issue(idHex, 'ERR_BLOCK_SIGNATURE', 'signature does not verify')
       }
     } catch (err: any) {
-      issues.push({ id: idHex, code: err?.code ?? 'ERR_BLOCK_ENCODING', message: err?.message ?? String(err) })
-      blocks.set(idHex, { chain: 0, height: record.height })
+      this.issue(idHex, err?.code ?? 'ERR_BLOCK_ENCODING', err?.message ?? String(err))
+      this.blocks.set(idHex, { chain: 0, height: record.height })
     }
   }
 
-  // pass 2: per-block index entries, parents and chunks
-  const verifiedChunks = new Set<string>()
+  /** pass 2: a block's index entries and parents */
+  async checkIndexes (id: Uint8Array, record: Record_, header: BlockHeader): Promise<void> {
+    const { db } = this.ctx
+    const idHex = toHex(id)
+    const order = await db.get(orderKey(record.height, id))
+    if (order?.[0] !== header.chain) {
+      this.issue(idHex, 'ERR_INDEX', 'topological order entry missing or wrong')
+    }
+    if (!(await db.has(typeKey(header.type, record.height, id)))) {
+      this.issue(idHex, 'ERR_INDEX', 'by-type entry missing')
+    }
+    const layer = layerCoordinates(header)
+    if (layer != null && !(await db.has(modelUnitKey(layer.model, layer.unit, id)))) {
+      this.issue(idHex, 'ERR_INDEX', 'by-(model, unit) entry missing')
+    }
+    let height = 0
+    for (const parent of header.parents) {
+      const p = this.blocks.get(toHex(parent))
+      if (p == null) {
+        this.issue(idHex, 'ERR_UNKNOWN_PARENT', `parent ${toHex(parent)} is not stored`)
+        continue
+      }
+      height = Math.max(height, p.height + 1)
+      if (!(await db.has(childKey(parent, id)))) {
+        this.issue(idHex, 'ERR_INDEX', `children entry of parent ${toHex(parent)} missing`)
+      }
+    }
+    if (height !== record.height) {
+      this.issue(idHex, 'ERR_INDEX', `stored height ${record.height}, expected ${height}`)
+    }
+  }
+
+  /** pass 2: a block's chunks: indexed ones must exist and hash right; complete means all indexed */
+  async checkChunks (id: Uint8Array, record: Record_, header: BlockHeader): Promise<void> {
+    const idHex = toHex(id)
+    let complete = true
+    for (let i = 0; i < header.chunkHashes.length; i++) {
+      const hash = header.chunkHashes[i]
+      const hex = toHex(hash)
+      this.referenced.add(hex)
+      const indexed = await this.ctx.db.get(chunkKey(hash))
+      if (indexed == null) {
+        complete = false
+        continue
+      }
+      if (readU32(indexed) !== payloadChunkLength(header, i)) {
+        this.issue(idHex, 'ERR_INDEX', `chunk ${i} indexed with a wrong size`)
+      }
+      if (this.verifiedChunks.has(hex)) {
+        continue
+      }
+      this.verifiedChunks.add(hex)
+      const data = await this.ctx.files.read(hash)
+      if (data == null) {
+        this.issue(idHex, 'ERR_CHUNK_MISSING', `chunk ${i} (${hex}) is indexed but its file is missing`)
+      } else if (!equalBytes(sha256(data), hash)) {
+        this.issue(idHex, 'ERR_CHUNK_HASH', `chunk ${i} (${hex}) is corrupt on disk`)
+      } else {
+        this.chunks++
+        this.bytes += data.length
+      }
+    }
+    if ((record.flags & FLAG_PAYLOAD_COMPLETE) !== 0 && !complete) {
+      this.issue(idHex, 'ERR_CHUNK_MISSING', 'marked complete but some chunks are not stored')
+    }
+  }
+
+  /** pass 3: index entries that point at blocks that are not stored */
+  async checkDangling (): Promise<void> {
+    const entries: Array<[number, (key: Uint8Array) => Uint8Array[], string]> = [
+      [Prefix.Order, key => [key.subarray(5)], 'order'],
+      [Prefix.Type, key => [key.subarray(6)], 'by-type'],
+      [Prefix.ModelUnit, key => [key.subarray(37)], 'by-(model, unit)'],
+      [Prefix.Child, key => [key.subarray(1, 33), key.subarray(33)], 'children']
+    ]
+    for (const [prefix, ids, name] of entries) {
+      for await (const key of this.ctx.db.keys(range(prefix))) {
+        for (const id of ids(key)) {
+          if (!this.blocks.has(toHex(id))) {
+            this.issue(toHex(id), 'ERR_INDEX', `${name} entry for a block that is not stored`)
+          }
+        }
+      }
+    }
+  }
+
+  /** pass 3: per-chain counts and tips (a tip has no child on its own chain) */
+  async checkCountsAndTips (): Promise<void> {
+    const perChain = new Map<number, number>()
+    const hasChildInChain = new Set<string>()
+    for (const info of this.blocks.values()) {
+      perChain.set(info.chain, (perChain.get(info.chain) ?? 0) + 1)
+      for (const parent of info.header?.parents ?? []) {
+        if (this.blocks.get(toHex(parent))?.chain === info.chain) {
+          hasChildInChain.add(toHex(parent))
+        }
+      }
+    }
+    for (const chain of [ChainId.A, ChainId.B]) {
+      const raw = await this.ctx.db.get(countKey(chain))
+      const stored = raw == null ? 0 : Number(readU64(raw))
+      const expected = perChain.get(chain) ?? 0
+      if (stored !== expected) {
+        this.issue(undefined, 'ERR_INDEX', `count of chain ${chain} is ${stored}, expected ${expected}`)
+      }
+      const tips = new Set<string>()
+      for await (const key of this.ctx.db.keys(range(Prefix.Tip, Uint8Array.of(chain)))) {
+        tips.add(toHex(key.subarray(2)))
+      }
+      for (const [idHex, info] of this.blocks) {
+        const shouldBeTip = info.chain === chain && !hasChildInChain.has(idHex)
+        if (info.header != null && shouldBeTip !== tips.has(idHex)) {
+          this.issue(idHex, 'ERR_INDEX', shouldBeTip ? `missing from the tips of chain ${chain}` : `wrongly a tip of chain ${chain}`)
+        }
+        tips.delete(idHex)
+      }
+      for (const idHex of tips) {
+        this.issue(idHex, 'ERR_INDEX', `tip of chain ${chain} is not stored`)
+      }
+    }
+  }
+
+  /** chunk files nobody refers to (garbage, not an issue) and chunk keys whose file is gone */
+  async checkChunkFiles (): Promise<{ garbageChunks: number, garbageBytes: number }> {
+    let garbageChunks = 0
+    let garbageBytes = 0
+    for await (const { hex, size } of this.ctx.files.list()) {
+      if (!this.referenced.has(hex) && !this.ctx.pinned.has(hex)) {
+        garbageChunks++
+        garbageBytes += size
+      }
+    }
+    for await (const key of this.ctx.db.keys(range(Prefix.Chunk))) {
+      const hex = toHex(key.subarray(1))
+      if (!this.referenced.has(hex) && !(await this.ctx.files.exists(key.subarray(1)))) {
+        this.issue(undefined, 'ERR_CHUNK_MISSING', `chunk ${hex} is indexed but its file is missing`)
+      }
+    }
+    return { garbageChunks, garbageBytes }
+  }
+}
+
+export async function verifyStore (ctx: VerifyContext, options: { signal?: AbortSignal, onProgress?(done: number, total: number): void } = {}): Promise<StoreVerifyReport> {
+  const v = new StoreVerifier(ctx)
+  const records = await v.loadHeaders()
+  let done = 0
   for (const [id, record] of records) {
     options.signal?.throwIfAborted()
-    const idHex = toHex(id)
-    const info = blocks.get(idHex) as BlockInfo
-    const header = info.header
+    const header = v.blocks.get(toHex(id))?.header
     if (header != null) {
-      const index = (code: string, message: string): void => { issues.push({ id: idHex, code, message }) }
-      const order = await db.get(orderKey(record.height, id))
-      if (order?.[0] !== header.chain) {
-        index('ERR_INDEX', 'topological order entry missing or wrong')
-      }
-      if (!(await db.has(typeKey(header.type, record.height, id)))) {
-        index('ERR_INDEX', 'by-type entry missing')
-      }
-      const layer = layerCoordinates(header)
-      if (layer != null && !(await db.has(modelUnitKey(layer.model, layer.unit, id)))) {
-        index('ERR_INDEX', 'by-(model, unit) entry missing')
-      }
-      let height = 0
-      for (const parent of header.parents) {
-        const p = blocks.get(toHex(parent))
-        if (p == null) {
-          index('ERR_UNKNOWN_PARENT', `parent ${toHex(parent)} is not stored`)
-          continue
-        }
-        height = Math.max(height, p.height + 1)
-        if (!(await db.has(childKey(parent, id)))) {
-          index('ERR_INDEX', `children entry of parent ${toHex(parent)} missing`)
-        }
-      }
-      if (height !== record.height) {
-        index('ERR_INDEX', `stored height ${record.height}, expected ${height}`)
-      }
-      let complete = true
-      for (let i = 0; i < header.chunkHashes.length; i++) {
-        const hash = header.chunkHashes[i]
-        const hex = toHex(hash)
-        referenced.add(hex)
-        const indexed = await db.get(chunkKey(hash))
-        if (indexed == null) {
-          complete = false
-          continue
-        }
-        if (readU32(indexed) !== payloadChunkLength(header, i)) {
-          index('ERR_INDEX', `chunk ${i} indexed with a wrong size`)
-        }
-        if (verifiedChunks.has(hex)) {
-          continue
-        }
-        verifiedChunks.add(hex)
-        const data = await files.read(hash)
-        if (data == null) {
-          index('ERR_CHUNK_MISSING', `chunk ${i} (${hex}) is indexed but its file is missing`)
-          continue
-        }
-        if (!equalBytes(sha256(data), hash)) {
-          index('ERR_CHUNK_HASH', `chunk ${i} (${hex}) is corrupt on disk`)
-          continue
-        }
-        chunks++
-        bytes += data.length
-      }
-      if ((record.flags & FLAG_PAYLOAD_COMPLETE) !== 0 && !complete) {
-        index('ERR_CHUNK_MISSING', 'marked complete but some chunks are not stored')
-      }
+      await v.checkIndexes(id, record, header)
+      await v.checkChunks(id, record, header)
     }
-    done++
-    options.onProgress?.(done, total)
+    options.onProgress?.(++done, records.length)
   }
-
-  // pass 3: index entries that point at nothing, tips, counts
-  const dangling = async (prefix: number, idOffset: number, name: string): Promise<void> => {
-    for await (const key of db.keys(range(prefix))) {
-      const ids = prefix === Prefix.Child ? [key.subarray(1, 33), key.subarray(33)] : [key.subarray(idOffset)]
-      for (const id of ids) {
-        if (!blocks.has(toHex(id))) {
-          issues.push({ id: toHex(id), code: 'ERR_INDEX', message: `${name} entry for a block that is not stored` })
-        }
-      }
-    }
-  }
-  await dangling(Prefix.Order, 5, 'order')
-  await dangling(Prefix.Type, 6, 'by-type')
-  await dangling(Prefix.ModelUnit, 37, 'by-(model, unit)')
-  await dangling(Prefix.Child, 0, 'children')
-
-  const perChain = new Map<number, number>()
-  const hasChildInChain = new Set<string>()
-  for (const info of blocks.values()) {
-    perChain.set(info.chain, (perChain.get(info.chain) ?? 0) + 1)
-    for (const parent of info.header?.parents ?? []) {
-      if (blocks.get(toHex(parent))?.chain === info.chain) {
-        hasChildInChain.add(toHex(parent))
-      }
-    }
-  }
-  for (const chain of [ChainId.A, ChainId.B]) {
-    const stored = await db.get(countKey(chain))
-    const expected = perChain.get(chain) ?? 0
-    if ((stored == null ? 0 : Number(readU64(stored))) !== expected) {
-      issues.push({ code: 'ERR_INDEX', message: `count of chain ${chain} is ${stored == null ? 0 : readU64(stored)}, expected ${expected}` })
-    }
-    const tips = new Set<string>()
-    for await (const key of db.keys(range(Prefix.Tip, Uint8Array.of(chain)))) {
-      tips.add(toHex(key.subarray(2)))
-    }
-    for (const [idHex, info] of blocks) {
-      const shouldBeTip = info.chain === chain && !hasChildInChain.has(idHex)
-      if (shouldBeTip !== tips.has(idHex) && info.header != null) {
-        issues.push({ id: idHex, code: 'ERR_INDEX', message: shouldBeTip ? `missing from the tips of chain ${chain}` : `wrongly a tip of chain ${chain}` })
-      }
-      tips.delete(idHex)
-    }
-    for (const idHex of tips) {
-      issues.push({ id: idHex, code: 'ERR_INDEX', message: `tip of chain ${chain} is not stored` })
-    }
-  }
-
-  // chunk files and chunk keys nobody refers to
-  let garbageChunks = 0
-  let garbageBytes = 0
-  for await (const { hex, size } of files.list()) {
-    if (!referenced.has(hex) && !ctx.pinned.has(hex)) {
-      garbageChunks++
-      garbageBytes += size
-    }
-  }
-  for await (const key of db.keys(range(Prefix.Chunk))) {
-    const hex = toHex(key.subarray(1))
-    if (!verifiedChunks.has(hex) && !referenced.has(hex) && !(await files.exists(key.subarray(1)))) {
-      issues.push({ code: 'ERR_CHUNK_MISSING', message: `chunk ${hex} is indexed but its file is missing` })
-    }
-  }
-
-  return { blocks: blocks.size, chunks, bytes, issues, ok: issues.length === 0, garbageChunks, garbageBytes }
+  await v.checkDangling()
+  await v.checkCountsAndTips()
+  const garbage = await v.checkChunkFiles()
+  return { blocks: v.blocks.size, chunks: v.chunks, bytes: v.bytes, issues: v.issues, ok: v.issues.length === 0, ...garbage }
 }

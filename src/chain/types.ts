@@ -8,6 +8,7 @@ export const ChainId = {
   A: 1,
   B: 2
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type ChainId = typeof ChainId[keyof typeof ChainId]
 
 /** Block types; each belongs to exactly one chain (see BLOCK_TYPE_CHAIN). */
@@ -21,6 +22,7 @@ export const BlockType = {
   /** a weight delta against a layer block (chain B, later milestone) */
   Delta: 17
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type BlockType = typeof BlockType[keyof typeof BlockType]
 
 export const BLOCK_TYPE_CHAIN: Record<BlockType, ChainId> = {

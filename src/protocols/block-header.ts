@@ -51,7 +51,10 @@ export function compareBytes (a: Uint8Array, b: Uint8Array): number {
       return a[i] < b[i] ? -1 : 1
     }
   }
-  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1
+  if (a.length === b.length) {
+    return 0
+  }
+  return a.length < b.length ? -1 : 1
 }
 
 export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {

@@ -9,6 +9,7 @@ export const WireType = {
   Varint: 0,
   LengthDelimited: 2
 } as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
 export type WireType = typeof WireType[keyof typeof WireType]
 
 const UINT64_MAX = (1n << 64n) - 1n

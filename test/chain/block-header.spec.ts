@@ -1,6 +1,6 @@
 import { expect } from 'aegir/chai'
-import { decodeBlockHeader, decodeSignedBlockHeader, encodeBlockHeader, encodeSignedBlockHeader } from '../../src/protocols/block-header.ts'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
+import { decodeBlockHeader, decodeSignedBlockHeader, encodeBlockHeader, encodeSignedBlockHeader } from '../../src/protocols/block-header.ts'
 import { bytesOf, header, signer } from './helpers.ts'
 import type { BlockHeader } from '../../src/chain/types.ts'
 

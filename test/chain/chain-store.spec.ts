@@ -192,6 +192,24 @@ describe('chain store', () => {
     expect(report.issues.map(i => [i.id, i.code])).to.deep.equal([[hex(blk.id), 'ERR_BLOCK_SIGNATURE']])
   })
 
+  it('verify reports index entries that are missing or dangling', async () => {
+    const a = await store.createBlock({ chain: ChainId.A, type: BlockType.Note, timestamp: 1n }, alice)
+    const b = await store.createBlock({ chain: ChainId.A, type: BlockType.Note, parents: [a.id], timestamp: 2n }, alice)
+    await store.stop()
+    const { ClassicLevel } = await import('classic-level')
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view' })
+    await db.del(Uint8Array.from([0x70, ChainId.A, ...b.id])) // b's tip entry
+    await db.put(Uint8Array.from([0x6b, ...a.id, ...new Uint8Array(32).fill(7)]), new Uint8Array(0)) // a child that does not exist
+    await db.close()
+    store = await openStore(dir)
+    const report = await store.verify()
+    expect(report.ok).to.equal(false)
+    expect(report.issues.map(i => [i.id, i.code]).sort()).to.deep.equal([
+      [hex(b.id), 'ERR_INDEX'],
+      [hex(new Uint8Array(32).fill(7)), 'ERR_INDEX']
+    ].sort())
+  })
+
   it('gc removes chunk files no block refers to', async () => {
     const blk = await store.createBlock({ chain: ChainId.A, type: BlockType.Note, payload: bytesOf(5000, 1) }, alice)
     await mkdir(join(dir, 'chunks', 'ab'), { recursive: true })

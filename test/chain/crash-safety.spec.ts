@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'aegir/chai'
-import { removeDir, tempDir } from './helpers.ts'
 import { createChainStore } from '../../src/chain/index.ts'
+import { removeDir, tempDir } from './helpers.ts'
 import type { ChildProcess } from 'node:child_process'
 
 const WRITER = fileURLToPath(new URL('./fixtures/crash-writer.ts', import.meta.url))

@@ -1,6 +1,6 @@
 import { expect } from 'aegir/chai'
-import { encodeBlockHeader, encodeSignedBlockHeader } from '../../src/protocols/block-header.ts'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
+import { encodeBlockHeader, encodeSignedBlockHeader } from '../../src/protocols/block-header.ts'
 import { bytesOf, expectCode, header, hex, openStore, removeDir, signBytes, signHeader, signer, tempDir, withPayload } from './helpers.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
 

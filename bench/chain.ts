@@ -1,0 +1,211 @@
+// Chain bench: raw sha-256 and Ed25519 rates, header validation rate, and
+// payload ingest into the store (hashing + chunk files + fsync + index batch),
+// measured in the same run. Prints human lines, then one JSON object as the
+// last line.
+//
+//   npm run bench -- chain [--mib 512] [--headers 2000] [--piece-kib 1024] [--no-fsync] [--dir /tmp/x] [--level]
+//
+// --level also stores the same payload as 4 MiB values in a LevelDB (the
+// rejected alternative; see docs/store.md) to compare ingest rate and disk use.
+import { createHash, generateKeyPairSync, randomFillSync, sign, verify } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { ClassicLevel } from 'classic-level'
+import { blockId, createSignerFromSeed, signingMessage } from '../src/chain/block-crypto.ts'
+import { createChainStore } from '../src/chain/chain-store.ts'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_LIMITS } from '../src/chain/constants.ts'
+import { BlockType, ChainId } from '../src/chain/types.ts'
+import { decodeAndValidate } from '../src/chain/validate.ts'
+import { encodeBlockHeader, encodeSignedBlockHeader } from '../src/protocols/block-header.ts'
+import type { BlockHeader } from '../src/chain/types.ts'
+import type { KeyObject } from 'node:crypto'
+
+const { values: opts } = parseArgs({
+  options: {
+    mib: { type: 'string', default: '512' },
+    headers: { type: 'string', default: '2000' },
+    'piece-kib': { type: 'string', default: '1024' },
+    'no-fsync': { type: 'boolean', default: false },
+    dir: { type: 'string' },
+    level: { type: 'boolean', default: false }
+  }
+})
+
+const MiB = 1024 * 1024
+
+/** bytes this process caused to be written to storage so far (Linux /proc/self/io), or NaN */
+function writtenBytes (): number {
+  try {
+    const m = /write_bytes: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'))
+    return m == null ? NaN : Number(m[1])
+  } catch {
+    return NaN
+  }
+}
+const out = (line: string): void => { process.stdout.write(line + '\n') }
+const round = (n: number, d = 1): number => Math.round(n * 10 ** d) / 10 ** d
+
+/** run `fn` repeatedly for at least `ms`; returns operations per second */
+function rate (ms: number, fn: () => void, batch = 1): number {
+  const start = performance.now()
+  let n = 0
+  while (performance.now() - start < ms) {
+    for (let i = 0; i < batch; i++) {
+      fn()
+    }
+    n += batch
+  }
+  return n / ((performance.now() - start) / 1000)
+}
+
+function sha256MiBs (): number {
+  const buf = randomFillSync(new Uint8Array(4 * MiB))
+  rate(200, () => createHash('sha256').update(buf).digest())
+  return rate(1500, () => createHash('sha256').update(buf).digest()) * 4
+}
+
+function ed25519Rates (): { signPerSec: number, verifyPerSec: number } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+  const msg = signingMessage(new Uint8Array(32).fill(1))
+  const sig = sign(null, msg, privateKey)
+  const signPerSec = rate(1000, () => sign(null, msg, privateKey), 16)
+  const verifyPerSec = rate(1000, () => verify(null, msg, publicKey, sig), 16)
+  return { signPerSec, verifyPerSec }
+}
+
+/** a realistic layer header: ~100 chunk hashes (a 400 MB layer at 4 MiB chunks) */
+function validationRate (count: number): number {
+  const s = createSignerFromSeed(new Uint8Array(32).fill(3))
+  const model = new Uint8Array(32).fill(9)
+  const encoded: Uint8Array[] = []
+  for (let i = 0; i < count; i++) {
+    const chunkHashes = Array.from({ length: 100 }, (_, j) => createHash('sha256').update(`${i}/${j}`).digest())
+    const header: BlockHeader = {
+      version: 1,
+      chain: ChainId.B,
+      type: BlockType.Layer,
+      parents: [model],
+      author: s.publicKey,
+      timestamp: BigInt(1_700_000_000_000 + i),
+      fields: new Map([
+        ['model', { kind: 'bytes', value: model }],
+        ['unit', { kind: 'uint', value: BigInt(i % 40) }],
+        ['format', { kind: 'string', value: 'safetensors' }]
+      ]),
+      payloadSize: BigInt(100 * DEFAULT_CHUNK_SIZE - 1234),
+      chunkSize: DEFAULT_CHUNK_SIZE,
+      chunkHashes
+    }
+    const headerBytes = encodeBlockHeader(header)
+    encoded.push(encodeSignedBlockHeader({ header: headerBytes, signature: s.sign(signingMessage(blockId(headerBytes))) as Uint8Array }))
+  }
+  const keyCache = new Map<string, KeyObject>()
+  let i = 0
+  const perSec = rate(1500, () => { decodeAndValidate(encoded[i++ % count], { limits: DEFAULT_LIMITS, keyCache }) })
+  return perSec
+}
+
+async function * source (data: Uint8Array, piece: number): AsyncGenerator<Uint8Array> {
+  for (let off = 0; off < data.length; off += piece) {
+    yield data.subarray(off, Math.min(off + piece, data.length))
+  }
+}
+
+async function ingestMiBs (dir: string, data: Uint8Array, piece: number, fsync: boolean): Promise<number> {
+  await rm(join(dir, 'store'), { recursive: true, force: true })
+  const store = createChainStore({ path: join(dir, 'store'), fsync })
+  await store.start()
+  const s = createSignerFromSeed(new Uint8Array(32).fill(5))
+  try {
+    // warm up on a small block, then time the big one
+    await store.createBlock({ chain: ChainId.A, type: BlockType.Note, payload: data.subarray(0, 8 * MiB), timestamp: 1n }, s)
+    const start = performance.now()
+    const w0 = writtenBytes()
+    await store.createBlock({ chain: ChainId.A, type: BlockType.Note, payload: source(data, piece), timestamp: 2n }, s)
+    const mibs = data.length / MiB / ((performance.now() - start) / 1000)
+    lastIngestAmplification = (writtenBytes() - w0) / data.length
+    return mibs
+  } finally {
+    await store.stop()
+  }
+}
+
+let lastIngestAmplification = NaN
+
+async function levelIngestMiBs (dir: string, data: Uint8Array, fsync: boolean): Promise<{ mibs: number, compactMs: number, amplification: number }> {
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, 'level-values'), { keyEncoding: 'view', valueEncoding: 'view' })
+  await db.open()
+  try {
+    const w0 = writtenBytes()
+    const start = performance.now()
+    for (let off = 0, i = 0; off < data.length; off += DEFAULT_CHUNK_SIZE, i++) {
+      const chunk = data.subarray(off, off + DEFAULT_CHUNK_SIZE)
+      const hash = createHash('sha256').update(chunk).digest()
+      await db.batch([{ type: 'put', key: hash, value: chunk }], { sync: fsync })
+    }
+    const mibs = data.length / MiB / ((performance.now() - start) / 1000)
+    const c0 = performance.now()
+    await db.compactRange(new Uint8Array([0]), new Uint8Array([0xff]))
+    const compactMs = performance.now() - c0
+    await db.close()
+    return { mibs, compactMs, amplification: (writtenBytes() - w0) / data.length }
+  } finally {
+    if (db.status === 'open') {
+      await db.close()
+    }
+  }
+}
+
+const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'bly-bench-chain-'))
+const fsync = opts['no-fsync'] !== true
+const mib = Number(opts.mib)
+const piece = Number(opts['piece-kib']) * 1024
+try {
+  const data = randomFillSync(new Uint8Array(mib * MiB))
+  // raw hashing and ingest alternate, best of two each, so both see the same machine load
+  let sha = 0
+  let ingest = 0
+  for (let rep = 0; rep < 2; rep++) {
+    sha = Math.max(sha, sha256MiBs())
+    ingest = Math.max(ingest, await ingestMiBs(dir, data, piece, fsync))
+  }
+  out(`sha-256 (node:crypto, 4 MiB buffers, one thread): ${round(sha)} MiB/s`)
+  const ed = ed25519Rates()
+  out(`Ed25519 (node:crypto): sign ${round(ed.signPerSec, 0)}/s, verify ${round(ed.verifyPerSec, 0)}/s`)
+  const validate = validationRate(Number(opts.headers))
+  out(`header validation (decode + canonical re-encode + sha-256 id + signature, 100-chunk layer headers): ${round(validate, 0)} blocks/s`)
+  out(`payload ingest (${mib} MiB streamed in ${piece / 1024} KiB pieces, 4 MiB chunks, fsync ${fsync ? 'on' : 'off'}): ${round(ingest)} MiB/s, bytes written / payload bytes ${round(lastIngestAmplification, 2)}`)
+  const result: Record<string, unknown> = {
+    bench: 'chain',
+    node: process.version,
+    sha256MiBs: round(sha),
+    ed25519SignPerSec: round(ed.signPerSec, 0),
+    ed25519VerifyPerSec: round(ed.verifyPerSec, 0),
+    validateBlocksPerSec: round(validate, 0),
+    ingestMiBs: round(ingest),
+    ingestMiB: mib,
+    ingestWriteAmplification: round(lastIngestAmplification, 2),
+    pieceKiB: piece / 1024,
+    fsync,
+    cpus: availableParallelism(),
+    loadAvg1m: round(loadavg()[0], 2),
+    ingestVsHash: round(ingest / sha, 3),
+    validateVsVerify: round(validate / ed.verifyPerSec, 3)
+  }
+  if (opts.level === true) {
+    const level = await levelIngestMiBs(dir, data, fsync)
+    out(`alternative: 4 MiB values in LevelDB: ${round(level.mibs)} MiB/s, full compaction afterwards ${round(level.compactMs, 0)} ms, bytes written / payload bytes ${round(level.amplification, 2)}`)
+    result.levelValuesMiBs = round(level.mibs)
+    result.levelCompactMs = round(level.compactMs, 0)
+    result.levelWriteAmplification = round(level.amplification, 2)
+  }
+  out(`ingest / raw sha-256 = ${result.ingestVsHash}, validation / raw verify = ${result.validateVsVerify} (${availableParallelism()} cpus, load ${round(loadavg()[0], 2)})`)
+  out(JSON.stringify(result))
+} finally {
+  if (opts.dir == null) {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
