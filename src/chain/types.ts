@@ -143,7 +143,10 @@ export interface ChainStoreApi {
    * chunks may follow via putChunk). Throws a ChainError with the rule's code;
    * unknown parents park it in the orphan pool and return 'orphaned'.
    */
-  addBlock(signedHeaderBytes: Uint8Array, payload?: Uint8Array): Promise<'added' | 'duplicate' | 'orphaned'>
+  addBlock(signedHeaderBytes: Uint8Array, payload?: Uint8Array, options?: {
+    /** the id the block was requested or announced under: ERR_BLOCK_ID when it differs */
+    expectedId?: Uint8Array
+  }): Promise<'added' | 'duplicate' | 'orphaned'>
   /** store one payload chunk of a known block after checking its hash */
   putChunk(id: Uint8Array, index: number, bytes: Uint8Array): Promise<void>
 
