@@ -32,7 +32,9 @@ export const ModelErrorCode = {
   /** sampling / generation options out of range */
   BAD_OPTIONS: 'ERR_BAD_GENERATION_OPTIONS',
   /** tokenizer.json / tokenizer_config.json unreadable, or template failed */
-  BAD_TOKENIZER: 'ERR_BAD_TOKENIZER'
+  BAD_TOKENIZER: 'ERR_BAD_TOKENIZER',
+  /** a shard worker thread failed, exited or was stopped */
+  WORKER_FAILED: 'ERR_MODEL_WORKER_FAILED'
 } as const
 
 export type ModelErrorCodeValue = typeof ModelErrorCode[keyof typeof ModelErrorCode]

@@ -1,10 +1,10 @@
+import { readLayerShards } from './layer-shard.ts'
 import { applyRope, causalMask, rmsNorm } from './ops.ts'
-import { layerTensorNames } from './plan.ts'
 import { tf } from './tf.ts'
-import { loadLinear, loadVector } from './weights.ts'
 import type { WeightSource } from '../weight-source.ts'
 import type { Qwen3Config } from './config.ts'
 import type { LayerKv } from './kv-cache.ts'
+import type { LayerShardData } from './layer-shard.ts'
 import type { RopeTable } from './rope.ts'
 import type { Tensor, Tensor1D, Tensor2D, Tensor3D } from './tf.ts'
 
@@ -13,31 +13,50 @@ interface LayerWeights {
   postNorm: Tensor1D
   qNorm: Tensor1D
   kNorm: Tensor1D
-  /** linear weights transposed to [in, out] */
-  q: Tensor2D
-  k: Tensor2D
-  v: Tensor2D
+  /** linear weights transposed to [in, out]; q/k/v and gate/up fused along out */
+  qkv: Tensor2D
   o: Tensor2D
-  gate: Tensor2D
-  up: Tensor2D
+  gateUp: Tensor2D
   down: Tensor2D
 }
 
-/** One Qwen3 decoder layer: attention (GQA, q/k norm, RoPE) and SiLU-gated MLP, pre-norm residuals. */
+/** A linear weight stored [out, in], transposed once to [in, out] so every step is a plain x @ W (XNNPACK's fully-connected path on wasm). */
+function linear (data: Float32Array, out: number, inp: number): Tensor2D {
+  return tf.tidy(() => tf.transpose(tf.tensor2d(data, [out, inp])))
+}
+
+/**
+ * One Qwen3 decoder layer, or one tensor-parallel shard of it (a subset of
+ * the heads and of the MLP columns, see LayerShardData): attention (GQA,
+ * q/k norm, RoPE) and SiLU-gated MLP, pre-norm residuals.
+ */
 export class DecoderLayer {
   readonly index: number
+  /** the shard's query heads, kv heads and intermediate columns */
+  readonly heads: number
+  readonly kvHeads: number
+  readonly inter: number
   private readonly config: Qwen3Config
   private readonly w: LayerWeights
 
-  private constructor (index: number, config: Qwen3Config, w: LayerWeights) {
-    this.index = index
+  private constructor (config: Qwen3Config, data: LayerShardData, w: LayerWeights) {
+    this.index = data.layer
+    this.heads = data.heads
+    this.kvHeads = data.kvHeads
+    this.inter = data.inter
     this.config = config
     this.w = w
   }
 
+  /** The whole layer `index`, read from `source`. */
   static async load (config: Qwen3Config, source: WeightSource, index: number): Promise<DecoderLayer> {
-    const { hiddenSize: h, numHeads, numKvHeads, headDim: d, intermediateSize: m } = config
-    const n = layerTensorNames(index)
+    const [data] = await readLayerShards(config, source, index, 1)
+    return DecoderLayer.fromShard(config, data)
+  }
+
+  /** Builds the layer (or shard) from its float32 weights. */
+  static fromShard (config: Qwen3Config, data: LayerShardData): DecoderLayer {
+    const { hiddenSize: h, headDim: d } = config
     const loaded: Tensor[] = []
     const track = <T extends Tensor>(t: T): T => {
       loaded.push(t)
@@ -45,19 +64,16 @@ export class DecoderLayer {
     }
     try {
       const w: LayerWeights = {
-        inputNorm: track(await loadVector(source, n.inputNorm, h)),
-        q: track(await loadLinear(source, n.q, numHeads * d, h)),
-        k: track(await loadLinear(source, n.k, numKvHeads * d, h)),
-        v: track(await loadLinear(source, n.v, numKvHeads * d, h)),
-        o: track(await loadLinear(source, n.o, h, numHeads * d)),
-        qNorm: track(await loadVector(source, n.qNorm, d)),
-        kNorm: track(await loadVector(source, n.kNorm, d)),
-        postNorm: track(await loadVector(source, n.postNorm, h)),
-        gate: track(await loadLinear(source, n.gate, m, h)),
-        up: track(await loadLinear(source, n.up, m, h)),
-        down: track(await loadLinear(source, n.down, h, m))
+        inputNorm: track(tf.tensor1d(data.inputNorm)),
+        postNorm: track(tf.tensor1d(data.postNorm)),
+        qNorm: track(tf.tensor1d(data.qNorm)),
+        kNorm: track(tf.tensor1d(data.kNorm)),
+        qkv: track(linear(data.qkv, (data.heads + 2 * data.kvHeads) * d, h)),
+        o: track(linear(data.o, h, data.heads * d)),
+        gateUp: track(linear(data.gateUp, 2 * data.inter, h)),
+        down: track(linear(data.down, h, data.inter))
       }
-      return new DecoderLayer(index, config, w)
+      return new DecoderLayer(config, data, w)
     } catch (err) {
       for (const t of loaded) {
         t.dispose()
@@ -67,12 +83,29 @@ export class DecoderLayer {
   }
 
   /**
-   * Runs x [T, hidden] at positions [kv length, kv length + T) through the
-   * layer, appending this step's keys and values to `kv`. Returns a new
-   * tensor; x is left to the caller.
+   * The whole layer on x [T, hidden] at positions [kv length, kv length + T),
+   * appending this step's keys and values to `kv`. Only for a layer holding
+   * every head and column (load()). Returns a new tensor; x stays the caller's.
    */
   forward (x: Tensor2D, kv: LayerKv, rope: RopeTable): Tensor2D {
-    const { numHeads: nH, numKvHeads: kvH, headDim: d, rmsNormEps: eps } = this.config
+    const a = this.attention(x, kv, rope)
+    const x2 = tf.add(x, a) as Tensor2D
+    a.dispose()
+    const m = this.mlp(x2)
+    const out = tf.add(x2, m) as Tensor2D
+    x2.dispose()
+    m.dispose()
+    return out
+  }
+
+  /**
+   * This shard's share of o_proj(attention(input_norm(x))), [T, hidden],
+   * without the residual; appends the shard's keys and values to `kv`.
+   */
+  attention (x: Tensor2D, kv: LayerKv, rope: RopeTable): Tensor2D {
+    const { headDim: d, rmsNormEps: eps } = this.config
+    const nH = this.heads
+    const kvH = this.kvHeads
     const group = nH / kvH
     const w = this.w
     const t = x.shape[0]
@@ -80,11 +113,11 @@ export class DecoderLayer {
     const [out, keys, values] = tf.tidy(() => {
       const h = rmsNorm(x, w.inputNorm, eps)
       const { cos, sin } = rope.slice(past, t)
-      const q = applyRope(rmsNorm(tf.reshape(tf.matMul(h, w.q), [t, nH, d]), w.qNorm, eps), cos, sin)
-      const k = applyRope(rmsNorm(tf.reshape(tf.matMul(h, w.k), [t, kvH, d]), w.kNorm, eps), cos, sin)
-      const v = tf.reshape(tf.matMul(h, w.v), [t, kvH, d])
+      const [qf, kf, vf] = tf.split(tf.matMul(h, w.qkv), [nH * d, kvH * d, kvH * d], 1)
+      const q = applyRope(rmsNorm(tf.reshape(qf, [t, nH, d]), w.qNorm, eps), cos, sin)
+      const k = applyRope(rmsNorm(tf.reshape(kf, [t, kvH, d]), w.kNorm, eps), cos, sin)
       const kNew = tf.transpose(k, [1, 0, 2]) as Tensor3D
-      const vNew = tf.transpose(v, [1, 0, 2]) as Tensor3D
+      const vNew = tf.transpose(tf.reshape(vf, [t, kvH, d]), [1, 0, 2]) as Tensor3D
       const keys = kv.k == null ? kNew : tf.concat([kv.k, kNew], 1)
       const values = kv.v == null ? vNew : tf.concat([kv.v as Tensor3D, vNew], 1)
       const s = past + t
@@ -96,12 +129,7 @@ export class DecoderLayer {
       }
       const probs = tf.reshape(tf.softmax(scores), [kvH, group * t, s])
       const ctx = tf.reshape(tf.transpose(tf.reshape(tf.matMul(probs, values), [nH, t, d]), [1, 0, 2]), [t, nH * d])
-      const x2 = tf.add(x, tf.matMul(ctx, w.o))
-      const h2 = rmsNorm(x2, w.postNorm, eps)
-      const g = tf.matMul(h2, w.gate)
-      const act = tf.mul(tf.mul(g, tf.sigmoid(g)), tf.matMul(h2, w.up))
-      const out = tf.add(x2, tf.matMul(act, w.down)) as Tensor2D
-      return [out, keys, values] as [Tensor2D, Tensor3D, Tensor3D]
+      return [tf.matMul(ctx, w.o), keys, values] as [Tensor2D, Tensor3D, Tensor3D]
     })
     if (kv.k !== keys) {
       kv.k?.dispose()
@@ -112,6 +140,17 @@ export class DecoderLayer {
     kv.k = keys
     kv.v = values
     return out
+  }
+
+  /** This shard's share of down(silu(gate(h)) * up(h)) with h = post_norm(x2), [T, hidden], without the residual. */
+  mlp (x2: Tensor2D): Tensor2D {
+    const w = this.w
+    return tf.tidy(() => {
+      const h2 = rmsNorm(x2, w.postNorm, this.config.rmsNormEps)
+      const [g, u] = tf.split(tf.matMul(h2, w.gateUp), 2, 1)
+      const act = tf.mul(tf.mul(g, tf.sigmoid(g)), u)
+      return tf.matMul(act, w.down)
+    })
   }
 
   dispose (): void {

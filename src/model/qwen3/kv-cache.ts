@@ -9,6 +9,38 @@ export interface LayerKv {
 }
 
 /**
+ * Where a session's cache lives when the layers run on worker threads
+ * (ShardPool): the session forwards truncation and disposal there.
+ */
+export interface RemoteKv {
+  truncate(length: number): void
+  dispose(): void
+  /** float32 bytes one cached position takes over all held layers */
+  readonly bytesPerPosition: number
+}
+
+/** Drops positions from `length` on in one layer's cache (no-op when it holds fewer). */
+export function truncateLayerKv (l: LayerKv, length: number): void {
+  if (l.k == null || l.v == null || l.k.shape[1] <= length) {
+    return
+  }
+  if (length === 0) {
+    l.k.dispose()
+    l.v.dispose()
+    l.k = null
+    l.v = null
+    return
+  }
+  const [h, , d] = l.k.shape
+  const k = tf.slice(l.k, [0, 0, 0], [h, length, d])
+  const v = tf.slice(l.v, [0, 0, 0], [h, length, d])
+  l.k.dispose()
+  l.v.dispose()
+  l.k = k
+  l.v = v
+}
+
+/**
  * A generation session's KV cache on one shard: one LayerKv per held layer.
  * `length` is the number of positions cached; new positions continue from it.
  */
@@ -17,10 +49,13 @@ export class KvSession {
   readonly layers: LayerKv[]
   private len: number
   private closed: boolean
+  private readonly remote?: RemoteKv
 
-  constructor (id: number, layerCount: number) {
+  /** With `remote`, the tensors live on worker threads and `layers` stays empty. */
+  constructor (id: number, layerCount: number, remote?: RemoteKv) {
     this.id = id
-    this.layers = Array.from({ length: layerCount }, () => ({ k: null, v: null }))
+    this.remote = remote
+    this.layers = Array.from({ length: remote == null ? layerCount : 0 }, () => ({ k: null, v: null }))
     this.len = 0
     this.closed = false
   }
@@ -35,6 +70,9 @@ export class KvSession {
 
   /** Bytes the cache holds (float32). */
   get bytes (): number {
+    if (this.remote != null) {
+      return this.len * this.remote.bytesPerPosition
+    }
     let n = 0
     for (const l of this.layers) {
       n += (l.k?.size ?? 0) * 4 + (l.v?.size ?? 0) * 4
@@ -61,24 +99,9 @@ export class KvSession {
     }
     // per layer, so a step that failed half way (some layers appended) is undone too
     for (const l of this.layers) {
-      if (l.k == null || l.v == null || l.k.shape[1] <= length) {
-        continue
-      }
-      if (length === 0) {
-        l.k.dispose()
-        l.v.dispose()
-        l.k = null
-        l.v = null
-        continue
-      }
-      const [h, , d] = l.k.shape
-      const k = tf.slice(l.k, [0, 0, 0], [h, length, d])
-      const v = tf.slice(l.v, [0, 0, 0], [h, length, d])
-      l.k.dispose()
-      l.v.dispose()
-      l.k = k
-      l.v = v
+      truncateLayerKv(l, length)
     }
+    this.remote?.truncate(length)
     this.len = length
   }
 
@@ -87,6 +110,7 @@ export class KvSession {
       return
     }
     this.closed = true
+    this.remote?.dispose()
     for (const l of this.layers) {
       l.k?.dispose()
       l.v?.dispose()

@@ -1,11 +1,14 @@
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { DecoderLayer } from './decoder-layer.ts'
 import { KvSession } from './kv-cache.ts'
+import { assertShardable, readLayerShards } from './layer-shard.ts'
 import { rmsNorm } from './ops.ts'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD } from './plan.ts'
 import { RopeTable } from './rope.ts'
+import { ShardPool } from './shard-pool.ts'
 import { tf } from './tf.ts'
 import { loadLinear, loadMatrix, loadVector } from './weights.ts'
+import type { BackendPreference } from '../backend.ts'
 import type { WeightSource } from '../weight-source.ts'
 import type { Qwen3Config } from './config.ts'
 import type { Tensor1D, Tensor2D } from './tf.ts'
@@ -19,6 +22,15 @@ export interface LayerRangeInit {
   embedding?: boolean
   /** also hold the final norm and the output head (the last stage) */
   head?: boolean
+  /**
+   * Run the decoder layers tensor-parallel on this many worker threads, each
+   * with its own tfjs engine on the current backend and 1/workers of every
+   * layer's heads and MLP columns (and of the KV cache). 0 (default): on the
+   * calling thread. Worker mode needs forwardAsync() / forwardData() /
+   * nextLogits(); the synchronous forward() is for the calling thread only.
+   * kv heads and intermediate size must divide by it.
+   */
+  workers?: number
 }
 
 /**
@@ -32,6 +44,10 @@ export class LayerRange {
   readonly start: number
   readonly end: number
   private readonly layers: DecoderLayer[]
+  /** set in worker mode; then `layers` is empty and the pool holds them */
+  private readonly pool: ShardPool | null
+  private readonly sessions: WeakSet<KvSession>
+  private readonly busy: WeakSet<KvSession>
   private readonly embedTokens: Tensor2D | null
   private readonly finalNorm: Tensor1D | null
   /** [hidden, vocab], or null when the head reuses embedTokens ([vocab, hidden]) */
@@ -41,11 +57,14 @@ export class LayerRange {
   private nextSessionId: number
   private disposed: boolean
 
-  private constructor (config: Qwen3Config, init: LayerRangeInit, parts: { layers: DecoderLayer[], embedTokens: Tensor2D | null, finalNorm: Tensor1D | null, headWeight: Tensor2D | null, tiedHead: Tensor2D | null }) {
+  private constructor (config: Qwen3Config, init: LayerRangeInit, parts: { layers: DecoderLayer[], pool: ShardPool | null, embedTokens: Tensor2D | null, finalNorm: Tensor1D | null, headWeight: Tensor2D | null, tiedHead: Tensor2D | null }) {
     this.config = config
     this.start = init.start
     this.end = init.end
     this.layers = parts.layers
+    this.pool = parts.pool
+    this.sessions = new WeakSet()
+    this.busy = new WeakSet()
     this.embedTokens = parts.embedTokens
     this.finalNorm = parts.finalNorm
     this.headWeight = parts.headWeight
@@ -64,6 +83,11 @@ export class LayerRange {
     const layers: DecoderLayer[] = []
     const extra: Array<{ dispose(): void }> = []
     const { vocabSize: v, hiddenSize: h } = config
+    const workers = init.workers ?? 0
+    let pool: ShardPool | null = null
+    if (workers !== 0) {
+      assertShardable(config, workers)
+    }
     try {
       let embedTokens: Tensor2D | null = null
       let finalNorm: Tensor1D | null = null
@@ -73,8 +97,13 @@ export class LayerRange {
         embedTokens = await loadMatrix(source, EMBED_TOKENS, v, h)
         extra.push(embedTokens)
       }
-      for (let i = start; i < end; i++) {
-        layers.push(await DecoderLayer.load(config, source, i))
+      if (workers !== 0 && end > start) {
+        pool = await ShardPool.start(config, workers, tf.getBackend() as BackendPreference)
+        await LayerRange.loadOnPool(pool, config, source, init)
+      } else {
+        for (let i = start; i < end; i++) {
+          layers.push(await DecoderLayer.load(config, source, i))
+        }
       }
       if (init.head === true) {
         finalNorm = await loadVector(source, FINAL_NORM, h)
@@ -86,8 +115,9 @@ export class LayerRange {
           extra.push(headWeight)
         }
       }
-      return new LayerRange(config, init, { layers, embedTokens, finalNorm, headWeight, tiedHead })
+      return new LayerRange(config, init, { layers, pool, embedTokens, finalNorm, headWeight, tiedHead })
     } catch (err) {
+      await pool?.stop()
       for (const l of layers) {
         l.dispose()
       }
@@ -95,6 +125,13 @@ export class LayerRange {
         t.dispose()
       }
       throw err
+    }
+  }
+
+  /** Cuts each layer into pool.count shards and hands shard i to worker i. */
+  private static async loadOnPool (pool: ShardPool, config: Qwen3Config, source: WeightSource, init: LayerRangeInit): Promise<void> {
+    for (let i = init.start; i < init.end; i++) {
+      await pool.load(i - init.start, await readLayerShards(config, source, i, pool.count))
     }
   }
 
@@ -111,9 +148,25 @@ export class LayerRange {
     return this.hasEmbedding && this.hasHead && this.start === 0 && this.end === this.config.numLayers
   }
 
+  /** Worker threads running the layers (0: the calling thread). */
+  get workers (): number {
+    return this.pool?.count ?? 0
+  }
+
   createSession (): KvSession {
     this.assertOpen()
-    return new KvSession(this.nextSessionId++, this.layers.length)
+    const id = this.nextSessionId++
+    const pool = this.pool
+    const { numKvHeads, headDim } = this.config
+    const session = pool == null
+      ? new KvSession(id, this.layers.length)
+      : new KvSession(id, this.end - this.start, {
+        truncate: length => { pool.truncate(id, length) },
+        dispose: () => { pool.closeSession(id) },
+        bytesPerPosition: (this.end - this.start) * 2 * numKvHeads * headDim * 4
+      })
+    this.sessions.add(session)
+    return session
   }
 
   /** Token ids -> hidden states [T, hidden]. */
@@ -142,24 +195,10 @@ export class LayerRange {
    * Returns a new tensor; `hidden` stays the caller's.
    */
   forward (session: KvSession, hidden: Tensor2D, startPos?: number): Tensor2D {
-    this.assertOpen()
-    session.assertOpen()
-    if (session.layers.length !== this.layers.length) {
-      throw new ModelError(ModelErrorCode.BAD_INPUT, 'session belongs to another shard')
+    if (this.pool != null) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, 'this shard runs its layers on worker threads: use forwardAsync() or forwardData()')
     }
-    if (hidden.rank !== 2 || hidden.shape[1] !== this.config.hiddenSize || hidden.shape[0] < 1) {
-      throw new ModelError(ModelErrorCode.BAD_INPUT, `hidden states must be [T >= 1, ${this.config.hiddenSize}], got [${hidden.shape.join(', ')}]`)
-    }
-    const pos = startPos ?? session.length
-    if (!Number.isSafeInteger(pos) || pos < 0 || pos > session.length) {
-      throw new ModelError(ModelErrorCode.BAD_INPUT, `startPos ${pos} is not within the session's ${session.length} cached positions`)
-    }
-    if (pos + hidden.shape[0] > this.config.maxPositionEmbeddings) {
-      throw new ModelError(ModelErrorCode.BAD_INPUT, `positions up to ${pos + hidden.shape[0]} exceed max_position_embeddings ${this.config.maxPositionEmbeddings}`)
-    }
-    if (pos < session.length) {
-      session.truncate(pos)
-    }
+    const pos = this.prepare(session, hidden.shape, startPos)
     let x = hidden
     try {
       for (let i = 0; i < this.layers.length; i++) {
@@ -179,6 +218,67 @@ export class LayerRange {
     }
     session.advance(hidden.shape[0])
     return x === hidden ? tf.clone(hidden) : x
+  }
+
+  /** forward() that also works in worker mode (then the layers run on the worker threads). */
+  async forwardAsync (session: KvSession, hidden: Tensor2D, startPos?: number): Promise<Tensor2D> {
+    if (this.pool == null) {
+      return this.forward(session, hidden, startPos)
+    }
+    const pos = this.prepare(session, hidden.shape, startPos)
+    const y = await this.forwardOnPool(this.pool, session, await hidden.data() as Float32Array, hidden.shape[0], pos)
+    return tf.tensor2d(y, [hidden.shape[0], this.config.hiddenSize])
+  }
+
+  /** Checks a step's inputs and rewinds the session to its start position; returns that position. */
+  private prepare (session: KvSession, shape: number[], startPos: number | undefined): number {
+    this.assertOpen()
+    session.assertOpen()
+    if (!this.sessions.has(session)) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, 'session belongs to another shard')
+    }
+    if (this.busy.has(session)) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `session ${session.id} is already running a step`)
+    }
+    if (shape.length !== 2 || shape[1] !== this.config.hiddenSize || shape[0] < 1) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `hidden states must be [T >= 1, ${this.config.hiddenSize}], got [${shape.join(', ')}]`)
+    }
+    const pos = startPos ?? session.length
+    if (!Number.isSafeInteger(pos) || pos < 0 || pos > session.length) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `startPos ${pos} is not within the session's ${session.length} cached positions`)
+    }
+    if (pos + shape[0] > this.config.maxPositionEmbeddings) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `positions up to ${pos + shape[0]} exceed max_position_embeddings ${this.config.maxPositionEmbeddings}`)
+    }
+    if (pos < session.length) {
+      session.truncate(pos)
+    }
+    return pos
+  }
+
+  /** The layers on the worker pool: per layer x += attention(x), then x += mlp(x). */
+  private async forwardOnPool (pool: ShardPool, session: KvSession, hidden: Float32Array, t: number, pos: number): Promise<Float32Array> {
+    this.busy.add(session)
+    let x = hidden
+    try {
+      for (let slot = 0; slot < this.end - this.start; slot++) {
+        x = await pool.attention(session.id, slot, x, t)
+        x = await pool.mlp(slot, x, t)
+      }
+    } catch (err) {
+      // drop what the layers that did run appended: the session stays usable
+      if (!session.disposed) {
+        session.truncate(pos)
+      }
+      throw err
+    } finally {
+      this.busy.delete(session)
+    }
+    if (session.disposed) {
+      throw new ModelError(ModelErrorCode.SESSION_CLOSED, `session ${session.id} was disposed during the step`)
+    }
+    session.advance(t)
+    return x === hidden ? Float32Array.from(hidden) : x
   }
 
   /** Final norm + head: hidden [T, hidden] -> logits [T, vocab]. */
@@ -214,9 +314,30 @@ export class LayerRange {
     }
   }
 
+  /** forwardTokens() that also works in worker mode. */
+  async forwardTokensAsync (session: KvSession, ids: ArrayLike<number>, startPos?: number): Promise<Tensor2D> {
+    if (this.pool == null) {
+      return this.forwardTokens(session, ids, startPos)
+    }
+    if (!this.isComplete) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, 'forwardTokens needs a shard holding the embedding, every layer and the head')
+    }
+    const x = this.embed(ids)
+    try {
+      const h = await this.forwardAsync(session, x, startPos)
+      try {
+        return this.logits(h)
+      } finally {
+        h.dispose()
+      }
+    } finally {
+      x.dispose()
+    }
+  }
+
   /** The next-token logits after feeding `ids` (the TokenModel contract used by generate()). */
   async nextLogits (session: KvSession, ids: number[]): Promise<Float32Array> {
-    const logits = this.forwardTokens(session, ids)
+    const logits = await this.forwardTokensAsync(session, ids)
     try {
       const last = tf.tidy(() => tf.slice(logits, [logits.shape[0] - 1, 0], [1, logits.shape[1]]))
       try {
@@ -235,6 +356,10 @@ export class LayerRange {
     if (hidden.length === 0 || hidden.length % h !== 0) {
       throw new ModelError(ModelErrorCode.BAD_INPUT, `hidden data length ${hidden.length} is not a positive multiple of ${h}`)
     }
+    if (this.pool != null) {
+      const t = hidden.length / h
+      return this.forwardOnPool(this.pool, session, hidden, t, this.prepare(session, [t, h], startPos))
+    }
     const x = tf.tensor2d(hidden, [hidden.length / h, h])
     try {
       const y = this.forward(session, x, startPos)
@@ -248,12 +373,19 @@ export class LayerRange {
     }
   }
 
-  /** Frees every weight; sessions must be disposed by their owners. */
+  /** dispose(), then waits for the worker threads (if any) to end. */
+  async close (): Promise<void> {
+    this.dispose()
+    await this.pool?.stop()
+  }
+
+  /** Frees every weight and ends the worker threads; sessions must be disposed by their owners. */
   dispose (): void {
     if (this.disposed) {
       return
     }
     this.disposed = true
+    this.pool?.stop().catch(() => {})
     for (const l of this.layers) {
       l.dispose()
     }
