@@ -34,7 +34,23 @@ export const ModelErrorCode = {
   /** tokenizer.json / tokenizer_config.json unreadable, or template failed */
   BAD_TOKENIZER: 'ERR_BAD_TOKENIZER',
   /** a shard worker thread failed, exited or was stopped */
-  WORKER_FAILED: 'ERR_MODEL_WORKER_FAILED'
+  WORKER_FAILED: 'ERR_MODEL_WORKER_FAILED',
+  /** a text command on a model imported without a tokenizer */
+  NO_TOKENIZER: 'ERR_MODEL_NO_TOKENIZER',
+  /** no model manifest with that id (or id prefix) on chain A */
+  MODEL_NOT_FOUND: 'ERR_MODEL_NOT_FOUND',
+  /** a model id prefix that matches more than one manifest */
+  AMBIGUOUS_MODEL: 'ERR_MODEL_AMBIGUOUS',
+  /** a manifest block whose payload is not a valid blyd model manifest */
+  BAD_MANIFEST: 'ERR_BAD_MODEL_MANIFEST',
+  /** a unit's layer block is not on chain B, or its payload is not stored locally */
+  BLOCK_MISSING: 'ERR_MODEL_BLOCK_MISSING',
+  /** a layer block whose payload fails verification (chunk hash, manifest hash, safetensors) */
+  BLOCK_CORRUPT: 'ERR_MODEL_BLOCK_CORRUPT',
+  /** a checkpoint folder that cannot be imported (missing files, extra tensors) */
+  BAD_CHECKPOINT: 'ERR_BAD_CHECKPOINT',
+  /** the checkpoint changed on disk while it was being imported */
+  CHECKPOINT_CHANGED: 'ERR_CHECKPOINT_CHANGED'
 } as const
 
 export type ModelErrorCodeValue = typeof ModelErrorCode[keyof typeof ModelErrorCode]
