@@ -70,6 +70,8 @@ export interface StatusResult {
   startedAt: number
   uptimeMs: number
   backend: string
+  /** the inference backend: which one runs and why the others did not */
+  inference?: BackendStatusJson
   chain: {
     counts: { A: number, B: number, total: number, orphans: number }
     tips: { A: string[], B: string[] }
@@ -109,4 +111,115 @@ export interface PutResult {
   id: string
   payloadSize: string
   chunks: number
+}
+
+/** Backend selection as `status` reports it: the one that runs, and why the others did not. */
+export interface BackendStatusJson {
+  /** the tfjs backend in use ('tensorflow', 'wasm', 'cpu'), or null when none could start */
+  name: string | null
+  /** the configured preference: auto | tensorflow | wasm | cpu */
+  preference: string
+  tried: Array<{ name: string, ok: boolean, reason?: string }>
+  /** why no backend runs, when name is null */
+  error?: string
+}
+
+/** Params of `model.import` (the daemon reads the folder). */
+export interface ModelImportParams {
+  dir: string
+  tokenizer?: string
+  name?: string
+}
+
+/** Result of `model.import`; `stream` notifications carry `{ phase, done, total }` meanwhile. */
+export interface ModelImportResult {
+  modelId: string
+  name: string
+  blocks: number
+  existing: number
+  bytes: number
+  bytesWritten: number
+  units: number
+  tokenizer: boolean
+  ignored: string[]
+}
+
+/** One model of `model.list`. */
+export interface ModelSummaryJson {
+  id: string
+  name: string
+  arch: string
+  units: number
+  /** units whose layer block and payload are stored locally */
+  unitsStored: number
+  complete: boolean
+  author: string
+  loaded: boolean
+}
+
+/** Result of `model.show`. */
+export interface ModelDetailsJson extends ModelSummaryJson {
+  config: {
+    layers: number
+    hidden: number
+    intermediate: number
+    heads: number
+    kvHeads: number
+    headDim: number
+    vocab: number
+    tieWordEmbeddings: boolean
+    maxPositionEmbeddings: number
+  }
+  tokenizer: { present: boolean, chatTemplate: boolean }
+  dtypes: string[]
+  /** payload bytes of all layer blocks */
+  bytes: number
+  parameters: number
+  unitBlocks: Array<{ unit: number, kind: string, layer?: number, bytes: number, sha256: string, block: string | null, stored: boolean }>
+}
+
+/** Params of `generate`: exactly one of prompt, chat, promptIds. */
+export interface GenerateParams {
+  model: string
+  prompt?: string
+  /** a user message, or a whole conversation, rendered with the model's chat template */
+  chat?: string | Array<{ role: string, content: string }>
+  promptIds?: number[]
+  maxNewTokens?: number
+  temperature?: number
+  topK?: number
+  topP?: number
+  repetitionPenalty?: number
+  seed?: number
+  stop?: string[]
+  /** the backend the caller expects; the call fails when another one runs */
+  backend?: string
+}
+
+/** A `stream` notification of `generate`: one generated token and the text it completes. */
+export interface GenerateTokenJson {
+  token: number
+  text: string
+}
+
+/** Result of `generate`. */
+export interface GenerateResult {
+  tokens: number[]
+  text: string
+  promptTokens: number
+  tokensPerSecond: number
+  finishReason: string
+  backend: string
+}
+
+/** Params / result of `model.logits`: logits [ids.length][vocab] of a fresh session. */
+export interface LogitsParams {
+  model: string
+  ids: number[]
+  backend?: string
+}
+
+export interface LogitsResult {
+  logits: number[][]
+  backend: string
 }

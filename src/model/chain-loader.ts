@@ -1,0 +1,242 @@
+/**
+ * The chain loader: the only way the model math gets weights in production.
+ * A model is a ModelManifest block (chain A); each unit's tensors are the
+ * payload of a Layer block (chain B) naming that manifest. Every payload
+ * chunk is hash-checked by the store as it is read, the whole payload is
+ * checked against the sha-256 the manifest lists, and a block that is missing
+ * or fails a check is an error naming the block and the unit — there is no
+ * fallback to any file.
+ */
+import { createHash } from 'node:crypto'
+import { BlockType, ChainError, ChainErrorCode, equalBytes } from '../chain/index.ts'
+import { ModelError, ModelErrorCode } from './errors.ts'
+import { LayerField, MIN_MODEL_ID_PREFIX } from './import/constants.ts'
+import { parseManifest } from './import/manifest.ts'
+import { LayerRange } from './qwen3/layer-range.ts'
+import { decodeSafetensors } from './safetensors/reader.ts'
+import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
+import type { ManifestUnit, ParsedManifest } from './import/manifest.ts'
+import type { LayerRangeInit } from './qwen3/layer-range.ts'
+import type { RawTensor } from './safetensors/dtypes.ts'
+import type { WeightSource } from './weight-source.ts'
+
+/** A manifest read from the chain, with its block's id and author. */
+export interface ModelManifest extends ParsedManifest {
+  id: Uint8Array
+  idHex: string
+  author: Uint8Array
+}
+
+function toHex (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+/** Reads a block's whole payload into one buffer (chunks verified by the store); errors name the block. */
+async function readBlockPayload (store: ChainStoreApi, block: StoredBlock, what: string): Promise<Uint8Array> {
+  const idHex = toHex(block.id)
+  const size = Number(block.header.payloadSize)
+  const out = new Uint8Array(size)
+  let at = 0
+  try {
+    for await (const chunk of store.readPayload(block.id)) {
+      if (at + chunk.byteLength > size) {
+        throw new ChainError(ChainErrorCode.PayloadSize, 'payload longer than its header says', { blockId: idHex })
+      }
+      out.set(chunk, at)
+      at += chunk.byteLength
+    }
+  } catch (err: any) {
+    const missing = err?.code === ChainErrorCode.ChunkMissing || err?.code === ChainErrorCode.BlockNotFound
+    throw new ModelError(missing ? ModelErrorCode.BLOCK_MISSING : ModelErrorCode.BLOCK_CORRUPT, `cannot read ${what} from block ${idHex}: ${String(err?.message ?? err)}`, {}, { cause: err })
+  }
+  if (at !== size) {
+    throw new ModelError(ModelErrorCode.BLOCK_CORRUPT, `${what}: block ${idHex} payload is ${at} bytes, its header says ${size}`)
+  }
+  return out
+}
+
+/** Reads and checks the manifest of `modelId` (a ModelManifest block on chain A). */
+export async function loadModelManifest (store: ChainStoreApi, modelId: Uint8Array): Promise<ModelManifest> {
+  const idHex = toHex(modelId)
+  const block = await store.get(modelId)
+  if (block == null) {
+    throw new ModelError(ModelErrorCode.MODEL_NOT_FOUND, `no model ${idHex} on chain A`)
+  }
+  if (block.header.type !== BlockType.ModelManifest) {
+    throw new ModelError(ModelErrorCode.MODEL_NOT_FOUND, `block ${idHex} is not a model manifest`)
+  }
+  const bytes = await readBlockPayload(store, block, 'the model manifest')
+  const parsed = parseManifest(bytes, `manifest block ${idHex}`)
+  return { ...parsed, id: new Uint8Array(modelId), idHex, author: block.header.author }
+}
+
+/** Turns a full hex model id, or a unique prefix of >= 8 hex characters, into the manifest id. */
+export async function resolveModelId (store: ChainStoreApi, text: string): Promise<Uint8Array> {
+  const hex = text.trim().toLowerCase()
+  if (!/^[0-9a-f]+$/.test(hex) || hex.length < MIN_MODEL_ID_PREFIX || hex.length > 64) {
+    throw new ModelError(ModelErrorCode.MODEL_NOT_FOUND, `model id must be 64 hex characters or a unique prefix of at least ${MIN_MODEL_ID_PREFIX} (got ${JSON.stringify(text)})`)
+  }
+  if (hex.length === 64) {
+    return Uint8Array.from(Buffer.from(hex, 'hex'))
+  }
+  const matches: Uint8Array[] = []
+  for await (const block of store.byType(BlockType.ModelManifest)) {
+    if (toHex(block.id).startsWith(hex)) {
+      matches.push(block.id)
+    }
+  }
+  if (matches.length === 0) {
+    throw new ModelError(ModelErrorCode.MODEL_NOT_FOUND, `no model on chain A has an id starting with ${hex}`)
+  }
+  if (matches.length > 1) {
+    throw new ModelError(ModelErrorCode.AMBIGUOUS_MODEL, `${matches.length} models have ids starting with ${hex}: ${matches.map(toHex).join(', ')}`)
+  }
+  return matches[0]
+}
+
+/**
+ * The layer block the manifest's publisher stored for `unit`: the one whose
+ * size and sha-256 field match the manifest. Undefined when none does.
+ */
+export async function findUnitBlock (store: ChainStoreApi, manifest: ModelManifest, unit: ManifestUnit): Promise<StoredBlock | undefined> {
+  const want = Buffer.from(unit.sha256, 'hex')
+  let incomplete: StoredBlock | undefined
+  for (const block of await store.byModelUnit(manifest.id, unit.unit)) {
+    const h = block.header
+    if (!equalBytes(h.author, manifest.author) || h.payloadSize !== BigInt(unit.bytes)) {
+      continue
+    }
+    const sha = h.fields.get(LayerField.SHA256)
+    if (sha?.kind === 'bytes' && equalBytes(sha.value, want)) {
+      if (block.payloadComplete) {
+        return block
+      }
+      incomplete ??= block
+    }
+  }
+  return incomplete
+}
+
+/** Reads one unit's tensors from its layer block, verified against the manifest. */
+export async function loadUnitTensors (store: ChainStoreApi, manifest: ModelManifest, unitIndex: number): Promise<Map<string, RawTensor>> {
+  const unit = manifest.units[unitIndex]
+  if (unit == null) {
+    throw new ModelError(ModelErrorCode.BAD_INPUT, `model ${manifest.idHex} has no unit ${unitIndex} (it has ${manifest.units.length})`)
+  }
+  const what = `unit ${unit.unit} (${unit.kind}) of model ${manifest.idHex}`
+  const block = await findUnitBlock(store, manifest, unit)
+  if (block == null) {
+    throw new ModelError(ModelErrorCode.BLOCK_MISSING, `no layer block for ${what} on chain B (sync it from a peer or import the checkpoint)`)
+  }
+  const idHex = toHex(block.id)
+  if (!block.payloadComplete) {
+    throw new ModelError(ModelErrorCode.BLOCK_MISSING, `the payload of layer block ${idHex} (${what}) is not stored locally yet`)
+  }
+  const bytes = await readBlockPayload(store, block, what)
+  const got = createHash('sha256').update(bytes).digest('hex')
+  if (got !== unit.sha256) {
+    throw new ModelError(ModelErrorCode.BLOCK_CORRUPT, `layer block ${idHex} (${what}) hashes to ${got}, the manifest lists ${unit.sha256}`)
+  }
+  let tensors: Map<string, RawTensor>
+  try {
+    tensors = decodeSafetensors(bytes, `block ${idHex}`).tensors
+  } catch (err: any) {
+    throw new ModelError(ModelErrorCode.BLOCK_CORRUPT, `layer block ${idHex} (${what}) is not valid safetensors: ${err.message}`, {}, { cause: err })
+  }
+  for (const spec of unit.tensors) {
+    const t = tensors.get(spec.name)
+    if (t == null || t.dtype !== spec.dtype || t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new ModelError(ModelErrorCode.BLOCK_CORRUPT, `layer block ${idHex} (${what}) does not hold ${spec.name} as the manifest lists it`)
+    }
+  }
+  return tensors
+}
+
+export interface ChainWeightSourceInit {
+  store: ChainStoreApi
+  manifest: ModelManifest
+  /** first unit served (0 = embedding, 1..L = decoder layers, L+1 = norm + head) */
+  start: number
+  /** one past the last unit served */
+  end: number
+}
+
+/**
+ * WeightSource over the layer blocks of units [start, end) of one model.
+ * Units are read on first use; one decoded unit is kept (LayerRange.load asks
+ * unit by unit), so memory stays at about one unit's payload. With tied
+ * embeddings a range holding the head also serves embed_tokens from unit 0.
+ */
+export class ChainWeightSource implements WeightSource {
+  readonly label: string
+  readonly start: number
+  readonly end: number
+  private readonly store: ChainStoreApi
+  private readonly manifest: ModelManifest
+  private readonly unitOf: Map<string, number>
+  private readonly allowed: Set<number>
+  private current: { unit: number, tensors: Promise<Map<string, RawTensor>> } | undefined
+
+  constructor (init: ChainWeightSourceInit) {
+    const { manifest, start, end } = init
+    const count = manifest.units.length
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > count) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `unit range [${start}, ${end}) is not inside [0, ${count})`)
+    }
+    this.store = init.store
+    this.manifest = manifest
+    this.start = start
+    this.end = end
+    this.label = `chain model ${manifest.idHex}`
+    this.unitOf = new Map()
+    for (const u of manifest.units) {
+      for (const t of u.tensors) {
+        this.unitOf.set(t.name, u.unit)
+      }
+    }
+    this.allowed = new Set()
+    for (let u = start; u < end; u++) {
+      this.allowed.add(u)
+    }
+    if (manifest.qwen3.tieWordEmbeddings && this.allowed.has(count - 1)) {
+      this.allowed.add(0)
+    }
+  }
+
+  /** Units [start, end) a LayerRange with `init` needs. */
+  static unitRange (numLayers: number, init: LayerRangeInit): { start: number, end: number } {
+    return {
+      start: init.embedding === true ? 0 : init.start + 1,
+      end: init.head === true ? numLayers + 2 : init.end + 1
+    }
+  }
+
+  async get (name: string): Promise<RawTensor | undefined> {
+    const unit = this.unitOf.get(name)
+    if (unit == null || !this.allowed.has(unit)) {
+      return undefined
+    }
+    if (this.current?.unit !== unit) {
+      const tensors = loadUnitTensors(this.store, this.manifest, unit)
+      tensors.catch(() => {})
+      this.current = { unit, tensors }
+    }
+    const tensors = await this.current.tensors
+    return tensors.get(name)
+  }
+
+  /** Drops the decoded unit held (call once the weights are loaded). */
+  release (): void {
+    this.current = undefined
+  }
+}
+
+/** Loads a LayerRange of `manifest`'s model from the chain. */
+export async function loadLayerRangeFromChain (store: ChainStoreApi, manifest: ModelManifest, init: LayerRangeInit): Promise<LayerRange> {
+  const source = new ChainWeightSource({ store, manifest, ...ChainWeightSource.unitRange(manifest.qwen3.numLayers, init) })
+  try {
+    return await LayerRange.load(manifest.qwen3, source, init)
+  } finally {
+    source.release()
+  }
+}

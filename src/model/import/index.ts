@@ -1,0 +1,7 @@
+export * from './constants.ts'
+export * from './canonical-json.ts'
+export * from './manifest.ts'
+export * from './manifest-tokenizer.ts'
+export * from './checkpoint-source.ts'
+export * from './unit-stream.ts'
+export * from './importer.ts'

@@ -1,0 +1,356 @@
+/**
+ * The inference service: picks the tfjs backend once (start()), loads whole
+ * models from the chain on demand (kept in a small LRU cache), and runs
+ * requests one at a time (tfjs is process-wide state). The daemon serves it
+ * over IPC (`model.*`, `generate`); `blyd ... --local` runs it in-process.
+ */
+import { BlockType } from '../chain/index.ts'
+import { BackendName, selectBackend } from './backend.ts'
+import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from './chain-loader.ts'
+import { ModelError, ModelErrorCode } from './errors.ts'
+import { generate } from './generate.ts'
+import { LayerField, ManifestField } from './import/constants.ts'
+import { tokenizerFromManifest } from './import/manifest-tokenizer.ts'
+import { tf } from './qwen3/tf.ts'
+import { elementCount } from './safetensors/dtypes.ts'
+import type { BackendPreference, BackendSelection } from './backend.ts'
+import type { ModelManifest } from './chain-loader.ts'
+import type { GeneratedToken, GenerationResult } from './generate.ts'
+import type { LayerRange } from './qwen3/layer-range.ts'
+import type { ChatMessage, ChatTokenizer } from './tokenizer.ts'
+import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
+import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, ModelDetailsJson, ModelSummaryJson } from '../protocols/ipc.ts'
+
+export const DEFAULT_MAX_LOADED_MODELS = 2
+
+export interface InferenceServiceInit {
+  /** the chain store (a getter: the daemon opens its store after constructing services) */
+  store: () => ChainStoreApi
+  /** auto | tensorflow | wasm | cpu; the daemon's names tfjs-node-gpu / tfjs-node mean tensorflow */
+  backend?: string
+  /** whole models kept loaded (least recently used is dropped first), default 2 */
+  maxLoadedModels?: number
+}
+
+interface LoadedModel {
+  manifest: ModelManifest
+  range: LayerRange
+  /** undefined until first needed; null for a token-id-only model */
+  tokenizer?: ChatTokenizer | null
+}
+
+/** Maps a configured backend name to selectBackend()'s preference. */
+export function backendPreference (name: string | undefined): BackendPreference {
+  switch (name ?? 'auto') {
+    case 'auto': return BackendName.AUTO
+    case 'tensorflow':
+    case 'tfjs-node':
+    case 'tfjs-node-gpu': return BackendName.TENSORFLOW
+    case 'wasm': return BackendName.WASM
+    case 'cpu': return BackendName.CPU
+    default:
+      throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `unknown backend ${JSON.stringify(name)}, expected auto, tensorflow, wasm or cpu`)
+  }
+}
+
+function toHex (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+/** `obj` without its undefined entries (option spreads must not override defaults with undefined) */
+function definedOnly<T extends Record<string, unknown>> (obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+function fieldString (block: StoredBlock, key: string): string {
+  const f = block.header.fields.get(key)
+  return f?.kind === 'string' ? f.value : ''
+}
+
+function fieldUint (block: StoredBlock, key: string): number {
+  const f = block.header.fields.get(key)
+  return f?.kind === 'uint' ? Number(f.value) : 0
+}
+
+export class InferenceService {
+  private readonly storeOf: () => ChainStoreApi
+  private readonly preference: BackendPreference
+  private readonly maxLoaded: number
+  /** most recently used last */
+  private readonly loaded: Map<string, LoadedModel>
+  private selection: BackendSelection | undefined
+  private selectionError: (Error & { tried?: BackendSelection['tried'] }) | undefined
+  private queue: Promise<void>
+  private started: boolean
+
+  constructor (init: InferenceServiceInit) {
+    this.storeOf = init.store
+    this.preference = backendPreference(init.backend)
+    this.maxLoaded = Math.max(1, init.maxLoadedModels ?? DEFAULT_MAX_LOADED_MODELS)
+    this.loaded = new Map()
+    this.queue = Promise.resolve()
+    this.started = false
+  }
+
+  /**
+   * Selects the backend. A backend named explicitly that cannot start throws;
+   * `auto` always ends on cpu at worst.
+   */
+  async start (): Promise<void> {
+    if (this.started) {
+      return
+    }
+    try {
+      this.selection = await selectBackend(this.preference)
+    } catch (err: any) {
+      this.selectionError = err
+      throw err
+    }
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    await this.exclusive(async () => {
+      for (const m of this.loaded.values()) {
+        m.range.dispose()
+      }
+      this.loaded.clear()
+    })
+    this.started = false
+  }
+
+  /** The backend as `status` reports it. */
+  backendStatus (): BackendStatusJson {
+    if (this.selection != null) {
+      return { name: this.selection.name, preference: this.preference, tried: this.selection.tried }
+    }
+    return {
+      name: null,
+      preference: this.preference,
+      tried: this.selectionError?.tried ?? [],
+      ...(this.selectionError != null ? { error: this.selectionError.message } : {})
+    }
+  }
+
+  get backendName (): string | null {
+    return this.selection?.name ?? null
+  }
+
+  /** Every model manifest on chain A, with how much of it is stored locally. */
+  async list (): Promise<ModelSummaryJson[]> {
+    const store = this.storeOf()
+    const out: ModelSummaryJson[] = []
+    for await (const block of store.byType(BlockType.ModelManifest)) {
+      out.push(await this.summary(store, block))
+    }
+    return out
+  }
+
+  async show (model: string): Promise<ModelDetailsJson> {
+    const store = this.storeOf()
+    const id = await resolveModelId(store, model)
+    const manifest = this.loaded.get(toHex(id))?.manifest ?? await loadModelManifest(store, id)
+    const block = await store.get(id) as StoredBlock
+    const summary = await this.summary(store, block)
+    const c = manifest.qwen3
+    const unitBlocks: ModelDetailsJson['unitBlocks'] = []
+    let parameters = 0
+    const dtypes = new Set<string>()
+    for (const u of manifest.units) {
+      const found = await findUnitBlock(store, manifest, u)
+      unitBlocks.push({ unit: u.unit, kind: u.kind, ...(u.layer != null ? { layer: u.layer } : {}), bytes: u.bytes, sha256: u.sha256, block: found != null ? toHex(found.id) : null, stored: found?.payloadComplete === true })
+      for (const t of u.tensors) {
+        parameters += elementCount(t.shape)
+        dtypes.add(t.dtype)
+      }
+    }
+    const template = manifest.tokenizer != null && (manifest.tokenizer.chatTemplate != null || /"chat_template"\s*:/.test(manifest.tokenizer.tokenizerConfig ?? ''))
+    return {
+      ...summary,
+      config: {
+        layers: c.numLayers,
+        hidden: c.hiddenSize,
+        intermediate: c.intermediateSize,
+        heads: c.numHeads,
+        kvHeads: c.numKvHeads,
+        headDim: c.headDim,
+        vocab: c.vocabSize,
+        tieWordEmbeddings: c.tieWordEmbeddings,
+        maxPositionEmbeddings: c.maxPositionEmbeddings
+      },
+      tokenizer: { present: manifest.tokenizer != null, chatTemplate: template },
+      dtypes: [...dtypes].sort(),
+      bytes: manifest.units.reduce((n, u) => n + u.bytes, 0),
+      parameters,
+      unitBlocks
+    }
+  }
+
+  /** Logits [ids.length][vocab] of `ids` fed to a fresh session. */
+  async logits (model: string, ids: number[], backend?: string): Promise<number[][]> {
+    this.checkBackend(backend)
+    return this.exclusive(async () => {
+      const m = await this.load(model)
+      const session = m.range.createSession()
+      try {
+        const t = m.range.forwardTokens(session, ids)
+        try {
+          return await t.array()
+        } finally {
+          t.dispose()
+        }
+      } finally {
+        session.dispose()
+      }
+    })
+  }
+
+  /** Generates from a prompt (text, chat or ids), calling `onToken` for each token as it comes. */
+  async generate (params: Omit<GenerateParams, 'backend'> & { backend?: string }, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
+    this.checkBackend(params.backend)
+    const given = [params.prompt, params.chat, params.promptIds].filter(v => v != null).length
+    if (given !== 1) {
+      throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'give exactly one of prompt, chat and promptIds')
+    }
+    return this.exclusive(async () => {
+      const m = await this.load(params.model)
+      let prompt: number[]
+      let tokenizer: ChatTokenizer | null = null
+      if (params.promptIds != null) {
+        prompt = params.promptIds
+        tokenizer = this.tokenizerOf(m, false)
+      } else {
+        tokenizer = this.tokenizerOf(m, true) as ChatTokenizer
+        if (params.chat != null) {
+          const messages: ChatMessage[] = typeof params.chat === 'string'
+            ? [{ role: 'user', content: params.chat }]
+            : params.chat.map(msg => ({ ...msg, role: msg.role as ChatMessage['role'] }))
+          prompt = tokenizer.encodeChat(messages)
+        } else {
+          prompt = tokenizer.encode(params.prompt as string)
+        }
+      }
+      const eos = new Set([...m.manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
+      const t0 = performance.now()
+      const decode = tokenizer != null ? (ids: number[]): string => (tokenizer as ChatTokenizer).decode(ids) : undefined
+      const it = generate(m.range, prompt, {
+        maxNewTokens: params.maxNewTokens,
+        eosTokenIds: [...eos],
+        stopStrings: params.stop,
+        sampling: definedOnly({
+          temperature: params.temperature,
+          topK: params.topK,
+          topP: params.topP,
+          repetitionPenalty: params.repetitionPenalty,
+          seed: params.seed
+        }),
+        decode,
+        signal
+      })
+      let step: IteratorResult<GeneratedToken, GenerationResult>
+      while (!(step = await it.next()).done) {
+        await onToken?.({ token: step.value.id, text: step.value.text })
+      }
+      const result = step.value
+      const seconds = (performance.now() - t0) / 1000
+      return {
+        tokens: result.tokens,
+        text: result.text,
+        promptTokens: prompt.length,
+        tokensPerSecond: seconds > 0 ? result.tokens.length / seconds : 0,
+        finishReason: result.finishReason,
+        backend: this.backendName ?? 'none'
+      }
+    })
+  }
+
+  private tokenizerOf (m: LoadedModel, required: boolean): ChatTokenizer | null {
+    if (m.tokenizer === undefined) {
+      m.tokenizer = m.manifest.tokenizer != null ? tokenizerFromManifest(m.manifest.tokenizer) : null
+    }
+    if (m.tokenizer == null && required) {
+      throw new ModelError(ModelErrorCode.NO_TOKENIZER, `model ${m.manifest.idHex} was imported without a tokenizer: it takes token ids only (use promptIds / --prompt-ids)`)
+    }
+    return m.tokenizer
+  }
+
+  private checkBackend (expected: string | undefined): void {
+    if (!this.started || this.selection == null) {
+      throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `no inference backend runs${this.selectionError != null ? `: ${this.selectionError.message}` : ''}`)
+    }
+    if (expected == null || expected === 'auto') {
+      return
+    }
+    const want = backendPreference(expected)
+    if (want !== this.selection.name) {
+      throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `the ${this.selection.name} backend runs here, not ${want} (start the daemon with --backend ${want}, or run with --local)`)
+    }
+  }
+
+  /** The loaded model (loading it from the chain when needed); call inside exclusive(). */
+  private async load (model: string): Promise<LoadedModel> {
+    const store = this.storeOf()
+    const id = await resolveModelId(store, model)
+    const key = toHex(id)
+    const cached = this.loaded.get(key)
+    if (cached != null) {
+      this.loaded.delete(key)
+      this.loaded.set(key, cached)
+      return cached
+    }
+    const manifest = await loadModelManifest(store, id)
+    while (this.loaded.size >= this.maxLoaded) {
+      const [oldest, m] = this.loaded.entries().next().value as [string, LoadedModel]
+      m.range.dispose()
+      this.loaded.delete(oldest)
+    }
+    const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: manifest.qwen3.numLayers, embedding: true, head: true })
+    const entry: LoadedModel = { manifest, range }
+    this.loaded.set(key, entry)
+    return entry
+  }
+
+  private async summary (store: ChainStoreApi, block: StoredBlock): Promise<ModelSummaryJson> {
+    const units = fieldUint(block, ManifestField.UNITS)
+    let unitsStored = 0
+    for (let u = 0; u < units; u++) {
+      const blocks = await store.byModelUnit(block.id, u)
+      if (blocks.some(b => b.payloadComplete && b.header.fields.get(LayerField.SHA256) != null)) {
+        unitsStored++
+      }
+    }
+    const id = toHex(block.id)
+    return {
+      id,
+      name: fieldString(block, ManifestField.NAME),
+      arch: fieldString(block, ManifestField.ARCH),
+      units,
+      unitsStored,
+      complete: block.payloadComplete && unitsStored === units,
+      author: toHex(block.header.author),
+      loaded: this.loaded.has(id)
+    }
+  }
+
+  private async exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    const previous = this.queue
+    let release!: () => void
+    this.queue = new Promise<void>(resolve => { release = resolve })
+    try {
+      await previous
+      return await fn()
+    } finally {
+      release()
+    }
+  }
+}
+
+export function createInferenceService (init: InferenceServiceInit): InferenceService {
+  return new InferenceService(init)
+}
+
+/** tfjs memory in use, for status and tests. */
+export function tensorMemory (): { numTensors: number, numBytes: number } {
+  const m = tf.memory()
+  return { numTensors: m.numTensors, numBytes: m.numBytes }
+}
