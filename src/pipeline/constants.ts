@@ -1,0 +1,41 @@
+/**
+ * Defaults of the stage server and the pipeline client. Every value can be
+ * overridden through StageServerInit / PipelineClientInit; nothing reads
+ * these at runtime except the factories that fill in missing options.
+ */
+
+/** Stage server defaults. */
+export const STAGE_SERVER_DEFAULTS = {
+  /** generation sessions served at once; one more gets BUSY at once */
+  maxSessions: 16,
+  /**
+   * positions cached over all sessions (the KV-cache memory bound: each
+   * session reserves its granted maxLength); a session that does not fit gets BUSY
+   */
+  maxCachePositions: 16 * 4096,
+  /** positions granted to an OPEN that asks for 0 (and the most one may ask for) */
+  defaultMaxLength: 4096,
+  /** a session with no frame for this long loses its KV cache and its stream is closed */
+  idleTimeoutMs: 5 * 60_000,
+  /** largest frame accepted: 64 MiB holds a 4096-position prefill of hidden 4096 in f32 */
+  maxFrameBytes: 64 * 1024 * 1024,
+  /** steps one session may have queued; more is a protocol violation (ERROR + close) */
+  maxQueuedSteps: 8,
+  /** inbound streams one connection may hold on the protocol */
+  maxInboundStreams: 64,
+  /** a stream that sends nothing decodable for this long after opening is dropped */
+  openTimeoutMs: 10_000
+} as const
+
+/** Pipeline client defaults. */
+export const PIPELINE_CLIENT_DEFAULTS = {
+  /** dial + OPEN handshake per stage */
+  openTimeoutMs: 10_000,
+  /** one FORWARD's answer from one stage (a long prefill on a slow CPU stage can take seconds) */
+  stepTimeoutMs: 120_000,
+  /** positions each stage reserves for the session (0 = the stage's default) */
+  maxLength: 0,
+  priority: 0,
+  /** largest RESULT accepted */
+  maxFrameBytes: 256 * 1024 * 1024
+} as const

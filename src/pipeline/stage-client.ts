@@ -1,0 +1,300 @@
+/**
+ * The client end of one /bly/infer/1.0.0 session on one stage: dials the
+ * stage, OPENs, then sends FORWARD / TRUNCATE frames and matches RESULT /
+ * ERROR frames to steps by seq. Several steps may be in flight; the stage
+ * answers them in order.
+ */
+import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, f32Tensor, tensorF32 } from '../protocols/infer.ts'
+import { PIPELINE_CLIENT_DEFAULTS } from './constants.ts'
+import { PipelineError, PipelineErrorCode } from './errors.ts'
+import { InferStream } from './infer-stream.ts'
+import type { InferFrame, ResultKind } from '../protocols/infer.ts'
+import type { AbortOptions, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+export interface StageClientInit {
+  libp2p: Pick<Libp2p, 'dialProtocol'>
+  /** the stage: a peer id (addresses already known to the peer store) or multiaddrs ending in /p2p/<id> */
+  peer: PeerId | Multiaddr | Multiaddr[]
+  modelId: string
+  start: number
+  end: number
+  sessionId: number
+  /** OpenFlags */
+  flags?: number
+  maxLength?: number
+  priority?: number
+  protocol?: string
+  openTimeoutMs?: number
+  stepTimeoutMs?: number
+  maxFrameBytes?: number
+  /** index of this stage in the route (for error messages) */
+  stage?: number
+  signal?: AbortSignal
+}
+
+export interface StageResult {
+  seq: number
+  startPos: number
+  kind: ResultKind
+  rows: number
+  cols: number
+  data: Float32Array
+}
+
+interface Pending {
+  resolve(r: StageResult): void
+  reject(err: Error): void
+  timer?: ReturnType<typeof setTimeout>
+  cleanup(): void
+}
+
+export class StageClient {
+  readonly sessionId: number
+  readonly start: number
+  readonly end: number
+  /** positions the stage granted */
+  maxLength: number
+  private readonly frames: InferStream
+  private readonly stage?: number
+  private readonly stepTimeoutMs: number
+  private readonly pending: Map<number, Pending>
+  private opened?: { resolve(): void, reject(err: Error): void }
+  private nextSeq: number
+  private failure?: Error
+
+  private constructor (stream: Stream, init: StageClientInit) {
+    this.sessionId = init.sessionId
+    this.start = init.start
+    this.end = init.end
+    this.maxLength = 0
+    this.stage = init.stage
+    this.stepTimeoutMs = init.stepTimeoutMs ?? PIPELINE_CLIENT_DEFAULTS.stepTimeoutMs
+    this.pending = new Map()
+    this.nextSeq = 1
+    this.frames = new InferStream(stream, {
+      maxFrameBytes: init.maxFrameBytes ?? PIPELINE_CLIENT_DEFAULTS.maxFrameBytes,
+      onFrame: (frame) => { this.onFrame(frame) },
+      onBadFrame: (err) => {
+        this.failAll(err)
+        this.frames.abort(err)
+      },
+      onClose: (err) => {
+        this.failAll(this.failure ?? new PipelineError(PipelineErrorCode.STREAM_CLOSED, `stage ${this.label} closed the stream${err != null ? `: ${err.message}` : ''}`, { stage: this.stage, cause: err }))
+      }
+    })
+  }
+
+  /** Dials the stage and OPENs the session; throws ERR_INFER_BUSY when the stage is full, ERR_INFER_REMOTE when it refuses. */
+  static async open (init: StageClientInit): Promise<StageClient> {
+    const timeoutMs = init.openTimeoutMs ?? PIPELINE_CLIENT_DEFAULTS.openTimeoutMs
+    const signal = init.signal != null ? AbortSignal.any([init.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs)
+    let stream: Stream
+    try {
+      stream = await init.libp2p.dialProtocol(init.peer, init.protocol ?? INFER_PROTOCOL, { signal })
+    } catch (err) {
+      throw wrapAbort(err, init, `could not open a stream to stage ${init.stage ?? ''} [${init.start}, ${init.end})`)
+    }
+    const client = new StageClient(stream, init)
+    try {
+      await client.handshake(init, signal)
+    } catch (err) {
+      client.frames.abort(err as Error)
+      throw wrapAbort(err, init, 'OPEN failed')
+    }
+    return client
+  }
+
+  get label (): string {
+    return `${this.stage ?? '?'} [${this.start}, ${this.end})`
+  }
+
+  get isOpen (): boolean {
+    return this.failure == null && this.frames.isOpen
+  }
+
+  /** Steps sent and not yet answered. */
+  get inFlight (): number {
+    return this.pending.size
+  }
+
+  private async handshake (init: StageClientInit, signal: AbortSignal): Promise<void> {
+    const opened = Promise.withResolvers<void>()
+    this.opened = opened
+    const onAbort = (): void => { opened.reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await this.frames.send({
+        type: 'open',
+        version: INFER_WIRE_VERSION,
+        sessionId: this.sessionId,
+        modelId: init.modelId,
+        start: init.start,
+        end: init.end,
+        maxLength: init.maxLength ?? PIPELINE_CLIENT_DEFAULTS.maxLength,
+        priority: init.priority ?? PIPELINE_CLIENT_DEFAULTS.priority,
+        flags: init.flags ?? 0
+      })
+      await opened.promise
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      this.opened = undefined
+    }
+  }
+
+  /** Sends hidden states [rows, cols] at startPos; resolves the stage's RESULT. */
+  async forward (data: Float32Array, rows: number, cols: number, startPos: number, options: AbortOptions = {}): Promise<StageResult> {
+    this.assertOpen()
+    const seq = this.nextSeq++
+    const result = this.expect(seq, options.signal)
+    this.frames.send({ type: 'forward', sessionId: this.sessionId, seq, startPos, tensor: f32Tensor(data, rows, cols) })
+      .catch((err: Error) => { this.settle(seq, undefined, err) })
+    return result
+  }
+
+  /** Drops cached positions from `length` on (ordered with the steps around it; errors show up on the next step). */
+  async truncate (length: number): Promise<void> {
+    this.assertOpen()
+    await this.frames.send({ type: 'truncate', sessionId: this.sessionId, seq: this.nextSeq++, length })
+  }
+
+  /** CLOSE the session and close the stream (idempotent, never throws). */
+  async close (): Promise<void> {
+    this.failAll(new PipelineError(PipelineErrorCode.SESSION_CLOSED, 'session closed', { stage: this.stage }))
+    if (!this.frames.isOpen) {
+      return
+    }
+    try {
+      await this.frames.send({ type: 'close', sessionId: this.sessionId })
+      await this.frames.close()
+    } catch (err) {
+      this.frames.abort(err as Error)
+    }
+  }
+
+  abort (err: Error): void {
+    this.failAll(err)
+    this.frames.abort(err)
+  }
+
+  private assertOpen (): void {
+    if (this.failure != null) {
+      throw this.failure
+    }
+    if (!this.frames.isOpen) {
+      throw new PipelineError(PipelineErrorCode.STREAM_CLOSED, `stream to stage ${this.label} is closed`, { stage: this.stage })
+    }
+  }
+
+  private async expect (seq: number, signal?: AbortSignal): Promise<StageResult> {
+    const { promise, resolve, reject } = Promise.withResolvers<StageResult>()
+    // the stage still computes the step and advances its cache: the session is unusable after an abort
+    const onAbort = (): void => { this.abort(new PipelineError(PipelineErrorCode.ABORTED, 'step aborted', { stage: this.stage, cause: signal?.reason })) }
+    const entry: Pending = {
+      resolve,
+      reject,
+      cleanup: () => {
+        if (entry.timer != null) {
+          clearTimeout(entry.timer)
+        }
+        signal?.removeEventListener('abort', onAbort)
+      }
+    }
+    entry.timer = setTimeout(() => {
+      const err = new PipelineError(PipelineErrorCode.TIMEOUT, `stage ${this.label} did not answer step ${seq} within ${this.stepTimeoutMs} ms`, { stage: this.stage })
+      // the stream's answers are ordered: a lost one leaves the session unusable
+      this.abort(err)
+    }, this.stepTimeoutMs)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    this.pending.set(seq, entry)
+    if (signal?.aborted === true) {
+      onAbort()
+    }
+    return promise
+  }
+
+  private settle (seq: number, result?: StageResult, err?: Error): void {
+    const p = this.pending.get(seq)
+    if (p == null) {
+      return
+    }
+    this.pending.delete(seq)
+    p.cleanup()
+    if (err != null) {
+      p.reject(err)
+    } else {
+      p.resolve(result as StageResult)
+    }
+  }
+
+  private failAll (err: Error): void {
+    this.failure ??= err
+    this.opened?.reject(err)
+    for (const seq of [...this.pending.keys()]) {
+      this.settle(seq, undefined, err)
+    }
+  }
+
+  private onFrame (frame: InferFrame): void {
+    switch (frame.type) {
+      case 'open-ok':
+        if (this.opened == null || frame.sessionId !== this.sessionId) {
+          this.protocolError(`unexpected OPEN_OK for session ${frame.sessionId}`)
+          return
+        }
+        this.maxLength = frame.maxLength
+        this.opened.resolve()
+        return
+      case 'busy':
+        this.failAll(new PipelineError(PipelineErrorCode.BUSY, `stage ${this.label} is busy: ${frame.message}`, { stage: this.stage }))
+        return
+      case 'error': {
+        const code = frame.code === InferErrorCode.BAD_FRAME ? PipelineErrorCode.BAD_FRAME : PipelineErrorCode.REMOTE
+        const err = new PipelineError(code, `stage ${this.label}: ${frame.message}`, { stage: this.stage, remoteCode: frame.code })
+        if (frame.seq !== 0 && this.pending.has(frame.seq)) {
+          this.settle(frame.seq, undefined, err)
+        } else {
+          this.failAll(err)
+        }
+        return
+      }
+      case 'result': {
+        if (frame.sessionId !== this.sessionId || !this.pending.has(frame.seq)) {
+          this.protocolError(`RESULT for unknown step ${frame.seq} of session ${frame.sessionId}`)
+          return
+        }
+        const t = frame.tensor
+        let data: Float32Array
+        try {
+          data = tensorF32(t)
+        } catch (err) {
+          this.protocolError((err as Error).message)
+          return
+        }
+        this.settle(frame.seq, { seq: frame.seq, startPos: frame.startPos, kind: frame.kind, rows: t.rows, cols: t.cols, data })
+        return
+      }
+      default:
+        this.protocolError(`unexpected ${frame.type.toUpperCase()} frame from a stage`)
+    }
+  }
+
+  private protocolError (message: string): void {
+    const err = new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${this.label}: ${message}`, { stage: this.stage })
+    this.abort(err)
+  }
+}
+
+function wrapAbort (err: unknown, init: StageClientInit, what: string): Error {
+  if (err instanceof PipelineError) {
+    return err
+  }
+  const e = err as Error
+  if (init.signal?.aborted === true) {
+    return new PipelineError(PipelineErrorCode.ABORTED, `${what}: aborted`, { stage: init.stage, cause: e })
+  }
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') {
+    return new PipelineError(PipelineErrorCode.TIMEOUT, `${what}: no answer in time`, { stage: init.stage, cause: e })
+  }
+  return new PipelineError(PipelineErrorCode.STREAM_CLOSED, `${what}: ${e?.message ?? String(err)}`, { stage: init.stage, cause: e })
+}

@@ -1,0 +1,478 @@
+/**
+ * The serving side of /bly/infer/1.0.0: runs hidden states through the
+ * decoder layers [start, end) of one model for remote clients. One inbound
+ * stream is one generation session with its own KV cache. Steps are computed
+ * one at a time (the math uses every core already): per session in arrival
+ * order, across sessions highest priority first, then oldest first.
+ * A full stage answers BUSY at once; an idle session loses its cache; a
+ * malformed frame gets ERROR and that stream is aborted, nothing else.
+ * Where the layers' weights come from is the caller's business.
+ */
+import { ModelError, ModelErrorCode } from '../model/errors.ts'
+import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, OpenFlags, ResultKind, TensorDtype, f32Tensor, tensorF32 } from '../protocols/infer.ts'
+import { STAGE_SERVER_DEFAULTS } from './constants.ts'
+import { PipelineError, PipelineErrorCode } from './errors.ts'
+import { InferStream } from './infer-stream.ts'
+import { logitsData } from './stage-layers.ts'
+import { SessionState, StageSession } from './stage-session.ts'
+import type { ForwardFrame, InferFrame, OpenFrame, TruncateFrame } from '../protocols/infer.ts'
+import type { StageLayers } from './stage-layers.ts'
+import type { StageJob } from './stage-session.ts'
+import type { Connection, Libp2p, Logger, Stream } from '@libp2p/interface'
+
+export interface StageServerInit {
+  /** the model id clients name in OPEN (e.g. the chain's model manifest id, hex) */
+  modelId: string
+  /** the layers served; the server never disposes them */
+  layers: StageLayers
+  protocol?: string
+  maxSessions?: number
+  maxCachePositions?: number
+  defaultMaxLength?: number
+  idleTimeoutMs?: number
+  maxFrameBytes?: number
+  maxQueuedSteps?: number
+  maxInboundStreams?: number
+  openTimeoutMs?: number
+}
+
+export interface StageServerComponents {
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'logger'>
+}
+
+/** Counters and gauges for status output and node records. */
+export interface StageStats {
+  modelId: string
+  start: number
+  end: number
+  /** sessions open now, and the most allowed */
+  sessions: number
+  maxSessions: number
+  /** cache positions reserved by open sessions, and still free */
+  reservedPositions: number
+  freePositions: number
+  opened: number
+  /** OPENs answered BUSY */
+  busy: number
+  /** OPENs refused with ERROR (wrong model / range / too long) */
+  rejected: number
+  /** sessions ended by CLOSE or by the client closing its stream */
+  closed: number
+  /** sessions dropped by the idle timeout */
+  expired: number
+  /** FORWARD steps computed, positions in them, and the milliseconds spent computing */
+  steps: number
+  positions: number
+  computeMs: number
+  /** steps answered ERROR */
+  errors: number
+  /** streams aborted for a frame that did not decode or broke the protocol */
+  malformed: number
+}
+
+type Required2 = Required<Omit<StageServerInit, 'layers' | 'modelId'>>
+
+function errorMessage (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+export class StageServer {
+  readonly modelId: string
+  readonly layers: StageLayers
+  private readonly libp2p: StageServerComponents['libp2p']
+  private readonly init: Required2
+  private readonly log: Logger
+  private readonly sessions: Set<StageSession>
+  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions'>
+  private reserved: number
+  private ticket: number
+  private running?: Promise<void>
+  private started: boolean
+
+  constructor (components: StageServerComponents, init: StageServerInit) {
+    this.libp2p = components.libp2p
+    this.modelId = init.modelId
+    this.layers = init.layers
+    const d = STAGE_SERVER_DEFAULTS
+    this.init = {
+      protocol: init.protocol ?? INFER_PROTOCOL,
+      maxSessions: init.maxSessions ?? d.maxSessions,
+      maxCachePositions: init.maxCachePositions ?? d.maxCachePositions,
+      defaultMaxLength: Math.min(init.defaultMaxLength ?? d.defaultMaxLength, init.layers.config.maxPositionEmbeddings),
+      idleTimeoutMs: init.idleTimeoutMs ?? d.idleTimeoutMs,
+      maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
+      maxQueuedSteps: init.maxQueuedSteps ?? d.maxQueuedSteps,
+      maxInboundStreams: init.maxInboundStreams ?? d.maxInboundStreams,
+      openTimeoutMs: init.openTimeoutMs ?? d.openTimeoutMs
+    }
+    for (const k of ['maxSessions', 'maxCachePositions', 'defaultMaxLength', 'idleTimeoutMs', 'maxFrameBytes', 'maxQueuedSteps', 'maxInboundStreams', 'openTimeoutMs'] as const) {
+      if (!Number.isSafeInteger(this.init[k]) || this.init[k] < 1) {
+        throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `${k} must be a positive integer, got ${this.init[k]}`)
+      }
+    }
+    if (this.layers.end <= this.layers.start) {
+      throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `a stage needs at least one layer, got [${this.layers.start}, ${this.layers.end})`)
+    }
+    this.log = components.libp2p.logger.forComponent('bly:stage-server')
+    this.sessions = new Set()
+    this.counters = { opened: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, errors: 0, malformed: 0 }
+    this.reserved = 0
+    this.ticket = 0
+    this.started = false
+  }
+
+  get protocol (): string {
+    return this.init.protocol
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  async start (): Promise<void> {
+    if (this.started) {
+      return
+    }
+    this.started = true
+    try {
+      await this.libp2p.handle(this.init.protocol, (stream, connection) => {
+        this.accept(stream, connection)
+      }, { maxInboundStreams: this.init.maxInboundStreams })
+    } catch (err) {
+      this.started = false
+      throw err
+    }
+  }
+
+  /** Stops accepting streams, tells every open session SHUTTING_DOWN, waits for the step computing now, frees every cache. */
+  async stop (): Promise<void> {
+    if (!this.started) {
+      return
+    }
+    this.started = false
+    await this.libp2p.unhandle(this.init.protocol).catch(() => {})
+    const sessions = [...this.sessions]
+    await Promise.allSettled(sessions.map(async s => this.fail(s, InferErrorCode.SHUTTING_DOWN, 0, 'stage is shutting down', false)))
+    await this.running?.catch(() => {})
+  }
+
+  get stats (): StageStats {
+    let open = 0
+    for (const s of this.sessions) {
+      if (s.state === SessionState.OPEN) {
+        open++
+      }
+    }
+    return {
+      modelId: this.modelId,
+      start: this.layers.start,
+      end: this.layers.end,
+      sessions: open,
+      maxSessions: this.init.maxSessions,
+      reservedPositions: this.reserved,
+      freePositions: this.init.maxCachePositions - this.reserved,
+      ...this.counters
+    }
+  }
+
+  private accept (stream: Stream, connection: Connection): void {
+    if (!this.started) {
+      stream.abort(new PipelineError(PipelineErrorCode.NOT_STARTED, 'stage server stopped'))
+      return
+    }
+    // `session` is assigned before any frame can arrive (events fire on a later tick)
+    let session: StageSession | undefined
+    const frames = new InferStream(stream, {
+      maxFrameBytes: this.init.maxFrameBytes,
+      onFrame: (frame) => {
+        if (session != null) {
+          this.onFrame(session, frame)
+        }
+      },
+      onBadFrame: (err) => {
+        if (session != null) {
+          this.counters.malformed++
+          void this.fail(session, InferErrorCode.BAD_FRAME, 0, errorMessage(err), true)
+        }
+      },
+      onClose: () => {
+        if (session != null) {
+          if (session.state === SessionState.OPEN) {
+            this.counters.closed++
+          }
+          this.release(session)
+        }
+      }
+    })
+    session = new StageSession(frames, connection.remotePeer.toString())
+    this.sessions.add(session)
+    const s = session
+    s.arm(this.init.openTimeoutMs, () => {
+      if (s.state === SessionState.AWAITING_OPEN) {
+        this.counters.malformed++
+        void this.fail(s, InferErrorCode.NOT_OPEN, 0, `no OPEN within ${this.init.openTimeoutMs} ms`, true)
+      }
+    })
+  }
+
+  private onFrame (s: StageSession, frame: InferFrame): void {
+    if (s.state === SessionState.CLOSED) {
+      return
+    }
+    if (s.state === SessionState.AWAITING_OPEN) {
+      if (frame.type !== 'open') {
+        this.counters.malformed++
+        void this.fail(s, InferErrorCode.NOT_OPEN, 0, `expected OPEN, got ${frame.type.toUpperCase()}`, true)
+        return
+      }
+      this.open(s, frame)
+      return
+    }
+    switch (frame.type) {
+      case 'forward':
+      case 'truncate':
+        if (frame.sessionId !== s.sessionId) {
+          this.counters.malformed++
+          void this.fail(s, InferErrorCode.NOT_OPEN, frame.seq, `session ${frame.sessionId} is not open on this stream`, true)
+          return
+        }
+        if (s.jobs.length >= this.init.maxQueuedSteps) {
+          this.counters.malformed++
+          void this.fail(s, InferErrorCode.OVERLOADED, frame.seq, `more than ${this.init.maxQueuedSteps} steps queued`, true)
+          return
+        }
+        s.jobs.push({ job: frame, ticket: this.ticket++ })
+        this.armIdle(s)
+        this.schedule()
+        return
+      case 'close':
+        this.counters.closed++
+        this.release(s)
+        void s.frames.close()
+        return
+      default:
+        this.counters.malformed++
+        void this.fail(s, InferErrorCode.BAD_REQUEST, 0, `unexpected ${frame.type.toUpperCase()} frame from a client`, true)
+    }
+  }
+
+  private open (s: StageSession, frame: OpenFrame): void {
+    const reject = (code: InferErrorCode, message: string): void => {
+      this.counters.rejected++
+      void this.fail(s, code, 0, message, false)
+    }
+    const { config, start, end } = this.layers
+    if (frame.version !== INFER_WIRE_VERSION) {
+      reject(InferErrorCode.UNSUPPORTED_VERSION, `wire version ${frame.version} is not ${INFER_WIRE_VERSION}`)
+      return
+    }
+    if (frame.modelId !== this.modelId) {
+      reject(InferErrorCode.WRONG_MODEL, `this stage serves model ${this.modelId}, not ${frame.modelId}`)
+      return
+    }
+    if (frame.start !== start || frame.end !== end) {
+      reject(InferErrorCode.WRONG_RANGE, `this stage holds layers [${start}, ${end}), not [${frame.start}, ${frame.end})`)
+      return
+    }
+    if ((frame.flags & OpenFlags.LOGITS) !== 0 && !this.layers.hasHead) {
+      reject(InferErrorCode.WRONG_RANGE, 'this stage does not hold the head')
+      return
+    }
+    const maxLength = frame.maxLength === 0 ? this.init.defaultMaxLength : frame.maxLength
+    if (maxLength > this.init.defaultMaxLength) {
+      reject(InferErrorCode.TOO_LONG, `at most ${this.init.defaultMaxLength} positions per session, asked for ${maxLength}`)
+      return
+    }
+    const open = this.stats.sessions
+    if (!this.started || open >= this.init.maxSessions || this.reserved + maxLength > this.init.maxCachePositions) {
+      this.counters.busy++
+      this.release(s)
+      const why = open >= this.init.maxSessions
+        ? `${open} of ${this.init.maxSessions} sessions in use`
+        : `${this.init.maxCachePositions - this.reserved} cache positions free, ${maxLength} asked for`
+      s.frames.send({ type: 'busy', sessionId: frame.sessionId, retryAfterMs: 0, message: why })
+        .then(async () => s.frames.close())
+        .catch(() => s.frames.abort(new PipelineError(PipelineErrorCode.BUSY, why)))
+      return
+    }
+    s.state = SessionState.OPEN
+    s.sessionId = frame.sessionId
+    s.priority = frame.priority
+    s.flags = frame.flags
+    s.maxLength = maxLength
+    s.kv = this.layers.createSession()
+    this.reserved += maxLength
+    this.counters.opened++
+    this.armIdle(s)
+    s.frames.send({ type: 'open-ok', sessionId: frame.sessionId, maxLength, hiddenSize: config.hiddenSize }).catch(() => {})
+  }
+
+  private armIdle (s: StageSession): void {
+    s.arm(this.init.idleTimeoutMs, () => {
+      if (s.state !== SessionState.OPEN) {
+        return
+      }
+      if (s.busy || s.jobs.length > 0) {
+        this.armIdle(s)
+        return
+      }
+      this.counters.expired++
+      void this.fail(s, InferErrorCode.EXPIRED, 0, `session idle for ${this.init.idleTimeoutMs} ms; its cache was freed`, false)
+    })
+  }
+
+  /** Ends a session with an ERROR frame: aborts the stream when `abort`, else closes it after the frame went out. */
+  private async fail (s: StageSession, code: InferErrorCode, seq: number, message: string, abort: boolean): Promise<void> {
+    this.release(s)
+    const err = new PipelineError(code === InferErrorCode.BAD_FRAME ? PipelineErrorCode.BAD_FRAME : PipelineErrorCode.REMOTE, message, { remoteCode: code })
+    try {
+      await s.frames.send({ type: 'error', code, seq, message })
+      if (abort) {
+        s.frames.abort(err)
+      } else {
+        await s.frames.close()
+      }
+    } catch {
+      s.frames.abort(err)
+    }
+  }
+
+  private release (s: StageSession): void {
+    if (!this.sessions.has(s)) {
+      return
+    }
+    this.sessions.delete(s)
+    if (s.state === SessionState.OPEN) {
+      this.reserved -= s.maxLength
+    }
+    s.release()
+  }
+
+  /** The next job: highest priority first, then the oldest. */
+  private pick (): StageSession | undefined {
+    let best: StageSession | undefined
+    for (const s of this.sessions) {
+      if (s.state !== SessionState.OPEN || s.jobs.length === 0) {
+        continue
+      }
+      if (best == null || s.priority > best.priority || (s.priority === best.priority && s.jobs[0].ticket < best.jobs[0].ticket)) {
+        best = s
+      }
+    }
+    return best
+  }
+
+  private schedule (): void {
+    if (this.running != null) {
+      return
+    }
+    const s = this.pick()
+    if (s == null) {
+      return
+    }
+    const { job } = s.jobs.shift() as { job: StageJob }
+    s.busy = true
+    this.running = this.run(s, job)
+      .catch((err) => {
+        this.log.error('step failed - %e', err)
+      })
+      .finally(() => {
+        s.busy = false
+        if (s.state === SessionState.CLOSED) {
+          s.kv?.dispose()
+          s.kv = null
+        } else {
+          this.armIdle(s)
+        }
+        this.running = undefined
+        this.schedule()
+      })
+  }
+
+  private async run (s: StageSession, job: StageJob): Promise<void> {
+    try {
+      if (job.type === 'truncate') {
+        this.truncate(s, job)
+      } else {
+        await this.forward(s, job)
+      }
+    } catch (err) {
+      if (s.state !== SessionState.OPEN) {
+        return
+      }
+      this.counters.errors++
+      let code: InferErrorCode = InferErrorCode.INTERNAL
+      let message = 'internal error'
+      if (err instanceof PipelineError && err.remoteCode != null) {
+        code = err.remoteCode as InferErrorCode
+        message = err.message
+      } else if (err instanceof ModelError && err.code === ModelErrorCode.BAD_INPUT) {
+        code = InferErrorCode.BAD_REQUEST
+        message = err.message
+      } else {
+        this.log.error('session %d step %d failed - %e', s.sessionId, job.seq, err)
+      }
+      s.frames.send({ type: 'error', code, seq: job.seq, message }).catch(() => {})
+    }
+  }
+
+  private truncate (s: StageSession, job: TruncateFrame): void {
+    const kv = s.kv
+    if (kv == null) {
+      return
+    }
+    if (job.length > kv.length) {
+      throw stepError(InferErrorCode.BAD_REQUEST, `cannot truncate ${kv.length} cached positions to ${job.length}`)
+    }
+    kv.truncate(job.length)
+  }
+
+  private async forward (s: StageSession, job: ForwardFrame): Promise<void> {
+    const kv = s.kv
+    if (kv == null) {
+      return
+    }
+    const { tensor, startPos, seq } = job
+    const { hiddenSize, vocabSize } = this.layers.config
+    if (tensor.dtype !== TensorDtype.F32) {
+      throw stepError(InferErrorCode.UNSUPPORTED_DTYPE, `dtype ${tensor.dtype} is not served (f32 only)`)
+    }
+    if (tensor.cols !== hiddenSize) {
+      throw stepError(InferErrorCode.BAD_REQUEST, `hidden size ${tensor.cols} is not the model's ${hiddenSize}`)
+    }
+    if (startPos > kv.length) {
+      throw stepError(InferErrorCode.BAD_REQUEST, `startPos ${startPos} is past the ${kv.length} cached positions`)
+    }
+    if (startPos + tensor.rows > s.maxLength) {
+      throw stepError(InferErrorCode.TOO_LONG, `positions up to ${startPos + tensor.rows} exceed the session's ${s.maxLength}`)
+    }
+    const t0 = performance.now()
+    let out = await this.layers.forwardData(kv, tensorF32(tensor), startPos)
+    let rows = tensor.rows
+    let cols = hiddenSize
+    let kind: ResultKind = ResultKind.HIDDEN
+    if ((s.flags & OpenFlags.LOGITS) !== 0) {
+      const from = (s.flags & OpenFlags.ALL_ROWS) !== 0 ? 0 : rows - 1
+      out = await logitsData(this.layers, out, rows, hiddenSize, from)
+      rows -= from
+      cols = vocabSize
+      kind = ResultKind.LOGITS
+    }
+    this.counters.computeMs += performance.now() - t0
+    this.counters.steps++
+    this.counters.positions += tensor.rows
+    if (s.state !== SessionState.OPEN) {
+      return
+    }
+    s.frames.send({ type: 'result', sessionId: s.sessionId, seq, startPos, kind, tensor: f32Tensor(out, rows, cols) }).catch(() => {})
+  }
+}
+
+/** A step refused for a reason the client should hear (carries the wire code). */
+function stepError (code: InferErrorCode, message: string): PipelineError {
+  return new PipelineError(PipelineErrorCode.REMOTE, message, { remoteCode: code })
+}
+
+export function createStageServer (components: StageServerComponents, init: StageServerInit): StageServer {
+  return new StageServer(components, init)
+}

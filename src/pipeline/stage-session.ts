@@ -1,0 +1,75 @@
+/**
+ * Server-side state of one inbound /bly/infer/1.0.0 stream: before OPEN it
+ * holds nothing; after OPEN_OK it owns one KV session, a FIFO of steps not
+ * yet computed and an idle timer. The StageServer drives it.
+ */
+import type { ForwardFrame, TruncateFrame } from '../protocols/infer.ts'
+import type { InferStream } from './infer-stream.ts'
+import type { StageKv } from './stage-layers.ts'
+
+export type StageJob = ForwardFrame | TruncateFrame
+
+export const SessionState = {
+  AWAITING_OPEN: 'awaiting-open',
+  OPEN: 'open',
+  CLOSED: 'closed'
+} as const
+
+export type SessionStateValue = typeof SessionState[keyof typeof SessionState]
+
+export class StageSession {
+  readonly frames: InferStream
+  readonly remotePeer: string
+  state: SessionStateValue
+  sessionId: number
+  priority: number
+  flags: number
+  /** positions granted (and reserved in the server's cache budget) */
+  maxLength: number
+  kv: StageKv | null
+  readonly jobs: Array<{ job: StageJob, ticket: number }>
+  /** a job of this session is being computed now */
+  busy: boolean
+  private timer?: ReturnType<typeof setTimeout>
+
+  constructor (frames: InferStream, remotePeer: string) {
+    this.frames = frames
+    this.remotePeer = remotePeer
+    this.state = SessionState.AWAITING_OPEN
+    this.sessionId = 0
+    this.priority = 0
+    this.flags = 0
+    this.maxLength = 0
+    this.kv = null
+    this.jobs = []
+    this.busy = false
+  }
+
+  /** (Re)arm the timer: `onIdle` runs once after `ms` without another arm(). */
+  arm (ms: number, onIdle: () => void): void {
+    this.disarm()
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      onIdle()
+    }, ms)
+    this.timer.unref?.()
+  }
+
+  disarm (): void {
+    if (this.timer != null) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+    }
+  }
+
+  /** Drops the queued jobs and frees the KV cache (unless a job is computing: the server frees it after). */
+  release (): void {
+    this.state = SessionState.CLOSED
+    this.disarm()
+    this.jobs.length = 0
+    if (!this.busy) {
+      this.kv?.dispose()
+      this.kv = null
+    }
+  }
+}
