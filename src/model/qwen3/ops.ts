@@ -1,5 +1,5 @@
 import { tf } from './tf.ts'
-import type { Tensor, Tensor1D } from './tf.ts'
+import type { Tensor, Tensor1D, Tensor2D } from './tf.ts'
 
 /** RMSNorm over the last axis: w * x / sqrt(mean(x^2) + eps) (plain weight, eps inside the sqrt). */
 export function rmsNorm<T extends Tensor> (x: T, weight: Tensor1D, eps: number): T {
@@ -29,4 +29,46 @@ export function causalMask (queries: number, keys: number): Tensor {
     }
   }
   return tf.tensor2d(m, [queries, keys])
+}
+
+/**
+ * Grouped-query attention over the cache: qg [kvH, group * T, d] (query head
+ * j = kv head floor(j / group)), keys and values [kvH, S, d], the T queries at
+ * positions S-T .. S-1. Returns [kvH, group * T, d].
+ * One batched matMul per product (tfjs-wasm runs batched matMuls with its
+ * scalar fallback kernel).
+ */
+export function batchedAttention (qg: Tensor, keys: Tensor, values: Tensor, group: number, t: number): Tensor {
+  return tf.tidy(() => {
+    const [kvH, , d] = keys.shape
+    const s = keys.shape[1]
+    let scores: Tensor = tf.matMul(tf.mul(qg, 1 / Math.sqrt(d)), keys, false, true)
+    if (t > 1) {
+      scores = tf.add(tf.reshape(scores, [kvH, group, t, s]), causalMask(t, s))
+    }
+    return tf.matMul(tf.reshape(tf.softmax(scores), [kvH, group * t, s]), values)
+  })
+}
+
+/**
+ * batchedAttention() as 2-D matMuls per kv head, with K transposed to
+ * [d, S] first: on tfjs-wasm every product then runs on XNNPACK's GEMM.
+ */
+export function perHeadAttention (qg: Tensor, keys: Tensor, values: Tensor, group: number, t: number): Tensor {
+  return tf.tidy(() => {
+    const [kvH, s, d] = keys.shape
+    const q = tf.unstack(tf.mul(qg, 1 / Math.sqrt(d)))
+    const kT = tf.unstack(tf.transpose(keys, [0, 2, 1]))
+    const v = tf.unstack(values)
+    const mask = t > 1 ? causalMask(t, s) : null
+    const out: Tensor[] = []
+    for (let h = 0; h < kvH; h++) {
+      let scores: Tensor = tf.matMul(q[h] as Tensor2D, kT[h] as Tensor2D)
+      if (mask != null) {
+        scores = tf.reshape(tf.add(tf.reshape(scores, [group, t, s]), mask), [group * t, s])
+      }
+      out.push(tf.matMul(tf.softmax(scores) as Tensor2D, v[h] as Tensor2D))
+    }
+    return tf.stack(out)
+  })
 }
