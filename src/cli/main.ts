@@ -8,7 +8,9 @@ import { DaemonErrorCode, UsageError } from '../daemon/errors.ts'
 import { blydVersion } from '../daemon/version.ts'
 import { BlydError } from '../utils/errors.ts'
 import { chainCommand } from './commands/chain.ts'
+import { generateCommand } from './commands/generate.ts'
 import { idCommand } from './commands/id.ts'
+import { modelCommand } from './commands/model.ts'
 import { startCommand } from './commands/start.ts'
 import { statusCommand } from './commands/status.ts'
 import { stopCommand } from './commands/stop.ts'
@@ -50,7 +52,9 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(statusCommand(ctx))
     .command(idCommand(ctx))
     .command(chainCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id or chain (see blyd --help)')
+    .command(modelCommand(ctx))
+    .command(generateCommand(ctx))
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model or generate (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())

@@ -8,7 +8,7 @@
  * - bootstrap (string[]): bootstrap peer multiaddrs (with /p2p/<peerId>)
  * - model (string | null): model manifest block id (hex) to serve
  * - layers (string): layer range "START-END" (END exclusive) or "auto"
- * - backend (string): auto | tfjs-node-gpu | tfjs-node | wasm | cpu
+ * - backend (string): auto | tensorflow | tfjs-node-gpu | tfjs-node | wasm | cpu
  * - ipcSocket (string): IPC socket path (relative paths are inside the data dir)
  * - ipcMaxLineBytes (number): longest IPC request line accepted
  * - logLevel (string): error | warn | info | debug

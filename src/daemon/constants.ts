@@ -19,7 +19,8 @@ export const PRIVATE_FILE_MODE = 0o600
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4801']
 export const DEFAULT_BOOTSTRAP: string[] = []
 export const DEFAULT_BACKEND = 'auto'
-export const BACKENDS = ['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const
+/** tfjs-node-gpu and tfjs-node both mean the native 'tensorflow' backend (the gpu package is tried first) */
+export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const
 export const DEFAULT_LOG_LEVEL = 'info'
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
 

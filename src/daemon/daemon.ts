@@ -5,6 +5,7 @@
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
+import { createInferenceService } from '../model/inference-service.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -13,11 +14,13 @@ import { DataDirLock } from './lock.ts'
 import { silentLogger } from './logger.ts'
 import { registerCoreMethods } from './methods.ts'
 import { DaemonMetrics } from './metrics.ts'
+import { registerModelMethods } from './model-methods.ts'
 import { blydVersion } from './version.ts'
 import type { BlydConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { Logger } from './logger.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { InferenceService } from '../model/inference-service.ts'
 
 export interface DaemonInit {
   config: BlydConfig
@@ -28,6 +31,7 @@ export class Daemon {
   readonly config: BlydConfig
   readonly ipc: IpcServer
   readonly metrics: DaemonMetrics
+  readonly inference: InferenceService
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
   private readonly log: Logger
@@ -54,6 +58,7 @@ export class Daemon {
     })
     this.startedAt = 0
     this.state = 'idle'
+    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend })
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
     this.resolveStopped = resolve
@@ -65,10 +70,18 @@ export class Daemon {
       metrics: this.metrics,
       identity: () => this.identity,
       store: () => this.store,
-      backend: () => 'none',
+      backend: () => this.inference.backendName ?? 'none',
+      inference: () => this.inference.backendStatus(),
       requestStop: reason => {
         setImmediate(() => { this.stop(reason).catch(err => { this.log.error('daemon.stop.failed', { error: err.message }) }) })
       }
+    })
+    registerModelMethods({
+      ipc: this.ipc,
+      store: () => this.store,
+      signer: () => this.identity.signer,
+      inference: this.inference,
+      onImported: result => { this.log.info('model.imported', { modelId: result.modelId, blocks: result.blocks, existing: result.existing, bytesWritten: result.bytesWritten }) }
     })
   }
 
@@ -121,6 +134,10 @@ export class Daemon {
       const counts = await store.counts()
       this.log.info('chain.opened', { blocksA: counts.A, blocksB: counts.B })
 
+      await this.inference.start()
+      const backend = this.inference.backendStatus()
+      this.log.info('backend.selected', { backend: backend.name, tried: backend.tried.map(t => `${t.name}: ${t.ok ? 'ok' : t.reason ?? 'failed'}`).join('; ') })
+
       await this.ipc.start()
       this.startedAt = Date.now()
       if (this.state === 'starting') {
@@ -171,6 +188,7 @@ export class Daemon {
 
   private async teardown (): Promise<void> {
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
+    await this.inference.stop().catch(err => { this.log.error('inference.stop.failed', { error: err.message }) })
     if (this.storeValue != null) {
       await this.storeValue.stop().catch(err => { this.log.error('chain.stop.failed', { error: err.message }) })
       this.storeValue = undefined

@@ -14,7 +14,7 @@ import type { Identity } from './identity.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
-import type { IdResult, PutResult, StatusResult } from '../protocols/ipc.ts'
+import type { BackendStatusJson, IdResult, PutResult, StatusResult } from '../protocols/ipc.ts'
 
 export interface MethodContext {
   config: BlydConfig
@@ -25,6 +25,8 @@ export interface MethodContext {
   identity(): Identity
   store(): ChainStoreApi
   backend(): string
+  /** the inference backend: which one runs and why the others did not */
+  inference?(): BackendStatusJson
   /** stop the daemon after the current response went out */
   requestStop(reason: string): void
 }
@@ -43,6 +45,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       startedAt: ctx.startedAt(),
       uptimeMs: Date.now() - ctx.startedAt(),
       backend: ctx.backend(),
+      ...(ctx.inference != null ? { inference: ctx.inference() } : {}),
       chain: info,
       ipc: { requests: stats.requests, errors: stats.errors }
     }

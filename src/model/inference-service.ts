@@ -25,7 +25,7 @@ export const DEFAULT_MAX_LOADED_MODELS = 2
 
 export interface InferenceServiceInit {
   /** the chain store (a getter: the daemon opens its store after constructing services) */
-  store: () => ChainStoreApi
+  store(): ChainStoreApi
   /** auto | tensorflow | wasm | cpu; the daemon's names tfjs-node-gpu / tfjs-node mean tensorflow */
   backend?: string
   /** whole models kept loaded (least recently used is dropped first), default 2 */
@@ -100,6 +100,8 @@ export class InferenceService {
     if (this.started) {
       return
     }
+    // production mode: no debug checks, and no tfjs banners on the console (stdout/stderr belong to the CLI)
+    tf.env().set('PROD', true)
     try {
       this.selection = await selectBackend(this.preference)
     } catch (err: any) {
@@ -249,7 +251,7 @@ export class InferenceService {
       })
       let step: IteratorResult<GeneratedToken, GenerationResult>
       while (!(step = await it.next()).done) {
-        await onToken?.({ token: step.value.id, text: step.value.text })
+        await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
       }
       const result = step.value
       const seconds = (performance.now() - t0) / 1000

@@ -49,7 +49,11 @@ describe('daemon process', function () {
     const status = await runJson(['status', '--data-dir', dataDir])
     expect(status.pid).to.equal(d.pid)
     expect(status.peerId).to.match(/^12D3KooW/)
-    expect(status.backend).to.equal('none')
+    // auto picks the best backend that starts and says why the others did not
+    expect(status.backend).to.be.oneOf(['tensorflow', 'wasm', 'cpu'])
+    expect(status.inference).to.include({ name: status.backend, preference: 'auto' })
+    expect(status.inference.tried.at(-1)).to.deep.equal({ name: status.backend, ok: true })
+    expect(status.inference.tried.slice(0, -1).every((t: { ok: boolean, reason?: string }) => !t.ok && typeof t.reason === 'string')).to.equal(true)
     expect(status.dataDir).to.equal(dataDir)
     expect(status.chain.counts).to.include({ A: 0, B: 0 })
     expect(status.uptimeMs).to.be.a('number')

@@ -6,6 +6,17 @@ import type { StatusResult } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
 
+/** the backend that runs, then why each one tried before it did not */
+function backendLine (status: StatusResult): string {
+  const inf = status.inference
+  if (inf == null) {
+    return status.backend
+  }
+  const failed = inf.tried.filter(t => !t.ok).map(t => `${t.name}: ${t.reason ?? 'failed'}`)
+  const head = inf.name ?? `none (${inf.error ?? 'not started'})`
+  return `${head} (preference ${inf.preference}${failed.length > 0 ? `; not used: ${failed.join('; ')}` : ''})`
+}
+
 export function statusCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'status',
@@ -31,7 +42,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['version', status.version],
         ['uptime', formatDuration(status.uptimeMs)],
         ['data dir', status.dataDir],
-        ['backend', status.backend],
+        ['backend', backendLine(status)],
         ['chain A', `${status.chain.counts.A} blocks, tips ${status.chain.tips.A.join(' ') || '-'}`],
         ['chain B', `${status.chain.counts.B} blocks, tips ${status.chain.tips.B.join(' ') || '-'}`],
         ['orphans', String(status.chain.counts.orphans)],

@@ -19,7 +19,7 @@ export function canonicalJson (value: unknown): string {
   if (typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
       .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .sort(([a], [b]) => compareKeys(a, b))
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
   }
   throw new TypeError(`canonical JSON has no form for a ${typeof value}`)
@@ -27,4 +27,11 @@ export function canonicalJson (value: unknown): string {
 
 export function canonicalJsonBytes (value: unknown): Uint8Array {
   return new TextEncoder().encode(canonicalJson(value))
+}
+
+function compareKeys (a: string, b: string): number {
+  if (a === b) {
+    return 0
+  }
+  return a < b ? -1 : 1
 }

@@ -2,12 +2,13 @@
  * `blyd model import`: turns a Hugging Face Qwen3 checkpoint folder into one
  * ModelManifest block on chain A and one Layer block per unit on chain B.
  *
- * 1. validate the whole folder (checkpoint-source.ts), nothing written yet;
- * 2. hash every unit's payload, streamed from the files (the manifest lists
- *    each unit's sha-256, so layer blocks are bound to their manifest);
- * 3. write the manifest (parents: none, timestamp 0: its id depends only on
- *    the content and the author), then each layer block (parent: the
- *    manifest), its payload streamed from the checkpoint into the store.
+ * First the whole folder is validated (checkpoint-source.ts), nothing
+ * written yet. Then every unit's payload is hashed, streamed from the files
+ * (the manifest lists each unit's sha-256, so layer blocks are bound to their
+ * manifest). Last the manifest is written (parents: none, timestamp 0: its id
+ * depends only on the content and the author), then each layer block
+ * (parent: the manifest), its payload streamed from the checkpoint into the
+ * store.
  *
  * Blocks already in the store are detected by id (the manifest) or by their
  * identifying fields (a layer block with the same model, unit, sha-256, size
@@ -15,13 +16,13 @@
  */
 import { basename } from 'node:path'
 import { BlockType, ChainId, HEADER_VERSION, blockId, canonicalParents, encodeBlockHeader, equalBytes, sha256 } from '../../chain/index.ts'
-import { IMPORT_CHUNK_SIZE, IMPORT_TIMESTAMP, LayerField, ManifestField, MANIFEST_FORMAT, QWEN3_ARCH } from './constants.ts'
 import { openImportSource } from './checkpoint-source.ts'
+import { IMPORT_CHUNK_SIZE, IMPORT_TIMESTAMP, LayerField, ManifestField, MANIFEST_FORMAT, QWEN3_ARCH } from './constants.ts'
 import { encodeManifest } from './manifest.ts'
 import { hashUnit, verifiedUnitPayload } from './unit-stream.ts'
-import type { BlockHeader, BlockSigner, ChainStoreApi, FieldValue, StoredBlock } from '../../chain/index.ts'
 import type { ImportSource, UnitSource } from './checkpoint-source.ts'
 import type { ManifestDocument } from './manifest.ts'
+import type { BlockHeader, BlockSigner, ChainStoreApi, FieldValue, StoredBlock } from '../../chain/index.ts'
 
 export interface ImportProgress {
   /** 'hash': reading the checkpoint to hash each unit; 'write': storing blocks */

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { IMPORT_READ_BYTES } from './constants.ts'
-import type { UnitSource } from './checkpoint-source.ts'
+import type { ByteRange, UnitSource } from './checkpoint-source.ts'
 import type { FileHandle } from 'node:fs/promises'
 
 export interface UnitStreamOptions {
@@ -34,14 +34,7 @@ export async function * unitPayload (unit: UnitSource, options: UnitStreamOption
       for (let done = 0; done < range.length;) {
         options.signal?.throwIfAborted()
         const piece = new Uint8Array(Math.min(pieceSize, range.length - done))
-        let filled = 0
-        while (filled < piece.byteLength) {
-          const { bytesRead } = await handle.read(piece, filled, piece.byteLength - filled, range.start + done + filled)
-          if (bytesRead === 0) {
-            throw new ModelError(ModelErrorCode.CHECKPOINT_CHANGED, `file ended at byte ${range.start + done + filled} while reading; it changed since it was validated`, { file: range.path, tensor: range.tensor })
-          }
-          filled += bytesRead
-        }
+        await readFully(handle, piece, range.start + done, range)
         done += piece.byteLength
         options.onBytes?.(piece.byteLength)
         yield piece
@@ -49,6 +42,16 @@ export async function * unitPayload (unit: UnitSource, options: UnitStreamOption
     }
   } finally {
     await Promise.all([...handles.values()].map(async h => { await h.close() }))
+  }
+}
+
+async function readFully (handle: FileHandle, into: Uint8Array, position: number, range: ByteRange): Promise<void> {
+  for (let filled = 0; filled < into.byteLength;) {
+    const { bytesRead } = await handle.read(into, filled, into.byteLength - filled, position + filled)
+    if (bytesRead === 0) {
+      throw new ModelError(ModelErrorCode.CHECKPOINT_CHANGED, `file ended at byte ${position + filled} while reading; it changed since it was validated`, { file: range.path, tensor: range.tensor })
+    }
+    filled += bytesRead
   }
 }
 

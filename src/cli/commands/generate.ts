@@ -1,0 +1,106 @@
+/** `blyd generate`: generate from a model on the chain, streaming tokens as they come. */
+import { UsageError } from '../../daemon/errors.ts'
+import { clientConfig, printJson } from '../context.ts'
+import { daemonOrOffline } from '../daemon-or-offline.ts'
+import { withLocalInference } from '../model-local.ts'
+import { modelArg, parseIdList, runOptions } from './model.ts'
+import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../../protocols/ipc.ts'
+import type { CliContext } from '../context.ts'
+import type { Argv, CommandModule } from 'yargs'
+
+function numberOption (argv: any, key: string, flag: string, check: (n: number) => boolean, what: string): number | undefined {
+  const v = argv[key]
+  if (v === undefined) {
+    return undefined
+  }
+  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) {
+    throw new UsageError(`--${flag} must be ${what} (got ${String(v)})`)
+  }
+  return v
+}
+
+/** The generate request the flags describe. */
+export function generateParamsFromArgv (argv: any): GenerateParams {
+  const given = ['prompt', 'chat', 'promptIds'].filter(k => argv[k] !== undefined)
+  if (given.length !== 1) {
+    throw new UsageError('give exactly one of --prompt TEXT, --chat TEXT and --prompt-ids 1,2,3')
+  }
+  const params: GenerateParams = { model: modelArg(argv.model) }
+  if (argv.prompt !== undefined) {
+    params.prompt = String(argv.prompt)
+  } else if (argv.chat !== undefined) {
+    params.chat = String(argv.chat)
+  } else {
+    params.promptIds = parseIdList(argv.promptIds, '--prompt-ids')
+  }
+  const optional: Array<[keyof GenerateParams, number | undefined]> = [
+    ['maxNewTokens', numberOption(argv, 'maxNewTokens', 'max-new-tokens', n => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0')],
+    ['temperature', numberOption(argv, 'temperature', 'temperature', n => n >= 0, 'a number >= 0')],
+    ['topK', numberOption(argv, 'topK', 'top-k', n => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0')],
+    ['topP', numberOption(argv, 'topP', 'top-p', n => n > 0 && n <= 1, 'a number in (0, 1]')],
+    ['repetitionPenalty', numberOption(argv, 'repetitionPenalty', 'repetition-penalty', n => n > 0, 'a number > 0')],
+    ['seed', numberOption(argv, 'seed', 'seed', n => Number.isSafeInteger(n), 'an integer')]
+  ]
+  for (const [key, value] of optional) {
+    if (value !== undefined) {
+      (params as any)[key] = value
+    }
+  }
+  if (argv.stop !== undefined) {
+    params.stop = (Array.isArray(argv.stop) ? argv.stop : [argv.stop]).map(String)
+  }
+  return params
+}
+
+export function generateCommand (ctx: CliContext): CommandModule<any, any> {
+  return {
+    command: 'generate',
+    describe: 'generate text (or token ids) from a model on the chain; tokens stream to stdout as they come',
+    builder: (y: Argv<any>) => y
+      .option('model', { type: 'string', demandOption: true, requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8)' })
+      .option('prompt', { type: 'string', requiresArg: true, describe: 'prompt text (encoded as is)' })
+      .option('chat', { type: 'string', requiresArg: true, describe: 'a user message, rendered with the model\'s chat template' })
+      .option('prompt-ids', { type: 'string', requiresArg: true, describe: 'prompt as token ids, comma-separated' })
+      .option('max-new-tokens', { type: 'number', requiresArg: true, describe: 'most tokens to generate (default 256)' })
+      .option('temperature', { type: 'number', requiresArg: true, describe: '0 = greedy (default 0)' })
+      .option('top-k', { type: 'number', requiresArg: true, describe: 'sample from the k most likely tokens (0 = off)' })
+      .option('top-p', { type: 'number', requiresArg: true, describe: 'nucleus sampling threshold (1 = off)' })
+      .option('repetition-penalty', { type: 'number', requiresArg: true, describe: 'penalty on tokens already seen (1 = off)' })
+      .option('seed', { type: 'number', requiresArg: true, describe: 'sampling seed' })
+      .option('stop', { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' })
+      .options(runOptions)
+      .option('json', { type: 'boolean', describe: 'print one JSON object at the end instead of streaming' }),
+    handler: async (argv: any) => {
+      const params = generateParamsFromArgv(argv)
+      const config = await clientConfig(ctx, argv, { backend: argv.backend })
+      const stream = argv.json !== true
+      let streamed = ''
+      const onToken = (t: GenerateTokenJson): void => {
+        if (!stream) {
+          return
+        }
+        const piece = t.text ?? `${t.token} `
+        streamed += piece
+        ctx.stdout(piece)
+      }
+      const local = async (dataDir: string): Promise<GenerateResult> => withLocalInference(dataDir, config.backend, async service => service.generate(params, onToken))
+      const result = argv.local === true
+        ? await local(config.dataDir)
+        : await daemonOrOffline<GenerateResult>(config, {
+          online: async client => client.request<GenerateResult>('generate', { ...params, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
+            onStream: p => { onToken({ token: Number(p.token), text: typeof p.text === 'string' ? p.text : null }) }
+          }),
+          offline: local
+        })
+      if (!stream) {
+        printJson(ctx, result)
+        return
+      }
+      // text held back while it could still have begun a stop string
+      if (result.text.startsWith(streamed) && result.text.length > streamed.length) {
+        ctx.stdout(result.text.slice(streamed.length))
+      }
+      ctx.stdout('\n')
+    }
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * IPC methods of the model part: `model.import`, `model.list`, `model.show`,
+ * `model.logits` and `generate` (which streams `{ token, text }`).
+ */
+import { isAbsolute } from 'node:path'
+import { importModel } from '../model/import/importer.ts'
+import { InvalidParamsError } from './errors.ts'
+import { objectParams, optionalString, requiredString } from './params.ts'
+import type { IpcServer } from './ipc-server.ts'
+import type { ChainStoreApi, BlockSigner } from '../chain/types.ts'
+import type { ImportProgress } from '../model/import/importer.ts'
+import type { InferenceService } from '../model/inference-service.ts'
+import type { GenerateParams, LogitsParams, ModelImportParams, ModelImportResult } from '../protocols/ipc.ts'
+
+/** progress notifications of `model.import` are sent at most this often (and at each phase's end) */
+export const IMPORT_PROGRESS_INTERVAL_MS = 100
+
+export interface ModelMethodContext {
+  ipc: IpcServer
+  store(): ChainStoreApi
+  signer(): BlockSigner
+  inference: InferenceService
+  /** called after each block an import stored */
+  onImported?(result: ModelImportResult): void
+}
+
+type Check<T> = (value: unknown, name: string) => T
+
+function optional<T> (check: Check<T>): Check<T | undefined> {
+  return (value, name) => value === undefined ? undefined : check(value, name)
+}
+
+function finiteNumber (value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new InvalidParamsError(`"${name}" must be a finite number`)
+  }
+  return value
+}
+
+function integer (value: unknown, name: string): number {
+  if (!Number.isSafeInteger(value)) {
+    throw new InvalidParamsError(`"${name}" must be an integer`)
+  }
+  return value as number
+}
+
+function tokenIds (value: unknown, name: string): number[] {
+  if (!Array.isArray(value) || value.length === 0 || !value.every(v => Number.isSafeInteger(v) && v >= 0)) {
+    throw new InvalidParamsError(`"${name}" must be a non-empty list of token ids (integers >= 0)`)
+  }
+  return value
+}
+
+function stringList (value: unknown, name: string): string[] {
+  if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) {
+    throw new InvalidParamsError(`"${name}" must be a list of strings`)
+  }
+  return value
+}
+
+function chatParam (value: unknown, name: string): GenerateParams['chat'] {
+  if (typeof value === 'string') {
+    return value
+  }
+  const roles = ['system', 'user', 'assistant', 'tool']
+  if (!Array.isArray(value) || value.length === 0 || !value.every(m => m != null && typeof m === 'object' && roles.includes(m.role) && typeof m.content === 'string')) {
+    throw new InvalidParamsError(`"${name}" must be a string or a list of { role: ${roles.join('|')}, content: string }`)
+  }
+  return value.map(m => ({ role: m.role, content: m.content }))
+}
+
+function absolutePath (value: unknown, name: string): string {
+  const path = requiredString(value, name)
+  if (!isAbsolute(path)) {
+    throw new InvalidParamsError(`"${name}" must be an absolute path (the daemon's working directory is not the caller's)`)
+  }
+  return path
+}
+
+const importParams = objectParams<{ dir: string, tokenizer: string | undefined, name: string | undefined }>({
+  dir: absolutePath,
+  tokenizer: optional(absolutePath),
+  name: optionalString
+})
+
+const generateParams = objectParams<{ [K in keyof Required<GenerateParams>]: GenerateParams[K] }>({
+  model: requiredString,
+  prompt: optional(requiredString),
+  chat: optional(chatParam),
+  promptIds: optional(tokenIds),
+  maxNewTokens: optional(integer),
+  temperature: optional(finiteNumber),
+  topK: optional(integer),
+  topP: optional(finiteNumber),
+  repetitionPenalty: optional(finiteNumber),
+  seed: optional(integer),
+  stop: optional(stringList),
+  backend: optionalString
+})
+
+const logitsParams = objectParams<{ model: string, ids: number[], backend: string | undefined }>({
+  model: requiredString,
+  ids: tokenIds,
+  backend: optionalString
+})
+
+const modelParams = objectParams<{ model: string }>({ model: requiredString })
+
+export function registerModelMethods (ctx: ModelMethodContext): void {
+  const { ipc, inference } = ctx
+
+  ipc.register('model.import', importParams, async (params: ModelImportParams, context): Promise<ModelImportResult> => {
+    let last = 0
+    let pending: Promise<void> = Promise.resolve()
+    const onProgress = (p: ImportProgress): void => {
+      const now = Date.now()
+      if (now - last < IMPORT_PROGRESS_INTERVAL_MS && p.done < p.total) {
+        return
+      }
+      last = now
+      pending = pending.then(async () => context.notify({ phase: p.phase, done: p.done, total: p.total })).catch(() => {})
+    }
+    const result = await importModel({
+      store: ctx.store(),
+      signer: ctx.signer(),
+      dir: params.dir,
+      tokenizer: params.tokenizer,
+      name: params.name,
+      signal: context.signal,
+      onProgress
+    })
+    await pending
+    ctx.onImported?.(result)
+    return result
+  })
+
+  ipc.register('model.list', objectParams({}), async () => ({ models: await inference.list() }))
+  ipc.register('model.show', modelParams, async ({ model }) => inference.show(model))
+
+  ipc.register('model.logits', logitsParams, async (params: LogitsParams) => ({
+    logits: await inference.logits(params.model, params.ids, params.backend),
+    backend: inference.backendName ?? 'none'
+  }))
+
+  ipc.register('generate', generateParams, async (params: GenerateParams, context) => {
+    return inference.generate(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
+  })
+}
