@@ -3,21 +3,16 @@
  * about itself (span of decoder layers, addresses, backend, live stats,
  * expiry), signed with its libp2p Ed25519 identity key.
  *
- * NodeRecord (fields in this order, minimal varints, zero / empty values
- * omitted, no floats):
- *   1 version uint32          (NODE_RECORD_VERSION, always present)
- *   2 peer_id bytes           (the peer id multihash, always present)
- *   3 addrs repeated bytes    (multiaddr bytes, in the announcer's order)
- *   4 model_id bytes          (32 bytes, always present)
- *   5 start uint32            (first decoder layer held)
- *   6 end uint32              (one past the last layer held)
- *   7 flags uint32            (bit 0 embedding, bit 1 final norm + head)
- *   8 backend string
- *   9 throughput_milli uint64 (tokens/s through the whole span, x1000)
- *  10 free_sessions uint32    (sessions the node can still accept)
- *  11 queue_length uint32     (requests waiting)
- *  12 seq uint64              (strictly increasing per peer)
- *  13 expires_at uint64       (unix ms)
+ * NodeRecord fields, written in this order with minimal varints and zero /
+ * empty values omitted (no floats anywhere): 1 version uint32 (always
+ * present); 2 peer_id bytes (peer id multihash, always present); 3 addrs
+ * repeated bytes (multiaddrs, in the announcer's order); 4 model_id bytes
+ * (32, always present); 5 start uint32 (first decoder layer held); 6 end
+ * uint32 (one past the last); 7 flags uint32 (bit 0 embedding, bit 1 final
+ * norm + head); 8 backend string; 9 throughput_milli uint64 (tokens/s
+ * through the whole span, x1000); 10 free_sessions uint32; 11 queue_length
+ * uint32; 12 seq uint64 (strictly increasing per peer); 13 expires_at uint64
+ * (unix ms).
  *
  * SignedNodeRecord: 1 record bytes, 2 signature (64 bytes) over
  * NODE_RECORD_SIGNING_DOMAIN || record bytes.

@@ -167,6 +167,20 @@ describe('net/records: node record codec, keys, validator and selector', () => {
       await expectCode(validator(keyOf(), new Uint8Array([1, 2, 3])), RecordErrorCode.Encoding)
     })
 
+    it('refuses a replay of an older record once a newer one was accepted for the key', async () => {
+      const fresh = createBlyDhtRecords()
+      const now = Date.now()
+      await fresh.validator(keyOf(), await signNodeRecord(recordOf({ seq: 50, expiresAt: now + 60_000 }), key))
+      await fresh.validator(keyOf(), await signNodeRecord(recordOf({ seq: 51, expiresAt: now }), key))
+      await expectCode(fresh.validator(keyOf(), await signNodeRecord(recordOf({ seq: 50, expiresAt: now + 60_000 }), key)), RecordErrorCode.Stale)
+      // other keys are unaffected, and a bounded cache forgets the oldest key first
+      const small = createBlyDhtRecords({ replayCacheSize: 1 })
+      await small.validator(keyOf(), await signNodeRecord(recordOf({ seq: 60 }), key))
+      const otherPeer = peerIdFromPrivateKey(otherKey)
+      await small.validator(nodeRecordKey(modelId, otherPeer), await signNodeRecord(recordOf({ seq: 1, peerId: otherPeer.toMultihash().bytes }), otherKey))
+      await small.validator(keyOf(), await signNodeRecord(recordOf({ seq: 59 }), key))
+    })
+
     it('rejects keys of unknown /bly/ segments unless an extra validator is given', async () => {
       const k = new TextEncoder().encode('/bly/layer/x')
       await expectCode(validator(k, new Uint8Array(1)), RecordErrorCode.BadKey)

@@ -31,7 +31,9 @@ export const NODE_RECORD_LIMITS = {
    * clock skew and lets a withdrawal tombstone (expiresAt = now) propagate.
    * Readers treat any record with expiresAt <= now as gone.
    */
-  clockSkewMs: 30_000
+  clockSkewMs: 30_000,
+  /** node keys per validator whose newest accepted seq is remembered to refuse replays */
+  replayCacheSize: 10_000
 } as const
 
 /** Announcer defaults. */

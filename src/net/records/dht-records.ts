@@ -4,6 +4,13 @@
  * other `/bly/...` key is rejected unless a validator for its second path
  * segment is passed in `extra` (e.g. `{ layer: fn }` for `/bly/layer/...`).
  * The selector prefers the highest sequence number, then the latest expiry.
+ *
+ * kad-dht stores any valid PUT_VALUE over what it holds, so a replayed older
+ * record (e.g. the live record after its withdrawal tombstone) would replace
+ * a newer one. The validator therefore remembers the highest seq it accepted
+ * per node key (until that record expires, bounded in count) and rejects
+ * lower ones as stale. A node never validates its own puts, so its own copy
+ * can still be overwritten; readers query several peers and select the newest.
  */
 import { decodeNodeRecord, decodeSignedNodeRecord } from '../../protocols/node-record.ts'
 import { NODE_RECORD_LIMITS } from './constants.ts'
@@ -18,6 +25,8 @@ export interface BlyDhtRecordsInit {
   clockSkewMs?: number
   /** farthest accepted expiry (default NODE_RECORD_LIMITS.maxTtlMs) */
   maxTtlMs?: number
+  /** node keys whose newest accepted seq is remembered (default NODE_RECORD_LIMITS.replayCacheSize) */
+  replayCacheSize?: number
   /** validators for other `/bly/<segment>/...` keys, by segment */
   extra?: Record<string, { validate: ValidateFn, select: SelectFn }>
   /** clock (tests) */
@@ -70,11 +79,33 @@ export function createBlyDhtRecords (init: BlyDhtRecordsInit = {}): BlyDhtRecord
   const maxTtlMs = init.maxTtlMs ?? NODE_RECORD_LIMITS.maxTtlMs
   const now = init.now ?? Date.now
   const extra = init.extra ?? {}
+  const cacheSize = init.replayCacheSize ?? NODE_RECORD_LIMITS.replayCacheSize
+  /** node key -> newest accepted (seq, expiresAt); Map order is insertion order, oldest first */
+  const newest = new Map<string, { seq: number, expiresAt: number }>()
+  const checkFresh = (keyText: string, record: NodeRecord, at: number): void => {
+    const prev = newest.get(keyText)
+    if (prev != null && prev.expiresAt + clockSkewMs > at) {
+      if (record.seq < prev.seq) {
+        throw new RecordError(RecordErrorCode.Stale, `node record seq ${record.seq} is older than the accepted ${prev.seq}`)
+      }
+      if (record.seq === prev.seq) {
+        return
+      }
+    }
+    newest.delete(keyText)
+    newest.set(keyText, { seq: record.seq, expiresAt: record.expiresAt })
+    while (newest.size > cacheSize) {
+      const oldest = newest.keys().next().value as string
+      newest.delete(oldest)
+    }
+  }
   const validator: ValidateFn = async (key, value) => {
     const segment = segmentOf(key)
     if (segment === 'node') {
       const { modelId, peerId } = parseNodeRecordKey(key)
-      await verifyNodeRecord(value, { peerId, modelId, now: now(), clockSkewMs, maxTtlMs })
+      const at = now()
+      const { record } = await verifyNodeRecord(value, { peerId, modelId, now: at, clockSkewMs, maxTtlMs })
+      checkFresh(utf8Decoder.decode(key), record, at)
       return
     }
     const other = Object.hasOwn(extra, segment) ? extra[segment] : undefined

@@ -10,6 +10,8 @@ export const RecordErrorCode = {
   Mismatch: 'ERR_RECORD_MISMATCH',
   /** the record expired (beyond the allowed clock skew) */
   Expired: 'ERR_RECORD_EXPIRED',
+  /** an older record (lower seq) than one this node already accepted for the same key: a replay */
+  Stale: 'ERR_RECORD_STALE',
   /** a field is out of its sane range (span, expiry too far ahead, backend name...) */
   Range: 'ERR_RECORD_RANGE',
   /** a DHT key that is not a known `/bly/...` key */
