@@ -13,9 +13,9 @@ import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { resolveRoute } from './route.ts'
 import { StageClient } from './stage-client.ts'
 import { embedData, logitsData } from './stage-layers.ts'
-import type { GenerateOptions, GeneratedToken, GenerationResult, TokenModel, TokenSession } from '../model/generate.ts'
 import type { ResolvedHop, RouteHop } from './route.ts'
 import type { LocalEnds } from './stage-layers.ts'
+import type { GenerateOptions, GeneratedToken, GenerationResult, TokenModel, TokenSession } from '../model/generate.ts'
 import type { AbortOptions, Libp2p } from '@libp2p/interface'
 
 export interface PipelineClientInit {

@@ -15,9 +15,9 @@ import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { InferStream } from './infer-stream.ts'
 import { logitsData } from './stage-layers.ts'
 import { SessionState, StageSession } from './stage-session.ts'
-import type { ForwardFrame, InferFrame, OpenFrame, TruncateFrame } from '../protocols/infer.ts'
 import type { StageLayers } from './stage-layers.ts'
 import type { StageJob } from './stage-session.ts'
+import type { ForwardFrame, InferFrame, OpenFrame, TruncateFrame } from '../protocols/infer.ts'
 import type { Connection, Libp2p, Logger, Stream } from '@libp2p/interface'
 
 export interface StageServerInit {
@@ -180,33 +180,33 @@ export class StageServer {
       stream.abort(new PipelineError(PipelineErrorCode.NOT_STARTED, 'stage server stopped'))
       return
     }
-    // `session` is assigned before any frame can arrive (events fire on a later tick)
-    let session: StageSession | undefined
+    // `ref.session` is set before any frame can arrive (events fire on a later tick)
+    const ref: { session?: StageSession } = {}
     const frames = new InferStream(stream, {
       maxFrameBytes: this.init.maxFrameBytes,
       onFrame: (frame) => {
-        if (session != null) {
-          this.onFrame(session, frame)
+        if (ref.session != null) {
+          this.onFrame(ref.session, frame)
         }
       },
       onBadFrame: (err) => {
-        if (session != null) {
+        if (ref.session != null) {
           this.counters.malformed++
-          void this.fail(session, InferErrorCode.BAD_FRAME, 0, errorMessage(err), true)
+          void this.fail(ref.session, InferErrorCode.BAD_FRAME, 0, errorMessage(err), true)
         }
       },
       onClose: () => {
-        if (session != null) {
-          if (session.state === SessionState.OPEN) {
+        if (ref.session != null) {
+          if (ref.session.state === SessionState.OPEN) {
             this.counters.closed++
           }
-          this.release(session)
+          this.release(ref.session)
         }
       }
     })
-    session = new StageSession(frames, connection.remotePeer.toString())
-    this.sessions.add(session)
-    const s = session
+    const s = new StageSession(frames, connection.remotePeer.toString())
+    ref.session = s
+    this.sessions.add(s)
     s.arm(this.init.openTimeoutMs, () => {
       if (s.state === SessionState.AWAITING_OPEN) {
         this.counters.malformed++
@@ -411,6 +411,11 @@ export class StageServer {
         message = err.message
       } else {
         this.log.error('session %d step %d failed - %e', s.sessionId, job.seq, err)
+      }
+      if (job.type === 'truncate') {
+        // client and stage disagree on the cache: the session cannot go on
+        void this.fail(s, code, job.seq, message, false)
+        return
       }
       s.frames.send({ type: 'error', code, seq: job.seq, message }).catch(() => {})
     }

@@ -3,9 +3,9 @@
  * holds nothing; after OPEN_OK it owns one KV session, a FIFO of steps not
  * yet computed and an idle timer. The StageServer drives it.
  */
-import type { ForwardFrame, TruncateFrame } from '../protocols/infer.ts'
 import type { InferStream } from './infer-stream.ts'
 import type { StageKv } from './stage-layers.ts'
+import type { ForwardFrame, TruncateFrame } from '../protocols/infer.ts'
 
 export type StageJob = ForwardFrame | TruncateFrame
 

@@ -3,9 +3,9 @@ import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { createBlyLibp2p } from '../../src/net/libp2p-node.ts'
 import { createStageServer } from '../../src/pipeline/stage-server.ts'
 import { sourceOf } from '../model/fixtures.ts'
-import type { Fixture } from '../model/fixtures.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
 import type { StageServer, StageServerInit } from '../../src/pipeline/stage-server.ts'
+import type { Fixture } from '../model/fixtures.ts'
 
 export const MODEL_ID = 'qwen3-tiny-untied-f32'
 
