@@ -147,6 +147,9 @@ function fmt (x: number, digits = 1): string {
 
 const load0 = loadavg()[0]
 say(`machine: ${availableParallelism()} cores, load average ${fmt(load0, 2)}`)
+if (load0 > availableParallelism() / 2) {
+  say('WARNING: the machine is busy; every figure below (floors included) is skewed by the other work')
+}
 say('measuring native bandwidth and sgemm (python3 + numpy) ...')
 const nativeBefore = measureNative()
 say(`  numpy (${nativeBefore.blas}): sgemv 1 GiB ${fmt(nativeBefore.sgemvGBs)} GB/s, single-thread sum ${fmt(nativeBefore.sumGBs)} GB/s, sgemm ${fmt(nativeBefore.sgemmGflops)} GFLOP/s`)

@@ -66,6 +66,34 @@ describe('model/qwen3 layer shards', () => {
     }
   })
 
+  it('a layer with its weights in small column blocks equals the unblocked layer', async () => {
+    const { config } = fixture
+    const [data] = await readLayerShards(config, sourceOf(fixture), 2, 1)
+    const n0 = tf.memory().numTensors
+    const whole = DecoderLayer.fromShard(config, data)
+    const n1 = tf.memory().numTensors
+    // 48 columns per block for 64 inputs: every linear weight is cut into several blocks
+    const blocked = DecoderLayer.fromShard(config, data, 64 * 4 * 48)
+    // 4 norms + blocks: qkv 256 cols / 48, o 64 / 24, gateUp 320 / 48, down 64 / 19
+    expect([n1 - n0, tf.memory().numTensors - n1]).to.deep.equal([8, 4 + 6 + 3 + 7 + 4])
+    const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings)
+    const kv = [{ k: null, v: null }, { k: null, v: null }]
+    try {
+      for (const t of [9, 1]) {
+        const x = tf.randomNormal([t, config.hiddenSize], 0, 1, 'float32', 3 + t) as tf.Tensor2D
+        const a = whole.forward(x, kv[0], rope)
+        const b = blocked.forward(x, kv[1], rope)
+        expect(maxAbsDiff(await a.data(), await b.data())).to.be.below(1e-5)
+        tf.dispose([x, a, b])
+      }
+    } finally {
+      whole.dispose()
+      blocked.dispose()
+      tf.dispose(kv.flatMap(l => [l.k, l.v]).filter(t => t != null))
+      rope.dispose()
+    }
+  })
+
   it('refuses a shard count that does not divide the heads', async () => {
     await readLayerShards(fixture.config, sourceOf(fixture), 0, 3).then(() => { throw new Error('sharded') }, (err) => {
       expect(err).to.have.property('code', ModelErrorCode.BAD_INPUT)
