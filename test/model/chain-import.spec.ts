@@ -28,46 +28,46 @@ async function snapshot (store: ChainStore): Promise<unknown> {
 
 describe('model/import into the chain', function () {
   this.timeout(60_000)
-  let dir: string
-  let store: ChainStore
+  // fields, not loop-captured variables: the cases below are made in loops
+  const env = {} as { dir: string, store: ChainStore }
 
   beforeEach(async () => {
-    dir = await tempDir('blyd-import-')
-    store = await openStore(join(dir, 'chain'))
+    env.dir = await tempDir('blyd-import-')
+    env.store = await openStore(join(env.dir, 'chain'))
   })
 
   afterEach(async () => {
-    await store.stop()
-    await removeDir(dir)
+    await env.store.stop()
+    await removeDir(env.dir)
   })
 
   for (const variant of FIXTURE_VARIANTS) {
     it(`${variant}: a manifest on A, one layer block per unit on B, payloads in the original dtype`, async () => {
       const fixture = await loadFixture(variant)
       const author = signer(1)
-      const result = await importModel({ store, signer: author, dir: fixtureDir(variant) })
+      const result = await importModel({ store: env.store, signer: author, dir: fixtureDir(variant) })
       const units = planUnits(fixture.config)
       expect(result).to.include({ blocks: units.length + 1, existing: 0, units: units.length, tokenizer: false, name: variant })
       expect(result.bytesWritten).to.equal(result.bytes)
 
       const id = Uint8Array.from(Buffer.from(result.modelId, 'hex'))
-      const manifestBlock = await store.get(id)
+      const manifestBlock = await env.store.get(id)
       expect(manifestBlock?.header).to.deep.include({ chain: ChainId.A, type: BlockType.ModelManifest, timestamp: IMPORT_TIMESTAMP, parents: [] })
       expect(manifestBlock?.header.fields.get('arch')).to.deep.equal({ kind: 'string', value: 'qwen3' })
       expect(manifestBlock?.header.fields.get('units')).to.deep.equal({ kind: 'uint', value: BigInt(units.length) })
-      const manifest = parseManifest(await payloadOf(store, id), 'test')
+      const manifest = parseManifest(await payloadOf(env.store, id), 'test')
       expect(manifest.format).to.equal(MANIFEST_FORMAT)
       expect(manifest.config).to.deep.equal(fixture.config.raw)
       expect(manifest.tokenizer).to.equal(null)
 
       for (const unit of units) {
-        const blocks = await store.byModelUnit(id, unit.unit)
+        const blocks = await env.store.byModelUnit(id, unit.unit)
         expect(blocks, `unit ${unit.unit}`).to.have.length(1)
         const block = blocks[0]
         expect(block.header).to.deep.include({ chain: ChainId.B, type: BlockType.Layer, parents: [id] })
         expect(block.header.author).to.deep.equal(author.publicKey)
         expect(block.header.fields.get(LayerField.KIND)).to.deep.equal({ kind: 'string', value: unit.kind })
-        const payload = await payloadOf(store, block.id)
+        const payload = await payloadOf(env.store, block.id)
         const listed = manifest.units[unit.unit]
         expect(createHash('sha256').update(payload).digest('hex')).to.equal(listed.sha256)
         expect(payload.byteLength).to.equal(listed.bytes)
@@ -84,21 +84,21 @@ describe('model/import into the chain', function () {
   }
 
   it('importing the same checkpoint twice gives the same model id and stores nothing twice', async () => {
-    const first = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-bf16-sharded') })
-    const before = await snapshot(store)
-    const second = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-bf16-sharded') })
+    const first = await importModel({ store: env.store, signer: signer(1), dir: fixtureDir('untied-bf16-sharded') })
+    const before = await snapshot(env.store)
+    const second = await importModel({ store: env.store, signer: signer(1), dir: fixtureDir('untied-bf16-sharded') })
     expect(second.modelId).to.equal(first.modelId)
     expect(second).to.include({ existing: first.blocks, bytesWritten: 0 })
-    expect(await snapshot(store)).to.deep.equal(before)
+    expect(await snapshot(env.store)).to.deep.equal(before)
     // another node importing the same checkpoint authors other blocks
-    const other = await importModel({ store, signer: signer(2), dir: fixtureDir('untied-bf16-sharded') })
+    const other = await importModel({ store: env.store, signer: signer(2), dir: fixtureDir('untied-bf16-sharded') })
     expect(other.modelId).to.not.equal(first.modelId)
     expect(other.existing).to.equal(0)
   })
 
   it('names the model after the folder unless told, and the name is part of the id', async () => {
-    const a = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32') })
-    const b = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32'), name: 'tiny' })
+    const a = await importModel({ store: env.store, signer: signer(1), dir: fixtureDir('untied-f32') })
+    const b = await importModel({ store: env.store, signer: signer(1), dir: fixtureDir('untied-f32'), name: 'tiny' })
     expect(a.name).to.equal('untied-f32')
     expect(b.name).to.equal('tiny')
     expect(b.modelId).to.not.equal(a.modelId)
@@ -106,7 +106,7 @@ describe('model/import into the chain', function () {
 
   it('reports progress: hashing every byte first, then writing every byte', async () => {
     const seen: Array<{ phase: string, done: number, total: number }> = []
-    const result = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32'), onProgress: p => { seen.push({ ...p }) } })
+    const result = await importModel({ store: env.store, signer: signer(1), dir: fixtureDir('untied-f32'), onProgress: p => { seen.push({ ...p }) } })
     const hash = seen.filter(p => p.phase === 'hash')
     const write = seen.filter(p => p.phase === 'write')
     expect(hash.length).to.be.greaterThan(0)
@@ -120,27 +120,27 @@ describe('model/import into the chain', function () {
 
   for (const damage of DAMAGES) {
     it(`refuses a checkpoint with ${damage.name} (${damage.code}) and leaves the chain unchanged`, async () => {
-      await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32') })
-      const before = await snapshot(store)
-      const bad = join(dir, 'bad')
+      await importModel({ store: env.store, signer: signer(1), dir: fixtureDir('untied-f32') })
+      const before = await snapshot(env.store)
+      const bad = join(env.dir, 'bad')
       await damagedCopy(damage, bad)
-      const err = await importModel({ store, signer: signer(1), dir: bad }).then(() => undefined, (e: any) => e)
+      const err = await importModel({ store: env.store, signer: signer(1), dir: bad }).then(() => undefined, (e: any) => e)
       expect(err, 'import succeeded').to.not.equal(undefined)
       expect(err.code).to.equal(damage.code, err.message)
       expect(err.message).to.include(damage.says)
-      expect(await snapshot(store)).to.deep.equal(before)
+      expect(await snapshot(env.store)).to.deep.equal(before)
     })
   }
 
   it('fails a layer block before it is stored when the checkpoint changes during the import', async () => {
-    const copy = join(dir, 'ck')
+    const copy = join(env.dir, 'ck')
     await damagedCopy({ ...DAMAGES[0], apply: async () => {} }, copy)
     const ck = await SafetensorsCheckpoint.open(copy)
     const at = (ck.entry('model.embed_tokens.weight')?.start ?? 0) + 100
     await ck.close()
     let changed = false
     const err = await importModel({
-      store,
+      store: env.store,
       signer: signer(1),
       dir: copy,
       onProgress: p => {
@@ -157,25 +157,25 @@ describe('model/import into the chain', function () {
       }
     }).then(() => undefined, (e: any) => e)
     expect(err?.code).to.equal(ModelErrorCode.CHECKPOINT_CHANGED)
-    const [manifest] = await Array.fromAsync(store.byType(BlockType.ModelManifest))
-    expect(await store.byModelUnit(manifest.id, 0)).to.have.length(0)
-    expect((await store.counts()).B).to.equal(0)
+    const [manifest] = await Array.fromAsync(env.store.byType(BlockType.ModelManifest))
+    expect(await env.store.byModelUnit(manifest.id, 0)).to.have.length(0)
+    expect((await env.store.counts()).B).to.equal(0)
   })
 
   it('imports the tokenizer files, or a --tokenizer given beside the checkpoint, and checks the vocab covers it', async () => {
     const { bundledQwen3TokenizerFiles } = await import('../../src/model/tokenizer.ts')
     const files = bundledQwen3TokenizerFiles()
-    const copy = join(dir, 'ck')
+    const copy = join(env.dir, 'ck')
     await damagedCopy({ ...DAMAGES[0], apply: async () => {} }, copy)
     // the fixture's vocab (512) does not cover Qwen3's tokenizer
-    const err = await importModel({ store, signer: signer(1), dir: copy, tokenizer: files.tokenizerJson }).then(() => undefined, (e: any) => e)
+    const err = await importModel({ store: env.store, signer: signer(1), dir: copy, tokenizer: files.tokenizerJson }).then(() => undefined, (e: any) => e)
     expect(err?.code).to.equal(ModelErrorCode.BAD_TOKENIZER)
     expect(err.message).to.include('vocab_size is 512')
-    expect((await store.counts()).total).to.equal(0)
+    expect((await env.store.counts()).total).to.equal(0)
     const config = JSON.parse(await readFile(join(copy, 'config.json'), 'utf8'))
     await writeFile(join(copy, 'config.json'), JSON.stringify({ ...config, vocab_size: 151936 }))
     // (the weights no longer fit the config: shapes are checked after the tokenizer)
-    const shapeErr = await importModel({ store, signer: signer(1), dir: copy, tokenizer: files.tokenizerJson }).then(() => undefined, (e: any) => e)
+    const shapeErr = await importModel({ store: env.store, signer: signer(1), dir: copy, tokenizer: files.tokenizerJson }).then(() => undefined, (e: any) => e)
     expect(shapeErr?.code).to.equal(ModelErrorCode.WRONG_SHAPE)
   })
 })
