@@ -283,6 +283,30 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
     await expect(view.refresh()).to.eventually.be.rejected.with.property('code', 'ERR_RECORD_NOT_STARTED')
   })
 
+  it('an announcer alone retries until a peer stores its record, and stops on its signal', async () => {
+    const lonely = await startPeer()
+    peers.push(lonely)
+    const controller = new AbortController()
+    const announcer = await announce(lonely, 0, 4, { retryMs: 50, signal: controller.signal })
+    expect(announcer.lastResult?.putPeers).to.equal(0)
+    expect(announcer.lastResult?.unprovidedLayers).to.equal(4)
+    // alone, discovery returns at once: only its own span, from the announcer's live record
+    const alone = await discoverSpans(lonely.libp2p, { modelId, layers: LAYERS, localRecord: async () => announcer.record() })
+    expect(alone.map(s => [s.source, s.start, s.end])).to.deep.equal([['self', 0, 4]])
+
+    const other = await startPeer()
+    peers.push(other)
+    await mesh([lonely, other])
+    await waitFor('a retry to reach the new peer', () => (announcer.lastResult?.putPeers ?? 0) > 0 && announcer.lastResult?.unprovidedLayers === 0)
+    const spans = await discoverSpans(other.libp2p, { modelId, layers: LAYERS })
+    expect(spans.map(s => [s.start, s.end])).to.deep.equal([[0, 4]])
+
+    controller.abort()
+    await waitFor('the announcer to stop', () => !announcer.isStarted)
+    await expect(announcer.announce()).to.eventually.be.rejected.with.property('code', 'ERR_RECORD_NOT_STARTED')
+    await waitFor('the withdrawal to reach the peer', async () => (await discoverSpans(other.libp2p, { modelId, layers: LAYERS })).length === 0)
+  })
+
   it('the DHT and record protocols are what nodes speak', async () => {
     const [a, b] = await startPeers(2)
     await announce(a, 0, 2)

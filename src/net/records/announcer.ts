@@ -10,6 +10,7 @@
 import { equalBytes } from '../../protocols/block-header.ts'
 import { MODEL_ID_LENGTH, NODE_RECORD_VERSION, signNodeRecord } from '../../protocols/node-record.ts'
 import { ANNOUNCER_DEFAULTS, NODE_RECORD_LIMITS } from './constants.ts'
+import { dhtHasPeers } from './dht-peers.ts'
 import { RecordError, RecordErrorCode } from './errors.ts'
 import { layerProviderKey, nodeRecordKey } from './keys.ts'
 import { RecordServer } from './record-protocol.ts'
@@ -280,8 +281,12 @@ export class NodeAnnouncer {
       }
       this.log.error('announcement round failed - %e', err)
     }
-    this.schedule(result != null && result.putPeers > 0 && result.unprovidedLayers === 0)
-    return result ?? { seq: this.lastSeq, expiresAt: 0, putPeers: 0, providedLayers: 0, unprovidedLayers: this.layers.length }
+    if (result == null) {
+      result = { seq: this.lastSeq, expiresAt: 0, putPeers: 0, providedLayers: 0, unprovidedLayers: this.layers.length }
+      this.lastResult = result
+    }
+    this.schedule(result.putPeers > 0 && result.unprovidedLayers === 0)
+    return result
   }
 
   private schedule (succeeded: boolean): void {
@@ -368,6 +373,9 @@ export class NodeAnnouncer {
   private async put (bytes: Uint8Array, signal: AbortSignal): Promise<number> {
     const key = nodeRecordKey(this.settings.modelId, this.libp2p.peerId)
     let stored = 0
+    if (!dhtHasPeers(this.libp2p.services.dht)) {
+      return 0
+    }
     try {
       for await (const event of this.libp2p.services.dht.put(key, bytes, { signal })) {
         if (event.name === 'PEER_RESPONSE' && event.messageName === 'PUT_VALUE' && event.record != null && equalBytes(event.record.value, bytes)) {
@@ -387,6 +395,9 @@ export class NodeAnnouncer {
   private async provideDue (signal: AbortSignal): Promise<[number, number]> {
     const now = Date.now()
     const due = this.layers.filter(l => now - (this.providedAt.get(l) ?? -Infinity) >= this.settings.reprovideIntervalMs)
+    if (!dhtHasPeers(this.libp2p.services.dht)) {
+      return [0, due.length]
+    }
     let provided = 0
     let next = 0
     const worker = async (): Promise<void> => {
@@ -410,6 +421,15 @@ export class NodeAnnouncer {
     }
     await Promise.all(Array.from({ length: Math.min(this.settings.provideConcurrency, due.length) }, worker))
     return [provided, due.length - provided]
+  }
+
+  /**
+   * This node's live signed record (what /bly/record/1.0.0 serves), or
+   * undefined when stopped. Pass it as `localRecord` to discoverSpans /
+   * SwarmView so a node sees its own span without a DHT round trip.
+   */
+  async record (): Promise<Uint8Array | undefined> {
+    return this.serveLive(this.settings.modelId)
   }
 
   /** The record served over /bly/record/1.0.0: re-signed with fresh stats when older than liveRecordMaxAgeMs. */

@@ -12,6 +12,7 @@
  * crashed peers live; such spans come back with `rttMs` undefined.
  */
 import { SWARM_DEFAULTS } from './constants.ts'
+import { dhtHasPeers } from './dht-peers.ts'
 import { RecordError, RecordErrorCode } from './errors.ts'
 import { layerProviderKey, nodeRecordKey } from './keys.ts'
 import { requestNodeRecord } from './record-protocol.ts'
@@ -59,8 +60,10 @@ export interface DiscoverSpansOptions {
   /** decoder layers of the model: layer keys 0..layers-1 are queried */
   layers: number
   signal?: AbortSignal
-  /** include this node's own record when it provides layers (default true) */
+  /** include this node's own span when it announces the model (default true) */
   includeSelf?: boolean
+  /** this node's live signed record (NodeAnnouncer.record); without it the own record is read from the DHT */
+  localRecord?(): Promise<Uint8Array | undefined>
   /** ask peers directly over /bly/record/1.0.0 before the DHT (default true) */
   direct?: boolean
   queryConcurrency?: number
@@ -115,6 +118,9 @@ function toSpan (v: VerifiedNodeRecord, lastSeen: number, rttMs: number | undefi
 /** Every peer that provides at least one of the model's layer keys. */
 export async function findLayerProviders (libp2p: SwarmLibp2p, options: DiscoverSpansOptions): Promise<Candidate[]> {
   const found = new Map<string, Candidate>()
+  if (!dhtHasPeers(libp2p.services.dht)) {
+    return []
+  }
   const layers = Array.from({ length: options.layers }, (_, i) => i)
   await eachLimited(layers, options.queryConcurrency ?? SWARM_DEFAULTS.queryConcurrency, async (layer) => {
     if (options.signal?.aborted === true) {
@@ -147,6 +153,9 @@ export async function findLayerProviders (libp2p: SwarmLibp2p, options: Discover
 async function recordFromDht (libp2p: SwarmLibp2p, peerId: PeerId, options: DiscoverSpansOptions): Promise<VerifiedNodeRecord | undefined> {
   const signal = boundedSignal(options.signal, options.fetchTimeoutMs ?? SWARM_DEFAULTS.fetchTimeoutMs)
   let value: Uint8Array | undefined
+  if (!dhtHasPeers(libp2p.services.dht)) {
+    return undefined
+  }
   try {
     for await (const event of libp2p.services.dht.get(nodeRecordKey(options.modelId, peerId), { signal })) {
       if (event.name === 'VALUE') {
@@ -178,7 +187,13 @@ async function rttOf (libp2p: SwarmLibp2p, peerId: PeerId, options: DiscoverSpan
 export async function fetchSpan (libp2p: SwarmLibp2p, candidate: Candidate, options: DiscoverSpansOptions): Promise<LiveSpan | undefined> {
   const { peerId } = candidate
   if (peerId.equals(libp2p.peerId)) {
-    const own = await recordFromDht(libp2p, peerId, options)
+    let own: VerifiedNodeRecord | undefined
+    if (options.localRecord != null) {
+      const bytes = await options.localRecord().catch(() => undefined)
+      own = bytes == null ? undefined : await verifyNodeRecord(bytes, { peerId, modelId: options.modelId }).catch(() => undefined)
+    } else {
+      own = await recordFromDht(libp2p, peerId, options)
+    }
     return own != null && isLive(own.record) ? toSpan(own, Date.now(), 0, 'self') : undefined
   }
   if (options.direct !== false) {
