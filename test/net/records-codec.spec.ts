@@ -9,9 +9,10 @@ import { PbWriter, WireType } from '../../src/protocols/pb-wire.ts'
 import type { NodeRecord } from '../../src/protocols/node-record.ts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
-async function expectCode (p: Promise<unknown> | (() => unknown), code: string): Promise<void> {
+/** `p`: a promise (or a validator's void | Promise) or a function to call */
+async function expectCode (p: unknown, code: string): Promise<void> {
   try {
-    await (typeof p === 'function' ? p() : p)
+    await (typeof p === 'function' ? (p as () => unknown)() : p)
   } catch (err) {
     expect((err as { code?: string }).code, (err as Error).message).to.equal(code)
     return
