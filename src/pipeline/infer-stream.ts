@@ -13,6 +13,9 @@ import { PipelineError, PipelineErrorCode } from './errors.ts'
 import type { InferFrame } from '../protocols/infer.ts'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 
+/** Payloads up to this size are copied behind their header and sent as one message. */
+export const COALESCE_BYTES = 64 * 1024
+
 export interface InferStreamInit {
   /** largest frame accepted (bytes, without the length prefix) */
   maxFrameBytes: number
@@ -66,8 +69,17 @@ export class InferStream {
         throw new PipelineError(PipelineErrorCode.STREAM_CLOSED, 'infer stream is closed')
       }
       this.bytesOut += byteLength
-      let ok = this.stream.send(head)
-      if (payload != null) {
+      let ok: boolean
+      if (payload == null) {
+        ok = this.stream.send(head)
+      } else if (payload.byteLength <= COALESCE_BYTES) {
+        // one muxer frame and one encrypted message instead of two: a copy this small costs less
+        const one = new Uint8Array(byteLength)
+        one.set(head, 0)
+        one.set(payload, head.length)
+        ok = this.stream.send(one)
+      } else {
+        this.stream.send(head)
         ok = this.stream.send(payload)
       }
       if (!ok) {

@@ -1,0 +1,333 @@
+/**
+ * One stage hop on loopback, two processes: /bly/infer/1.0.0 frames over
+ * libp2p (TCP + Noise + Yamux) against raw node:net TCP with the same
+ * framing, measured in the same run.
+ *   throughput: 1 MiB FORWARD frames echoed back as 1 MiB RESULT frames,
+ *               WINDOW in flight (MiB/s of activations sent)
+ *   latency:    16 KiB FORWARD -> 16 KiB RESULT round trips, one at a time (p50/p99 us)
+ * Variants: libp2p as blyd builds it (createBlyLibp2p), and libp2p with
+ * larger yamux windows and messages. The serving side echoes each FORWARD's
+ * tensor as the RESULT (no layers: this measures the transport, and the
+ * stage's frame path: codec, InferStream, StageClient).
+ * Usage: npm run bench -- transport [--frames 128] [--rounds 1000] [--window 8] [--reps 3]
+ * The last line printed is one JSON object.
+ */
+import { spawn } from 'node:child_process'
+import { createConnection, createServer } from 'node:net'
+import { cpus, loadavg } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
+import { InferStream } from '../src/pipeline/infer-stream.ts'
+import { StageClient } from '../src/pipeline/stage-client.ts'
+import { INFER_PROTOCOL } from '../src/protocols/infer.ts'
+import type { Libp2p } from '@libp2p/interface'
+import type { Server, Socket } from 'node:net'
+
+const MIB = 1024 * 1024
+const BIG = MIB
+const SMALL = 16 * 1024
+const HIDDEN = 4096
+const MODEL = 'transport-bench'
+
+function arg (name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt
+}
+
+function out (line: string): void {
+  process.stdout.write(line + '\n')
+}
+
+function percentile (sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
+}
+
+/** libp2p with larger yamux windows and messages (both ends must use it). */
+async function tunedLibp2p (): Promise<Libp2p> {
+  return createLibp2p({
+    privateKey: await generateKeyPair('Ed25519'),
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux({
+      maxMessageSize: 1024 * 1024,
+      streamOptions: { initialStreamWindowSize: 16 * MIB, maxStreamWindowSize: 64 * MIB, maxReadBufferLength: 64 * MIB }
+    })]
+  })
+}
+
+// ---------------------------------------------------------------- serving side
+
+/** Echo every FORWARD's tensor back as the RESULT, OPEN answered OPEN_OK. */
+async function serveInfer (node: Libp2p): Promise<void> {
+  await node.handle(INFER_PROTOCOL, (stream) => {
+    const frames: InferStream = new InferStream(stream, {
+      maxFrameBytes: 4 * MIB,
+      onFrame: (f) => {
+        if (f.type === 'open') {
+          void frames.send({ type: 'open-ok', sessionId: f.sessionId, maxLength: 1 << 20, hiddenSize: HIDDEN }).catch(() => {})
+        } else if (f.type === 'forward') {
+          void frames.send({ type: 'result', sessionId: f.sessionId, seq: f.seq, startPos: f.startPos, kind: 0, tensor: f.tensor }).catch(() => {})
+        } else if (f.type === 'close') {
+          void frames.close()
+        }
+      },
+      onBadFrame: (err) => { frames.abort(err) },
+      onClose: () => {}
+    })
+  })
+}
+
+/**
+ * Counts 4-byte little-endian length-prefixed frames in a byte stream
+ * without copying the payloads; calls `onFrame` at the end of each frame.
+ */
+class FrameCounter {
+  private head: Buffer
+  private headLen: number
+  private left: number
+  private readonly onFrame: () => void
+
+  constructor (onFrame: () => void) {
+    this.head = Buffer.alloc(4)
+    this.headLen = 0
+    this.left = 0
+    this.onFrame = onFrame
+  }
+
+  push (chunk: Buffer): void {
+    let i = 0
+    while (i < chunk.length) {
+      if (this.left === 0) {
+        const take = Math.min(4 - this.headLen, chunk.length - i)
+        chunk.copy(this.head, this.headLen, i, i + take)
+        this.headLen += take
+        i += take
+        if (this.headLen === 4) {
+          this.left = this.head.readUInt32LE(0)
+          this.headLen = 0
+        }
+        continue
+      }
+      const take = Math.min(this.left, chunk.length - i)
+      this.left -= take
+      i += take
+      if (this.left === 0) {
+        this.onFrame()
+      }
+    }
+  }
+}
+
+/** Raw TCP: 4-byte little-endian length frames, echoed back as they arrive (frames parsed, payloads not copied). */
+async function serveTcp (): Promise<Server> {
+  const server = createServer((socket) => {
+    socket.setNoDelay(true)
+    const frames = new FrameCounter(() => {})
+    socket.on('data', (chunk: Buffer) => {
+      frames.push(chunk)
+      socket.write(chunk)
+    })
+    socket.on('error', () => {})
+  })
+  return new Promise(resolve => server.listen(0, '127.0.0.1', () => { resolve(server) }))
+}
+
+async function serve (): Promise<void> {
+  const plain = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+  const tuned = await tunedLibp2p()
+  await serveInfer(plain)
+  await serveInfer(tuned)
+  const tcpServer = await serveTcp()
+  const addr = tcpServer.address()
+  out(JSON.stringify({
+    tcpPort: typeof addr === 'object' && addr != null ? addr.port : 0,
+    plain: plain.getMultiaddrs()[0].toString(),
+    tuned: tuned.getMultiaddrs()[0].toString()
+  }))
+  // runs until the parent kills it or closes stdin
+  process.stdin.resume()
+  process.stdin.on('end', () => { process.exit(0) })
+}
+
+// ---------------------------------------------------------------- measuring side
+
+interface Figures { mibps: number, p50us: number, p99us: number }
+
+interface Transport {
+  /** send one frame of `bytes` payload; resolves when its echo is back */
+  roundTrip(payload: Float32Array): Promise<void>
+  close(): Promise<void>
+}
+
+async function tcpTransport (port: number): Promise<Transport> {
+  const socket: Socket = await new Promise((resolve, reject) => {
+    const s = createConnection({ host: '127.0.0.1', port }, () => { resolve(s) })
+    s.once('error', reject)
+  })
+  socket.setNoDelay(true)
+  const waiting: Array<() => void> = []
+  const frames = new FrameCounter(() => { waiting.shift()?.() })
+  socket.on('data', (chunk: Buffer) => { frames.push(chunk) })
+  return {
+    async roundTrip (payload) {
+      const head = Buffer.alloc(4)
+      head.writeUInt32LE(payload.byteLength, 0)
+      const done = new Promise<void>(resolve => { waiting.push(resolve) })
+      socket.write(head)
+      if (!socket.write(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength))) {
+        await new Promise(resolve => socket.once('drain', resolve))
+      }
+      return done
+    },
+    async close () {
+      socket.destroy()
+    }
+  }
+}
+
+async function libp2pTransport (node: Libp2p, addr: string): Promise<Transport> {
+  const client = await StageClient.open({ libp2p: node, peer: multiaddr(addr), modelId: MODEL, start: 0, end: 1, sessionId: 1, maxFrameBytes: 4 * MIB })
+  let pos = 0
+  return {
+    async roundTrip (payload) {
+      const rows = payload.length / HIDDEN
+      await client.forward(payload, rows, HIDDEN, pos)
+      pos = (pos + rows) % 100_000
+    },
+    async close () {
+      await client.close()
+    }
+  }
+}
+
+async function measure (t: Transport, frames: number, rounds: number, window: number): Promise<Figures> {
+  const big = new Float32Array(BIG / 4).map((_, i) => i % 251)
+  const small = new Float32Array(SMALL / 4).map((_, i) => i % 13)
+  // warm up both paths
+  for (let i = 0; i < 16; i++) {
+    await t.roundTrip(big)
+  }
+  for (let i = 0; i < 200; i++) {
+    await t.roundTrip(small)
+  }
+  const t0 = performance.now()
+  let sent = 0
+  const inflight = new Set<Promise<void>>()
+  while (sent < frames) {
+    while (inflight.size < window && sent < frames) {
+      const p: Promise<void> = t.roundTrip(big).finally(() => inflight.delete(p))
+      inflight.add(p)
+      sent++
+    }
+    await Promise.race(inflight)
+  }
+  await Promise.all(inflight)
+  const seconds = (performance.now() - t0) / 1000
+  const rtts: number[] = []
+  for (let i = 0; i < rounds; i++) {
+    const s = performance.now()
+    await t.roundTrip(small)
+    rtts.push((performance.now() - s) * 1000)
+  }
+  rtts.sort((a, b) => a - b)
+  return { mibps: frames * BIG / MIB / seconds, p50us: percentile(rtts, 0.5), p99us: percentile(rtts, 0.99) }
+}
+
+function round (n: number, digits = 1): number {
+  const f = 10 ** digits
+  return Math.round(n * f) / f
+}
+
+async function main (): Promise<void> {
+  const frames = arg('frames', 128)
+  const rounds = arg('rounds', 1000)
+  const window = arg('window', 8)
+  const reps = arg('reps', 3)
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const kill = (): void => { child.kill('SIGKILL') }
+  process.on('exit', kill)
+  try {
+    const info = await new Promise<{ tcpPort: number, plain: string, tuned: string }>((resolve, reject) => {
+      let text = ''
+      child.stdout.on('data', (d: Buffer) => {
+        text += d.toString()
+        const nl = text.indexOf('\n')
+        if (nl >= 0) {
+          resolve(JSON.parse(text.slice(0, nl)))
+        }
+      })
+      child.once('exit', (code) => { reject(new Error(`server process exited with ${code}`)) })
+    })
+    out(`transport bench: ${frames} x 1 MiB frames (${window} in flight, echoed), ${rounds} x 16 KiB round trips; two processes on 127.0.0.1`)
+    const plainNode = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const tunedNode = await tunedLibp2p()
+    const variants: Array<[string, () => Promise<Transport>]> = [
+      ['rawTcp', async () => tcpTransport(info.tcpPort)],
+      ['libp2p', async () => libp2pTransport(plainNode, info.plain)],
+      ['libp2pTuned', async () => libp2pTransport(tunedNode, info.tuned)]
+    ]
+    // variants interleaved, `reps` times each; the median of each figure is kept (the box may be shared)
+    const runs: Record<string, Figures[]> = { rawTcp: [], libp2p: [], libp2pTuned: [] }
+    for (let rep = 0; rep < reps; rep++) {
+      for (const [name, make] of variants) {
+        const t = await make()
+        try {
+          runs[name].push(await measure(t, frames, rounds, window))
+        } finally {
+          await t.close()
+        }
+      }
+    }
+    const results: Record<string, Figures> = {}
+    for (const [name] of variants) {
+      const med = (k: keyof Figures): number => runs[name].map(r => r[k]).sort((a, b) => a - b)[Math.floor(runs[name].length / 2)]
+      results[name] = { mibps: med('mibps'), p50us: med('p50us'), p99us: med('p99us') }
+      const r = results[name]
+      out(`${name.padEnd(12)} ${r.mibps.toFixed(0).padStart(6)} MiB/s   p50 ${r.p50us.toFixed(0).padStart(5)} us   p99 ${r.p99us.toFixed(0).padStart(5)} us   (median of ${reps}; MiB/s runs: ${runs[name].map(x => x.mibps.toFixed(0)).join(', ')})`)
+    }
+    await plainNode.stop()
+    await tunedNode.stop()
+    const raw = results.rawTcp
+    const ratios = (r: Figures): { throughput: number, latencyP50: number, latencyP99: number } => ({
+      throughput: round(r.mibps / raw.mibps, 3),
+      latencyP50: round(r.p50us / raw.p50us, 2),
+      latencyP99: round(r.p99us / raw.p99us, 2)
+    })
+    const summary = {
+      bench: 'transport',
+      frameBytes: BIG,
+      smallFrameBytes: SMALL,
+      frames,
+      rounds,
+      window,
+      reps,
+      loadAverage: loadavg()[0],
+      cpus: cpus().length,
+      rawTcp: { mibps: round(raw.mibps), p50us: round(raw.p50us), p99us: round(raw.p99us) },
+      libp2p: { mibps: round(results.libp2p.mibps), p50us: round(results.libp2p.p50us), p99us: round(results.libp2p.p99us), ratio: ratios(results.libp2p) },
+      libp2pTuned: { mibps: round(results.libp2pTuned.mibps), p50us: round(results.libp2pTuned.p50us), p99us: round(results.libp2pTuned.p99us), ratio: ratios(results.libp2pTuned) },
+      targets: { throughputRatio: 0.6, latencyRatio: 3 },
+      met: {
+        throughput: ratios(results.libp2p).throughput >= 0.6,
+        latency: ratios(results.libp2p).latencyP50 <= 3
+      }
+    }
+    out(JSON.stringify(summary))
+  } finally {
+    child.stdin.end()
+    kill()
+  }
+}
+
+if (process.argv.includes('--serve')) {
+  await serve()
+} else {
+  await main()
+}
