@@ -14,6 +14,11 @@ interface Pending {
   reject(err: Error): void
 }
 
+/** A view into a larger buffer as its own array: postMessage clones a view's whole buffer. */
+function compact (x: Float32Array): Float32Array {
+  return x.byteOffset === 0 && x.byteLength === x.buffer.byteLength ? x : x.slice()
+}
+
 const WORKER_URL = new URL('./shard-worker.ts', import.meta.url)
 
 class ShardThread {
@@ -130,12 +135,14 @@ export class ShardPool {
   /** x [t, hidden] -> x + attention(x) of layer `slot`, appending to the session's caches. */
   async attention (session: number, slot: number, x: Float32Array, t: number): Promise<Float32Array> {
     this.assertRunning()
+    x = compact(x)
     return this.reduce(x, await Promise.all(this.threads.map(async th => th.call({ op: 'attention', session, slot, t, x }))))
   }
 
   /** x2 [t, hidden] -> x2 + mlp(x2) of layer `slot`. */
   async mlp (slot: number, x: Float32Array, t: number): Promise<Float32Array> {
     this.assertRunning()
+    x = compact(x)
     return this.reduce(x, await Promise.all(this.threads.map(async th => th.call({ op: 'mlp', slot, t, x }))))
   }
 
