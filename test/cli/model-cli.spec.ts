@@ -44,26 +44,26 @@ async function checkFixtures (dataDir: string, ids: Record<string, string>, extr
 
 describe('blyd model (CLI)', function () {
   this.timeout(240_000)
-  let dir: string
-  let daemon: DaemonProcess | undefined
+  // fields, not loop-captured variables: some cases are made in a loop
+  const env: { dir: string, daemon?: DaemonProcess } = { dir: '' }
 
   before(async () => {
-    dir = await makeTempDir()
+    env.dir = await makeTempDir()
   })
 
   afterEach(async () => {
-    await daemon?.kill()
-    daemon = undefined
+    await env.daemon?.kill()
+    env.daemon = undefined
   })
 
   after(async () => {
-    await removeDir(dir)
+    await removeDir(env.dir)
   })
 
   for (const backend of ['wasm', 'cpu']) {
     it(`fixtures match the reference on ${backend}, through a daemon and --local`, async () => {
-      const dataDir = join(dir, backend)
-      daemon = await startDaemon(dataDir, ['--backend', backend])
+      const dataDir = join(env.dir, backend)
+      env.daemon = await startDaemon(dataDir, ['--backend', backend])
       const status = await runJson(['status', '--data-dir', dataDir])
       expect(status.backend).to.equal(backend)
       expect(status.inference).to.include({ name: backend, preference: backend })
@@ -84,14 +84,14 @@ describe('blyd model (CLI)', function () {
       expect(text.stdout.trim()).to.equal(exp.greedy.tokens.slice(0, 4).join(' '))
 
       expect((await runCli(['stop', '--data-dir', dataDir])).code).to.equal(0)
-      await daemon.exited
-      daemon = undefined
+      await env.daemon.exited
+      env.daemon = undefined
       await checkFixtures(dataDir, ids, ['--local', '--backend', backend])
     })
   }
 
   it('imports the same checkpoint twice with the same id and no new blocks', async () => {
-    const dataDir = join(dir, 'twice')
+    const dataDir = join(env.dir, 'twice')
     const first = await runJson(['model', 'import', fixtureDir('untied-bf16-sharded'), '--data-dir', dataDir])
     const info = await runJson(['chain', 'info', '--data-dir', dataDir])
     expect(info.counts).to.include({ A: 1, B: 6 })
@@ -106,7 +106,7 @@ describe('blyd model (CLI)', function () {
   })
 
   it('a corrupt layer chunk makes loading fail naming the block, --local and through a daemon', async () => {
-    const dataDir = join(dir, 'corrupt')
+    const dataDir = join(env.dir, 'corrupt')
     const { modelId } = await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', dataDir])
     const show = await runJson(['model', 'show', modelId, '--data-dir', dataDir])
     const unit = show.unitBlocks[3]
@@ -117,18 +117,18 @@ describe('blyd model (CLI)', function () {
     bytes[100] ^= 0x80
     await writeFile(file, bytes)
     expectOneLineError(await runCli(['model', 'logits', '--model', modelId, '--ids', '1,2,3', '--local', '--data-dir', dataDir]), unit.block)
-    daemon = await startDaemon(dataDir)
+    env.daemon = await startDaemon(dataDir)
     const r = await runCli(['generate', '--model', modelId, '--prompt-ids', '1,2', '--data-dir', dataDir])
     expectOneLineError(r, unit.block)
     expect(r.stderr).to.include('unit 3')
   })
 
   it('refuses every damaged checkpoint with one line and a non-zero exit, leaving the chain unchanged', async () => {
-    const dataDir = join(dir, 'damage')
+    const dataDir = join(env.dir, 'damage')
     await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', dataDir])
     const before = await runJson(['chain', 'info', '--data-dir', dataDir])
     for (const [i, damage] of DAMAGES.entries()) {
-      const bad = join(dir, `bad-${i}`)
+      const bad = join(env.dir, `bad-${i}`)
       await damagedCopy(damage, bad)
       const r = await runCli(['model', 'import', bad, '--data-dir', dataDir])
       expectOneLineError(r, damage.says)
@@ -137,15 +137,15 @@ describe('blyd model (CLI)', function () {
     // (test/model/chain-import.spec.ts checks the chain after each variant in-process)
     expect(await runJson(['chain', 'info', '--data-dir', dataDir])).to.deep.equal(before)
     // the same through a daemon
-    daemon = await startDaemon(dataDir)
-    const r = await runCli(['model', 'import', join(dir, 'bad-0'), '--data-dir', dataDir])
+    env.daemon = await startDaemon(dataDir)
+    const r = await runCli(['model', 'import', join(env.dir, 'bad-0'), '--data-dir', dataDir])
     expectOneLineError(r, DAMAGES[0].says)
     expect(await runJson(['chain', 'info', '--data-dir', dataDir])).to.deep.equal(before)
   })
 
   it('init-demo, import, then generate text with the real Qwen3 tokenizer and the chat template', async () => {
-    const dataDir = join(dir, 'demo')
-    const ck = join(dir, 'demo-ck')
+    const dataDir = join(env.dir, 'demo')
+    const ck = join(env.dir, 'demo-ck')
     const init = await runCli(['model', 'init-demo', ck, '--seed', '7'])
     expect(init.code, init.stderr).to.equal(0)
     expect(init.stdout).to.include('RANDOM weights')
@@ -176,7 +176,7 @@ describe('blyd model (CLI)', function () {
   })
 
   it('rejects bad model arguments with one line', async () => {
-    const dataDir = join(dir, 'args')
+    const dataDir = join(env.dir, 'args')
     expectOneLineError(await runCli(['generate', '--model', 'abc', '--prompt', 'x', '--data-dir', dataDir]), 'unique prefix of at least 8')
     expectOneLineError(await runCli(['generate', '--model', 'abcdef01', '--data-dir', dataDir]), 'exactly one of')
     expectOneLineError(await runCli(['model', 'logits', '--model', 'abcdef01', '--ids', '1,x', '--data-dir', dataDir]), '--ids must be')

@@ -17,8 +17,16 @@ import { FIXTURE_VARIANTS, fixtureDir, loadFixture } from './fixtures.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
 import type { ChainStoreApi } from '../../src/chain/types.ts'
 
+async function collect<T> (items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const item of items) {
+    out.push(item)
+  }
+  return out
+}
+
 async function payloadOf (store: ChainStoreApi, id: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(Buffer.concat(await Array.fromAsync(store.readPayload(id))))
+  return new Uint8Array(Buffer.concat(await collect(store.readPayload(id))))
 }
 
 async function snapshot (store: ChainStore): Promise<unknown> {
@@ -157,7 +165,7 @@ describe('model/import into the chain', function () {
       }
     }).then(() => undefined, (e: any) => e)
     expect(err?.code).to.equal(ModelErrorCode.CHECKPOINT_CHANGED)
-    const [manifest] = await Array.fromAsync(env.store.byType(BlockType.ModelManifest))
+    const [manifest] = await collect(env.store.byType(BlockType.ModelManifest))
     expect(await env.store.byModelUnit(manifest.id, 0)).to.have.length(0)
     expect((await env.store.counts()).B).to.equal(0)
   })

@@ -148,7 +148,11 @@ describe('model/chain loader', function () {
     const other = await openStore(join(dir, 'other'))
     try {
       const encoded = await store.getEncoded(manifest.id) as Uint8Array
-      const payload = Buffer.concat(await Array.fromAsync(store.readPayload(manifest.id)))
+      const chunks: Uint8Array[] = []
+      for await (const c of store.readPayload(manifest.id)) {
+        chunks.push(c)
+      }
+      const payload = Buffer.concat(chunks)
       expect(await other.addBlock(encoded, payload)).to.equal('added')
       const copy = await loadModelManifest(other, manifest.id)
       const missing = await loadUnitTensors(other, copy, 0).then(() => undefined, (e: any) => e)
