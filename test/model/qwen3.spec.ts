@@ -191,6 +191,7 @@ describe('model/qwen3 resources', () => {
     await model.nextLogits(warm, [1, 2, 3])
     warm.dispose()
     const baseline = tf.memory().numTensors
+    const perSession = 2 * fixture.config.numKvHeads * fixture.config.numLayers
     let session = model.createSession()
     let feed = [17, 402, 3]
     for (let step = 0; step < 1000; step++) {
@@ -201,12 +202,12 @@ describe('model/qwen3 resources', () => {
       }
       const logits = await model.nextLogits(session, feed)
       feed = [argmax(logits)]
-      // the cache holds 2 tensors per layer, nothing else accumulates
-      expect(tf.memory().numTensors).to.equal(baseline + 2 * fixture.config.numLayers)
+      // the cache holds 2 tensors per kv head and layer, nothing else accumulates
+      expect(tf.memory().numTensors).to.equal(baseline + perSession)
     }
     session.truncate(3)
     expect(session.length).to.equal(3)
-    expect(tf.memory().numTensors).to.equal(baseline + 2 * fixture.config.numLayers)
+    expect(tf.memory().numTensors).to.equal(baseline + perSession)
     session.dispose()
     expect(tf.memory().numTensors).to.equal(baseline)
   })

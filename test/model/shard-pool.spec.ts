@@ -2,6 +2,7 @@ import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
 import { ModelErrorCode } from '../../src/model/errors.ts'
 import { DecoderLayer } from '../../src/model/qwen3/decoder-layer.ts'
+import { disposeLayerKv } from '../../src/model/qwen3/kv-cache.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { readLayerShards } from '../../src/model/qwen3/layer-shard.ts'
 import { RopeTable } from '../../src/model/qwen3/rope.ts'
@@ -10,7 +11,7 @@ import { tf } from '../../src/model/qwen3/tf.ts'
 import { argmax } from '../../src/model/sampling.ts'
 import { loadFixture, maxAbsDiff, sourceOf } from './fixtures.ts'
 import type { Fixture } from './fixtures.ts'
-import type { KvSession } from '../../src/model/qwen3/kv-cache.ts'
+import type { KvSession, LayerKv } from '../../src/model/qwen3/kv-cache.ts'
 
 const TOL = 1e-4
 
@@ -44,8 +45,8 @@ describe('model/qwen3 layer shards', () => {
     const whole = await DecoderLayer.load(config, source, 1)
     const parts = (await readLayerShards(config, source, 1, 2)).map(d => DecoderLayer.fromShard(config, d))
     const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings)
-    const kvWhole = { k: null, v: null }
-    const kvParts = parts.map(() => ({ k: null, v: null }))
+    const kvWhole: LayerKv = { k: null, vT: null }
+    const kvParts: LayerKv[] = parts.map(() => ({ k: null, vT: null }))
     try {
       expect(parts.map(p => [p.heads, p.kvHeads, p.inter])).to.deep.equal([[2, 1, 80], [2, 1, 80]])
       for (const t of [5, 1, 1]) {
@@ -61,7 +62,9 @@ describe('model/qwen3 layer shards', () => {
     } finally {
       whole.dispose()
       parts.forEach(p => { p.dispose() })
-      tf.dispose([kvWhole.k, kvWhole.v, ...kvParts.flatMap(l => [l.k, l.v])].filter(t => t != null))
+      for (const l of [kvWhole, ...kvParts]) {
+        disposeLayerKv(l)
+      }
       rope.dispose()
     }
   })
@@ -77,7 +80,7 @@ describe('model/qwen3 layer shards', () => {
     // 4 norms + blocks: qkv 256 cols / 48, o 64 / 24, gateUp 320 / 48, down 64 / 19
     expect([n1 - n0, tf.memory().numTensors - n1]).to.deep.equal([8, 4 + 6 + 3 + 7 + 4])
     const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings)
-    const kv = [{ k: null, v: null }, { k: null, v: null }]
+    const kv: LayerKv[] = [{ k: null, vT: null }, { k: null, vT: null }]
     try {
       for (const t of [9, 1]) {
         const x = tf.randomNormal([t, config.hiddenSize], 0, 1, 'float32', 3 + t) as tf.Tensor2D
@@ -89,7 +92,7 @@ describe('model/qwen3 layer shards', () => {
     } finally {
       whole.dispose()
       blocked.dispose()
-      tf.dispose(kv.flatMap(l => [l.k, l.v]).filter(t => t != null))
+      kv.forEach(disposeLayerKv)
       rope.dispose()
     }
   })

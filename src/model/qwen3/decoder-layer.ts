@@ -1,20 +1,13 @@
 import { readLayerShards } from './layer-shard.ts'
-import { applyRope, batchedAttention, perHeadAttention, rmsNorm } from './ops.ts'
+import { kvLength } from './kv-cache.ts'
+import { applyRope, causalMask, headAttention, rmsNorm } from './ops.ts'
 import { tf } from './tf.ts'
 import type { WeightSource } from '../weight-source.ts'
 import type { Qwen3Config } from './config.ts'
 import type { LayerKv } from './kv-cache.ts'
 import type { LayerShardData } from './layer-shard.ts'
 import type { RopeTable } from './rope.ts'
-import type { Tensor, Tensor1D, Tensor2D, Tensor3D } from './tf.ts'
-
-/**
- * From this many new positions on, attention runs per kv head as 2-D matMuls
- * (XNNPACK on wasm: ~6x the batched fallback kernel at T = 512, measured);
- * below, one batched matMul (per-head packing costs more than it saves:
- * decode at 512 cached positions went from 31 to 46 ms per 8B layer).
- */
-const PER_HEAD_MIN_QUERIES = 8
+import type { Tensor, Tensor1D, Tensor2D } from './tf.ts'
 
 interface LayerWeights {
   inputNorm: Tensor1D
@@ -147,32 +140,29 @@ export class DecoderLayer {
     const group = nH / kvH
     const w = this.w
     const t = x.shape[0]
-    const past = kv.k == null ? 0 : kv.k.shape[1]
-    const [out, keys, values] = tf.tidy(() => {
+    const past = kvLength(kv)
+    const [out, keys, valuesT] = tf.tidy(() => {
       const h = rmsNorm(x, w.inputNorm, eps)
       const { cos, sin } = rope.slice(past, t)
       const [qf, kf, vf] = tf.split(apply(h, w.qkv), [nH * d, kvH * d, kvH * d], 1)
       const q = applyRope(rmsNorm(tf.reshape(qf, [t, nH, d]), w.qNorm, eps), cos, sin)
       const k = applyRope(rmsNorm(tf.reshape(kf, [t, kvH, d]), w.kNorm, eps), cos, sin)
-      const kNew = tf.transpose(k, [1, 0, 2]) as Tensor3D
-      const vNew = tf.transpose(tf.reshape(vf, [t, kvH, d]), [1, 0, 2]) as Tensor3D
-      const keys = kv.k == null ? kNew : tf.concat([kv.k, kNew], 1)
-      const values = kv.v == null ? vNew : tf.concat([kv.v as Tensor3D, vNew], 1)
-      // query head j = kv head floor(j / group): [nH, T, d] -> [kvH, group * T, d]
-      const qg = tf.reshape(tf.transpose(q, [1, 0, 2]), [kvH, group * t, d])
-      // decode: one batched product (tiny); prefill: per-head 2-D products on XNNPACK's GEMM
-      const heads = t >= PER_HEAD_MIN_QUERIES ? perHeadAttention(qg, keys, values, group, t) : batchedAttention(qg, keys, values, group, t)
+      // per kv head: keys [t, d] appended below the cache, values [d, t] to its right
+      const kNew = tf.unstack(tf.transpose(k, [1, 0, 2])) as Tensor2D[]
+      const vNew = tf.unstack(tf.transpose(tf.reshape(vf, [t, kvH, d]), [1, 2, 0])) as Tensor2D[]
+      const keys = kv.k == null ? kNew : kNew.map((kn, i) => tf.concat([(kv.k as Tensor2D[])[i], kn], 0))
+      const valuesT = kv.vT == null ? vNew : vNew.map((vn, i) => tf.concat([(kv.vT as Tensor2D[])[i], vn], 1))
+      // query head j uses kv head floor(j / group): per kv head qT [d, group * t]
+      const qT = tf.unstack(tf.transpose(tf.reshape(tf.transpose(tf.mul(q, 1 / Math.sqrt(d)), [1, 0, 2]), [kvH, group * t, d]), [0, 2, 1])) as Tensor2D[]
+      const mask = t > 1 ? causalMask(t, past + t) : null
+      const heads = tf.stack(qT.map((qh, i) => headAttention(qh, keys[i], valuesT[i], group, t, mask)))
       const ctx = tf.reshape(tf.transpose(tf.reshape(heads, [nH, t, d]), [1, 0, 2]), [t, nH * d])
-      return [apply(ctx, w.o), keys, values] as [Tensor2D, Tensor3D, Tensor3D]
+      return [apply(ctx, w.o), keys, valuesT] as [Tensor2D, Tensor2D[], Tensor2D[]]
     })
-    if (kv.k !== keys) {
-      kv.k?.dispose()
-    }
-    if (kv.v !== values) {
-      kv.v?.dispose()
-    }
+    // concat made new tensors: the old cache goes
+    tf.dispose([...(kv.k ?? []), ...(kv.vT ?? [])])
     kv.k = keys
-    kv.v = values
+    kv.vT = valuesT
     return out
   }
 

@@ -1,11 +1,29 @@
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { tf } from './tf.ts'
-import type { Tensor3D } from './tf.ts'
+import type { Tensor2D } from './tf.ts'
 
-/** One layer's cached keys and values, [kv_heads, positions, head_dim] (keys after k_norm and RoPE). */
+/**
+ * One layer's cached keys and values, one tensor per kv head: keys
+ * [positions, head_dim] (after k_norm and RoPE), values transposed
+ * [head_dim, positions]. Both are the left operand of the attention products,
+ * so on tfjs-wasm XNNPACK runs them without repacking the cache each step.
+ */
 export interface LayerKv {
-  k: Tensor3D | null
-  v: Tensor3D | null
+  k: Tensor2D[] | null
+  vT: Tensor2D[] | null
+}
+
+/** Positions held in one layer's cache. */
+export function kvLength (l: LayerKv): number {
+  return l.k?.[0]?.shape[0] ?? 0
+}
+
+/** Frees one layer's cache. */
+export function disposeLayerKv (l: LayerKv): void {
+  tf.dispose(l.k ?? [])
+  tf.dispose(l.vT ?? [])
+  l.k = null
+  l.vT = null
 }
 
 /**
@@ -21,23 +39,18 @@ export interface RemoteKv {
 
 /** Drops positions from `length` on in one layer's cache (no-op when it holds fewer). */
 export function truncateLayerKv (l: LayerKv, length: number): void {
-  if (l.k == null || l.v == null || l.k.shape[1] <= length) {
+  if (l.k == null || l.vT == null || kvLength(l) <= length) {
     return
   }
   if (length === 0) {
-    l.k.dispose()
-    l.v.dispose()
-    l.k = null
-    l.v = null
+    disposeLayerKv(l)
     return
   }
-  const [h, , d] = l.k.shape
-  const k = tf.slice(l.k, [0, 0, 0], [h, length, d])
-  const v = tf.slice(l.v, [0, 0, 0], [h, length, d])
-  l.k.dispose()
-  l.v.dispose()
+  const k = l.k.map(t => tf.slice(t, [0, 0], [length, t.shape[1]]))
+  const vT = l.vT.map(t => tf.slice(t, [0, 0], [t.shape[0], length]))
+  disposeLayerKv(l)
   l.k = k
-  l.v = v
+  l.vT = vT
 }
 
 /**
@@ -55,7 +68,7 @@ export class KvSession {
   constructor (id: number, layerCount: number, remote?: RemoteKv) {
     this.id = id
     this.remote = remote
-    this.layers = Array.from({ length: remote == null ? layerCount : 0 }, () => ({ k: null, v: null }))
+    this.layers = Array.from({ length: remote == null ? layerCount : 0 }, () => ({ k: null, vT: null }))
     this.len = 0
     this.closed = false
   }
@@ -75,7 +88,9 @@ export class KvSession {
     }
     let n = 0
     for (const l of this.layers) {
-      n += (l.k?.size ?? 0) * 4 + (l.v?.size ?? 0) * 4
+      for (const t of [...(l.k ?? []), ...(l.vT ?? [])]) {
+        n += t.size * 4
+      }
     }
     return n
   }
@@ -112,10 +127,7 @@ export class KvSession {
     this.closed = true
     this.remote?.dispose()
     for (const l of this.layers) {
-      l.k?.dispose()
-      l.v?.dispose()
-      l.k = null
-      l.v = null
+      disposeLayerKv(l)
     }
     this.len = 0
   }

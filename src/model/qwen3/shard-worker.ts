@@ -7,7 +7,7 @@ import { parentPort } from 'node:worker_threads'
 import { selectBackend } from '../backend.ts'
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { DecoderLayer } from './decoder-layer.ts'
-import { truncateLayerKv } from './kv-cache.ts'
+import { disposeLayerKv, truncateLayerKv } from './kv-cache.ts'
 import { RopeTable } from './rope.ts'
 import { tf } from './tf.ts'
 import type { Qwen3Config } from './config.ts'
@@ -37,7 +37,7 @@ class ShardWorker {
         const layer = this.layer(req.slot)
         let kv = this.sessions.get(req.session)
         if (kv == null) {
-          kv = this.layers.map(() => ({ k: null, v: null }))
+          kv = this.layers.map(() => ({ k: null, vT: null }))
           this.sessions.set(req.session, kv)
         }
         return this.run(req.x, req.t, x => layer.attention(x, (kv as LayerKv[])[req.slot], this.rope as RopeTable))
@@ -100,8 +100,7 @@ class ShardWorker {
 
   private closeSession (id: number): void {
     for (const l of this.sessions.get(id) ?? []) {
-      l.k?.dispose()
-      l.v?.dispose()
+      disposeLayerKv(l)
     }
     this.sessions.delete(id)
   }
