@@ -1,5 +1,5 @@
-import { readLayerShards } from './layer-shard.ts'
 import { kvLength } from './kv-cache.ts'
+import { readLayerShards } from './layer-shard.ts'
 import { applyRope, causalMask, headAttention, rmsNorm } from './ops.ts'
 import { tf } from './tf.ts'
 import type { WeightSource } from '../weight-source.ts'
