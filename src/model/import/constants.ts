@@ -15,8 +15,12 @@ export const IMPORT_TIMESTAMP = 0n
  */
 export const IMPORT_CHUNK_SIZE = 4 * 1024 * 1024
 
-/** Bytes read from a checkpoint file at a time while streaming a unit. */
-export const IMPORT_READ_BYTES = 4 * 1024 * 1024
+/**
+ * Bytes read from a checkpoint file at a time while streaming a unit. Pieces
+ * smaller than a chunk let hashing, reading ahead and chunk-file writes
+ * overlap (measured ~2x faster than chunk-sized pieces, bench/import.ts).
+ */
+export const IMPORT_READ_BYTES = 1024 * 1024
 
 /** Header fields of the blocks an import writes. */
 export const ManifestField = {

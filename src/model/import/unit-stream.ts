@@ -24,24 +24,44 @@ export async function * unitPayload (unit: UnitSource, options: UnitStreamOption
   options.onBytes?.(unit.header.byteLength)
   yield unit.header
   const handles = new Map<string, FileHandle>()
+  const plan = pieces(unit, pieceSize)
+  const readNext = async (): Promise<Uint8Array | undefined> => {
+    const step = plan.next()
+    if (step.done === true) {
+      return undefined
+    }
+    const { range, position, length } = step.value
+    let handle = handles.get(range.path)
+    if (handle == null) {
+      handle = await open(range.path, 'r')
+      handles.set(range.path, handle)
+    }
+    const piece = new Uint8Array(length)
+    await readFully(handle, piece, position, range)
+    return piece
+  }
+  let next = readNext()
   try {
-    for (const range of unit.ranges) {
-      let handle = handles.get(range.path)
-      if (handle == null) {
-        handle = await open(range.path, 'r')
-        handles.set(range.path, handle)
-      }
-      for (let done = 0; done < range.length;) {
-        options.signal?.throwIfAborted()
-        const piece = new Uint8Array(Math.min(pieceSize, range.length - done))
-        await readFully(handle, piece, range.start + done, range)
-        done += piece.byteLength
-        options.onBytes?.(piece.byteLength)
-        yield piece
-      }
+    for (let piece = await next; piece != null; piece = await next) {
+      // read the following piece (libuv pool) while the consumer hashes and stores this one
+      next = readNext()
+      next.catch(() => {})
+      options.signal?.throwIfAborted()
+      options.onBytes?.(piece.byteLength)
+      yield piece
     }
   } finally {
+    await next.catch(() => {})
     await Promise.all([...handles.values()].map(async h => { await h.close() }))
+  }
+}
+
+/** the unit's tensor bytes as reads of at most `size` bytes, in payload order */
+function * pieces (unit: UnitSource, size: number): Generator<{ range: ByteRange, position: number, length: number }> {
+  for (const range of unit.ranges) {
+    for (let done = 0; done < range.length; done += size) {
+      yield { range, position: range.start + done, length: Math.min(size, range.length - done) }
+    }
   }
 }
 
