@@ -1,10 +1,10 @@
 /**
  * One stage hop on loopback, two processes: /bly/infer/1.0.0 frames over
  * libp2p (TCP + Noise + Yamux) against raw node:net TCP with the same
- * framing, measured in the same run.
- *   throughput: 1 MiB FORWARD frames echoed back as 1 MiB RESULT frames,
- *               WINDOW in flight (MiB/s of activations sent)
- *   latency:    16 KiB FORWARD -> 16 KiB RESULT round trips, one at a time (p50/p99 us)
+ * framing, measured in the same run. Throughput: 1 MiB FORWARD frames
+ * echoed back as 1 MiB RESULT frames, `--window` in flight (MiB/s of
+ * activations sent). Latency: 16 KiB FORWARD -> 16 KiB RESULT round trips,
+ * one at a time (p50/p99 us).
  * Variants: libp2p as blyd builds it (createBlyLibp2p), and libp2p with
  * larger yamux windows and messages. The serving side echoes each FORWARD's
  * tensor as the RESULT (no layers: this measures the transport, and the
