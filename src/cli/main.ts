@@ -11,6 +11,7 @@ import { chainCommand } from './commands/chain.ts'
 import { generateCommand } from './commands/generate.ts'
 import { idCommand } from './commands/id.ts'
 import { modelCommand } from './commands/model.ts'
+import { peersCommand } from './commands/peers.ts'
 import { startCommand } from './commands/start.ts'
 import { statusCommand } from './commands/status.ts'
 import { stopCommand } from './commands/stop.ts'
@@ -54,7 +55,8 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(chainCommand(ctx))
     .command(modelCommand(ctx))
     .command(generateCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id, chain, model or generate (see blyd --help)')
+    .command(peersCommand(ctx))
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, generate or peers (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())

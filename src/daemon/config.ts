@@ -6,8 +6,12 @@
  * config.json keys (all optional):
  * - listen (string[]): libp2p listen multiaddrs
  * - bootstrap (string[]): bootstrap peer multiaddrs (with /p2p/<peerId>)
+ * - announce (string[]): multiaddrs to announce instead of the listen addresses
  * - model (string | null): model manifest block id (hex) to serve
- * - layers (string): layer range "START-END" (END exclusive) or "auto"
+ * - layers (string): layer range "START-END" (0-based, END exclusive) or "auto"
+ * - full (boolean): fetch every block's payload (default: manifests, notes,
+ * every model's embedding and head, and the layers this node serves)
+ * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
  * - backend (string): auto | tensorflow | tfjs-node-gpu | tfjs-node | wasm | cpu
  * - ipcSocket (string): IPC socket path (relative paths are inside the data dir)
  * - ipcMaxLineBytes (number): longest IPC request line accepted
@@ -18,8 +22,8 @@ import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
-  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, LOG_LEVELS, MAX_SOCKET_PATH_BYTES,
-  SOCKET_FILE_NAME
+  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, LOG_LEVELS,
+  MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MIN_RECORD_TTL_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
 
@@ -31,8 +35,11 @@ export interface BlydConfig {
   dataDir: string
   listen: string[]
   bootstrap: string[]
+  announce: string[]
   model: string | null
   layers: string
+  full: boolean
+  recordTtlMs: number
   backend: Backend
   /** absolute path of the IPC socket */
   ipcSocket: string
@@ -47,8 +54,8 @@ interface KeySpec {
   env: string
   flag: string
   describe: string
-  /** 'list' values come from env/flags as comma-separated strings */
-  kind: 'string' | 'list' | 'number'
+  /** 'list' values come from env/flags as comma-separated strings; 'boolean' ones as true/false/1/0 */
+  kind: 'string' | 'list' | 'number' | 'boolean'
   parse(value: unknown, where: string): unknown
 }
 
@@ -101,6 +108,13 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     kind: 'list',
     parse: stringList(s => isMultiaddr(s) && s.includes('/p2p/'), 'multiaddrs ending in /p2p/<peerId>')
   },
+  announce: {
+    env: 'BLYD_ANNOUNCE',
+    flag: 'announce',
+    describe: 'multiaddrs to announce instead of the listen addresses (comma-separated)',
+    kind: 'list',
+    parse: stringList(isMultiaddr, 'multiaddrs like /ip4/203.0.113.5/tcp/4801')
+  },
   model: {
     env: 'BLYD_MODEL',
     flag: 'model',
@@ -119,7 +133,7 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
   layers: {
     env: 'BLYD_LAYERS',
     flag: 'layers',
-    describe: 'layer range START-END (END exclusive) or "auto"',
+    describe: 'decoder layers to serve: START-END (0-based, END exclusive: 0-2 = layers 0 and 1) or "auto"',
     kind: 'string',
     parse: (value, where) => {
       if (value === 'auto') {
@@ -128,6 +142,30 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
       const m = typeof value === 'string' ? /^(\d{1,6})-(\d{1,6})$/.exec(value) : null
       if (m == null || Number(m[1]) >= Number(m[2])) {
         fail(where, `must be "auto" or START-END with START < END (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  full: {
+    env: 'BLYD_FULL',
+    flag: 'full',
+    describe: 'fetch the payload of every block (default: manifests, notes, embeddings, heads and the served layers)',
+    kind: 'boolean',
+    parse: (value, where) => {
+      if (typeof value !== 'boolean') {
+        fail(where, `must be true or false (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  recordTtlMs: {
+    env: 'BLYD_RECORD_TTL_MS',
+    flag: 'record-ttl-ms',
+    describe: 'lifetime of this node\'s span record in the DHT, in ms (refreshed every third of it)',
+    kind: 'number',
+    parse: (value, where) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < MIN_RECORD_TTL_MS || value > MAX_RECORD_TTL_MS) {
+        fail(where, `must be an integer from ${MIN_RECORD_TTL_MS} to ${MAX_RECORD_TTL_MS} (got ${show(value)})`)
       }
       return value
     }
@@ -205,8 +243,11 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
   return {
     listen: [...DEFAULT_LISTEN],
     bootstrap: [...DEFAULT_BOOTSTRAP],
+    announce: [],
     model: null,
     layers: 'auto',
+    full: false,
+    recordTtlMs: DEFAULT_RECORD_TTL_MS,
     backend: DEFAULT_BACKEND,
     ipcSocket: join(dataDir, SOCKET_FILE_NAME),
     ipcMaxLineBytes: DEFAULT_IPC_MAX_LINE_BYTES,
@@ -221,6 +262,16 @@ function fromString (spec: KeySpec, raw: unknown, where: string): unknown {
       return raw.flatMap(s => String(s).split(',')).map(s => s.trim()).filter(s => s !== '')
     }
     return String(raw).split(',').map(s => s.trim()).filter(s => s !== '')
+  }
+  if (spec.kind === 'boolean') {
+    if (typeof raw === 'boolean') {
+      return raw
+    }
+    const b = String(raw).trim().toLowerCase()
+    if (!['true', 'false', '1', '0'].includes(b)) {
+      fail(where, `must be true, false, 1 or 0 (got ${show(raw)})`)
+    }
+    return b === 'true' || b === '1'
   }
   if (spec.kind === 'number') {
     const s = String(raw).trim()
@@ -301,8 +352,11 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     dataDir,
     listen: values.listen as string[],
     bootstrap: values.bootstrap as string[],
+    announce: values.announce as string[],
     model: values.model as string | null,
     layers: values.layers as string,
+    full: values.full as boolean,
+    recordTtlMs: values.recordTtlMs as number,
     backend: values.backend as Backend,
     ipcSocket,
     ipcMaxLineBytes: values.ipcMaxLineBytes as number,

@@ -11,13 +11,25 @@ export const IDENTITY_FILE_NAME = 'identity.key'
 export const PID_FILE_NAME = 'blyd.pid'
 export const SOCKET_FILE_NAME = 'blyd.sock'
 export const CHAIN_DIR_NAME = 'chain'
+/** LevelDB of the libp2p peer store and DHT records, so a restarted node redials its peers */
+export const P2P_DIR_NAME = 'p2p'
 
 /** mode of the data dir, identity key and socket: owner only */
 export const DATA_DIR_MODE = 0o700
 export const PRIVATE_FILE_MODE = 0o600
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4801']
+/**
+ * Peers a node dials at start when no bootstrap list is configured. Empty
+ * until public bly bootstrap nodes exist: set `bootstrap` in config.json,
+ * BLYD_BOOTSTRAP or `--bootstrap` to join a swarm.
+ */
 export const DEFAULT_BOOTSTRAP: string[] = []
+/** lifetime of the node's signed span record (the announcer refreshes it every third) */
+export const DEFAULT_RECORD_TTL_MS = 10 * 60 * 1000
+export const MIN_RECORD_TTL_MS = 1000
+/** the DHT validators refuse records expiring further ahead (NODE_RECORD_LIMITS.maxTtlMs) */
+export const MAX_RECORD_TTL_MS = 60 * 60 * 1000
 export const DEFAULT_BACKEND = 'auto'
 /** tfjs-node-gpu and tfjs-node both mean the native 'tensorflow' backend (the gpu package is tried first) */
 export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const

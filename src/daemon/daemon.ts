@@ -1,17 +1,22 @@
 /**
- * The daemon: owns the data dir lock, the identity, the chain store and the
- * IPC server, started in that order and stopped in reverse.
+ * The daemon: owns the data dir lock, the identity, the chain store, the
+ * inference service, the mesh (libp2p network, the span served, generation
+ * through peers) and the IPC server, started in that order and stopped in
+ * reverse. Blocks authored here (`chain.put`, `model.import`) are gossiped.
  */
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
+import { createMesh } from '../mesh/mesh.ts'
+import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
-import { CHAIN_DIR_NAME, DATA_DIR_MODE, STOP_TIMEOUT_MS } from './constants.ts'
+import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
 import { DataDirLock } from './lock.ts'
 import { silentLogger } from './logger.ts'
+import { registerMeshMethods } from './mesh-methods.ts'
 import { registerCoreMethods } from './methods.ts'
 import { DaemonMetrics } from './metrics.ts'
 import { registerModelMethods } from './model-methods.ts'
@@ -20,6 +25,7 @@ import type { BlydConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { Logger } from './logger.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 
 export interface DaemonInit {
@@ -39,6 +45,9 @@ export class Daemon {
   private readonly resolveStopped: () => void
   private identityValue: Identity | undefined
   private storeValue: ChainStoreApi | undefined
+  /** the store as block authors see it: createBlock also gossips the block */
+  private authoringValue: ChainStoreApi | undefined
+  private meshValue: Mesh | undefined
   private startedAt: number
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
   private stopping: Promise<void> | undefined
@@ -69,20 +78,26 @@ export class Daemon {
       ipc: this.ipc,
       metrics: this.metrics,
       identity: () => this.identity,
-      store: () => this.store,
+      store: () => this.authoringStore,
       backend: () => this.inference.backendName ?? 'none',
       inference: () => this.inference.backendStatus(),
       requestStop: reason => {
         setImmediate(() => { this.stop(reason).catch(err => { this.log.error('daemon.stop.failed', { error: err.message }) }) })
+      },
+      net: () => {
+        const mesh = this.meshValue
+        return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
       }
     })
     registerModelMethods({
       ipc: this.ipc,
-      store: () => this.store,
+      store: () => this.authoringStore,
       signer: () => this.identity.signer,
       inference: this.inference,
-      onImported: result => { this.log.info('model.imported', { modelId: result.modelId, blocks: result.blocks, existing: result.existing, bytesWritten: result.bytesWritten }) }
+      onImported: result => { this.log.info('model.imported', { modelId: result.modelId, blocks: result.blocks, existing: result.existing, bytesWritten: result.bytesWritten }) },
+      generate: async (params, onToken, signal) => this.mesh.generate(params, onToken, signal)
     })
+    registerMeshMethods({ ipc: this.ipc, mesh: () => this.mesh })
   }
 
   get identity (): Identity {
@@ -97,6 +112,20 @@ export class Daemon {
       throw new IpcError('the daemon is not started')
     }
     return this.storeValue
+  }
+
+  get authoringStore (): ChainStoreApi {
+    if (this.authoringValue == null) {
+      throw new IpcError('the daemon is not started')
+    }
+    return this.authoringValue
+  }
+
+  get mesh (): Mesh {
+    if (this.meshValue == null) {
+      throw new IpcError('the daemon is not started')
+    }
+    return this.meshValue
   }
 
   get isRunning (): boolean {
@@ -137,6 +166,27 @@ export class Daemon {
       await this.inference.start()
       const backend = this.inference.backendStatus()
       this.log.info('backend.selected', { backend: backend.name, tried: backend.tried.map(t => `${t.name}: ${t.ok ? 'ok' : t.reason ?? 'failed'}`).join('; ') })
+
+      const { config } = this
+      const mesh = createMesh({
+        store,
+        privateKey: identity.privateKey,
+        inference: this.inference,
+        log: (level, event, fields) => { this.log[level](event, fields) }
+      }, {
+        datastorePath: join(dataDir, P2P_DIR_NAME),
+        listen: config.listen,
+        announce: config.announce,
+        bootstrap: config.bootstrap,
+        full: config.full,
+        model: config.model,
+        layers: config.layers,
+        recordTtlMs: config.recordTtlMs
+      })
+      this.authoringValue = publishingStore(store, block => { mesh.publish(block.id) })
+      await mesh.start()
+      this.meshValue = mesh
+      this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
 
       await this.ipc.start()
       this.startedAt = Date.now()
@@ -188,10 +238,16 @@ export class Daemon {
 
   private async teardown (): Promise<void> {
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
+    if (this.meshValue != null) {
+      // the announcer withdraws the span before libp2p goes
+      await this.meshValue.stop().catch(err => { this.log.error('net.stop.failed', { error: err.message }) })
+      this.meshValue = undefined
+    }
     await this.inference.stop().catch(err => { this.log.error('inference.stop.failed', { error: err.message }) })
     if (this.storeValue != null) {
       await this.storeValue.stop().catch(err => { this.log.error('chain.stop.failed', { error: err.message }) })
       this.storeValue = undefined
+      this.authoringValue = undefined
     }
     await this.lock.release().catch(err => { this.log.error('lock.release.failed', { error: err.message }) })
   }

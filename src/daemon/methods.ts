@@ -14,6 +14,7 @@ import type { Identity } from './identity.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { ServingJson } from '../protocols/ipc-mesh.ts'
 import type { BackendStatusJson, IdResult, PutResult, StatusResult } from '../protocols/ipc.ts'
 
 export interface MethodContext {
@@ -29,6 +30,8 @@ export interface MethodContext {
   inference?(): BackendStatusJson
   /** stop the daemon after the current response went out */
   requestStop(reason: string): void
+  /** the network part of `status`: dialable addresses, open connections, the span served */
+  net?(): { addrs: string[], connections: number, serving: ServingJson | null } | undefined
 }
 
 export function registerCoreMethods (ctx: MethodContext): void {
@@ -47,6 +50,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       backend: ctx.backend(),
       ...(ctx.inference != null ? { inference: ctx.inference() } : {}),
       chain: info,
+      ...(ctx.net?.() ?? {}),
       ipc: { requests: stats.requests, errors: stats.errors }
     }
   })

@@ -22,6 +22,8 @@ export interface ModelMethodContext {
   inference: InferenceService
   /** called after each block an import stored */
   onImported?(result: ModelImportResult): void
+  /** runs `generate` instead of the inference service (the daemon routes it through the mesh) */
+  generate?: InferenceService['generate']
 }
 
 type Check<T> = (value: unknown, name: string) => T
@@ -143,6 +145,7 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
   }))
 
   ipc.register('generate', generateParams, async (params: GenerateParams, context) => {
-    return inference.generate(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
+    const run: InferenceService['generate'] = ctx.generate ?? (async (...args) => inference.generate(...args))
+    return run(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
   })
 }

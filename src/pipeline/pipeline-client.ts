@@ -32,6 +32,18 @@ export interface PipelineClientInit {
   openTimeoutMs?: number
   stepTimeoutMs?: number
   maxFrameBytes?: number
+  /**
+   * A stage for a hop this process serves itself (libp2p cannot dial its own
+   * peer id); undefined = open a StageClient to the hop's peer as usual.
+   */
+  openStage?(hop: ResolvedHop, sessionId: number): PipelineStage | undefined
+}
+
+/** What a session drives per hop: a StageClient, or a stage run in this process (openStage). */
+export interface PipelineStage {
+  forward(data: Float32Array, rows: number, cols: number, startPos: number, options?: AbortOptions): Promise<{ rows: number, cols: number, startPos: number, data: Float32Array }>
+  truncate(length: number): Promise<void>
+  close(): Promise<void>
 }
 
 /** One FORWARD sent to a stage, kept for replay. */
@@ -64,7 +76,7 @@ export class PipelineSession implements TokenSession {
   private readonly client: PipelineClient
   private readonly hops: ResolvedHop[]
   private readonly history: StageInput[][]
-  private stages: StageClient[]
+  private stages: PipelineStage[]
   private opening?: Promise<void>
   private chain: Promise<unknown>
   private pos: number
@@ -108,7 +120,11 @@ export class PipelineSession implements TokenSession {
 
   private async openAll (options: AbortOptions): Promise<void> {
     const c = this.client.init
-    const opened = await Promise.allSettled(this.hops.map(async (hop, i) => {
+    const opened = await Promise.allSettled(this.hops.map(async (hop, i): Promise<PipelineStage> => {
+      const own = c.openStage?.(hop, this.sessionId)
+      if (own != null) {
+        return own
+      }
       if (hop.multiaddrs.length > 0) {
         await c.libp2p.peerStore.merge(hop.peerId, { multiaddrs: hop.multiaddrs })
       }
@@ -239,7 +255,7 @@ export class PipelineSession implements TokenSession {
  * cheap; the streams open on the session's first step.
  */
 export class PipelineClient implements TokenModel<PipelineSession> {
-  readonly init: Required<Omit<PipelineClientInit, 'protocol'>> & Pick<PipelineClientInit, 'protocol'>
+  readonly init: Required<Omit<PipelineClientInit, 'protocol' | 'openStage'>> & Pick<PipelineClientInit, 'protocol' | 'openStage'>
   readonly route: ResolvedHop[]
 
   constructor (init: PipelineClientInit) {

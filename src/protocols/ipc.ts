@@ -3,6 +3,7 @@
  * line (newline-delimited) in both directions. A request may receive any
  * number of `stream` notifications carrying its id before its final response.
  */
+import type { GenerateRouteJson, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
 
@@ -76,6 +77,12 @@ export interface StatusResult {
     counts: { A: number, B: number, total: number, orphans: number }
     tips: { A: string[], B: string[] }
   }
+  /** dialable libp2p multiaddrs, each ending in /p2p/<peerId> */
+  addrs?: string[]
+  /** open libp2p connections */
+  connections?: number
+  /** the span this node serves (--model, --layers), null when none */
+  serving?: ServingJson | null
   ipc: {
     requests: number
     errors: Record<string, number>
@@ -202,8 +209,8 @@ export interface GenerateTokenJson {
   text: string
 }
 
-/** Result of `generate`. */
-export interface GenerateResult {
+/** Result of `generate` (`via` and `route`: where it ran, see ipc-mesh.ts). */
+export interface GenerateResult extends Partial<GenerateRouteJson> {
   tokens: number[]
   text: string
   promptTokens: number

@@ -24,7 +24,8 @@ export interface CliResult {
 /**
  * The environment of a child: no BLYD_* from the test runner, and no
  * NODE_OPTIONS (aegir sets --experimental-transform-types there, which a user's
- * `blyd` does not have: children must run on plain type stripping).
+ * `blyd` does not have: children must run on plain type stripping). Daemons
+ * listen on 127.0.0.1 with an OS-chosen port unless a test says otherwise.
  */
 function cleanEnv (extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {}
@@ -33,7 +34,7 @@ function cleanEnv (extra: Record<string, string> = {}): Record<string, string> {
       env[k] = v
     }
   }
-  return { ...env, ...extra }
+  return { ...env, BLYD_LISTEN: '/ip4/127.0.0.1/tcp/0', ...extra }
 }
 
 /** A short temp dir (Unix socket paths are limited to ~100 bytes). */

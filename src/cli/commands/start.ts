@@ -26,7 +26,9 @@ export function startCommand (ctx: CliContext): CommandModule<any, any> {
         if (key === 'ipcSocket') {
           continue // a global option
         }
-        out = out.option(spec.flag, { type: spec.kind === 'list' ? 'array' : 'string', describe: spec.describe, requiresArg: true })
+        out = spec.kind === 'boolean'
+          ? out.option(spec.flag, { type: 'boolean', describe: spec.describe })
+          : out.option(spec.flag, { type: spec.kind === 'list' ? 'array' : 'string', describe: spec.describe, requiresArg: true })
       }
       return out
     },

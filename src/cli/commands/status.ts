@@ -17,6 +17,15 @@ function backendLine (status: StatusResult): string {
   return `${head} (preference ${inf.preference}${failed.length > 0 ? `; not used: ${failed.join('; ')}` : ''})`
 }
 
+function servingLine (status: StatusResult): string {
+  const s = status.serving
+  if (s == null) {
+    return '-'
+  }
+  const span = s.start != null ? ` layers [${s.start}, ${s.end})` : ` layers ${s.layers}`
+  return `${s.model.slice(0, 12)}${span}: ${s.state}${s.detail != null ? ` (${s.detail})` : ''}${s.sessions != null ? `, ${s.sessions} sessions, ${s.steps ?? 0} steps` : ''}`
+}
+
 export function statusCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'status',
@@ -46,6 +55,9 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['chain A', `${status.chain.counts.A} blocks, tips ${status.chain.tips.A.join(' ') || '-'}`],
         ['chain B', `${status.chain.counts.B} blocks, tips ${status.chain.tips.B.join(' ') || '-'}`],
         ['orphans', String(status.chain.counts.orphans)],
+        ['addrs', (status.addrs ?? []).join(' ') || '-'],
+        ['connections', String(status.connections ?? 0)],
+        ['serving', servingLine(status)],
         ['ipc', `${status.ipc.requests} requests, ${errors} errors`]
       ])
     }

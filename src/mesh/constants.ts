@@ -1,0 +1,18 @@
+/**
+ * Defaults of the mesh part (serving a span, routing generations through
+ * peers). Factories fill missing `...Init` options from here.
+ */
+
+/** Span server defaults. */
+export const SPAN_SERVER_DEFAULTS = {
+  /** how often the span server looks for the manifest and layer blocks it still waits for */
+  pollMs: 250,
+  /** after this long with no live span to learn from, `--layers auto` decides on what it knows */
+  autoSettleMs: 3_000
+} as const
+
+/** Mesh generation defaults. */
+export const MESH_GENERATE_DEFAULTS = {
+  /** how long a generation waits for missing client units (embedding, head) or the manifest to arrive */
+  fetchTimeoutMs: 60_000
+} as const

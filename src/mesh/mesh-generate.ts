@@ -1,0 +1,230 @@
+/**
+ * `generate` in a daemon that is part of a mesh.
+ *
+ * Where it runs: through the mesh whenever another peer announces a live span
+ * of the model, or when this node lacks the payload of some layer (it cannot
+ * run every layer itself); otherwise in the local inference service, as a
+ * single node would. Through the mesh: discover the live spans (this node's
+ * own included), plan the cheapest chain covering [0, L) (route-plan.ts), and
+ * run the pipeline client with this node's embedding and head (fetched from
+ * peers when missing); a hop on this node's own span runs in-process. The
+ * result names the route and each hop's share of the time.
+ */
+import { BlockType } from '../chain/types.ts'
+import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
+import { ModelError, ModelErrorCode } from '../model/errors.ts'
+import { generate } from '../model/generate.ts'
+import { tokenizerFromManifest } from '../model/import/manifest-tokenizer.ts'
+import { discoverSpans } from '../net/records/discover.ts'
+import { createPipelineClient } from '../pipeline/pipeline-client.ts'
+import { MeshError, MeshErrorCode } from './errors.ts'
+import { LocalStage } from './local-stage.ts'
+import { planRoute } from './route-plan.ts'
+import type { SpanServer } from './span-server.ts'
+import type { ChainStoreApi } from '../chain/types.ts'
+import type { ModelManifest } from '../model/chain-loader.ts'
+import type { GeneratedToken, GenerationResult, TokenModel } from '../model/generate.ts'
+import type { InferenceService } from '../model/inference-service.ts'
+import type { LayerRange } from '../model/qwen3/layer-range.ts'
+import type { ChatMessage, ChatTokenizer } from '../model/tokenizer.ts'
+import type { BlyNetwork } from '../net/network.ts'
+import type { LiveSpan } from '../net/records/discover.ts'
+import type { PipelineSession } from '../pipeline/pipeline-client.ts'
+import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
+
+export interface MeshGeneratorComponents {
+  store: ChainStoreApi
+  network: BlyNetwork
+  inference: InferenceService
+  /** the span this node serves, if any */
+  spanServer(): SpanServer | undefined
+}
+
+interface ClientEnds {
+  manifest: ModelManifest
+  ends: LayerRange
+  tokenizer: ChatTokenizer | null
+}
+
+function definedOnly<T extends Record<string, unknown>> (obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+export class MeshGenerator {
+  private readonly components: MeshGeneratorComponents
+  /** the embedding + head per model (hex id), loaded on first use */
+  private readonly ends: Map<string, Promise<ClientEnds>>
+
+  constructor (components: MeshGeneratorComponents) {
+    this.components = components
+    this.ends = new Map()
+  }
+
+  async stop (): Promise<void> {
+    const all = [...this.ends.values()]
+    this.ends.clear()
+    for (const p of all) {
+      const e = await p.catch(() => undefined)
+      e?.ends.dispose()
+    }
+  }
+
+  /** The live spans of `modelId` (this node's own included). */
+  async spans (modelId: Uint8Array, numLayers: number, signal?: AbortSignal): Promise<LiveSpan[]> {
+    const announcer = this.components.spanServer()?.announcer
+    return discoverSpans(this.components.network.libp2p, {
+      modelId,
+      layers: numLayers,
+      signal,
+      ...(announcer != null ? { localRecord: async () => announcer.record() } : {})
+    })
+  }
+
+  async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
+    const { store, network, inference } = this.components
+    const id = await resolveModelId(store, params.model)
+    const manifest = await this.manifest(id, signal)
+    const numLayers = manifest.qwen3.numLayers
+    const spans = await this.spans(id, numLayers, signal)
+    const self = network.libp2p.peerId
+    const others = spans.filter(s => !s.peerId.equals(self))
+    if (others.length === 0 && await this.storesAllUnits(manifest)) {
+      const result = await inference.generate({ ...params, model: manifest.idHex }, onToken, signal)
+      return { ...result, via: 'local', route: [{ peerId: self.toString(), start: 0, end: numLayers, self: true }] }
+    }
+    const route = planRoute(spans, numLayers)
+    const client = await this.clientEnds(manifest, signal)
+    const own = this.components.spanServer()
+    const pipeline = createPipelineClient({
+      libp2p: network.libp2p,
+      modelId: manifest.idHex,
+      local: client.ends,
+      route: route.map(s => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end })),
+      openStage: (hop) => {
+        if (!hop.peerId.equals(self)) {
+          return undefined
+        }
+        const range = own?.range
+        if (range == null || range.start !== hop.start || range.end !== hop.end) {
+          throw new MeshError(MeshErrorCode.NoRoute, `this node no longer serves layers [${hop.start}, ${hop.end})`)
+        }
+        return new LocalStage(range)
+      }
+    })
+    let session: PipelineSession | undefined
+    const model: TokenModel<PipelineSession> = {
+      createSession: () => {
+        session = pipeline.createSession()
+        return session
+      },
+      nextLogits: async (s, ids) => s.nextLogits(ids, { signal })
+    }
+    const { prompt, tokenizer } = this.prompt(params, client)
+    const eos = new Set([...manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
+    const t0 = performance.now()
+    const it = generate(model, prompt, {
+      maxNewTokens: params.maxNewTokens,
+      eosTokenIds: [...eos],
+      stopStrings: params.stop,
+      sampling: definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed }),
+      decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
+      signal
+    })
+    let step: IteratorResult<GeneratedToken, GenerationResult>
+    while (!(step = await it.next()).done) {
+      await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
+    }
+    const result = step.value
+    const seconds = (performance.now() - t0) / 1000
+    const stats = (session as PipelineSession | undefined)?.stats
+    return {
+      tokens: result.tokens,
+      text: result.text,
+      promptTokens: prompt.length,
+      tokensPerSecond: seconds > 0 ? result.tokens.length / seconds : 0,
+      finishReason: result.finishReason,
+      backend: inference.backendName ?? 'none',
+      via: 'mesh',
+      route: route.map((s, i) => ({ peerId: s.peerId.toString(), start: s.start, end: s.end, self: s.peerId.equals(self), ms: Math.round((stats?.stageMs[i] ?? 0) * 10) / 10 })),
+      localMs: Math.round((stats?.localMs ?? 0) * 10) / 10
+    }
+  }
+
+  private prompt (params: GenerateParams, client: ClientEnds): { prompt: number[], tokenizer: ChatTokenizer | null } {
+    const given = [params.prompt, params.chat, params.promptIds].filter(v => v != null).length
+    if (given !== 1) {
+      throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'give exactly one of prompt, chat and promptIds')
+    }
+    const { tokenizer } = client
+    if (params.promptIds != null) {
+      return { prompt: params.promptIds, tokenizer }
+    }
+    if (tokenizer == null) {
+      throw new ModelError(ModelErrorCode.NO_TOKENIZER, `model ${client.manifest.idHex} was imported without a tokenizer: it takes token ids only (use promptIds / --prompt-ids)`)
+    }
+    if (params.chat != null) {
+      const messages: ChatMessage[] = typeof params.chat === 'string'
+        ? [{ role: 'user', content: params.chat }]
+        : params.chat.map(m => ({ ...m, role: m.role as ChatMessage['role'] }))
+      return { prompt: tokenizer.encodeChat(messages), tokenizer }
+    }
+    return { prompt: tokenizer.encode(params.prompt as string), tokenizer }
+  }
+
+  /** The manifest, its payload fetched from peers when missing. */
+  private async manifest (id: Uint8Array, signal?: AbortSignal): Promise<ModelManifest> {
+    const block = await this.components.store.get(id)
+    if (block != null && block.header.type === BlockType.ModelManifest && !block.payloadComplete) {
+      await this.fetch(block.id, 'the model manifest', signal)
+    }
+    return loadModelManifest(this.components.store, id)
+  }
+
+  private async storesAllUnits (manifest: ModelManifest): Promise<boolean> {
+    for (const unit of manifest.units) {
+      const block = await findUnitBlock(this.components.store, manifest, unit)
+      if (block?.payloadComplete !== true) {
+        return false
+      }
+    }
+    return true
+  }
+
+  private async clientEnds (manifest: ModelManifest, signal?: AbortSignal): Promise<ClientEnds> {
+    let entry = this.ends.get(manifest.idHex)
+    if (entry == null) {
+      entry = this.loadEnds(manifest, signal)
+      this.ends.set(manifest.idHex, entry)
+      entry.catch(() => { this.ends.delete(manifest.idHex) })
+    }
+    return entry
+  }
+
+  private async loadEnds (manifest: ModelManifest, signal?: AbortSignal): Promise<ClientEnds> {
+    const { store } = this.components
+    const last = manifest.units.length - 1
+    for (const unit of [manifest.units[0], manifest.units[last]]) {
+      const block = await findUnitBlock(store, manifest, unit)
+      if (block == null) {
+        throw new MeshError(MeshErrorCode.Unavailable, `the ${unit.kind} unit of model ${manifest.idHex} has no layer block here yet (the node is still syncing)`)
+      }
+      if (!block.payloadComplete) {
+        await this.fetch(block.id, `the ${unit.kind} unit`, signal)
+      }
+    }
+    const ends = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 0, embedding: true, head: true })
+    return { manifest, ends, tokenizer: manifest.tokenizer != null ? tokenizerFromManifest(manifest.tokenizer) : null }
+  }
+
+  private async fetch (id: Uint8Array, what: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.components.network.sync.fetchPayload(id, { signal })
+    } catch (err: any) {
+      throw new MeshError(MeshErrorCode.Unavailable, `cannot fetch ${what} (block ${Buffer.from(id).toString('hex')}) from peers: ${String(err?.message ?? err)}`, { cause: err })
+    }
+  }
+}
+
+export function createMeshGenerator (components: MeshGeneratorComponents): MeshGenerator {
+  return new MeshGenerator(components)
+}

@@ -1,0 +1,230 @@
+/**
+ * The daemon's part in the mesh: the libp2p network (block gossip + sync,
+ * the private DHT with the bly record validator), the payload policy, the
+ * span this node serves (--model/--layers) and generation through peers.
+ * start() brings up the network, then starts serving in the background;
+ * stop() withdraws the span first, then stops the network.
+ */
+import { BlockType } from '../chain/types.ts'
+import { loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
+import { createBlyNetwork } from '../net/network.ts'
+import { createBlyDhtRecords } from '../net/records/dht-records.ts'
+import { MeshError, MeshErrorCode } from './errors.ts'
+import { createMeshGenerator } from './mesh-generate.ts'
+import { PayloadPolicy } from './payload-policy.ts'
+import { createSpanServer } from './span-server.ts'
+import type { MeshGenerator } from './mesh-generate.ts'
+import type { SpanServer } from './span-server.ts'
+import type { ChainStoreApi } from '../chain/types.ts'
+import type { InferenceService } from '../model/inference-service.ts'
+import type { BlyNetwork } from '../net/network.ts'
+import type { LiveSpan } from '../net/records/discover.ts'
+import type { NetStatusJson, PeersParams, PeersResult, ServingJson, SpanJson } from '../protocols/ipc-mesh.ts'
+import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
+import type { PrivateKey } from '@libp2p/interface'
+
+export type MeshLogFields = Record<string, string | number | boolean | null | undefined>
+
+export interface MeshComponents {
+  /** the started chain store */
+  store: ChainStoreApi
+  /** the node's identity key: libp2p identity and record signer */
+  privateKey: PrivateKey
+  inference: InferenceService
+  log?(level: 'info' | 'warn' | 'error', event: string, fields?: MeshLogFields): void
+}
+
+export interface MeshInit {
+  /** the data dir: the peer store and DHT records persist in DIR/p2p */
+  datastorePath?: string
+  listen: string[]
+  announce?: string[]
+  bootstrap?: string[]
+  /** fetch every payload */
+  full?: boolean
+  /** model manifest id (hex) to serve, or null */
+  model?: string | null
+  /** "START-END" or "auto" */
+  layers?: string
+  /** node record lifetime */
+  recordTtlMs?: number
+}
+
+function spanJson (model: string, s: LiveSpan): SpanJson {
+  return {
+    model,
+    peerId: s.peerId.toString(),
+    addrs: s.addrs.map(a => a.toString()),
+    start: s.start,
+    end: s.end,
+    backend: s.backend,
+    tokensPerSecond: s.throughputMilli / 1000,
+    freeSessions: s.freeSessions,
+    queueLength: s.queueLength,
+    lastSeen: s.lastSeen,
+    expiresAt: s.expiresAt,
+    rttMs: s.rttMs ?? null,
+    source: s.source
+  }
+}
+
+export class Mesh {
+  readonly policy: PayloadPolicy
+  private readonly components: MeshComponents
+  private readonly init: MeshInit
+  private networkValue?: BlyNetwork
+  private spanServerValue?: SpanServer
+  private generator?: MeshGenerator
+
+  constructor (components: MeshComponents, init: MeshInit) {
+    this.components = components
+    this.init = init
+    this.policy = new PayloadPolicy({ full: init.full })
+  }
+
+  get network (): BlyNetwork {
+    if (this.networkValue == null) {
+      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+    }
+    return this.networkValue
+  }
+
+  get spanServer (): SpanServer | undefined {
+    return this.spanServerValue
+  }
+
+  async start (): Promise<void> {
+    if (this.networkValue != null) {
+      return
+    }
+    const records = createBlyDhtRecords()
+    let network: BlyNetwork
+    try {
+      network = await createBlyNetwork({
+        store: this.components.store,
+        privateKey: this.components.privateKey,
+        listen: this.init.listen,
+        announce: this.init.announce,
+        bootstrap: this.init.bootstrap,
+        datastorePath: this.init.datastorePath,
+        dhtValidator: records.validator,
+        dhtSelector: records.selector,
+        blockSync: { wantPayload: block => this.policy.want(block) }
+      })
+    } catch (err: any) {
+      throw new MeshError(MeshErrorCode.NetworkStart, `cannot start the network (listen ${this.init.listen.join(', ')}): ${String(err?.message ?? err)}`, { cause: err })
+    }
+    this.networkValue = network
+    this.generator = createMeshGenerator({
+      store: this.components.store,
+      network,
+      inference: this.components.inference,
+      spanServer: () => this.spanServerValue
+    })
+    if (this.init.model != null) {
+      const server = createSpanServer({
+        store: this.components.store,
+        network,
+        privateKey: this.components.privateKey,
+        policy: this.policy,
+        backend: () => this.components.inference.backendName ?? 'none',
+        log: (event, fields) => { this.components.log?.(event === 'serve.failed' ? 'error' : 'info', event, fields) }
+      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs })
+      this.spanServerValue = server
+      await server.start()
+    }
+  }
+
+  /** Withdraws the served span, then stops the network. */
+  async stop (): Promise<void> {
+    await this.spanServerValue?.stop().catch(err => { this.components.log?.('error', 'serve.stop.failed', { error: err.message }) })
+    await this.generator?.stop().catch(() => {})
+    this.generator = undefined
+    const network = this.networkValue
+    this.networkValue = undefined
+    await network?.stop()
+  }
+
+  /** Gossip a block this node authored (never throws: peers also catch up on connect). */
+  publish (id: Uint8Array): void {
+    const network = this.networkValue
+    if (network == null) {
+      return
+    }
+    network.publish(id).catch((err: Error) => {
+      this.components.log?.('warn', 'gossip.publish.failed', { block: Buffer.from(id).toString('hex'), error: err.message })
+    })
+  }
+
+  /** Dialable multiaddrs, each ending in /p2p/<peerId>. */
+  addrs (): string[] {
+    const libp2p = this.network.libp2p
+    const self = libp2p.peerId.toString()
+    return libp2p.getMultiaddrs().map(ma => {
+      const s = ma.toString()
+      return s.includes('/p2p/') ? s : `${s}/p2p/${self}`
+    })
+  }
+
+  serving (): ServingJson | null {
+    return this.spanServerValue?.status() ?? null
+  }
+
+  netStatus (): NetStatusJson {
+    const { libp2p, gossip, sync } = this.network
+    return {
+      peerId: libp2p.peerId.toString(),
+      addrs: this.addrs(),
+      connections: libp2p.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString() })),
+      full: this.policy.full,
+      gossip: { accepted: gossip.stats.accepted, ignored: gossip.stats.ignored, rejected: gossip.stats.rejected, published: gossip.stats.published },
+      sync: { syncs: sync.stats.syncs, syncErrors: sync.stats.syncErrors, blocksAdded: sync.stats.blocksAdded, chunksFetched: sync.stats.chunksFetched, chunkErrors: sync.stats.chunkErrors }
+    }
+  }
+
+  /** Who serves which span of which model (every model whose manifest is stored here, or `params.model`). */
+  async peers (params: PeersParams, signal?: AbortSignal): Promise<PeersResult> {
+    const { store } = this.components
+    const generator = this.generator
+    if (generator == null) {
+      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+    }
+    const ids: Uint8Array[] = []
+    if (params.model != null) {
+      ids.push(await resolveModelId(store, params.model))
+    } else {
+      for await (const block of store.byType(BlockType.ModelManifest)) {
+        if (block.payloadComplete) {
+          ids.push(block.id)
+        }
+      }
+    }
+    const models: string[] = []
+    const spans: SpanJson[] = []
+    for (const id of ids) {
+      const manifest = await loadModelManifest(store, id)
+      models.push(manifest.idHex)
+      for (const s of await generator.spans(id, manifest.qwen3.numLayers, signal)) {
+        spans.push(spanJson(manifest.idHex, s))
+      }
+    }
+    const libp2p = this.network.libp2p
+    const connected = new Map<string, string[]>()
+    for (const c of libp2p.getConnections()) {
+      const key = c.remotePeer.toString()
+      connected.set(key, [...(connected.get(key) ?? []), c.remoteAddr.toString()])
+    }
+    return { models, spans, connected: [...connected].map(([peerId, addrs]) => ({ peerId, addrs })) }
+  }
+
+  async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
+    if (this.generator == null) {
+      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+    }
+    return this.generator.generate(params, onToken, signal)
+  }
+}
+
+export function createMesh (components: MeshComponents, init: MeshInit): Mesh {
+  return new Mesh(components, init)
+}

@@ -1,0 +1,266 @@
+/**
+ * Serves one span of decoder layers of one model to the mesh. In the
+ * background it waits for the model's manifest (it may arrive over the
+ * network after start), settles the span (`START-END`, or `auto`: see
+ * route-plan.ts), marks those units wanted by the payload policy, waits for
+ * their layer blocks and payloads, loads the layers through the chain loader,
+ * starts the stage server (/bly/infer/1.0.0) and the announcer (signed node
+ * record + per-layer provider keys). stop() withdraws the announcement first,
+ * then stops the stage and frees the weights; call it before libp2p stops.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest } from '../model/chain-loader.ts'
+import { createNodeAnnouncer } from '../net/records/announcer.ts'
+import { dhtHasPeers } from '../net/records/dht-peers.ts'
+import { discoverSpans } from '../net/records/discover.ts'
+import { createStageServer } from '../pipeline/stage-server.ts'
+import { SPAN_SERVER_DEFAULTS } from './constants.ts'
+import { MeshError, MeshErrorCode } from './errors.ts'
+import { chooseAutoSpan, parseSpan } from './route-plan.ts'
+import type { PayloadPolicy } from './payload-policy.ts'
+import type { ChainStoreApi } from '../chain/types.ts'
+import type { ModelManifest } from '../model/chain-loader.ts'
+import type { LayerRange } from '../model/qwen3/layer-range.ts'
+import type { BlyNetwork } from '../net/network.ts'
+import type { NodeAnnouncer, SpanStats } from '../net/records/announcer.ts'
+import type { StageServer } from '../pipeline/stage-server.ts'
+import type { ServingJson } from '../protocols/ipc-mesh.ts'
+import type { PrivateKey } from '@libp2p/interface'
+
+export interface SpanServerComponents {
+  store: ChainStoreApi
+  network: BlyNetwork
+  /** the node's identity key: it signs the node record */
+  privateKey: PrivateKey
+  policy: PayloadPolicy
+  /** the compute backend's name, for the record */
+  backend(): string
+  log?(event: string, fields?: Record<string, string | number | boolean | null | undefined>): void
+}
+
+export interface SpanServerInit {
+  /** model manifest block id, 64 hex characters */
+  model: string
+  /** "START-END" (0-based, END exclusive) or "auto" */
+  layers: string
+  /** lifetime of the node record (the announcer's default when absent) */
+  recordTtlMs?: number
+  pollMs?: number
+  autoSettleMs?: number
+}
+
+export type SpanServerState = ServingJson['state']
+
+export class SpanServer {
+  readonly model: string
+  readonly layersSpec: string
+  private readonly components: SpanServerComponents
+  private readonly init: SpanServerInit
+  private readonly pollMs: number
+  private readonly kicked: Map<string, number>
+  private controller?: AbortController
+  private run?: Promise<void>
+  private stateValue: SpanServerState
+  private detail?: string
+  private span?: { start: number, end: number }
+  private rangeValue?: LayerRange
+  private stage?: StageServer
+  private announcerValue?: NodeAnnouncer
+
+  constructor (components: SpanServerComponents, init: SpanServerInit) {
+    if (!/^[0-9a-f]{64}$/.test(init.model)) {
+      throw new MeshError(MeshErrorCode.BadSpan, `model must be a 64-character hex block id, got ${JSON.stringify(init.model)}`)
+    }
+    this.components = components
+    this.init = init
+    this.model = init.model
+    this.layersSpec = init.layers
+    this.pollMs = init.pollMs ?? SPAN_SERVER_DEFAULTS.pollMs
+    this.kicked = new Map()
+    this.stateValue = 'stopped'
+  }
+
+  get state (): SpanServerState {
+    return this.stateValue
+  }
+
+  /** The layers served, once loaded (the mesh runs its own hops on them). */
+  get range (): LayerRange | undefined {
+    return this.stateValue === 'serving' ? this.rangeValue : undefined
+  }
+
+  get announcer (): NodeAnnouncer | undefined {
+    return this.announcerValue
+  }
+
+  /** Starts the background work; resolves at once. */
+  async start (): Promise<void> {
+    if (this.controller != null) {
+      return
+    }
+    this.controller = new AbortController()
+    const signal = this.controller.signal
+    this.stateValue = 'waiting-manifest'
+    this.run = this.serve(signal).catch((err: any) => {
+      if (signal.aborted) {
+        return
+      }
+      this.stateValue = 'error'
+      this.detail = String(err?.message ?? err)
+      this.components.log?.('serve.failed', { model: this.model, layers: this.layersSpec, error: this.detail })
+    })
+  }
+
+  /** Resolves once serving (or throws when serving failed or stopped). */
+  async ready (): Promise<void> {
+    await this.run
+    if (this.stateValue !== 'serving') {
+      throw new MeshError(MeshErrorCode.NotStarted, `not serving: ${this.stateValue}${this.detail != null ? ` (${this.detail})` : ''}`)
+    }
+  }
+
+  /** Withdraws the announcement, stops the stage server and frees the weights. */
+  async stop (): Promise<void> {
+    const controller = this.controller
+    if (controller == null) {
+      return
+    }
+    this.controller = undefined
+    controller.abort(new MeshError(MeshErrorCode.NotStarted, 'span server stopped'))
+    await this.run?.catch(() => {})
+    await this.announcerValue?.stop().catch(() => {})
+    this.announcerValue = undefined
+    await this.stage?.stop().catch(() => {})
+    this.stage = undefined
+    this.rangeValue?.dispose()
+    this.rangeValue = undefined
+    this.stateValue = 'stopped'
+  }
+
+  status (): ServingJson {
+    const stats = this.stage?.stats
+    return {
+      model: this.model,
+      layers: this.layersSpec,
+      state: this.stateValue,
+      ...(this.span != null ? { start: this.span.start, end: this.span.end } : {}),
+      ...(this.detail != null ? { detail: this.detail } : {}),
+      ...(stats != null ? { sessions: stats.sessions, maxSessions: stats.maxSessions, steps: stats.steps, positions: stats.positions, computeMs: Math.round(stats.computeMs) } : {}),
+      ...(this.announcerValue?.lastResult != null ? { announced: { seq: this.announcerValue.lastResult.seq, expiresAt: this.announcerValue.lastResult.expiresAt, putPeers: this.announcerValue.lastResult.putPeers } } : {})
+    }
+  }
+
+  private async serve (signal: AbortSignal): Promise<void> {
+    const { store, network, policy } = this.components
+    const modelId = Uint8Array.from(Buffer.from(this.model, 'hex'))
+    this.detail = 'the manifest block and its payload'
+    const manifest = await this.poll(signal, async () => {
+      const block = await store.get(modelId)
+      if (block == null) {
+        return undefined
+      }
+      if (!block.payloadComplete) {
+        this.kick(block.id)
+        return undefined
+      }
+      return loadModelManifest(store, modelId)
+    })
+    const numLayers = manifest.qwen3.numLayers
+    const span = this.layersSpec === 'auto' ? await this.autoSpan(manifest, signal) : parseSpan(this.layersSpec, numLayers)
+    this.span = span
+    this.components.log?.('serve.span', { model: this.model, start: span.start, end: span.end, layers: numLayers })
+    // units 1..L are decoder layers 0..L-1
+    policy.serve(this.model, span.start + 1, span.end + 1)
+    this.stateValue = 'waiting-blocks'
+    const units = manifest.units.filter(u => u.unit >= span.start + 1 && u.unit < span.end + 1)
+    await this.poll(signal, async () => {
+      let missing = 0
+      for (const unit of units) {
+        const block = await findUnitBlock(store, manifest, unit)
+        if (block == null || !block.payloadComplete) {
+          missing++
+          if (block != null) {
+            this.kick(block.id)
+          }
+        }
+      }
+      this.detail = `${missing} of ${units.length} layer blocks`
+      return missing === 0 ? true : undefined
+    })
+    this.detail = undefined
+    this.stateValue = 'loading'
+    const range = await loadLayerRangeFromChain(store, manifest, { start: span.start, end: span.end })
+    if (signal.aborted) {
+      range.dispose()
+      signal.throwIfAborted()
+    }
+    this.rangeValue = range
+    const stage = createStageServer({ libp2p: network.libp2p }, { modelId: this.model, layers: range })
+    await stage.start()
+    this.stage = stage
+    const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey }, {
+      modelId,
+      start: span.start,
+      end: span.end,
+      backend: this.components.backend(),
+      ttlMs: this.init.recordTtlMs,
+      stats: () => this.spanStats()
+    })
+    this.announcerValue = announcer
+    this.stateValue = 'serving'
+    this.components.log?.('serve.started', { model: this.model, start: span.start, end: span.end })
+    await announcer.start()
+  }
+
+  private spanStats (): SpanStats {
+    const s = this.stage?.stats
+    if (s == null) {
+      return { throughputMilli: 0, freeSessions: 0, queueLength: 0 }
+    }
+    return {
+      throughputMilli: s.computeMs > 0 ? Math.round(s.positions * 1e6 / s.computeMs) : 0,
+      freeSessions: Math.max(0, s.maxSessions - s.sessions),
+      queueLength: 0
+    }
+  }
+
+  /** `--layers auto`: learn the live spans (waiting a little for a DHT peer), then chooseAutoSpan. */
+  private async autoSpan (manifest: ModelManifest, signal: AbortSignal): Promise<{ start: number, end: number }> {
+    const { libp2p } = this.components.network
+    this.stateValue = 'choosing-span'
+    const deadline = Date.now() + (this.init.autoSettleMs ?? SPAN_SERVER_DEFAULTS.autoSettleMs)
+    while (!dhtHasPeers(libp2p.services.dht) && Date.now() < deadline) {
+      await sleep(this.pollMs, undefined, { signal })
+    }
+    const spans = await discoverSpans(libp2p, { modelId: manifest.id, layers: manifest.qwen3.numLayers, includeSelf: false, signal })
+    const peers = new Set(spans.map(s => s.peerId.toString()))
+    const nodes = Math.max(peers.size, libp2p.getPeers().length) + 1
+    return chooseAutoSpan(spans, manifest.qwen3.numLayers, nodes, libp2p.peerId.toString())
+  }
+
+  /** Ask the network for a block's payload, at most once a second per block. */
+  private kick (id: Uint8Array): void {
+    const key = Buffer.from(id).toString('hex')
+    const now = Date.now()
+    if (now - (this.kicked.get(key) ?? 0) < 1000) {
+      return
+    }
+    this.kicked.set(key, now)
+    this.components.network.sync.fetchWantedPayload(id).catch(() => {})
+  }
+
+  private async poll<T> (signal: AbortSignal, check: () => Promise<T | undefined>): Promise<T> {
+    while (true) {
+      signal.throwIfAborted()
+      const value = await check()
+      if (value !== undefined) {
+        return value
+      }
+      await sleep(this.pollMs, undefined, { signal })
+    }
+  }
+}
+
+export function createSpanServer (components: SpanServerComponents, init: SpanServerInit): SpanServer {
+  return new SpanServer(components, init)
+}

@@ -1,0 +1,92 @@
+/**
+ * IPC shapes of the mesh: `net.status`, `peers`, the serving part of
+ * `status`, and the route that `generate` reports.
+ */
+
+/** What `--model ID --layers ...` is doing (`status.serving`, null when nothing is served). */
+export interface ServingJson {
+  /** model manifest block id (hex) */
+  model: string
+  /** as configured: "START-END" or "auto" */
+  layers: string
+  state: 'stopped' | 'waiting-manifest' | 'choosing-span' | 'waiting-blocks' | 'loading' | 'serving' | 'error'
+  /** the span, once settled: decoder layers [start, end) */
+  start?: number
+  end?: number
+  /** what it waits for, or why it failed */
+  detail?: string
+  sessions?: number
+  maxSessions?: number
+  steps?: number
+  positions?: number
+  computeMs?: number
+  /** the latest announcement round */
+  announced?: { seq: number, expiresAt: number, putPeers: number }
+}
+
+/** Result of `net.status`. */
+export interface NetStatusJson {
+  peerId: string
+  /** dialable multiaddrs, each ending in /p2p/<peerId> */
+  addrs: string[]
+  connections: Array<{ peerId: string, addr: string }>
+  /** fetches every payload (--full) */
+  full: boolean
+  gossip: { accepted: number, ignored: number, rejected: number, published: number }
+  sync: { syncs: number, syncErrors: number, blocksAdded: number, chunksFetched: number, chunkErrors: number }
+}
+
+/** Params of `peers`: one model (id or unique prefix), or every model on the local chain. */
+export interface PeersParams {
+  model?: string
+}
+
+/** One live span of one model, as `peers` lists it. */
+export interface SpanJson {
+  model: string
+  peerId: string
+  addrs: string[]
+  start: number
+  end: number
+  backend: string
+  /** tokens per second through the span as the peer measured it */
+  tokensPerSecond: number
+  /** sessions the peer can still accept */
+  freeSessions: number
+  queueLength: number
+  /** unix ms the record was fetched and verified */
+  lastSeen: number
+  /** unix ms the record expires */
+  expiresAt: number
+  /** ping round trip in ms; null when the peer could not be pinged */
+  rttMs: number | null
+  /** 'direct': asked the peer; 'dht': its stored record (peer unreachable); 'self': this node */
+  source: 'direct' | 'dht' | 'self'
+}
+
+/** Result of `peers`. */
+export interface PeersResult {
+  models: string[]
+  spans: SpanJson[]
+  connected: Array<{ peerId: string, addrs: string[] }>
+}
+
+/** One hop of a generation's route: decoder layers [start, end) ran on peerId. */
+export interface RouteHopJson {
+  peerId: string
+  start: number
+  end: number
+  /** this node ran the hop itself */
+  self: boolean
+  /** milliseconds spent in this hop (compute + transport) */
+  ms?: number
+}
+
+/** What `generate` adds to its result about where it ran. */
+export interface GenerateRouteJson {
+  /** 'local': every layer ran in this daemon's own inference service; 'mesh': through the route */
+  via: 'local' | 'mesh'
+  route: RouteHopJson[]
+  /** mesh only: milliseconds in the local embedding + head */
+  localMs?: number
+}
