@@ -18,7 +18,7 @@ export function peersCommand (ctx: CliContext): CommandModule<any, any> {
       const client = await connectOrFail(config)
       let result: PeersResult
       try {
-        const params: PeersParams = typeof argv.model === 'string' ? { model: argv.model } : {}
+        const params: PeersParams & Record<string, unknown> = typeof argv.model === 'string' ? { model: argv.model } : {}
         result = await client.request<PeersResult>('peers', params)
       } finally {
         client.close()

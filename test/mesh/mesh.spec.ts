@@ -1,0 +1,174 @@
+/**
+ * Acceptance tests of the mesh with real `blyd` daemons as child processes on
+ * 127.0.0.1: node 1 imports the tiny fixture, the others get every block over
+ * the network, two nodes serve half of the layers each, a greedy generation
+ * through them equals the reference, a late joiner catches up, and a killed
+ * node's span record expires from `blyd peers`.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { expect } from 'aegir/chai'
+import { ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from '../daemon/helpers.ts'
+import { fixtureDir } from '../model/fixtures.ts'
+import type { DaemonProcess } from '../daemon/helpers.ts'
+import type { Expected } from '../model/fixtures.ts'
+
+/** short record lifetime: a killed node's span must vanish within it */
+const RECORD_TTL_MS = 3000
+
+async function waitFor<T> (what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (true) {
+    try {
+      const value = await check()
+      if (value !== undefined && value !== false) {
+        return value
+      }
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last != null ? ` (last error: ${(last as Error).message})` : ''}`)
+    }
+    await sleep(200)
+  }
+}
+
+interface Node {
+  dir: string
+  daemon: DaemonProcess
+  peerId: string
+  addr: string
+}
+
+describe('mesh: daemons on 127.0.0.1', function () {
+  this.timeout(120_000)
+  let root: string
+  const nodes: Node[] = []
+  let model: string
+  let expected: Expected
+
+  async function start (name: string, args: string[] = []): Promise<Node> {
+    const dir = join(root, name)
+    const daemon = await startDaemon(dir, ['--backend', 'cpu', ...args])
+    const status = await ipcRequest(daemon.socketPath, 'status')
+    const node = { dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
+    nodes.push(node)
+    return node
+  }
+
+  async function chainInfo (node: Node): Promise<any> {
+    return ipcRequest(node.daemon.socketPath, 'chain.info')
+  }
+
+  async function spans (node: Node): Promise<any[]> {
+    return (await ipcRequest(node.daemon.socketPath, 'peers', { model })).spans
+  }
+
+  before(async () => {
+    root = await makeTempDir()
+    expected = JSON.parse(await readFile(join(fixtureDir('untied-f32'), 'expected.json'), 'utf8'))
+  })
+
+  after(async () => {
+    await Promise.allSettled(nodes.map(async n => n.daemon.kill()))
+    await removeDir(root)
+  })
+
+  it('syncs every block to every node, splits the layers over two peers, and generates the reference tokens through them', async () => {
+    const n1 = await start('n1')
+    const imported = await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', n1.dir])
+    model = imported.modelId
+    const n2 = await start('n2', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-2', '--record-ttl-ms', String(RECORD_TTL_MS)])
+    const n3 = await start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '2-4', '--record-ttl-ms', String(RECORD_TTL_MS)])
+
+    // status: identity and dialable addresses
+    const status = await runJson(['status', '--data-dir', n3.dir])
+    expect(status.peerId).to.equal(n3.peerId)
+    expect(status.addrs).to.be.an('array').that.is.not.empty()
+    for (const addr of status.addrs) {
+      expect(addr).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\//)
+      expect(addr.endsWith(`/p2p/${n3.peerId}`)).to.equal(true)
+    }
+
+    // every block reaches nodes 2 and 3 over the network
+    const reference = await chainInfo(n1)
+    expect(reference.counts.total).to.equal(imported.blocks)
+    await waitFor('nodes 2 and 3 to hold the same blocks and tips as node 1', async () => {
+      const infos = await Promise.all([n2, n3].map(chainInfo))
+      return infos.every(i => JSON.stringify(i) === JSON.stringify(reference))
+    })
+    for (const n of [n2, n3]) {
+      expect(await runJson(['chain', 'info', '--data-dir', n.dir])).to.deep.equal(reference)
+    }
+
+    // both spans live, then a greedy generation on node 3 goes through both
+    await waitFor('both spans to be served and announced', async () => {
+      const live = await spans(n3)
+      return live.some(s => s.peerId === n2.peerId && s.start === 0 && s.end === 2) && live.some(s => s.peerId === n3.peerId && s.start === 2 && s.end === 4)
+    })
+    const served = (await runJson(['status', '--data-dir', n2.dir])).serving
+    expect(served).to.include({ model, state: 'serving', start: 0, end: 2 })
+
+    const { prompt, tokens } = expected.greedy
+    const args = ['generate', '--model', model, '--prompt-ids', prompt.join(','), '--temperature', '0', '--max-new-tokens', String(tokens.length)]
+    for (const n of [n3, n1]) {
+      const gen = await runJson([...args, '--data-dir', n.dir])
+      expect(gen.tokens, `generated on ${n.dir}`).to.deep.equal(tokens)
+      expect(gen.via).to.equal('mesh')
+      expect(gen.route.map((h: any) => [h.peerId, h.start, h.end])).to.deep.equal([[n2.peerId, 0, 2], [n3.peerId, 2, 4]])
+      expect(new Set(gen.route.map((h: any) => h.peerId)).size).to.be.above(1)
+      expect(gen.route.map((h: any) => h.self)).to.deep.equal([false, n === n3])
+    }
+
+    // text mode streams the token ids
+    const text = await runCli([...args, '--data-dir', n1.dir])
+    expect(text.code, text.stderr).to.equal(0)
+    expect(text.stdout.trim().split(/\s+/).map(Number)).to.deep.equal(tokens)
+
+    // a node without --full stores the payloads it serves plus the embedding and head, not the others
+    const show = await runJson(['model', 'show', model, '--data-dir', n3.dir])
+    expect(show.unitBlocks.map((u: any) => u.stored)).to.deep.equal([true, false, false, true, true, true])
+  })
+
+  it('a late joiner gets every block over the network', async () => {
+    const [n1, n2] = nodes
+    const n4 = await start('n4', ['--bootstrap', n2.addr, '--full'])
+    const reference = await chainInfo(n1)
+    await waitFor('the late joiner to hold every block', async () => JSON.stringify(await chainInfo(n4)) === JSON.stringify(reference))
+    expect(await runJson(['chain', 'info', '--data-dir', n4.dir])).to.deep.equal(reference)
+    // --full: every payload, so it could run the whole model itself
+    await waitFor('the late joiner to store every payload', async () => (await runJson(['model', 'show', model, '--data-dir', n4.dir])).complete === true)
+  })
+
+  it('the span of a killed node (no withdrawal) disappears from blyd peers once its record expires', async () => {
+    const [, n2, n3] = nodes
+    const before = await runJson(['peers', '--data-dir', n3.dir])
+    const seen = before.spans.find((s: any) => s.peerId === n2.peerId)
+    expect(seen, 'node 2 listed before the kill').to.not.equal(undefined)
+    expect(seen).to.include({ model, start: 0, end: 2, source: 'direct' })
+    expect(seen.rttMs).to.be.a('number')
+
+    await n2.daemon.kill('SIGKILL')
+    const killedAt = Date.now()
+    let lastExpiry = seen.expiresAt
+    await waitFor('node 2 to vanish from the peers of node 3', async () => {
+      const s = (await spans(n3)).find(s => s.peerId === n2.peerId)
+      if (s != null) {
+        lastExpiry = s.expiresAt
+      }
+      return s == null
+    }, RECORD_TTL_MS * 5)
+    // the last record anyone saw was signed before the kill: it lapsed, nobody withdrew it
+    expect(lastExpiry).to.be.at.most(killedAt + RECORD_TTL_MS)
+    const after = await runJson(['peers', '--data-dir', n3.dir])
+    expect(after.spans.map((s: any) => s.peerId)).to.deep.equal([n3.peerId])
+
+    // layers 0 and 1 have no holder left: generation says so
+    const gen = await runCli(['generate', '--model', model, '--prompt-ids', '1,2,3', '--max-new-tokens', '2', '--data-dir', n3.dir])
+    expect(gen.code).to.not.equal(0)
+    expect(gen.stderr).to.include('no live span holds layers 0, 1')
+  })
+})
