@@ -3,11 +3,12 @@
  *
  * planRoute: a stage serves exactly its announced span, so a route is a chain
  * of spans whose boundaries meet: [0, a) [a, b) ... [z, L). Among all such
- * chains it picks the one with the fewest hops, then the lowest summed RTT
- * (a span with unknown RTT counts UNKNOWN_RTT_MS), then the fewest queued
- * requests, then full stages last; ties go to the lower peer id. This is a
- * shortest path over layer boundaries (a later issue weighs compute and
- * queueing as in Petals' Dijkstra).
+ * chains it picks the one with the fewest hops, then the fewest full stages
+ * (no free session), then the lowest summed RTT (a span with unknown RTT
+ * counts UNKNOWN_RTT_MS), then the fewest queued requests; remaining ties are
+ * broken the same way whatever order the spans come in (they are scanned by
+ * start, end, peer id). This is a shortest path over layer boundaries (a
+ * later issue weighs compute and queueing as in Petals' Dijkstra).
  *
  * chooseAutoSpan (`--layers auto`): the model is cut into `nodes` equal
  * windows (nodes = the peers known to the swarm plus this one; the last

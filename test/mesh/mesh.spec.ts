@@ -2,8 +2,9 @@
  * Acceptance tests of the mesh with real `blyd` daemons as child processes on
  * 127.0.0.1: node 1 imports the tiny fixture, the others get every block over
  * the network, two nodes serve half of the layers each, a greedy generation
- * through them equals the reference, a late joiner catches up, and a killed
- * node's span record expires from `blyd peers`.
+ * through them equals the reference, a late joiner catches up, a restarted
+ * node redials its peers, and a killed node's span record expires from
+ * `blyd peers`.
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -141,6 +142,18 @@ describe('mesh: daemons on 127.0.0.1', function () {
     expect(await runJson(['chain', 'info', '--data-dir', n4.dir])).to.deep.equal(reference)
     // --full: every payload, so it could run the whole model itself
     await waitFor('the late joiner to store every payload', async () => (await runJson(['model', 'show', model, '--data-dir', n4.dir])).complete === true)
+  })
+
+  it('a restarted node redials the peers it knew, with no bootstrap list', async () => {
+    const n4 = nodes[3]
+    await n4.daemon.kill('SIGTERM')
+    const again = await start('n4')
+    expect(again.peerId).to.equal(n4.peerId)
+    const known = new Set(nodes.slice(0, 3).map(n => n.peerId))
+    await waitFor('the restarted node to reconnect', async () => {
+      const net = await ipcRequest(again.daemon.socketPath, 'net.status')
+      return net.connections.some((c: any) => known.has(c.peerId))
+    })
   })
 
   it('the span of a killed node (no withdrawal) disappears from blyd peers once its record expires', async () => {
