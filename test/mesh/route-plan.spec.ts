@@ -3,8 +3,8 @@ import { BlockType, ChainId } from '../../src/chain/types.ts'
 import { MeshErrorCode } from '../../src/mesh/errors.ts'
 import { PayloadPolicy } from '../../src/mesh/payload-policy.ts'
 import { chooseAutoSpan, parseSpan, planRoute } from '../../src/mesh/route-plan.ts'
-import type { PlannedSpan } from '../../src/mesh/route-plan.ts'
 import type { FieldValue, StoredBlock } from '../../src/chain/types.ts'
+import type { PlannedSpan } from '../../src/mesh/route-plan.ts'
 
 function span (peerId: string, start: number, end: number, extra: Partial<PlannedSpan> = {}): PlannedSpan {
   return { peerId, start, end, rttMs: 1, queueLength: 0, freeSessions: 4, ...extra }
