@@ -156,7 +156,7 @@ export class DecoderLayer {
       const qT = tf.unstack(tf.transpose(tf.reshape(tf.transpose(tf.mul(q, 1 / Math.sqrt(d)), [1, 0, 2]), [kvH, group * t, d]), [0, 2, 1])) as Tensor2D[]
       const mask = t > 1 ? causalMask(t, past + t) : null
       const heads = tf.stack(qT.map((qh, i) => headAttention(qh, keys[i], valuesT[i], group, t, mask)))
-      const ctx = tf.reshape(tf.transpose(tf.reshape(heads, [nH, t, d]), [1, 0, 2]), [t, nH * d])
+      const ctx = tf.reshape(tf.transpose(tf.reshape(heads, [nH, t, d]), [1, 0, 2]), [t, nH * d]) as Tensor2D
       return [apply(ctx, w.o), keys, valuesT] as [Tensor2D, Tensor2D[], Tensor2D[]]
     })
     // concat made new tensors: the old cache goes
@@ -172,7 +172,7 @@ export class DecoderLayer {
     return tf.tidy(() => {
       const h2 = rmsNorm(x2, w.postNorm, this.config.rmsNormEps)
       const [g, u] = tf.split(apply(h2, w.gateUp), 2, 1)
-      const act = tf.mul(tf.mul(g, tf.sigmoid(g)), u)
+      const act = tf.mul(tf.mul(g, tf.sigmoid(g)), u) as Tensor2D
       return apply(act, w.down)
     })
   }
