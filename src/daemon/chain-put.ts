@@ -2,8 +2,11 @@
  * `chain.put`: the daemon reads a local file, streamed, and stores it as the
  * payload of a block it authors on chain A, parents = the current tips of A.
  */
-import { open } from 'node:fs/promises'
+import { open as openFd } from 'node:fs'
+import { open, stat } from 'node:fs/promises'
+import { Socket } from 'node:net'
 import { isAbsolute } from 'node:path'
+import { promisify } from 'node:util'
 import { BlockType, ChainId } from '../chain/types.ts'
 import { BlydError } from '../utils/errors.ts'
 import { DaemonErrorCode, InvalidParamsError } from './errors.ts'
@@ -26,10 +29,44 @@ export interface PutFromFileOptions {
 
 const READ_CHUNK_BYTES = 1024 * 1024
 
+/**
+ * A FIFO read through the event loop (a net.Socket on its fd) rather than the
+ * thread pool: a thread-pool read blocked on an open, silent writer cannot be
+ * cancelled, so an aborted put would hold up the daemon's stop (and its exit)
+ * until the writer closed.
+ */
+async function putFromFifo (options: PutFromFileOptions): Promise<StoredBlock> {
+  const { store, signer, path } = options
+  let fd: number
+  try {
+    // waits (in the thread pool) for a writer to open the FIFO
+    fd = await promisify(openFd)(path, 'r')
+  } catch (err: any) {
+    throw new BlydError(DaemonErrorCode.Payload, `cannot open payload file ${path} (${err.code ?? err.message})`, { cause: err })
+  }
+  const socket = new Socket({ fd, readable: true, writable: false })
+  socket.on('error', () => {})
+  const onAbort = (): void => { socket.destroy(options.signal?.reason) }
+  options.signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    options.signal?.throwIfAborted()
+    const parents = await store.tips(ChainId.A)
+    return await store.createBlock({ chain: ChainId.A, type: PUT_TYPES[options.type], parents, payload: socket }, signer)
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort)
+    // the socket owns the fd: destroying it closes the fd
+    socket.destroy()
+  }
+}
+
 export async function putFromFile (options: PutFromFileOptions): Promise<StoredBlock> {
   const { store, signer, path } = options
   if (!isAbsolute(path)) {
     throw new InvalidParamsError(`"payload" must be an absolute path (got ${path})`)
+  }
+  const kind = await stat(path).catch(() => undefined)
+  if (kind?.isFIFO() === true) {
+    return putFromFifo(options)
   }
   let handle
   try {
