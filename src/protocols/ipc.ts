@@ -206,7 +206,8 @@ export interface GenerateParams {
 /** A `stream` notification of `generate`: one generated token and the text it completes. */
 export interface GenerateTokenJson {
   token: number
-  text: string
+  /** null when the model has no tokenizer (token ids only) */
+  text: string | null
 }
 
 /** Result of `generate` (`via` and `route`: where it ran, see ipc-mesh.ts). */
