@@ -10,6 +10,14 @@ export const DHT_PROTOCOL = '/bly/kad/1.0.0'
 /** DHT record namespace: keys look like `/bly/...` and are validated by `bly` validators. */
 export const DHT_NAMESPACE = 'bly'
 
+/**
+ * Outbound ping streams allowed per connection. libp2p's connection monitor
+ * pings every connection on /ipfs/ping/1.0.0 and ABORTS the connection when
+ * its heartbeat fails, which it does when the slot is taken (default 1) by
+ * anyone else's ping. 2 leaves the heartbeat its slot (the remote accepts 2).
+ */
+export const PING_MAX_OUTBOUND_STREAMS = 2
+
 /** Default listen address: every interface, an OS-chosen port. */
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 

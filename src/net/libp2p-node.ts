@@ -15,7 +15,7 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
-import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL } from './constants.ts'
+import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL, PING_MAX_OUTBOUND_STREAMS } from './constants.ts'
 import { blockGossipOptions } from './gossip-config.ts'
 import type { GossipSub, GossipsubOpts } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
@@ -99,7 +99,8 @@ export async function createBlyLibp2p (init: BlyLibp2pInit): Promise<BlyLibp2p> 
     services: {
       identify: identify(),
       identifyPush: identifyPush(),
-      ping: ping(),
+      // see PING_MAX_OUTBOUND_STREAMS
+      ping: ping({ maxOutboundStreams: PING_MAX_OUTBOUND_STREAMS }),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
         clientMode: false,

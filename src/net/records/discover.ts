@@ -175,7 +175,23 @@ async function recordFromDht (libp2p: SwarmLibp2p, peerId: PeerId, options: Disc
   }
 }
 
-async function rttOf (libp2p: SwarmLibp2p, peerId: PeerId, options: DiscoverSpansOptions): Promise<number | undefined> {
+/**
+ * The peer's round-trip time as libp2p's connection monitor measured it on an
+ * open connection (`conn.rtt`, refreshed by its heartbeat). No ping stream of
+ * our own: ping allows few outbound streams per connection, and a monitor
+ * heartbeat that finds the slot taken aborts the whole connection, every
+ * stage stream on it included.
+ */
+function measuredRtt (libp2p: SwarmLibp2p, peerId: PeerId): number | undefined {
+  return libp2p.getConnections(peerId).find(conn => conn.rtt != null && conn.rtt >= 0)?.rtt
+}
+
+/**
+ * One ping, for a record that came from the DHT while the connection monitor
+ * has no measurement yet (the direct path times its own request instead).
+ * PING_MAX_OUTBOUND_STREAMS leaves the monitor's heartbeat its slot.
+ */
+async function pingRtt (libp2p: SwarmLibp2p, peerId: PeerId, options: DiscoverSpansOptions): Promise<number | undefined> {
   try {
     return await libp2p.services.ping.ping(peerId, { signal: boundedSignal(options.signal, options.pingTimeoutMs ?? SWARM_DEFAULTS.pingTimeoutMs) })
   } catch {
@@ -183,7 +199,7 @@ async function rttOf (libp2p: SwarmLibp2p, peerId: PeerId, options: DiscoverSpan
   }
 }
 
-/** Fetch, verify and ping one candidate; undefined when it has no live record. */
+/** Fetch and verify one candidate's record and take its RTT; undefined when it has no live record. */
 export async function fetchSpan (libp2p: SwarmLibp2p, candidate: Candidate, options: DiscoverSpansOptions): Promise<LiveSpan | undefined> {
   const { peerId } = candidate
   if (peerId.equals(libp2p.peerId)) {
@@ -202,13 +218,16 @@ export async function fetchSpan (libp2p: SwarmLibp2p, candidate: Candidate, opti
         await libp2p.peerStore.merge(peerId, { multiaddrs: candidate.multiaddrs })
       }
       const signal = boundedSignal(options.signal, options.fetchTimeoutMs ?? SWARM_DEFAULTS.fetchTimeoutMs)
+      const asked = performance.now()
       const bytes = await requestNodeRecord(libp2p, peerId, options.modelId, { signal })
+      // until the connection monitor's first heartbeat, the record request's
+      // own round trip (one stream negotiation included) stands in for the RTT
+      const requestMs = performance.now() - asked
       const verified = await verifyNodeRecord(bytes, { peerId, modelId: options.modelId })
       if (!isLive(verified.record)) {
         return undefined
       }
-      const rtt = await rttOf(libp2p, peerId, options)
-      return toSpan(verified, Date.now(), rtt, 'direct')
+      return toSpan(verified, Date.now(), measuredRtt(libp2p, peerId) ?? requestMs, 'direct')
     } catch (err) {
       if (options.signal?.aborted === true) {
         throw err
@@ -220,8 +239,7 @@ export async function fetchSpan (libp2p: SwarmLibp2p, candidate: Candidate, opti
   if (stored == null || !isLive(stored.record)) {
     return undefined
   }
-  const rtt = await rttOf(libp2p, peerId, options)
-  return toSpan(stored, Date.now(), rtt, 'dht')
+  return toSpan(stored, Date.now(), measuredRtt(libp2p, peerId) ?? await pingRtt(libp2p, peerId, options), 'dht')
 }
 
 /**
