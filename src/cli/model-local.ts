@@ -11,6 +11,7 @@ import { withOfflineStore } from './daemon-or-offline.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { Identity } from '../daemon/identity.ts'
 import type { InferenceService } from '../model/inference-service.ts'
+import type { WorkersSetting } from '../model/workers.ts'
 
 /** The data dir's store and identity (both created when absent: an import may be a node's first act). */
 export async function withLocalChain<T> (dataDir: string, fn: (store: ChainStoreApi, identity: Identity) => Promise<T>): Promise<T> {
@@ -24,11 +25,12 @@ export async function withLocalChain<T> (dataDir: string, fn: (store: ChainStore
 /**
  * An inference service over the data dir's store, stopped after `fn`. It is
  * started on `backend` (which selects the tfjs backend); null leaves it
- * unstarted, for work that reads the chain only (list, show).
+ * unstarted, for work that reads the chain only (list, show). `workers`:
+ * tensor-parallel worker threads for the model's layers (default auto).
  */
-export async function withLocalInference<T> (dataDir: string, backend: string | null, fn: (service: InferenceService) => Promise<T>): Promise<T> {
+export async function withLocalInference<T> (dataDir: string, backend: string | null, fn: (service: InferenceService) => Promise<T>, workers?: WorkersSetting): Promise<T> {
   return withOfflineStore(dataDir, async store => {
-    const service = createInferenceService({ store: () => store, backend: backend ?? 'auto', maxLoadedModels: 1 })
+    const service = createInferenceService({ store: () => store, backend: backend ?? 'auto', maxLoadedModels: 1, workers })
     if (backend != null) {
       await service.start()
     }

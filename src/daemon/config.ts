@@ -13,6 +13,9 @@
  * every model's embedding and head, and the layers this node serves)
  * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
  * - backend (string): auto | tensorflow | tfjs-node-gpu | tfjs-node | wasm | cpu
+ * - workers ("auto" | number 0..64): tensor-parallel worker threads per loaded
+ * model (local logits/generate and the served span); auto = every core for
+ * models with layers wide enough to pay, else 0 (the main thread)
  * - ipcSocket (string): IPC socket path (relative paths are inside the data dir)
  * - ipcMaxLineBytes (number): longest IPC request line accepted
  * - logLevel (string): error | warn | info | debug
@@ -20,12 +23,14 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
+import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
-  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, LOG_LEVELS,
+  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_WORKERS, LOG_LEVELS,
   MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MIN_RECORD_TTL_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
+import type { WorkersSetting } from '../model/workers.ts'
 
 export type Backend = typeof BACKENDS[number]
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -41,6 +46,8 @@ export interface BlydConfig {
   full: boolean
   recordTtlMs: number
   backend: Backend
+  /** tensor-parallel worker threads per loaded model: 'auto' or a count */
+  workers: WorkersSetting
   /** absolute path of the IPC socket */
   ipcSocket: string
   ipcMaxLineBytes: number
@@ -177,6 +184,13 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     kind: 'string',
     parse: oneOf(BACKENDS)
   },
+  workers: {
+    env: 'BLYD_WORKERS',
+    flag: 'workers',
+    describe: `tensor-parallel worker threads per model: auto (every core when the layers are wide enough to pay, else 0) or 0..${MAX_WORKERS} (0 = main thread)`,
+    kind: 'string',
+    parse: (value, where) => parseWorkersSetting(value) ?? fail(where, `must be "auto" or an integer from 0 to ${MAX_WORKERS} (got ${show(value)})`)
+  },
   ipcSocket: {
     env: 'BLYD_IPC_SOCKET',
     flag: 'ipc-socket',
@@ -249,6 +263,7 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     full: false,
     recordTtlMs: DEFAULT_RECORD_TTL_MS,
     backend: DEFAULT_BACKEND,
+    workers: DEFAULT_WORKERS,
     ipcSocket: join(dataDir, SOCKET_FILE_NAME),
     ipcMaxLineBytes: DEFAULT_IPC_MAX_LINE_BYTES,
     logLevel: DEFAULT_LOG_LEVEL
@@ -358,6 +373,7 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     full: values.full as boolean,
     recordTtlMs: values.recordTtlMs as number,
     backend: values.backend as Backend,
+    workers: values.workers as WorkersSetting,
     ipcSocket,
     ipcMaxLineBytes: values.ipcMaxLineBytes as number,
     logLevel: values.logLevel as LogLevel

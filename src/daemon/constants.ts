@@ -33,6 +33,8 @@ export const MAX_RECORD_TTL_MS = 60 * 60 * 1000
 export const DEFAULT_BACKEND = 'auto'
 /** tfjs-node-gpu and tfjs-node both mean the native 'tensorflow' backend (the gpu package is tried first) */
 export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const
+/** tensor-parallel worker threads per model: 'auto' (the rule is in src/model/workers.ts) or a count */
+export const DEFAULT_WORKERS = 'auto'
 export const DEFAULT_LOG_LEVEL = 'info'
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
 

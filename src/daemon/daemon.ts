@@ -67,7 +67,7 @@ export class Daemon {
     })
     this.startedAt = 0
     this.state = 'idle'
-    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend })
+    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers })
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
     this.resolveStopped = resolve
@@ -81,6 +81,10 @@ export class Daemon {
       store: () => this.authoringStore,
       backend: () => this.inference.backendName ?? 'none',
       inference: () => this.inference.backendStatus(),
+      workers: () => {
+        const serving = this.meshValue?.spanServer?.range?.workers
+        return { ...this.inference.workersStatus(), ...(serving != null ? { serving } : {}) }
+      },
       requestStop: reason => {
         setImmediate(() => { this.stop(reason).catch(err => { this.log.error('daemon.stop.failed', { error: err.message }) }) })
       },

@@ -15,7 +15,7 @@ import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
-import type { BackendStatusJson, IdResult, PutResult, StatusResult } from '../protocols/ipc.ts'
+import type { BackendStatusJson, IdResult, PutResult, StatusResult, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export interface MethodContext {
   config: BlydConfig
@@ -28,6 +28,8 @@ export interface MethodContext {
   backend(): string
   /** the inference backend: which one runs and why the others did not */
   inference?(): BackendStatusJson
+  /** tensor-parallel worker threads: the setting and those in use */
+  workers?(): WorkersStatusJson
   /** stop the daemon after the current response went out */
   requestStop(reason: string): void
   /** the network part of `status`: dialable addresses, open connections, the span served */
@@ -49,6 +51,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       uptimeMs: Date.now() - ctx.startedAt(),
       backend: ctx.backend(),
       ...(ctx.inference != null ? { inference: ctx.inference() } : {}),
+      ...(ctx.workers != null ? { workers: ctx.workers() } : {}),
       chain: info,
       ...(ctx.net?.() ?? {}),
       ipc: { requests: stats.requests, errors: stats.errors }

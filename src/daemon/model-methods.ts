@@ -139,10 +139,7 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
   ipc.register('model.list', objectParams({}), async () => ({ models: await inference.list() }))
   ipc.register('model.show', modelParams, async ({ model }) => inference.show(model))
 
-  ipc.register('model.logits', logitsParams, async (params: LogitsParams) => ({
-    logits: await inference.logits(params.model, params.ids, params.backend),
-    backend: inference.backendName ?? 'none'
-  }))
+  ipc.register('model.logits', logitsParams, async (params: LogitsParams) => inference.logitsResult(params.model, params.ids, params.backend))
 
   ipc.register('generate', generateParams, async (params: GenerateParams, context) => {
     const run: InferenceService['generate'] = ctx.generate ?? (async (...args) => inference.generate(...args))

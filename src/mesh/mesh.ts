@@ -128,6 +128,7 @@ export class Mesh {
         privateKey: this.components.privateKey,
         policy: this.policy,
         backend: () => this.components.inference.backendName ?? 'none',
+        workersFor: config => this.components.inference.workersFor(config),
         log: (event, fields) => { this.components.log?.(event === 'serve.failed' ? 'error' : 'info', event, fields) }
       }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs })
       this.spanServerValue = server

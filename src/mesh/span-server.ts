@@ -35,6 +35,8 @@ export interface SpanServerComponents {
   policy: PayloadPolicy
   /** the compute backend's name, for the record */
   backend(): string
+  /** worker threads for the span's layers (InferenceService.workersFor fits); 0 when absent */
+  workersFor?(config: ModelManifest['qwen3']): number
   log?(event: string, fields?: Record<string, string | number | boolean | null | undefined>): void
 }
 
@@ -132,7 +134,7 @@ export class SpanServer {
     this.announcerValue = undefined
     await this.stage?.stop().catch(() => {})
     this.stage = undefined
-    this.rangeValue?.dispose()
+    await this.rangeValue?.close().catch(() => {})
     this.rangeValue = undefined
     this.stateValue = 'stopped'
   }
@@ -145,6 +147,7 @@ export class SpanServer {
       state: this.stateValue,
       ...(this.span != null ? { start: this.span.start, end: this.span.end } : {}),
       ...(this.detail != null ? { detail: this.detail } : {}),
+      ...(this.rangeValue != null ? { workers: this.rangeValue.workers } : {}),
       ...(stats != null ? { sessions: stats.sessions, maxSessions: stats.maxSessions, steps: stats.steps, positions: stats.positions, computeMs: Math.round(stats.computeMs) } : {}),
       ...(this.announcerValue?.lastResult != null ? { announced: { seq: this.announcerValue.lastResult.seq, expiresAt: this.announcerValue.lastResult.expiresAt, putPeers: this.announcerValue.lastResult.putPeers } } : {})
     }
@@ -189,9 +192,10 @@ export class SpanServer {
     })
     this.detail = undefined
     this.stateValue = 'loading'
-    const range = await loadLayerRangeFromChain(store, manifest, { start: span.start, end: span.end })
+    const workers = this.components.workersFor?.(manifest.qwen3) ?? 0
+    const range = await loadLayerRangeFromChain(store, manifest, { start: span.start, end: span.end, workers })
     if (signal.aborted) {
-      range.dispose()
+      await range.close()
       signal.throwIfAborted()
     }
     this.rangeValue = range
@@ -208,7 +212,7 @@ export class SpanServer {
     })
     this.announcerValue = announcer
     this.stateValue = 'serving'
-    this.components.log?.('serve.started', { model: this.model, start: span.start, end: span.end })
+    this.components.log?.('serve.started', { model: this.model, start: span.start, end: span.end, workers: range.workers })
     await announcer.start()
   }
 

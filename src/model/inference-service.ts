@@ -4,6 +4,7 @@
  * requests one at a time (tfjs is process-wide state). The daemon serves it
  * over IPC (`model.*`, `generate`); `blyd ... --local` runs it in-process.
  */
+import { availableParallelism } from 'node:os'
 import { BlockType } from '../chain/index.ts'
 import { BackendName, selectBackend } from './backend.ts'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from './chain-loader.ts'
@@ -13,13 +14,15 @@ import { LayerField, ManifestField } from './import/constants.ts'
 import { tokenizerFromManifest } from './import/manifest-tokenizer.ts'
 import { tf } from './qwen3/tf.ts'
 import { elementCount } from './safetensors/dtypes.ts'
+import { resolveWorkers } from './workers.ts'
 import type { BackendPreference, BackendSelection } from './backend.ts'
 import type { ModelManifest } from './chain-loader.ts'
 import type { GeneratedToken, GenerationResult } from './generate.ts'
 import type { LayerRange } from './qwen3/layer-range.ts'
 import type { ChatMessage, ChatTokenizer } from './tokenizer.ts'
+import type { WorkersSetting } from './workers.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
-import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, ModelDetailsJson, ModelSummaryJson } from '../protocols/ipc.ts'
+import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, LogitsResult, ModelDetailsJson, ModelSummaryJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export const DEFAULT_MAX_LOADED_MODELS = 2
 
@@ -30,6 +33,8 @@ export interface InferenceServiceInit {
   backend?: string
   /** whole models kept loaded (least recently used is dropped first), default 2 */
   maxLoadedModels?: number
+  /** tensor-parallel worker threads per loaded model: 'auto' (default, see workers.ts) or a count */
+  workers?: WorkersSetting
 }
 
 interface LoadedModel {
@@ -76,6 +81,7 @@ export class InferenceService {
   private readonly storeOf: () => ChainStoreApi
   private readonly preference: BackendPreference
   private readonly maxLoaded: number
+  readonly workers: WorkersSetting
   /** most recently used last */
   private readonly loaded: Map<string, LoadedModel>
   private selection: BackendSelection | undefined
@@ -87,6 +93,7 @@ export class InferenceService {
     this.storeOf = init.store
     this.preference = backendPreference(init.backend)
     this.maxLoaded = Math.max(1, init.maxLoadedModels ?? DEFAULT_MAX_LOADED_MODELS)
+    this.workers = init.workers ?? 'auto'
     this.loaded = new Map()
     this.queue = Promise.resolve()
     this.started = false
@@ -113,10 +120,9 @@ export class InferenceService {
 
   async stop (): Promise<void> {
     await this.exclusive(async () => {
-      for (const m of this.loaded.values()) {
-        m.range.dispose()
-      }
+      const loaded = [...this.loaded.values()]
       this.loaded.clear()
+      await Promise.all(loaded.map(async m => { await m.range.close() }))
     })
     this.started = false
   }
@@ -136,6 +142,20 @@ export class InferenceService {
 
   get backendName (): string | null {
     return this.selection?.name ?? null
+  }
+
+  /** The worker threads of a model with `config` loaded now, on the backend that runs. */
+  workersFor (config: ModelManifest['qwen3']): number {
+    return resolveWorkers(this.workers, config, { backend: this.backendName })
+  }
+
+  /** The workers setting and the worker threads of each loaded model, as `status` reports them. */
+  workersStatus (): WorkersStatusJson {
+    return {
+      setting: this.workers,
+      cores: availableParallelism(),
+      loaded: [...this.loaded.entries()].map(([model, m]) => ({ model, workers: m.range.workers }))
+    }
   }
 
   /** Every model manifest on chain A, with how much of it is stored locally. */
@@ -190,14 +210,19 @@ export class InferenceService {
 
   /** Logits [ids.length][vocab] of `ids` fed to a fresh session. */
   async logits (model: string, ids: number[], backend?: string): Promise<number[][]> {
+    return (await this.logitsResult(model, ids, backend)).logits
+  }
+
+  /** logits() with the backend and the worker threads that computed them (the `model.logits` result). */
+  async logitsResult (model: string, ids: number[], backend?: string): Promise<LogitsResult> {
     this.checkBackend(backend)
     return this.exclusive(async () => {
       const m = await this.load(model)
       const session = m.range.createSession()
       try {
-        const t = m.range.forwardTokens(session, ids)
+        const t = await m.range.forwardTokensAsync(session, ids)
         try {
-          return await t.array()
+          return { logits: await t.array(), backend: this.backendName ?? 'none', workers: m.range.workers }
         } finally {
           t.dispose()
         }
@@ -261,7 +286,8 @@ export class InferenceService {
         promptTokens: prompt.length,
         tokensPerSecond: seconds > 0 ? result.tokens.length / seconds : 0,
         finishReason: result.finishReason,
-        backend: this.backendName ?? 'none'
+        backend: this.backendName ?? 'none',
+        workers: m.range.workers
       }
     })
   }
@@ -303,10 +329,11 @@ export class InferenceService {
     const manifest = await loadModelManifest(store, id)
     while (this.loaded.size >= this.maxLoaded) {
       const [oldest, m] = this.loaded.entries().next().value as [string, LoadedModel]
-      m.range.dispose()
       this.loaded.delete(oldest)
+      await m.range.close()
     }
-    const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: manifest.qwen3.numLayers, embedding: true, head: true })
+    const workers = this.workersFor(manifest.qwen3)
+    const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: manifest.qwen3.numLayers, embedding: true, head: true, workers })
     const entry: LoadedModel = { manifest, range }
     this.loaded.set(key, entry)
     return entry

@@ -15,6 +15,8 @@ export interface ServingJson {
   end?: number
   /** what it waits for, or why it failed */
   detail?: string
+  /** tensor-parallel worker threads running the span's layers, once loaded (0: the main thread) */
+  workers?: number
   sessions?: number
   maxSessions?: number
   steps?: number

@@ -73,6 +73,8 @@ export interface StatusResult {
   backend: string
   /** the inference backend: which one runs and why the others did not */
   inference?: BackendStatusJson
+  /** tensor-parallel worker threads: the setting and those in use */
+  workers?: WorkersStatusJson
   chain: {
     counts: { A: number, B: number, total: number, orphans: number }
     tips: { A: string[], B: string[] }
@@ -129,6 +131,18 @@ export interface BackendStatusJson {
   tried: Array<{ name: string, ok: boolean, reason?: string }>
   /** why no backend runs, when name is null */
   error?: string
+}
+
+/** The `workers` part of `status`. */
+export interface WorkersStatusJson {
+  /** as configured: 'auto' or a count */
+  setting: 'auto' | number
+  /** os.availableParallelism() of the daemon's machine */
+  cores: number
+  /** worker threads of each model loaded for local logits / generate (0: the main thread) */
+  loaded: Array<{ model: string, workers: number }>
+  /** worker threads of the span served to the mesh, once loaded */
+  serving?: number
 }
 
 /** Params of `model.import` (the daemon reads the folder). */
@@ -218,6 +232,8 @@ export interface GenerateResult extends Partial<GenerateRouteJson> {
   tokensPerSecond: number
   finishReason: string
   backend: string
+  /** tensor-parallel worker threads that ran the layers, when they ran in this daemon (0: its main thread) */
+  workers?: number
 }
 
 /** Params / result of `model.logits`: logits [ids.length][vocab] of a fresh session. */
@@ -230,4 +246,6 @@ export interface LogitsParams {
 export interface LogitsResult {
   logits: number[][]
   backend: string
+  /** tensor-parallel worker threads that ran the layers (0: the main thread) */
+  workers?: number
 }

@@ -90,6 +90,43 @@ describe('blyd model (CLI)', function () {
     })
   }
 
+  it('--workers 2: fixtures match the reference through a daemon and --local, and status reports the workers', async () => {
+    const dataDir = join(env.dir, 'workers')
+    env.daemon = await startDaemon(dataDir, ['--backend', 'wasm', '--workers', '2'])
+    const ids: Record<string, string> = {}
+    for (const variant of FIXTURE_VARIANTS) {
+      ids[variant] = (await runJson(['model', 'import', fixtureDir(variant), '--data-dir', dataDir])).modelId
+    }
+    await checkFixtures(dataDir, ids, ['--backend', 'wasm'])
+    const status = await runJson(['status', '--data-dir', dataDir])
+    expect(status.workers).to.include({ setting: 2 })
+    expect(status.workers.loaded.map((m: { model: string, workers: number }) => m.workers)).to.deep.equal([2, 2])
+    expect(status.workers.loaded.map((m: { model: string }) => m.model)).to.have.members(Object.values(ids))
+    const text = await runCli(['status', '--data-dir', dataDir])
+    expect(text.stdout).to.match(/^workers +2 \(\d+ cores\); in use: [0-9a-f]{12} 2, [0-9a-f]{12} 2$/m)
+    // a daemon keeps the workers it was started with
+    expectOneLineError(await runCli(['model', 'logits', '--model', ids['untied-f32'], '--ids', '1,2', '--workers', '1', '--data-dir', dataDir]), '--workers applies to in-process runs')
+    expect((await runCli(['stop', '--data-dir', dataDir])).code).to.equal(0)
+    await env.daemon.exited
+    env.daemon = undefined
+    await checkFixtures(dataDir, ids, ['--local', '--workers', '2'])
+    const local = await runJson(['model', 'logits', '--model', ids['untied-f32'], '--ids', '1,2', '--local', '--workers', '2', '--data-dir', dataDir])
+    expect(local.workers).to.equal(2)
+    const main = await runJson(['model', 'logits', '--model', ids['untied-f32'], '--ids', '1,2', '--local', '--data-dir', dataDir])
+    // auto keeps a model this small on the main thread
+    expect(main.workers).to.equal(0)
+  })
+
+  it('rejects bad --workers values with one line', async () => {
+    const dataDir = join(env.dir, 'bad-workers')
+    for (const bad of ['-1', '65', 'many', '1.5']) {
+      expectOneLineError(await runCli(['model', 'logits', '--model', 'abcdef01', '--ids', '1', '--local', '--workers', bad, '--data-dir', dataDir]), `--workers: must be "auto" or an integer from 0 to 64 (got "${bad}")`)
+      expectOneLineError(await runCli(['generate', '--model', 'abcdef01', '--prompt-ids', '1', '--local', '--workers', bad, '--data-dir', dataDir]), '--workers: must be "auto"')
+    }
+    expectOneLineError(await runCli(['start', '--workers', 'many', '--data-dir', dataDir]), '--workers: must be "auto"')
+    expectOneLineError(await runCli(['model', 'logits', '--model', 'abcdef01', '--ids', '1', '--local', '--data-dir', dataDir], { env: { BLYD_WORKERS: 'x' } }), 'BLYD_WORKERS: must be "auto"')
+  })
+
   it('imports the same checkpoint twice with the same id and no new blocks', async () => {
     const dataDir = join(env.dir, 'twice')
     const first = await runJson(['model', 'import', fixtureDir('untied-bf16-sharded'), '--data-dir', dataDir])

@@ -84,6 +84,20 @@ describe('daemon config', () => {
     expect((await rejection(loadConfig({ dataDir: join(dir, 'b'), env: {}, flags: { model: 'XYZ' } }))).message).to.include('hex block id')
   })
 
+  it('workers: auto by default, a count 0..64 from config.json, env or flag', async () => {
+    expect((await loadConfig({ dataDir: dir, env: {} })).workers).to.equal('auto')
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ workers: 4 }))
+    expect((await loadConfig({ dataDir: dir, env: {} })).workers).to.equal(4)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_WORKERS: '0' } })).workers).to.equal(0)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_WORKERS: '0' }, flags: { workers: 'auto' } })).workers).to.equal('auto')
+    expect((await loadConfig({ dataDir: dir, env: {}, flags: { workers: '64' } })).workers).to.equal(64)
+    for (const bad of ['65', '-1', '1.5', 'two', '']) {
+      expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { workers: bad } }))).message).to.equal(`--workers: must be "auto" or an integer from 0 to 64 (got ${JSON.stringify(bad)})`)
+    }
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ workers: 2.5 }))
+    expect((await rejection(loadConfig({ dataDir: dir, env: {} }))).message).to.match(/"workers": must be "auto" or an integer from 0 to 64 \(got 2\.5\)$/)
+  })
+
   it('rejects a socket path too long for a Unix socket', async () => {
     const err = await rejection(loadConfig({ dataDir: dir, env: {}, flags: { ipcSocket: 'x'.repeat(200) } }))
     expect(err.message).to.include('too long')

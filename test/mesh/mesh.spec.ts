@@ -83,7 +83,8 @@ describe('mesh: daemons on 127.0.0.1', function () {
     const imported = await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', n1.dir])
     model = imported.modelId
     const n2 = await start('n2', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-2', '--record-ttl-ms', String(RECORD_TTL_MS)])
-    const n3 = await start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '2-4', '--record-ttl-ms', String(RECORD_TTL_MS)])
+    // node 3 runs its span on 2 tensor-parallel worker threads (node 2 on its main thread)
+    const n3 = await start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '2-4', '--record-ttl-ms', String(RECORD_TTL_MS), '--workers', '2'])
 
     // status: identity and dialable addresses
     const status = await runJson(['status', '--data-dir', n3.dir])
@@ -111,7 +112,10 @@ describe('mesh: daemons on 127.0.0.1', function () {
       return live.some(s => s.peerId === n2.peerId && s.start === 0 && s.end === 2) && live.some(s => s.peerId === n3.peerId && s.start === 2 && s.end === 4)
     })
     const served = (await runJson(['status', '--data-dir', n2.dir])).serving
-    expect(served).to.include({ model, state: 'serving', start: 0, end: 2 })
+    expect(served).to.include({ model, state: 'serving', start: 0, end: 2, workers: 0 })
+    const n3Status = await runJson(['status', '--data-dir', n3.dir])
+    expect(n3Status.serving).to.include({ state: 'serving', start: 2, end: 4, workers: 2 })
+    expect(n3Status.workers).to.include({ setting: 2, serving: 2 })
 
     const { prompt, tokens } = expected.greedy
     const args = ['generate', '--model', model, '--prompt-ids', prompt.join(','), '--temperature', '0', '--max-new-tokens', String(tokens.length)]

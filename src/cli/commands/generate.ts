@@ -3,7 +3,7 @@ import { UsageError } from '../../daemon/errors.ts'
 import { clientConfig, printJson } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { withLocalInference } from '../model-local.ts'
-import { modelArg, parseIdList, runOptions } from './model.ts'
+import { modelArg, parseIdList, refuseWorkersOnline, runOptions } from './model.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
@@ -72,7 +72,7 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
       .option('json', { type: 'boolean', describe: 'print one JSON object at the end instead of streaming' }),
     handler: async (argv: any) => {
       const params = generateParamsFromArgv(argv)
-      const config = await clientConfig(ctx, argv, { backend: argv.backend })
+      const config = await clientConfig(ctx, argv, { backend: argv.backend, workers: argv.workers })
       const stream = argv.json !== true
       let streamed = ''
       const onToken = (t: GenerateTokenJson): void => {
@@ -83,13 +83,16 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
         streamed += piece
         ctx.stdout(piece)
       }
-      const local = async (dataDir: string): Promise<GenerateResult> => withLocalInference(dataDir, config.backend, async service => service.generate(params, onToken))
+      const local = async (dataDir: string): Promise<GenerateResult> => withLocalInference(dataDir, config.backend, async service => service.generate(params, onToken), config.workers)
       const result = argv.local === true
         ? await local(config.dataDir)
         : await daemonOrOffline<GenerateResult>(config, {
-          online: async client => client.request<GenerateResult>('generate', { ...params, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
-            onStream: p => { onToken({ token: Number(p.token), text: typeof p.text === 'string' ? p.text : null }) }
-          }),
+          online: async client => {
+            refuseWorkersOnline(argv)
+            return client.request<GenerateResult>('generate', { ...params, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
+              onStream: p => { onToken({ token: Number(p.token), text: typeof p.text === 'string' ? p.text : null }) }
+            })
+          },
           offline: local
         })
       if (!stream) {

@@ -15,11 +15,19 @@ import type { Argv, CommandModule } from 'yargs'
 
 const json = { json: { type: 'boolean', describe: 'print one JSON object' } } as const
 
-/** --local and --backend, shared by the commands that run the model */
+/** --local, --backend and --workers, shared by the commands that run the model */
 export const runOptions = {
   local: { type: 'boolean', describe: 'run in this process on the data dir\'s chain, without a daemon' },
-  backend: { type: 'string', choices: ['auto', 'tensorflow', 'wasm', 'cpu'], describe: 'tfjs backend (with a daemon: the one it must be running)' }
+  backend: { type: 'string', choices: ['auto', 'tensorflow', 'wasm', 'cpu'], describe: 'tfjs backend (with a daemon: the one it must be running)' },
+  workers: { type: 'string', requiresArg: true, describe: 'in-process runs: tensor-parallel worker threads, auto or 0..64 (a daemon uses its own: blyd start --workers)' }
 } as const
+
+/** --workers is for in-process runs; a daemon runs with the workers it was started with */
+export function refuseWorkersOnline (argv: any): void {
+  if (argv.workers !== undefined) {
+    throw new UsageError('--workers applies to in-process runs (--local, or no daemon running); the daemon uses its own setting (blyd start --workers N)')
+  }
+}
 
 /** "1,2,3" -> [1, 2, 3]; UsageError naming the flag otherwise */
 export function parseIdList (text: unknown, flag: string): number[] {
@@ -147,20 +155,20 @@ function logitsCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const model = modelArg(argv.model)
       const ids = parseIdList(argv.ids, '--ids')
-      const config = await clientConfig(ctx, argv, { backend: argv.backend })
+      const config = await clientConfig(ctx, argv, { backend: argv.backend, workers: argv.workers })
       const backend = typeof argv.backend === 'string' ? argv.backend : undefined
-      const local = async (dataDir: string): Promise<LogitsResult> => withLocalInference(dataDir, config.backend, async service => ({
-        logits: await service.logits(model, ids),
-        backend: service.backendName ?? 'none'
-      }))
+      const local = async (dataDir: string): Promise<LogitsResult> => withLocalInference(dataDir, config.backend, async service => service.logitsResult(model, ids), config.workers)
       const result = argv.local === true
         ? await local(config.dataDir)
         : await daemonOrOffline<LogitsResult>(config, {
-          online: async client => client.request<LogitsResult>('model.logits', { model, ids, ...(backend != null ? { backend } : {}) }),
+          online: async client => {
+            refuseWorkersOnline(argv)
+            return client.request<LogitsResult>('model.logits', { model, ids, ...(backend != null ? { backend } : {}) })
+          },
           offline: local
         })
       if (argv.json === true) {
-        printJson(ctx, { logits: result.logits, backend: result.backend })
+        printJson(ctx, { logits: result.logits, backend: result.backend, ...(result.workers != null ? { workers: result.workers } : {}) })
         return
       }
       const lines = result.logits.map((row, i) => {

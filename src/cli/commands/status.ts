@@ -26,6 +26,18 @@ function servingLine (status: StatusResult): string {
   return `${s.model.slice(0, 12)}${span}: ${s.state}${s.detail != null ? ` (${s.detail})` : ''}${s.sessions != null ? `, ${s.sessions} sessions, ${s.steps ?? 0} steps` : ''}`
 }
 
+function workersLine (status: StatusResult): string {
+  const w = status.workers
+  if (w == null) {
+    return '-'
+  }
+  const used = [
+    ...w.loaded.map(m => `${m.model.slice(0, 12)} ${m.workers}`),
+    ...(w.serving != null ? [`serving ${w.serving}`] : [])
+  ]
+  return `${w.setting} (${w.cores} cores)${used.length > 0 ? `; in use: ${used.join(', ')}` : ''}`
+}
+
 export function statusCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'status',
@@ -52,6 +64,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['uptime', formatDuration(status.uptimeMs)],
         ['data dir', status.dataDir],
         ['backend', backendLine(status)],
+        ['workers', workersLine(status)],
         ['chain A', `${status.chain.counts.A} blocks, tips ${status.chain.tips.A.join(' ') || '-'}`],
         ['chain B', `${status.chain.counts.B} blocks, tips ${status.chain.tips.B.join(' ') || '-'}`],
         ['orphans', String(status.chain.counts.orphans)],
