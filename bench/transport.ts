@@ -5,11 +5,16 @@
  * echoed back as 1 MiB RESULT frames, `--window` in flight (MiB/s of
  * activations sent). Latency: 16 KiB FORWARD -> 16 KiB RESULT round trips,
  * one at a time (p50/p99 us).
- * Variants: libp2p as blyd builds it (createBlyLibp2p), and libp2p with
- * larger yamux windows and messages. The serving side echoes each FORWARD's
- * tensor as the RESULT (no layers: this measures the transport, and the
+ * Always measured: raw TCP and libp2p as blyd builds it (createBlyLibp2p:
+ * Noise with cached node:crypto keys on per-tick corked sockets, Yamux).
+ * With --variants also: `stock` (plain noise() + yamux() defaults, what blyd
+ * used before), `bigWindow` (blyd's encrypter, yamux 16 MiB windows and 1 MiB
+ * messages), and `tls` when --tls-module points at an installed `@libp2p/tls`
+ * entry (it is not a dependency; see docs/transport.md). The serving side
+ * echoes each FORWARD's tensor as the RESULT (no layers: this measures the transport, and the
  * stage's frame path: codec, InferStream, StageClient).
  * Usage: npm run bench -- transport [--frames 128] [--rounds 1000] [--window 8] [--reps 3]
+ * [--variants] [--tls-module /path/to/tls/dist/src/index.js]
  * The last line printed is one JSON object.
  */
 import { spawn } from 'node:child_process'
@@ -22,7 +27,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
-import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
+import { blyConnectionEncrypter, createBlyLibp2p } from '../src/net/libp2p-node.ts'
 import { InferStream } from '../src/pipeline/infer-stream.ts'
 import { StageClient } from '../src/pipeline/stage-client.ts'
 import { INFER_PROTOCOL } from '../src/protocols/infer.ts'
@@ -40,6 +45,11 @@ function arg (name: string, dflt: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : dflt
 }
 
+function strArg (name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+
 function out (line: string): void {
   process.stdout.write(line + '\n')
 }
@@ -48,18 +58,43 @@ function percentile (sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
 
-/** libp2p with larger yamux windows and messages (both ends must use it). */
-async function tunedLibp2p (): Promise<Libp2p> {
+/** The libp2p variants, by name: both processes build the same ones. */
+const NODE_VARIANTS = ['libp2p', 'stock', 'bigWindow', 'tls'] as const
+type NodeVariant = typeof NODE_VARIANTS[number]
+
+function variantsWanted (): NodeVariant[] {
+  if (!process.argv.includes('--variants')) {
+    return ['libp2p']
+  }
+  return NODE_VARIANTS.filter(v => v !== 'tls' || strArg('tls-module') != null)
+}
+
+async function bareLibp2p (encrypter: any, muxer: any): Promise<Libp2p> {
   return createLibp2p({
     privateKey: await generateKeyPair('Ed25519'),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux({
-      maxMessageSize: 1024 * 1024,
-      streamOptions: { initialStreamWindowSize: 16 * MIB, maxStreamWindowSize: 64 * MIB, maxReadBufferLength: 64 * MIB }
-    })]
+    connectionEncrypters: [encrypter],
+    streamMuxers: [muxer]
   })
+}
+
+async function makeNode (variant: NodeVariant): Promise<Libp2p> {
+  switch (variant) {
+    case 'libp2p':
+      return createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+    case 'stock':
+      return bareLibp2p(noise(), yamux())
+    case 'bigWindow':
+      return bareLibp2p(blyConnectionEncrypter(), yamux({
+        maxMessageSize: MIB,
+        streamOptions: { initialStreamWindowSize: 16 * MIB, maxStreamWindowSize: 64 * MIB, maxReadBufferLength: 64 * MIB }
+      }))
+    default: {
+      const mod = await import(strArg('tls-module') ?? '@libp2p/tls')
+      return bareLibp2p(mod.tls(), yamux())
+    }
+  }
 }
 
 // ---------------------------------------------------------------- serving side
@@ -140,16 +175,17 @@ async function serveTcp (): Promise<Server> {
 }
 
 async function serve (): Promise<void> {
-  const plain = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
-  const tuned = await tunedLibp2p()
-  await serveInfer(plain)
-  await serveInfer(tuned)
+  const addrs: Record<string, string> = {}
+  for (const v of variantsWanted()) {
+    const node = await makeNode(v)
+    await serveInfer(node)
+    addrs[v] = node.getMultiaddrs()[0].toString()
+  }
   const tcpServer = await serveTcp()
   const addr = tcpServer.address()
   out(JSON.stringify({
     tcpPort: typeof addr === 'object' && addr != null ? addr.port : 0,
-    plain: plain.getMultiaddrs()[0].toString(),
-    tuned: tuned.getMultiaddrs()[0].toString()
+    addrs
   }))
   // runs until the parent kills it or closes stdin
   process.stdin.resume()
@@ -250,11 +286,12 @@ async function main (): Promise<void> {
   const rounds = arg('rounds', 1000)
   const window = arg('window', 8)
   const reps = arg('reps', 3)
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const wanted = variantsWanted()
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...process.argv.slice(2), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] })
   const kill = (): void => { child.kill('SIGKILL') }
   process.on('exit', kill)
   try {
-    const info = await new Promise<{ tcpPort: number, plain: string, tuned: string }>((resolve, reject) => {
+    const info = await new Promise<{ tcpPort: number, addrs: Record<string, string> }>((resolve, reject) => {
       let text = ''
       child.stdout.on('data', (d: Buffer) => {
         text += d.toString()
@@ -266,15 +303,15 @@ async function main (): Promise<void> {
       child.once('exit', (code) => { reject(new Error(`server process exited with ${code}`)) })
     })
     out(`transport bench: ${frames} x 1 MiB frames (${window} in flight, echoed), ${rounds} x 16 KiB round trips; two processes on 127.0.0.1`)
-    const plainNode = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
-    const tunedNode = await tunedLibp2p()
-    const variants: Array<[string, () => Promise<Transport>]> = [
-      ['rawTcp', async () => tcpTransport(info.tcpPort)],
-      ['libp2p', async () => libp2pTransport(plainNode, info.plain)],
-      ['libp2pTuned', async () => libp2pTransport(tunedNode, info.tuned)]
-    ]
+    const nodes: Libp2p[] = []
+    const variants: Array<[string, () => Promise<Transport>]> = [['rawTcp', async () => tcpTransport(info.tcpPort)]]
+    for (const v of wanted) {
+      const node = await makeNode(v)
+      nodes.push(node)
+      variants.push([v, async () => libp2pTransport(node, info.addrs[v])])
+    }
     // variants interleaved, `reps` times each; the median of each figure is kept (the box may be shared)
-    const runs: Record<string, Figures[]> = { rawTcp: [], libp2p: [], libp2pTuned: [] }
+    const runs: Record<string, Figures[]> = Object.fromEntries(variants.map(([name]) => [name, []]))
     for (let rep = 0; rep < reps; rep++) {
       for (const [name, make] of variants) {
         const t = await make()
@@ -292,8 +329,7 @@ async function main (): Promise<void> {
       const r = results[name]
       out(`${name.padEnd(12)} ${r.mibps.toFixed(0).padStart(6)} MiB/s   p50 ${r.p50us.toFixed(0).padStart(5)} us   p99 ${r.p99us.toFixed(0).padStart(5)} us   (median of ${reps}; MiB/s runs: ${runs[name].map(x => x.mibps.toFixed(0)).join(', ')})`)
     }
-    await plainNode.stop()
-    await tunedNode.stop()
+    await Promise.all(nodes.map(async n => { await n.stop() }))
     const raw = results.rawTcp
     const ratios = (r: Figures): { throughput: number, latencyP50: number, latencyP99: number } => ({
       throughput: round(r.mibps / raw.mibps, 3),
@@ -311,8 +347,7 @@ async function main (): Promise<void> {
       loadAverage: loadavg()[0],
       cpus: cpus().length,
       rawTcp: { mibps: round(raw.mibps), p50us: round(raw.p50us), p99us: round(raw.p99us) },
-      libp2p: { mibps: round(results.libp2p.mibps), p50us: round(results.libp2p.p50us), p99us: round(results.libp2p.p99us), ratio: ratios(results.libp2p) },
-      libp2pTuned: { mibps: round(results.libp2pTuned.mibps), p50us: round(results.libp2pTuned.p50us), p99us: round(results.libp2pTuned.p99us), ratio: ratios(results.libp2pTuned) },
+      ...Object.fromEntries(wanted.map(v => [v, { mibps: round(results[v].mibps), p50us: round(results[v].p50us), p99us: round(results[v].p99us), ratio: ratios(results[v]) }])),
       targets: { throughputRatio: 0.6, latencyRatio: 3 },
       met: {
         throughput: ratios(results.libp2p).throughput >= 0.6,

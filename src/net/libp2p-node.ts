@@ -16,10 +16,12 @@ import { tcp } from '@libp2p/tcp'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
 import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL, PING_MAX_OUTBOUND_STREAMS } from './constants.ts'
+import { corkWrites } from './cork-writes.ts'
 import { blockGossipOptions } from './gossip-config.ts'
+import { createNoiseCrypto } from './noise-crypto.ts'
 import type { GossipSub, GossipsubOpts } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
-import type { ConnectionGater, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p/interface'
+import type { ConnectionEncrypter, ConnectionGater, Libp2p, PeerDiscovery, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
 import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Libp2pOptions } from 'libp2p'
@@ -72,6 +74,20 @@ function defaultDhtSelector (): number {
   return 0
 }
 
+/**
+ * The connection encrypter blyd uses: Noise with node:crypto ChaCha20-Poly1305
+ * on cached key objects, on sockets whose writes are batched per tick
+ * (docs/transport.md has the measurements). Wire-compatible with stock Noise.
+ */
+export function blyConnectionEncrypter (): (components: any) => ConnectionEncrypter {
+  return corkWrites(noise({ crypto: createNoiseCrypto() }))
+}
+
+/** The stream muxer blyd uses (yamux defaults: docs/transport.md). */
+export function blyStreamMuxer (): (components: any) => StreamMuxerFactory {
+  return yamux()
+}
+
 /** Create (and by default start) a blyd libp2p node. */
 export async function createBlyLibp2p (init: BlyLibp2pInit): Promise<BlyLibp2p> {
   let datastore: LevelDatastore | undefined
@@ -93,8 +109,8 @@ export async function createBlyLibp2p (init: BlyLibp2pInit): Promise<BlyLibp2p> 
     datastore,
     connectionGater: init.connectionGater,
     transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    connectionEncrypters: [blyConnectionEncrypter()],
+    streamMuxers: [blyStreamMuxer()],
     peerDiscovery,
     services: {
       identify: identify(),
