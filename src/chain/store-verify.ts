@@ -4,7 +4,8 @@
  * every chunk file's hash. Reports problems (with block ids), never throws
  * on a bad block.
  */
-import { decodeBlockHeader, decodeSignedBlockHeader, equalBytes } from '../protocols/block-header.ts'
+import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
+import { equalBytes } from '../protocols/pb-wire.ts'
 import { blockId, sha256, verifyBlockSignature } from './block-crypto.ts'
 import { FLAG_PAYLOAD_COMPLETE, Prefix, childKey, chunkKey, countKey, decodeRecord, modelUnitKey, orderKey, range, readU32, readU64, typeKey } from './keys.ts'
 import { ChainId } from './types.ts'

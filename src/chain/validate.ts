@@ -4,7 +4,8 @@
  * (per-type publishing rules) in `validateAgainstParents`; payload bytes in
  * `validateChunk` / `payloadChunkLength`.
  */
-import { decodeBlockHeader, decodeSignedBlockHeader, equalBytes } from '../protocols/block-header.ts'
+import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
+import { equalBytes } from '../protocols/pb-wire.ts'
 import { blockId, ed25519PublicKey, verifyBlockSignature } from './block-crypto.ts'
 import { ID_LENGTH } from './constants.ts'
 import { ChainError, ChainErrorCode } from './errors.ts'

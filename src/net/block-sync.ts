@@ -8,8 +8,9 @@
  */
 import { blockId } from '../chain/block-crypto.ts'
 import { ChainError, ChainErrorCode } from '../chain/errors.ts'
-import { decodeBlockHeader, decodeSignedBlockHeader, equalBytes } from '../protocols/block-header.ts'
+import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
 import { HaveStatus } from '../protocols/block-sync.ts'
+import { equalBytes } from '../protocols/pb-wire.ts'
 import { BLOCK_SYNC_DEFAULTS, BLOCK_SYNC_PROTOCOL, KEEP_ALIVE_TAG } from './constants.ts'
 import { NetError, NetErrorCode } from './errors.ts'
 import { Limiter } from './limiter.ts'

@@ -9,7 +9,7 @@
  */
 import { HEADER_VERSION, ID_LENGTH, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH } from '../chain/constants.ts'
 import { ChainError, ChainErrorCode } from '../chain/errors.ts'
-import { PbReader, PbWriter, WireError, WireType } from './pb-wire.ts'
+import { PbReader, PbWriter, WireError, WireType, decodeSignedEnvelope, encodeSignedEnvelope, equalBytes } from './pb-wire.ts'
 import type { BlockHeader, BlockType, ChainId, FieldValue } from '../chain/types.ts'
 
 const HASH_LENGTH = ID_LENGTH
@@ -55,18 +55,6 @@ export function compareBytes (a: Uint8Array, b: Uint8Array): number {
     return 0
   }
   return a.length < b.length ? -1 : 1
-}
-
-export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) {
-    return false
-  }
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] !== b[i]) {
-      return false
-    }
-  }
-  return true
 }
 
 /** the parents in canonical order; throws on a duplicate or a wrong length */
@@ -322,48 +310,19 @@ export interface SignedBlockHeaderMessage {
 }
 
 export function encodeSignedBlockHeader (msg: SignedBlockHeaderMessage): Uint8Array {
-  if (msg.header.length === 0) {
-    throw encodingError('empty header')
+  try {
+    return encodeSignedEnvelope(msg.header, msg.signature, SIGNATURE_LENGTH, 'header')
+  } catch (err) {
+    throw encodingError((err as Error).message, err)
   }
-  if (msg.signature.length !== SIGNATURE_LENGTH) {
-    throw encodingError(`signature is ${msg.signature.length} bytes, expected ${SIGNATURE_LENGTH}`)
-  }
-  const w = new PbWriter(msg.header.length + SIGNATURE_LENGTH + 16)
-  w.tag(1, WireType.LengthDelimited).bytes(msg.header)
-  w.tag(2, WireType.LengthDelimited).bytes(msg.signature)
-  return w.finish()
 }
 
 /** Strictly decode a signed envelope (canonical, both fields present, 64-byte signature). */
 export function decodeSignedBlockHeader (bytes: Uint8Array): SignedBlockHeaderMessage {
-  let header: Uint8Array | undefined
-  let signature: Uint8Array | undefined
   try {
-    const r = new PbReader(bytes)
-    while (!r.done()) {
-      const [field, wt] = r.tag()
-      if (field === 1) {
-        expectWireType(field, wt, WireType.LengthDelimited)
-        header = r.bytes()
-      } else if (field === 2) {
-        expectWireType(field, wt, WireType.LengthDelimited)
-        signature = r.bytes()
-      } else {
-        throw encodingError(`unknown envelope field ${field}`)
-      }
-    }
+    const { body, signature } = decodeSignedEnvelope(bytes, SIGNATURE_LENGTH, 'header')
+    return { header: body, signature }
   } catch (err) {
-    if (err instanceof WireError) {
-      throw encodingError(`malformed signed header: ${err.message}`, err)
-    }
-    throw err
+    throw encodingError(`malformed signed header: ${(err as Error).message}`, err)
   }
-  if (header == null || signature == null) {
-    throw encodingError('signed header lacks the header or the signature')
-  }
-  const msg = { header, signature }
-  if (!equalBytes(encodeSignedBlockHeader(msg), bytes)) {
-    throw encodingError('signed header encoding is not canonical')
-  }
-  return msg
 }

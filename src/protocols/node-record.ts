@@ -22,8 +22,7 @@
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
 import { RecordError, RecordErrorCode } from '../net/records/errors.ts'
-import { equalBytes } from './block-header.ts'
-import { PbReader, PbWriter, WireError, WireType } from './pb-wire.ts'
+import { PbReader, PbWriter, WireError, WireType, decodeSignedEnvelope, encodeSignedEnvelope, equalBytes } from './pb-wire.ts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 export const NODE_RECORD_VERSION = 1
@@ -275,50 +274,21 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
 }
 
 export function encodeSignedNodeRecord (msg: SignedNodeRecordMessage): Uint8Array {
-  if (msg.record.length === 0) {
-    throw encodingError('empty record')
+  try {
+    return encodeSignedEnvelope(msg.record, msg.signature, NODE_RECORD_SIGNATURE_LENGTH, 'record')
+  } catch (err) {
+    throw encodingError((err as Error).message, err)
   }
-  if (msg.signature.length !== NODE_RECORD_SIGNATURE_LENGTH) {
-    throw encodingError(`signature is ${msg.signature.length} bytes, expected ${NODE_RECORD_SIGNATURE_LENGTH}`)
-  }
-  const w = new PbWriter(msg.record.length + NODE_RECORD_SIGNATURE_LENGTH + 16)
-  w.tag(1, WireType.LengthDelimited).bytes(msg.record)
-  w.tag(2, WireType.LengthDelimited).bytes(msg.signature)
-  return w.finish()
 }
 
 /** Strictly decode a signed envelope (canonical, both fields present, 64-byte signature). */
 export function decodeSignedNodeRecord (bytes: Uint8Array): SignedNodeRecordMessage {
-  let record: Uint8Array | undefined
-  let signature: Uint8Array | undefined
   try {
-    const r = new PbReader(bytes)
-    while (!r.done()) {
-      const [field, wt] = r.tag()
-      if (field === 1) {
-        expectWireType(field, wt, WireType.LengthDelimited)
-        record = r.bytes()
-      } else if (field === 2) {
-        expectWireType(field, wt, WireType.LengthDelimited)
-        signature = r.bytes()
-      } else {
-        throw encodingError(`unknown signed record field ${field}`)
-      }
-    }
+    const { body, signature } = decodeSignedEnvelope(bytes, NODE_RECORD_SIGNATURE_LENGTH, 'record')
+    return { record: body, signature }
   } catch (err) {
-    if (err instanceof WireError) {
-      throw encodingError(`malformed signed record: ${err.message}`, err)
-    }
-    throw err
+    throw encodingError(`malformed signed record: ${(err as Error).message}`, err)
   }
-  if (record == null || signature == null) {
-    throw encodingError('signed record lacks the record or the signature')
-  }
-  const msg = { record, signature }
-  if (!equalBytes(encodeSignedNodeRecord(msg), bytes)) {
-    throw encodingError('signed record encoding is not canonical')
-  }
-  return msg
 }
 
 function signedBytes (record: Uint8Array): Uint8Array {

@@ -177,3 +177,62 @@ export class PbReader {
     return [Math.floor(t / 8), t & 7]
   }
 }
+
+export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) {
+    return false
+  }
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      return false
+    }
+  }
+  return true
+}
+
+/**
+ * The signed envelope shared by block headers and node records:
+ * `{ bytes body = 1; bytes signature = 2; }`, both present, in that order,
+ * nothing else, the signature exactly `signatureLength` bytes. `what` names
+ * the body in error messages. Errors are WireErrors for the codec to wrap.
+ */
+export function encodeSignedEnvelope (body: Uint8Array, signature: Uint8Array, signatureLength: number, what: string): Uint8Array {
+  if (body.length === 0) {
+    throw new WireError(`empty ${what}`)
+  }
+  if (signature.length !== signatureLength) {
+    throw new WireError(`signature is ${signature.length} bytes, expected ${signatureLength}`)
+  }
+  const w = new PbWriter(body.length + signatureLength + 16)
+  w.tag(1, WireType.LengthDelimited).bytes(body)
+  w.tag(2, WireType.LengthDelimited).bytes(signature)
+  return w.finish()
+}
+
+/** Strictly decode a signed envelope: canonical (re-encoding gives the same bytes), both fields present. */
+export function decodeSignedEnvelope (bytes: Uint8Array, signatureLength: number, what: string): { body: Uint8Array, signature: Uint8Array } {
+  let body: Uint8Array | undefined
+  let signature: Uint8Array | undefined
+  const r = new PbReader(bytes)
+  while (!r.done()) {
+    const [field, wt] = r.tag()
+    if (field !== 1 && field !== 2) {
+      throw new WireError(`unknown envelope field ${field}`)
+    }
+    if (wt !== WireType.LengthDelimited) {
+      throw new WireError(`field ${field} has wire type ${wt}, expected ${WireType.LengthDelimited}`)
+    }
+    if (field === 1) {
+      body = r.bytes()
+    } else {
+      signature = r.bytes()
+    }
+  }
+  if (body == null || signature == null) {
+    throw new WireError(`signed ${what} lacks the ${what} or the signature`)
+  }
+  if (!equalBytes(encodeSignedEnvelope(body, signature, signatureLength, what), bytes)) {
+    throw new WireError(`signed ${what} encoding is not canonical`)
+  }
+  return { body, signature }
+}

@@ -7,8 +7,8 @@
  * (expiresAt = now, higher seq) replaces the live one and the layer keys are
  * no longer re-provided.
  */
-import { equalBytes } from '../../protocols/block-header.ts'
 import { MODEL_ID_LENGTH, NODE_RECORD_VERSION, signNodeRecord } from '../../protocols/node-record.ts'
+import { equalBytes } from '../../protocols/pb-wire.ts'
 import { ANNOUNCER_DEFAULTS, NODE_RECORD_LIMITS } from './constants.ts'
 import { dhtHasPeers } from './dht-peers.ts'
 import { RecordError, RecordErrorCode } from './errors.ts'

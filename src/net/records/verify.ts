@@ -5,8 +5,8 @@
  * all go through here.
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { equalBytes } from '../../protocols/block-header.ts'
 import { openSignedNodeRecord } from '../../protocols/node-record.ts'
+import { equalBytes } from '../../protocols/pb-wire.ts'
 import { NODE_RECORD_LIMITS } from './constants.ts'
 import { RecordError, RecordErrorCode } from './errors.ts'
 import type { NodeRecord } from '../../protocols/node-record.ts'
