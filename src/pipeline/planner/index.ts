@@ -1,0 +1,7 @@
+export * from './constants.ts'
+export * from './errors.ts'
+export * from './types.ts'
+export { LayerModel, speedFromSpanThroughput } from './layer-model.ts'
+export { evaluatePlan } from './metrics.ts'
+export { planPartition } from './partition.ts'
+export { rebalance } from './rebalance.ts'

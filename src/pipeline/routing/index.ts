@@ -1,0 +1,4 @@
+export * from './constants.ts'
+export * from './errors.ts'
+export * from './types.ts'
+export { findRoute, hopCost } from './find-route.ts'
