@@ -12,6 +12,8 @@
  * - full (boolean): fetch every block's payload (default: manifests, notes,
  * every model's embedding and head, and the layers this node serves)
  * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
+ * - stepTimeoutMs (number): generate through the mesh: deadline of one stage's
+ * answer to one step (per 32 positions); a stage past it is replaced (failover)
  * - backend (string): auto | tensorflow | tfjs-node-gpu | tfjs-node | wasm | cpu
  * - workers ("auto" | number 0..64): tensor-parallel worker threads per loaded
  * model (local logits/generate and the served span); auto = every core for
@@ -26,8 +28,8 @@ import { isAbsolute, join, resolve } from 'node:path'
 import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
-  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_WORKERS, LOG_LEVELS,
-  MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MIN_RECORD_TTL_MS, SOCKET_FILE_NAME
+  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
+  MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MAX_STEP_TIMEOUT_MS, MIN_RECORD_TTL_MS, MIN_STEP_TIMEOUT_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
 import type { WorkersSetting } from '../model/workers.ts'
@@ -45,6 +47,7 @@ export interface BlydConfig {
   layers: string
   full: boolean
   recordTtlMs: number
+  stepTimeoutMs: number
   backend: Backend
   /** tensor-parallel worker threads per loaded model: 'auto' or a count */
   workers: WorkersSetting
@@ -177,6 +180,18 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
       return value
     }
   },
+  stepTimeoutMs: {
+    env: 'BLYD_STEP_TIMEOUT_MS',
+    flag: 'step-timeout-ms',
+    describe: 'generate through the mesh: ms a stage may take to answer one step (per 32 positions) before it is replaced',
+    kind: 'number',
+    parse: (value, where) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < MIN_STEP_TIMEOUT_MS || value > MAX_STEP_TIMEOUT_MS) {
+        fail(where, `must be an integer from ${MIN_STEP_TIMEOUT_MS} to ${MAX_STEP_TIMEOUT_MS} (got ${show(value)})`)
+      }
+      return value
+    }
+  },
   backend: {
     env: 'BLYD_BACKEND',
     flag: 'backend',
@@ -262,6 +277,7 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     layers: 'auto',
     full: false,
     recordTtlMs: DEFAULT_RECORD_TTL_MS,
+    stepTimeoutMs: DEFAULT_STEP_TIMEOUT_MS,
     backend: DEFAULT_BACKEND,
     workers: DEFAULT_WORKERS,
     ipcSocket: join(dataDir, SOCKET_FILE_NAME),
@@ -372,6 +388,7 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     layers: values.layers as string,
     full: values.full as boolean,
     recordTtlMs: values.recordTtlMs as number,
+    stepTimeoutMs: values.stepTimeoutMs as number,
     backend: values.backend as Backend,
     workers: values.workers as WorkersSetting,
     ipcSocket,

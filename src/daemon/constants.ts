@@ -30,6 +30,10 @@ export const DEFAULT_RECORD_TTL_MS = 10 * 60 * 1000
 export const MIN_RECORD_TTL_MS = 1000
 /** the DHT validators refuse records expiring further ahead (NODE_RECORD_LIMITS.maxTtlMs) */
 export const MAX_RECORD_TTL_MS = 60 * 60 * 1000
+/** generate through the mesh: a stage's answer to one step (per 32 positions) may take this long before failover */
+export const DEFAULT_STEP_TIMEOUT_MS = 10_000
+export const MIN_STEP_TIMEOUT_MS = 100
+export const MAX_STEP_TIMEOUT_MS = 10 * 60 * 1000
 export const DEFAULT_BACKEND = 'auto'
 /** tfjs-node-gpu and tfjs-node both mean the native 'tensorflow' backend (the gpu package is tried first) */
 export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const

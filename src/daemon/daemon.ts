@@ -10,6 +10,7 @@ import { createChainStore } from '../chain/index.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
+import { stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -185,7 +186,10 @@ export class Daemon {
         full: config.full,
         model: config.model,
         layers: config.layers,
-        recordTtlMs: config.recordTtlMs
+        recordTtlMs: config.recordTtlMs,
+        stepTimeoutMs: config.stepTimeoutMs,
+        // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
+        faults: stageFaultsFromEnv(process.env)
       })
       this.authoringValue = publishingStore(store, block => { mesh.publish(block.id) })
       await mesh.start()

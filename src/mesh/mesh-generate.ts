@@ -9,6 +9,13 @@
  * run the pipeline client with this node's embedding and head (fetched from
  * peers when missing); a hop on this node's own span runs in-process. The
  * result names the route and each hop's share of the time.
+ *
+ * Failover: a stage that dies, stalls past the step deadline (stepTimeoutMs)
+ * or answers garbage is banned for the session and its layers re-routed over
+ * the other live spans inside them (one or several; re-discovered once when
+ * the spans known at the start have none left), with the stage's history
+ * replayed (pipeline-client.ts). The result lists the failovers in
+ * `recoveries` and each is logged as generate.recovered.
  */
 import { BlockType } from '../chain/types.ts'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
@@ -29,7 +36,9 @@ import type { LayerRange } from '../model/qwen3/layer-range.ts'
 import type { ChatMessage, ChatTokenizer } from '../model/tokenizer.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
-import type { PipelineSession } from '../pipeline/pipeline-client.ts'
+import type { PipelineSession, Recovery } from '../pipeline/pipeline-client.ts'
+import type { RouteHop } from '../pipeline/route.ts'
+import type { RecoveryJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
 
 export interface MeshGeneratorComponents {
@@ -38,6 +47,12 @@ export interface MeshGeneratorComponents {
   inference: InferenceService
   /** the span this node serves, if any */
   spanServer(): SpanServer | undefined
+  log?(level: 'info' | 'warn' | 'error', event: string, fields?: Record<string, string | number | boolean | null | undefined>): void
+}
+
+export interface MeshGeneratorInit {
+  /** deadline of one stage's answer to one step (per 32 positions); the pipeline client's default when absent */
+  stepTimeoutMs?: number
 }
 
 interface ClientEnds {
@@ -50,13 +65,26 @@ function definedOnly<T extends Record<string, unknown>> (obj: T): Partial<T> {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>
 }
 
+/** The chain of live spans covering exactly [lost.start, lost.end) with no banned peer (planRoute over that window). */
+export function planReplacement<S extends LiveSpan> (spans: S[], lost: { start: number, end: number }, banned: ReadonlySet<string>): S[] {
+  const inside = spans.filter(s => !banned.has(s.peerId.toString()) && s.start >= lost.start && s.end <= lost.end)
+  const shifted = inside.map(s => ({ ...s, start: s.start - lost.start, end: s.end - lost.start, span: s }))
+  return planRoute(shifted, lost.end - lost.start).map(s => s.span)
+}
+
+function recoveryJson (r: Recovery): RecoveryJson {
+  return { peerId: r.peerId, reason: r.reason, error: r.error, start: r.start, end: r.end, replacement: r.replacement, positions: r.positions, replayDiff: r.replayDiff, ms: Math.round(r.ms * 10) / 10 }
+}
+
 export class MeshGenerator {
   private readonly components: MeshGeneratorComponents
+  private readonly init: MeshGeneratorInit
   /** the embedding + head per model (hex id), loaded on first use */
   private readonly ends: Map<string, Promise<ClientEnds>>
 
-  constructor (components: MeshGeneratorComponents) {
+  constructor (components: MeshGeneratorComponents, init: MeshGeneratorInit = {}) {
     this.components = components
+    this.init = init
     this.ends = new Map()
   }
 
@@ -85,7 +113,7 @@ export class MeshGenerator {
     const id = await resolveModelId(store, params.model)
     const manifest = await this.manifest(id, signal)
     const numLayers = manifest.qwen3.numLayers
-    const spans = await this.spans(id, numLayers, signal)
+    let spans = await this.spans(id, numLayers, signal)
     const self = network.libp2p.peerId
     const others = spans.filter(s => !s.peerId.equals(self))
     if (others.length === 0 && await this.storesAllUnits(manifest)) {
@@ -95,11 +123,37 @@ export class MeshGenerator {
     const route = planRoute(spans, numLayers)
     const client = await this.clientEnds(manifest, signal)
     const own = this.components.spanServer()
+    const toHop = (s: LiveSpan): RouteHop => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end })
     const pipeline = createPipelineClient({
       libp2p: network.libp2p,
       modelId: manifest.idHex,
       local: client.ends,
-      route: route.map(s => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end })),
+      route: route.map(toHop),
+      ...(this.init.stepTimeoutMs != null ? { stepTimeoutMs: this.init.stepTimeoutMs } : {}),
+      reroute: async (lost, banned, options) => {
+        try {
+          return planReplacement(spans, lost, banned).map(toHop)
+        } catch {
+          // the spans known at the start have no holder left: ask the swarm again
+          spans = await this.spans(id, numLayers, options.signal ?? signal)
+          return planReplacement(spans, lost, banned).map(toHop)
+        }
+      },
+      onRecovery: (r, sessionId) => {
+        this.components.log?.('warn', 'generate.recovered', {
+          session: sessionId,
+          peerId: r.peerId,
+          reason: r.reason,
+          error: r.error,
+          start: r.start,
+          end: r.end,
+          replacement: r.replacement.map(h => `${h.peerId}[${h.start},${h.end})`).join(' '),
+          positions: r.positions,
+          replayDiff: r.replayDiff,
+          alsoBanned: r.alsoBanned.join(' '),
+          ms: Math.round(r.ms * 10) / 10
+        })
+      },
       openStage: (hop) => {
         if (!hop.peerId.equals(self)) {
           return undefined
@@ -136,7 +190,9 @@ export class MeshGenerator {
     }
     const result = step.value
     const seconds = (performance.now() - t0) / 1000
-    const stats = (session as PipelineSession | undefined)?.stats
+    const used = session as PipelineSession | undefined
+    const stats = used?.stats
+    const hops = used?.route ?? route
     return {
       tokens: result.tokens,
       text: result.text,
@@ -145,8 +201,9 @@ export class MeshGenerator {
       finishReason: result.finishReason,
       backend: inference.backendName ?? 'none',
       via: 'mesh',
-      route: route.map((s, i) => ({ peerId: s.peerId.toString(), start: s.start, end: s.end, self: s.peerId.equals(self), ms: Math.round((stats?.stageMs[i] ?? 0) * 10) / 10 })),
-      localMs: Math.round((stats?.localMs ?? 0) * 10) / 10
+      route: hops.map((s, i) => ({ peerId: s.peerId.toString(), start: s.start, end: s.end, self: s.peerId.equals(self), ms: Math.round((stats?.stageMs[i] ?? 0) * 10) / 10 })),
+      localMs: Math.round((stats?.localMs ?? 0) * 10) / 10,
+      recoveries: (used?.recoveries ?? []).map(recoveryJson)
     }
   }
 
@@ -225,6 +282,6 @@ export class MeshGenerator {
   }
 }
 
-export function createMeshGenerator (components: MeshGeneratorComponents): MeshGenerator {
-  return new MeshGenerator(components)
+export function createMeshGenerator (components: MeshGeneratorComponents, init: MeshGeneratorInit = {}): MeshGenerator {
+  return new MeshGenerator(components, init)
 }

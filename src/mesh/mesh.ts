@@ -19,6 +19,7 @@ import type { ChainStoreApi } from '../chain/types.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
+import type { StageFaults } from '../pipeline/fault-injection.ts'
 import type { NetStatusJson, PeersParams, PeersResult, ServingJson, SpanJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -48,6 +49,10 @@ export interface MeshInit {
   layers?: string
   /** node record lifetime */
   recordTtlMs?: number
+  /** generate: deadline of one stage's answer to one step (the failover trigger for a stalled stage) */
+  stepTimeoutMs?: number
+  /** FAULT INJECTION FOR TESTS ONLY: the served stage misbehaves (pipeline/fault-injection.ts) */
+  faults?: StageFaults
 }
 
 function spanJson (model: string, s: LiveSpan): SpanJson {
@@ -119,8 +124,9 @@ export class Mesh {
       store: this.components.store,
       network,
       inference: this.components.inference,
-      spanServer: () => this.spanServerValue
-    })
+      spanServer: () => this.spanServerValue,
+      log: this.components.log
+    }, { stepTimeoutMs: this.init.stepTimeoutMs })
     if (this.init.model != null) {
       const server = createSpanServer({
         store: this.components.store,
@@ -129,8 +135,8 @@ export class Mesh {
         policy: this.policy,
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
-        log: (event, fields) => { this.components.log?.(event === 'serve.failed' ? 'error' : 'info', event, fields) }
-      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs })
+        log: (event, fields) => { this.components.log?.(event === 'serve.failed' || event === 'serve.fault-injection' ? 'error' : 'info', event, fields) }
+      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()
     }

@@ -23,6 +23,7 @@ import type { ModelManifest } from '../model/chain-loader.ts'
 import type { LayerRange } from '../model/qwen3/layer-range.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { NodeAnnouncer, SpanStats } from '../net/records/announcer.ts'
+import type { StageFaults } from '../pipeline/fault-injection.ts'
 import type { StageServer } from '../pipeline/stage-server.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -49,6 +50,8 @@ export interface SpanServerInit {
   recordTtlMs?: number
   pollMs?: number
   autoSettleMs?: number
+  /** FAULT INJECTION FOR TESTS ONLY, passed to the stage server (see pipeline/fault-injection.ts) */
+  faults?: StageFaults
 }
 
 export type SpanServerState = ServingJson['state']
@@ -199,7 +202,10 @@ export class SpanServer {
       signal.throwIfAborted()
     }
     this.rangeValue = range
-    const stage = createStageServer({ libp2p: network.libp2p }, { modelId: this.model, layers: range })
+    if (this.init.faults != null) {
+      this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep })
+    }
+    const stage = createStageServer({ libp2p: network.libp2p }, { modelId: this.model, layers: range, ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
     await stage.start()
     this.stage = stage
     const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey }, {

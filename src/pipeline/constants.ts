@@ -37,5 +37,11 @@ export const PIPELINE_CLIENT_DEFAULTS = {
   maxLength: 0,
   priority: 0,
   /** largest RESULT accepted */
-  maxFrameBytes: 256 * 1024 * 1024
+  maxFrameBytes: 256 * 1024 * 1024,
+  /** a step of more rows gets stepTimeoutMs per this many rows (prefills, replays) */
+  deadlineRows: 32,
+  /** failovers (stage replacements) one session may do before giving up */
+  maxRecoveries: 8,
+  /** replayed outputs may differ from the lost stage's by this much, relative to their largest value */
+  replayTolerance: 1e-2
 } as const

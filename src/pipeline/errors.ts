@@ -21,7 +21,9 @@ export const PipelineErrorCode = {
   /** the pipeline session was closed */
   SESSION_CLOSED: 'ERR_PIPELINE_SESSION_CLOSED',
   /** the operation was aborted through its AbortSignal */
-  ABORTED: 'ERR_PIPELINE_ABORTED'
+  ABORTED: 'ERR_PIPELINE_ABORTED',
+  /** a failed stage could not be replaced (no other holder, every one failed too, or too many recoveries) */
+  RECOVERY_FAILED: 'ERR_PIPELINE_RECOVERY_FAILED'
 } as const
 
 export type PipelineErrorCodeValue = typeof PipelineErrorCode[keyof typeof PipelineErrorCode]

@@ -3,17 +3,31 @@
  * client-driven chaining: the client embeds the tokens, sends the hidden
  * states to stage 1, takes its RESULT and sends it to stage 2, ... and runs
  * the final norm + head itself. It keeps every input it sent to every stage
- * (for replay onto another peer later). It is a TokenModel, so generate()
- * and its Sampler drive it unchanged.
+ * (for replay onto another peer). It is a TokenModel, so generate() and its
+ * Sampler drive it unchanged.
+ *
+ * Failover (with `reroute`): when a stage's stream closes, it answers ERROR
+ * or BUSY, misses the step deadline, or sends a malformed RESULT (wrong
+ * shape or position, NaN/Inf), the session bans that peer for the rest of
+ * the session, asks `reroute` for other holders of the lost layers [s, e)
+ * (one span or several), opens them and replays the stage's whole input
+ * history (the hidden states entering layer s at every position so far) as
+ * ONE prefill FORWARD per replacement, chained through them. The replayed
+ * outputs must match what the lost stage produced before (replayTolerance),
+ * then the current step goes on. Greedy output is the same as without the
+ * failure; each failover is kept in `recoveries`.
  */
 import { randomInt } from 'node:crypto'
 import { generate } from '../model/generate.ts'
 import { PIPELINE_CLIENT_DEFAULTS } from './constants.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
+import { checkStageResult, concatInputs, failureReason, relativeDiff } from './failover.ts'
 import { resolveRoute } from './route.ts'
 import { StageClient } from './stage-client.ts'
 import { embedData, logitsData } from './stage-layers.ts'
+import type { FailureReasonValue } from './failover.ts'
 import type { ResolvedHop, RouteHop } from './route.ts'
+import type { StepOptions } from './stage-client.ts'
 import type { LocalEnds } from './stage-layers.ts'
 import type { GenerateOptions, GeneratedToken, GenerationResult, TokenModel, TokenSession } from '../model/generate.ts'
 import type { AbortOptions, Libp2p } from '@libp2p/interface'
@@ -32,6 +46,20 @@ export interface PipelineClientInit {
   openTimeoutMs?: number
   stepTimeoutMs?: number
   maxFrameBytes?: number
+  /** a step of more rows than this gets stepTimeoutMs per this many rows (prefill, replay) */
+  deadlineRows?: number
+  /**
+   * Other stages for decoder layers [lost.start, lost.end) that avoid every
+   * peer in `banned` (peer id strings): one hop or several, in order. Without
+   * it a failed stage fails the step (no failover).
+   */
+  reroute?(lost: { start: number, end: number }, banned: ReadonlySet<string>, options: AbortOptions): Promise<RouteHop[]>
+  /** failovers one session may do (default 8) */
+  maxRecoveries?: number
+  /** largest relative difference allowed between replayed outputs and the lost stage's (default 1e-2) */
+  replayTolerance?: number
+  /** told of every failover as it completes */
+  onRecovery?(recovery: Recovery, sessionId: number): void
   /**
    * A stage for a hop this process serves itself (libp2p cannot dial its own
    * peer id); undefined = open a StageClient to the hop's peer as usual.
@@ -41,7 +69,7 @@ export interface PipelineClientInit {
 
 /** What a session drives per hop: a StageClient, or a stage run in this process (openStage). */
 export interface PipelineStage {
-  forward(data: Float32Array, rows: number, cols: number, startPos: number, options?: AbortOptions): Promise<{ rows: number, cols: number, startPos: number, data: Float32Array }>
+  forward(data: Float32Array, rows: number, cols: number, startPos: number, options?: StepOptions): Promise<{ rows: number, cols: number, startPos: number, data: Float32Array }>
   truncate(length: number): Promise<void>
   close(): Promise<void>
 }
@@ -52,6 +80,25 @@ export interface StageInput {
   rows: number
   /** [rows, hidden] f32 */
   data: Float32Array
+}
+
+/** One failover: the stage on `peerId` for layers [start, end) was replaced by `replacement`. */
+export interface Recovery {
+  peerId: string
+  reason: FailureReasonValue
+  /** the failure's message */
+  error: string
+  start: number
+  end: number
+  replacement: Array<{ peerId: string, start: number, end: number }>
+  /** positions replayed into the replacement */
+  positions: number
+  /** largest relative difference of the replayed outputs from the lost stage's (0 when none could be compared) */
+  replayDiff: number
+  /** peers tried and given up on during this failover (besides peerId) */
+  alsoBanned: string[]
+  /** from the failure to the current step's result through the replacement */
+  ms: number
 }
 
 export interface StepLogits {
@@ -73,8 +120,13 @@ export interface PipelineSessionStats {
 export class PipelineSession implements TokenSession {
   readonly sessionId: number
   readonly stats: PipelineSessionStats
+  /** failovers so far */
+  readonly recoveries: Recovery[]
+  /** peers this session gave up on (peer id strings) */
+  readonly banned: Set<string>
   private readonly client: PipelineClient
   private readonly hops: ResolvedHop[]
+  /** per stage the inputs it was sent; one more list at the end: the last stage's outputs */
   private readonly history: StageInput[][]
   private stages: PipelineStage[]
   private opening?: Promise<void>
@@ -84,9 +136,11 @@ export class PipelineSession implements TokenSession {
 
   constructor (client: PipelineClient, hops: ResolvedHop[]) {
     this.client = client
-    this.hops = hops
+    this.hops = [...hops]
     this.sessionId = randomInt(1, 0xffffffff)
-    this.history = hops.map(() => [])
+    this.history = [...hops.map(() => []), []]
+    this.recoveries = []
+    this.banned = new Set()
     this.stages = []
     this.chain = Promise.resolve()
     this.pos = 0
@@ -103,9 +157,14 @@ export class PipelineSession implements TokenSession {
     return this.closed
   }
 
-  /** The FORWARDs sent to stage `index` that are still part of the session (after truncations). */
+  /** The FORWARDs sent to stage `index` that are still part of the session (after truncations and replays). */
   inputs (index: number): readonly StageInput[] {
-    return this.history[index] ?? []
+    return index < this.hops.length ? this.history[index] : []
+  }
+
+  /** The stages in use now (the client's route, with failed stages replaced). */
+  get route (): readonly ResolvedHop[] {
+    return this.hops
   }
 
   /** Opens one stream per stage (all at once); called by the first step when not called before. */
@@ -120,31 +179,12 @@ export class PipelineSession implements TokenSession {
 
   private async openAll (options: AbortOptions): Promise<void> {
     const c = this.client.init
-    const opened = await Promise.allSettled(this.hops.map(async (hop, i): Promise<PipelineStage> => {
-      const own = c.openStage?.(hop, this.sessionId)
-      if (own != null) {
-        return own
-      }
-      if (hop.multiaddrs.length > 0) {
-        await c.libp2p.peerStore.merge(hop.peerId, { multiaddrs: hop.multiaddrs })
-      }
-      return StageClient.open({
-        libp2p: c.libp2p,
-        peer: hop.peerId,
-        modelId: c.modelId,
-        start: hop.start,
-        end: hop.end,
-        sessionId: this.sessionId,
-        stage: i,
-        protocol: c.protocol,
-        maxLength: c.maxLength,
-        priority: c.priority,
-        openTimeoutMs: c.openTimeoutMs,
-        stepTimeoutMs: c.stepTimeoutMs,
-        maxFrameBytes: c.maxFrameBytes,
-        signal: options.signal
-      })
-    }))
+    const opened = await Promise.allSettled(this.hops.map(async (hop, i) => this.openStage(hop, i, options)))
+    if (c.reroute != null && !this.closed && options.signal?.aborted !== true) {
+      // a stage that would not open fails the first step, which replaces it
+      this.stages = opened.map(r => r.status === 'fulfilled' ? r.value : new FailedStage(r.reason))
+      return
+    }
     const stages = opened.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])
     const failed = opened.find(r => r.status === 'rejected')
     if (failed != null || this.closed) {
@@ -152,6 +192,162 @@ export class PipelineSession implements TokenSession {
       throw failed != null ? (failed as PromiseRejectedResult).reason : new PipelineError(PipelineErrorCode.SESSION_CLOSED, 'session closed while opening')
     }
     this.stages = stages
+  }
+
+  private async openStage (hop: ResolvedHop, index: number, options: AbortOptions): Promise<PipelineStage> {
+    const c = this.client.init
+    const own = c.openStage?.(hop, this.sessionId)
+    if (own != null) {
+      return own
+    }
+    if (hop.multiaddrs.length > 0) {
+      await c.libp2p.peerStore.merge(hop.peerId, { multiaddrs: hop.multiaddrs })
+    }
+    return StageClient.open({
+      libp2p: c.libp2p,
+      peer: hop.peerId,
+      modelId: c.modelId,
+      start: hop.start,
+      end: hop.end,
+      sessionId: this.sessionId,
+      stage: index,
+      protocol: c.protocol,
+      maxLength: c.maxLength,
+      priority: c.priority,
+      openTimeoutMs: c.openTimeoutMs,
+      stepTimeoutMs: c.stepTimeoutMs,
+      maxFrameBytes: c.maxFrameBytes,
+      signal: options.signal
+    })
+  }
+
+  /** The deadline of a step of `rows` positions: stepTimeoutMs per deadlineRows rows. */
+  private deadline (rows: number): number {
+    const c = this.client.init
+    return c.stepTimeoutMs * Math.max(1, Math.ceil(rows / c.deadlineRows))
+  }
+
+  /**
+   * Runs a step through stage `index`; on a failure worth routing around
+   * (and with `reroute`), replaces the stage (see recover). Resolves the
+   * step's output and how many stages now stand where stage `index` stood.
+   */
+  private async step (index: number, data: Float32Array, rows: number, startPos: number, options: AbortOptions): Promise<{ data: Float32Array, stages: number }> {
+    const hidden = this.client.init.local.config.hiddenSize
+    const t = performance.now()
+    try {
+      const r = await this.stages[index].forward(data, rows, hidden, startPos, { signal: options.signal, timeoutMs: this.deadline(rows) })
+      checkStageResult(r, rows, hidden, startPos, index)
+      this.stats.stageMs[index] += performance.now() - t
+      return { data: r.data, stages: 1 }
+    } catch (err) {
+      const reason = failureReason(err, options.signal)
+      if (reason == null || this.client.init.reroute == null || this.closed) {
+        throw err
+      }
+      return this.recover(index, reason, err as Error, rows, options)
+    }
+  }
+
+  /**
+   * Replaces stage `index` after it failed during a step of `rows` positions
+   * (its input for that step is already in its history): bans the peer, asks
+   * reroute for the layers, opens the replacements, replays the stage's
+   * input history through them in one FORWARD each and checks the replayed
+   * outputs against the ones the lost stage produced. A replacement that
+   * fails too is banned and the next one tried.
+   */
+  private async recover (index: number, reason: FailureReasonValue, cause: Error, rows: number, options: AbortOptions): Promise<{ data: Float32Array, stages: number }> {
+    const c = this.client.init
+    const t0 = performance.now()
+    const lost = this.hops[index]
+    const lostPeer = lost.peerId.toString()
+    const hidden = c.local.config.hiddenSize
+    this.banned.add(lostPeer)
+    dropStage(this.stages[index], cause)
+    const input = concatInputs(this.history[index], hidden)
+    // what the lost stage produced for the positions before this step (the next stage's inputs, or the session's outputs)
+    const before = concatInputs(this.history[index + 1], hidden)
+    const alsoBanned: string[] = []
+    let lastError: Error = cause
+    while (true) {
+      options.signal?.throwIfAborted()
+      if (this.recoveries.length >= c.maxRecoveries) {
+        throw new PipelineError(PipelineErrorCode.RECOVERY_FAILED, `stage ${index} [${lost.start}, ${lost.end}) on ${lostPeer} failed (${reason}: ${cause.message}); ${this.recoveries.length} failovers already, no more are allowed`, { stage: index, cause: lastError })
+      }
+      let hops: ResolvedHop[]
+      try {
+        const route = await (c.reroute as NonNullable<PipelineClientInit['reroute']>)({ start: lost.start, end: lost.end }, this.banned, options)
+        hops = resolveRoute(route.map(h => ({ ...h, start: h.start - lost.start, end: h.end - lost.start })), lost.end - lost.start)
+          .map(h => ({ ...h, start: h.start + lost.start, end: h.end + lost.start }))
+      } catch (err) {
+        options.signal?.throwIfAborted()
+        throw new PipelineError(PipelineErrorCode.RECOVERY_FAILED, `stage ${index} [${lost.start}, ${lost.end}) on ${lostPeer} failed (${reason}: ${cause.message}) and no other holder can take it: ${(err as Error).message}`, { stage: index, cause: err })
+      }
+      const stages: PipelineStage[] = []
+      const outputs: Float32Array[] = []
+      let failedAt = -1
+      try {
+        for (let j = 0; j < hops.length; j++) {
+          failedAt = j
+          stages.push(await this.openStage(hops[j], index + j, options))
+        }
+        let x = input.data
+        for (let j = 0; j < hops.length; j++) {
+          failedAt = j
+          if (input.rows > 0) {
+            const r = await stages[j].forward(x, input.rows, hidden, 0, { signal: options.signal, timeoutMs: this.deadline(input.rows) })
+            checkStageResult(r, input.rows, hidden, 0, index + j)
+            x = r.data
+          }
+          outputs.push(x)
+        }
+      } catch (err) {
+        const why = failureReason(err, options.signal)
+        await Promise.allSettled(stages.map(async s => s.close()))
+        if (why == null) {
+          throw err
+        }
+        const bad = hops[failedAt].peerId.toString()
+        this.banned.add(bad)
+        alsoBanned.push(bad)
+        lastError = err as Error
+        continue
+      }
+      const last = outputs[outputs.length - 1]
+      const replayDiff = before.rows > 0 ? relativeDiff(last, before.data, before.rows * hidden) : 0
+      if (!(replayDiff <= c.replayTolerance)) {
+        // the replacement chain disagrees with what the lost stage produced: trust neither more than the rest
+        for (const h of hops) {
+          this.banned.add(h.peerId.toString())
+          alsoBanned.push(h.peerId.toString())
+        }
+        await Promise.allSettled(stages.map(async s => s.close()))
+        lastError = new PipelineError(PipelineErrorCode.BAD_FRAME, `replayed outputs differ from the lost stage's by ${replayDiff} (relative)`, { stage: index })
+        continue
+      }
+      // splice the replacements in where the lost stage stood
+      const inputs = [this.history[index], ...outputs.slice(0, -1).map(data => [{ startPos: 0, rows: input.rows, data }])]
+      this.hops.splice(index, 1, ...hops)
+      this.stages.splice(index, 1, ...stages)
+      this.history.splice(index, 1, ...inputs)
+      this.stats.stageMs.splice(index, 1, ...hops.map(() => 0))
+      const recovery: Recovery = {
+        peerId: lostPeer,
+        reason,
+        error: cause.message,
+        start: lost.start,
+        end: lost.end,
+        replacement: hops.map(h => ({ peerId: h.peerId.toString(), start: h.start, end: h.end })),
+        positions: input.rows,
+        replayDiff,
+        alsoBanned,
+        ms: performance.now() - t0
+      }
+      this.recoveries.push(recovery)
+      c.onRecovery?.(recovery, this.sessionId)
+      return { data: last.subarray((input.rows - rows) * hidden), stages: hops.length }
+    }
   }
 
   /**
@@ -229,16 +425,13 @@ export class PipelineSession implements TokenSession {
     let t = performance.now()
     let hidden = await embedData(local, ids)
     this.stats.localMs += performance.now() - t
-    for (let i = 0; i < this.stages.length; i++) {
+    for (let i = 0; i < this.stages.length;) {
       this.history[i].push({ startPos, rows, data: hidden })
-      t = performance.now()
-      const r = await this.stages[i].forward(hidden, rows, hiddenSize, startPos, options)
-      this.stats.stageMs[i] += performance.now() - t
-      if (r.rows !== rows || r.cols !== hiddenSize || r.startPos !== startPos) {
-        throw new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${i} answered [${r.rows}, ${r.cols}] at ${r.startPos}, expected [${rows}, ${hiddenSize}] at ${startPos}`, { stage: i })
-      }
+      const r = await this.step(i, hidden, rows, startPos, options)
       hidden = r.data
+      i += r.stages
     }
+    this.history[this.stages.length].push({ startPos, rows, data: hidden })
     this.pos += rows
     this.stats.steps++
     this.stats.positions += rows
@@ -250,12 +443,38 @@ export class PipelineSession implements TokenSession {
   }
 }
 
+/** Stands for a stage that would not open: its first step fails with the open error (and gets replaced). */
+class FailedStage implements PipelineStage {
+  private readonly error: Error
+
+  constructor (error: Error) {
+    this.error = error
+  }
+
+  async forward (): Promise<never> {
+    throw this.error
+  }
+
+  async truncate (): Promise<void> {}
+
+  async close (): Promise<void> {}
+}
+
+/** Gives up on a failed stage: aborts a StageClient's stream (its answers can no longer be trusted), else closes it. */
+function dropStage (stage: PipelineStage, err: Error): void {
+  if (stage instanceof StageClient) {
+    stage.abort(err)
+  } else {
+    stage.close().catch(() => {})
+  }
+}
+
 /**
  * A model whose decoder layers run on remote stages. createSession() is
  * cheap; the streams open on the session's first step.
  */
 export class PipelineClient implements TokenModel<PipelineSession> {
-  readonly init: Required<Omit<PipelineClientInit, 'protocol' | 'openStage'>> & Pick<PipelineClientInit, 'protocol' | 'openStage'>
+  readonly init: Required<Omit<PipelineClientInit, 'protocol' | 'openStage' | 'reroute' | 'onRecovery'>> & Pick<PipelineClientInit, 'protocol' | 'openStage' | 'reroute' | 'onRecovery'>
   readonly route: ResolvedHop[]
 
   constructor (init: PipelineClientInit) {
@@ -269,7 +488,10 @@ export class PipelineClient implements TokenModel<PipelineSession> {
       priority: init.priority ?? d.priority,
       openTimeoutMs: init.openTimeoutMs ?? d.openTimeoutMs,
       stepTimeoutMs: init.stepTimeoutMs ?? d.stepTimeoutMs,
-      maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes
+      maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
+      deadlineRows: init.deadlineRows ?? d.deadlineRows,
+      maxRecoveries: init.maxRecoveries ?? d.maxRecoveries,
+      replayTolerance: init.replayTolerance ?? d.replayTolerance
     }
     this.route = resolveRoute(init.route, init.local.config.numLayers)
   }

@@ -33,6 +33,11 @@ export interface StageClientInit {
   signal?: AbortSignal
 }
 
+/** Options of one step: the deadline (stepTimeoutMs when absent) and the caller's abort signal. */
+export interface StepOptions extends AbortOptions {
+  timeoutMs?: number
+}
+
 export interface StageResult {
   seq: number
   startPos: number
@@ -143,10 +148,10 @@ export class StageClient {
   }
 
   /** Sends hidden states [rows, cols] at startPos; resolves the stage's RESULT. */
-  async forward (data: Float32Array, rows: number, cols: number, startPos: number, options: AbortOptions = {}): Promise<StageResult> {
+  async forward (data: Float32Array, rows: number, cols: number, startPos: number, options: StepOptions = {}): Promise<StageResult> {
     this.assertOpen()
     const seq = this.nextSeq++
-    const result = this.expect(seq, options.signal)
+    const result = this.expect(seq, options.signal, options.timeoutMs ?? this.stepTimeoutMs)
     this.frames.send({ type: 'forward', sessionId: this.sessionId, seq, startPos, tensor: f32Tensor(data, rows, cols) })
       .catch((err: Error) => { this.settle(seq, undefined, err) })
     return result
@@ -186,7 +191,7 @@ export class StageClient {
     }
   }
 
-  private async expect (seq: number, signal?: AbortSignal): Promise<StageResult> {
+  private async expect (seq: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<StageResult> {
     const { promise, resolve, reject } = Promise.withResolvers<StageResult>()
     // the stage still computes the step and advances its cache: the session is unusable after an abort
     const onAbort = (): void => { this.abort(new PipelineError(PipelineErrorCode.ABORTED, 'step aborted', { stage: this.stage, cause: signal?.reason })) }
@@ -201,10 +206,10 @@ export class StageClient {
       }
     }
     entry.timer = setTimeout(() => {
-      const err = new PipelineError(PipelineErrorCode.TIMEOUT, `stage ${this.label} did not answer step ${seq} within ${this.stepTimeoutMs} ms`, { stage: this.stage })
+      const err = new PipelineError(PipelineErrorCode.TIMEOUT, `stage ${this.label} did not answer step ${seq} within ${timeoutMs} ms`, { stage: this.stage })
       // the stream's answers are ordered: a lost one leaves the session unusable
       this.abort(err)
-    }, this.stepTimeoutMs)
+    }, timeoutMs)
     signal?.addEventListener('abort', onAbort, { once: true })
     this.pending.set(seq, entry)
     if (signal?.aborted === true) {

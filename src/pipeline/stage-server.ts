@@ -8,6 +8,7 @@
  * malformed frame gets ERROR and that stream is aborted, nothing else.
  * Where the layers' weights come from is the caller's business.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { ModelError, ModelErrorCode } from '../model/errors.ts'
 import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, OpenFlags, ResultKind, TensorDtype, f32Tensor, tensorF32 } from '../protocols/infer.ts'
 import { STAGE_SERVER_DEFAULTS } from './constants.ts'
@@ -15,6 +16,7 @@ import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { InferStream } from './infer-stream.ts'
 import { logitsData } from './stage-layers.ts'
 import { SessionState, StageSession } from './stage-session.ts'
+import type { StageFaults } from './fault-injection.ts'
 import type { StageLayers } from './stage-layers.ts'
 import type { StageJob } from './stage-session.ts'
 import type { ForwardFrame, InferFrame, OpenFrame, TruncateFrame } from '../protocols/infer.ts'
@@ -34,6 +36,8 @@ export interface StageServerInit {
   maxQueuedSteps?: number
   maxInboundStreams?: number
   openTimeoutMs?: number
+  /** FAULT INJECTION FOR TESTS ONLY (see fault-injection.ts); absent = a well-behaved stage */
+  faults?: StageFaults
 }
 
 export interface StageServerComponents {
@@ -70,7 +74,7 @@ export interface StageStats {
   malformed: number
 }
 
-type Required2 = Required<Omit<StageServerInit, 'layers' | 'modelId'>>
+type Required2 = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults'>>
 
 function errorMessage (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
@@ -82,6 +86,7 @@ export class StageServer {
   private readonly libp2p: StageServerComponents['libp2p']
   private readonly init: Required2
   private readonly log: Logger
+  private readonly faults?: StageFaults
   private readonly sessions: Set<StageSession>
   private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions'>
   private reserved: number
@@ -114,6 +119,7 @@ export class StageServer {
       throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `a stage needs at least one layer, got [${this.layers.start}, ${this.layers.end})`)
     }
     this.log = components.libp2p.logger.forComponent('bly:stage-server')
+    this.faults = init.faults
     this.sessions = new Set()
     this.counters = { opened: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, errors: 0, malformed: 0 }
     this.reserved = 0
@@ -134,6 +140,9 @@ export class StageServer {
       return
     }
     this.started = true
+    if (this.faults != null) {
+      this.log.error('FAULT INJECTION ON (tests only): %o', this.faults)
+    }
     try {
       await this.libp2p.handle(this.init.protocol, (stream, connection) => {
         this.accept(stream, connection)
@@ -466,10 +475,25 @@ export class StageServer {
     this.counters.computeMs += performance.now() - t0
     this.counters.steps++
     this.counters.positions += tensor.rows
+    if (this.faults != null) {
+      out = await this.injectFaults(out)
+    }
     if (s.state !== SessionState.OPEN) {
       return
     }
     s.frames.send({ type: 'result', sessionId: s.sessionId, seq, startPos, kind, tensor: f32Tensor(out, rows, cols) }).catch(() => {})
+  }
+
+  /** FAULT INJECTION FOR TESTS ONLY: delay and/or NaN-fill a RESULT. */
+  private async injectFaults (out: Float32Array): Promise<Float32Array> {
+    const { stepDelayMs, corruptFromStep } = this.faults ?? {}
+    if (stepDelayMs != null) {
+      await sleep(stepDelayMs)
+    }
+    if (corruptFromStep != null && this.counters.steps >= corruptFromStep) {
+      return new Float32Array(out.length).fill(NaN)
+    }
+    return out
   }
 }
 

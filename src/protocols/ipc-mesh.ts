@@ -91,4 +91,23 @@ export interface GenerateRouteJson {
   route: RouteHopJson[]
   /** mesh only: milliseconds in the local embedding + head */
   localMs?: number
+  /** mesh only: stages that failed during the generation and what replaced them (route is the final one) */
+  recoveries?: RecoveryJson[]
+}
+
+/** One failover of a generation: the stage on peerId for [start, end) failed and `replacement` took over. */
+export interface RecoveryJson {
+  peerId: string
+  /** closed | timeout | malformed | error | busy | inconsistent */
+  reason: string
+  error: string
+  start: number
+  end: number
+  replacement: Array<{ peerId: string, start: number, end: number }>
+  /** positions replayed into the replacement */
+  positions: number
+  /** largest relative difference of the replayed outputs from the lost stage's */
+  replayDiff: number
+  /** from the failure to the step's result through the replacement */
+  ms: number
 }

@@ -1,0 +1,113 @@
+/**
+ * Pieces of the pipeline client's failover (see PipelineSession.recover):
+ * which failures of a stage are worth routing around, the checks a RESULT
+ * must pass (shape, position, finite values), the replay input built from
+ * the inputs a stage was sent, and the comparison of replayed outputs with
+ * the ones the lost stage produced.
+ */
+import { PipelineError, PipelineErrorCode } from './errors.ts'
+import type { StageInput } from './pipeline-client.ts'
+
+/** Why a stage was given up on. */
+export const FailureReason = {
+  /** the stream closed or reset (the peer died, restarted, dropped the session) */
+  CLOSED: 'closed',
+  /** no answer within the step deadline (a stalled or overloaded peer) */
+  TIMEOUT: 'timeout',
+  /** a RESULT that does not decode, has the wrong shape / position, or non-finite values */
+  MALFORMED: 'malformed',
+  /** the stage answered ERROR */
+  ERROR: 'error',
+  /** the stage answered BUSY */
+  BUSY: 'busy',
+  /** replayed outputs disagree with what the lost stage produced */
+  INCONSISTENT: 'inconsistent'
+} as const
+
+export type FailureReasonValue = typeof FailureReason[keyof typeof FailureReason]
+
+/**
+ * The reason to route around a stage that threw `err`, or undefined when the
+ * error is not the stage's fault (the caller aborted, the session was closed,
+ * a bad local argument) and must reach the caller unchanged.
+ */
+export function failureReason (err: unknown, signal?: AbortSignal): FailureReasonValue | undefined {
+  if (signal?.aborted === true) {
+    return undefined
+  }
+  if (!(err instanceof PipelineError)) {
+    return FailureReason.ERROR
+  }
+  switch (err.code) {
+    case PipelineErrorCode.TIMEOUT:
+      return FailureReason.TIMEOUT
+    case PipelineErrorCode.STREAM_CLOSED:
+      return FailureReason.CLOSED
+    case PipelineErrorCode.BAD_FRAME:
+      return FailureReason.MALFORMED
+    case PipelineErrorCode.BUSY:
+      return FailureReason.BUSY
+    case PipelineErrorCode.REMOTE:
+      return FailureReason.ERROR
+    default:
+      return undefined
+  }
+}
+
+/** Throws ERR_INFER_BAD_FRAME unless `r` is [rows, cols] at startPos with finite values only. */
+export function checkStageResult (r: { rows: number, cols: number, startPos: number, data: Float32Array }, rows: number, cols: number, startPos: number, stage: number): void {
+  if (r.rows !== rows || r.cols !== cols || r.startPos !== startPos || r.data.length !== rows * cols) {
+    throw new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${stage} answered [${r.rows}, ${r.cols}] at ${r.startPos} (${r.data.length} values), expected [${rows}, ${cols}] at ${startPos}`, { stage })
+  }
+  const data = r.data
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]
+    // NaN fails both comparisons
+    if (!(v > -Infinity && v < Infinity)) {
+      throw new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${stage} answered a non-finite value (${v}) at row ${Math.floor(i / cols) + startPos}`, { stage })
+    }
+  }
+}
+
+/** The inputs of one stage as one [rows, hidden] tensor from position 0 (they must be contiguous). */
+export function concatInputs (inputs: readonly StageInput[], hidden: number): { rows: number, data: Float32Array } {
+  let rows = 0
+  for (const x of inputs) {
+    if (x.startPos !== rows) {
+      throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `stage history has a gap: input at ${x.startPos} after ${rows} positions`)
+    }
+    rows += x.rows
+  }
+  if (inputs.length === 1) {
+    return { rows, data: inputs[0].data }
+  }
+  const data = new Float32Array(rows * hidden)
+  for (const x of inputs) {
+    data.set(x.data.subarray(0, x.rows * hidden), x.startPos * hidden)
+  }
+  return { rows, data }
+}
+
+/**
+ * The largest |a - b| over the first `length` values, relative to the largest
+ * |b| (at least 1): 0 = identical. Hidden states of real models reach values
+ * in the thousands, so an absolute bound would not fit every model.
+ */
+export function relativeDiff (a: Float32Array, b: Float32Array, length: number): number {
+  let diff = 0
+  let scale = 1
+  for (let i = 0; i < length; i++) {
+    const d = Math.abs(a[i] - b[i])
+    if (Number.isNaN(d)) {
+      return Infinity
+    }
+    if (d > diff) {
+      diff = d
+    }
+    const m = Math.abs(b[i])
+    if (m > scale) {
+      scale = m
+    }
+  }
+  return diff / scale
+}
