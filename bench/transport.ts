@@ -13,6 +13,9 @@
  * entry (it is not a dependency; see docs/transport.md). The serving side
  * echoes each FORWARD's tensor as the RESULT (no layers: this measures the transport, and the
  * stage's frame path: codec, InferStream, StageClient).
+ * Also always measured: `direct-tls`, the direct TLS 1.3 PSK data channel
+ * (src/pipeline/direct-channel): the offer is fetched over the libp2p node's
+ * /bly/infer-direct/1.0.0 stream, then the same frames flow over node:tls.
  * Usage: npm run bench -- transport [--frames 128] [--rounds 1000] [--window 8] [--reps 3]
  * [--variants] [--tls-module /path/to/tls/dist/src/index.js]
  * The last line printed is one JSON object.
@@ -28,9 +31,11 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { blyConnectionEncrypter, createBlyLibp2p } from '../src/net/libp2p-node.ts'
+import { DIRECT_OFFER_PROTOCOL, answerDirectOffer, connectDirectChannel, createDirectChannelServer, requestDirectOffer } from '../src/pipeline/direct-channel/index.ts'
 import { InferStream } from '../src/pipeline/infer-stream.ts'
 import { StageClient } from '../src/pipeline/stage-client.ts'
-import { INFER_PROTOCOL } from '../src/protocols/infer.ts'
+import { INFER_PROTOCOL, f32Tensor } from '../src/protocols/infer.ts'
+import type { InferFrame } from '../src/protocols/infer.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Server, Socket } from 'node:net'
 
@@ -119,6 +124,28 @@ async function serveInfer (node: Libp2p): Promise<void> {
   })
 }
 
+/** The direct TLS channel: offers over `node`'s libp2p, channels echo FORWARD as RESULT. */
+async function serveDirect (node: Libp2p): Promise<void> {
+  const server = createDirectChannelServer({
+    maxFrameBytes: 4 * MIB,
+    handler: (channel) => {
+      channel.attach({
+        onFrame: (f) => {
+          if (f.type === 'forward') {
+            void channel.send({ type: 'result', sessionId: f.sessionId, seq: f.seq, startPos: f.startPos, kind: 0, tensor: f.tensor }).catch(() => {})
+          }
+        },
+        onBadFrame: (err) => { channel.abort(err) },
+        onClose: () => {}
+      })
+    }
+  })
+  await server.start()
+  await node.handle(DIRECT_OFFER_PROTOCOL, async (stream, connection) => {
+    await answerDirectOffer(stream, server, connection.remotePeer.toString())
+  })
+}
+
 /**
  * Counts 4-byte little-endian length-prefixed frames in a byte stream
  * without copying the payloads; calls `onFrame` at the end of each frame.
@@ -180,6 +207,9 @@ async function serve (): Promise<void> {
     const node = await makeNode(v)
     await serveInfer(node)
     addrs[v] = node.getMultiaddrs()[0].toString()
+    if (v === 'libp2p') {
+      await serveDirect(node)
+    }
   }
   const tcpServer = await serveTcp()
   const addr = tcpServer.address()
@@ -239,6 +269,50 @@ async function libp2pTransport (node: Libp2p, addr: string): Promise<Transport> 
     },
     async close () {
       await client.close()
+    }
+  }
+}
+
+/**
+ * Direct TLS channel: offer over the libp2p connection, then FORWARD /
+ * RESULT frames over TLS, one promise per step keyed by seq (the work
+ * StageClient does per step, without its session bookkeeping).
+ */
+async function directTransport (node: Libp2p, addr: string): Promise<Transport> {
+  const stream = await node.dialProtocol(multiaddr(addr), DIRECT_OFFER_PROTOCOL)
+  const offer = await requestDirectOffer(stream, { remoteHost: '127.0.0.1' })
+  const waiting = new Map<number, { resolve(): void, reject(err: Error): void }>()
+  const fail = (err: Error): void => {
+    for (const w of waiting.values()) {
+      w.reject(err)
+    }
+    waiting.clear()
+  }
+  const channel = await connectDirectChannel(offer, {
+    maxFrameBytes: 4 * MIB,
+    onFrame: (f: InferFrame) => {
+      if (f.type === 'result') {
+        const w = waiting.get(f.seq)
+        waiting.delete(f.seq)
+        w?.resolve()
+      }
+    },
+    onBadFrame: (err) => { fail(err) },
+    onClose: (err) => { fail(err ?? new Error('direct channel closed')) }
+  })
+  let seq = 0
+  let pos = 0
+  return {
+    async roundTrip (payload) {
+      const rows = payload.length / HIDDEN
+      const s = ++seq
+      const done = new Promise<void>((resolve, reject) => { waiting.set(s, { resolve, reject }) })
+      await channel.send({ type: 'forward', sessionId: 1, seq: s, startPos: pos, tensor: f32Tensor(payload, rows, HIDDEN) })
+      pos = (pos + rows) % 100_000
+      return done
+    },
+    async close () {
+      await channel.close()
     }
   }
 }
@@ -309,6 +383,9 @@ async function main (): Promise<void> {
       const node = await makeNode(v)
       nodes.push(node)
       variants.push([v, async () => libp2pTransport(node, info.addrs[v])])
+      if (v === 'libp2p') {
+        variants.push(['direct-tls', async () => directTransport(node, info.addrs.libp2p)])
+      }
     }
     // variants interleaved, `reps` times each; the median of each figure is kept (the box may be shared)
     const runs: Record<string, Figures[]> = Object.fromEntries(variants.map(([name]) => [name, []]))
@@ -347,11 +424,15 @@ async function main (): Promise<void> {
       loadAverage: loadavg()[0],
       cpus: cpus().length,
       rawTcp: { mibps: round(raw.mibps), p50us: round(raw.p50us), p99us: round(raw.p99us) },
-      ...Object.fromEntries(wanted.map(v => [v, { mibps: round(results[v].mibps), p50us: round(results[v].p50us), p99us: round(results[v].p99us), ratio: ratios(results[v]) }])),
+      ...Object.fromEntries([...wanted, 'direct-tls'].map(v => [v, { mibps: round(results[v].mibps), p50us: round(results[v].p50us), p99us: round(results[v].p99us), ratio: ratios(results[v]) }])),
       targets: { throughputRatio: 0.6, latencyRatio: 3 },
       met: {
         throughput: ratios(results.libp2p).throughput >= 0.6,
         latency: ratios(results.libp2p).latencyP50 <= 3
+      },
+      directTlsMet: {
+        throughput: ratios(results['direct-tls']).throughput >= 0.6,
+        latency: ratios(results['direct-tls']).latencyP50 <= 3
       }
     }
     out(JSON.stringify(summary))

@@ -32,6 +32,7 @@ export class DirectChannel {
   private closed: boolean
   private broken: boolean
   private closeError?: Error
+  private drain?: Promise<void>
   bytesIn: number
   bytesOut: number
 
@@ -105,10 +106,18 @@ export class DirectChannel {
     }
     await new Promise<void>(resolve => { this.flushWaiters.push(resolve) })
     if (this.socket.writableNeedDrain && !this.socket.destroyed) {
-      await new Promise<void>((resolve, reject) => {
+      await this.drained()
+    }
+  }
+
+  /** One shared wait for `drain` (or close) however many senders wait. */
+  private drained (): Promise<void> {
+    if (this.drain == null) {
+      this.drain = new Promise<void>((resolve, reject) => {
         const done = (): void => {
           this.socket.off('drain', done)
           this.socket.off('close', done)
+          this.drain = undefined
           if (this.socket.destroyed) {
             reject(new PipelineError(PipelineErrorCode.STREAM_CLOSED, 'direct channel closed while writing'))
           } else {
@@ -118,7 +127,10 @@ export class DirectChannel {
         this.socket.on('drain', done)
         this.socket.on('close', done)
       })
+      // a sender that stops waiting must not leave an unhandled rejection
+      this.drain.catch(() => {})
     }
+    return this.drain
   }
 
   /** Close gracefully: queued writes go out, then the TLS session ends. Resolves when the socket closed. */
