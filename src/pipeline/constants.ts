@@ -31,6 +31,8 @@ export const STAGE_SERVER_DEFAULTS = {
 export const PIPELINE_CLIENT_DEFAULTS = {
   /** dial + OPEN handshake per stage */
   openTimeoutMs: 10_000,
+  /** direct channel offer + TLS setup; past it the stage is used over its libp2p stream */
+  directTimeoutMs: 3_000,
   /** one FORWARD's answer from one stage (a long prefill on a slow CPU stage can take seconds) */
   stepTimeoutMs: 120_000,
   /** positions each stage reserves for the session (0 = the stage's default) */

@@ -33,7 +33,7 @@ import type { GenerateOptions, GeneratedToken, GenerationResult, TokenModel, Tok
 import type { AbortOptions, Libp2p } from '@libp2p/interface'
 
 export interface PipelineClientInit {
-  libp2p: Pick<Libp2p, 'dialProtocol' | 'peerStore'>
+  libp2p: Pick<Libp2p, 'dial' | 'peerStore'>
   /** the model id the stages serve */
   modelId: string
   /** the client's own embedding, final norm and head (e.g. LayerRange.load(config, source, { start: 0, end: 0, embedding: true, head: true })) */
@@ -46,6 +46,8 @@ export interface PipelineClientInit {
   openTimeoutMs?: number
   stepTimeoutMs?: number
   maxFrameBytes?: number
+  /** try a direct TLS channel to each stage first (default true; falls back to libp2p streams) */
+  directChannel?: boolean
   /** a step of more rows than this gets stepTimeoutMs per this many rows (prefill, replay) */
   deadlineRows?: number
   /**
@@ -217,6 +219,7 @@ export class PipelineSession implements TokenSession {
       openTimeoutMs: c.openTimeoutMs,
       stepTimeoutMs: c.stepTimeoutMs,
       maxFrameBytes: c.maxFrameBytes,
+      directChannel: c.directChannel,
       signal: options.signal
     })
   }
@@ -489,6 +492,7 @@ export class PipelineClient implements TokenModel<PipelineSession> {
       openTimeoutMs: init.openTimeoutMs ?? d.openTimeoutMs,
       stepTimeoutMs: init.stepTimeoutMs ?? d.stepTimeoutMs,
       maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
+      directChannel: init.directChannel ?? true,
       deadlineRows: init.deadlineRows ?? d.deadlineRows,
       maxRecoveries: init.maxRecoveries ?? d.maxRecoveries,
       replayTolerance: init.replayTolerance ?? d.replayTolerance

@@ -3,17 +3,25 @@
  * stage, OPENs, then sends FORWARD / TRUNCATE frames and matches RESULT /
  * ERROR frames to steps by seq. Several steps may be in flight; the stage
  * answers them in order.
+ *
+ * Frames go over a direct TLS channel when the stage offers one (asked for
+ * over the authenticated libp2p connection on /bly/infer-direct/1.0.0), and
+ * over a /bly/infer/1.0.0 libp2p stream when it does not, or when the channel
+ * cannot be set up in time (older stage, firewall, NAT, refused offer).
  */
 import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, f32Tensor, tensorF32 } from '../protocols/infer.ts'
 import { PIPELINE_CLIENT_DEFAULTS } from './constants.ts'
+import { DIRECT_OFFER_PROTOCOL, connectDirectChannel, requestDirectOffer } from './direct-channel/index.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
+import { InferTransport } from './infer-channel.ts'
 import { InferStream } from './infer-stream.ts'
+import type { InferChannel, InferChannelHandlers, InferTransportValue } from './infer-channel.ts'
 import type { InferFrame, ResultKind } from '../protocols/infer.ts'
-import type { AbortOptions, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { AbortOptions, Connection, Libp2p, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface StageClientInit {
-  libp2p: Pick<Libp2p, 'dialProtocol'>
+  libp2p: Pick<Libp2p, 'dial'>
   /** the stage: a peer id (addresses already known to the peer store) or multiaddrs ending in /p2p/<id> */
   peer: PeerId | Multiaddr | Multiaddr[]
   modelId: string
@@ -28,6 +36,10 @@ export interface StageClientInit {
   openTimeoutMs?: number
   stepTimeoutMs?: number
   maxFrameBytes?: number
+  /** try a direct TLS channel first (default true); false = the libp2p stream only */
+  directChannel?: boolean
+  /** the offer + TLS setup must finish within this long, else the libp2p stream is used */
+  directTimeoutMs?: number
   /** index of this stage in the route (for error messages) */
   stage?: number
   signal?: AbortSignal
@@ -60,7 +72,9 @@ export class StageClient {
   readonly end: number
   /** positions the stage granted */
   maxLength: number
-  private readonly frames: InferStream
+  /** what the frames travel over */
+  readonly transport: InferTransportValue
+  private readonly frames: InferChannel
   private readonly stage?: number
   private readonly stepTimeoutMs: number
   private readonly pending: Map<number, Pending>
@@ -68,7 +82,7 @@ export class StageClient {
   private nextSeq: number
   private failure?: Error
 
-  private constructor (stream: Stream, init: StageClientInit) {
+  private constructor (frames: InferChannel, transport: InferTransportValue, init: StageClientInit) {
     this.sessionId = init.sessionId
     this.start = init.start
     this.end = init.end
@@ -77,30 +91,39 @@ export class StageClient {
     this.stepTimeoutMs = init.stepTimeoutMs ?? PIPELINE_CLIENT_DEFAULTS.stepTimeoutMs
     this.pending = new Map()
     this.nextSeq = 1
-    this.frames = new InferStream(stream, {
-      maxFrameBytes: init.maxFrameBytes ?? PIPELINE_CLIENT_DEFAULTS.maxFrameBytes,
-      onFrame: (frame) => { this.onFrame(frame) },
-      onBadFrame: (err) => {
-        this.failAll(err)
-        this.frames.abort(err)
-      },
-      onClose: (err) => {
-        this.failAll(this.failure ?? new PipelineError(PipelineErrorCode.STREAM_CLOSED, `stage ${this.label} closed the stream${err != null ? `: ${err.message}` : ''}`, { stage: this.stage, cause: err }))
-      }
-    })
+    this.frames = frames
+    this.transport = transport
+  }
+
+  private onBadFrame (err: Error): void {
+    this.failAll(err)
+    this.frames.abort(err)
+  }
+
+  private onChannelClose (err?: Error): void {
+    this.failAll(this.failure ?? new PipelineError(PipelineErrorCode.STREAM_CLOSED, `stage ${this.label} closed the stream${err != null ? `: ${err.message}` : ''}`, { stage: this.stage, cause: err }))
   }
 
   /** Dials the stage and OPENs the session; throws ERR_INFER_BUSY when the stage is full, ERR_INFER_REMOTE when it refuses. */
   static async open (init: StageClientInit): Promise<StageClient> {
     const timeoutMs = init.openTimeoutMs ?? PIPELINE_CLIENT_DEFAULTS.openTimeoutMs
     const signal = init.signal != null ? AbortSignal.any([init.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs)
-    let stream: Stream
+    // frames reach the client once it exists: it is built in the same tick the channel resolves
+    const ref: { client?: StageClient } = {}
+    const handlers: InferChannelHandlers = {
+      onFrame: (frame) => { ref.client?.onFrame(frame) },
+      onBadFrame: (err) => { ref.client?.onBadFrame(err) },
+      onClose: (err) => { ref.client?.onChannelClose(err) }
+    }
+    let opened: { frames: InferChannel, transport: InferTransportValue }
     try {
-      stream = await init.libp2p.dialProtocol(init.peer, init.protocol ?? INFER_PROTOCOL, { signal })
+      const connection = await init.libp2p.dial(init.peer, { signal })
+      opened = await openChannel(connection, init, handlers, signal)
     } catch (err) {
       throw wrapAbort(err, init, `could not open a stream to stage ${init.stage ?? ''} [${init.start}, ${init.end})`)
     }
-    const client = new StageClient(stream, init)
+    const client = new StageClient(opened.frames, opened.transport, init)
+    ref.client = client
     try {
       await client.handshake(init, signal)
     } catch (err) {
@@ -288,6 +311,39 @@ export class StageClient {
     const err = new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${this.label}: ${message}`, { stage: this.stage })
     this.abort(err)
   }
+}
+
+/** The IP (or DNS name) the libp2p connection reaches the stage at, for an offer that names no host. */
+export function remoteHostOf (connection: Pick<Connection, 'remoteAddr'>): string | undefined {
+  for (const c of connection.remoteAddr.getComponents()) {
+    if (c.name === 'ip4' || c.name === 'ip6' || c.name === 'dns4' || c.name === 'dns6' || c.name === 'dns') {
+      return c.value
+    }
+  }
+  return undefined
+}
+
+/** The direct channel when the stage offers one and it opens in time, else a libp2p stream. */
+async function openChannel (connection: Connection, init: StageClientInit, handlers: InferChannelHandlers, signal: AbortSignal): Promise<{ frames: InferChannel, transport: InferTransportValue }> {
+  const maxFrameBytes = init.maxFrameBytes ?? PIPELINE_CLIENT_DEFAULTS.maxFrameBytes
+  const remoteHost = remoteHostOf(connection)
+  if (init.directChannel !== false && remoteHost != null && connection.limits == null) {
+    const timeoutMs = init.directTimeoutMs ?? PIPELINE_CLIENT_DEFAULTS.directTimeoutMs
+    const direct = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+    try {
+      const stream = await connection.newStream(DIRECT_OFFER_PROTOCOL, { signal: direct })
+      const offer = await requestDirectOffer(stream, { remoteHost, signal: direct })
+      const frames = await connectDirectChannel(offer, { ...handlers, maxFrameBytes, timeoutMs, signal: direct })
+      return { frames, transport: InferTransport.DIRECT }
+    } catch (err) {
+      // the caller's own abort or deadline ends the open; anything else falls back to libp2p
+      if (signal.aborted) {
+        throw err
+      }
+    }
+  }
+  const stream = await connection.newStream(init.protocol ?? INFER_PROTOCOL, { signal })
+  return { frames: new InferStream(stream, { ...handlers, maxFrameBytes }), transport: InferTransport.LIBP2P }
 }
 
 function wrapAbort (err: unknown, init: StageClientInit, what: string): Error {

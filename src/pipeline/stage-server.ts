@@ -7,16 +7,22 @@
  * A full stage answers BUSY at once; an idle session loses its cache; a
  * malformed frame gets ERROR and that stream is aborted, nothing else.
  * Where the layers' weights come from is the caller's business.
+ * Sessions arrive over /bly/infer/1.0.0 libp2p streams or, unless disabled,
+ * over direct TLS channels offered on /bly/infer-direct/1.0.0 (the server
+ * owns the DirectChannelServer); both run the same session code.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ModelError, ModelErrorCode } from '../model/errors.ts'
 import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, OpenFlags, ResultKind, TensorDtype, f32Tensor, tensorF32 } from '../protocols/infer.ts'
 import { STAGE_SERVER_DEFAULTS } from './constants.ts'
+import { DIRECT_OFFER_PROTOCOL, answerDirectOffer, createDirectChannelServer } from './direct-channel/index.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { InferStream } from './infer-stream.ts'
 import { logitsData } from './stage-layers.ts'
 import { SessionState, StageSession } from './stage-session.ts'
+import type { DirectChannel, DirectChannelServer, DirectChannelServerInit } from './direct-channel/index.ts'
 import type { StageFaults } from './fault-injection.ts'
+import type { InferChannel, InferChannelHandlers } from './infer-channel.ts'
 import type { StageLayers } from './stage-layers.ts'
 import type { StageJob } from './stage-session.ts'
 import type { ForwardFrame, InferFrame, OpenFrame, TruncateFrame } from '../protocols/infer.ts'
@@ -36,6 +42,12 @@ export interface StageServerInit {
   maxQueuedSteps?: number
   maxInboundStreams?: number
   openTimeoutMs?: number
+  /**
+   * The direct TLS data channel (docs/transport.md): false = libp2p streams
+   * only; else the channel server's options (bind host, port, advertised
+   * host...), default {} = bound to 127.0.0.1 on an ephemeral port
+   */
+  directChannel?: false | Omit<DirectChannelServerInit, 'handler'>
   /** FAULT INJECTION FOR TESTS ONLY (see fault-injection.ts); absent = a well-behaved stage */
   faults?: StageFaults
 }
@@ -56,6 +68,8 @@ export interface StageStats {
   reservedPositions: number
   freePositions: number
   opened: number
+  /** channels (sessions) that arrived over a direct TLS channel rather than a libp2p stream */
+  direct: number
   /** OPENs answered BUSY */
   busy: number
   /** OPENs refused with ERROR (wrong model / range / too long) */
@@ -74,7 +88,7 @@ export interface StageStats {
   malformed: number
 }
 
-type Required2 = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults'>>
+type Required2 = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults' | 'directChannel'>>
 
 function errorMessage (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
@@ -87,6 +101,7 @@ export class StageServer {
   private readonly init: Required2
   private readonly log: Logger
   private readonly faults?: StageFaults
+  private readonly direct?: DirectChannelServer
   private readonly sessions: Set<StageSession>
   private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions'>
   private reserved: number
@@ -120,8 +135,15 @@ export class StageServer {
     }
     this.log = components.libp2p.logger.forComponent('bly:stage-server')
     this.faults = init.faults
+    if (init.directChannel !== false) {
+      this.direct = createDirectChannelServer({
+        maxFrameBytes: this.init.maxFrameBytes,
+        ...init.directChannel,
+        handler: (channel, remotePeer) => { this.acceptDirect(channel, remotePeer) }
+      })
+    }
     this.sessions = new Set()
-    this.counters = { opened: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, errors: 0, malformed: 0 }
+    this.counters = { opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, errors: 0, malformed: 0 }
     this.reserved = 0
     this.ticket = 0
     this.started = false
@@ -133,6 +155,11 @@ export class StageServer {
 
   isStarted (): boolean {
     return this.started
+  }
+
+  /** Port of the direct channel's TLS server (undefined when disabled or stopped). */
+  get directChannelPort (): number | undefined {
+    return this.direct?.isStarted === true ? this.direct.listenPort : undefined
   }
 
   async start (): Promise<void> {
@@ -147,8 +174,19 @@ export class StageServer {
       await this.libp2p.handle(this.init.protocol, (stream, connection) => {
         this.accept(stream, connection)
       }, { maxInboundStreams: this.init.maxInboundStreams })
+      const direct = this.direct
+      if (direct != null) {
+        await direct.start()
+        await this.libp2p.handle(DIRECT_OFFER_PROTOCOL, async (stream, connection) => {
+          // the offer (PSK + token) goes only over this Noise-authenticated stream
+          await answerDirectOffer(stream, direct, connection.remotePeer.toString(), { signal: AbortSignal.timeout(this.init.openTimeoutMs) })
+            .catch((err: Error) => { this.log('direct offer to %p failed - %s', connection.remotePeer, err.message) })
+        }, { maxInboundStreams: this.init.maxInboundStreams })
+      }
     } catch (err) {
       this.started = false
+      await this.libp2p.unhandle(this.init.protocol).catch(() => {})
+      await this.direct?.stop().catch(() => {})
       throw err
     }
   }
@@ -160,9 +198,13 @@ export class StageServer {
     }
     this.started = false
     await this.libp2p.unhandle(this.init.protocol).catch(() => {})
+    if (this.direct != null) {
+      await this.libp2p.unhandle(DIRECT_OFFER_PROTOCOL).catch(() => {})
+    }
     const sessions = [...this.sessions]
     await Promise.allSettled(sessions.map(async s => this.fail(s, InferErrorCode.SHUTTING_DOWN, 0, 'stage is shutting down', false)))
     await this.running?.catch(() => {})
+    await this.direct?.stop()
   }
 
   get stats (): StageStats {
@@ -189,10 +231,30 @@ export class StageServer {
       stream.abort(new PipelineError(PipelineErrorCode.NOT_STARTED, 'stage server stopped'))
       return
     }
-    // `ref.session` is set before any frame can arrive (events fire on a later tick)
+    const { handlers, bind } = this.sessionFor(connection.remotePeer.toString())
+    // handlers fire on a later tick: the session is bound before any frame arrives
+    bind(new InferStream(stream, { maxFrameBytes: this.init.maxFrameBytes, ...handlers }))
+  }
+
+  /** A direct channel the channel server accepted for an offer issued to `remotePeer`. */
+  private acceptDirect (channel: DirectChannel, remotePeer: string): void {
+    if (!this.started) {
+      channel.abort(new PipelineError(PipelineErrorCode.NOT_STARTED, 'stage server stopped'))
+      return
+    }
+    this.counters.direct++
+    const { handlers, bind } = this.sessionFor(remotePeer)
+    bind(channel)
+    channel.attach(handlers)
+  }
+
+  /**
+   * The per-session code, whatever carries the frames: the handlers to give
+   * the channel, and `bind` to call with the channel before it delivers any.
+   */
+  private sessionFor (remotePeer: string): { handlers: InferChannelHandlers, bind(frames: InferChannel): void } {
     const ref: { session?: StageSession } = {}
-    const frames = new InferStream(stream, {
-      maxFrameBytes: this.init.maxFrameBytes,
+    const handlers: InferChannelHandlers = {
       onFrame: (frame) => {
         if (ref.session != null) {
           this.onFrame(ref.session, frame)
@@ -212,16 +274,19 @@ export class StageServer {
           this.release(ref.session)
         }
       }
-    })
-    const s = new StageSession(frames, connection.remotePeer.toString())
-    ref.session = s
-    this.sessions.add(s)
-    s.arm(this.init.openTimeoutMs, () => {
-      if (s.state === SessionState.AWAITING_OPEN) {
-        this.counters.malformed++
-        void this.fail(s, InferErrorCode.NOT_OPEN, 0, `no OPEN within ${this.init.openTimeoutMs} ms`, true)
-      }
-    })
+    }
+    const bind = (frames: InferChannel): void => {
+      const s = new StageSession(frames, remotePeer)
+      ref.session = s
+      this.sessions.add(s)
+      s.arm(this.init.openTimeoutMs, () => {
+        if (s.state === SessionState.AWAITING_OPEN) {
+          this.counters.malformed++
+          void this.fail(s, InferErrorCode.NOT_OPEN, 0, `no OPEN within ${this.init.openTimeoutMs} ms`, true)
+        }
+      })
+    }
+    return { handlers, bind }
   }
 
   private onFrame (s: StageSession, frame: InferFrame): void {

@@ -1,9 +1,10 @@
 /**
- * Server-side state of one inbound /bly/infer/1.0.0 stream: before OPEN it
+ * Server-side state of one inbound /bly/infer/1.0.0 channel (libp2p stream
+ * or direct channel): before OPEN it
  * holds nothing; after OPEN_OK it owns one KV session, a FIFO of steps not
  * yet computed and an idle timer. The StageServer drives it.
  */
-import type { InferStream } from './infer-stream.ts'
+import type { InferChannel } from './infer-channel.ts'
 import type { StageKv } from './stage-layers.ts'
 import type { ForwardFrame, TruncateFrame } from '../protocols/infer.ts'
 
@@ -18,7 +19,7 @@ export const SessionState = {
 export type SessionStateValue = typeof SessionState[keyof typeof SessionState]
 
 export class StageSession {
-  readonly frames: InferStream
+  readonly frames: InferChannel
   readonly remotePeer: string
   state: SessionStateValue
   sessionId: number
@@ -32,7 +33,7 @@ export class StageSession {
   busy: boolean
   private timer?: ReturnType<typeof setTimeout>
 
-  constructor (frames: InferStream, remotePeer: string) {
+  constructor (frames: InferChannel, remotePeer: string) {
     this.frames = frames
     this.remotePeer = remotePeer
     this.state = SessionState.AWAITING_OPEN

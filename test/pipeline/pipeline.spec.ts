@@ -61,6 +61,8 @@ describe('pipeline: greedy generation through loopback stages', function () {
     expect(result.tokens).to.deep.equal(tokens)
     await waitFor('stage sessions to close', () => stages.every(s => s.server.stats.sessions === 0))
     expect(stages.map(s => s.server.stats.closed)).to.deep.equal([1, 1, 1])
+    // stages offer a direct channel by default and the client takes it
+    expect(stages.map(s => s.server.stats.direct)).to.deep.equal([1, 1, 1])
     expect(stages.map(s => s.server.stats.steps)).to.deep.equal([tokens.length, tokens.length, tokens.length])
   })
 

@@ -2,6 +2,7 @@ import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
+import { InferTransport } from '../../src/pipeline/infer-channel.ts'
 import { InferStream } from '../../src/pipeline/infer-stream.ts'
 import { StageClient } from '../../src/pipeline/stage-client.ts'
 import { embedData } from '../../src/pipeline/stage-layers.ts'
@@ -77,6 +78,7 @@ describe('pipeline/stage-server', function () {
     const kv = ref.createSession()
     try {
       const c = await session(s)
+      expect(c.transport).to.equal(InferTransport.DIRECT)
       const h = fixture.config.hiddenSize
       const rows = prompt.length / h
       const [a, b] = await Promise.all([
