@@ -12,6 +12,7 @@ import { generateCommand } from './commands/generate.ts'
 import { idCommand } from './commands/id.ts'
 import { modelCommand } from './commands/model.ts'
 import { peersCommand } from './commands/peers.ts'
+import { planCommand } from './commands/plan.ts'
 import { startCommand } from './commands/start.ts'
 import { statusCommand } from './commands/status.ts'
 import { stopCommand } from './commands/stop.ts'
@@ -56,6 +57,7 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(modelCommand(ctx))
     .command(generateCommand(ctx))
     .command(peersCommand(ctx))
+    .command(planCommand(ctx))
     .demandCommand(1, 'name a command: start, stop, status, id, chain, model, generate or peers (see blyd --help)')
     .recommendCommands()
     .strict()

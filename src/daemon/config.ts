@@ -14,6 +14,10 @@
  * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
  * - stepTimeoutMs (number): generate through the mesh: deadline of one stage's
  * answer to one step (per 32 positions); a stage past it is replaced (failover)
+ * - memoryBytes (number | null): bytes this node can devote to model layers;
+ * `--layers auto` and `blyd plan` plan with it (null: os.freemem() at the time)
+ * - replicas (number 1..64): holders wanted per layer when `--layers auto`
+ * plans the swarm
  * - backend (string): auto | tensorflow | tfjs-node-gpu | tfjs-node | wasm | cpu
  * - workers ("auto" | number 0..64): tensor-parallel worker threads per loaded
  * model (local logits/generate and the served span); auto = every core for
@@ -48,6 +52,10 @@ export interface BlydConfig {
   full: boolean
   recordTtlMs: number
   stepTimeoutMs: number
+  /** bytes this node can devote to layers (null: os.freemem()) */
+  memoryBytes: number | null
+  /** holders wanted per layer (--layers auto, blyd plan) */
+  replicas: number
   backend: Backend
   /** tensor-parallel worker threads per loaded model: 'auto' or a count */
   workers: WorkersSetting
@@ -192,6 +200,30 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
       return value
     }
   },
+  memoryBytes: {
+    env: 'BLYD_MEMORY_BYTES',
+    flag: 'memory-bytes',
+    describe: 'bytes this node can devote to model layers, for --layers auto and blyd plan (default: free memory)',
+    kind: 'number',
+    parse: (value, where) => {
+      if (value !== null && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)) {
+        fail(where, `must be a whole number of bytes >= 1, or null (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  replicas: {
+    env: 'BLYD_REPLICAS',
+    flag: 'replicas',
+    describe: 'holders wanted per layer when --layers auto plans the swarm',
+    kind: 'number',
+    parse: (value, where) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > 64) {
+        fail(where, `must be a whole number from 1 to 64 (got ${show(value)})`)
+      }
+      return value
+    }
+  },
   backend: {
     env: 'BLYD_BACKEND',
     flag: 'backend',
@@ -278,6 +310,8 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     full: false,
     recordTtlMs: DEFAULT_RECORD_TTL_MS,
     stepTimeoutMs: DEFAULT_STEP_TIMEOUT_MS,
+    memoryBytes: null,
+    replicas: 1,
     backend: DEFAULT_BACKEND,
     workers: DEFAULT_WORKERS,
     ipcSocket: join(dataDir, SOCKET_FILE_NAME),
@@ -389,6 +423,8 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     full: values.full as boolean,
     recordTtlMs: values.recordTtlMs as number,
     stepTimeoutMs: values.stepTimeoutMs as number,
+    memoryBytes: values.memoryBytes as number | null,
+    replicas: values.replicas as number,
     backend: values.backend as Backend,
     workers: values.workers as WorkersSetting,
     ipcSocket,

@@ -188,6 +188,8 @@ export class Daemon {
         layers: config.layers,
         recordTtlMs: config.recordTtlMs,
         stepTimeoutMs: config.stepTimeoutMs,
+        ...(config.memoryBytes != null ? { memoryBytes: config.memoryBytes } : {}),
+        replicas: config.replicas,
         // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
         faults: stageFaultsFromEnv(process.env)
       })

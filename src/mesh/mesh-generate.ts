@@ -5,15 +5,17 @@
  * of the model, or when this node lacks the payload of some layer (it cannot
  * run every layer itself); otherwise in the local inference service, as a
  * single node would. Through the mesh: discover the live spans (this node's
- * own included), plan the cheapest chain covering [0, L) (route-plan.ts), and
- * run the pipeline client with this node's embedding and head (fetched from
- * peers when missing); a hop on this node's own span runs in-process. The
- * result names the route and each hop's share of the time.
+ * own included), pick the cheapest chain covering [0, L) (mesh-route.ts:
+ * RTT + compute + queue wait per hop), and run the pipeline client with this
+ * node's embedding and head (fetched from peers when missing); a hop on this
+ * node's own span runs in-process. The result names the route and each hop's
+ * share of the time.
  *
  * Failover: a stage that dies, stalls past the step deadline (stepTimeoutMs)
  * or answers garbage is banned for the session and its layers re-routed over
- * the other live spans inside them (one or several; re-discovered once when
- * the spans known at the start have none left), with the stage's history
+ * the cheapest chain of unbanned live spans inside them (planReplacement in
+ * mesh-route.ts; the spans are re-discovered once when those known at the
+ * start have none left), with the stage's history
  * replayed (pipeline-client.ts). The result lists the failovers in
  * `recoveries` and each is logged as generate.recovered.
  */
@@ -26,7 +28,7 @@ import { discoverSpans } from '../net/records/discover.ts'
 import { createPipelineClient } from '../pipeline/pipeline-client.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
 import { LocalStage } from './local-stage.ts'
-import { planRoute } from './route-plan.ts'
+import { planReplacement, routeSpans } from './mesh-route.ts'
 import type { SpanServer } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
@@ -63,13 +65,6 @@ interface ClientEnds {
 
 function definedOnly<T extends Record<string, unknown>> (obj: T): Partial<T> {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>
-}
-
-/** The chain of live spans covering exactly [lost.start, lost.end) with no banned peer (planRoute over that window). */
-export function planReplacement<S extends LiveSpan> (spans: S[], lost: { start: number, end: number }, banned: ReadonlySet<string>): S[] {
-  const inside = spans.filter(s => !banned.has(s.peerId.toString()) && s.start >= lost.start && s.end <= lost.end)
-  const shifted = inside.map(s => ({ ...s, start: s.start - lost.start, end: s.end - lost.start, span: s }))
-  return planRoute(shifted, lost.end - lost.start).map(s => s.span)
 }
 
 function recoveryJson (r: Recovery): RecoveryJson {
@@ -120,7 +115,7 @@ export class MeshGenerator {
       const result = await inference.generate({ ...params, model: manifest.idHex }, onToken, signal)
       return { ...result, via: 'local', route: [{ peerId: self.toString(), start: 0, end: numLayers, self: true }] }
     }
-    const route = planRoute(spans, numLayers)
+    const route = routeSpans(spans, numLayers)
     const client = await this.clientEnds(manifest, signal)
     const own = this.components.spanServer()
     const toHop = (s: LiveSpan): RouteHop => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end })

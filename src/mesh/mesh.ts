@@ -5,6 +5,7 @@
  * start() brings up the network, then starts serving in the background;
  * stop() withdraws the span first, then stops the network.
  */
+import { freemem } from 'node:os'
 import { BlockType } from '../chain/types.ts'
 import { loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
 import { createBlyNetwork } from '../net/network.ts'
@@ -12,7 +13,8 @@ import { createBlyDhtRecords } from '../net/records/dht-records.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
 import { createMeshGenerator } from './mesh-generate.ts'
 import { PayloadPolicy } from './payload-policy.ts'
-import { createSpanServer } from './span-server.ts'
+import { createSpanServer, layerBytesOf } from './span-server.ts'
+import { planSwarm } from './swarm-plan.ts'
 import type { MeshGenerator } from './mesh-generate.ts'
 import type { SpanServer } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
@@ -20,7 +22,7 @@ import type { InferenceService } from '../model/inference-service.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
-import type { NetStatusJson, PeersParams, PeersResult, ServingJson, SpanJson } from '../protocols/ipc-mesh.ts'
+import type { NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson, SpanJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -51,6 +53,10 @@ export interface MeshInit {
   recordTtlMs?: number
   /** generate: deadline of one stage's answer to one step (the failover trigger for a stalled stage) */
   stepTimeoutMs?: number
+  /** `--layers auto` and `plan`: bytes this node can devote to layers (default os.freemem()) */
+  memoryBytes?: number
+  /** `--layers auto` and `plan`: holders wanted per layer (default 1) */
+  replicas?: number
   /** FAULT INJECTION FOR TESTS ONLY: the served stage misbehaves (pipeline/fault-injection.ts) */
   faults?: StageFaults
 }
@@ -136,7 +142,7 @@ export class Mesh {
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
         log: (event, fields) => { this.components.log?.(event === 'serve.failed' || event === 'serve.fault-injection' ? 'error' : 'info', event, fields) }
-      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
+      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()
     }
@@ -222,6 +228,32 @@ export class Mesh {
       connected.set(key, [...(connected.get(key) ?? []), c.remoteAddr.toString()])
     }
     return { models, spans, connected: [...connected].map(([peerId, addrs]) => ({ peerId, addrs })) }
+  }
+
+  /** `plan`: coverage per layer now, the bottleneck, and what the partition planner would do (swarm-plan.ts). */
+  async plan (params: PlanParams, signal?: AbortSignal): Promise<PlanResult> {
+    const { store } = this.components
+    const generator = this.generator
+    if (generator == null) {
+      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+    }
+    const model = params.model ?? this.init.model
+    if (model == null) {
+      throw new MeshError(MeshErrorCode.BadSpan, 'plan needs a model: give --model (this node serves none)')
+    }
+    const manifest = await loadModelManifest(store, await resolveModelId(store, model))
+    const spans = await generator.spans(manifest.id, manifest.qwen3.numLayers, signal)
+    const libp2p = this.network.libp2p
+    const serving = new Set(spans.map(s => s.peerId.toString()))
+    const memoryBytes = this.init.memoryBytes ?? freemem()
+    const report = planSwarm({
+      layerBytes: layerBytesOf(manifest),
+      spans,
+      self: libp2p.peerId.toString(),
+      memoryBytes,
+      ...(params.idlePeers === true ? { idlePeers: libp2p.getPeers().map(p => p.toString()).filter(p => !serving.has(p)) } : {})
+    }, { replicas: params.replicas ?? this.init.replicas ?? 1 })
+    return { model: manifest.idHex, memoryBytes, memoryEstimated: this.init.memoryBytes == null, ...report }
   }
 
   async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {

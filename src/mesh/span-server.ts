@@ -2,12 +2,13 @@
  * Serves one span of decoder layers of one model to the mesh. In the
  * background it waits for the model's manifest (it may arrive over the
  * network after start), settles the span (`START-END`, or `auto`: see
- * route-plan.ts), marks those units wanted by the payload policy, waits for
+ * swarm-plan.ts), marks those units wanted by the payload policy, waits for
  * their layer blocks and payloads, loads the layers through the chain loader,
  * starts the stage server (/bly/infer/1.0.0) and the announcer (signed node
  * record + per-layer provider keys). stop() withdraws the announcement first,
  * then stops the stage and frees the weights; call it before libp2p stops.
  */
+import { freemem } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest } from '../model/chain-loader.ts'
 import { createNodeAnnouncer } from '../net/records/announcer.ts'
@@ -16,7 +17,8 @@ import { discoverSpans } from '../net/records/discover.ts'
 import { createStageServer } from '../pipeline/stage-server.ts'
 import { SPAN_SERVER_DEFAULTS } from './constants.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
-import { chooseAutoSpan, parseSpan } from './route-plan.ts'
+import { parseSpan } from './span-spec.ts'
+import { chooseAutoSpan } from './swarm-plan.ts'
 import type { PayloadPolicy } from './payload-policy.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
@@ -50,6 +52,10 @@ export interface SpanServerInit {
   recordTtlMs?: number
   pollMs?: number
   autoSettleMs?: number
+  /** `--layers auto`: bytes this node can devote to layers (default os.freemem() when choosing) */
+  memoryBytes?: number
+  /** `--layers auto`: holders wanted per layer (default 1) */
+  replicas?: number
   /** FAULT INJECTION FOR TESTS ONLY, passed to the stage server (see pipeline/fault-injection.ts) */
   faults?: StageFaults
 }
@@ -234,7 +240,7 @@ export class SpanServer {
     }
   }
 
-  /** `--layers auto`: learn the live spans (waiting a little for a DHT peer), then chooseAutoSpan. */
+  /** `--layers auto`: learn the live spans (waiting a little for a DHT peer), then chooseAutoSpan (the partition planner). */
   private async autoSpan (manifest: ModelManifest, signal: AbortSignal): Promise<{ start: number, end: number }> {
     const { libp2p } = this.components.network
     this.stateValue = 'choosing-span'
@@ -243,9 +249,14 @@ export class SpanServer {
       await sleep(this.pollMs, undefined, { signal })
     }
     const spans = await discoverSpans(libp2p, { modelId: manifest.id, layers: manifest.qwen3.numLayers, includeSelf: false, signal })
-    const peers = new Set(spans.map(s => s.peerId.toString()))
-    const nodes = Math.max(peers.size, libp2p.getPeers().length) + 1
-    return chooseAutoSpan(spans, manifest.qwen3.numLayers, nodes, libp2p.peerId.toString())
+    const serving = new Set(spans.map(s => s.peerId.toString()))
+    return chooseAutoSpan({
+      layerBytes: layerBytesOf(manifest),
+      spans,
+      self: libp2p.peerId.toString(),
+      memoryBytes: this.init.memoryBytes ?? freemem(),
+      idlePeers: libp2p.getPeers().map(p => p.toString()).filter(p => !serving.has(p))
+    }, { replicas: this.init.replicas ?? 1 })
   }
 
   /** Ask the network for a block's payload, at most once a second per block. */
@@ -269,6 +280,17 @@ export class SpanServer {
       await sleep(this.pollMs, undefined, { signal })
     }
   }
+}
+
+/** Payload bytes of each decoder layer of the model (units 1..L). */
+export function layerBytesOf (manifest: ModelManifest): number[] {
+  const bytes = new Array<number>(manifest.qwen3.numLayers).fill(0)
+  for (const u of manifest.units) {
+    if (u.kind === 'layer' && u.layer != null && u.layer >= 0 && u.layer < bytes.length) {
+      bytes[u.layer] = u.bytes
+    }
+  }
+  return bytes.map(b => Math.max(1, b))
 }
 
 export function createSpanServer (components: SpanServerComponents, init: SpanServerInit): SpanServer {

@@ -1,7 +1,8 @@
 /**
  * IPC shapes of the mesh: `net.status`, `peers`, the serving part of
- * `status`, and the route that `generate` reports.
+ * `status`, the route that `generate` reports, and `plan`.
  */
+import type { SwarmPlanReport } from '../mesh/swarm-plan.ts'
 
 /** What `--model ID --layers ...` is doing (`status.serving`, null when nothing is served). */
 export interface ServingJson {
@@ -110,4 +111,20 @@ export interface RecoveryJson {
   replayDiff: number
   /** from the failure to the step's result through the replacement */
   ms: number
+}
+
+/** Params of `plan`: the model (default the one this node serves), replicas (default the config's), idle connected peers counted as nodes. */
+export interface PlanParams {
+  model?: string
+  replicas?: number
+  idlePeers?: boolean
+}
+
+/** Result of `plan` (see src/mesh/swarm-plan.ts). */
+export interface PlanResult extends SwarmPlanReport {
+  model: string
+  /** the memory every node is assumed to have (records carry none) */
+  memoryBytes: number
+  /** true when it is os.freemem() here, not the config's memoryBytes */
+  memoryEstimated: boolean
 }

@@ -1,0 +1,176 @@
+/**
+ * The partition planner (src/pipeline/planner) over the swarm as this node
+ * sees it: `--layers auto` (chooseAutoSpan) and `blyd plan` (planSwarm).
+ *
+ * The swarm view (swarmView): one planner node per peer announcing a live
+ * span of the model, plus this node, plus (optionally) connected peers that
+ * announce nothing yet. Layer sizes are the manifest's unit payload sizes.
+ * Records carry no memory figure, so every node is assumed to have this
+ * node's memory (config `memoryBytes`, else os.freemem() at the time), and
+ * at least what its current span takes. A node's speed comes from the
+ * throughput its span announces (speedFromSpanThroughput); a node with none
+ * measured yet gets the mean of the known speeds (1 when none is known).
+ *
+ * chooseAutoSpan: when no other peer serves the model yet, planPartition
+ * over the whole view (nodes in peer-id order, so peers starting together
+ * compute the same plan and each takes its own share) and this node takes
+ * its span in it. When others already serve, their spans are kept as they
+ * are (nobody else moves because this node joined): rebalance with no
+ * balance move places this node at its best span given theirs, coverage of
+ * `replicas` holders per layer first, then the bottleneck throughput.
+ */
+import { planPartition, rebalance, speedFromSpanThroughput, evaluatePlan } from '../pipeline/planner/index.ts'
+import { MeshError, MeshErrorCode } from './errors.ts'
+import type { ModelShape, Move, PlanMetrics, PlannerNode, Span, SpanAssignment } from '../pipeline/planner/index.ts'
+
+/** What the swarm view reads of a live span (LiveSpan fits). */
+export interface SwarmSpan {
+  peerId: { toString(): string }
+  start: number
+  end: number
+  /** tokens/s through the whole span x1000; 0 = not measured yet */
+  throughputMilli?: number
+}
+
+export interface SwarmViewInit {
+  /** payload bytes of each decoder layer (its length is the layer count) */
+  layerBytes: readonly number[]
+  /** live spans of the model, this node's own included or not */
+  spans: readonly SwarmSpan[]
+  /** this node's peer id */
+  self: string
+  /** bytes this node can devote to layers (config memoryBytes or os.freemem()) */
+  memoryBytes: number
+  /** connected peers that announce no span of the model: planned as nodes too */
+  idlePeers?: readonly string[]
+}
+
+/** One planner node and where its figures come from. */
+export interface SwarmNode extends PlannerNode {
+  /** its live span, if it serves one */
+  span?: Span
+  /** speed not measured: the mean of the others (or 1) */
+  speedEstimated: boolean
+}
+
+export interface SwarmView {
+  shape: ModelShape
+  /** in peer-id order */
+  nodes: SwarmNode[]
+  /** the live spans, one per node that serves */
+  current: SpanAssignment[]
+}
+
+export interface SwarmPlanReport {
+  layers: number
+  replicas: number
+  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, speed: number, speedEstimated: boolean, self: boolean }>
+  /** per layer: who holds it now and the tokens/s it can pass */
+  coverage: Array<{ layer: number, holders: string[], tokensPerSecond: number }>
+  /** now: the bottleneck layer and its tokens/s, the fewest holders, the layers nobody holds */
+  current: MetricsJson
+  /** what rebalance would change from here (at most one balance move, only past the 15% gain gate) */
+  moves: Move[]
+  afterMoves: MetricsJson
+  /** a plan from scratch (planPartition), for comparison */
+  proposed: { spans: SpanAssignment[], metrics: MetricsJson }
+}
+
+export interface MetricsJson {
+  bottleneckLayer: number
+  bottleneckTokensPerSecond: number
+  minHolders: number
+  replicasMet: boolean
+  uncoveredLayers: number[]
+  throughputBound: number
+}
+
+function metricsJson (m: PlanMetrics): MetricsJson {
+  return { bottleneckLayer: m.bottleneckLayer, bottleneckTokensPerSecond: m.bottleneck, minHolders: m.minHolders, replicasMet: m.replicasMet, uncoveredLayers: m.uncoveredLayers, throughputBound: m.throughputBound }
+}
+
+function bytesOf (layerBytes: readonly number[], span: Span): number {
+  let sum = 0
+  for (let l = span.start; l < span.end; l++) {
+    sum += layerBytes[l]
+  }
+  return sum
+}
+
+/** The planner's view of the swarm (see the file comment). */
+export function swarmView (init: SwarmViewInit): SwarmView {
+  const layers = init.layerBytes.length
+  if (layers < 1 || init.layerBytes.some(b => !Number.isFinite(b) || b <= 0)) {
+    throw new MeshError(MeshErrorCode.BadSpan, 'the model needs at least one decoder layer, each of a positive size')
+  }
+  if (!Number.isFinite(init.memoryBytes) || init.memoryBytes <= 0) {
+    throw new MeshError(MeshErrorCode.BadSpan, `memoryBytes must be a positive number, got ${init.memoryBytes}`)
+  }
+  const shape: ModelShape = { layers, memoryBytes: init.layerBytes }
+  const byPeer = new Map<string, { span?: Span, speed?: number }>()
+  for (const s of init.spans) {
+    const id = s.peerId.toString()
+    if (byPeer.has(id) || !Number.isSafeInteger(s.start) || !Number.isSafeInteger(s.end) || s.start < 0 || s.end <= s.start || s.end > layers) {
+      continue
+    }
+    const span = { start: s.start, end: s.end }
+    const milli = s.throughputMilli ?? 0
+    byPeer.set(id, { span, ...(Number.isFinite(milli) && milli > 0 ? { speed: speedFromSpanThroughput(shape, span, milli / 1000) } : {}) })
+  }
+  for (const id of [init.self, ...(init.idlePeers ?? [])]) {
+    if (!byPeer.has(id)) {
+      byPeer.set(id, {})
+    }
+  }
+  const known = [...byPeer.values()].flatMap(p => p.speed != null ? [p.speed] : [])
+  const meanSpeed = known.length > 0 ? known.reduce((a, b) => a + b, 0) / known.length : 1
+  const nodes: SwarmNode[] = [...byPeer].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([id, p]) => ({
+    id,
+    memoryBytes: Math.max(init.memoryBytes, p.span != null ? bytesOf(init.layerBytes, p.span) : 0),
+    speed: p.speed ?? meanSpeed,
+    speedEstimated: p.speed == null,
+    ...(p.span != null ? { span: p.span } : {})
+  }))
+  const current = nodes.flatMap(n => n.span != null ? [{ id: n.id, ...n.span }] : [])
+  return { shape, nodes, current }
+}
+
+/** The span `--layers auto` serves (see the file comment); throws ERR_MESH_BAD_SPAN when memory holds no layer. */
+export function chooseAutoSpan (init: SwarmViewInit, options: { replicas?: number } = {}): Span {
+  const view = swarmView({ ...init, spans: init.spans.filter(s => s.peerId.toString() !== init.self) })
+  const replicas = options.replicas ?? 1
+  const spans = view.current.length === 0
+    ? planPartition(view.shape, view.nodes, { replicas }).spans
+    : rebalance(view.shape, view.current, view.nodes.filter(n => n.span != null || n.id === init.self), { replicas, maxMoves: 0 }).spans
+  const mine = spans.find(s => s.id === init.self)
+  if (mine == null) {
+    const smallest = Math.min(...init.layerBytes)
+    throw new MeshError(MeshErrorCode.BadSpan, `--layers auto: ${init.memoryBytes} bytes of memory cannot hold one layer of this model (the smallest takes ${smallest}); set memoryBytes or give --layers START-END`)
+  }
+  return { start: mine.start, end: mine.end }
+}
+
+/** `blyd plan`: coverage now, the bottleneck, and what the planner would do. */
+export function planSwarm (init: SwarmViewInit, options: { replicas?: number } = {}): SwarmPlanReport {
+  const view = swarmView(init)
+  const replicas = options.replicas ?? 1
+  const now = evaluatePlan(view.shape, view.nodes, view.current, { replicas })
+  const holders: string[][] = Array.from({ length: view.shape.layers }, () => [])
+  for (const s of view.current) {
+    for (let l = s.start; l < s.end; l++) {
+      holders[l].push(s.id)
+    }
+  }
+  const moved = rebalance(view.shape, view.current, view.nodes, { replicas })
+  const fresh = planPartition(view.shape, view.nodes, { replicas })
+  return {
+    layers: view.shape.layers,
+    replicas,
+    nodes: view.nodes.map(n => ({ peerId: n.id, start: n.span?.start ?? null, end: n.span?.end ?? null, memoryBytes: n.memoryBytes, speed: n.speed, speedEstimated: n.speedEstimated, self: n.id === init.self })),
+    coverage: holders.map((h, layer) => ({ layer, holders: h, tokensPerSecond: now.layerThroughput[layer] })),
+    current: metricsJson(now),
+    moves: moved.moves,
+    afterMoves: metricsJson(moved.after),
+    proposed: { spans: fresh.spans, metrics: metricsJson(fresh.metrics) }
+  }
+}

@@ -1,0 +1,183 @@
+import { expect } from 'aegir/chai'
+import { BlockType, ChainId } from '../../src/chain/types.ts'
+import { MeshErrorCode } from '../../src/mesh/errors.ts'
+import { planReplacement, routeSpans } from '../../src/mesh/mesh-route.ts'
+import { PayloadPolicy } from '../../src/mesh/payload-policy.ts'
+import { parseSpan } from '../../src/mesh/span-spec.ts'
+import { chooseAutoSpan, planSwarm, swarmView } from '../../src/mesh/swarm-plan.ts'
+import { evaluatePlan } from '../../src/pipeline/planner/index.ts'
+import type { FieldValue, StoredBlock } from '../../src/chain/types.ts'
+import type { SwarmViewInit } from '../../src/mesh/swarm-plan.ts'
+
+interface TestSpan {
+  peerId: string
+  start: number
+  end: number
+  rttMs?: number
+  queueLength: number
+  freeSessions: number
+  throughputMilli: number
+}
+
+/** A span with 1 ms RTT and 10 tok/s through it (unless told otherwise). */
+function span (peerId: string, start: number, end: number, extra: Partial<TestSpan> = {}): TestSpan {
+  return { peerId, start, end, rttMs: 1, queueLength: 0, freeSessions: 4, throughputMilli: 10_000, ...extra }
+}
+
+function hops (route: TestSpan[]): string[] {
+  return route.map(s => `${s.peerId}:${s.start}-${s.end}`)
+}
+
+function codeOf (fn: () => unknown): string | undefined {
+  try {
+    fn()
+  } catch (err: any) {
+    return err.code
+  }
+  return undefined
+}
+
+describe('mesh: routing through findRoute (RTT + compute + queue wait)', () => {
+  it('chains whole spans whose boundaries meet; on equal cost the fewest hops win, whatever the input order', () => {
+    // a + b: 2 x (1 ms RTT + 100 ms compute); e: 2 ms RTT + 200 ms compute: equal cost, fewer hops
+    const spans = [span('a', 0, 2), span('b', 2, 4), span('e', 0, 4, { throughputMilli: 5000, rttMs: 2 })]
+    expect(hops(routeSpans(spans, 4))).to.deep.equal(['e:0-4'])
+    // the same answer whatever order the spans come in
+    const tie = [span('a', 0, 2), span('b', 2, 4), span('c', 0, 1, { throughputMilli: 20_000 }), span('d', 1, 4, { throughputMilli: 20_000 / 3 * 2 })]
+    expect(hops(routeSpans(tie.slice().reverse(), 4))).to.deep.equal(hops(routeSpans(tie, 4)))
+  })
+
+  it('weighs compute: a slow single span loses to two fast hops, and a fast one wins over them', () => {
+    const two = [span('a', 0, 2, { throughputMilli: 100_000 }), span('b', 2, 4, { throughputMilli: 100_000 })]
+    // one hop at 1 tok/s = 1000 ms; two hops at 100 tok/s = 2 x (1 ms RTT + 10 ms)
+    expect(hops(routeSpans([...two, span('slow', 0, 4, { throughputMilli: 1000 })], 4))).to.deep.equal(['a:0-2', 'b:2-4'])
+    expect(hops(routeSpans([...two, span('fast', 0, 4, { throughputMilli: 1_000_000 })], 4))).to.deep.equal(['fast:0-4'])
+  })
+
+  it('weighs RTT, queue wait and full stages; an unknown RTT counts 1 s', () => {
+    const near = [span('far', 0, 4, { rttMs: 300 }), span('near', 0, 4, { rttMs: 5 })]
+    expect(hops(routeSpans(near, 4))).to.deep.equal(['near:0-4'])
+    // 3 queued requests at 100 ms a step = +300 ms: the 200 ms peer is cheaper
+    const queued = [span('busy', 0, 4, { queueLength: 3, rttMs: 1 }), span('idle', 0, 4, { rttMs: 200 })]
+    expect(hops(routeSpans(queued, 4))).to.deep.equal(['idle:0-4'])
+    const full = [span('a', 0, 4, { freeSessions: 0, rttMs: 0 }), span('b', 0, 4, { rttMs: 100 })]
+    expect(hops(routeSpans(full, 4))).to.deep.equal(['b:0-4'])
+    const unknown = [span('a', 0, 4, { rttMs: undefined }), span('b', 0, 4, { rttMs: 200 })]
+    expect(hops(routeSpans(unknown, 4))).to.deep.equal(['b:0-4'])
+  })
+
+  it('says which layers nobody holds, or that the spans do not meet (ERR_MESH_NO_ROUTE)', () => {
+    expect(codeOf(() => routeSpans([span('a', 0, 2)], 4))).to.equal(MeshErrorCode.NoRoute)
+    expect(() => routeSpans([span('a', 0, 2)], 4)).to.throw(/no live span holds layers 2, 3 of the 4/)
+    expect(() => routeSpans([span('a', 0, 3), span('b', 2, 4)], 4)).to.throw(/no chain of them meets/)
+    expect(codeOf(() => routeSpans([], 4))).to.equal(MeshErrorCode.NoRoute)
+    // spans past the model's end are ignored
+    expect(codeOf(() => routeSpans([span('a', 0, 5)], 4))).to.equal(MeshErrorCode.NoRoute)
+  })
+
+  it('failover: replaces exactly the lost range with unbanned whole spans, cheapest first', () => {
+    const spans = [span('a', 0, 2), span('b', 2, 4), span('c', 2, 3), span('d', 3, 4), span('e', 2, 4, { rttMs: 50 }), span('f', 1, 4), span('g', 2, 6)]
+    // b is lost and banned: e (50 ms RTT + 100 ms compute) beats c + d (2 x (1 ms RTT + 100 ms compute))
+    const one = planReplacement(spans, { start: 2, end: 4 }, new Set(['b']))
+    expect(hops(one)).to.deep.equal(['e:2-4'])
+    // spans reaching outside [2, 4) (f, g) are never used: a stage serves its whole span
+    expect(hops(planReplacement(spans, { start: 2, end: 4 }, new Set(['b', 'e'])))).to.deep.equal(['c:2-3', 'd:3-4'])
+    expect(() => planReplacement(spans, { start: 2, end: 4 }, new Set(['b', 'e', 'd']))).to.throw(/no live span holds layer 3 of \[2, 4\) \(3 banned peers left out\)/)
+      .with.property('code', MeshErrorCode.NoRoute)
+  })
+})
+
+describe('mesh: --layers auto and blyd plan through the partition planner', () => {
+  const base: SwarmViewInit = { layerBytes: [10, 10, 10, 10, 10, 10], spans: [], self: 'me', memoryBytes: 30 }
+
+  it('builds the swarm view: equal memory (at least the span held), speed from the announced throughput', () => {
+    const view = swarmView({ ...base, spans: [span('x', 0, 4, { throughputMilli: 5000 }), span('y', 4, 6, { throughputMilli: 0 })] })
+    expect(view.nodes.map(n => n.id)).to.deep.equal(['me', 'x', 'y'])
+    // x holds 40 bytes > 30: its memory is at least that; 5 tok/s through 4 layers = speed 20
+    expect(view.nodes.map(n => n.memoryBytes)).to.deep.equal([30, 40, 30])
+    expect(view.nodes.map(n => n.speed)).to.deep.equal([20, 20, 20])
+    expect(view.nodes.map(n => n.speedEstimated)).to.deep.equal([true, false, true])
+    expect(view.current).to.deep.equal([{ id: 'x', start: 0, end: 4 }, { id: 'y', start: 4, end: 6 }])
+  })
+
+  it('joins an existing swarm where the layers are short, without moving anyone else', () => {
+    // x holds [0, 2): this node (3 layers of memory) covers the next layers
+    expect(chooseAutoSpan({ ...base, spans: [span('x', 0, 2)] })).to.deep.equal({ start: 2, end: 5 })
+    // x and y cover the model, y slowly: this node backs up the bottleneck
+    const spans = [span('x', 0, 3, { throughputMilli: 30_000 }), span('y', 3, 6, { throughputMilli: 1000 })]
+    const mine = chooseAutoSpan({ ...base, spans })
+    expect(mine.start).to.be.at.least(3)
+    const view = swarmView({ ...base, spans })
+    const before = evaluatePlan(view.shape, view.nodes, view.current)
+    const after = evaluatePlan(view.shape, view.nodes, [...view.current, { id: 'me', ...mine }])
+    expect(after.bottleneck).to.be.above(before.bottleneck)
+    // its own old span is not counted as someone else's
+    expect(chooseAutoSpan({ ...base, spans: [span('x', 0, 2), span('me', 0, 2)] })).to.deep.equal({ start: 2, end: 5 })
+  })
+
+  it('peers starting together compute the same plan and take different shares; replicas doubles coverage', () => {
+    const peers = ['me', 'p', 'q']
+    const picks = peers.map(self => chooseAutoSpan({ ...base, memoryBytes: 20, self, idlePeers: peers.filter(p => p !== self) }))
+    const view = swarmView({ ...base, memoryBytes: 20, idlePeers: ['p', 'q'] })
+    const metrics = evaluatePlan(view.shape, view.nodes, picks.map((s, i) => ({ id: peers[i], ...s })))
+    expect(metrics.uncoveredLayers).to.deep.equal([])
+    const six = ['a', 'b', 'c', 'd', 'e', 'f']
+    const twice = six.map(self => chooseAutoSpan({ ...base, memoryBytes: 20, self, idlePeers: six.filter(p => p !== self) }, { replicas: 2 }))
+    const view2 = swarmView({ ...base, self: 'a', memoryBytes: 20, idlePeers: six.slice(1) })
+    expect(evaluatePlan(view2.shape, view2.nodes, twice.map((s, i) => ({ id: six[i], ...s })), { replicas: 2 }).minHolders).to.equal(2)
+    // alone: the whole model when it fits
+    expect(chooseAutoSpan({ ...base, memoryBytes: 1000 })).to.deep.equal({ start: 0, end: 6 })
+  })
+
+  it('refuses a memory that holds no layer, with a clear error', () => {
+    expect(codeOf(() => chooseAutoSpan({ ...base, memoryBytes: 5 }))).to.equal(MeshErrorCode.BadSpan)
+    expect(() => chooseAutoSpan({ ...base, memoryBytes: 5 })).to.throw(/cannot hold one layer/)
+    expect(codeOf(() => chooseAutoSpan({ ...base, memoryBytes: 0 }))).to.equal(MeshErrorCode.BadSpan)
+  })
+
+  it('plan report: coverage, bottleneck, the moves rebalance proposes and a plan from scratch', () => {
+    const report = planSwarm({ ...base, spans: [span('x', 0, 3, { throughputMilli: 30_000 }), span('y', 3, 6, { throughputMilli: 1000 })] })
+    expect(report.coverage.map(c => c.holders)).to.deep.equal([['x'], ['x'], ['x'], ['y'], ['y'], ['y']])
+    expect(report.coverage[0].tokensPerSecond).to.be.closeTo(30, 1e-9)
+    expect(report.current.bottleneckLayer).to.equal(3)
+    expect(report.current.bottleneckTokensPerSecond).to.be.closeTo(1, 1e-9)
+    expect(report.moves.find(m => m.id === 'me')?.reason).to.equal('join')
+    expect(report.afterMoves.bottleneckTokensPerSecond).to.be.above(1)
+    expect(report.proposed.metrics.uncoveredLayers).to.deep.equal([])
+    expect(report.proposed.spans.map(s => s.id).sort()).to.deep.equal(['me', 'x', 'y'])
+  })
+
+  it('parses START-END spans against the model', () => {
+    expect(parseSpan('0-2', 4)).to.deep.equal({ start: 0, end: 2 })
+    expect(parseSpan('2-4', 4)).to.deep.equal({ start: 2, end: 4 })
+    for (const bad of ['0-5', '2-2', '3-1', 'x', '1-']) {
+      expect(codeOf(() => parseSpan(bad, 4)), bad).to.equal(MeshErrorCode.BadSpan)
+    }
+  })
+})
+
+describe('mesh: payload policy', () => {
+  const model = new Uint8Array(32).fill(7)
+  function layerBlock (kind: string, unit: number, of = model): StoredBlock {
+    const fields = new Map<string, FieldValue>([
+      ['model', { kind: 'bytes', value: of }],
+      ['unit', { kind: 'uint', value: BigInt(unit) }],
+      ['kind', { kind: 'string', value: kind }]
+    ])
+    return { id: new Uint8Array(32), header: { chain: ChainId.B, type: BlockType.Layer, fields } } as unknown as StoredBlock
+  }
+  const hex = Buffer.from(model).toString('hex')
+
+  it('fetches manifests, notes, embeddings and heads always, decoder layers only when served', () => {
+    const policy = new PayloadPolicy()
+    const manifest = { header: { chain: ChainId.A, type: BlockType.ModelManifest, fields: new Map() } } as unknown as StoredBlock
+    expect(policy.want(manifest)).to.equal(true)
+    expect(policy.want(layerBlock('embedding', 0))).to.equal(true)
+    expect(policy.want(layerBlock('head', 5))).to.equal(true)
+    expect(policy.want(layerBlock('layer', 1))).to.equal(false)
+    policy.serve(hex, 1, 3)
+    expect([1, 2, 3, 4].map(u => policy.want(layerBlock('layer', u)))).to.deep.equal([true, true, false, false])
+    expect(policy.want(layerBlock('layer', 1, new Uint8Array(32).fill(8)))).to.equal(false)
+    expect(new PayloadPolicy({ full: true }).want(layerBlock('layer', 4))).to.equal(true)
+  })
+})
