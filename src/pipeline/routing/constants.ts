@@ -1,6 +1,6 @@
 /** Defaults of the route finder; every one can be overridden per call. */
 export const ROUTING_DEFAULTS = {
-  /** RTT assumed for a peer that could not be pinged (as src/mesh/route-plan.ts) */
+  /** RTT assumed for a peer that could not be pinged */
   unknownRttMs: 1000,
   /** compute time per layer per token assumed when a span announces no throughput */
   unknownLayerMs: 50,
