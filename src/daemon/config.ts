@@ -18,6 +18,12 @@
  * `--layers auto` and `blyd plan` plan with it (null: os.freemem() at the time)
  * - replicas (number 1..64): holders wanted per layer when `--layers auto`
  * plans the swarm
+ * - directChannel ("on" | "off"): stage traffic to this node's served span over
+ * a direct TLS 1.3-PSK channel offered over the libp2p connection (clients
+ * fall back to the libp2p stream when it fails); off = libp2p streams only
+ * - directChannelHost (string | null): interface the direct channel binds
+ * (null: the host of the first ip4/ip6 listen address, else 0.0.0.0)
+ * - directChannelPort (number 0..65535): its TCP port (0: ephemeral)
  * - backend (string): auto | tensorflow | tfjs-node-gpu | tfjs-node | wasm | cpu
  * - workers ("auto" | number 0..64): tensor-parallel worker threads per loaded
  * model (local logits/generate and the served span); auto = every core for
@@ -32,13 +38,14 @@ import { isAbsolute, join, resolve } from 'node:path'
 import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
-  DEFAULT_IPC_MAX_LINE_BYTES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
+  DEFAULT_DIRECT_CHANNEL, DEFAULT_DIRECT_CHANNEL_PORT, DEFAULT_IPC_MAX_LINE_BYTES, DIRECT_CHANNEL_MODES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
   MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MAX_STEP_TIMEOUT_MS, MIN_RECORD_TTL_MS, MIN_STEP_TIMEOUT_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
 import type { WorkersSetting } from '../model/workers.ts'
 
 export type Backend = typeof BACKENDS[number]
+export type DirectChannelMode = typeof DIRECT_CHANNEL_MODES[number]
 export type LogLevel = typeof LOG_LEVELS[number]
 
 export interface BlydConfig {
@@ -56,6 +63,12 @@ export interface BlydConfig {
   memoryBytes: number | null
   /** holders wanted per layer (--layers auto, blyd plan) */
   replicas: number
+  /** stage traffic over a direct TLS channel ('on') or libp2p streams only ('off') */
+  directChannel: DirectChannelMode
+  /** interface the direct channel binds (null: the listen host, else 0.0.0.0) */
+  directChannelHost: string | null
+  /** the direct channel's TCP port (0: ephemeral) */
+  directChannelPort: number
   backend: Backend
   /** tensor-parallel worker threads per loaded model: 'auto' or a count */
   workers: WorkersSetting
@@ -224,6 +237,37 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
       return value
     }
   },
+  directChannel: {
+    env: 'BLYD_DIRECT_CHANNEL',
+    flag: 'direct-channel',
+    describe: 'serve stage traffic over a direct TLS channel as well as libp2p streams: on | off',
+    kind: 'string',
+    parse: oneOf(DIRECT_CHANNEL_MODES)
+  },
+  directChannelHost: {
+    env: 'BLYD_DIRECT_CHANNEL_HOST',
+    flag: 'direct-channel-host',
+    describe: 'interface the direct channel binds (default: the listen host, else 0.0.0.0)',
+    kind: 'string',
+    parse: (value, where) => {
+      if (value !== null && (typeof value !== 'string' || !/^[0-9A-Za-z.:-]{1,253}$/.test(value))) {
+        fail(where, `must be an IP address or host name, or null (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  directChannelPort: {
+    env: 'BLYD_DIRECT_CHANNEL_PORT',
+    flag: 'direct-channel-port',
+    describe: 'TCP port of the direct channel (0: an ephemeral port)',
+    kind: 'number',
+    parse: (value, where) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > 65535) {
+        fail(where, `must be an integer from 0 to 65535 (got ${show(value)})`)
+      }
+      return value
+    }
+  },
   backend: {
     env: 'BLYD_BACKEND',
     flag: 'backend',
@@ -312,12 +356,28 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     stepTimeoutMs: DEFAULT_STEP_TIMEOUT_MS,
     memoryBytes: null,
     replicas: 1,
+    directChannel: DEFAULT_DIRECT_CHANNEL,
+    directChannelHost: null,
+    directChannelPort: DEFAULT_DIRECT_CHANNEL_PORT,
     backend: DEFAULT_BACKEND,
     workers: DEFAULT_WORKERS,
     ipcSocket: join(dataDir, SOCKET_FILE_NAME),
     ipcMaxLineBytes: DEFAULT_IPC_MAX_LINE_BYTES,
     logLevel: DEFAULT_LOG_LEVEL
   }
+}
+
+/**
+ * The stage's direct channel as configured: false when off, else the bind
+ * host (directChannelHost, else the host of the first ip4/ip6 listen
+ * address, else 0.0.0.0) and port.
+ */
+export function directChannelBind (config: Pick<BlydConfig, 'directChannel' | 'directChannelHost' | 'directChannelPort' | 'listen'>): false | { host: string, port: number } {
+  if (config.directChannel === 'off') {
+    return false
+  }
+  const listenHost = config.listen.map(a => /^\/ip[46]\/([^/]+)\//.exec(a)?.[1]).find(h => h != null)
+  return { host: config.directChannelHost ?? listenHost ?? '0.0.0.0', port: config.directChannelPort }
 }
 
 /** Turn an env/flag string into the key's value type. */
@@ -425,6 +485,9 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     stepTimeoutMs: values.stepTimeoutMs as number,
     memoryBytes: values.memoryBytes as number | null,
     replicas: values.replicas as number,
+    directChannel: values.directChannel as DirectChannelMode,
+    directChannelHost: values.directChannelHost as string | null,
+    directChannelPort: values.directChannelPort as number,
     backend: values.backend as Backend,
     workers: values.workers as WorkersSetting,
     ipcSocket,

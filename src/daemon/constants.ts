@@ -34,6 +34,11 @@ export const MAX_RECORD_TTL_MS = 60 * 60 * 1000
 export const DEFAULT_STEP_TIMEOUT_MS = 10_000
 export const MIN_STEP_TIMEOUT_MS = 100
 export const MAX_STEP_TIMEOUT_MS = 10 * 60 * 1000
+/** direct TLS data channel for stage traffic (docs/transport.md): on = offer it, off = libp2p streams only */
+export const DIRECT_CHANNEL_MODES = ['on', 'off'] as const
+export const DEFAULT_DIRECT_CHANNEL = 'on'
+/** the direct channel's TCP port: 0 = an ephemeral port (the offer carries it) */
+export const DEFAULT_DIRECT_CHANNEL_PORT = 0
 export const DEFAULT_BACKEND = 'auto'
 /** tfjs-node-gpu and tfjs-node both mean the native 'tensorflow' backend (the gpu package is tried first) */
 export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const

@@ -4,7 +4,8 @@
  * network after start), settles the span (`START-END`, or `auto`: see
  * swarm-plan.ts), marks those units wanted by the payload policy, waits for
  * their layer blocks and payloads, loads the layers through the chain loader,
- * starts the stage server (/bly/infer/1.0.0) and the announcer (signed node
+ * starts the stage server (/bly/infer/1.0.0, plus its direct TLS channel
+ * unless `directChannel` is false) and the announcer (signed node
  * record + per-layer provider keys). stop() withdraws the announcement first,
  * then stops the stage and frees the weights; call it before libp2p stops.
  */
@@ -56,6 +57,12 @@ export interface SpanServerInit {
   memoryBytes?: number
   /** `--layers auto`: holders wanted per layer (default 1) */
   replicas?: number
+  /**
+   * The stage's direct TLS data channel: false = libp2p streams only; else
+   * its bind host (default 0.0.0.0; offers then name the address the client
+   * reached libp2p at) and port (default 0 = ephemeral)
+   */
+  directChannel?: false | { host?: string, port?: number }
   /** FAULT INJECTION FOR TESTS ONLY, passed to the stage server (see pipeline/fault-injection.ts) */
   faults?: StageFaults
 }
@@ -211,7 +218,13 @@ export class SpanServer {
     if (this.init.faults != null) {
       this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep })
     }
-    const stage = createStageServer({ libp2p: network.libp2p }, { modelId: this.model, layers: range, ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
+    const direct = this.init.directChannel
+    const stage = createStageServer({ libp2p: network.libp2p }, {
+      modelId: this.model,
+      layers: range,
+      directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
+      ...(this.init.faults != null ? { faults: this.init.faults } : {})
+    })
     await stage.start()
     this.stage = stage
     const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey }, {
