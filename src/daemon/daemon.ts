@@ -11,6 +11,7 @@ import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
+import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -190,6 +191,7 @@ export class Daemon {
         stepTimeoutMs: config.stepTimeoutMs,
         ...(config.memoryBytes != null ? { memoryBytes: config.memoryBytes } : {}),
         replicas: config.replicas,
+        directChannel: directChannelBind(config),
         // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
         faults: stageFaultsFromEnv(process.env)
       })
