@@ -16,3 +16,12 @@ export const MESH_GENERATE_DEFAULTS = {
   /** how long a generation waits for missing client units (embedding, head) or the manifest to arrive */
   fetchTimeoutMs: 60_000
 } as const
+
+/** Mesh routing defaults (mesh-route.ts). */
+export const MESH_ROUTE_DEFAULTS = {
+  /**
+   * added to every hop's RTT: ping reports whole milliseconds (0 on a LAN)
+   * and leaves out a hop's frame encoding, stream writes and decoding
+   */
+  hopOverheadMs: 1
+} as const

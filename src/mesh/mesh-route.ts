@@ -5,13 +5,19 @@
  * derived from the throughput the span announces, times the layers used +
  * queueLength steps of queue wait (+ a penalty when the stage has no free
  * session); on equal cost, fewer hops win. Stages serve exactly their span,
- * so `partial` stays off: a route is a chain of whole spans.
+ * so `partial` stays off: a route is a chain of whole spans. A span with no
+ * throughput measured yet (a fresh stage) is assumed as fast per layer as the
+ * mean of the measured ones (the route finder's 50 ms per layer when none
+ * is), so a new node is neither shunned nor preferred for being new. Every
+ * hop also pays MESH_ROUTE_DEFAULTS.hopOverheadMs (ping RTTs are whole ms
+ * and leave out the frame handling of a hop).
  *
  * routeSpans covers [0, L) for a new generation; planReplacement covers just
  * the layers [start, end) of a failed stage, without the banned peers, for
  * failover. Both throw ERR_MESH_NO_ROUTE naming the layers nobody holds.
  */
 import { findRoute, RoutingError, RoutingErrorCode } from '../pipeline/routing/index.ts'
+import { MESH_ROUTE_DEFAULTS } from './constants.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
 import type { RoutableSpan, RoutePlan } from '../pipeline/routing/index.ts'
 
@@ -24,9 +30,23 @@ function noRoute (err: RoutingError, numLayers: number, offset: number, banned: 
     : `the live spans hold every layer ${window} but no chain of them meets end to end${why}`, { cause: err })
 }
 
+/** Mean compute ms per layer per token over the spans that announce a throughput; undefined when none does. */
+export function measuredLayerMs (spans: readonly RoutableSpan[]): number | undefined {
+  const perLayer = spans.flatMap(s => {
+    const milli = s.throughputMilli ?? 0
+    const layers = s.end - s.start
+    return Number.isFinite(milli) && milli > 0 && layers > 0 ? [1e6 / milli / layers] : []
+  })
+  return perLayer.length > 0 ? perLayer.reduce((a, b) => a + b, 0) / perLayer.length : undefined
+}
+
 function route<S extends RoutableSpan> (spans: readonly S[], numLayers: number, offset: number, banned: ReadonlySet<string>): RoutePlan<S> {
+  const unknownLayerMs = measuredLayerMs(spans)
+  const overhead = MESH_ROUTE_DEFAULTS.hopOverheadMs
+  const priced = spans.map(span => ({ ...span, rttMs: typeof span.rttMs === 'number' && Number.isFinite(span.rttMs) && span.rttMs >= 0 ? span.rttMs + overhead : undefined, span }))
   try {
-    return findRoute(spans, numLayers, { banned })
+    const plan = findRoute(priced, numLayers, { banned, ...(unknownLayerMs != null ? { unknownLayerMs } : {}) })
+    return { ...plan, hops: plan.hops.map(h => ({ ...h, span: h.span.span })) }
   } catch (err: any) {
     if (err instanceof RoutingError && err.code === RoutingErrorCode.NO_ROUTE) {
       throw noRoute(err, numLayers, offset, banned.size)

@@ -74,12 +74,25 @@ describe('mesh failover: a stage that dies, stalls or answers garbage mid-genera
     return start(name, ['--bootstrap', a.addr, '--model', model, '--layers', layers, '--record-ttl-ms', String(RECORD_TTL_MS)], env)
   }
 
-  async function spans (): Promise<Array<{ peerId: string, start: number, end: number, source: string }>> {
+  async function spans (): Promise<Array<{ peerId: string, start: number, end: number, source: string, rttMs: number | null }>> {
     return (await ipcRequest(a.daemon.socketPath, 'peers', { model })).spans
   }
 
   async function waitServing (n: Node, start: number, end: number): Promise<void> {
     await waitFor(`${n.name} to serve [${start}, ${end}) and A to see it`, async () => (await spans()).some(s => s.peerId === n.peerId && s.start === start && s.end === end && s.source === 'direct'), 60_000)
+  }
+
+  /**
+   * Routing weighs RTT: the first ping of a fresh connection can take tens of
+   * ms, which makes the one-hop route dearer than B + C. Wait until A's view
+   * of `n` has a warm RTT (one hop at most 1 ms above the best of B and C).
+   */
+  async function waitWarm (n: Node): Promise<void> {
+    await waitFor(`A to see ${n.name} with a warm RTT`, async () => {
+      const live = await spans()
+      const rtt = (id: string): number => live.find(s => s.peerId === id)?.rttMs ?? Infinity
+      return rtt(n.peerId) <= Math.min(rtt(b.peerId), rtt(c.peerId)) + 1
+    }, 30_000)
   }
 
   async function steps (n: Node): Promise<number> {
@@ -147,6 +160,7 @@ describe('mesh failover: a stage that dies, stalls or answers garbage mid-genera
   it('SIGKILL of the stage in use: the stream closes, the span is re-routed and replayed', async () => {
     const x = await serve('x', '0-4', { BLYD_TEST_STEP_DELAY_MS: String(STEP_DELAY_MS) })
     await waitServing(x, 0, 4)
+    await waitWarm(x)
     const gen = await generateWithFault(x, async () => { await x.daemon.kill('SIGKILL') })
     checkRecovered(gen, x, 'closed')
     await retire(x)
@@ -155,6 +169,7 @@ describe('mesh failover: a stage that dies, stalls or answers garbage mid-genera
   it('SIGSTOP of the stage in use: the step deadline passes, the span is re-routed and replayed', async () => {
     const y = await serve('y', '0-4', { BLYD_TEST_STEP_DELAY_MS: String(STEP_DELAY_MS) })
     await waitServing(y, 0, 4)
+    await waitWarm(y)
     try {
       const gen = await generateWithFault(y, () => { process.kill(y.daemon.pid, 'SIGSTOP') })
       checkRecovered(gen, y, 'timeout')
@@ -167,6 +182,7 @@ describe('mesh failover: a stage that dies, stalls or answers garbage mid-genera
     // fault injection: from its 4th step on, z sends RESULTs of the right shape full of NaN
     const z = await serve('z', '0-4', { BLYD_TEST_CORRUPT_RESULTS: '4' })
     await waitServing(z, 0, 4)
+    await waitWarm(z)
     const gen = await generateWithFault(z)
     checkRecovered(gen, z, 'malformed')
     expect(gen.recoveries[0].error).to.match(/non-finite/)

@@ -1,7 +1,7 @@
 import { expect } from 'aegir/chai'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
 import { MeshErrorCode } from '../../src/mesh/errors.ts'
-import { planReplacement, routeSpans } from '../../src/mesh/mesh-route.ts'
+import { measuredLayerMs, planReplacement, routeSpans } from '../../src/mesh/mesh-route.ts'
 import { PayloadPolicy } from '../../src/mesh/payload-policy.ts'
 import { parseSpan } from '../../src/mesh/span-spec.ts'
 import { chooseAutoSpan, planSwarm, swarmView } from '../../src/mesh/swarm-plan.ts'
@@ -52,6 +52,19 @@ describe('mesh: routing through findRoute (RTT + compute + queue wait)', () => {
     // one hop at 1 tok/s = 1000 ms; two hops at 100 tok/s = 2 x (1 ms RTT + 10 ms)
     expect(hops(routeSpans([...two, span('slow', 0, 4, { throughputMilli: 1000 })], 4))).to.deep.equal(['a:0-2', 'b:2-4'])
     expect(hops(routeSpans([...two, span('fast', 0, 4, { throughputMilli: 1_000_000 })], 4))).to.deep.equal(['fast:0-4'])
+  })
+
+  it('a span with no throughput measured yet counts the mean measured per-layer time', () => {
+    const measured = [span('a', 0, 2, { throughputMilli: 1_000_000 }), span('b', 2, 4, { throughputMilli: 1_000_000 })]
+    const fresh = span('fresh', 0, 4, { throughputMilli: 0 })
+    // a and b: 0.5 ms per layer; fresh counts the same, so one hop (one RTT) beats two
+    expect(measuredLayerMs(measured)).to.equal(0.5)
+    expect(hops(routeSpans([...measured, fresh], 4))).to.deep.equal(['fresh:0-4'])
+    // a fresh span among slow ones is not preferred for being new: it counts their mean
+    const slow = [span('a', 0, 2, { throughputMilli: 1000, rttMs: 0 }), span('b', 2, 4, { throughputMilli: 1000, rttMs: 0 })]
+    expect(hops(routeSpans([...slow, span('fresh', 0, 4, { throughputMilli: 0, rttMs: 5 })], 4))).to.deep.equal(['a:0-2', 'b:2-4'])
+    // nothing measured: the route finder's default (50 ms per layer)
+    expect(measuredLayerMs([fresh])).to.equal(undefined)
   })
 
   it('weighs RTT, queue wait and full stages; an unknown RTT counts 1 s', () => {

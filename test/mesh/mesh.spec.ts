@@ -133,6 +133,17 @@ describe('mesh: daemons on 127.0.0.1', function () {
     expect(text.code, text.stderr).to.equal(0)
     expect(text.stdout.trim().split(/\s+/).map(Number)).to.deep.equal(tokens)
 
+    // blyd plan: coverage per layer from the live spans, the bottleneck, and what the planner proposes
+    const plan = await runJson(['plan', '--model', model, '--json', '--data-dir', n1.dir])
+    expect(plan.model).to.equal(model)
+    expect(plan.layers).to.equal(4)
+    expect(plan.coverage.map((c: any) => c.holders)).to.deep.equal([[n2.peerId], [n2.peerId], [n3.peerId], [n3.peerId]])
+    expect(plan.current.uncoveredLayers).to.deep.equal([])
+    expect(plan.current.minHolders).to.equal(1)
+    expect(plan.coverage[plan.current.bottleneckLayer].tokensPerSecond).to.equal(Math.min(...plan.coverage.map((c: any) => c.tokensPerSecond)))
+    expect(plan.proposed.metrics.uncoveredLayers).to.deep.equal([])
+    expect(plan.moves.filter((m: any) => m.reason === 'leave')).to.deep.equal([])
+
     // a node without --full stores the payloads it serves plus the embedding and head, not the others
     const show = await runJson(['model', 'show', model, '--data-dir', n3.dir])
     expect(show.unitBlocks.map((u: any) => u.stored)).to.deep.equal([true, false, false, true, true, true])
