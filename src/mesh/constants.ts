@@ -20,8 +20,8 @@ export const MESH_GENERATE_DEFAULTS = {
 /** Mesh routing defaults (mesh-route.ts). */
 export const MESH_ROUTE_DEFAULTS = {
   /**
-   * added to every hop's RTT: ping reports whole milliseconds (0 on a LAN)
-   * and leaves out a hop's frame encoding, stream writes and decoding
+   * added to every hop's RTT: a ping leaves out a hop's frame encoding,
+   * stream writes and decoding
    */
   hopOverheadMs: 1
 } as const

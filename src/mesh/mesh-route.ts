@@ -9,8 +9,8 @@
  * throughput measured yet (a fresh stage) is assumed as fast per layer as the
  * mean of the measured ones (the route finder's 50 ms per layer when none
  * is), so a new node is neither shunned nor preferred for being new. Every
- * hop also pays MESH_ROUTE_DEFAULTS.hopOverheadMs (ping RTTs are whole ms
- * and leave out the frame handling of a hop).
+ * hop also pays MESH_ROUTE_DEFAULTS.hopOverheadMs (a ping leaves out the
+ * frame handling of a hop).
  *
  * routeSpans covers [0, L) for a new generation; planReplacement covers just
  * the layers [start, end) of a failed stage, without the banned peers, for
