@@ -175,8 +175,7 @@ export class StageServer {
         this.accept(stream, connection)
       }, { maxInboundStreams: this.init.maxInboundStreams })
       const direct = this.direct
-      if (direct != null) {
-        await direct.start()
+      if (direct != null && await this.startDirect(direct)) {
         await this.libp2p.handle(DIRECT_OFFER_PROTOCOL, async (stream, connection) => {
           // the offer (PSK + token) goes only over this Noise-authenticated stream
           await answerDirectOffer(stream, direct, connection.remotePeer.toString(), { signal: AbortSignal.timeout(this.init.openTimeoutMs) })
@@ -188,6 +187,17 @@ export class StageServer {
       await this.libp2p.unhandle(this.init.protocol).catch(() => {})
       await this.direct?.stop().catch(() => {})
       throw err
+    }
+  }
+
+  /** Starts the channel server; one that cannot bind (port taken...) leaves the stage on libp2p streams (clients fall back). */
+  private async startDirect (direct: DirectChannelServer): Promise<boolean> {
+    try {
+      await direct.start()
+      return true
+    } catch (err) {
+      this.log.error('direct channel not started, serving over libp2p streams only - %s', errorMessage(err))
+      return false
     }
   }
 

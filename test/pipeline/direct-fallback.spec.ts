@@ -55,6 +55,26 @@ describe('pipeline: direct channel with fallback to libp2p streams', function ()
     }
   })
 
+  it('a stage whose channel cannot bind (port taken) still serves, over libp2p', async () => {
+    const port = stages[2].server.directChannelPort as number
+    const taken = await startStage(fixture, 3, 4, { directChannel: { host: '127.0.0.1', port } })
+    try {
+      expect(taken.server.isStarted()).to.equal(true)
+      expect(taken.server.directChannelPort).to.equal(undefined)
+      const c = await open(taken)
+      try {
+        expect(c.transport).to.equal(InferTransport.LIBP2P)
+        const h = fixture.config.hiddenSize
+        const r = await c.forward(new Float32Array(h).fill(0.5), 1, h, 0)
+        expect(r.data.every(Number.isFinite)).to.equal(true)
+      } finally {
+        await c.close()
+      }
+    } finally {
+      await taken.stop()
+    }
+  })
+
   it('greedy tokens through a route of all three equal the reference', async () => {
     const { prompt, tokens } = fixture.expected.greedy
     const directBefore = stages.map(s => s.server.stats.direct)
