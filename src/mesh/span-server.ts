@@ -249,7 +249,7 @@ export class SpanServer {
     return {
       throughputMilli: s.computeMs > 0 ? Math.round(s.positions * 1e6 / s.computeMs) : 0,
       freeSessions: Math.max(0, s.maxSessions - s.sessions),
-      queueLength: 0
+      queueLength: s.queuedSteps
     }
   }
 

@@ -24,7 +24,13 @@ export const STAGE_SERVER_DEFAULTS = {
   /** inbound streams one connection may hold on the protocol */
   maxInboundStreams: 64,
   /** a stream that sends nothing decodable for this long after opening is dropped */
-  openTimeoutMs: 10_000
+  openTimeoutMs: 10_000,
+  /**
+   * anti-starvation: a queued step gains one priority level per this many ms
+   * it waits, so a batch step waits at most this long behind a stream of
+   * interactive ones
+   */
+  priorityAgingMs: 2_000
 } as const
 
 /** Pipeline client defaults. */

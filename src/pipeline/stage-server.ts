@@ -3,7 +3,8 @@
  * decoder layers [start, end) of one model for remote clients. One inbound
  * stream is one generation session with its own KV cache. Steps are computed
  * one at a time (the math uses every core already): per session in arrival
- * order, across sessions highest priority first, then oldest first.
+ * order, across sessions highest priority first, then oldest first, a
+ * waiting step gaining one priority level per priorityAgingMs (step-order.ts).
  * A full stage answers BUSY at once; an idle session loses its cache; a
  * malformed frame gets ERROR and that stream is aborted, nothing else.
  * Where the layers' weights come from is the caller's business.
@@ -20,6 +21,7 @@ import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { InferStream } from './infer-stream.ts'
 import { logitsData } from './stage-layers.ts'
 import { SessionState, StageSession } from './stage-session.ts'
+import { runsBefore } from './step-order.ts'
 import type { DirectChannel, DirectChannelServer, DirectChannelServerInit } from './direct-channel/index.ts'
 import type { StageFaults } from './fault-injection.ts'
 import type { InferChannel, InferChannelHandlers } from './infer-channel.ts'
@@ -42,6 +44,8 @@ export interface StageServerInit {
   maxQueuedSteps?: number
   maxInboundStreams?: number
   openTimeoutMs?: number
+  /** a queued step gains one priority level per this many ms it waits (anti-starvation) */
+  priorityAgingMs?: number
   /**
    * The direct TLS data channel (docs/transport.md): false = libp2p streams
    * only; else the channel server's options (bind host, port, advertised
@@ -67,6 +71,8 @@ export interface StageStats {
   /** cache positions reserved by open sessions, and still free */
   reservedPositions: number
   freePositions: number
+  /** steps queued and not computing yet, over all sessions */
+  queuedSteps: number
   opened: number
   /** channels (sessions) that arrived over a direct TLS channel rather than a libp2p stream */
   direct: number
@@ -103,7 +109,7 @@ export class StageServer {
   private readonly faults?: StageFaults
   private readonly direct?: DirectChannelServer
   private readonly sessions: Set<StageSession>
-  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions'>
+  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'queuedSteps'>
   private reserved: number
   private ticket: number
   private running?: Promise<void>
@@ -123,9 +129,10 @@ export class StageServer {
       maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
       maxQueuedSteps: init.maxQueuedSteps ?? d.maxQueuedSteps,
       maxInboundStreams: init.maxInboundStreams ?? d.maxInboundStreams,
-      openTimeoutMs: init.openTimeoutMs ?? d.openTimeoutMs
+      openTimeoutMs: init.openTimeoutMs ?? d.openTimeoutMs,
+      priorityAgingMs: init.priorityAgingMs ?? d.priorityAgingMs
     }
-    for (const k of ['maxSessions', 'maxCachePositions', 'defaultMaxLength', 'idleTimeoutMs', 'maxFrameBytes', 'maxQueuedSteps', 'maxInboundStreams', 'openTimeoutMs'] as const) {
+    for (const k of ['maxSessions', 'maxCachePositions', 'defaultMaxLength', 'idleTimeoutMs', 'maxFrameBytes', 'maxQueuedSteps', 'maxInboundStreams', 'openTimeoutMs', 'priorityAgingMs'] as const) {
       if (!Number.isSafeInteger(this.init[k]) || this.init[k] < 1) {
         throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `${k} must be a positive integer, got ${this.init[k]}`)
       }
@@ -219,9 +226,11 @@ export class StageServer {
 
   get stats (): StageStats {
     let open = 0
+    let queued = 0
     for (const s of this.sessions) {
       if (s.state === SessionState.OPEN) {
         open++
+        queued += s.jobs.length
       }
     }
     return {
@@ -232,6 +241,7 @@ export class StageServer {
       maxSessions: this.init.maxSessions,
       reservedPositions: this.reserved,
       freePositions: this.init.maxCachePositions - this.reserved,
+      queuedSteps: queued,
       ...this.counters
     }
   }
@@ -325,7 +335,7 @@ export class StageServer {
           void this.fail(s, InferErrorCode.OVERLOADED, frame.seq, `more than ${this.init.maxQueuedSteps} steps queued`, true)
           return
         }
-        s.jobs.push({ job: frame, ticket: this.ticket++ })
+        s.jobs.push({ job: frame, ticket: this.ticket++, queuedAt: performance.now() })
         this.armIdle(s)
         this.schedule()
         return
@@ -432,14 +442,15 @@ export class StageServer {
     s.release()
   }
 
-  /** The next job: highest priority first, then the oldest. */
+  /** The next job: highest priority first, aged by its wait (step-order.ts), then the oldest. */
   private pick (): StageSession | undefined {
+    const agingMs = this.init.priorityAgingMs
     let best: StageSession | undefined
     for (const s of this.sessions) {
       if (s.state !== SessionState.OPEN || s.jobs.length === 0) {
         continue
       }
-      if (best == null || s.priority > best.priority || (s.priority === best.priority && s.jobs[0].ticket < best.jobs[0].ticket)) {
+      if (best == null || runsBefore({ priority: s.priority, ...s.jobs[0] }, { priority: best.priority, ...best.jobs[0] }, agingMs)) {
         best = s
       }
     }

@@ -28,7 +28,8 @@ export class StageSession {
   /** positions granted (and reserved in the server's cache budget) */
   maxLength: number
   kv: StageKv | null
-  readonly jobs: Array<{ job: StageJob, ticket: number }>
+  /** steps not computed yet, oldest first (queuedAt: performance.now() when queued) */
+  readonly jobs: Array<{ job: StageJob, ticket: number, queuedAt: number }>
   /** a job of this session is being computed now */
   busy: boolean
   private timer?: ReturnType<typeof setTimeout>
