@@ -4,6 +4,7 @@
  */
 import { isAbsolute } from 'node:path'
 import { importModel } from '../model/import/importer.ts'
+import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../pipeline/priority.ts'
 import { InvalidParamsError } from './errors.ts'
 import { objectParams, optionalString, requiredString } from './params.ts'
 import type { IpcServer } from './ipc-server.ts'
@@ -53,6 +54,13 @@ function tokenIds (value: unknown, name: string): number[] {
   return value
 }
 
+function priorityName (value: unknown, name: string): NonNullable<GenerateParams['priority']> {
+  if (!isSessionPriorityName(value)) {
+    throw new InvalidParamsError(`"${name}" must be one of ${SESSION_PRIORITY_NAMES.join(', ')}`)
+  }
+  return value
+}
+
 function stringList (value: unknown, name: string): string[] {
   if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) {
     throw new InvalidParamsError(`"${name}" must be a list of strings`)
@@ -97,7 +105,8 @@ const generateParams = objectParams<{ [K in keyof Required<GenerateParams>]: Gen
   repetitionPenalty: optional(finiteNumber),
   seed: optional(integer),
   stop: optional(stringList),
-  backend: optionalString
+  backend: optionalString,
+  priority: optional(priorityName)
 })
 
 const logitsParams = objectParams<{ model: string, ids: number[], backend: string | undefined }>({

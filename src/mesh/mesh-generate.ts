@@ -26,6 +26,7 @@ import { generate } from '../model/generate.ts'
 import { tokenizerFromManifest } from '../model/import/manifest-tokenizer.ts'
 import { discoverSpans } from '../net/records/discover.ts'
 import { createPipelineClient } from '../pipeline/pipeline-client.ts'
+import { priorityOf } from '../pipeline/priority.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
 import { LocalStage } from './local-stage.ts'
 import { planReplacement, routeSpans } from './mesh-route.ts'
@@ -124,6 +125,7 @@ export class MeshGenerator {
       modelId: manifest.idHex,
       local: client.ends,
       route: route.map(toHop),
+      priority: priorityOf(params.priority ?? 'interactive'),
       ...(this.init.stepTimeoutMs != null ? { stepTimeoutMs: this.init.stepTimeoutMs } : {}),
       reroute: async (lost, banned, options) => {
         try {

@@ -17,7 +17,8 @@ export const SessionPriority = {
 
 export type SessionPriorityName = keyof typeof SessionPriority
 
-export const SESSION_PRIORITY_NAMES = Object.keys(SessionPriority) as SessionPriorityName[]
+/** most urgent first */
+export const SESSION_PRIORITY_NAMES: readonly SessionPriorityName[] = ['interactive', 'batch', 'background']
 
 export function isSessionPriorityName (name: unknown): name is SessionPriorityName {
   return typeof name === 'string' && Object.hasOwn(SessionPriority, name)

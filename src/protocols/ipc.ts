@@ -215,6 +215,8 @@ export interface GenerateParams {
   stop?: string[]
   /** the backend the caller expects; the call fails when another one runs */
   backend?: string
+  /** the stages' queue priority of the session (mesh generation): interactive (default), batch or background */
+  priority?: 'interactive' | 'batch' | 'background'
 }
 
 /** A `stream` notification of `generate`: one generated token and the text it completes. */

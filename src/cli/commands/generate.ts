@@ -1,5 +1,6 @@
 /** `blyd generate`: generate from a model on the chain, streaming tokens as they come. */
 import { UsageError } from '../../daemon/errors.ts'
+import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../../pipeline/priority.ts'
 import { clientConfig, printJson } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { withLocalInference } from '../model-local.ts'
@@ -46,6 +47,12 @@ export function generateParamsFromArgv (argv: any): GenerateParams {
       (params as any)[key] = value
     }
   }
+  if (argv.priority !== undefined) {
+    if (!isSessionPriorityName(argv.priority)) {
+      throw new UsageError(`--priority must be one of ${SESSION_PRIORITY_NAMES.join(', ')} (got ${String(argv.priority)})`)
+    }
+    params.priority = argv.priority
+  }
   if (argv.stop !== undefined) {
     params.stop = (Array.isArray(argv.stop) ? argv.stop : [argv.stop]).map(String)
   }
@@ -67,6 +74,7 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
       .option('top-p', { type: 'number', requiresArg: true, describe: 'nucleus sampling threshold (1 = off)' })
       .option('repetition-penalty', { type: 'number', requiresArg: true, describe: 'penalty on tokens already seen (1 = off)' })
       .option('seed', { type: 'number', requiresArg: true, describe: 'sampling seed' })
+      .option('priority', { type: 'string', requiresArg: true, describe: `queue priority at the mesh's stages: ${SESSION_PRIORITY_NAMES.join(', ')} (default interactive)` })
       .option('stop', { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' })
       .options(runOptions)
       .option('json', { type: 'boolean', describe: 'print one JSON object at the end instead of streaming' }),
