@@ -242,6 +242,18 @@ describe('speculative decoding through loopback stages', function () {
     expect(accepted).to.be.below(proposed)
   })
 
+  it('seeded sampling through the stages: the same seed gives the same tokens, and the caches stay consistent', async () => {
+    const prompt = [7, 3, 11, 40]
+    const options = { k: 3, maxNewTokens: 12, sampling: { temperature: 0.9, topK: 8, seed: 9 } }
+    const a = pipelineSession()
+    const first = await run(a, localSession(near), prompt, options)
+    const b = pipelineSession()
+    const second = await run(b, localSession(near), prompt, options)
+    expect(first.ids).to.have.length(12)
+    expect(second.ids).to.deep.equal(first.ids)
+    await expectCacheConsistent(a, [...prompt, ...first.ids])
+  })
+
   it('bad options fail with ERR_BAD_OPTIONS', async () => {
     const target = createLocalSpeculativeSession(full)
     const draft = createLocalSpeculativeSession(near)
