@@ -58,7 +58,7 @@ describe('pipeline under load: 50 concurrent generations, 3 stages, 2 holders pe
     full = await LayerRange.load(fixture.config, sourceOf(fixture), { start: 0, end: 4, embedding: true, head: true })
     local = await LayerRange.load(fixture.config, sourceOf(fixture), { start: 0, end: 0, embedding: true, head: true })
     client = await startNode()
-    const init = { maxSessions: MAX_SESSIONS, maxCachePositions: MAX_CACHE_POSITIONS, faults: { stepDelayMs: 5 }, directChannel: false as const }
+    const init = { maxSessions: MAX_SESSIONS, maxCachePositions: MAX_CACHE_POSITIONS, faults: { stepDelayMs: 5 } }
     for (const [start, end] of SPANS) {
       first.push(await startStage(fixture, start, end, init))
       second.push(await startStage(fixture, start, end, init))
@@ -159,6 +159,8 @@ describe('pipeline under load: 50 concurrent generations, 3 stages, 2 holders pe
     expect(busy).to.be.greaterThan(0)
     expect(runs.some(r => r.recoveries > 0)).to.equal(true)
     expect(second.every(s => s.server.stats.opened > 0)).to.equal(true)
+    // the sessions ran over the stages' direct channels (the default transport)
+    expect(all.every(s => s.server.stats.direct > 0)).to.equal(true)
     // the bounds were reached, never passed (checked at every sample above)
     expect(peak.sessions).to.equal(MAX_SESSIONS)
     expect(peak.reserved).to.equal(MAX_CACHE_POSITIONS)
