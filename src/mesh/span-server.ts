@@ -248,7 +248,7 @@ export class SpanServer {
     }
     return {
       throughputMilli: s.computeMs > 0 ? Math.round(s.positions * 1e6 / s.computeMs) : 0,
-      freeSessions: Math.max(0, s.maxSessions - s.sessions),
+      freeSessions: s.freeSessions,
       queueLength: s.queuedSteps
     }
   }

@@ -73,6 +73,8 @@ export interface StageStats {
   freePositions: number
   /** steps queued and not computing yet, over all sessions */
   queuedSteps: number
+  /** more sessions of the default length that would be accepted now (session slots and cache room both) */
+  freeSessions: number
   opened: number
   /** channels (sessions) that arrived over a direct TLS channel rather than a libp2p stream */
   direct: number
@@ -109,7 +111,7 @@ export class StageServer {
   private readonly faults?: StageFaults
   private readonly direct?: DirectChannelServer
   private readonly sessions: Set<StageSession>
-  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'queuedSteps'>
+  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'queuedSteps' | 'freeSessions'>
   private reserved: number
   private ticket: number
   private running?: Promise<void>
@@ -242,6 +244,7 @@ export class StageServer {
       reservedPositions: this.reserved,
       freePositions: this.init.maxCachePositions - this.reserved,
       queuedSteps: queued,
+      freeSessions: this.started ? Math.max(0, Math.min(this.init.maxSessions - open, Math.floor((this.init.maxCachePositions - this.reserved) / this.init.defaultMaxLength))) : 0,
       ...this.counters
     }
   }

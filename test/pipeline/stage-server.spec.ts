@@ -114,13 +114,16 @@ describe('pipeline/stage-server', function () {
 
   it('answers BUSY at once when its sessions or its cache room are full', async () => {
     const s = await stage(0, 2, { maxSessions: 2, maxCachePositions: 280, defaultMaxLength: 200 })
+    // what the node record announces: room for one session of the default 200 positions
+    expect(s.server.stats.freeSessions).to.equal(1)
     await session(s, { maxLength: 100 })
+    expect(s.server.stats.freeSessions).to.equal(0)
     await expect(session(s, { maxLength: 201 })).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.TOO_LONG)
     // 200 more of 280 positions would overflow the cache budget
     await expect(session(s, { maxLength: 0 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
     await session(s, { maxLength: 150 })
     await expect(session(s, { maxLength: 10 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
-    expect(s.server.stats).to.include({ sessions: 2, busy: 2, rejected: 1, reservedPositions: 250, freePositions: 30 })
+    expect(s.server.stats).to.include({ sessions: 2, busy: 2, rejected: 1, reservedPositions: 250, freePositions: 30, freeSessions: 0 })
     // a closed session frees its room
     await open[0].close()
     await waitFor('the session to be released', () => s.server.stats.sessions === 1)
