@@ -106,7 +106,9 @@ const generateParams = objectParams<{ [K in keyof Required<GenerateParams>]: Gen
   seed: optional(integer),
   stop: optional(stringList),
   backend: optionalString,
-  priority: optional(priorityName)
+  priority: optional(priorityName),
+  draft: optional(requiredString),
+  speculate: optional(integer)
 })
 
 const logitsParams = objectParams<{ model: string, ids: number[], backend: string | undefined }>({

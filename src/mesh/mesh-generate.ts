@@ -27,6 +27,9 @@ import { tokenizerFromManifest } from '../model/import/manifest-tokenizer.ts'
 import { discoverSpans } from '../net/records/discover.ts'
 import { createPipelineClient } from '../pipeline/pipeline-client.ts'
 import { priorityOf } from '../pipeline/priority.ts'
+import { speculationOf } from '../pipeline/speculation-params.ts'
+import { createLocalSpeculativeSession } from '../pipeline/speculative-local.ts'
+import { runSpeculative } from '../pipeline/speculative-run.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
 import { LocalStage } from './local-stage.ts'
 import { planReplacement, routeSpans } from './mesh-route.ts'
@@ -36,6 +39,7 @@ import type { ModelManifest } from '../model/chain-loader.ts'
 import type { GeneratedToken, GenerationResult, TokenModel } from '../model/generate.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { LayerRange } from '../model/qwen3/layer-range.ts'
+import type { SamplingOptions } from '../model/sampling.ts'
 import type { ChatMessage, ChatTokenizer } from '../model/tokenizer.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
@@ -106,6 +110,7 @@ export class MeshGenerator {
 
   async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
     const { store, network, inference } = this.components
+    const speculation = speculationOf(params)
     const id = await resolveModelId(store, params.model)
     const manifest = await this.manifest(id, signal)
     const numLayers = manifest.qwen3.numLayers
@@ -173,19 +178,33 @@ export class MeshGenerator {
     const { prompt, tokenizer } = this.prompt(params, client)
     const eos = new Set([...manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
     const t0 = performance.now()
-    const it = generate(model, prompt, {
-      maxNewTokens: params.maxNewTokens,
-      eosTokenIds: [...eos],
-      stopStrings: params.stop,
-      sampling: definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed }),
-      decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
-      signal
-    })
-    let step: IteratorResult<GeneratedToken, GenerationResult>
-    while (!(step = await it.next()).done) {
-      await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
+    const sampling = definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed })
+    let result: Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'>
+    if (speculation != null) {
+      const draftRange = await inference.draftModel(speculation.draft, manifest.qwen3.vocabSize)
+      const target = model.createSession()
+      const draft = createLocalSpeculativeSession(draftRange)
+      try {
+        result = await runSpeculative({
+          target,
+          draft,
+          prompt,
+          k: speculation.k,
+          maxNewTokens: params.maxNewTokens,
+          eosTokenIds: [...eos],
+          sampling,
+          decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
+          stop: params.stop,
+          onToken,
+          signal
+        })
+      } finally {
+        target.dispose()
+        draft.dispose()
+      }
+    } else {
+      result = await this.plain(model, prompt, params, sampling, [...eos], tokenizer, onToken, signal)
     }
-    const result = step.value
     const seconds = (performance.now() - t0) / 1000
     const used = session as PipelineSession | undefined
     const stats = used?.stats
@@ -200,8 +219,26 @@ export class MeshGenerator {
       via: 'mesh',
       route: hops.map((s, i) => ({ peerId: s.peerId.toString(), start: s.start, end: s.end, self: s.peerId.equals(self), ms: Math.round((stats?.stageMs[i] ?? 0) * 10) / 10 })),
       localMs: Math.round((stats?.localMs ?? 0) * 10) / 10,
-      recoveries: (used?.recoveries ?? []).map(recoveryJson)
+      recoveries: (used?.recoveries ?? []).map(recoveryJson),
+      ...(result.speculative != null ? { speculative: result.speculative } : {})
     }
+  }
+
+  /** Plain (one token per target step) generation through the pipeline. */
+  private async plain (model: TokenModel<PipelineSession>, prompt: number[], params: GenerateParams, sampling: SamplingOptions, eosTokenIds: number[], tokenizer: ChatTokenizer | null, onToken: ((t: GenerateTokenJson) => void | Promise<void>) | undefined, signal: AbortSignal | undefined): Promise<GenerationResult> {
+    const it = generate(model, prompt, {
+      maxNewTokens: params.maxNewTokens,
+      eosTokenIds,
+      stopStrings: params.stop,
+      sampling,
+      decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
+      signal
+    })
+    let step: IteratorResult<GeneratedToken, GenerationResult>
+    while (!(step = await it.next()).done) {
+      await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
+    }
+    return step.value
   }
 
   private prompt (params: GenerateParams, client: ClientEnds): { prompt: number[], tokenizer: ChatTokenizer | null } {

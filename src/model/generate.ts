@@ -113,7 +113,7 @@ export async function * generate<S extends TokenSession> (model: TokenModel<S>, 
 }
 
 /** Incremental detokenisation with stop-string detection and hold-back. */
-class TextStream {
+export class TextStream {
   private readonly decode?: (ids: number[]) => string
   private readonly stops: string[]
   private emitted: number

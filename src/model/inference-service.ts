@@ -6,6 +6,9 @@
  */
 import { availableParallelism } from 'node:os'
 import { BlockType } from '../chain/index.ts'
+import { speculationOf } from '../pipeline/speculation-params.ts'
+import { createLocalSpeculativeSession } from '../pipeline/speculative-local.ts'
+import { runSpeculative } from '../pipeline/speculative-run.ts'
 import { BackendName, selectBackend } from './backend.ts'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from './chain-loader.ts'
 import { ModelError, ModelErrorCode } from './errors.ts'
@@ -239,6 +242,7 @@ export class InferenceService {
     if (given !== 1) {
       throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'give exactly one of prompt, chat and promptIds')
     }
+    const speculation = speculationOf(params)
     return this.exclusive(async () => {
       const m = await this.load(params.model)
       let prompt: number[]
@@ -260,6 +264,40 @@ export class InferenceService {
       const eos = new Set([...m.manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
       const t0 = performance.now()
       const decode = tokenizer != null ? (ids: number[]): string => (tokenizer as ChatTokenizer).decode(ids) : undefined
+      if (speculation != null) {
+        const draftRange = await this.loadDraft(speculation.draft, m.manifest.qwen3.vocabSize)
+        const target = createLocalSpeculativeSession(m.range)
+        const draft = createLocalSpeculativeSession(draftRange)
+        try {
+          const r = await runSpeculative({
+            target,
+            draft,
+            prompt,
+            k: speculation.k,
+            maxNewTokens: params.maxNewTokens,
+            eosTokenIds: [...eos],
+            sampling: definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed }),
+            decode,
+            stop: params.stop,
+            onToken,
+            signal
+          })
+          const seconds = (performance.now() - t0) / 1000
+          return {
+            tokens: r.tokens,
+            text: r.text,
+            promptTokens: prompt.length,
+            tokensPerSecond: seconds > 0 ? r.tokens.length / seconds : 0,
+            finishReason: r.finishReason,
+            backend: this.backendName ?? 'none',
+            workers: m.range.workers,
+            speculative: r.speculative
+          }
+        } finally {
+          target.dispose()
+          draft.dispose()
+        }
+      }
       const it = generate(m.range, prompt, {
         maxNewTokens: params.maxNewTokens,
         eosTokenIds: [...eos],
@@ -290,6 +328,25 @@ export class InferenceService {
         workers: m.range.workers
       }
     })
+  }
+
+  /**
+   * A whole model on the chain as the draft of speculative decoding against a
+   * target of `vocab` tokens, loaded (and kept) like any other model.
+   */
+  async draftModel (model: string, vocab: number): Promise<LayerRange> {
+    return this.exclusive(async () => this.loadDraft(model, vocab))
+  }
+
+  /** draftModel() inside exclusive(): the vocabulary is checked before any layer is loaded. */
+  private async loadDraft (model: string, vocab: number): Promise<LayerRange> {
+    const store = this.storeOf()
+    const id = await resolveModelId(store, model)
+    const manifest = this.loaded.get(toHex(id))?.manifest ?? await loadModelManifest(store, id)
+    if (manifest.qwen3.vocabSize !== vocab) {
+      throw new ModelError(ModelErrorCode.BAD_OPTIONS, `draft model ${manifest.idHex} has a vocabulary of ${manifest.qwen3.vocabSize} tokens, the target ${vocab}: a draft must share the target's vocabulary`)
+    }
+    return (await this.load(manifest.idHex)).range
   }
 
   private tokenizerOf (m: LoadedModel, required: boolean): ChatTokenizer | null {

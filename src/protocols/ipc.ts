@@ -217,6 +217,24 @@ export interface GenerateParams {
   backend?: string
   /** the stages' queue priority of the session (mesh generation): interactive (default), batch or background */
   priority?: 'interactive' | 'batch' | 'background'
+  /** speculative decoding: a model on the chain with the target's vocabulary, run whole in this process, drafts tokens */
+  draft?: string
+  /** draft tokens per round to start with (adapts; needs draft) */
+  speculate?: number
+}
+
+/** How speculative decoding went (`generate` with draft). */
+export interface SpeculativeJson {
+  /** draft tokens per round asked for */
+  k: number
+  /** k after adapting */
+  finalK: number
+  /** accepted / proposed */
+  acceptanceRate: number
+  proposed: number
+  accepted: number
+  /** forwards through the target */
+  targetSteps: number
 }
 
 /** A `stream` notification of `generate`: one generated token and the text it completes. */
@@ -236,6 +254,8 @@ export interface GenerateResult extends Partial<GenerateRouteJson> {
   backend: string
   /** tensor-parallel worker threads that ran the layers, when they ran in this daemon (0: its main thread) */
   workers?: number
+  /** present when the request named a draft model */
+  speculative?: SpeculativeJson
 }
 
 /** Params / result of `model.logits`: logits [ids.length][vocab] of a fresh session. */

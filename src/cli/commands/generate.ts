@@ -40,7 +40,8 @@ export function generateParamsFromArgv (argv: any): GenerateParams {
     ['topK', numberOption(argv, 'topK', 'top-k', n => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0')],
     ['topP', numberOption(argv, 'topP', 'top-p', n => n > 0 && n <= 1, 'a number in (0, 1]')],
     ['repetitionPenalty', numberOption(argv, 'repetitionPenalty', 'repetition-penalty', n => n > 0, 'a number > 0')],
-    ['seed', numberOption(argv, 'seed', 'seed', n => Number.isSafeInteger(n), 'an integer')]
+    ['seed', numberOption(argv, 'seed', 'seed', n => Number.isSafeInteger(n), 'an integer')],
+    ['speculate', numberOption(argv, 'speculate', 'speculate', n => Number.isSafeInteger(n) && n >= 1 && n <= 64, 'an integer in [1, 64]')]
   ]
   for (const [key, value] of optional) {
     if (value !== undefined) {
@@ -52,6 +53,15 @@ export function generateParamsFromArgv (argv: any): GenerateParams {
       throw new UsageError(`--priority must be one of ${SESSION_PRIORITY_NAMES.join(', ')} (got ${String(argv.priority)})`)
     }
     params.priority = argv.priority
+  }
+  if (argv.draft !== undefined) {
+    const draft = String(argv.draft)
+    if (!/^[0-9a-fA-F]{8,64}$/.test(draft)) {
+      throw new UsageError(`--draft must be a model id: 64 hex characters or a unique prefix of at least 8 (got ${JSON.stringify(draft)})`)
+    }
+    params.draft = draft.toLowerCase()
+  } else if (params.speculate !== undefined) {
+    throw new UsageError('--speculate needs --draft MODEL')
   }
   if (argv.stop !== undefined) {
     params.stop = (Array.isArray(argv.stop) ? argv.stop : [argv.stop]).map(String)
@@ -75,6 +85,8 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
       .option('repetition-penalty', { type: 'number', requiresArg: true, describe: 'penalty on tokens already seen (1 = off)' })
       .option('seed', { type: 'number', requiresArg: true, describe: 'sampling seed' })
       .option('priority', { type: 'string', requiresArg: true, describe: `queue priority at the mesh's stages: ${SESSION_PRIORITY_NAMES.join(', ')} (default interactive)` })
+      .option('draft', { type: 'string', requiresArg: true, describe: 'speculative decoding: a model on the chain with the same vocabulary drafts tokens (run whole here) for the target to check' })
+      .option('speculate', { type: 'number', requiresArg: true, describe: 'draft tokens per round to start with (adapts; default 4; needs --draft)' })
       .option('stop', { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' })
       .options(runOptions)
       .option('json', { type: 'boolean', describe: 'print one JSON object at the end instead of streaming' }),
