@@ -18,10 +18,9 @@ import { parseArgs } from 'node:util'
 import { selectBackend } from '../src/model/backend.ts'
 import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
-import { layerTensorNames } from '../src/model/qwen3/plan.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
+import { randomLayer } from './lib/random-layer.ts'
 import type { BackendPreference } from '../src/model/backend.ts'
-import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 
 const { values: opts } = parseArgs({
   options: {
@@ -94,48 +93,6 @@ function measureNative (): NativeRates {
   return JSON.parse(r.stdout.trim().split('\n').pop() as string)
 }
 
-/** A random Qwen3 layer (uniform +-0.02 weights, unit norms) as F32 tensors. */
-function randomLayer (): { tensors: Map<string, RawTensor>, params: number, linearParams: number } {
-  const { hiddenSize: h, intermediateSize: m, numHeads: nH, numKvHeads: kvH, headDim: d } = CONFIG
-  const names = layerTensorNames(0)
-  const shapes: Record<keyof typeof names, number[]> = {
-    inputNorm: [h],
-    postNorm: [h],
-    qNorm: [d],
-    kNorm: [d],
-    q: [nH * d, h],
-    k: [kvH * d, h],
-    v: [kvH * d, h],
-    o: [h, nH * d],
-    gate: [m, h],
-    up: [m, h],
-    down: [h, m]
-  }
-  const tensors = new Map<string, RawTensor>()
-  let seed = 0x9e3779b9
-  let params = 0
-  let linearParams = 0
-  for (const [role, shape] of Object.entries(shapes) as Array<[keyof typeof names, number[]]>) {
-    const n = shape.reduce((a, b) => a * b, 1)
-    const f = new Float32Array(n)
-    if (shape.length === 1) {
-      f.fill(1)
-    } else {
-      for (let i = 0; i < n; i++) {
-        // xorshift32, scaled to [-0.02, 0.02)
-        seed ^= seed << 13
-        seed ^= seed >>> 17
-        seed ^= seed << 5
-        f[i] = ((seed >>> 0) / 4294967296 - 0.5) * 0.04
-      }
-      linearParams += n
-    }
-    params += n
-    tensors.set(names[role], { dtype: 'F32', shape, data: new Uint8Array(f.buffer) })
-  }
-  return { tensors, params, linearParams }
-}
-
 function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s[s.length >> 1]
@@ -157,7 +114,7 @@ say(`  numpy (${nativeBefore.blas}): sgemv 1 GiB ${fmt(nativeBefore.sgemvGBs)} G
 const sel = await selectBackend(opts.backend as BackendPreference)
 say(`backend ${sel.name}${sel.features != null ? ` (simd ${String(sel.features.simd)}, wasm threads ${String(sel.features.threads)})` : ''}, ${WORKERS === 0 ? 'main thread' : `${WORKERS} worker threads (tensor parallel)`}`)
 
-const { tensors, params, linearParams } = randomLayer()
+const { tensors, params, linearParams } = randomLayer(CONFIG)
 const layerBytes = params * 4
 let t0 = performance.now()
 const layer = await LayerRange.load(CONFIG, new MapWeightSource(tensors, 'random'), { start: 0, end: 1, workers: WORKERS === 0 ? undefined : WORKERS })

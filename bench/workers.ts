@@ -12,11 +12,10 @@ import { parseArgs } from 'node:util'
 import { selectBackend } from '../src/model/backend.ts'
 import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
-import { layerTensorNames } from '../src/model/qwen3/plan.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
+import { randomLayer } from './lib/random-layer.ts'
 import type { BackendPreference } from '../src/model/backend.ts'
 import type { Qwen3Config } from '../src/model/qwen3/config.ts'
-import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 
 const { values: opts } = parseArgs({
   options: {
@@ -60,41 +59,6 @@ function shape (h: number): Qwen3Config {
   })
 }
 
-function randomLayer (c: Qwen3Config): Map<string, RawTensor> {
-  const { hiddenSize: h, intermediateSize: m, numHeads: nH, numKvHeads: kvH, headDim: d } = c
-  const names = layerTensorNames(0)
-  const shapes: Record<keyof typeof names, number[]> = {
-    inputNorm: [h],
-    postNorm: [h],
-    qNorm: [d],
-    kNorm: [d],
-    q: [nH * d, h],
-    k: [kvH * d, h],
-    v: [kvH * d, h],
-    o: [h, nH * d],
-    gate: [m, h],
-    up: [m, h],
-    down: [h, m]
-  }
-  const tensors = new Map<string, RawTensor>()
-  let seed = 0x9e3779b9
-  for (const [role, s] of Object.entries(shapes) as Array<[keyof typeof names, number[]]>) {
-    const f = new Float32Array(s.reduce((a, b) => a * b, 1))
-    if (s.length === 1) {
-      f.fill(1)
-    } else {
-      for (let i = 0; i < f.length; i++) {
-        seed ^= seed << 13
-        seed ^= seed >>> 17
-        seed ^= seed << 5
-        f[i] = ((seed >>> 0) / 4294967296 - 0.5) * 0.04
-      }
-    }
-    tensors.set(names[role], { dtype: 'F32', shape: s, data: new Uint8Array(f.buffer) })
-  }
-  return tensors
-}
-
 function hiddenStates (t: number, h: number): Float32Array {
   const x = new Float32Array(t * h)
   for (let i = 0; i < x.length; i++) {
@@ -109,7 +73,7 @@ function median (xs: number[]): number {
 }
 
 async function run (c: Qwen3Config, workers: number): Promise<{ decodeMs: number, prefillMs: number }> {
-  const layer = await LayerRange.load(c, new MapWeightSource(randomLayer(c)), { start: 0, end: 1, workers })
+  const layer = await LayerRange.load(c, new MapWeightSource(randomLayer(c).tensors), { start: 0, end: 1, workers })
   const h = c.hiddenSize
   const session = layer.createSession()
   try {

@@ -4,16 +4,7 @@ import { expect } from 'aegir/chai'
 import { loadConfig, resolveDataDir } from '../../src/daemon/config.ts'
 import { DEFAULT_IPC_MAX_LINE_BYTES } from '../../src/daemon/constants.ts'
 import { ConfigError } from '../../src/daemon/errors.ts'
-import { makeTempDir, removeDir } from './helpers.ts'
-
-async function rejection (p: Promise<unknown>): Promise<Error> {
-  try {
-    await p
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected a rejection')
-}
+import { makeTempDir, rejection, removeDir } from './helpers.ts'
 
 describe('daemon config', () => {
   let dir: string

@@ -3,16 +3,7 @@ import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { directChannelBind, loadConfig } from '../../src/daemon/config.ts'
 import { ConfigError } from '../../src/daemon/errors.ts'
-import { makeTempDir, removeDir } from './helpers.ts'
-
-async function rejection (p: Promise<unknown>): Promise<Error> {
-  try {
-    await p
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected a rejection')
-}
+import { makeTempDir, rejection, removeDir } from './helpers.ts'
 
 describe('daemon config: directChannel, directChannelHost, directChannelPort', () => {
   let dir: string

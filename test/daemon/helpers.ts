@@ -38,6 +38,16 @@ function cleanEnv (extra: Record<string, string> = {}): Record<string, string> {
 }
 
 /** A short temp dir (Unix socket paths are limited to ~100 bytes). */
+/** The error `p` rejects with; throws when it resolves instead. */
+export async function rejection (p: Promise<unknown>): Promise<Error> {
+  try {
+    await p
+  } catch (err) {
+    return err as Error
+  }
+  throw new Error('expected a rejection')
+}
+
 export async function makeTempDir (): Promise<string> {
   return mkdtemp(join(tmpdir(), 'blyd-'))
 }

@@ -4,16 +4,7 @@ import { generateKeyPair, privateKeyToProtobuf, publicKeyFromRaw } from '@libp2p
 import { expect } from 'aegir/chai'
 import { IdentityError } from '../../src/daemon/errors.ts'
 import { loadIdentity, loadOrCreateIdentity } from '../../src/daemon/identity.ts'
-import { makeTempDir, removeDir } from './helpers.ts'
-
-async function rejection (p: Promise<unknown>): Promise<Error> {
-  try {
-    await p
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected a rejection')
-}
+import { makeTempDir, rejection, removeDir } from './helpers.ts'
 
 describe('daemon identity', () => {
   let dir: string
