@@ -9,10 +9,10 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { expect } from 'aegir/chai'
 import { ipcRequest, makeTempDir, removeDir, runJson, startDaemon } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
+import { waitFor } from './helpers.ts'
 import type { DaemonProcess } from '../daemon/helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
 
@@ -23,25 +23,6 @@ const STEP_TIMEOUT_MS = 1500
 const STEP_DELAY_MS = 150
 /** act once the node under test computed this many steps (the prefill plus some tokens) */
 const ACT_AFTER_STEPS = 6
-
-async function waitFor<T> (what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, pollMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (true) {
-    try {
-      const value = await check()
-      if (value !== undefined && value !== false) {
-        return value
-      }
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last != null ? ` (last error: ${(last as Error).message})` : ''}`)
-    }
-    await sleep(pollMs)
-  }
-}
 
 interface Node {
   name: string

@@ -8,34 +8,15 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { expect } from 'aegir/chai'
 import { ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
+import { waitFor } from './helpers.ts'
 import type { DaemonProcess } from '../daemon/helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
 
 /** short record lifetime: a killed node's span must vanish within it */
 const RECORD_TTL_MS = 3000
-
-async function waitFor<T> (what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (true) {
-    try {
-      const value = await check()
-      if (value !== undefined && value !== false) {
-        return value
-      }
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last != null ? ` (last error: ${(last as Error).message})` : ''}`)
-    }
-    await sleep(200)
-  }
-}
 
 interface Node {
   dir: string
