@@ -25,6 +25,7 @@ import type { LayerRange } from './qwen3/layer-range.ts'
 import type { ChatMessage, ChatTokenizer } from './tokenizer.ts'
 import type { WorkersSetting } from './workers.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
+import type { SpeculativeRunResult } from '../pipeline/speculative-run.ts'
 import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, LogitsResult, ModelDetailsJson, ModelSummaryJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export const DEFAULT_MAX_LOADED_MODELS = 2
@@ -264,59 +265,45 @@ export class InferenceService {
       const eos = new Set([...m.manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
       const t0 = performance.now()
       const decode = tokenizer != null ? (ids: number[]): string => (tokenizer as ChatTokenizer).decode(ids) : undefined
+      const sampling = definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed })
+      let result: GenerationResult | SpeculativeRunResult
       if (speculation != null) {
         const draftRange = await this.loadDraft(speculation.draft, m.manifest.qwen3.vocabSize)
         const target = createLocalSpeculativeSession(m.range)
         const draft = createLocalSpeculativeSession(draftRange)
         try {
-          const r = await runSpeculative({
+          result = await runSpeculative({
             target,
             draft,
             prompt,
             k: speculation.k,
             maxNewTokens: params.maxNewTokens,
             eosTokenIds: [...eos],
-            sampling: definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed }),
+            sampling,
             decode,
             stop: params.stop,
             onToken,
             signal
           })
-          const seconds = (performance.now() - t0) / 1000
-          return {
-            tokens: r.tokens,
-            text: r.text,
-            promptTokens: prompt.length,
-            tokensPerSecond: seconds > 0 ? r.tokens.length / seconds : 0,
-            finishReason: r.finishReason,
-            backend: this.backendName ?? 'none',
-            workers: m.range.workers,
-            speculative: r.speculative
-          }
         } finally {
           target.dispose()
           draft.dispose()
         }
+      } else {
+        const it = generate(m.range, prompt, {
+          maxNewTokens: params.maxNewTokens,
+          eosTokenIds: [...eos],
+          stopStrings: params.stop,
+          sampling,
+          decode,
+          signal
+        })
+        let step: IteratorResult<GeneratedToken, GenerationResult>
+        while (!(step = await it.next()).done) {
+          await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
+        }
+        result = step.value
       }
-      const it = generate(m.range, prompt, {
-        maxNewTokens: params.maxNewTokens,
-        eosTokenIds: [...eos],
-        stopStrings: params.stop,
-        sampling: definedOnly({
-          temperature: params.temperature,
-          topK: params.topK,
-          topP: params.topP,
-          repetitionPenalty: params.repetitionPenalty,
-          seed: params.seed
-        }),
-        decode,
-        signal
-      })
-      let step: IteratorResult<GeneratedToken, GenerationResult>
-      while (!(step = await it.next()).done) {
-        await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
-      }
-      const result = step.value
       const seconds = (performance.now() - t0) / 1000
       return {
         tokens: result.tokens,
@@ -325,7 +312,8 @@ export class InferenceService {
         tokensPerSecond: seconds > 0 ? result.tokens.length / seconds : 0,
         finishReason: result.finishReason,
         backend: this.backendName ?? 'none',
-        workers: m.range.workers
+        workers: m.range.workers,
+        ...('speculative' in result ? { speculative: result.speculative } : {})
       }
     })
   }
