@@ -10,7 +10,7 @@ import { createChainStore } from '../chain/index.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
-import { stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
+import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
 import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
@@ -54,6 +54,7 @@ export class Daemon {
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
   private stopping: Promise<void> | undefined
   private starting: Promise<void> | undefined
+  private disarmFaults: () => void = () => {}
 
   constructor (init: DaemonInit) {
     this.config = init.config
@@ -174,6 +175,9 @@ export class Daemon {
       this.log.info('backend.selected', { backend: backend.name, tried: backend.tried.map(t => `${t.name}: ${t.ok ? 'ok' : t.reason ?? 'failed'}`).join('; ') })
 
       const { config } = this
+      // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
+      const faults = stageFaultsFromEnv(process.env)
+      this.disarmFaults = armFaultSignal(faults, process)
       const mesh = createMesh({
         store,
         privateKey: identity.privateKey,
@@ -192,8 +196,7 @@ export class Daemon {
         ...(config.memoryBytes != null ? { memoryBytes: config.memoryBytes } : {}),
         replicas: config.replicas,
         directChannel: directChannelBind(config),
-        // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
-        faults: stageFaultsFromEnv(process.env)
+        faults
       })
       this.authoringValue = publishingStore(store, block => { mesh.publish(block.id) })
       await mesh.start()
@@ -249,6 +252,7 @@ export class Daemon {
   }
 
   private async teardown (): Promise<void> {
+    this.disarmFaults()
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
     if (this.meshValue != null) {
       // the announcer withdraws the span before libp2p goes

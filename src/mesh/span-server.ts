@@ -216,7 +216,7 @@ export class SpanServer {
     }
     this.rangeValue = range
     if (this.init.faults != null) {
-      this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep })
+      this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep, corruptOnSignal: this.init.faults.corruptOnSignal })
     }
     const direct = this.init.directChannel
     const stage = createStageServer({ libp2p: network.libp2p }, {

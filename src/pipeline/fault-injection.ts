@@ -8,6 +8,9 @@
  * - BLYD_TEST_STEP_DELAY_MS=N: wait N ms before sending each RESULT
  * - BLYD_TEST_CORRUPT_RESULTS=N: from the N-th step computed on, send
  * RESULT frames of the right shape filled with NaN
+ * - BLYD_TEST_CORRUPT_ON_SIGNAL=SIGUSR2 (or SIGUSR1): once the daemon gets
+ * that signal, every later RESULT is NaN-filled (lets a test corrupt
+ * whichever stage a generation happens to use, at the moment it chooses)
  * Never set them on a node that serves anyone.
  */
 
@@ -16,6 +19,8 @@ export interface StageFaults {
   stepDelayMs?: number
   /** from this step on (1 = the first), RESULT values are NaN */
   corruptFromStep?: number
+  /** on this signal, set corruptFromStep to 1 (every later RESULT is NaN); see armFaultSignal */
+  corruptOnSignal?: 'SIGUSR1' | 'SIGUSR2'
 }
 
 function positiveInt (raw: string | undefined): number | undefined {
@@ -30,8 +35,30 @@ function positiveInt (raw: string | undefined): number | undefined {
 export function stageFaultsFromEnv (env: Record<string, string | undefined>): StageFaults | undefined {
   const stepDelayMs = positiveInt(env.BLYD_TEST_STEP_DELAY_MS)
   const corruptFromStep = positiveInt(env.BLYD_TEST_CORRUPT_RESULTS)
-  if (stepDelayMs == null && corruptFromStep == null) {
+  const signal = env.BLYD_TEST_CORRUPT_ON_SIGNAL
+  const corruptOnSignal = signal === 'SIGUSR1' || signal === 'SIGUSR2' ? signal : undefined
+  if (stepDelayMs == null && corruptFromStep == null && corruptOnSignal == null) {
     return undefined
   }
-  return { ...(stepDelayMs != null ? { stepDelayMs } : {}), ...(corruptFromStep != null ? { corruptFromStep } : {}) }
+  return {
+    ...(stepDelayMs != null ? { stepDelayMs } : {}),
+    ...(corruptFromStep != null ? { corruptFromStep } : {}),
+    ...(corruptOnSignal != null ? { corruptOnSignal } : {})
+  }
+}
+
+/**
+ * Listen for `faults.corruptOnSignal` on `proc` and, when it comes, make
+ * every later RESULT NaN (the stage server reads `faults` at each step).
+ * Returns the function that removes the listener; a no-op when no signal
+ * is configured.
+ */
+export function armFaultSignal (faults: StageFaults | undefined, proc: Pick<NodeJS.Process, 'on' | 'off'>): () => void {
+  const signal = faults?.corruptOnSignal
+  if (faults == null || signal == null) {
+    return () => {}
+  }
+  const onSignal = (): void => { faults.corruptFromStep = 1 }
+  proc.on(signal, onSignal)
+  return () => { proc.off(signal, onSignal) }
 }

@@ -1,11 +1,15 @@
 /**
- * Failover with replay, with real `blyd` daemons on 127.0.0.1. Node A imports
- * the 4-layer fixture and generates; B holds layers 0-2 and C layers 2-4 (the
- * fallback route). Each case adds one node holding all of 0-4 (a one-hop
- * route, so the generation takes it), made to misbehave mid-generation:
- * SIGKILLed (stream closes), SIGSTOPped (step deadline), or sending NaN
- * RESULTs through the test-only fault-injection switch. The greedy tokens
- * must equal the reference and the result must name the failover.
+ * Failover with replay, with real `blyd` daemons on 127.0.0.1. Node A
+ * imports the 4-layer fixture and generates; four more daemons serve it with
+ * two holders per span: B1, B2 hold layers 0-2 and C1, C2 layers 2-4. Every
+ * holder is slowed by the test-only step delay so a fault lands in the middle
+ * of a generation. Whichever holder of the span under test the route happens
+ * to use is, once it has computed some steps, SIGKILLed (its stream closes),
+ * SIGSTOPped (A's step deadline passes) or told by SIGUSR2 to answer NaN
+ * frames from then on. The generation must finish on the other holder of that
+ * span with the reference greedy tokens and name the failover. After each
+ * case the faulty holder is retired and a fresh one takes its place, so every
+ * case starts with two holders per span.
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,9 +23,9 @@ import type { Expected } from '../model/fixtures.ts'
 const RECORD_TTL_MS = 2000
 /** the generating node's step deadline: a SIGSTOPped stage is replaced after it */
 const STEP_TIMEOUT_MS = 1500
-/** fault injection: each RESULT of the node under test waits this long, so the fault lands mid-generation */
+/** fault injection: each RESULT of every holder waits this long, so the fault lands mid-generation */
 const STEP_DELAY_MS = 150
-/** act once the node under test computed this many steps (the prefill plus some tokens) */
+/** act once the holder in use computed this many steps of the generation (the prefill plus some tokens) */
 const ACT_AFTER_STEPS = 6
 
 interface Node {
@@ -32,15 +36,18 @@ interface Node {
   addr: string
 }
 
-describe('mesh failover: a stage that dies, stalls or answers garbage mid-generation', function () {
-  this.timeout(120_000)
+interface Span { start: number, end: number }
+
+describe('mesh failover: 5 daemons, 2 holders per span; a stage dies, stalls or answers garbage mid-generation', function () {
+  this.timeout(180_000)
   let root: string
   const nodes: Node[] = []
+  /** the live holders of each span, by `${start}-${end}` */
+  const holders = new Map<string, Node[]>()
   let model: string
   let expected: Expected
   let a: Node
-  let b: Node
-  let c: Node
+  let serial = 0
 
   async function start (name: string, args: string[] = [], env: Record<string, string> = {}): Promise<Node> {
     const dir = join(root, name)
@@ -51,69 +58,88 @@ describe('mesh failover: a stage that dies, stalls or answers garbage mid-genera
     return node
   }
 
-  async function serve (name: string, layers: string, env: Record<string, string> = {}): Promise<Node> {
-    return start(name, ['--bootstrap', a.addr, '--model', model, '--layers', layers, '--record-ttl-ms', String(RECORD_TTL_MS)], env)
+  const key = (span: Span): string => `${span.start}-${span.end}`
+
+  /** Start one more holder of `span` (slowed, armed for SIGUSR2) and wait until A sees it serve. */
+  async function addHolder (span: Span): Promise<Node> {
+    const name = `${key(span)}#${++serial}`
+    const n = await start(name, ['--bootstrap', a.addr, '--model', model, '--layers', key(span), '--record-ttl-ms', String(RECORD_TTL_MS)], {
+      BLYD_TEST_STEP_DELAY_MS: String(STEP_DELAY_MS),
+      BLYD_TEST_CORRUPT_ON_SIGNAL: 'SIGUSR2'
+    })
+    holders.set(key(span), [...(holders.get(key(span)) ?? []), n])
+    return n
   }
 
-  async function spans (): Promise<Array<{ peerId: string, start: number, end: number, source: string, rttMs: number | null }>> {
+  async function spans (): Promise<Array<{ peerId: string, start: number, end: number, source: string }>> {
     return (await ipcRequest(a.daemon.socketPath, 'peers', { model })).spans
   }
 
-  async function waitServing (n: Node, start: number, end: number): Promise<void> {
-    await waitFor(`${n.name} to serve [${start}, ${end}) and A to see it`, async () => (await spans()).some(s => s.peerId === n.peerId && s.start === start && s.end === end && s.source === 'direct'), 60_000)
-  }
-
-  /**
-   * Routing weighs RTT: the first ping of a fresh connection can take tens of
-   * ms, which makes the one-hop route dearer than B + C. Wait until A's view
-   * of `n` has a warm RTT (one hop at most 1 ms above the best of B and C).
-   */
-  async function waitWarm (n: Node): Promise<void> {
-    await waitFor(`A to see ${n.name} with a warm RTT`, async () => {
-      const live = await spans()
-      const rtt = (id: string): number => live.find(s => s.peerId === id)?.rttMs ?? Infinity
-      return rtt(n.peerId) <= Math.min(rtt(b.peerId), rtt(c.peerId)) + 1
-    }, 30_000)
+  async function waitServing (n: Node, span: Span): Promise<void> {
+    await waitFor(`${n.name} to serve [${span.start}, ${span.end}) and A to see it`, async () => (await spans()).some(s => s.peerId === n.peerId && s.start === span.start && s.end === span.end && s.source === 'direct'), 60_000)
   }
 
   async function steps (n: Node): Promise<number> {
     return (await ipcRequest(n.daemon.socketPath, 'status')).serving?.steps ?? 0
   }
 
-  /** Greedy generation on A; `fault` (if any) runs once `target` computed ACT_AFTER_STEPS steps. */
-  async function generateWithFault (target: Node, fault?: () => Promise<void> | void): Promise<any> {
+  /**
+   * Greedy generation on A. Once the holder of `span` that the route uses
+   * has computed ACT_AFTER_STEPS steps of it, `fault(victim)` runs.
+   */
+  async function generateWithFault (span: Span, fault: (victim: Node) => Promise<void> | void): Promise<{ gen: any, victim: Node }> {
+    const candidates = holders.get(key(span)) ?? []
+    const before = new Map(await Promise.all(candidates.map(async n => [n.peerId, await steps(n)] as const)))
     const { prompt, tokens } = expected.greedy
-    const gen = runJson(['generate', '--model', model, '--prompt-ids', prompt.join(','), '--temperature', '0', '--max-new-tokens', String(tokens.length), '--json', '--data-dir', a.dir], { timeoutMs: 60_000 })
-    if (fault == null) {
-      return gen
-    }
-    let failed: unknown
-    gen.catch((err) => { failed = err })
-    await waitFor(`${target.name} to compute ${ACT_AFTER_STEPS} steps`, async () => failed != null ? Promise.reject(failed) : (await steps(target)) >= ACT_AFTER_STEPS, 30_000, 20)
-    await fault()
-    return gen
+    const gen = runJson(['generate', '--model', model, '--prompt-ids', prompt.join(','), '--temperature', '0', '--max-new-tokens', String(tokens.length), '--json', '--data-dir', a.dir], { timeoutMs: 90_000 })
+    let failed: Error | undefined
+    gen.catch((err: Error) => { failed = err })
+    const victim = await waitFor(`a holder of [${span.start}, ${span.end}) to compute ${ACT_AFTER_STEPS} steps`, async () => {
+      if (failed != null) {
+        throw failed
+      }
+      for (const n of candidates) {
+        if ((await steps(n)) - (before.get(n.peerId) ?? 0) >= ACT_AFTER_STEPS) {
+          return n
+        }
+      }
+      return undefined
+    }, 60_000, 20).catch(async (err) => {
+      // the generation's own error says more than the timeout
+      await gen
+      throw err
+    })
+    await fault(victim)
+    return { gen: await gen, victim }
   }
 
-  /** Kill a node and wait until A no longer lists its span (its record lapses). */
-  async function retire (n: Node): Promise<void> {
-    if (n.daemon.running) {
-      process.kill(n.daemon.pid, 'SIGCONT')
+  /** Kill a holder, wait until A no longer lists its span, and start another holder in its place. */
+  async function replace (victim: Node, span: Span): Promise<void> {
+    if (victim.daemon.running) {
+      process.kill(victim.daemon.pid, 'SIGCONT')
     }
-    await n.daemon.kill('SIGKILL')
-    await waitFor(`${n.name}'s record to lapse`, async () => !(await spans()).some(s => s.peerId === n.peerId), RECORD_TTL_MS * 6)
+    await victim.daemon.kill('SIGKILL')
+    holders.set(key(span), (holders.get(key(span)) ?? []).filter(n => n !== victim))
+    await waitFor(`${victim.name}'s record to lapse`, async () => !(await spans()).some(s => s.peerId === victim.peerId), RECORD_TTL_MS * 6)
+    const fresh = await addHolder(span)
+    await waitServing(fresh, span)
   }
 
-  function checkRecovered (gen: any, target: Node, reason: string): void {
+  function checkRecovered (gen: any, victim: Node, span: Span, reason: string): void {
     expect(gen.tokens).to.deep.equal(expected.greedy.tokens)
     expect(gen.via).to.equal('mesh')
     expect(gen.recoveries).to.be.an('array').with.lengthOf(1)
     const [r] = gen.recoveries
-    expect(r).to.include({ peerId: target.peerId, reason, start: 0, end: 4 })
-    // the lost span is split over the two holders of its halves
-    expect(r.replacement).to.deep.equal([{ peerId: b.peerId, start: 0, end: 2 }, { peerId: c.peerId, start: 2, end: 4 }])
-    expect(r.positions).to.be.at.least(expected.greedy.prompt.length)
+    expect(r).to.include({ peerId: victim.peerId, reason, start: span.start, end: span.end })
+    // the lost span is taken over by the other holder of the same span
+    const other = (holders.get(key(span)) ?? []).filter(n => n !== victim)
+    expect(other).to.have.lengthOf(1)
+    expect(r.replacement).to.deep.equal([{ peerId: other[0].peerId, start: span.start, end: span.end }])
+    expect(r.positions).to.be.at.least(expected.greedy.prompt.length + ACT_AFTER_STEPS - 1)
     expect(r.replayDiff).to.be.at.most(1e-2)
-    expect(gen.route.map((h: any) => [h.peerId, h.start, h.end])).to.deep.equal([[b.peerId, 0, 2], [c.peerId, 2, 4]])
+    const route = gen.route.map((h: any) => [h.peerId, h.start, h.end])
+    expect(route).to.have.lengthOf(2)
+    expect(route).to.deep.include([other[0].peerId, span.start, span.end])
     process.stdout.write(`      ${reason}: recovered in ${r.ms} ms (${r.positions} positions replayed, replay diff ${r.replayDiff})\n`)
   }
 
@@ -122,10 +148,9 @@ describe('mesh failover: a stage that dies, stalls or answers garbage mid-genera
     expected = JSON.parse(await readFile(join(fixtureDir('untied-f32'), 'expected.json'), 'utf8'))
     a = await start('a', ['--step-timeout-ms', String(STEP_TIMEOUT_MS)])
     model = (await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', a.dir])).modelId
-    b = await serve('b', '0-2')
-    c = await serve('c', '2-4')
-    await waitServing(b, 0, 2)
-    await waitServing(c, 2, 4)
+    const layout: Span[] = [{ start: 0, end: 2 }, { start: 0, end: 2 }, { start: 2, end: 4 }, { start: 2, end: 4 }]
+    const started = await Promise.all(layout.map(async span => ({ span, n: await addHolder(span) })))
+    await Promise.all(started.map(async ({ span, n }) => { await waitServing(n, span) }))
   })
 
   after(async () => {
@@ -138,34 +163,31 @@ describe('mesh failover: a stage that dies, stalls or answers garbage mid-genera
     await removeDir(root)
   })
 
-  it('SIGKILL of the stage in use: the stream closes, the span is re-routed and replayed', async () => {
-    const x = await serve('x', '0-4', { BLYD_TEST_STEP_DELAY_MS: String(STEP_DELAY_MS) })
-    await waitServing(x, 0, 4)
-    await waitWarm(x)
-    const gen = await generateWithFault(x, async () => { await x.daemon.kill('SIGKILL') })
-    checkRecovered(gen, x, 'closed')
-    await retire(x)
+  it('SIGKILL of the stage in use: the stream closes, the span goes to its other holder and is replayed', async () => {
+    const span = { start: 0, end: 2 }
+    const { gen, victim } = await generateWithFault(span, async (victim) => { await victim.daemon.kill('SIGKILL') })
+    checkRecovered(gen, victim, span, 'closed')
+    await replace(victim, span)
   })
 
-  it('SIGSTOP of the stage in use: the step deadline passes, the span is re-routed and replayed', async () => {
-    const y = await serve('y', '0-4', { BLYD_TEST_STEP_DELAY_MS: String(STEP_DELAY_MS) })
-    await waitServing(y, 0, 4)
-    await waitWarm(y)
+  it('SIGSTOP of the stage in use: the step deadline passes, the span goes to its other holder and is replayed', async () => {
+    const span = { start: 2, end: 4 }
+    let victim: Node | undefined
     try {
-      const gen = await generateWithFault(y, () => { process.kill(y.daemon.pid, 'SIGSTOP') })
-      checkRecovered(gen, y, 'timeout')
+      const run = await generateWithFault(span, (v) => { victim = v; process.kill(v.daemon.pid, 'SIGSTOP') })
+      checkRecovered(run.gen, run.victim, span, 'timeout')
     } finally {
-      await retire(y)
+      if (victim != null) {
+        await replace(victim, span)
+      }
     }
   })
 
-  it('a stage that answers NaN frames: the RESULT is refused, the span is re-routed and replayed', async () => {
-    // fault injection: from its 4th step on, z sends RESULTs of the right shape full of NaN
-    const z = await serve('z', '0-4', { BLYD_TEST_CORRUPT_RESULTS: '4' })
-    await waitServing(z, 0, 4)
-    await waitWarm(z)
-    const gen = await generateWithFault(z)
-    checkRecovered(gen, z, 'malformed')
+  it('a stage that starts answering NaN frames: the RESULT is refused, the span goes to its other holder and is replayed', async () => {
+    const span = { start: 0, end: 2 }
+    const { gen, victim } = await generateWithFault(span, (v) => { process.kill(v.daemon.pid, 'SIGUSR2') })
+    checkRecovered(gen, victim, span, 'malformed')
     expect(gen.recoveries[0].error).to.match(/non-finite/)
+    await replace(victim, span)
   })
 })
