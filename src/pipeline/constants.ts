@@ -50,6 +50,14 @@ export const PIPELINE_CLIENT_DEFAULTS = {
   deadlineRows: 32,
   /** failovers (stage replacements) one session may do before giving up */
   maxRecoveries: 8,
+  /**
+   * every holder of some layers answered BUSY: wait for room this long in all
+   * (a mesh at capacity queues its clients rather than failing them)
+   */
+  busyWaitMs: 60_000,
+  /** first back-off after an all-BUSY answer for an interactive session; batch waits 2x, background 4x; each later wait 1.5x longer */
+  busyBackoffMs: 20,
+  busyBackoffMaxMs: 1_000,
   /** replayed outputs may differ from the lost stage's by this much, relative to their largest value */
   replayTolerance: 1e-2
 } as const

@@ -18,10 +18,11 @@
  * failure; each failover is kept in `recoveries`.
  */
 import { randomInt } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { generate } from '../model/generate.ts'
 import { PIPELINE_CLIENT_DEFAULTS } from './constants.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
-import { checkStageResult, concatInputs, failureReason, relativeDiff } from './failover.ts'
+import { FailureReason, checkStageResult, concatInputs, failureReason, relativeDiff } from './failover.ts'
 import { resolveRoute } from './route.ts'
 import { StageClient } from './stage-client.ts'
 import { embedData, logitsData } from './stage-layers.ts'
@@ -58,6 +59,15 @@ export interface PipelineClientInit {
   reroute?(lost: { start: number, end: number }, banned: ReadonlySet<string>, options: AbortOptions): Promise<RouteHop[]>
   /** failovers one session may do (default 8) */
   maxRecoveries?: number
+  /**
+   * When every holder of some layers answers BUSY, wait for room this long in
+   * all (backing off between tries) before failing; see PIPELINE_CLIENT_DEFAULTS
+   */
+  busyWaitMs?: number
+  /** first back-off after an all-BUSY answer, for an interactive session (batch waits 2x, background 4x) */
+  busyBackoffMs?: number
+  /** longest single back-off */
+  busyBackoffMaxMs?: number
   /** largest relative difference allowed between replayed outputs and the lost stage's (default 1e-2) */
   replayTolerance?: number
   /** told of every failover as it completes */
@@ -126,6 +136,12 @@ export class PipelineSession implements TokenSession {
   readonly recoveries: Recovery[]
   /** peers this session gave up on (peer id strings) */
   readonly banned: Set<string>
+  /** how often this session waited for room because every holder it could use was BUSY */
+  busyWaits: number
+  /** the banned peers that only answered BUSY: they are tried again after a back-off */
+  private readonly busyPeers: Set<string>
+  /** when the current run of BUSY waits began (undefined: not waiting) */
+  private busySince?: number
   private readonly client: PipelineClient
   private readonly hops: ResolvedHop[]
   /** per stage the inputs it was sent; one more list at the end: the last stage's outputs */
@@ -143,6 +159,8 @@ export class PipelineSession implements TokenSession {
     this.history = [...hops.map(() => []), []]
     this.recoveries = []
     this.banned = new Set()
+    this.busyPeers = new Set()
+    this.busyWaits = 0
     this.stages = []
     this.chain = Promise.resolve()
     this.pos = 0
@@ -266,7 +284,7 @@ export class PipelineSession implements TokenSession {
     const lost = this.hops[index]
     const lostPeer = lost.peerId.toString()
     const hidden = c.local.config.hiddenSize
-    this.banned.add(lostPeer)
+    this.ban(lostPeer, reason)
     dropStage(this.stages[index], cause)
     const input = concatInputs(this.history[index], hidden)
     // what the lost stage produced for the positions before this step (the next stage's inputs, or the session's outputs)
@@ -285,6 +303,16 @@ export class PipelineSession implements TokenSession {
           .map(h => ({ ...h, start: h.start + lost.start, end: h.end + lost.start }))
       } catch (err) {
         options.signal?.throwIfAborted()
+        if (this.busyPeers.size > 0) {
+          // the holders left are full, not broken: before the first step, give back every
+          // stage and start again after a back-off (holding some stages while waiting for
+          // others could deadlock sessions against each other); later, wait here
+          if (this.pos === 0) {
+            throw new AdmissionBusy(`every holder of layers [${lost.start}, ${lost.end}) is busy`)
+          }
+          await this.waitForRoom(`layers [${lost.start}, ${lost.end})`, options)
+          continue
+        }
         throw new PipelineError(PipelineErrorCode.RECOVERY_FAILED, `stage ${index} [${lost.start}, ${lost.end}) on ${lostPeer} failed (${reason}: ${cause.message}) and no other holder can take it: ${(err as Error).message}`, { stage: index, cause: err })
       }
       const stages: PipelineStage[] = []
@@ -312,7 +340,7 @@ export class PipelineSession implements TokenSession {
           throw err
         }
         const bad = hops[failedAt].peerId.toString()
-        this.banned.add(bad)
+        this.ban(bad, why)
         alsoBanned.push(bad)
         lastError = err as Error
         continue
@@ -348,8 +376,54 @@ export class PipelineSession implements TokenSession {
         ms: performance.now() - t0
       }
       this.recoveries.push(recovery)
+      this.busySince = undefined
       c.onRecovery?.(recovery, this.sessionId)
       return { data: last.subarray((input.rows - rows) * hidden), stages: hops.length }
+    }
+  }
+
+  /** Gives up on `peer` for this session; one that only answered BUSY may be tried again after a back-off. */
+  private ban (peer: string, reason: FailureReasonValue): void {
+    if (!this.banned.has(peer) && reason === FailureReason.BUSY) {
+      this.busyPeers.add(peer)
+    } else if (reason !== FailureReason.BUSY) {
+      this.busyPeers.delete(peer)
+    }
+    this.banned.add(peer)
+  }
+
+  /**
+   * Every holder this session could use is BUSY: back off (longer for lower
+   * priorities, so the most urgent sessions take the room that frees first),
+   * then lift the bans of the busy peers. Throws RECOVERY_FAILED once the
+   * waits of this run add up to more than busyWaitMs.
+   */
+  private async waitForRoom (what: string, options: AbortOptions): Promise<void> {
+    const c = this.client.init
+    const now = performance.now()
+    this.busySince ??= now
+    if (now - this.busySince > c.busyWaitMs) {
+      throw new PipelineError(PipelineErrorCode.RECOVERY_FAILED, `every holder of ${what} stayed busy for ${Math.round(now - this.busySince)} ms`)
+    }
+    const level = Math.max(0, Math.min(2, 2 - c.priority))
+    const ms = Math.min(c.busyBackoffMaxMs, c.busyBackoffMs * (2 ** level) * (1.5 ** Math.min(this.busyWaits, 16)))
+    this.busyWaits++
+    await sleep(ms * (0.5 + Math.random()), undefined, { signal: options.signal })
+    this.assertOpen()
+    for (const peer of this.busyPeers) {
+      this.banned.delete(peer)
+    }
+    this.busyPeers.clear()
+  }
+
+  /** Before the first step: closes every stage (freeing their slots) so the step starts over on a fresh open. */
+  private async restartAdmission (): Promise<void> {
+    const stages = this.stages
+    this.stages = []
+    this.opening = undefined
+    await Promise.allSettled(stages.map(async s => s.close()))
+    for (const list of this.history) {
+      list.length = 0
     }
   }
 
@@ -416,6 +490,20 @@ export class PipelineSession implements TokenSession {
   }
 
   private async forwardNow (ids: number[], options: AbortOptions & { allRows?: boolean }): Promise<StepLogits> {
+    while (true) {
+      try {
+        return await this.forwardOnce(ids, options)
+      } catch (err) {
+        if (!(err instanceof AdmissionBusy)) {
+          throw err
+        }
+        await this.restartAdmission()
+        await this.waitForRoom('the route', options)
+      }
+    }
+  }
+
+  private async forwardOnce (ids: number[], options: AbortOptions & { allRows?: boolean }): Promise<StepLogits> {
     this.assertOpen()
     if (ids.length === 0) {
       throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, 'no token ids')
@@ -443,6 +531,13 @@ export class PipelineSession implements TokenSession {
     const logits = await logitsData(local, hidden, rows, hiddenSize, from)
     this.stats.localMs += performance.now() - t
     return { logits, rows: rows - from, vocab: vocabSize }
+  }
+}
+
+/** The first step met only BUSY holders for some layers: the session gives its stages back and tries again. */
+class AdmissionBusy extends PipelineError {
+  constructor (message: string) {
+    super(PipelineErrorCode.BUSY, message)
   }
 }
 
@@ -495,6 +590,9 @@ export class PipelineClient implements TokenModel<PipelineSession> {
       directChannel: init.directChannel ?? true,
       deadlineRows: init.deadlineRows ?? d.deadlineRows,
       maxRecoveries: init.maxRecoveries ?? d.maxRecoveries,
+      busyWaitMs: init.busyWaitMs ?? d.busyWaitMs,
+      busyBackoffMs: init.busyBackoffMs ?? d.busyBackoffMs,
+      busyBackoffMaxMs: init.busyBackoffMaxMs ?? d.busyBackoffMaxMs,
       replayTolerance: init.replayTolerance ?? d.replayTolerance
     }
     this.route = resolveRoute(init.route, init.local.config.numLayers)

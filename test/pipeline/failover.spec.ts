@@ -12,13 +12,14 @@ import { PipelineError, PipelineErrorCode } from '../../src/pipeline/errors.ts'
 import { FailureReason, checkStageResult, concatInputs, failureReason, relativeDiff } from '../../src/pipeline/failover.ts'
 import { createPipelineClient } from '../../src/pipeline/pipeline-client.ts'
 import { loadFixture, sourceOf } from '../model/fixtures.ts'
-import { MODEL_ID, startNode, startStage } from './helpers.ts'
+import { MODEL_ID, startNode, startStage, waitFor } from './helpers.ts'
 import type { TestStage } from './helpers.ts'
 import type { TokenModel } from '../../src/model/generate.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
 import type { StageFaults } from '../../src/pipeline/fault-injection.ts'
 import type { PipelineClient, PipelineClientInit, PipelineSession } from '../../src/pipeline/pipeline-client.ts'
 import type { RouteHop } from '../../src/pipeline/route.ts'
+import type { StageServerInit } from '../../src/pipeline/stage-server.ts'
 import type { Fixture } from '../model/fixtures.ts'
 
 function hopOf (s: TestStage): RouteHop {
@@ -58,6 +59,16 @@ async function greedy (client: PipelineClient, prompt: number[], maxNewTokens: n
   return { tokens: next.value.tokens, session: session as PipelineSession }
 }
 
+async function greedyOn (session: PipelineSession, prompt: number[], maxNewTokens: number): Promise<number[]> {
+  const model: TokenModel<PipelineSession> = { createSession: () => session, nextLogits: async (s, ids) => s.nextLogits(ids) }
+  const it = generate(model, prompt, { maxNewTokens })
+  let next
+  while ((next = await it.next()).done !== true) {
+    // drain
+  }
+  return next.value.tokens
+}
+
 describe('pipeline failover: replace a failed stage and replay its history', function () {
   this.timeout(60_000)
   let fixture: Fixture
@@ -65,8 +76,8 @@ describe('pipeline failover: replace a failed stage and replay its history', fun
   let client: BlyLibp2p
   const started: TestStage[] = []
 
-  async function stage (start: number, end: number, faults?: StageFaults): Promise<TestStage> {
-    const s = await startStage(fixture, start, end, faults != null ? { faults } : {})
+  async function stage (start: number, end: number, faults?: StageFaults, init: Partial<Omit<StageServerInit, 'layers'>> = {}): Promise<TestStage> {
+    const s = await startStage(fixture, start, end, { ...init, ...(faults != null ? { faults } : {}) })
     started.push(s)
     return s
   }
@@ -173,6 +184,41 @@ describe('pipeline failover: replace a failed stage and replay its history', fun
     expect(err).to.have.property('code', PipelineErrorCode.RECOVERY_FAILED)
     expect(err?.message).to.include('[0, 4)').and.include('no holder of [0, 4) left')
     await session.close()
+  })
+
+  it('every holder busy: the first step gives its stages back, waits for room and goes on; tokens equal the reference', async () => {
+    const { prompt, tokens } = fixture.expected.greedy
+    // the head takes two sessions, the tail one: the second session gets the head, is BUSY at
+    // the tail, and must give the head back while it waits (holding it could deadlock)
+    const head = await stage(0, 2, undefined, { maxSessions: 2 })
+    const tail = await stage(2, 4, undefined, { maxSessions: 1 })
+    const client1 = pipeline([head, tail], [head, tail])
+    const first = client1.createSession()
+    await first.forward(prompt)
+    const second = pipeline([head, tail], [head, tail], { busyBackoffMs: 5 }).createSession()
+    const waiting = greedyOn(second, prompt, 4)
+    await waitFor('the second session to wait twice', () => second.busyWaits >= 2)
+    expect(tail.server.stats.busy).to.be.at.least(2)
+    // each try opened the head and closed it again
+    expect(head.server.stats.opened).to.be.at.least(3)
+    expect(head.server.stats.closed).to.be.at.least(2)
+    await first.close()
+    const out = await waiting
+    expect(out).to.deep.equal(tokens.slice(0, 4))
+    expect(second.recoveries.every(r => r.reason === FailureReason.BUSY)).to.equal(true)
+    await second.close()
+  })
+
+  it('every holder busy for longer than busyWaitMs: ERR_PIPELINE_RECOVERY_FAILED saying it stayed busy', async () => {
+    const only = await stage(0, 4, undefined, { maxSessions: 1 })
+    const holder = pipeline([only], [only]).createSession()
+    await holder.forward([1, 2, 3])
+    const session = pipeline([only], [only], { busyWaitMs: 200, busyBackoffMs: 5 }).createSession()
+    const err = await session.forward([1, 2, 3]).then(() => undefined, (e: Error) => e)
+    expect(err).to.have.property('code', PipelineErrorCode.RECOVERY_FAILED)
+    expect(err?.message).to.match(/stayed busy for \d+ ms/)
+    expect(session.busyWaits).to.be.at.least(1)
+    await Promise.all([holder.close(), session.close()])
   })
 
   it('without reroute a malformed RESULT fails the step as before', async () => {
