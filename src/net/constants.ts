@@ -18,6 +18,19 @@ export const DHT_NAMESPACE = 'bly'
  */
 export const PING_MAX_OUTBOUND_STREAMS = 2
 
+/**
+ * Streams a connection's muxer holds for the node before its upgrade has
+ * finished (libp2p: "early streams"). A remote sees the connection open one
+ * step before this end does and may open streams at once: past this limit
+ * libp2p resets the WHOLE connection and leaves the remote a connection that
+ * looks open but whose muxer is closed. The libp2p default, 10, was passed by
+ * a mesh client opening one stage session per generation (issue 5). A stage
+ * takes 64 streams per protocol per connection on each of its two protocols,
+ * plus libp2p's own (identify, DHT, ping, gossip); yamux caps inbound streams
+ * per connection at 1000 in any case.
+ */
+export const MUXER_MAX_EARLY_STREAMS = 256
+
 /** Default listen address: every interface, an OS-chosen port. */
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 

@@ -15,7 +15,7 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
-import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL, PING_MAX_OUTBOUND_STREAMS } from './constants.ts'
+import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL, MUXER_MAX_EARLY_STREAMS, PING_MAX_OUTBOUND_STREAMS } from './constants.ts'
 import { corkWrites } from './cork-writes.ts'
 import { blockGossipOptions } from './gossip-config.ts'
 import { createNoiseCrypto } from './noise-crypto.ts'
@@ -83,9 +83,13 @@ export function blyConnectionEncrypter (): (components: any) => ConnectionEncryp
   return corkWrites(noise({ crypto: createNoiseCrypto() }))
 }
 
-/** The stream muxer blyd uses (yamux defaults: docs/transport.md). */
+/**
+ * The stream muxer blyd uses: yamux defaults (docs/transport.md), except that
+ * a burst of streams opened while the connection is still being upgraded
+ * here is kept rather than reset with the connection (MUXER_MAX_EARLY_STREAMS).
+ */
 export function blyStreamMuxer (): (components: any) => StreamMuxerFactory {
-  return yamux()
+  return yamux({ maxEarlyStreams: MUXER_MAX_EARLY_STREAMS })
 }
 
 /** Create (and by default start) a blyd libp2p node. */

@@ -117,8 +117,7 @@ export class StageClient {
     }
     let opened: { frames: InferChannel, transport: InferTransportValue }
     try {
-      const connection = await init.libp2p.dial(init.peer, { signal })
-      opened = await openChannel(connection, init, handlers, signal)
+      opened = await dialChannel(init, handlers, signal)
     } catch (err) {
       throw wrapAbort(err, init, `could not open a stream to stage ${init.stage ?? ''} [${init.start}, ${init.end})`)
     }
@@ -321,6 +320,40 @@ export function remoteHostOf (connection: Pick<Connection, 'remoteAddr'>): strin
     }
   }
   return undefined
+}
+
+/**
+ * Dials the stage and opens the channel. A connection that libp2p still lists
+ * as open can have a closed muxer (the remote reset it, e.g. for too many
+ * streams opened while it was still upgrading the connection): every stream
+ * on it fails, and every dial to the peer returns it again. Such a connection
+ * is aborted, so that libp2p forgets it, and the stage is dialled once more.
+ */
+async function dialChannel (init: StageClientInit, handlers: InferChannelHandlers, signal: AbortSignal): Promise<{ frames: InferChannel, transport: InferTransportValue }> {
+  const connection = await init.libp2p.dial(init.peer, { signal })
+  try {
+    return await openChannel(connection, init, handlers, signal)
+  } catch (err) {
+    if (signal.aborted || !isDeadConnection(err)) {
+      throw err
+    }
+    connection.abort(err as Error)
+  }
+  const again = await init.libp2p.dial(init.peer, { signal })
+  try {
+    return await openChannel(again, init, handlers, signal)
+  } catch (err) {
+    if (isDeadConnection(err)) {
+      again.abort(err as Error)
+    }
+    throw err
+  }
+}
+
+/** newStream's answer when the connection, or its muxer, is closed: nothing more can be opened on it. */
+function isDeadConnection (err: unknown): boolean {
+  const name = (err as Error)?.name
+  return name === 'ConnectionClosedError' || name === 'MuxerClosedError'
 }
 
 /** The direct channel when the stage offers one and it opens in time, else a libp2p stream. */

@@ -63,11 +63,6 @@ describe('pipeline under load: 50 concurrent generations, 3 stages, 2 holders pe
       first.push(await startStage(fixture, start, end, init))
       second.push(await startStage(fixture, start, end, init))
     }
-    // a mesh node is connected to the stages it routes through already: 50 sessions
-    // racing to dial one peer open several connections and lose the extra ones
-    for (const s of [...first, ...second]) {
-      await client.dial(s.node.getMultiaddrs())
-    }
   })
 
   after(async () => {
