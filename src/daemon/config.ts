@@ -14,6 +14,10 @@
  * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
  * - stepTimeoutMs (number): generate through the mesh: deadline of one stage's
  * answer to one step (per 32 positions); a stage past it is replaced (failover)
+ * - maxSessions (number 1..4096): generation sessions the served stage takes at
+ * once; one more is answered BUSY at once (the client routes elsewhere or waits)
+ * - maxCachePositions (number): KV-cache positions the served stage reserves over
+ * all its sessions (each session reserves the length it asks for); the memory bound
  * - memoryBytes (number | null): bytes this node can devote to model layers;
  * `--layers auto` and `blyd plan` plan with it (null: os.freemem() at the time)
  * - replicas (number 1..64): holders wanted per layer when `--layers auto`
@@ -36,10 +40,11 @@ import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
+import { STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
   DEFAULT_DIRECT_CHANNEL, DEFAULT_DIRECT_CHANNEL_PORT, DEFAULT_IPC_MAX_LINE_BYTES, DIRECT_CHANNEL_MODES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
-  MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MAX_STEP_TIMEOUT_MS, MIN_RECORD_TTL_MS, MIN_STEP_TIMEOUT_MS, SOCKET_FILE_NAME
+  MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MAX_STAGE_CACHE_POSITIONS, MAX_STAGE_SESSIONS, MAX_STEP_TIMEOUT_MS, MIN_RECORD_TTL_MS, MIN_STEP_TIMEOUT_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
 import type { WorkersSetting } from '../model/workers.ts'
@@ -59,6 +64,10 @@ export interface BlydConfig {
   full: boolean
   recordTtlMs: number
   stepTimeoutMs: number
+  /** sessions the served stage takes at once */
+  maxSessions: number
+  /** KV-cache positions the served stage reserves over all sessions */
+  maxCachePositions: number
   /** bytes this node can devote to layers (null: os.freemem()) */
   memoryBytes: number | null
   /** holders wanted per layer (--layers auto, blyd plan) */
@@ -213,6 +222,30 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
       return value
     }
   },
+  maxSessions: {
+    env: 'BLYD_MAX_SESSIONS',
+    flag: 'max-sessions',
+    describe: 'generation sessions the served stage takes at once; one more is answered BUSY',
+    kind: 'number',
+    parse: (value, where) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_STAGE_SESSIONS) {
+        fail(where, `must be a whole number from 1 to ${MAX_STAGE_SESSIONS} (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  maxCachePositions: {
+    env: 'BLYD_MAX_CACHE_POSITIONS',
+    flag: 'max-cache-positions',
+    describe: 'KV-cache positions the served stage reserves over all its sessions (the cache memory bound)',
+    kind: 'number',
+    parse: (value, where) => {
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_STAGE_CACHE_POSITIONS) {
+        fail(where, `must be a whole number from 1 to ${MAX_STAGE_CACHE_POSITIONS} (got ${show(value)})`)
+      }
+      return value
+    }
+  },
   memoryBytes: {
     env: 'BLYD_MEMORY_BYTES',
     flag: 'memory-bytes',
@@ -354,6 +387,8 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     full: false,
     recordTtlMs: DEFAULT_RECORD_TTL_MS,
     stepTimeoutMs: DEFAULT_STEP_TIMEOUT_MS,
+    maxSessions: STAGE_SERVER_DEFAULTS.maxSessions,
+    maxCachePositions: STAGE_SERVER_DEFAULTS.maxCachePositions,
     memoryBytes: null,
     replicas: 1,
     directChannel: DEFAULT_DIRECT_CHANNEL,
@@ -483,6 +518,8 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     full: values.full as boolean,
     recordTtlMs: values.recordTtlMs as number,
     stepTimeoutMs: values.stepTimeoutMs as number,
+    maxSessions: values.maxSessions as number,
+    maxCachePositions: values.maxCachePositions as number,
     memoryBytes: values.memoryBytes as number | null,
     replicas: values.replicas as number,
     directChannel: values.directChannel as DirectChannelMode,

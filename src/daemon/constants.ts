@@ -34,6 +34,9 @@ export const MAX_RECORD_TTL_MS = 60 * 60 * 1000
 export const DEFAULT_STEP_TIMEOUT_MS = 10_000
 export const MIN_STEP_TIMEOUT_MS = 100
 export const MAX_STEP_TIMEOUT_MS = 10 * 60 * 1000
+/** upper bounds of maxSessions and maxCachePositions (a typo guard, not a tuning) */
+export const MAX_STAGE_SESSIONS = 4096
+export const MAX_STAGE_CACHE_POSITIONS = 1 << 24
 /** direct TLS data channel for stage traffic (docs/transport.md): on = offer it, off = libp2p streams only */
 export const DIRECT_CHANNEL_MODES = ['on', 'off'] as const
 export const DEFAULT_DIRECT_CHANNEL = 'on'

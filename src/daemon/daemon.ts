@@ -193,6 +193,7 @@ export class Daemon {
         layers: config.layers,
         recordTtlMs: config.recordTtlMs,
         stepTimeoutMs: config.stepTimeoutMs,
+        stageLimits: { maxSessions: config.maxSessions, maxCachePositions: config.maxCachePositions },
         ...(config.memoryBytes != null ? { memoryBytes: config.memoryBytes } : {}),
         replicas: config.replicas,
         directChannel: directChannelBind(config),

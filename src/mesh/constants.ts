@@ -14,7 +14,12 @@ export const SPAN_SERVER_DEFAULTS = {
 /** Mesh generation defaults. */
 export const MESH_GENERATE_DEFAULTS = {
   /** how long a generation waits for missing client units (embedding, head) or the manifest to arrive */
-  fetchTimeoutMs: 60_000
+  fetchTimeoutMs: 60_000,
+  /**
+   * longest session length a generation asks the stages for; a longer one asks
+   * for the stage's default (STAGE_SERVER_DEFAULTS.defaultMaxLength, also the most a stage grants)
+   */
+  maxSessionLength: 4096
 } as const
 
 /** Mesh routing defaults (mesh-route.ts). */

@@ -22,7 +22,7 @@
 import { BlockType } from '../chain/types.ts'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
 import { ModelError, ModelErrorCode } from '../model/errors.ts'
-import { generate } from '../model/generate.ts'
+import { DEFAULT_MAX_NEW_TOKENS, generate } from '../model/generate.ts'
 import { tokenizerFromManifest } from '../model/import/manifest-tokenizer.ts'
 import { discoverSpans } from '../net/records/discover.ts'
 import { createPipelineClient } from '../pipeline/pipeline-client.ts'
@@ -30,6 +30,8 @@ import { priorityOf } from '../pipeline/priority.ts'
 import { speculationOf } from '../pipeline/speculation-params.ts'
 import { createLocalSpeculativeSession } from '../pipeline/speculative-local.ts'
 import { runSpeculative } from '../pipeline/speculative-run.ts'
+import { SPECULATIVE_DEFAULTS } from '../pipeline/speculative.ts'
+import { MESH_GENERATE_DEFAULTS } from './constants.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
 import { LocalStage } from './local-stage.ts'
 import { planReplacement, routeSpans } from './mesh-route.ts'
@@ -45,6 +47,7 @@ import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { PipelineSession, Recovery } from '../pipeline/pipeline-client.ts'
 import type { RouteHop } from '../pipeline/route.ts'
+import type { Speculation } from '../pipeline/speculation-params.ts'
 import type { RecoveryJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
 
@@ -70,6 +73,18 @@ interface ClientEnds {
 
 function definedOnly<T extends Record<string, unknown>> (obj: T): Partial<T> {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/**
+ * The positions a generation can reach, asked of every stage at OPEN so a
+ * stage reserves only that much KV cache (0 = the stage's default, when it
+ * would exceed MESH_GENERATE_DEFAULTS.maxSessionLength): the prompt, the new
+ * tokens, and with speculation one verify pass of up to maxK drafts + 1.
+ */
+export function sessionLength (promptTokens: number, maxNewTokens: number | undefined, speculation: Speculation | null): number {
+  const spec = speculation != null ? Math.max(speculation.k, SPECULATIVE_DEFAULTS.maxK) + 1 : 0
+  const need = promptTokens + (maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS) + spec
+  return need <= MESH_GENERATE_DEFAULTS.maxSessionLength ? need : 0
 }
 
 function recoveryJson (r: Recovery): RecoveryJson {
@@ -124,6 +139,7 @@ export class MeshGenerator {
     const route = routeSpans(spans, numLayers)
     const client = await this.clientEnds(manifest, signal)
     const own = this.components.spanServer()
+    const { prompt, tokenizer } = this.prompt(params, client)
     const toHop = (s: LiveSpan): RouteHop => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end })
     const pipeline = createPipelineClient({
       libp2p: network.libp2p,
@@ -131,6 +147,7 @@ export class MeshGenerator {
       local: client.ends,
       route: route.map(toHop),
       priority: priorityOf(params.priority ?? 'interactive'),
+      maxLength: sessionLength(prompt.length, params.maxNewTokens, speculation),
       ...(this.init.stepTimeoutMs != null ? { stepTimeoutMs: this.init.stepTimeoutMs } : {}),
       reroute: async (lost, banned, options) => {
         try {
@@ -173,9 +190,13 @@ export class MeshGenerator {
         session = pipeline.createSession()
         return session
       },
-      nextLogits: async (s, ids) => s.nextLogits(ids, { signal })
+      nextLogits: async (s, ids) => {
+        const logits = await s.nextLogits(ids, { signal })
+        firstTokenMs ??= performance.now() - t0
+        return logits
+      }
     }
-    const { prompt, tokenizer } = this.prompt(params, client)
+    let firstTokenMs: number | undefined
     const eos = new Set([...manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
     const t0 = performance.now()
     const sampling = definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed })
@@ -220,6 +241,8 @@ export class MeshGenerator {
       route: hops.map((s, i) => ({ peerId: s.peerId.toString(), start: s.start, end: s.end, self: s.peerId.equals(self), ms: Math.round((stats?.stageMs[i] ?? 0) * 10) / 10 })),
       localMs: Math.round((stats?.localMs ?? 0) * 10) / 10,
       recoveries: (used?.recoveries ?? []).map(recoveryJson),
+      ...(firstTokenMs != null ? { firstTokenMs: Math.round(firstTokenMs * 10) / 10 } : {}),
+      busyWaits: used?.busyWaits ?? 0,
       ...(result.speculative != null ? { speculative: result.speculative } : {})
     }
   }

@@ -16,7 +16,7 @@ import { PayloadPolicy } from './payload-policy.ts'
 import { createSpanServer, layerBytesOf } from './span-server.ts'
 import { planSwarm } from './swarm-plan.ts'
 import type { MeshGenerator } from './mesh-generate.ts'
-import type { SpanServer } from './span-server.ts'
+import type { SpanServer, StageLimits } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { BlyNetwork } from '../net/network.ts'
@@ -53,6 +53,8 @@ export interface MeshInit {
   recordTtlMs?: number
   /** generate: deadline of one stage's answer to one step (the failover trigger for a stalled stage) */
   stepTimeoutMs?: number
+  /** the served stage's bounds: sessions at once and KV-cache positions over all of them */
+  stageLimits?: StageLimits
   /** `--layers auto` and `plan`: bytes this node can devote to layers (default os.freemem()) */
   memoryBytes?: number
   /** `--layers auto` and `plan`: holders wanted per layer (default 1) */
@@ -144,7 +146,7 @@ export class Mesh {
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
         log: (event, fields) => { this.components.log?.(event === 'serve.failed' || event === 'serve.fault-injection' ? 'error' : 'info', event, fields) }
-      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, directChannel: this.init.directChannel, ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
+      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()
     }

@@ -63,8 +63,15 @@ export interface SpanServerInit {
    * reached libp2p at) and port (default 0 = ephemeral)
    */
   directChannel?: false | { host?: string, port?: number }
+  /** the stage's bounds: sessions at once and KV-cache positions over all of them (stage server defaults when absent) */
+  stageLimits?: StageLimits
   /** FAULT INJECTION FOR TESTS ONLY, passed to the stage server (see pipeline/fault-injection.ts) */
   faults?: StageFaults
+}
+
+export interface StageLimits {
+  maxSessions?: number
+  maxCachePositions?: number
 }
 
 export type SpanServerState = ServingJson['state']
@@ -164,7 +171,22 @@ export class SpanServer {
       ...(this.span != null ? { start: this.span.start, end: this.span.end } : {}),
       ...(this.detail != null ? { detail: this.detail } : {}),
       ...(this.rangeValue != null ? { workers: this.rangeValue.workers } : {}),
-      ...(stats != null ? { sessions: stats.sessions, maxSessions: stats.maxSessions, steps: stats.steps, positions: stats.positions, computeMs: Math.round(stats.computeMs) } : {}),
+      ...(stats != null
+        ? {
+            sessions: stats.sessions,
+            maxSessions: stats.maxSessions,
+            peakSessions: stats.peakSessions,
+            reservedPositions: stats.reservedPositions,
+            maxCachePositions: stats.maxCachePositions,
+            peakReservedPositions: stats.peakReservedPositions,
+            queuedSteps: stats.queuedSteps,
+            busy: stats.busy,
+            opened: stats.opened,
+            steps: stats.steps,
+            positions: stats.positions,
+            computeMs: Math.round(stats.computeMs)
+          }
+        : {}),
       ...(this.announcerValue?.lastResult != null ? { announced: { seq: this.announcerValue.lastResult.seq, expiresAt: this.announcerValue.lastResult.expiresAt, putPeers: this.announcerValue.lastResult.putPeers } } : {})
     }
   }
@@ -223,6 +245,7 @@ export class SpanServer {
       modelId: this.model,
       layers: range,
       directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
+      ...this.init.stageLimits,
       ...(this.init.faults != null ? { faults: this.init.faults } : {})
     })
     await stage.start()

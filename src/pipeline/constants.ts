@@ -30,7 +30,13 @@ export const STAGE_SERVER_DEFAULTS = {
    * it waits, so a batch step waits at most this long behind a stream of
    * interactive ones
    */
-  priorityAgingMs: 2_000
+  priorityAgingMs: 2_000,
+  /**
+   * admission by priority: background sessions may fill half of the sessions
+   * and cache positions, batch three quarters, interactive all of them, so a
+   * stage busy with bulk work still has room for a person waiting
+   */
+  admitShare: [0.5, 0.75, 1] as readonly number[]
 } as const
 
 /** Pipeline client defaults. */
@@ -43,7 +49,8 @@ export const PIPELINE_CLIENT_DEFAULTS = {
   stepTimeoutMs: 120_000,
   /** positions each stage reserves for the session (0 = the stage's default) */
   maxLength: 0,
-  priority: 0,
+  /** OPEN priority when none is given: interactive (2), as the mesh's generate uses */
+  priority: 2,
   /** largest RESULT accepted */
   maxFrameBytes: 256 * 1024 * 1024,
   /** a step of more rows gets stepTimeoutMs per this many rows (prefills, replays) */

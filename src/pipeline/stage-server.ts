@@ -47,6 +47,12 @@ export interface StageServerInit {
   /** a queued step gains one priority level per this many ms it waits (anti-starvation) */
   priorityAgingMs?: number
   /**
+   * admission by priority: the share of maxSessions and maxCachePositions
+   * sessions of priority 0, 1, 2 (background, batch, interactive) may fill;
+   * higher priorities use the whole. An idle stage admits anyone.
+   */
+  admitShare?: readonly number[]
+  /**
    * The direct TLS data channel (docs/transport.md): false = libp2p streams
    * only; else the channel server's options (bind host, port, advertised
    * host...), default {} = bound to 127.0.0.1 on an ephemeral port
@@ -68,9 +74,13 @@ export interface StageStats {
   /** sessions open now, and the most allowed */
   sessions: number
   maxSessions: number
-  /** cache positions reserved by open sessions, and still free */
+  /** cache positions reserved by open sessions, still free, and the bound (maxCachePositions) */
   reservedPositions: number
   freePositions: number
+  maxCachePositions: number
+  /** the most sessions open and cache positions reserved at any time since start */
+  peakSessions: number
+  peakReservedPositions: number
   /** steps queued and not computing yet, over all sessions */
   queuedSteps: number
   /** more sessions of the default length that would be accepted now (session slots and cache room both) */
@@ -111,7 +121,7 @@ export class StageServer {
   private readonly faults?: StageFaults
   private readonly direct?: DirectChannelServer
   private readonly sessions: Set<StageSession>
-  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'queuedSteps' | 'freeSessions'>
+  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'maxCachePositions' | 'queuedSteps' | 'freeSessions'>
   private reserved: number
   private ticket: number
   private running?: Promise<void>
@@ -132,7 +142,8 @@ export class StageServer {
       maxQueuedSteps: init.maxQueuedSteps ?? d.maxQueuedSteps,
       maxInboundStreams: init.maxInboundStreams ?? d.maxInboundStreams,
       openTimeoutMs: init.openTimeoutMs ?? d.openTimeoutMs,
-      priorityAgingMs: init.priorityAgingMs ?? d.priorityAgingMs
+      priorityAgingMs: init.priorityAgingMs ?? d.priorityAgingMs,
+      admitShare: init.admitShare ?? d.admitShare
     }
     for (const k of ['maxSessions', 'maxCachePositions', 'defaultMaxLength', 'idleTimeoutMs', 'maxFrameBytes', 'maxQueuedSteps', 'maxInboundStreams', 'openTimeoutMs', 'priorityAgingMs'] as const) {
       if (!Number.isSafeInteger(this.init[k]) || this.init[k] < 1) {
@@ -152,7 +163,7 @@ export class StageServer {
       })
     }
     this.sessions = new Set()
-    this.counters = { opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, errors: 0, malformed: 0 }
+    this.counters = { peakSessions: 0, peakReservedPositions: 0, opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, errors: 0, malformed: 0 }
     this.reserved = 0
     this.ticket = 0
     this.started = false
@@ -243,6 +254,7 @@ export class StageServer {
       maxSessions: this.init.maxSessions,
       reservedPositions: this.reserved,
       freePositions: this.init.maxCachePositions - this.reserved,
+      maxCachePositions: this.init.maxCachePositions,
       queuedSteps: queued,
       freeSessions: this.started ? Math.max(0, Math.min(this.init.maxSessions - open, Math.floor((this.init.maxCachePositions - this.reserved) / this.init.defaultMaxLength))) : 0,
       ...this.counters
@@ -381,12 +393,17 @@ export class StageServer {
       return
     }
     const open = this.stats.sessions
-    if (!this.started || open >= this.init.maxSessions || this.reserved + maxLength > this.init.maxCachePositions) {
+    // lower priorities fill only their share, so urgent sessions find room (an idle stage admits anyone)
+    const share = open === 0 ? 1 : Math.min(1, this.init.admitShare[frame.priority] ?? 1)
+    const sessionRoom = Math.floor(this.init.maxSessions * share)
+    const cacheRoom = Math.floor(this.init.maxCachePositions * share)
+    if (!this.started || open >= sessionRoom || this.reserved + maxLength > cacheRoom || this.reserved + maxLength > this.init.maxCachePositions) {
       this.counters.busy++
       this.release(s)
-      const why = open >= this.init.maxSessions
-        ? `${open} of ${this.init.maxSessions} sessions in use`
-        : `${this.init.maxCachePositions - this.reserved} cache positions free, ${maxLength} asked for`
+      const of = share < 1 ? ` (priority ${frame.priority} may fill ${Math.round(share * 100)}%)` : ''
+      const why = open >= sessionRoom
+        ? `${open} of ${this.init.maxSessions} sessions in use${of}`
+        : `${Math.max(0, cacheRoom - this.reserved)} cache positions free, ${maxLength} asked for${of}`
       s.frames.send({ type: 'busy', sessionId: frame.sessionId, retryAfterMs: 0, message: why })
         .then(async () => s.frames.close())
         .catch(() => s.frames.abort(new PipelineError(PipelineErrorCode.BUSY, why)))
@@ -400,6 +417,8 @@ export class StageServer {
     s.kv = this.layers.createSession()
     this.reserved += maxLength
     this.counters.opened++
+    this.counters.peakReservedPositions = Math.max(this.counters.peakReservedPositions, this.reserved)
+    this.counters.peakSessions = Math.max(this.counters.peakSessions, open + 1)
     this.armIdle(s)
     s.frames.send({ type: 'open-ok', sessionId: frame.sessionId, maxLength, hiddenSize: config.hiddenSize }).catch(() => {})
   }

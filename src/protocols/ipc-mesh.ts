@@ -18,8 +18,19 @@ export interface ServingJson {
   detail?: string
   /** tensor-parallel worker threads running the span's layers, once loaded (0: the main thread) */
   workers?: number
+  /** sessions open now, the bound, and the most open at once since the stage started */
   sessions?: number
   maxSessions?: number
+  peakSessions?: number
+  /** KV-cache positions reserved now, the bound, and the most reserved at once */
+  reservedPositions?: number
+  maxCachePositions?: number
+  peakReservedPositions?: number
+  /** steps waiting in the stage queue now */
+  queuedSteps?: number
+  /** OPENs answered BUSY, and sessions opened, since start */
+  busy?: number
+  opened?: number
   steps?: number
   positions?: number
   computeMs?: number
@@ -94,6 +105,10 @@ export interface GenerateRouteJson {
   localMs?: number
   /** mesh only: stages that failed during the generation and what replaced them (route is the final one) */
   recoveries?: RecoveryJson[]
+  /** mesh only: milliseconds from the request to the first token's logits (opening the stages and any waits for room included) */
+  firstTokenMs?: number
+  /** mesh only: back-offs taken because every holder of some layers answered BUSY */
+  busyWaits?: number
 }
 
 /** One failover of a generation: the stage on peerId for [start, end) failed and `replacement` took over. */
