@@ -130,6 +130,34 @@ describe('pipeline/stage-server', function () {
     await session(s, { maxLength: 10 })
   })
 
+  it('admits by priority: background fills half, batch three quarters, interactive all; an idle stage admits anyone', async () => {
+    const s = await stage(0, 2, { maxSessions: 4, maxCachePositions: 400, defaultMaxLength: 100 })
+    const [background, batch, interactive] = [0, 1, 2]
+    const first = await session(s, { priority: background, maxLength: 10 })
+    await session(s, { priority: background, maxLength: 10 })
+    await expect(session(s, { priority: background, maxLength: 10 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
+    await session(s, { priority: batch, maxLength: 10 })
+    await expect(session(s, { priority: batch, maxLength: 10 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
+    await session(s, { priority: interactive, maxLength: 10 })
+    await expect(session(s, { priority: interactive, maxLength: 10 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
+    expect(s.server.stats).to.include({ sessions: 4, busy: 3, peakSessions: 4 })
+    await first.close()
+    await waitFor('the session to be released', () => s.server.stats.sessions === 3)
+    await session(s, { priority: interactive, maxLength: 10 })
+    // the cache share binds the same way: background may fill 200 of 400 positions
+    const cache = await stage(0, 2, { maxSessions: 10, maxCachePositions: 400, defaultMaxLength: 200 })
+    await session(cache, { priority: background, maxLength: 150 })
+    await expect(session(cache, { priority: background, maxLength: 100 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
+    await session(cache, { priority: batch, maxLength: 100 })
+    await expect(session(cache, { priority: batch, maxLength: 100 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
+    await session(cache, { priority: interactive, maxLength: 150 })
+    expect(cache.server.stats).to.include({ sessions: 3, reservedPositions: 400, peakReservedPositions: 400 })
+    // an idle stage takes a background session of any length it grants
+    const idle = await stage(0, 2, { maxSessions: 1, maxCachePositions: 100, defaultMaxLength: 100 })
+    await session(idle, { priority: background, maxLength: 100 })
+    expect(idle.server.stats).to.include({ sessions: 1, peakReservedPositions: 100 })
+  })
+
   it('an idle session loses its cache and its stream', async () => {
     const s = await stage(0, 2, { idleTimeoutMs: 200 })
     const c = await session(s)
