@@ -130,6 +130,16 @@ function oneOf<T extends string> (choices: readonly T[]) {
   }
 }
 
+/** A parser accepting integers from `min` to `max` inclusive. */
+function integerIn (min: number, max: number) {
+  return (value: unknown, where: string): number => {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+      fail(where, `must be an integer from ${min} to ${max} (got ${show(value)})`)
+    }
+    return value
+  }
+}
+
 const isMultiaddr = (s: string): boolean => /^\/[a-z0-9]+\/\S*$/.test(s)
 
 /** The documented keys. Adding a key here adds its env var and its `blyd start` flag. */
@@ -203,48 +213,28 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     flag: 'record-ttl-ms',
     describe: 'lifetime of this node\'s span record in the DHT, in ms (refreshed every third of it)',
     kind: 'number',
-    parse: (value, where) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < MIN_RECORD_TTL_MS || value > MAX_RECORD_TTL_MS) {
-        fail(where, `must be an integer from ${MIN_RECORD_TTL_MS} to ${MAX_RECORD_TTL_MS} (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: integerIn(MIN_RECORD_TTL_MS, MAX_RECORD_TTL_MS)
   },
   stepTimeoutMs: {
     env: 'BLYD_STEP_TIMEOUT_MS',
     flag: 'step-timeout-ms',
     describe: 'generate through the mesh: ms a stage may take to answer one step (per 32 positions) before it is replaced',
     kind: 'number',
-    parse: (value, where) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < MIN_STEP_TIMEOUT_MS || value > MAX_STEP_TIMEOUT_MS) {
-        fail(where, `must be an integer from ${MIN_STEP_TIMEOUT_MS} to ${MAX_STEP_TIMEOUT_MS} (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: integerIn(MIN_STEP_TIMEOUT_MS, MAX_STEP_TIMEOUT_MS)
   },
   maxSessions: {
     env: 'BLYD_MAX_SESSIONS',
     flag: 'max-sessions',
     describe: 'generation sessions the served stage takes at once; one more is answered BUSY',
     kind: 'number',
-    parse: (value, where) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_STAGE_SESSIONS) {
-        fail(where, `must be a whole number from 1 to ${MAX_STAGE_SESSIONS} (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: integerIn(1, MAX_STAGE_SESSIONS)
   },
   maxCachePositions: {
     env: 'BLYD_MAX_CACHE_POSITIONS',
     flag: 'max-cache-positions',
     describe: 'KV-cache positions the served stage reserves over all its sessions (the cache memory bound)',
     kind: 'number',
-    parse: (value, where) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_STAGE_CACHE_POSITIONS) {
-        fail(where, `must be a whole number from 1 to ${MAX_STAGE_CACHE_POSITIONS} (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: integerIn(1, MAX_STAGE_CACHE_POSITIONS)
   },
   memoryBytes: {
     env: 'BLYD_MEMORY_BYTES',
@@ -263,12 +253,7 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     flag: 'replicas',
     describe: 'holders wanted per layer when --layers auto plans the swarm',
     kind: 'number',
-    parse: (value, where) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > 64) {
-        fail(where, `must be a whole number from 1 to 64 (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: integerIn(1, 64)
   },
   directChannel: {
     env: 'BLYD_DIRECT_CHANNEL',
@@ -294,12 +279,7 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     flag: 'direct-channel-port',
     describe: 'TCP port of the direct channel (0: an ephemeral port)',
     kind: 'number',
-    parse: (value, where) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > 65535) {
-        fail(where, `must be an integer from 0 to 65535 (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: integerIn(0, 65535)
   },
   backend: {
     env: 'BLYD_BACKEND',
@@ -332,12 +312,7 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     flag: 'ipc-max-line-bytes',
     describe: 'longest IPC request line accepted, in bytes',
     kind: 'number',
-    parse: (value, where) => {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1024 || value > 2 ** 30) {
-        fail(where, `must be an integer from 1024 to 1073741824 (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: integerIn(1024, 2 ** 30)
   },
   logLevel: {
     env: 'BLYD_LOG_LEVEL',
