@@ -213,6 +213,43 @@ describe('direct TLS channel', function () {
     expect(() => { new FrameDecoder(10).push(Uint8Array.of(11), () => {}) }).to.throw().with.property('code', PipelineErrorCode.BAD_FRAME)
   })
 
+  it('decodes frames read into the buffers it hands out (onread), small ones copied out of its reused scratch', () => {
+    const rows = 25
+    const big = new Float32Array(rows * 4096).map((_, i) => i % 1009)
+    const frames = [
+      encodeInferFrameBytes({ type: 'close', sessionId: 1 }),
+      encodeInferFrameBytes({ type: 'forward', sessionId: 2, seq: 1, startPos: 0, tensor: f32Tensor(big, rows, 4096) }),
+      encodeInferFrameBytes({ type: 'close', sessionId: 3 }),
+      encodeInferFrameBytes({ type: 'close', sessionId: 4 })
+    ]
+    const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0))
+    let at = 0
+    for (const f of frames) {
+      all.set(f, at)
+      at += f.length
+    }
+    for (const step of [1, 7, 16384, all.length]) {
+      const dec = new FrameDecoder(1024 * 1024)
+      const bodies: Uint8Array[] = []
+      const targets = new Set<ArrayBufferLike>()
+      for (let i = 0; i < all.length;) {
+        const buf = dec.readBuffer()
+        targets.add(buf.buffer)
+        const n = Math.min(step, buf.length, all.length - i)
+        buf.set(all.subarray(i, i + n))
+        // what a socket leaves past `n` must not matter
+        buf.fill(0xee, n, n + 64)
+        dec.read(buf, n, body => bodies.push(body))
+        i += n
+      }
+      expect(dec.idle).to.equal(true)
+      // every frame still holds its bytes after the scratch buffer was reused
+      expect(bodies.map(b => Array.from(b))).to.deep.equal(frames.map(f => Array.from(f.subarray(f.findIndex(b => b < 0x80) + 1))))
+      // the large body was read in place: it is one of the buffers handed out
+      expect(targets.has(bodies[1].buffer)).to.equal(true)
+    }
+  })
+
   it('rejects malformed offers', () => {
     const offer = server.issueOffer('peer-f')
     const bytes = encodeDirectOffer({ ...offer, host: '127.0.0.1' })

@@ -11,7 +11,11 @@ import { DirectChannelError, DirectChannelErrorCode } from './errors.ts'
 import { ACCEPT_BYTE, encodeHello } from './hello.ts'
 import type { DirectChannelHandlers } from './direct-channel.ts'
 import type { DirectChannelOffer } from './offer.ts'
-import type { TLSSocket } from 'node:tls'
+import type { OnReadOpts } from 'node:net'
+import type { ConnectionOptions, TLSSocket } from 'node:tls'
+
+/** Buffer the stage's one-byte hello answer (and anything read with it) lands in. */
+const HELLO_READ_BYTES = 1024
 
 export interface ConnectDirectChannelInit extends DirectChannelHandlers {
   /** largest frame accepted */
@@ -30,7 +34,23 @@ export async function connectDirectChannel (offer: DirectChannelOffer, init: Con
   }
   const psk = Buffer.from(offer.psk)
   const identity = Buffer.from(offer.identity).toString('hex')
-  const socket: TLSSocket = connect({
+  // reads land in memory we hand out (node's `onread`, a socket.connect()
+  // option tls.connect passes on): the hello answer in a small buffer, then
+  // the channel's frames in place (see FrameDecoder)
+  let channel: DirectChannel | undefined
+  let onHelloAnswer: (bytes: Uint8Array) => void = () => {}
+  const helloBuffer = new Uint8Array(HELLO_READ_BYTES)
+  const onread: OnReadOpts = {
+    buffer: () => channel?.readBuffer() ?? helloBuffer,
+    callback: (n: number, buf: Uint8Array): boolean => {
+      if (channel != null) {
+        return channel.onRead(n, buf)
+      }
+      onHelloAnswer(buf.subarray(0, n))
+      return true
+    }
+  }
+  const options: ConnectionOptions & { onread: OnReadOpts } = {
     host: offer.host,
     port: offer.port,
     minVersion: 'TLSv1.3',
@@ -38,8 +58,10 @@ export async function connectDirectChannel (offer: DirectChannelOffer, init: Con
     ciphers: DIRECT_TLS_CIPHERS,
     pskCallback: () => ({ psk, identity }),
     // the PSK handshake authenticates the server; there is no certificate to check
-    checkServerIdentity: () => undefined
-  })
+    checkServerIdentity: () => undefined,
+    onread
+  }
+  const socket: TLSSocket = connect(options)
   socket.setNoDelay(true)
   return new Promise<DirectChannel>((resolve, reject) => {
     let secure = false
@@ -61,15 +83,18 @@ export async function connectDirectChannel (offer: DirectChannelOffer, init: Con
       secure = true
       socket.write(encodeHello(offer.token))
     }
-    const onData = (chunk: Buffer): void => {
-      if (chunk[0] !== ACCEPT_BYTE) {
-        fail(new DirectChannelError(DirectChannelErrorCode.REFUSED, `direct channel answered ${chunk[0]} instead of accepting`))
+    onHelloAnswer = (bytes: Uint8Array): void => {
+      onHelloAnswer = () => {}
+      if (bytes[0] !== ACCEPT_BYTE) {
+        fail(new DirectChannelError(DirectChannelErrorCode.REFUSED, `direct channel answered ${bytes[0]} instead of accepting`))
         return
       }
       cleanup()
-      const channel = new DirectChannel(socket, maxFrameBytes, chunk.subarray(1))
-      channel.attach(init)
-      resolve(channel)
+      // bytes past the accept byte are in the reused hello buffer: copy them
+      const ch = new DirectChannel(socket, maxFrameBytes, bytes.slice(1))
+      channel = ch
+      ch.attach(init)
+      resolve(ch)
     }
     const timer = setTimeout(() => {
       fail(new DirectChannelError(DirectChannelErrorCode.TIMEOUT, `direct channel to ${offer.host}:${offer.port} not accepted within ${timeoutMs} ms`))
@@ -80,12 +105,10 @@ export async function connectDirectChannel (offer: DirectChannelOffer, init: Con
       socket.off('error', onError)
       socket.off('close', onClose)
       socket.off('secureConnect', onSecure)
-      socket.off('data', onData)
     }
     init.signal?.addEventListener('abort', onAbort, { once: true })
     socket.on('error', onError)
     socket.once('close', onClose)
     socket.once('secureConnect', onSecure)
-    socket.on('data', onData)
   })
 }

@@ -2,10 +2,13 @@
  * /bly/infer/1.0.0 frames over one authenticated TLS socket (a direct
  * channel), with the same surface as InferStream (send / close / abort /
  * isOpen, onFrame / onBadFrame / onClose) so the stage server and client can
- * drive either. Writes of one tick are corked into one writev (one TLS
- * record run, one syscall); the socket has TCP_NODELAY. Reads go through
- * FrameDecoder (views of the socket's chunks, one copy for frames that span
- * chunks). Listener exceptions never escape into the event loop.
+ * drive either. One write to TLS at a time: small buffers queued meanwhile
+ * are joined into one write (one TLS record run, one syscall), a large
+ * payload is written alone, straight from the caller's memory; the socket
+ * has TCP_NODELAY. Reads go through FrameDecoder: from `data` events (views
+ * of the socket's chunks, one copy for frames that span chunks), or, on a
+ * socket created with `onread` (the client's), straight into the frame
+ * being assembled. Listener exceptions never escape into the event loop.
  */
 import { decodeInferFrame, encodeInferFrame } from '../../protocols/infer.ts'
 import { PipelineError, PipelineErrorCode } from '../errors.ts'
@@ -22,17 +25,34 @@ export interface DirectChannelHandlers {
   onClose(err?: Error): void
 }
 
+/**
+ * Buffers of at least this many bytes are written on their own (no copy into
+ * a joined buffer); smaller ones queued together are joined, up to
+ * JOINED_WRITE_BYTES per write.
+ */
+const SEPARATE_WRITE_BYTES = 64 * 1024
+const JOINED_WRITE_BYTES = 256 * 1024
+
+interface QueuedWrite {
+  buf: Uint8Array
+  resolve?(): void
+  reject?(err: Error): void
+}
+
 export class DirectChannel {
   readonly socket: TLSSocket
   private init?: DirectChannelHandlers
   private leftover?: Uint8Array
   private readonly decoder: FrameDecoder
-  private corked: boolean
-  private flushWaiters: Array<() => void>
+  /** buffers not yet handed to the socket; `resolve`/`reject` on the last buffer of a frame */
+  private queue: QueuedWrite[]
+  /** the write the socket has not completed yet */
+  private inFlight?: QueuedWrite[]
+  private writing: boolean
+  private flushScheduled: boolean
   private closed: boolean
   private broken: boolean
   private closeError?: Error
-  private drain?: Promise<void>
   bytesIn: number
   bytesOut: number
 
@@ -44,8 +64,9 @@ export class DirectChannel {
     this.socket = socket
     this.leftover = leftover
     this.decoder = new FrameDecoder(maxFrameBytes)
-    this.corked = false
-    this.flushWaiters = []
+    this.queue = []
+    this.writing = false
+    this.flushScheduled = false
     this.closed = false
     this.broken = false
     this.bytesIn = 0
@@ -85,9 +106,13 @@ export class DirectChannel {
   }
 
   /**
-   * Write one frame. Resolves once the tick's writes were handed to TLS (the
-   * payload is encrypted then and may be reused), after waiting for `drain`
-   * when the socket's buffer is full.
+   * Write one frame. Resolves once it was written to the socket; rejects
+   * with STREAM_CLOSED when the channel closed first. Writes go out one at a
+   * time (the next when the previous completed, which is the backpressure):
+   * the small buffers queued meanwhile are joined into one write (one TLS
+   * record run, one syscall), a large payload is written alone, so TLS
+   * encrypts it from the caller's memory without first copying it together
+   * with its header (what a writev of several buffers does).
    */
   async send (frame: InferFrame): Promise<void> {
     if (!this.isOpen) {
@@ -95,42 +120,18 @@ export class DirectChannel {
     }
     const { head, payload, byteLength } = encodeInferFrame(frame)
     this.bytesOut += byteLength
-    if (!this.corked) {
-      this.corked = true
-      this.socket.cork()
+    const { promise, resolve, reject } = Promise.withResolvers<void>()
+    if (payload == null) {
+      this.queue.push({ buf: head, resolve, reject })
+    } else {
+      this.queue.push({ buf: head })
+      this.queue.push({ buf: payload, resolve, reject })
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
       process.nextTick(this.flush)
     }
-    this.socket.write(head)
-    if (payload != null) {
-      this.socket.write(payload)
-    }
-    await new Promise<void>(resolve => { this.flushWaiters.push(resolve) })
-    if (this.socket.writableNeedDrain && !this.socket.destroyed) {
-      await this.drained()
-    }
-  }
-
-  /** One shared wait for `drain` (or close) however many senders wait. */
-  private drained (): Promise<void> {
-    if (this.drain == null) {
-      this.drain = new Promise<void>((resolve, reject) => {
-        const done = (): void => {
-          this.socket.off('drain', done)
-          this.socket.off('close', done)
-          this.drain = undefined
-          if (this.socket.destroyed) {
-            reject(new PipelineError(PipelineErrorCode.STREAM_CLOSED, 'direct channel closed while writing'))
-          } else {
-            resolve()
-          }
-        }
-        this.socket.on('drain', done)
-        this.socket.on('close', done)
-      })
-      // a sender that stops waiting must not leave an unhandled rejection
-      this.drain.catch(() => {})
-    }
-    return this.drain
+    return promise
   }
 
   /** Close gracefully: queued writes go out, then the TLS session ends. Resolves when the socket closed. */
@@ -139,7 +140,10 @@ export class DirectChannel {
       return
     }
     const closed = new Promise<void>(resolve => this.socket.once('close', () => { resolve() }))
-    this.flush()
+    // what is queued goes out before the TLS close_notify
+    while (this.queue.length > 0) {
+      this.writeNext()
+    }
     this.socket.end()
     // the peer may never answer our close_notify: do not wait for it forever
     const timer = setTimeout(() => { this.socket.destroy() }, 5_000)
@@ -155,25 +159,84 @@ export class DirectChannel {
   }
 
   private flush (): void {
-    if (this.corked) {
-      this.corked = false
-      this.socket.uncork()
-    }
-    const waiters = this.flushWaiters
-    this.flushWaiters = []
-    for (const w of waiters) {
-      w()
+    this.flushScheduled = false
+    if (!this.writing) {
+      this.writeNext()
     }
   }
 
+  /** Write the next large buffer alone, or the next run of small ones joined. */
+  private writeNext (): void {
+    const q = this.queue
+    if (q.length === 0 || this.socket.destroyed) {
+      return
+    }
+    let n = 1
+    if (q[0].buf.byteLength < SEPARATE_WRITE_BYTES) {
+      let bytes = q[0].buf.byteLength
+      while (n < q.length && q[n].buf.byteLength < SEPARATE_WRITE_BYTES && bytes + q[n].buf.byteLength <= JOINED_WRITE_BYTES) {
+        bytes += q[n].buf.byteLength
+        n++
+      }
+    }
+    const batch = q.splice(0, n)
+    const buf = n === 1 ? batch[0].buf : Buffer.concat(batch.map(w => w.buf))
+    this.writing = true
+    this.inFlight = batch
+    this.socket.write(buf, (err) => {
+      this.writing = false
+      this.inFlight = undefined
+      if (err != null) {
+        const e = new PipelineError(PipelineErrorCode.STREAM_CLOSED, `direct channel write failed: ${err.message}`, { cause: err })
+        for (const w of batch) {
+          w.reject?.(e)
+        }
+        return
+      }
+      for (const w of batch) {
+        w.resolve?.()
+      }
+      this.writeNext()
+    })
+  }
+
+  /** The channel closed: every frame not yet written fails. */
+  private failWrites (): void {
+    const e = new PipelineError(PipelineErrorCode.STREAM_CLOSED, 'direct channel closed while writing')
+    for (const w of [...(this.inFlight ?? []), ...this.queue]) {
+      w.reject?.(e)
+    }
+    this.inFlight = undefined
+    this.queue = []
+  }
+
+  /**
+   * For a socket created with node's `onread` (the client's end): the
+   * memory the next read lands in — the rest of the frame being assembled,
+   * so a large frame is read in place with no chunk allocated or copied.
+   */
+  readBuffer (): Uint8Array {
+    return this.decoder.readBuffer()
+  }
+
+  /** `onread` callback: `n` bytes landed in `buf` (the last readBuffer()). False stops reading. */
+  onRead (n: number, buf: Uint8Array): boolean {
+    this.consume(n, (emit) => { this.decoder.read(buf, n, emit) })
+    return !this.broken
+  }
+
   private onData (chunk: Uint8Array): void {
+    this.consume(chunk.length, (emit) => { this.decoder.push(chunk, emit) })
+  }
+
+  private consume (n: number, feed: (emit: (body: Uint8Array) => void) => void): void {
     const init = this.init
     if (this.broken || init == null) {
       return
     }
-    this.bytesIn += chunk.length
+    this.bytesIn += n
     try {
-      this.decoder.push(chunk, (body) => {
+      feed((body) => {
         let frame: InferFrame
         try {
           frame = decodeInferFrame(body)
@@ -200,7 +263,7 @@ export class DirectChannel {
       return
     }
     this.closed = true
-    this.flush()
+    this.failWrites()
     if (this.init == null) {
       // attach() reports it
       return

@@ -1,11 +1,28 @@
 /**
  * Splits a byte stream into unsigned-varint length-prefixed frames (the
- * /bly/infer/1.0.0 framing). A frame that lies inside one chunk is handed
- * out as a view of that chunk (no copy); one that spans chunks is copied
- * once, straight into a buffer of its final size allocated when its length
- * is known (no growing buffer, no concatenation of lists).
+ * /bly/infer/1.0.0 framing). Two ways to feed it. `push(chunk)` takes chunks
+ * the reader owns and never reuses (a socket's `data` events): a frame that
+ * lies inside one chunk is handed out as a view of that chunk (no copy); one
+ * that spans chunks is copied once, straight into a buffer of its final size
+ * allocated when its length is known (no growing buffer, no concatenation of
+ * lists). `readBuffer()` / `read()` serve a socket that reads into memory it
+ * is given (node's `onread`): while a frame body is being assembled the
+ * socket writes straight into the unfilled rest of it (no chunk allocated,
+ * no copy in JS); between frames it writes into one reused scratch buffer,
+ * out of which frames are copied.
+ * Frame buffers are allocated without zero-filling: every byte is written
+ * before the frame is handed out, and a frame that never completes is
+ * dropped unseen.
  */
 import { PipelineError, PipelineErrorCode } from '../errors.ts'
+
+/** Scratch buffer for reads between frame bodies (node's TLS layer hands over at most 16 KiB per read). */
+const SCRATCH_BYTES = 64 * 1024
+
+/** An uninitialised buffer of `len` bytes, a plain Uint8Array over its own ArrayBuffer. */
+function frameBuffer (len: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len)
+}
 
 export class FrameDecoder {
   private readonly maxFrameBytes: number
@@ -15,6 +32,10 @@ export class FrameDecoder {
   /** frame being filled across chunks, or undefined */
   private partial?: Uint8Array
   private filled: number
+  /** reused between reads in read-into mode */
+  private scratch?: Uint8Array
+  /** the buffer readBuffer() last returned */
+  private target?: Uint8Array
 
   constructor (maxFrameBytes: number) {
     this.maxFrameBytes = maxFrameBytes
@@ -34,6 +55,44 @@ export class FrameDecoder {
    * PipelineError BAD_FRAME on a bad or oversize length prefix.
    */
   push (chunk: Uint8Array, emit: (frame: Uint8Array) => void): void {
+    this.decode(chunk, emit, false)
+  }
+
+  /**
+   * Where the next read should land: the unfilled rest of the frame being
+   * assembled, else the scratch buffer. Pass what the socket read into it to
+   * `read()` before asking again.
+   */
+  readBuffer (): Uint8Array {
+    if (this.partial != null) {
+      this.target = this.partial.subarray(this.filled)
+    } else {
+      this.scratch ??= new Uint8Array(SCRATCH_BYTES)
+      this.target = this.scratch
+    }
+    return this.target
+  }
+
+  /**
+   * `n` bytes were read into `buf` (the last `readBuffer()`); `emit` as for
+   * push(). Frames never point into the scratch buffer.
+   */
+  read (buf: Uint8Array, n: number, emit: (frame: Uint8Array) => void): void {
+    if (buf === this.target && this.partial != null && buf.buffer === this.partial.buffer) {
+      this.filled += n
+      if (this.filled === this.partial.length) {
+        const frame = this.partial
+        this.partial = undefined
+        this.filled = 0
+        emit(frame)
+      }
+      return
+    }
+    this.decode(buf.subarray(0, n), emit, true)
+  }
+
+  /** `reused`: the chunk's memory is overwritten after this call, so frames are copied out of it. */
+  private decode (chunk: Uint8Array, emit: (frame: Uint8Array) => void, reused: boolean): void {
     let i = 0
     const n = chunk.length
     while (i < n) {
@@ -69,12 +128,12 @@ export class FrameDecoder {
       if (len === 0) {
         throw new PipelineError(PipelineErrorCode.BAD_FRAME, 'empty frame')
       }
-      if (n - i >= len) {
+      if (n - i >= len && !reused) {
         const frame = chunk.subarray(i, i + len)
         i += len
         emit(frame)
       } else {
-        this.partial = new Uint8Array(len)
+        this.partial = frameBuffer(len)
         this.filled = 0
       }
     }
