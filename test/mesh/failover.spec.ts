@@ -14,10 +14,10 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { ipcRequest, makeTempDir, removeDir, runJson, startDaemon } from '../daemon/helpers.ts'
+import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
-import { waitFor } from './helpers.ts'
-import type { DaemonProcess } from '../daemon/helpers.ts'
+import { startMeshNode, waitFor } from './helpers.ts'
+import type { MeshNode } from './helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
 
 const RECORD_TTL_MS = 2000
@@ -28,13 +28,7 @@ const STEP_DELAY_MS = 150
 /** act once the holder in use computed this many steps of the generation (the prefill plus some tokens) */
 const ACT_AFTER_STEPS = 6
 
-interface Node {
-  name: string
-  dir: string
-  daemon: DaemonProcess
-  peerId: string
-  addr: string
-}
+type Node = MeshNode
 
 interface Span { start: number, end: number }
 
@@ -50,10 +44,7 @@ describe('mesh failover: 5 daemons, 2 holders per span; a stage dies, stalls or 
   let serial = 0
 
   async function start (name: string, args: string[] = [], env: Record<string, string> = {}): Promise<Node> {
-    const dir = join(root, name)
-    const daemon = await startDaemon(dir, ['--backend', 'cpu', '--workers', '0', ...args], env)
-    const status = await ipcRequest(daemon.socketPath, 'status')
-    const node = { name, dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
+    const node = await startMeshNode(root, name, args, env)
     nodes.push(node)
     return node
   }

@@ -1,4 +1,7 @@
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { ipcRequest, startDaemon } from '../daemon/helpers.ts'
+import type { DaemonProcess } from '../daemon/helpers.ts'
 
 /**
  * Poll `check` until it returns something other than undefined/false, and
@@ -22,4 +25,21 @@ export async function waitFor<T> (what: string, check: () => Promise<T | undefin
     }
     await sleep(pollMs)
   }
+}
+
+/** A `blyd` daemon of a mesh test, with what the tests address it by. */
+export interface MeshNode {
+  name: string
+  dir: string
+  daemon: DaemonProcess
+  peerId: string
+  addr: string
+}
+
+/** Start a daemon in `root/name` (cpu backend, no worker threads) and read its peer id and first address. */
+export async function startMeshNode (root: string, name: string, args: string[] = [], env: Record<string, string> = {}): Promise<MeshNode> {
+  const dir = join(root, name)
+  const daemon = await startDaemon(dir, ['--backend', 'cpu', '--workers', '0', ...args], env)
+  const status = await ipcRequest(daemon.socketPath, 'status')
+  return { name, dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
 }

@@ -10,17 +10,16 @@
  * whose holders are all busy gives its stages back and waits for room, the
  * most urgent sessions first.
  */
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
-import { generate } from '../../src/model/generate.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { SESSION_PRIORITY_NAMES } from '../../src/pipeline/priority.ts'
-import { ipcRequest, makeTempDir, removeDir, runJson, startDaemon } from '../daemon/helpers.ts'
+import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
 import { fixtureDir, loadFixture, sourceOf } from '../model/fixtures.ts'
-import { waitFor } from './helpers.ts'
-import type { DaemonProcess } from '../daemon/helpers.ts'
+import { greedyReferences, loadPrompts, median } from '../model/load-prompts.ts'
+import { startMeshNode, waitFor } from './helpers.ts'
+import type { MeshNode } from './helpers.ts'
 import type { Fixture } from '../model/fixtures.ts'
 
 const GENERATIONS = 50
@@ -31,19 +30,7 @@ const MAX_SESSIONS = 12
 const MAX_CACHE_POSITIONS = 80
 const STEP_DELAY_MS = 15
 
-interface Node {
-  name: string
-  dir: string
-  daemon: DaemonProcess
-  peerId: string
-  addr: string
-}
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
-}
+type Node = MeshNode
 
 describe('mesh under load: 50 concurrent generations through a 3-stage daemon mesh', function () {
   this.timeout(240_000)
@@ -55,10 +42,7 @@ describe('mesh under load: 50 concurrent generations through a 3-stage daemon me
   let fixture: Fixture
 
   async function start (name: string, args: string[] = [], env: Record<string, string> = {}): Promise<Node> {
-    const dir = join(root, name)
-    const daemon = await startDaemon(dir, ['--backend', 'cpu', '--workers', '0', ...args], env)
-    const status = await ipcRequest(daemon.socketPath, 'status')
-    const node = { name, dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
+    const node = await startMeshNode(root, name, args, env)
     nodes.push(node)
     return node
   }
@@ -89,23 +73,10 @@ describe('mesh under load: 50 concurrent generations through a 3-stage daemon me
   })
 
   it('none fails, outputs equal the reference, full stages answer BUSY, interactive sessions keep their latency, cache bounds hold', async () => {
-    const base = fixture.expected.greedy.prompt
-    // ten prompts of 2 to 5 tokens, the fixture's own first
-    const prompts = Array.from({ length: 10 }, (_, k) => [(base[0] + 37 * k) % fixture.config.vocabSize, ...base.slice(1, base.length - (k % 4))])
+    // ten prompts, each with its greedy continuation through the whole model in this process
+    const prompts = loadPrompts(fixture)
     const full = await LayerRange.load(fixture.config, sourceOf(fixture), { start: 0, end: 4, embedding: true, head: true })
-    const reference: number[][] = []
-    try {
-      for (const prompt of prompts) {
-        const it = generate(full, prompt, { maxNewTokens: NEW_TOKENS })
-        let next = await it.next()
-        while (next.done !== true) {
-          next = await it.next()
-        }
-        reference.push(next.value.tokens)
-      }
-    } finally {
-      full.dispose()
-    }
+    const reference = await greedyReferences(full, prompts, NEW_TOKENS).finally(() => { full.dispose() })
     expect(reference[0]).to.deep.equal(fixture.expected.greedy.tokens.slice(0, NEW_TOKENS))
 
     // watch the stages' bounds while the load runs

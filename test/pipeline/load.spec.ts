@@ -14,6 +14,7 @@ import { PipelineError, PipelineErrorCode } from '../../src/pipeline/errors.ts'
 import { createPipelineClient } from '../../src/pipeline/pipeline-client.ts'
 import { SESSION_PRIORITY_NAMES, priorityOf } from '../../src/pipeline/priority.ts'
 import { loadFixture, sourceOf } from '../model/fixtures.ts'
+import { greedyReferences, loadPrompts, median } from '../model/load-prompts.ts'
 import { MODEL_ID, startNode, startStage, waitFor } from './helpers.ts'
 import type { TestStage } from './helpers.ts'
 import type { TokenModel } from '../../src/model/generate.ts'
@@ -31,12 +32,6 @@ const MAX_LENGTH = 32
 const MAX_SESSIONS = 25
 const MAX_CACHE_POSITIONS = MAX_SESSIONS * MAX_LENGTH
 const SPANS: Array<[number, number]> = [[0, 2], [2, 3], [3, 4]]
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 function hopOf (s: TestStage): RouteHop {
   return { peerId: s.node.peerId, multiaddrs: s.node.getMultiaddrs(), start: s.layers.start, end: s.layers.end }
@@ -73,19 +68,9 @@ describe('pipeline under load: 50 concurrent generations, 3 stages, 2 holders pe
   })
 
   it('none fails, outputs equal the reference, BUSY re-routes, interactive steps are faster, memory stays bounded', async () => {
-    const base = fixture.expected.greedy.prompt
-    // ten prompts of 2 to 5 tokens, the fixture's own first
-    const prompts = Array.from({ length: 10 }, (_, k) => [(base[0] + 37 * k) % fixture.config.vocabSize, ...base.slice(1, base.length - (k % 4))])
-    // the reference: each prompt greedy through the whole model in this process
-    const reference: number[][] = []
-    for (const prompt of prompts) {
-      const it = generate(full, prompt, { maxNewTokens: NEW_TOKENS })
-      let next = await it.next()
-      while (next.done !== true) {
-        next = await it.next()
-      }
-      reference.push(next.value.tokens)
-    }
+    // ten prompts, each with its greedy continuation through the whole model in this process
+    const prompts = loadPrompts(fixture)
+    const reference = await greedyReferences(full, prompts, NEW_TOKENS)
     expect(reference[0]).to.deep.equal(fixture.expected.greedy.tokens.slice(0, NEW_TOKENS))
 
     const all = [...first, ...second]
