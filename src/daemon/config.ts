@@ -22,6 +22,9 @@
  * `--layers auto` and `blyd plan` plan with it (null: os.freemem() at the time)
  * - replicas (number 1..64): holders wanted per layer when `--layers auto`
  * plans the swarm
+ * - replanMs (number 0..86400000): `--layers auto` re-plans this often and moves
+ * to another span when the swarm gains clearly and no layer loses its last
+ * holder (default 30 s); 0 = plan once at join
  * - directChannel ("on" | "off"): stage traffic to this node's served span over
  * a direct TLS 1.3-PSK channel offered over the libp2p connection (clients
  * fall back to the libp2p stream when it fails); off = libp2p streams only
@@ -39,6 +42,7 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
+import { SPAN_SERVER_DEFAULTS } from '../mesh/constants.ts'
 import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
 import { STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
 import {
@@ -72,6 +76,8 @@ export interface BlydConfig {
   memoryBytes: number | null
   /** holders wanted per layer (--layers auto, blyd plan) */
   replicas: number
+  /** --layers auto: re-plan period in ms (0: never) */
+  replanMs: number
   /** stage traffic over a direct TLS channel ('on') or libp2p streams only ('off') */
   directChannel: DirectChannelMode
   /** interface the direct channel binds (null: the listen host, else 0.0.0.0) */
@@ -255,6 +261,13 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     kind: 'number',
     parse: integerIn(1, 64)
   },
+  replanMs: {
+    env: 'BLYD_REPLAN_MS',
+    flag: 'replan-ms',
+    describe: '--layers auto: re-plan this often (ms) and move when the swarm gains clearly; 0 = never',
+    kind: 'number',
+    parse: integerIn(0, 86_400_000)
+  },
   directChannel: {
     env: 'BLYD_DIRECT_CHANNEL',
     flag: 'direct-channel',
@@ -366,6 +379,7 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     maxCachePositions: STAGE_SERVER_DEFAULTS.maxCachePositions,
     memoryBytes: null,
     replicas: 1,
+    replanMs: SPAN_SERVER_DEFAULTS.replanMs,
     directChannel: DEFAULT_DIRECT_CHANNEL,
     directChannelHost: null,
     directChannelPort: DEFAULT_DIRECT_CHANNEL_PORT,
@@ -497,6 +511,7 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     maxCachePositions: values.maxCachePositions as number,
     memoryBytes: values.memoryBytes as number | null,
     replicas: values.replicas as number,
+    replanMs: values.replanMs as number,
     directChannel: values.directChannel as DirectChannelMode,
     directChannelHost: values.directChannelHost as string | null,
     directChannelPort: values.directChannelPort as number,

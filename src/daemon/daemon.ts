@@ -196,6 +196,7 @@ export class Daemon {
         stageLimits: { maxSessions: config.maxSessions, maxCachePositions: config.maxCachePositions },
         ...(config.memoryBytes != null ? { memoryBytes: config.memoryBytes } : {}),
         replicas: config.replicas,
+        replanMs: config.replanMs,
         directChannel: directChannelBind(config),
         faults
       })

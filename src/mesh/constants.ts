@@ -8,7 +8,11 @@ export const SPAN_SERVER_DEFAULTS = {
   /** how often the span server looks for the manifest and layer blocks it still waits for */
   pollMs: 250,
   /** after this long with no live span to learn from, `--layers auto` decides on what it knows */
-  autoSettleMs: 3_000
+  autoSettleMs: 3_000,
+  /** `--layers auto`: re-plan this often (0 = never) */
+  replanMs: 30_000,
+  /** after a move, the old stage finishes its open sessions for at most this long, then stops (the rest fail over) */
+  drainMs: 30_000
 } as const
 
 /** Mesh generation defaults. */

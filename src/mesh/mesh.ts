@@ -59,6 +59,8 @@ export interface MeshInit {
   memoryBytes?: number
   /** `--layers auto` and `plan`: holders wanted per layer (default 1) */
   replicas?: number
+  /** `--layers auto`: re-plan this often in ms (span server default); 0 = never */
+  replanMs?: number
   /** the served stage's direct TLS channel: false = off, else bind host/port (span-server.ts) */
   directChannel?: false | { host?: string, port?: number }
   /** FAULT INJECTION FOR TESTS ONLY: the served stage misbehaves (pipeline/fault-injection.ts) */
@@ -146,7 +148,7 @@ export class Mesh {
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
         log: (event, fields) => { this.components.log?.(event === 'serve.failed' || event === 'serve.fault-injection' ? 'error' : 'info', event, fields) }
-      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
+      }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.replanMs != null ? { replanMs: this.init.replanMs } : {}), directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()
     }

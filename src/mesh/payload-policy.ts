@@ -36,6 +36,13 @@ export class PayloadPolicy {
     }
   }
 
+  /** No longer want units [startUnit, endUnit) of model `modelHex` (a span moved away; stored payloads stay). */
+  unserve (modelHex: string, startUnit: number, endUnit: number): void {
+    for (let u = startUnit; u < endUnit; u++) {
+      this.served.delete(`${modelHex}/${u}`)
+    }
+  }
+
   /** BlockSyncInit.wantPayload */
   want (block: StoredBlock): boolean {
     if (this.full || block.header.type !== BlockType.Layer) {

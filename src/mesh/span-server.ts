@@ -8,6 +8,13 @@
  * unless `directChannel` is false) and the announcer (signed node
  * record + per-layer provider keys). stop() withdraws the announcement first,
  * then stops the stage and frees the weights; call it before libp2p stops.
+ *
+ * `auto` re-plans every `replanMs` (span-replan.ts). When the planner moves
+ * this node, it switches spans without a gap: it fetches and loads the new
+ * layers while the old stage serves, starts the new stage (it takes the
+ * stage protocols over: protocol-handover.ts), announces the new span, then
+ * lets the old stage's open sessions finish (at most `drainMs`; the rest
+ * fail over) before it stops the old stage and frees the old weights.
  */
 import { freemem } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -18,9 +25,12 @@ import { discoverSpans } from '../net/records/discover.ts'
 import { createStageServer } from '../pipeline/stage-server.ts'
 import { SPAN_SERVER_DEFAULTS } from './constants.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
+import { ProtocolOwners } from './protocol-handover.ts'
+import { decideReplan } from './span-replan.ts'
 import { parseSpan } from './span-spec.ts'
 import { chooseAutoSpan } from './swarm-plan.ts'
 import type { PayloadPolicy } from './payload-policy.ts'
+import type { ReplanDecision } from './span-replan.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
 import type { LayerRange } from '../model/qwen3/layer-range.ts'
@@ -28,7 +38,7 @@ import type { BlyNetwork } from '../net/network.ts'
 import type { NodeAnnouncer, SpanStats } from '../net/records/announcer.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
 import type { StageServer } from '../pipeline/stage-server.ts'
-import type { ServingJson } from '../protocols/ipc-mesh.ts'
+import type { ReplanJson, ServingJson } from '../protocols/ipc-mesh.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 export interface SpanServerComponents {
@@ -57,6 +67,12 @@ export interface SpanServerInit {
   memoryBytes?: number
   /** `--layers auto`: holders wanted per layer (default 1) */
   replicas?: number
+  /** `--layers auto`: re-plan this often, in ms (default SPAN_SERVER_DEFAULTS.replanMs); 0 = never */
+  replanMs?: number
+  /** after a move, how long the old stage may finish its open sessions before it stops (default SPAN_SERVER_DEFAULTS.drainMs) */
+  drainMs?: number
+  /** a re-plan moves this node only for a bottleneck gain above this fraction (default the planner's, 0.15) */
+  minGain?: number
   /**
    * The stage's direct TLS data channel: false = libp2p streams only; else
    * its bind host (default 0.0.0.0; offers then name the address the client
@@ -76,6 +92,13 @@ export interface StageLimits {
 
 export type SpanServerState = ServingJson['state']
 
+/** A stage and the weights it serves. */
+interface Served {
+  span: { start: number, end: number }
+  range: LayerRange
+  stage: StageServer
+}
+
 export class SpanServer {
   readonly model: string
   readonly layersSpec: string
@@ -84,13 +107,21 @@ export class SpanServer {
   private readonly pollMs: number
   private readonly kicked: Map<string, number>
   private controller?: AbortController
+  /** settles once serving starts (or fails) */
   private run?: Promise<void>
+  /** the re-plan loop (`auto` only), after `run` */
+  private replanning?: Promise<void>
   private stateValue: SpanServerState
   private detail?: string
   private span?: { start: number, end: number }
   private rangeValue?: LayerRange
   private stage?: StageServer
   private announcerValue?: NodeAnnouncer
+  private readonly owners: ProtocolOwners
+  /** old stages finishing their sessions after a move */
+  private readonly retiring: Set<Served>
+  private lastReplan?: ReplanJson
+  private lastMove?: ReplanJson
 
   constructor (components: SpanServerComponents, init: SpanServerInit) {
     if (!/^[0-9a-f]{64}$/.test(init.model)) {
@@ -103,6 +134,12 @@ export class SpanServer {
     this.pollMs = init.pollMs ?? SPAN_SERVER_DEFAULTS.pollMs
     this.kicked = new Map()
     this.stateValue = 'stopped'
+    this.owners = new ProtocolOwners(components.network.libp2p)
+    this.retiring = new Set()
+    const replanMs = init.replanMs ?? SPAN_SERVER_DEFAULTS.replanMs
+    if (!Number.isSafeInteger(replanMs) || replanMs < 0) {
+      throw new MeshError(MeshErrorCode.BadSpan, `replanMs must be a whole number of ms >= 0, got ${replanMs}`)
+    }
   }
 
   get state (): SpanServerState {
@@ -126,7 +163,8 @@ export class SpanServer {
     this.controller = new AbortController()
     const signal = this.controller.signal
     this.stateValue = 'waiting-manifest'
-    this.run = this.serve(signal).catch((err: any) => {
+    const serving = this.serve(signal)
+    this.run = serving.then(() => {}, (err: any) => {
       if (signal.aborted) {
         return
       }
@@ -134,6 +172,7 @@ export class SpanServer {
       this.detail = String(err?.message ?? err)
       this.components.log?.('serve.failed', { model: this.model, layers: this.layersSpec, error: this.detail })
     })
+    this.replanning = serving.then(async ({ manifest, announcer }) => this.replanLoop(manifest, announcer, signal)).catch(() => {})
   }
 
   /** Resolves once serving (or throws when serving failed or stopped). */
@@ -153,12 +192,16 @@ export class SpanServer {
     this.controller = undefined
     controller.abort(new MeshError(MeshErrorCode.NotStarted, 'span server stopped'))
     await this.run?.catch(() => {})
+    await this.replanning
     await this.announcerValue?.stop().catch(() => {})
     this.announcerValue = undefined
     await this.stage?.stop().catch(() => {})
     this.stage = undefined
     await this.rangeValue?.close().catch(() => {})
     this.rangeValue = undefined
+    for (const old of [...this.retiring]) {
+      await this.retire(old)
+    }
     this.stateValue = 'stopped'
   }
 
@@ -187,12 +230,14 @@ export class SpanServer {
             computeMs: Math.round(stats.computeMs)
           }
         : {}),
-      ...(this.announcerValue?.lastResult != null ? { announced: { seq: this.announcerValue.lastResult.seq, expiresAt: this.announcerValue.lastResult.expiresAt, putPeers: this.announcerValue.lastResult.putPeers } } : {})
+      ...(this.announcerValue?.lastResult != null ? { announced: { seq: this.announcerValue.lastResult.seq, expiresAt: this.announcerValue.lastResult.expiresAt, putPeers: this.announcerValue.lastResult.putPeers } } : {}),
+      ...(this.lastReplan != null ? { replan: this.lastReplan } : {}),
+      ...(this.lastMove != null ? { lastMove: this.lastMove } : {})
     }
   }
 
-  private async serve (signal: AbortSignal): Promise<void> {
-    const { store, network, policy } = this.components
+  private async serve (signal: AbortSignal): Promise<{ manifest: ModelManifest, announcer: NodeAnnouncer }> {
+    const { store, network } = this.components
     const modelId = Uint8Array.from(Buffer.from(this.model, 'hex'))
     this.detail = 'the manifest block and its payload'
     const manifest = await this.poll(signal, async () => {
@@ -210,46 +255,12 @@ export class SpanServer {
     const span = this.layersSpec === 'auto' ? await this.autoSpan(manifest, signal) : parseSpan(this.layersSpec, numLayers)
     this.span = span
     this.components.log?.('serve.span', { model: this.model, start: span.start, end: span.end, layers: numLayers })
-    // units 1..L are decoder layers 0..L-1
-    policy.serve(this.model, span.start + 1, span.end + 1)
-    this.stateValue = 'waiting-blocks'
-    const units = manifest.units.filter(u => u.unit >= span.start + 1 && u.unit < span.end + 1)
-    await this.poll(signal, async () => {
-      let missing = 0
-      for (const unit of units) {
-        const block = await findUnitBlock(store, manifest, unit)
-        if (block == null || !block.payloadComplete) {
-          missing++
-          if (block != null) {
-            this.kick(block.id)
-          }
-        }
-      }
-      this.detail = `${missing} of ${units.length} layer blocks`
-      return missing === 0 ? true : undefined
-    })
-    this.detail = undefined
-    this.stateValue = 'loading'
-    const workers = this.components.workersFor?.(manifest.qwen3) ?? 0
-    const range = await loadLayerRangeFromChain(store, manifest, { start: span.start, end: span.end, workers })
-    if (signal.aborted) {
-      await range.close()
-      signal.throwIfAborted()
-    }
+    const range = await this.fetchAndLoad(manifest, span, signal)
     this.rangeValue = range
     if (this.init.faults != null) {
       this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep, corruptOnSignal: this.init.faults.corruptOnSignal })
     }
-    const direct = this.init.directChannel
-    const stage = createStageServer({ libp2p: network.libp2p }, {
-      modelId: this.model,
-      layers: range,
-      directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
-      ...this.init.stageLimits,
-      ...(this.init.faults != null ? { faults: this.init.faults } : {})
-    })
-    await stage.start()
-    this.stage = stage
+    this.stage = await this.startStage(range)
     const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey }, {
       modelId,
       start: span.start,
@@ -262,6 +273,153 @@ export class SpanServer {
     this.stateValue = 'serving'
     this.components.log?.('serve.started', { model: this.model, start: span.start, end: span.end, workers: range.workers })
     await announcer.start()
+    return { manifest, announcer }
+  }
+
+  /** `auto`: re-plan every replanMs until stopped (a failed re-plan is logged and retried next time). */
+  private async replanLoop (manifest: ModelManifest, announcer: NodeAnnouncer, signal: AbortSignal): Promise<void> {
+    const replanMs = this.init.replanMs ?? SPAN_SERVER_DEFAULTS.replanMs
+    if (this.layersSpec !== 'auto' || replanMs === 0) {
+      return
+    }
+    while (true) {
+      await sleep(replanMs, undefined, { signal })
+      try {
+        await this.replan(manifest, announcer, signal)
+      } catch (err: any) {
+        signal.throwIfAborted()
+        const error = String(err?.message ?? err)
+        this.lastReplan = { at: Date.now(), moved: false, gain: 0, reason: 'error', error }
+        this.components.log?.('serve.replan.failed', { model: this.model, error })
+      }
+    }
+  }
+
+  /** Marks the span's units wanted (units 1..L are decoder layers 0..L-1), waits for their blocks and loads them. */
+  private async fetchAndLoad (manifest: ModelManifest, span: { start: number, end: number }, signal: AbortSignal, moving = false): Promise<LayerRange> {
+    const { store, policy } = this.components
+    policy.serve(this.model, span.start + 1, span.end + 1)
+    const what = moving ? `moving to [${span.start}, ${span.end}): ` : ''
+    if (!moving) {
+      this.stateValue = 'waiting-blocks'
+    }
+    const units = manifest.units.filter(u => u.unit >= span.start + 1 && u.unit < span.end + 1)
+    await this.poll(signal, async () => {
+      let missing = 0
+      for (const unit of units) {
+        const block = await findUnitBlock(store, manifest, unit)
+        if (block == null || !block.payloadComplete) {
+          missing++
+          if (block != null) {
+            this.kick(block.id)
+          }
+        }
+      }
+      this.detail = `${what}${missing} of ${units.length} layer blocks`
+      return missing === 0 ? true : undefined
+    })
+    if (moving) {
+      this.detail = `${what}loading`
+    } else {
+      this.detail = undefined
+      this.stateValue = 'loading'
+    }
+    const workers = this.components.workersFor?.(manifest.qwen3) ?? 0
+    const range = await loadLayerRangeFromChain(store, manifest, { start: span.start, end: span.end, workers })
+    if (signal.aborted) {
+      await range.close()
+      signal.throwIfAborted()
+    }
+    return range
+  }
+
+  /** A started stage server over `range`; it takes the stage protocols over from any stage before it. */
+  private async startStage (range: LayerRange): Promise<StageServer> {
+    const direct = this.init.directChannel
+    const libp2p = this.owners.forStage()
+    const stage = createStageServer({ libp2p }, {
+      modelId: this.model,
+      layers: range,
+      directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
+      ...this.init.stageLimits,
+      ...(this.init.faults != null ? { faults: this.init.faults } : {})
+    })
+    await stage.start()
+    await this.owners.releaseOthers(libp2p.token)
+    return stage
+  }
+
+  /** One re-plan (span-replan.ts); moves this node when the planner says so. */
+  private async replan (manifest: ModelManifest, announcer: NodeAnnouncer, signal: AbortSignal): Promise<void> {
+    const { libp2p } = this.components.network
+    const spans = await discoverSpans(libp2p, { modelId: manifest.id, layers: manifest.qwen3.numLayers, signal, localRecord: async () => announcer.record() })
+    const decision = decideReplan({
+      layerBytes: layerBytesOf(manifest),
+      spans,
+      self: libp2p.peerId.toString(),
+      memoryBytes: this.init.memoryBytes ?? freemem()
+    }, { replicas: this.init.replicas ?? 1, ...(this.init.minGain != null ? { minGain: this.init.minGain } : {}) })
+    this.lastReplan = replanJson(decision)
+    if (decision.moved && decision.to != null) {
+      await this.move(manifest, announcer, decision, decision.to, signal)
+    }
+  }
+
+  /** Serve `to` instead of the current span (see the file comment). */
+  private async move (manifest: ModelManifest, announcer: NodeAnnouncer, decision: ReplanDecision, to: { start: number, end: number }, signal: AbortSignal): Promise<void> {
+    const span = this.span
+    const range = this.rangeValue
+    const stage = this.stage
+    if (span == null || range == null || stage == null) {
+      return
+    }
+    const from = { start: span.start, end: span.end }
+    this.components.log?.('serve.moving', { model: this.model, fromStart: from.start, fromEnd: from.end, toStart: to.start, toEnd: to.end, gain: decision.gain, reason: decision.reason })
+    let next: LayerRange
+    try {
+      next = await this.fetchAndLoad(manifest, to, signal, true)
+    } finally {
+      this.detail = undefined
+    }
+    let nextStage: StageServer
+    try {
+      nextStage = await this.startStage(next)
+    } catch (err) {
+      await next.close().catch(() => {})
+      throw err
+    }
+    const old: Served = { span: from, range, stage }
+    this.retiring.add(old)
+    this.stage = nextStage
+    this.rangeValue = next
+    this.span = { start: to.start, end: to.end }
+    this.components.policy.unserve(this.model, from.start + 1, from.end + 1)
+    this.components.policy.serve(this.model, to.start + 1, to.end + 1)
+    this.lastMove = replanJson(decision)
+    this.components.log?.('serve.moved', { model: this.model, fromStart: from.start, fromEnd: from.end, toStart: to.start, toEnd: to.end, gain: decision.gain, reason: decision.reason, workers: next.workers })
+    await announcer.moveTo(to.start, to.end).catch((err: Error) => {
+      this.components.log?.('serve.announce.failed', { model: this.model, error: err.message })
+    })
+    await this.drain(old, signal)
+    await this.retire(old)
+  }
+
+  /** Waits (at most drainMs, or until stopped) for the old stage's open sessions to end. */
+  private async drain (old: Served, signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + (this.init.drainMs ?? SPAN_SERVER_DEFAULTS.drainMs)
+    while (old.stage.stats.sessions > 0 && Date.now() < deadline && !signal.aborted) {
+      await sleep(this.pollMs, undefined, { signal }).catch(() => {})
+    }
+  }
+
+  /** Stops an old stage (its sessions left fail over) and frees its weights. */
+  private async retire (old: Served): Promise<void> {
+    if (!this.retiring.delete(old)) {
+      return
+    }
+    await old.stage.stop().catch(() => {})
+    await old.range.close().catch(() => {})
+    this.components.log?.('serve.retired', { model: this.model, start: old.span.start, end: old.span.end })
   }
 
   private spanStats (): SpanStats {
@@ -327,6 +485,17 @@ export function layerBytesOf (manifest: ModelManifest): number[] {
     }
   }
   return bytes.map(b => Math.max(1, b))
+}
+
+function replanJson (d: ReplanDecision): ReplanJson {
+  return {
+    at: Date.now(),
+    moved: d.moved,
+    gain: d.gain,
+    reason: d.reason,
+    ...(d.from != null ? { from: d.from } : {}),
+    ...(d.to != null ? { to: d.to } : {})
+  }
 }
 
 export function createSpanServer (components: SpanServerComponents, init: SpanServerInit): SpanServer {

@@ -36,6 +36,26 @@ export interface ServingJson {
   computeMs?: number
   /** the latest announcement round */
   announced?: { seq: number, expiresAt: number, putPeers: number }
+  /** `--layers auto`: what the latest periodic re-plan decided */
+  replan?: ReplanJson
+  /** the latest re-plan that moved this node */
+  lastMove?: ReplanJson
+}
+
+/** One re-plan of a `--layers auto` node (src/mesh/span-replan.ts). */
+export interface ReplanJson {
+  /** when it ran (ms since the epoch) */
+  at: number
+  /** this node moved (from -> to) */
+  moved: boolean
+  /** the planner's bottleneck gain of the move it proposed (0.2 = +20%); null when a layer had no holder before; 0 when nothing moves */
+  gain: number | null
+  /** coverage | throughput (moved); other-node | no-gain | not-announced (stayed); error (the re-plan failed) */
+  reason: string
+  from?: { start: number, end: number }
+  to?: { start: number, end: number }
+  /** why the re-plan failed */
+  error?: string
 }
 
 /** Result of `net.status`. */

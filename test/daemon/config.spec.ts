@@ -89,6 +89,17 @@ describe('daemon config', () => {
     expect((await rejection(loadConfig({ dataDir: dir, env: {} }))).message).to.match(/"workers": must be "auto" or an integer from 0 to 64 \(got 2\.5\)$/)
   })
 
+  it('replanMs: 30 s by default, 0 (never) or a period in ms from config.json, env or flag', async () => {
+    expect((await loadConfig({ dataDir: dir, env: {} })).replanMs).to.equal(30_000)
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ replanMs: 0 }))
+    expect((await loadConfig({ dataDir: dir, env: {} })).replanMs).to.equal(0)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_REPLAN_MS: '5000' } })).replanMs).to.equal(5000)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_REPLAN_MS: '5000' }, flags: { replanMs: '1000' } })).replanMs).to.equal(1000)
+    for (const bad of ['-1', '1.5', 'often']) {
+      expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { replanMs: bad } }))).message).to.match(/^--replan-ms: /)
+    }
+  })
+
   it('rejects a socket path too long for a Unix socket', async () => {
     const err = await rejection(loadConfig({ dataDir: dir, env: {}, flags: { ipcSocket: 'x'.repeat(200) } }))
     expect(err.message).to.include('too long')

@@ -100,7 +100,7 @@ export class NodeAnnouncer {
   private readonly settings: Settings
   private readonly log: Logger
   private readonly server: RecordServer
-  private readonly layers: number[]
+  private layers: number[]
   private readonly providedAt: Map<number, number>
   private controller?: AbortController
   private timer?: ReturnType<typeof setTimeout>
@@ -421,6 +421,35 @@ export class NodeAnnouncer {
     }
     await Promise.all(Array.from({ length: Math.min(this.settings.provideConcurrency, due.length) }, worker))
     return [provided, due.length - provided]
+  }
+
+  /**
+   * Announce layers [start, end) from now on (a re-planned node moving its
+   * span): the record names the new span at once (a new round, a higher
+   * seq) and the layer keys it no longer holds are not re-provided.
+   */
+  async moveTo (start: number, end: number): Promise<AnnounceResult | undefined> {
+    const old = this.layers
+    const before = { start: this.settings.start, end: this.settings.end }
+    Object.assign(this.settings, { start, end })
+    try {
+      this.checkSettings()
+    } catch (err) {
+      Object.assign(this.settings, before)
+      throw err
+    }
+    this.layers = []
+    for (let l = start; l < end; l++) {
+      this.layers.push(l)
+    }
+    this.live = undefined
+    for (const layer of old) {
+      if (layer < start || layer >= end) {
+        this.providedAt.delete(layer)
+        await this.libp2p.services.dht.cancelReprovide(layerProviderKey(this.settings.modelId, layer)).catch(() => {})
+      }
+    }
+    return this.running ? this.announce() : undefined
   }
 
   /**
