@@ -51,6 +51,8 @@ export interface IpcStats {
   /** error responses by JSON-RPC code */
   errors: Record<string, number>
   connections: number
+  /** the most bytes of one unfinished request line held at any time (never more than maxLineBytes) */
+  peakLineBytes: number
 }
 
 interface Method {
@@ -103,6 +105,7 @@ export class IpcServer {
   private server: Server | undefined
   private requests: number
   private readonly errors: Map<number, number>
+  private peakLineBytes: number
 
   constructor (init: IpcServerInit) {
     this.socketPath = init.socketPath
@@ -115,6 +118,7 @@ export class IpcServer {
     this.inflight = new Set()
     this.requests = 0
     this.errors = new Map()
+    this.peakLineBytes = 0
   }
 
   /** Add a method. Names are unique; registering one twice is a programming error. */
@@ -137,7 +141,8 @@ export class IpcServer {
     return {
       requests: this.requests,
       errors: Object.fromEntries([...this.errors].map(([code, n]) => [String(code), n])),
-      connections: this.connections.size
+      connections: this.connections.size,
+      peakLineBytes: this.peakLineBytes
     }
   }
 
@@ -217,7 +222,10 @@ export class IpcServer {
         })
       }
     })
-    socket.on('data', chunk => { splitter.push(chunk) })
+    socket.on('data', chunk => {
+      splitter.push(chunk)
+      this.peakLineBytes = Math.max(this.peakLineBytes, splitter.buffered)
+    })
     socket.on('end', () => {
       splitter.end()
       this.maybeEnd(conn)

@@ -88,6 +88,8 @@ export interface StatusResult {
   ipc: {
     requests: number
     errors: Record<string, number>
+    /** the most bytes of one unfinished request line the daemon held at any time (at most ipcMaxLineBytes) */
+    peakLineBytes: number
   }
 }
 
