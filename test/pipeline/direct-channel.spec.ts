@@ -2,6 +2,7 @@ import { connect } from 'node:tls'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { expect } from 'aegir/chai'
 import { createBlyLibp2p } from '../../src/net/libp2p-node.ts'
+import { ACCEPT_BYTE, encodeHello } from '../../src/pipeline/direct-channel/hello.ts'
 import {
   DIRECT_OFFER_PROTOCOL, DirectChannelErrorCode, FrameDecoder, answerDirectOffer, connectDirectChannel,
   createDirectChannelServer, decodeDirectOffer, encodeDirectOffer, requestDirectOffer
@@ -12,16 +13,17 @@ import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
 import type { DirectChannel, DirectChannelOffer, DirectChannelServer } from '../../src/pipeline/direct-channel/index.ts'
 import type { InferFrame } from '../../src/protocols/infer.ts'
 
-/** A server whose channels echo every FORWARD back as a RESULT. */
-function echoServer (opts: { offerTtlMs?: number, handshakeTimeoutMs?: number } = {}): { server: DirectChannelServer, accepted: Array<{ channel: DirectChannel, peer: string, closed?: Error | null }> } {
+/** A server whose channels echo every FORWARD back as a RESULT (`attachAfterMs`: attach the handlers that much later). */
+function echoServer (opts: { offerTtlMs?: number, handshakeTimeoutMs?: number, readInPlace?: boolean, attachAfterMs?: number } = {}): { server: DirectChannelServer, accepted: Array<{ channel: DirectChannel, peer: string, closed?: Error | null }> } {
   const accepted: Array<{ channel: DirectChannel, peer: string, closed?: Error | null }> = []
+  const { attachAfterMs, ...init } = opts
   const server = createDirectChannelServer({
-    ...opts,
+    ...init,
     maxFrameBytes: 4 * 1024 * 1024,
     handler: (channel, peer) => {
       const entry: { channel: DirectChannel, peer: string, closed?: Error | null } = { channel, peer }
       accepted.push(entry)
-      channel.attach({
+      const attach = (): void => channel.attach({
         onFrame: (f) => {
           if (f.type === 'forward') {
             void channel.send({ type: 'result', sessionId: f.sessionId, seq: f.seq, startPos: f.startPos, kind: 0, tensor: f.tensor }).catch(() => {})
@@ -30,6 +32,11 @@ function echoServer (opts: { offerTtlMs?: number, handshakeTimeoutMs?: number } 
         onBadFrame: (err) => { channel.abort(err) },
         onClose: (err) => { entry.closed = err ?? null }
       })
+      if (attachAfterMs == null) {
+        attach()
+      } else {
+        setTimeout(attach, attachAfterMs)
+      }
     }
   })
   return { server, accepted }
@@ -82,11 +89,11 @@ describe('direct TLS channel', function () {
     await server.stop()
   })
 
-  it('round-trips infer frames, large and small, in order', async () => {
-    const c = await open(server.issueOffer('peer-a'))
-    expect(accepted.map(a => a.peer)).to.deep.equal(['peer-a'])
-    expect(server.pendingOffers).to.equal(0)
-    const sizes = [1, 4096, 256 * 1024, 3 * 1024 * 1024 / 4]
+  async function roundTrip (srv: DirectChannelServer, acc: typeof accepted): Promise<void> {
+    const c = await open(srv.issueOffer('peer-a'))
+    expect(acc.map(a => a.peer)).to.deep.equal(['peer-a'])
+    expect(srv.pendingOffers).to.equal(0)
+    const sizes = [1, 4096, 256 * 1024, 3 * 1024 * 1024 / 4, 5, 70_000]
     const sent = sizes.map((n, i) => new Float32Array(n).map((_, j) => (j * 7 + i) % 1013 - 500.5))
     await Promise.all(sent.map(async (data, i) => c.channel.send({ type: 'forward', sessionId: 9, seq: i + 1, startPos: i, tensor: f32Tensor(data, 1, data.length) })))
     for (let i = 0; i < sent.length; i++) {
@@ -100,9 +107,64 @@ describe('direct TLS channel', function () {
       expect(tensorF32(f.tensor)).to.deep.equal(sent[i])
     }
     expect(c.channel.bytesIn).to.equal(c.channel.bytesOut)
+    // the client reads in place (node's onread)
+    expect(c.channel.readsInPlace).to.equal(true)
     await c.channel.close()
     expect(await c.closed).to.equal(undefined)
-    await waitFor(() => server.channelCount === 0 && server.connectionCount === 0)
+    await waitFor(() => srv.channelCount === 0 && srv.connectionCount === 0)
+  }
+
+  it('round-trips infer frames, large and small, in order', async () => {
+    await roundTrip(server, accepted)
+    // on this node the server's channels read in place too (node internals, see read-in-place.ts)
+    expect(accepted[0].channel.readsInPlace).to.equal(true)
+  })
+
+  it('round-trips the same with the server reading data events (readInPlace: false, the fallback)', async () => {
+    const other = echoServer({ readInPlace: false })
+    await other.server.start()
+    try {
+      await roundTrip(other.server, other.accepted)
+      expect(other.accepted[0].channel.readsInPlace).to.equal(false)
+    } finally {
+      await other.server.stop()
+    }
+  })
+
+  it('keeps frames a client sends right behind its hello (separate TLS records, before the server attached)', async () => {
+    for (const readInPlace of [true, false]) {
+      const other = echoServer({ readInPlace, attachAfterMs: 20 })
+      await other.server.start()
+      try {
+        const offer = other.server.issueOffer('peer-h')
+        const data = new Float32Array(3000).map((_, j) => j % 97)
+        const chunks: Buffer[] = []
+        const eager = connect({
+          host: '127.0.0.1',
+          port: offer.port,
+          minVersion: 'TLSv1.3',
+          ciphers: 'TLS_AES_128_GCM_SHA256',
+          checkServerIdentity: () => undefined,
+          pskCallback: () => ({ psk: Buffer.from(offer.psk), identity: Buffer.from(offer.identity).toString('hex') })
+        })
+        eager.on('data', (chunk: Buffer) => chunks.push(chunk))
+        await new Promise(resolve => eager.once('secureConnect', resolve))
+        // hello and two frames as three writes in one tick: three TLS records, usually read in one go
+        eager.write(encodeHello(offer.token))
+        eager.write(encodeInferFrameBytes({ type: 'forward', sessionId: 1, seq: 1, startPos: 0, tensor: f32Tensor(data, 1, data.length) }))
+        eager.write(encodeInferFrameBytes({ type: 'forward', sessionId: 1, seq: 2, startPos: 1, tensor: f32Tensor(data, 1, data.length) }))
+        const answer = encodeInferFrameBytes({ type: 'result', sessionId: 1, seq: 1, startPos: 0, kind: 0, tensor: f32Tensor(data, 1, data.length) })
+        // the accept byte, then two RESULTs
+        await waitFor(() => chunks.reduce((n, c) => n + c.length, 0) >= 1 + 2 * answer.length)
+        const got = Buffer.concat(chunks)
+        expect(got[0]).to.equal(ACCEPT_BYTE)
+        expect(Array.from(got.subarray(1, 1 + answer.length))).to.deep.equal(Array.from(answer))
+        expect(other.accepted[0].channel.readsInPlace).to.equal(readInPlace)
+        eager.destroy()
+      } finally {
+        await other.server.stop()
+      }
+    }
   })
 
   it('refuses a wrong PSK, a wrong token, and a used or expired offer', async () => {

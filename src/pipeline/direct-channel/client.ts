@@ -91,7 +91,7 @@ export async function connectDirectChannel (offer: DirectChannelOffer, init: Con
       }
       cleanup()
       // bytes past the accept byte are in the reused hello buffer: copy them
-      const ch = new DirectChannel(socket, maxFrameBytes, bytes.slice(1))
+      const ch = new DirectChannel(socket, maxFrameBytes, bytes.slice(1), true)
       channel = ch
       ch.attach(init)
       resolve(ch)

@@ -34,7 +34,13 @@ export const DIRECT_CHANNEL_SERVER_DEFAULTS = {
   /** TLS handshake + hello (token) must complete within this long */
   handshakeTimeoutMs: 5_000,
   /** largest frame accepted (bytes, without the length prefix) */
-  maxFrameBytes: 64 * 1024 * 1024
+  maxFrameBytes: 64 * 1024 * 1024,
+  /**
+   * read frames straight into their buffers, as the client does with node's
+   * `onread` (through node internals on accepted sockets; falls back to
+   * `data` events where they are missing)
+   */
+  readInPlace: true
 } as const
 
 export const DIRECT_CHANNEL_CLIENT_DEFAULTS = {

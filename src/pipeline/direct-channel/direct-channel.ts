@@ -13,6 +13,7 @@
 import { decodeInferFrame, encodeInferFrame } from '../../protocols/infer.ts'
 import { PipelineError, PipelineErrorCode } from '../errors.ts'
 import { FrameDecoder } from './frame-decoder.ts'
+import { readInPlace } from './read-in-place.ts'
 import type { InferFrame } from '../../protocols/infer.ts'
 import type { TLSSocket } from 'node:tls'
 
@@ -42,7 +43,8 @@ interface QueuedWrite {
 export class DirectChannel {
   readonly socket: TLSSocket
   private init?: DirectChannelHandlers
-  private leftover?: Uint8Array
+  /** bytes read before attach(): past the hello, or (reading in place) read by the socket meanwhile */
+  private early: Uint8Array[]
   private readonly decoder: FrameDecoder
   /** buffers not yet handed to the socket; `resolve`/`reject` on the last buffer of a frame */
   private queue: QueuedWrite[]
@@ -52,23 +54,26 @@ export class DirectChannel {
   private flushScheduled: boolean
   private closed: boolean
   private broken: boolean
+  private inPlace: boolean
   private closeError?: Error
   bytesIn: number
   bytesOut: number
 
   /**
    * `socket` has finished its TLS handshake and hello; `leftover` are bytes
-   * read past the hello. Nothing is read until `attach()`.
+   * read past the hello. Nothing is read until `attach()`. `readsInPlace`:
+   * the socket was created with `onread` feeding readBuffer()/onRead().
    */
-  constructor (socket: TLSSocket, maxFrameBytes: number, leftover?: Uint8Array) {
+  constructor (socket: TLSSocket, maxFrameBytes: number, leftover?: Uint8Array, readsInPlace = false) {
     this.socket = socket
-    this.leftover = leftover
+    this.early = leftover != null && leftover.length > 0 ? [leftover] : []
     this.decoder = new FrameDecoder(maxFrameBytes)
     this.queue = []
     this.writing = false
     this.flushScheduled = false
     this.closed = false
     this.broken = false
+    this.inPlace = readsInPlace
     this.bytesIn = 0
     this.bytesOut = 0
     this.onData = this.onData.bind(this)
@@ -85,10 +90,10 @@ export class DirectChannel {
       throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, 'direct channel already has handlers')
     }
     this.init = handlers
-    const leftover = this.leftover
-    this.leftover = undefined
-    if (leftover != null && leftover.length > 0) {
-      this.onData(leftover)
+    const early = this.early
+    this.early = []
+    for (const bytes of early) {
+      this.onData(bytes)
     }
     if (this.closed) {
       this.closed = false
@@ -211,6 +216,27 @@ export class DirectChannel {
   }
 
   /**
+   * Read frames in place on a socket a server accepted (see read-in-place.ts:
+   * what `onread` does, through node internals); call before `attach()`.
+   * False where this node does not allow it: `data` events are read then.
+   */
+  readInPlace (): boolean {
+    if (this.init != null || this.inPlace) {
+      return this.inPlace
+    }
+    this.inPlace = readInPlace(this.socket, {
+      buffer: () => this.readBuffer(),
+      callback: (n, buf) => this.onRead(n, buf)
+    })
+    return this.inPlace
+  }
+
+  /** Whether frames are read straight into their buffers (else from `data` events). */
+  get readsInPlace (): boolean {
+    return this.inPlace
+  }
+
+  /**
    * For a socket created with node's `onread` (the client's end): the
    * memory the next read lands in — the rest of the frame being assembled,
    * so a large frame is read in place with no chunk allocated or copied.
@@ -221,6 +247,11 @@ export class DirectChannel {
 
   /** `onread` callback: `n` bytes landed in `buf` (the last readBuffer()). False stops reading. */
   onRead (n: number, buf: Uint8Array): boolean {
+    if (this.init == null) {
+      // not attached yet: keep a copy (the buffer is read into again)
+      this.early.push(buf.slice(0, n))
+      return true
+    }
     this.consume(n, (emit) => { this.decoder.read(buf, n, emit) })
     return !this.broken
   }

@@ -25,6 +25,8 @@ export interface DirectChannelServerInit {
   maxChannels?: number
   handshakeTimeoutMs?: number
   maxFrameBytes?: number
+  /** read frames straight into their buffers (node internals; see read-in-place.ts); false: `data` events */
+  readInPlace?: boolean
   /**
    * Called once per accepted channel with the peer the offer was issued to;
    * it must call `channel.attach()` (nothing is read before).
@@ -196,6 +198,9 @@ export class DirectChannelServer {
       }
       socket.write(Uint8Array.of(ACCEPT_BYTE))
       const channel = new DirectChannel(socket, this.init.maxFrameBytes, all.subarray(HELLO_BYTES))
+      if (this.init.readInPlace) {
+        channel.readInPlace()
+      }
       this.channels.add(channel)
       socket.once('close', () => { this.channels.delete(channel) })
       try {
