@@ -33,11 +33,25 @@ export interface LayerRangeInit {
   workers?: number
 }
 
+/** Decoder layers [start, end) by their model-wide numbers. */
+export interface LayerSpan {
+  start: number
+  end: number
+}
+
+/** Which held layers a session runs: slots [first, first + count) of the shard. */
+interface SessionLayers {
+  first: number
+  count: number
+}
+
 /**
  * A shard of a Qwen3 model: decoder layers [start, end), optionally the
  * embedding and/or the final norm + head. Weights come only from the
  * WeightSource given to load(); each generation session keeps its own KV
- * cache (createSession()).
+ * cache (createSession()). A session may run any non-empty sub-range of the
+ * held layers (createSession({ start, end })), as a Petals server does: its
+ * steps run only those layers and it caches keys and values of only those.
  */
 export class LayerRange {
   readonly config: Qwen3Config
@@ -46,7 +60,8 @@ export class LayerRange {
   private readonly layers: DecoderLayer[]
   /** set in worker mode; then `layers` is empty and the pool holds them */
   private readonly pool: ShardPool | null
-  private readonly sessions: WeakSet<KvSession>
+  /** the sessions of this shard and the layers each runs */
+  private readonly sessions: WeakMap<KvSession, SessionLayers>
   private readonly busy: WeakSet<KvSession>
   private readonly embedTokens: Tensor2D | null
   private readonly finalNorm: Tensor1D | null
@@ -63,7 +78,7 @@ export class LayerRange {
     this.end = init.end
     this.layers = parts.layers
     this.pool = parts.pool
-    this.sessions = new WeakSet()
+    this.sessions = new WeakMap()
     this.busy = new WeakSet()
     this.embedTokens = parts.embedTokens
     this.finalNorm = parts.finalNorm
@@ -153,20 +168,50 @@ export class LayerRange {
     return this.pool?.count ?? 0
   }
 
-  createSession (): KvSession {
+  /**
+   * A new session with its own KV cache, running the held layers `range`
+   * (default: all of them). A sub-range must be non-empty and inside
+   * [start, end); the session then runs and caches only those layers.
+   */
+  createSession (range?: LayerSpan): KvSession {
     this.assertOpen()
+    const { start, end } = range ?? this
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < this.start || end > this.end || end < start || (end === start && this.end > this.start)) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `layers [${start}, ${end}) are not a non-empty part of the held [${this.start}, ${this.end})`)
+    }
+    const layers: SessionLayers = { first: start - this.start, count: end - start }
     const id = this.nextSessionId++
     const pool = this.pool
     const { numKvHeads, headDim } = this.config
     const session = pool == null
-      ? new KvSession(id, this.layers.length)
-      : new KvSession(id, this.end - this.start, {
+      ? new KvSession(id, layers.count)
+      : new KvSession(id, layers.count, {
         truncate: length => { pool.truncate(id, length) },
         dispose: () => { pool.closeSession(id) },
-        bytesPerPosition: (this.end - this.start) * 2 * numKvHeads * headDim * 4
+        bytesPerPosition: layers.count * 2 * numKvHeads * headDim * 4
       })
-    this.sessions.add(session)
+    this.sessions.set(session, layers)
     return session
+  }
+
+  /** The layers [start, end) `session` runs (model-wide numbers). */
+  sessionRange (session: KvSession): LayerSpan {
+    const layers = this.layersOf(session)
+    return { start: this.start + layers.first, end: this.start + layers.first + layers.count }
+  }
+
+  /** True when `session` runs every decoder layer of the model (so its output may go through the head). */
+  private coversModel (session: KvSession): boolean {
+    const { first, count } = this.layersOf(session)
+    return this.start + first === 0 && this.start + first + count === this.config.numLayers
+  }
+
+  private layersOf (session: KvSession): SessionLayers {
+    const layers = this.sessions.get(session)
+    if (layers == null) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, 'session belongs to another shard')
+    }
+    return layers
   }
 
   /** Token ids -> hidden states [T, hidden]. */
@@ -189,7 +234,7 @@ export class LayerRange {
   }
 
   /**
-   * Runs hidden states [T, hidden] through layers [start, end) at positions
+   * Runs hidden states [T, hidden] through the session's layers (createSession) at positions
    * [startPos, startPos + T). startPos defaults to the session's cache length;
    * a smaller one rewinds the cache to it first (replay, rejected drafts).
    * Returns a new tensor; `hidden` stays the caller's.
@@ -199,10 +244,11 @@ export class LayerRange {
       throw new ModelError(ModelErrorCode.BAD_INPUT, 'this shard runs its layers on worker threads: use forwardAsync() or forwardData()')
     }
     const pos = this.prepare(session, hidden.shape, startPos)
+    const { first, count } = this.layersOf(session)
     let x = hidden
     try {
-      for (let i = 0; i < this.layers.length; i++) {
-        const next = this.layers[i].forward(x, session.layers[i], this.rope)
+      for (let i = 0; i < count; i++) {
+        const next = this.layers[first + i].forward(x, session.layers[i], this.rope)
         if (x !== hidden) {
           x.dispose()
         }
@@ -234,9 +280,7 @@ export class LayerRange {
   private prepare (session: KvSession, shape: number[], startPos: number | undefined): number {
     this.assertOpen()
     session.assertOpen()
-    if (!this.sessions.has(session)) {
-      throw new ModelError(ModelErrorCode.BAD_INPUT, 'session belongs to another shard')
-    }
+    this.layersOf(session)
     if (this.busy.has(session)) {
       throw new ModelError(ModelErrorCode.BAD_INPUT, `session ${session.id} is already running a step`)
     }
@@ -256,12 +300,17 @@ export class LayerRange {
     return pos
   }
 
-  /** The layers on the worker pool: per layer x += attention(x), then x += mlp(x). */
+  /**
+   * The session's layers on the worker pool: per layer x += attention(x),
+   * then x += mlp(x). A worker caches keys and values only for the slots a
+   * session runs.
+   */
   private async forwardOnPool (pool: ShardPool, session: KvSession, hidden: Float32Array, t: number, pos: number): Promise<Float32Array> {
+    const { first, count } = this.layersOf(session)
     this.busy.add(session)
     let x = hidden
     try {
-      for (let slot = 0; slot < this.end - this.start; slot++) {
+      for (let slot = first; slot < first + count; slot++) {
         x = await pool.attention(session.id, slot, x, t)
         x = await pool.mlp(slot, x, t)
       }
@@ -281,7 +330,16 @@ export class LayerRange {
     return x === hidden ? Float32Array.from(hidden) : x
   }
 
-  /** Final norm + head: hidden [T, hidden] -> logits [T, vocab]. */
+  /**
+   * True when `session`'s output may go through logits(): the shard holds
+   * the head and the session runs up to the shard's last layer (a session of
+   * an earlier sub-range ends mid-model).
+   */
+  endsAtHead (session: KvSession): boolean {
+    return this.hasHead && this.sessionRange(session).end === this.end
+  }
+
+  /** Final norm + head: hidden [T, hidden] -> logits [T, vocab] (after the shard's last layer: see endsAtHead). */
   logits (hidden: Tensor2D): Tensor2D {
     this.assertOpen()
     if (this.finalNorm == null) {
@@ -296,11 +354,9 @@ export class LayerRange {
     })
   }
 
-  /** Runs new token ids through the whole model (isComplete only); returns logits [T, vocab]. */
+  /** Runs new token ids through the whole model (isComplete only, a session of every layer); returns logits [T, vocab]. */
   forwardTokens (session: KvSession, ids: ArrayLike<number>, startPos?: number): Tensor2D {
-    if (!this.isComplete) {
-      throw new ModelError(ModelErrorCode.BAD_INPUT, 'forwardTokens needs a shard holding the embedding, every layer and the head')
-    }
+    this.assertWholeModel(session)
     const x = this.embed(ids)
     try {
       const h = this.forward(session, x, startPos)
@@ -319,9 +375,7 @@ export class LayerRange {
     if (this.pool == null) {
       return this.forwardTokens(session, ids, startPos)
     }
-    if (!this.isComplete) {
-      throw new ModelError(ModelErrorCode.BAD_INPUT, 'forwardTokens needs a shard holding the embedding, every layer and the head')
-    }
+    this.assertWholeModel(session)
     const x = this.embed(ids)
     try {
       const h = await this.forwardAsync(session, x, startPos)
@@ -393,6 +447,17 @@ export class LayerRange {
     this.finalNorm?.dispose()
     this.headWeight?.dispose()
     this.rope.dispose()
+  }
+
+  /** Logits come only after every layer: a complete shard and a session running all of it. */
+  private assertWholeModel (session: KvSession): void {
+    if (!this.isComplete) {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, 'forwardTokens needs a shard holding the embedding, every layer and the head')
+    }
+    if (!this.coversModel(session)) {
+      const { start, end } = this.sessionRange(session)
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `forwardTokens needs a session of every layer, this one runs [${start}, ${end})`)
+    }
   }
 
   private assertOpen (): void {
