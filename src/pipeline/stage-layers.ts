@@ -20,8 +20,12 @@ export interface StageLayers<S extends StageKv = StageKv> {
   readonly start: number
   readonly end: number
   readonly hasHead: boolean
-  createSession(): S
-  /** hidden [T, hidden] at positions [startPos, startPos + T) -> hidden after the last held layer */
+  /**
+   * A session with its own KV cache over the held layers `range` (default:
+   * all): a non-empty sub-range of [start, end) runs and caches only those layers
+   */
+  createSession(range?: { start: number, end: number }): S
+  /** hidden [T, hidden] at positions [startPos, startPos + T) -> hidden after the session's last layer */
   forwardData(session: S, hidden: Float32Array, startPos?: number): Promise<Float32Array>
   /** final norm + head (hasHead only) */
   logits(hidden: Tensor2D): Tensor2D

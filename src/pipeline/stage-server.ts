@@ -1,7 +1,10 @@
 /**
  * The serving side of /bly/infer/1.0.0: runs hidden states through the
  * decoder layers [start, end) of one model for remote clients. One inbound
- * stream is one generation session with its own KV cache. Steps are computed
+ * stream is one generation session with its own KV cache. A session may ask
+ * for any non-empty sub-range of [start, end) (Petals-style routing: a
+ * holder of [0, 3) can stand in for a lost [0, 2)); it then runs and caches
+ * only those layers. Steps are computed
  * one at a time (the math uses every core already): per session in arrival
  * order, across sessions highest priority first, then oldest first, a
  * waiting step gaining one priority level per priorityAgingMs (step-order.ts).
@@ -379,12 +382,12 @@ export class StageServer {
       reject(InferErrorCode.WRONG_MODEL, `this stage serves model ${this.modelId}, not ${frame.modelId}`)
       return
     }
-    if (frame.start !== start || frame.end !== end) {
-      reject(InferErrorCode.WRONG_RANGE, `this stage holds layers [${start}, ${end}), not [${frame.start}, ${frame.end})`)
+    if (frame.start < start || frame.end > end || frame.start >= frame.end) {
+      reject(InferErrorCode.WRONG_RANGE, `this stage holds layers [${start}, ${end}): [${frame.start}, ${frame.end}) is not a non-empty part of them`)
       return
     }
-    if ((frame.flags & OpenFlags.LOGITS) !== 0 && !this.layers.hasHead) {
-      reject(InferErrorCode.WRONG_RANGE, 'this stage does not hold the head')
+    if ((frame.flags & OpenFlags.LOGITS) !== 0 && (!this.layers.hasHead || frame.end !== end)) {
+      reject(InferErrorCode.WRONG_RANGE, this.layers.hasHead ? `logits come after layer ${end - 1}, the session ends at ${frame.end}` : 'this stage does not hold the head')
       return
     }
     const maxLength = frame.maxLength === 0 ? this.init.defaultMaxLength : frame.maxLength
@@ -414,7 +417,8 @@ export class StageServer {
     s.priority = frame.priority
     s.flags = frame.flags
     s.maxLength = maxLength
-    s.kv = this.layers.createSession()
+    s.kv = this.layers.createSession({ start: frame.start, end: frame.end })
+    // the reservation counts positions whatever the layers: a sub-range session needs less
     this.reserved += maxLength
     this.counters.opened++
     this.counters.peakReservedPositions = Math.max(this.counters.peakReservedPositions, this.reserved)

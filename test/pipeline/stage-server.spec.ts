@@ -112,6 +112,52 @@ describe('pipeline/stage-server', function () {
     await expect(session(first, { flags: OpenFlags.LOGITS })).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.WRONG_RANGE)
   })
 
+  it('serves a sub-range of its layers: OPEN [1, 3) on a [0, 4) stage gives the hidden states of a stage holding exactly [1, 3)', async () => {
+    const wide = await stage(0, 4)
+    const exact = await stage(1, 3)
+    const first = await session(await stage(0, 1))
+    const h = fixture.config.hiddenSize
+    const rows = prompt.length / h
+    const x = await first.forward(prompt, rows, h, 0)
+    const sub = await session(wide, { start: 1, end: 3 })
+    const ref = await session(exact)
+    const [got, want] = await Promise.all([sub.forward(x.data, rows, h, 0), ref.forward(x.data, rows, h, 0)])
+    expect([got.kind, got.rows, got.cols]).to.deep.equal([ResultKind.HIDDEN, rows, h])
+    expect(maxAbsDiff(got.data, want.data)).to.be.below(1e-6)
+    // decode steps and a rewind go on matching
+    const next = x.data.subarray((rows - 1) * h)
+    const [g2, w2] = await Promise.all([sub.forward(next, 1, h, rows), ref.forward(next, 1, h, rows)])
+    expect(maxAbsDiff(g2.data, w2.data)).to.be.below(1e-6)
+    await sub.truncate(2)
+    const g3 = await sub.forward(x.data.subarray(2 * h), rows - 2, h, 2)
+    expect(maxAbsDiff(g3.data, want.data.subarray(2 * h))).to.be.below(1e-6)
+    // the whole span on the same stage still works, and reservations count positions either way
+    const all = await session(wide)
+    const y = await all.forward(prompt, rows, h, 0)
+    expect(y.rows).to.equal(rows)
+    expect(wide.server.stats).to.include({ sessions: 2, opened: 2, rejected: 0 })
+    // reaching outside the held layers: WRONG_RANGE (an empty range does not even decode: BAD_FRAME)
+    for (const [start, end] of [[0, 2], [2, 4], [0, 4]]) {
+      await expect(session(exact, { start, end }), `[${start}, ${end})`).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.WRONG_RANGE)
+    }
+    expect(exact.server.stats.rejected).to.equal(3)
+    await expect(session(exact, { start: 2, end: 2 })).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.BAD_FRAME)
+  })
+
+  it('LOGITS only for a session that ends at the stage\'s end, on a stage holding the head', async () => {
+    const wide = await stage(0, 4)
+    expect(wide.layers.hasHead).to.equal(true)
+    const h = fixture.config.hiddenSize
+    const rows = prompt.length / h
+    const a = await session(wide, { start: 0, end: 2 })
+    const b = await session(wide, { start: 2, end: 4, flags: OpenFlags.LOGITS })
+    const mid = await a.forward(prompt, rows, h, 0)
+    const out = await b.forward(mid.data, rows, h, 0)
+    expect([out.kind, out.rows, out.cols]).to.deep.equal([ResultKind.LOGITS, 1, fixture.config.vocabSize])
+    expect(maxAbsDiff(out.data, fixture.expected.greedy.step_logits[0])).to.be.below(1e-3)
+    await expect(session(wide, { start: 0, end: 3, flags: OpenFlags.LOGITS })).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.WRONG_RANGE)
+  })
+
   it('answers BUSY at once when its sessions or its cache room are full', async () => {
     const s = await stage(0, 2, { maxSessions: 2, maxCachePositions: 280, defaultMaxLength: 200 })
     // what the node record announces: room for one session of the default 200 positions
