@@ -77,6 +77,7 @@ export class DirectChannel {
     this.bytesIn = 0
     this.bytesOut = 0
     this.onData = this.onData.bind(this)
+    this.emitFrame = this.emitFrame.bind(this)
     this.flush = this.flush.bind(this)
     socket.setNoDelay(true)
     socket.pause()
@@ -252,40 +253,51 @@ export class DirectChannel {
       this.early.push(buf.slice(0, n))
       return true
     }
-    this.consume(n, (emit) => { this.decoder.read(buf, n, emit) })
+    if (this.broken) {
+      return false
+    }
+    this.bytesIn += n
+    try {
+      this.decoder.read(buf, n, this.emitFrame)
+    } catch (err) {
+      this.readFailed(err as Error)
+    }
     return !this.broken
   }
 
   private onData (chunk: Uint8Array): void {
-    this.consume(chunk.length, (emit) => { this.decoder.push(chunk, emit) })
-  }
-
-  private consume (n: number, feed: (emit: (body: Uint8Array) => void) => void): void {
-    const init = this.init
-    if (this.broken || init == null) {
+    if (this.broken || this.init == null) {
       return
     }
-    this.bytesIn += n
+    this.bytesIn += chunk.length
     try {
-      feed((body) => {
-        let frame: InferFrame
-        try {
-          frame = decodeInferFrame(body)
-        } catch (err) {
-          this.broken = true
-          throw err
-        }
-        init.onFrame(frame)
-      })
+      this.decoder.push(chunk, this.emitFrame)
+    } catch (err) {
+      this.readFailed(err as Error)
+    }
+  }
+
+  /** A whole frame body from the decoder (bound once: no closure per read). */
+  private emitFrame (body: Uint8Array): void {
+    let frame: InferFrame
+    try {
+      frame = decodeInferFrame(body)
     } catch (err) {
       this.broken = true
-      this.socket.pause()
-      const e = err instanceof PipelineError ? err : new PipelineError(PipelineErrorCode.BAD_FRAME, `direct channel failed: ${(err as Error).message}`, { cause: err })
-      try {
-        init.onBadFrame(e)
-      } catch {
-        this.abort(e)
-      }
+      throw err
+    }
+    this.init?.onFrame(frame)
+  }
+
+  /** A bad frame, or the owner's onFrame threw: stop reading and tell the owner. */
+  private readFailed (err: Error): void {
+    this.broken = true
+    this.socket.pause()
+    const e = err instanceof PipelineError ? err : new PipelineError(PipelineErrorCode.BAD_FRAME, `direct channel failed: ${err.message}`, { cause: err })
+    try {
+      this.init?.onBadFrame(e)
+    } catch {
+      this.abort(e)
     }
   }
 
