@@ -2,7 +2,8 @@
  * A pipeline stage run in this process: the hop of a route that names this
  * node's own span (libp2p does not dial itself). Same contract as a remote
  * StageClient: forward hidden states at positions, truncate, close; its own
- * KV cache per session, on the LayerRange the stage server also serves.
+ * KV cache per session, on the LayerRange the stage server also serves, for
+ * the hop's layers (the whole span or a sub-range of it).
  */
 import { PipelineError, PipelineErrorCode } from '../pipeline/errors.ts'
 import type { PipelineStage } from '../pipeline/pipeline-client.ts'
@@ -13,9 +14,9 @@ export class LocalStage implements PipelineStage {
   private readonly layers: StageLayers
   private session: StageKv | undefined
 
-  constructor (layers: StageLayers) {
+  constructor (layers: StageLayers, range?: { start: number, end: number }) {
     this.layers = layers
-    this.session = layers.createSession()
+    this.session = layers.createSession(range)
   }
 
   async forward (data: Float32Array, rows: number, cols: number, startPos: number, options: AbortOptions = {}): Promise<{ rows: number, cols: number, startPos: number, data: Float32Array }> {

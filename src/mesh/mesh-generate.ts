@@ -6,16 +6,16 @@
  * run every layer itself); otherwise in the local inference service, as a
  * single node would. Through the mesh: discover the live spans (this node's
  * own included), pick the cheapest chain covering [0, L) (mesh-route.ts:
- * RTT + compute + queue wait per hop), and run the pipeline client with this
+ * RTT + compute + queue wait per hop; a hop may use part of a span), and run the pipeline client with this
  * node's embedding and head (fetched from peers when missing); a hop on this
  * node's own span runs in-process. The result names the route and each hop's
  * share of the time.
  *
  * Failover: a stage that dies, stalls past the step deadline (stepTimeoutMs)
  * or answers garbage is banned for the session and its layers re-routed over
- * the cheapest chain of unbanned live spans inside them (planReplacement in
- * mesh-route.ts; the spans are re-discovered once when those known at the
- * start have none left), with the stage's history
+ * the cheapest chain of unbanned live spans, or parts of spans, over them
+ * (planReplacement in mesh-route.ts; the spans are re-discovered once when
+ * those known at the start have none left), with the stage's history
  * replayed (pipeline-client.ts). The result lists the failovers in
  * `recoveries` and each is logged as generate.recovered.
  */
@@ -178,10 +178,10 @@ export class MeshGenerator {
           return undefined
         }
         const range = own?.range
-        if (range == null || range.start !== hop.start || range.end !== hop.end) {
+        if (range == null || hop.start < range.start || hop.end > range.end) {
           throw new MeshError(MeshErrorCode.NoRoute, `this node no longer serves layers [${hop.start}, ${hop.end})`)
         }
-        return new LocalStage(range)
+        return new LocalStage(range, { start: hop.start, end: hop.end })
       }
     })
     let session: PipelineSession | undefined

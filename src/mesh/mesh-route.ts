@@ -2,10 +2,13 @@
  * Routing of a mesh generation over the live spans of one model, through the
  * min-cost route finder (src/pipeline/routing): a hop costs its peer's RTT
  * (from the record fetch's ping; unknown = 1 s) + the per-layer compute time
- * derived from the throughput the span announces, times the layers used +
- * queueLength steps of queue wait (+ a penalty when the stage has no free
- * session); on equal cost, fewer hops win. Stages serve exactly their span,
- * so `partial` stays off: a route is a chain of whole spans. A span with no
+ * derived from the throughput the span announces, times the layers the hop
+ * uses + queueLength steps of queue wait (+ a penalty when the stage has no
+ * free session); on equal cost, fewer hops win. Stages serve any non-empty
+ * sub-range of their span (Petals-style, protocols/infer.md), so `partial` is
+ * on: a hop may enter a span after its start and leave it before its end,
+ * and the route is a chain of such hops whose layers meet end to end (a
+ * lost [0, 2) can be taken over by a live [0, 3) holder). A span with no
  * throughput measured yet (a fresh stage) is assumed as fast per layer as the
  * mean of the measured ones (the route finder's 50 ms per layer when none
  * is), so a new node is neither shunned nor preferred for being new. Every
@@ -40,12 +43,11 @@ export function measuredLayerMs (spans: readonly RoutableSpan[]): number | undef
   return perLayer.length > 0 ? perLayer.reduce((a, b) => a + b, 0) / perLayer.length : undefined
 }
 
-function route<S extends RoutableSpan> (spans: readonly S[], numLayers: number, offset: number, banned: ReadonlySet<string>): RoutePlan<S> {
-  const unknownLayerMs = measuredLayerMs(spans)
+function route<S extends RoutableSpan> (spans: readonly S[], numLayers: number, banned: ReadonlySet<string>, offset = 0, unknownLayerMs = measuredLayerMs(spans)): RoutePlan<S> {
   const overhead = MESH_ROUTE_DEFAULTS.hopOverheadMs
   const priced = spans.map(span => ({ ...span, rttMs: typeof span.rttMs === 'number' && Number.isFinite(span.rttMs) && span.rttMs >= 0 ? span.rttMs + overhead : undefined, span }))
   try {
-    const plan = findRoute(priced, numLayers, { banned, ...(unknownLayerMs != null ? { unknownLayerMs } : {}) })
+    const plan = findRoute(priced, numLayers, { banned, partial: true, ...(unknownLayerMs != null ? { unknownLayerMs } : {}) })
     return { ...plan, hops: plan.hops.map(h => ({ ...h, span: h.span.span })) }
   } catch (err: any) {
     if (err instanceof RoutingError && err.code === RoutingErrorCode.NO_ROUTE) {
@@ -55,14 +57,47 @@ function route<S extends RoutableSpan> (spans: readonly S[], numLayers: number, 
   }
 }
 
-/** The cheapest chain of whole live spans covering decoder layers [0, numLayers); throws ERR_MESH_NO_ROUTE. */
+/**
+ * The cheapest chain of hops over the live spans covering decoder layers
+ * [0, numLayers): each hop is its span (a copy) with `start` and `end` set
+ * to the layers it runs, a sub-range of the span's. Throws ERR_MESH_NO_ROUTE.
+ */
 export function routeSpans<S extends RoutableSpan> (spans: readonly S[], numLayers: number, banned: ReadonlySet<string> = new Set()): S[] {
-  return route(spans, numLayers, 0, banned).hops.map(h => h.span)
+  return route(spans, numLayers, banned).hops.map(h => ({ ...h.span, start: h.start, end: h.end }))
 }
 
-/** The cheapest chain of whole live spans covering exactly [lost.start, lost.end) with no banned peer; throws ERR_MESH_NO_ROUTE. */
+/**
+ * The cheapest chain of hops covering exactly [lost.start, lost.end) with
+ * no banned peer, over every live span that holds some of those layers
+ * (only the layers inside the lost range are used): each hop is its span (a
+ * copy) with `start` and `end` set to the layers it runs. Throws
+ * ERR_MESH_NO_ROUTE.
+ */
 export function planReplacement<S extends RoutableSpan> (spans: readonly S[], lost: { start: number, end: number }, banned: ReadonlySet<string>): S[] {
-  const inside = spans.filter(s => s.start >= lost.start && s.end <= lost.end)
-  const shifted = inside.map(s => ({ ...s, start: s.start - lost.start, end: s.end - lost.start, original: s }))
-  return route(shifted, lost.end - lost.start, lost.start, banned).hops.map(h => h.span.original)
+  const clipped = spans.flatMap(s => clip(s, lost.start, lost.end))
+  return route(clipped, lost.end - lost.start, banned, lost.start, measuredLayerMs(spans))
+    .hops.map(h => ({ ...h.span.original, start: h.start + lost.start, end: h.end + lost.start }))
+}
+
+/**
+ * `span` cut to the layers it holds inside [lo, hi) and shifted by -lo (the
+ * window planReplacement routes over), priced as the whole span: the
+ * announced throughput and queue length are scaled by the share of layers
+ * kept, so a layer costs the same compute and the queue the same wait.
+ */
+function clip<S extends RoutableSpan> (span: S, lo: number, hi: number): Array<S & { original: S }> {
+  const start = Math.max(span.start, lo)
+  const end = Math.min(span.end, hi)
+  if (!(start < end)) {
+    return []
+  }
+  const scale = (span.end - span.start) / (end - start)
+  return [{
+    ...span,
+    start: start - lo,
+    end: end - lo,
+    ...(typeof span.throughputMilli === 'number' ? { throughputMilli: span.throughputMilli * scale } : {}),
+    ...(typeof span.queueLength === 'number' ? { queueLength: span.queueLength * scale } : {}),
+    original: span
+  }]
 }

@@ -38,7 +38,7 @@ function codeOf (fn: () => unknown): string | undefined {
 }
 
 describe('mesh: routing through findRoute (RTT + compute + queue wait)', () => {
-  it('chains whole spans whose boundaries meet; on equal cost the fewest hops win, whatever the input order', () => {
+  it('chains spans whose layers meet; on equal cost the fewest hops win, whatever the input order', () => {
     // a + b: 2 x (1 ms RTT + 100 ms compute); e: 2 ms RTT + 200 ms compute: equal cost, fewer hops
     const spans = [span('a', 0, 2), span('b', 2, 4), span('e', 0, 4, { throughputMilli: 5000, rttMs: 2 })]
     expect(hops(routeSpans(spans, 4))).to.deep.equal(['e:0-4'])
@@ -79,24 +79,47 @@ describe('mesh: routing through findRoute (RTT + compute + queue wait)', () => {
     expect(hops(routeSpans(unknown, 4))).to.deep.equal(['b:0-4'])
   })
 
-  it('says which layers nobody holds, or that the spans do not meet (ERR_MESH_NO_ROUTE)', () => {
+  it('uses part of a span when that is the only way, paying compute for the layers used', () => {
+    // a [0, 3) and b [2, 4) overlap: no chain of whole spans meets end to end (this used to be
+    // ERR_MESH_NO_ROUTE). a's 3 layers + b's last (33 + 50 ms per layer) beat a's 2 + b's 2
+    const route = routeSpans([span('a', 0, 3), span('b', 2, 4)], 4)
+    expect(hops(route)).to.deep.equal(['a:0-3', 'b:3-4'])
+    // a hop is a copy of its span with the layers it runs; the span itself is untouched
+    expect(route[1]).to.include({ peerId: 'b', throughputMilli: 10_000, start: 3, end: 4 })
+    // a fast span is entered past its start: [0, 1) from the only holder of layer 0, then the fast one
+    const fast = [span('slow', 0, 4, { throughputMilli: 100 }), span('fast', 1, 4, { throughputMilli: 1_000_000 })]
+    expect(hops(routeSpans(fast, 4))).to.deep.equal(['slow:0-1', 'fast:1-4'])
+    // and left before its end when the rest is cheaper elsewhere
+    const leave = [span('x', 0, 4, { throughputMilli: 100 }), span('y', 0, 3, { throughputMilli: 1_000_000 })]
+    expect(hops(routeSpans(leave, 4))).to.deep.equal(['y:0-3', 'x:3-4'])
+  })
+
+  it('says which layers nobody holds (ERR_MESH_NO_ROUTE)', () => {
     expect(codeOf(() => routeSpans([span('a', 0, 2)], 4))).to.equal(MeshErrorCode.NoRoute)
     expect(() => routeSpans([span('a', 0, 2)], 4)).to.throw(/no live span holds layers 2, 3 of the 4/)
-    expect(() => routeSpans([span('a', 0, 3), span('b', 2, 4)], 4)).to.throw(/no chain of them meets/)
     expect(codeOf(() => routeSpans([], 4))).to.equal(MeshErrorCode.NoRoute)
     // spans past the model's end are ignored
     expect(codeOf(() => routeSpans([span('a', 0, 5)], 4))).to.equal(MeshErrorCode.NoRoute)
   })
 
-  it('failover: replaces exactly the lost range with unbanned whole spans, cheapest first', () => {
-    const spans = [span('a', 0, 2), span('b', 2, 4), span('c', 2, 3), span('d', 3, 4), span('e', 2, 4, { rttMs: 50 }), span('f', 1, 4), span('g', 2, 6)]
-    // b is lost and banned: e (50 ms RTT + 100 ms compute) beats c + d (2 x (1 ms RTT + 100 ms compute))
-    const one = planReplacement(spans, { start: 2, end: 4 }, new Set(['b']))
-    expect(hops(one)).to.deep.equal(['e:2-4'])
-    // spans reaching outside [2, 4) (f, g) are never used: a stage serves its whole span
-    expect(hops(planReplacement(spans, { start: 2, end: 4 }, new Set(['b', 'e'])))).to.deep.equal(['c:2-3', 'd:3-4'])
-    expect(() => planReplacement(spans, { start: 2, end: 4 }, new Set(['b', 'e', 'd']))).to.throw(/no live span holds layer 3 of \[2, 4\) \(3 banned peers left out\)/)
+  it('failover: replaces exactly the lost range with unbanned spans or the lost layers of larger spans, cheapest first', () => {
+    // ms per layer at 10 tok/s: c, d 100; e 50; f 33; g 25; h (14 tok/s over 2 layers) 36
+    const spans = [span('a', 0, 2), span('b', 2, 4), span('c', 2, 3), span('d', 3, 4), span('e', 2, 4, { rttMs: 50 }), span('f', 1, 4), span('g', 2, 6), span('h', 2, 4, { throughputMilli: 14_000 })]
+    const lost = { start: 2, end: 4 }
+    // b is lost and banned: layers 2, 3 of g (2 x 25 ms) are cheapest. Stages serve a sub-range of
+    // their span now, so spans reaching outside [2, 4) are used for the lost layers only (they
+    // were never used while stages served whole spans only)
+    expect(hops(planReplacement(spans, lost, new Set(['b'])))).to.deep.equal(['g:2-4'])
+    // a part of a span is priced per layer of its whole span: f's 2 of 3 layers (67 ms) beat h (71 ms)
+    expect(hops(planReplacement(spans, lost, new Set(['b', 'g'])))).to.deep.equal(['f:2-4'])
+    expect(planReplacement(spans, lost, new Set(['b', 'g']))[0]).to.include({ peerId: 'f', start: 2, end: 4, throughputMilli: 10_000 })
+    // e (50 ms RTT + 100 ms compute) beats c + d (2 x (1 ms RTT + 100 ms compute))
+    expect(hops(planReplacement(spans, lost, new Set(['b', 'f', 'g', 'h'])))).to.deep.equal(['e:2-4'])
+    expect(hops(planReplacement(spans, lost, new Set(['b', 'e', 'f', 'g', 'h'])))).to.deep.equal(['c:2-3', 'd:3-4'])
+    expect(() => planReplacement(spans, lost, new Set(['b', 'e', 'f', 'g', 'h', 'd']))).to.throw(/no live span holds layer 3 of \[2, 4\) \(6 banned peers left out\)/)
       .with.property('code', MeshErrorCode.NoRoute)
+    // a lost [0, 2) taken over by a live holder of [0, 3), for layers 0 and 1 only
+    expect(hops(planReplacement([span('p', 0, 2), span('q', 0, 3), span('r', 2, 4)], { start: 0, end: 2 }, new Set(['p'])))).to.deep.equal(['q:0-2'])
   })
 })
 

@@ -2,9 +2,11 @@
  * Pipeline client failover with in-process stage servers on 127.0.0.1 (the
  * daemon-level kill / stop / garbage cases are in test/mesh/failover.spec.ts):
  * a stage that cannot be opened, one that sends NaN RESULTs, one that shuts
- * down mid-session, replacements that fail too, and no holder left.
+ * down mid-session, one replaced by part of a larger span, replacements that
+ * fail too, and no holder left.
  */
 import { expect } from 'aegir/chai'
+import { planReplacement } from '../../src/mesh/mesh-route.ts'
 import { selectBackend } from '../../src/model/backend.ts'
 import { generate } from '../../src/model/generate.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
@@ -134,6 +136,30 @@ describe('pipeline failover: replace a failed stage and replay its history', fun
     expect(second[0]).to.include({ startPos: 0, rows: prompt.length + 4 })
     expect(second.reduce((n, x) => n + x.rows, 0)).to.equal(session.length)
     expect(session.banned.has(bad.node.peerId.toString())).to.equal(true)
+  })
+
+  it('a lost [0, 2) is replaced by a holder of [0, 3) serving only [0, 2) (mesh routing, partial hops); tokens equal the reference', async () => {
+    const { prompt, tokens } = fixture.expected.greedy
+    const bad = await stage(0, 2, { corruptFromStep: 5 })
+    const wide = await stage(0, 3)
+    const tail = await stage(2, 4)
+    // the live spans as the mesh sees them: no holder of exactly [0, 2) is left once bad is banned
+    const spans = [bad, wide, tail].map(s => ({ peerId: s.node.peerId, start: s.layers.start, end: s.layers.end, throughputMilli: 10_000, freeSessions: 4, test: s }))
+    const client = pipeline([bad, tail], [], {
+      reroute: async (lost, banned) => planReplacement(spans, lost, banned).map(h => ({ peerId: h.peerId, multiaddrs: h.test.node.getMultiaddrs(), start: h.start, end: h.end }))
+    })
+    const { tokens: out, session } = await greedy(client, prompt, tokens.length)
+    expect(out).to.deep.equal(tokens)
+    expect(session.recoveries).to.have.lengthOf(1)
+    const [r] = session.recoveries
+    expect(r).to.include({ peerId: bad.node.peerId.toString(), reason: FailureReason.MALFORMED, start: 0, end: 2 })
+    expect(r.replacement).to.deep.equal([{ peerId: wide.node.peerId.toString(), start: 0, end: 2 }])
+    expect(r.replayDiff).to.be.at.most(1e-2)
+    expect(session.route.map(h => [h.peerId.toString(), h.start, h.end])).to.deep.equal([[wide.node.peerId.toString(), 0, 2], [tail.node.peerId.toString(), 2, 4]])
+    // the [0, 3) stage ran its first two layers for this session; the tail was never replaced
+    expect(wide.server.stats).to.include({ opened: 1, rejected: 0 })
+    expect(wide.server.stats.positions).to.equal(session.length)
+    expect(tail.server.stats.opened).to.equal(1)
   })
 
   it('a stage that shuts down mid-session is replaced; a failing replacement is banned and the next one used; truncate still works', async () => {

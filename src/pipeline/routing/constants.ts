@@ -6,6 +6,6 @@ export const ROUTING_DEFAULTS = {
   unknownLayerMs: 50,
   /** added to a hop whose peer has no free session (it would answer BUSY) */
   fullPenaltyMs: 10_000,
-  /** use part of a span (enter after its start, leave before its end): the stage protocol serves whole spans today */
+  /** use part of a span (enter after its start, leave before its end); stages serve any sub-range of their span, and the mesh routes with it on (mesh-route.ts) */
   partial: false
 } as const

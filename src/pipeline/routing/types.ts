@@ -16,7 +16,7 @@ export interface RoutableSpan {
 export interface RouteOptions {
   /** peer ids never to use (e.g. stages that just failed) */
   banned?: Iterable<{ toString(): string }>
-  /** allow a hop to use part of a span (default false: stages serve their whole span) */
+  /** allow a hop to use part of a span (default false: whole spans only; the mesh sets it, stages serve sub-ranges) */
   partial?: boolean
   /** RTT of a peer with none measured (default 1000 ms) */
   unknownRttMs?: number
