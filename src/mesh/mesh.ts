@@ -78,6 +78,8 @@ function spanJson (model: string, s: LiveSpan): SpanJson {
     tokensPerSecond: s.throughputMilli / 1000,
     freeSessions: s.freeSessions,
     queueLength: s.queueLength,
+    movable: s.movable,
+    memoryBytes: s.memoryBytes > 0 ? s.memoryBytes : null,
     lastSeen: s.lastSeen,
     expiresAt: s.expiresAt,
     rttMs: s.rttMs ?? null,

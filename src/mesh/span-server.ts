@@ -121,6 +121,8 @@ export class SpanServer {
   /** old stages finishing their sessions after a move */
   private readonly retiring: Set<Served>
   private lastReplan?: ReplanJson
+  /** the move the last re-plan proposed, waiting for the next one to confirm it */
+  private proposed?: { start: number, end: number }
   private lastMove?: ReplanJson
 
   constructor (components: SpanServerComponents, init: SpanServerInit) {
@@ -265,6 +267,9 @@ export class SpanServer {
       modelId,
       start: span.start,
       end: span.end,
+      // what the planners of other nodes read: whether this node may move, and its memory when configured
+      movable: this.layersSpec === 'auto',
+      memoryBytes: this.init.memoryBytes ?? 0,
       backend: this.components.backend(),
       ttlMs: this.init.recordTtlMs,
       stats: () => this.spanStats()
@@ -359,9 +364,18 @@ export class SpanServer {
       self: libp2p.peerId.toString(),
       memoryBytes: this.init.memoryBytes ?? freemem()
     }, { replicas: this.init.replicas ?? 1, ...(this.init.minGain != null ? { minGain: this.init.minGain } : {}) })
+    // a move must be proposed by two re-plans in a row: one view missing some records
+    // (a peer slow to answer, a record in flight) must not move the node
+    const to = decision.moved ? decision.to : undefined
+    const confirmed = to != null && this.proposed != null && this.proposed.start === to.start && this.proposed.end === to.end
+    this.proposed = confirmed ? undefined : to
+    if (to != null && !confirmed) {
+      this.lastReplan = { ...replanJson(decision), moved: false, reason: 'confirming' }
+      return
+    }
     this.lastReplan = replanJson(decision)
-    if (decision.moved && decision.to != null) {
-      await this.move(manifest, announcer, decision, decision.to, signal)
+    if (to != null) {
+      await this.move(manifest, announcer, decision, to, signal)
     }
   }
 

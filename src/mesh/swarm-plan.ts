@@ -5,9 +5,12 @@
  * The swarm view (swarmView): one planner node per peer announcing a live
  * span of the model, plus this node, plus (optionally) connected peers that
  * announce nothing yet. Layer sizes are the manifest's unit payload sizes.
- * Records carry no memory figure, so every node is assumed to have this
- * node's memory (config `memoryBytes`, else os.freemem() at the time), and
- * at least what its current span takes. A node's speed comes from the
+ * A node's memory is what its record says (a node configured with
+ * `memoryBytes` announces it); a node whose record says nothing is assumed
+ * to have this node's memory (config `memoryBytes`, else os.freemem() at the
+ * time); either way at least what its current span takes. A node whose
+ * record is not flagged movable serves a fixed `--layers A-B` span: it is
+ * pinned, so rebalance never proposes to move it. A node's speed comes from the
  * throughput its span announces (speedFromSpanThroughput); a node with none
  * measured yet gets the mean of the known speeds (1 when none is known).
  *
@@ -30,6 +33,10 @@ export interface SwarmSpan {
   end: number
   /** tokens/s through the whole span x1000; 0 = not measured yet */
   throughputMilli?: number
+  /** bytes the node devotes to layers, from its record (0 or absent = not said) */
+  memoryBytes?: number
+  /** the node runs `--layers auto` (absent = true, as for this node) */
+  movable?: boolean
 }
 
 export interface SwarmViewInit {
@@ -51,6 +58,8 @@ export interface SwarmNode extends PlannerNode {
   span?: Span
   /** speed not measured: the mean of the others (or 1) */
   speedEstimated: boolean
+  /** memory not announced: this node's memory assumed */
+  memoryEstimated: boolean
 }
 
 export interface SwarmView {
@@ -64,7 +73,8 @@ export interface SwarmView {
 export interface SwarmPlanReport {
   layers: number
   replicas: number
-  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, speed: number, speedEstimated: boolean, self: boolean }>
+  /** memoryEstimated: the node's record says no memory (this node's assumed); pinned: a fixed span the planner never moves */
+  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, memoryEstimated: boolean, speed: number, speedEstimated: boolean, pinned: boolean, self: boolean }>
   /** per layer: who holds it now and the tokens/s it can pass */
   coverage: Array<{ layer: number, holders: string[], tokensPerSecond: number }>
   /** now: the bottleneck layer and its tokens/s, the fewest holders, the layers nobody holds */
@@ -107,7 +117,7 @@ export function swarmView (init: SwarmViewInit): SwarmView {
     throw new MeshError(MeshErrorCode.BadSpan, `memoryBytes must be a positive number, got ${init.memoryBytes}`)
   }
   const shape: ModelShape = { layers, memoryBytes: init.layerBytes }
-  const byPeer = new Map<string, { span?: Span, speed?: number }>()
+  const byPeer = new Map<string, { span?: Span, speed?: number, memoryBytes?: number, pinned?: boolean }>()
   for (const s of init.spans) {
     const id = s.peerId.toString()
     if (byPeer.has(id) || !Number.isSafeInteger(s.start) || !Number.isSafeInteger(s.end) || s.start < 0 || s.end <= s.start || s.end > layers) {
@@ -115,7 +125,13 @@ export function swarmView (init: SwarmViewInit): SwarmView {
     }
     const span = { start: s.start, end: s.end }
     const milli = s.throughputMilli ?? 0
-    byPeer.set(id, { span, ...(Number.isFinite(milli) && milli > 0 ? { speed: speedFromSpanThroughput(shape, span, milli / 1000) } : {}) })
+    const memory = id !== init.self && Number.isSafeInteger(s.memoryBytes) && (s.memoryBytes ?? 0) > 0 ? s.memoryBytes : undefined
+    byPeer.set(id, {
+      span,
+      ...(Number.isFinite(milli) && milli > 0 ? { speed: speedFromSpanThroughput(shape, span, milli / 1000) } : {}),
+      ...(memory != null ? { memoryBytes: memory } : {}),
+      ...(id !== init.self && s.movable === false ? { pinned: true } : {})
+    })
   }
   for (const id of [init.self, ...(init.idlePeers ?? [])]) {
     if (!byPeer.has(id)) {
@@ -126,9 +142,11 @@ export function swarmView (init: SwarmViewInit): SwarmView {
   const meanSpeed = known.length > 0 ? known.reduce((a, b) => a + b, 0) / known.length : 1
   const nodes: SwarmNode[] = [...byPeer].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([id, p]) => ({
     id,
-    memoryBytes: Math.max(init.memoryBytes, p.span != null ? bytesOf(init.layerBytes, p.span) : 0),
+    memoryBytes: Math.max(p.memoryBytes ?? init.memoryBytes, p.span != null ? bytesOf(init.layerBytes, p.span) : 0),
     speed: p.speed ?? meanSpeed,
     speedEstimated: p.speed == null,
+    memoryEstimated: p.memoryBytes == null && id !== init.self,
+    ...(p.pinned === true ? { pinned: true } : {}),
     ...(p.span != null ? { span: p.span } : {})
   }))
   const current = nodes.flatMap(n => n.span != null ? [{ id: n.id, ...n.span }] : [])
@@ -166,7 +184,7 @@ export function planSwarm (init: SwarmViewInit, options: { replicas?: number } =
   return {
     layers: view.shape.layers,
     replicas,
-    nodes: view.nodes.map(n => ({ peerId: n.id, start: n.span?.start ?? null, end: n.span?.end ?? null, memoryBytes: n.memoryBytes, speed: n.speed, speedEstimated: n.speedEstimated, self: n.id === init.self })),
+    nodes: view.nodes.map(n => ({ peerId: n.id, start: n.span?.start ?? null, end: n.span?.end ?? null, memoryBytes: n.memoryBytes, memoryEstimated: n.memoryEstimated, speed: n.speed, speedEstimated: n.speedEstimated, pinned: n.pinned === true, self: n.id === init.self })),
     coverage: holders.map((h, layer) => ({ layer, holders: h, tokensPerSecond: now.layerThroughput[layer] })),
     current: metricsJson(now),
     moves: moved.moves,

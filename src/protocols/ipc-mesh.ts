@@ -50,7 +50,7 @@ export interface ReplanJson {
   moved: boolean
   /** the planner's bottleneck gain of the move it proposed (0.2 = +20%); null when a layer had no holder before; 0 when nothing moves */
   gain: number | null
-  /** coverage | throughput (moved); other-node | no-gain | not-announced (stayed); error (the re-plan failed) */
+  /** coverage | throughput (moved); confirming (a move proposed, made if the next re-plan proposes it too); other-node | no-gain | not-announced (stayed); error (the re-plan failed) */
   reason: string
   from?: { start: number, end: number }
   to?: { start: number, end: number }
@@ -88,6 +88,10 @@ export interface SpanJson {
   /** sessions the peer can still accept */
   freeSessions: number
   queueLength: number
+  /** the peer runs `--layers auto` and may move to another span */
+  movable: boolean
+  /** bytes the peer devotes to layers, as it announces them (null: not said) */
+  memoryBytes: number | null
   /** unix ms the record was fetched and verified */
   lastSeen: number
   /** unix ms the record expires */

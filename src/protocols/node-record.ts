@@ -9,10 +9,11 @@
  * repeated bytes (multiaddrs, in the announcer's order); 4 model_id bytes
  * (32, always present); 5 start uint32 (first decoder layer held); 6 end
  * uint32 (one past the last); 7 flags uint32 (bit 0 embedding, bit 1 final
- * norm + head); 8 backend string; 9 throughput_milli uint64 (tokens/s
+ * norm + head, bit 2 movable: `--layers auto`, the planner may move it); 8 backend string; 9 throughput_milli uint64 (tokens/s
  * through the whole span, x1000); 10 free_sessions uint32; 11 queue_length
  * uint32; 12 seq uint64 (strictly increasing per peer); 13 expires_at uint64
- * (unix ms).
+ * (unix ms); 14 memory_bytes uint64 (bytes the node devotes to layers, its
+ * span included; 0 = not said).
  *
  * SignedNodeRecord: 1 record bytes, 2 signature (64 bytes) over
  * NODE_RECORD_SIGNING_DOMAIN || record bytes.
@@ -33,10 +34,12 @@ export const NODE_RECORD_SIGNING_DOMAIN = new TextEncoder().encode('bly/node-rec
 
 export const NodeRecordFlags = {
   Embedding: 1,
-  Head: 2
+  Head: 2,
+  /** the node chose its span with `--layers auto` and re-plans: the planner may move it */
+  Movable: 4
 } as const
 
-const ALL_FLAGS = NodeRecordFlags.Embedding | NodeRecordFlags.Head
+const ALL_FLAGS = NodeRecordFlags.Embedding | NodeRecordFlags.Head | NodeRecordFlags.Movable
 
 const F = {
   version: 1,
@@ -51,7 +54,8 @@ const F = {
   freeSessions: 10,
   queueLength: 11,
   seq: 12,
-  expiresAt: 13
+  expiresAt: 13,
+  memoryBytes: 14
 } as const
 
 export interface NodeRecord {
@@ -68,6 +72,10 @@ export interface NodeRecord {
   end: number
   holdsEmbedding: boolean
   holdsHead: boolean
+  /** the node runs `--layers auto` and may move to another span (a fixed `--layers A-B` node does not) */
+  movable: boolean
+  /** bytes the node devotes to layers, its span included (0 = not said) */
+  memoryBytes: number
   /** compute backend name, e.g. `tensorflow`, `wasm`, `cpu` */
   backend: string
   /** measured tokens per second through the whole span, in thousandths */
@@ -117,6 +125,7 @@ export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   checkUint('queueLength', record.queueLength, 0xffffffff)
   checkUint('seq', record.seq, Number.MAX_SAFE_INTEGER)
   checkUint('expiresAt', record.expiresAt, Number.MAX_SAFE_INTEGER)
+  checkUint('memoryBytes', record.memoryBytes, Number.MAX_SAFE_INTEGER)
   const w = new PbWriter(256)
   w.tag(F.version, WireType.Varint).uint32(record.version)
   w.tag(F.peerId, WireType.LengthDelimited).bytes(record.peerId)
@@ -133,7 +142,7 @@ export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   if (record.end !== 0) {
     w.tag(F.end, WireType.Varint).uint32(record.end)
   }
-  const flags = (record.holdsEmbedding ? NodeRecordFlags.Embedding : 0) | (record.holdsHead ? NodeRecordFlags.Head : 0)
+  const flags = (record.holdsEmbedding ? NodeRecordFlags.Embedding : 0) | (record.holdsHead ? NodeRecordFlags.Head : 0) | (record.movable ? NodeRecordFlags.Movable : 0)
   if (flags !== 0) {
     w.tag(F.flags, WireType.Varint).uint32(flags)
   }
@@ -154,6 +163,9 @@ export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   }
   if (record.expiresAt !== 0) {
     w.tag(F.expiresAt, WireType.Varint).uint64(BigInt(record.expiresAt))
+  }
+  if (record.memoryBytes !== 0) {
+    w.tag(F.memoryBytes, WireType.Varint).uint64(BigInt(record.memoryBytes))
   }
   return w.finish()
 }
@@ -183,6 +195,8 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
     end: 0,
     holdsEmbedding: false,
     holdsHead: false,
+    movable: false,
+    memoryBytes: 0,
     backend: '',
     throughputMilli: 0,
     freeSessions: 0,
@@ -227,6 +241,7 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
           }
           record.holdsEmbedding = (flags & NodeRecordFlags.Embedding) !== 0
           record.holdsHead = (flags & NodeRecordFlags.Head) !== 0
+          record.movable = (flags & NodeRecordFlags.Movable) !== 0
           break
         }
         case F.backend:
@@ -256,6 +271,10 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
         case F.expiresAt:
           expectWireType(field, wt, WireType.Varint)
           record.expiresAt = safeUint64(r, 'expiresAt')
+          break
+        case F.memoryBytes:
+          expectWireType(field, wt, WireType.Varint)
+          record.memoryBytes = safeUint64(r, 'memoryBytes')
           break
         default:
           throw encodingError(`unknown node record field ${field}`)

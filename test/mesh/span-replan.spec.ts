@@ -6,6 +6,7 @@
  */
 import { expect } from 'aegir/chai'
 import { decideReplan } from '../../src/mesh/span-replan.ts'
+import { swarmView } from '../../src/mesh/swarm-plan.ts'
 import type { SwarmSpan } from '../../src/mesh/swarm-plan.ts'
 
 const LAYER_BYTES = [100, 100, 100, 100]
@@ -49,6 +50,20 @@ describe('mesh: periodic re-plan decision (decideReplan)', () => {
     const clear = decide('z', [span('x', 0, 2, 1300), span('y', 2, 4, 1000), span('z', 0, 2, 500)])
     expect(clear).to.deep.include({ moved: true, reason: 'throughput' })
     expect(clear.gain).to.be.closeTo(0.3, 1e-9)
+  })
+
+  it('reads memory and movability from the records: a fixed node is never the one to move', () => {
+    // c (fixed, announces movable: false) would be the first in peer-id order to fill the hole; d moves instead
+    const spans = [{ ...span('c', 2, 4, 1000), movable: false }, { ...span('d', 2, 4, 1000), movable: true }]
+    expect(decide('d', spans)).to.deep.include({ moved: true, to: { start: 0, end: 2 }, reason: 'coverage' })
+    expect(decide('d', spans.map(s => ({ ...s, movable: true })))).to.deep.include({ moved: false, reason: 'other-node' })
+    // the view: a peer's announced memory is used, an unannounced one gets this node's (estimated), fixed nodes are pinned
+    const view = swarmView({ layerBytes: LAYER_BYTES, self: 'd', memoryBytes: MEMORY, spans: [...spans, { ...span('g', 0, 1), memoryBytes: 400 }] })
+    expect(view.nodes.map(n => [n.id, n.memoryBytes, n.memoryEstimated, n.pinned === true])).to.deep.equal([
+      ['c', 200, true, true],
+      ['d', 200, false, false],
+      ['g', 400, false, false]
+    ])
   })
 
   it('never moves the last holder of a layer, however much the bottleneck would gain', () => {

@@ -42,6 +42,8 @@ describe('net/records: node record codec, keys, validator and selector', () => {
       end: 8,
       holdsEmbedding: false,
       holdsHead: true,
+      movable: false,
+      memoryBytes: 0,
       backend: 'wasm',
       throughputMilli: 12_345,
       freeSessions: 3,
@@ -54,7 +56,7 @@ describe('net/records: node record codec, keys, validator and selector', () => {
 
   describe('codec', () => {
     it('round-trips every field and is canonical', () => {
-      const r = recordOf({ start: 0, holdsEmbedding: true })
+      const r = recordOf({ start: 0, holdsEmbedding: true, movable: true, memoryBytes: 17_179_869_184 })
       const bytes = encodeNodeRecord(r)
       const back = decodeNodeRecord(bytes)
       expect(back).to.deep.equal({ ...r, addrs: r.addrs.map(a => new Uint8Array(a)) })

@@ -161,6 +161,8 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
       end: 2,
       holdsEmbedding: true,
       holdsHead: false,
+      movable: false,
+      memoryBytes: 0,
       backend: 'cpu',
       throughputMilli: 1,
       freeSessions: 1,

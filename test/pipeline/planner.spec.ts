@@ -167,6 +167,19 @@ describe('pipeline/planner rebalance', () => {
     expect(go.before.bottleneck).to.equal(50)
   })
 
+  it('never proposes a balance move of a pinned node (a fixed span); another node moves instead', () => {
+    const go = rebalance(model, current, nodes, { minGain: 0.05 })
+    const mover = go.moves[0].id
+    const pinned = nodes.map(n => n.id === mover ? { ...n, pinned: true } : n)
+    const other = rebalance(model, current, pinned, { minGain: 0.05 })
+    expect(other.moves).to.have.length(1)
+    expect(other.moves[0].id).to.not.equal(mover)
+    expect(other.moves[0].to).to.deep.equal({ start: 1, end: 2 })
+    // nothing movable left: no move
+    const none = rebalance(model, current, nodes.map(n => ({ ...n, pinned: true })), { minGain: 0.05 })
+    expect(none.moves).to.deep.equal([])
+  })
+
   it('places joins, drops departures and fills the hole a departure leaves', () => {
     const m = { layers: 6, memoryBytes: LAYER_BYTES }
     const live = [

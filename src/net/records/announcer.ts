@@ -44,6 +44,10 @@ export interface NodeAnnouncerInit {
   end: number
   holdsEmbedding?: boolean
   holdsHead?: boolean
+  /** the node chose its span with `--layers auto` and may move (default false) */
+  movable?: boolean
+  /** bytes the node devotes to layers, its span included, for the planners of others (default 0 = not said) */
+  memoryBytes?: number
   /** backend name ([a-z0-9._-], at most 32 bytes) */
   backend: string
   /** live stats, read before every signature; zeros when absent or when it throws */
@@ -85,7 +89,7 @@ export interface AnnounceResult {
 }
 
 type Required2<T> = { [K in keyof T]-?: T[K] }
-type Settings = Required2<Omit<NodeAnnouncerInit, 'stats' | 'signal' | 'holdsEmbedding' | 'holdsHead'>> & Pick<NodeAnnouncerInit, 'stats' | 'signal'> & { holdsEmbedding: boolean, holdsHead: boolean }
+type Settings = Required2<Omit<NodeAnnouncerInit, 'stats' | 'signal' | 'holdsEmbedding' | 'holdsHead' | 'movable' | 'memoryBytes'>> & Pick<NodeAnnouncerInit, 'stats' | 'signal'> & { holdsEmbedding: boolean, holdsHead: boolean, movable: boolean, memoryBytes: number }
 
 const ZERO_STATS: SpanStats = { throughputMilli: 0, freeSessions: 0, queueLength: 0 }
 
@@ -123,6 +127,8 @@ export class NodeAnnouncer {
       end: init.end,
       holdsEmbedding: init.holdsEmbedding ?? false,
       holdsHead: init.holdsHead ?? false,
+      movable: init.movable ?? false,
+      memoryBytes: init.memoryBytes ?? 0,
       backend: init.backend,
       stats: init.stats,
       signal: init.signal,
@@ -357,6 +363,8 @@ export class NodeAnnouncer {
       end: s.end,
       holdsEmbedding: s.holdsEmbedding,
       holdsHead: s.holdsHead,
+      movable: s.movable,
+      memoryBytes: s.memoryBytes,
       backend: s.backend,
       throughputMilli: stats.throughputMilli,
       freeSessions: stats.freeSessions,

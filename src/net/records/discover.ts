@@ -34,6 +34,10 @@ export interface LiveSpan {
   end: number
   holdsEmbedding: boolean
   holdsHead: boolean
+  /** the node runs `--layers auto` and may move */
+  movable: boolean
+  /** bytes the node devotes to layers, its span included (0 = not said) */
+  memoryBytes: number
   backend: string
   /** tokens per second through the whole span, x1000 */
   throughputMilli: number
@@ -103,6 +107,8 @@ function toSpan (v: VerifiedNodeRecord, lastSeen: number, rttMs: number | undefi
     end: r.end,
     holdsEmbedding: r.holdsEmbedding,
     holdsHead: r.holdsHead,
+    movable: r.movable,
+    memoryBytes: r.memoryBytes,
     backend: r.backend,
     throughputMilli: r.throughputMilli,
     freeSessions: r.freeSessions,

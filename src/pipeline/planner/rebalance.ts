@@ -120,7 +120,7 @@ function bestMove (a: Assignment, minGain: number): { i: number, from: Span, to:
   let pick: { i: number, from: Span, to: Span, key: PlanKey } | undefined
   for (let i = 0; i < a.nodes.length; i++) {
     const from = a.span(i)
-    if (from == null) {
+    if (from == null || a.nodes[i].pinned === true) {
       continue
     }
     a.clear(i)

@@ -29,6 +29,8 @@ export interface PlannerNode {
    * (speedFromSpanThroughput converts an announced span throughput)
    */
   speed: number
+  /** serves a fixed span (`--layers A-B`): rebalance never proposes a balance move of it */
+  pinned?: boolean
 }
 
 /** One node's span in a plan. */
