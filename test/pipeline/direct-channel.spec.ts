@@ -167,6 +167,34 @@ describe('direct TLS channel', function () {
     }
   })
 
+  it('close() sends what is still queued (large payloads written one at a time) before closing', async () => {
+    const seqs: number[] = []
+    let ended: (err?: Error) => void = () => {}
+    const done = new Promise<Error | undefined>(resolve => { ended = resolve })
+    const counting = createDirectChannelServer({
+      maxFrameBytes: 4 * 1024 * 1024,
+      handler: (channel) => {
+        channel.attach({
+          onFrame: (f) => { seqs.push(f.type === 'forward' ? f.seq : -1) },
+          onBadFrame: (err) => { channel.abort(err) },
+          onClose: (err) => { ended(err) }
+        })
+      }
+    })
+    await counting.start()
+    try {
+      const c = await open(counting.issueOffer('peer-q'))
+      const data = new Float32Array(300_000).map((_, j) => j % 11)
+      const sends = [1, 2, 3, 4].map(async seq => c.channel.send({ type: 'forward', sessionId: 1, seq, startPos: 0, tensor: f32Tensor(data, 1, data.length) }))
+      await c.channel.close()
+      await Promise.all(sends)
+      expect(await done).to.equal(undefined)
+      expect(seqs).to.deep.equal([1, 2, 3, 4])
+    } finally {
+      await counting.stop()
+    }
+  })
+
   it('refuses a wrong PSK, a wrong token, and a used or expired offer', async () => {
     const offer = server.issueOffer('peer-b')
     const wrongPsk = { ...offer, psk: offer.psk.map(b => b ^ 1) }

@@ -147,7 +147,7 @@ export class DirectChannel {
     }
     const closed = new Promise<void>(resolve => this.socket.once('close', () => { resolve() }))
     // what is queued goes out before the TLS close_notify
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && !this.socket.destroyed) {
       this.writeNext()
     }
     this.socket.end()
