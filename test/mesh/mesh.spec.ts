@@ -9,21 +9,16 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from '../daemon/helpers.ts'
+import { ipcRequest, makeTempDir, removeDir, runCli, runJson } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
-import { waitFor } from './helpers.ts'
-import type { DaemonProcess } from '../daemon/helpers.ts'
+import { startMeshNode, waitFor } from './helpers.ts'
+import type { MeshNode } from './helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
 
 /** short record lifetime: a killed node's span must vanish within it */
 const RECORD_TTL_MS = 3000
 
-interface Node {
-  dir: string
-  daemon: DaemonProcess
-  peerId: string
-  addr: string
-}
+type Node = MeshNode
 
 describe('mesh: daemons on 127.0.0.1', function () {
   this.timeout(120_000)
@@ -33,10 +28,7 @@ describe('mesh: daemons on 127.0.0.1', function () {
   let expected: Expected
 
   async function start (name: string, args: string[] = []): Promise<Node> {
-    const dir = join(root, name)
-    const daemon = await startDaemon(dir, ['--backend', 'cpu', ...args])
-    const status = await ipcRequest(daemon.socketPath, 'status')
-    const node = { dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
+    const node = await startMeshNode(root, name, args)
     nodes.push(node)
     return node
   }

@@ -13,10 +13,10 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { ipcRequest, makeTempDir, removeDir, runJson, startDaemon } from '../daemon/helpers.ts'
+import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
-import { waitFor } from './helpers.ts'
-import type { DaemonProcess } from '../daemon/helpers.ts'
+import { startMeshNode, waitFor } from './helpers.ts'
+import type { MeshNode } from './helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
 
 /** short record lifetime: the killed nodes' spans lapse within it */
@@ -24,12 +24,7 @@ const RECORD_TTL_MS = 3000
 /** each decoder layer of the fixture is 223072 payload bytes: this holds 2 layers, not 3 */
 const MEMORY_BYTES = 500_000
 
-interface Node {
-  dir: string
-  daemon: DaemonProcess
-  peerId: string
-  addr: string
-}
+type Node = MeshNode
 
 describe('mesh: --layers auto re-plans and moves into the hole a departure left', function () {
   this.timeout(180_000)
@@ -38,10 +33,7 @@ describe('mesh: --layers auto re-plans and moves into the hole a departure left'
   let expected: Expected
 
   async function start (name: string, args: string[] = []): Promise<Node> {
-    const dir = join(root, name)
-    const daemon = await startDaemon(dir, ['--backend', 'cpu', ...args])
-    const status = await ipcRequest(daemon.socketPath, 'status')
-    const node = { dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
+    const node = await startMeshNode(root, name, args)
     nodes.push(node)
     return node
   }
