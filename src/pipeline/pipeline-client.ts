@@ -492,7 +492,9 @@ export class PipelineSession implements TokenSession {
   private async forwardNow (ids: number[], options: AbortOptions & { allRows?: boolean }): Promise<StepLogits> {
     while (true) {
       try {
-        return await this.forwardOnce(ids, options)
+        const out = await this.forwardOnce(ids, options)
+        this.busySince = undefined
+        return out
       } catch (err) {
         if (!(err instanceof AdmissionBusy)) {
           throw err
