@@ -50,6 +50,7 @@ import type { RouteHop } from '../pipeline/route.ts'
 import type { Speculation } from '../pipeline/speculation-params.ts'
 import type { RecoveryJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
+import type { PeerId } from '@libp2p/interface'
 
 export interface MeshGeneratorComponents {
   store: ChainStoreApi
@@ -89,6 +90,26 @@ export function sessionLength (promptTokens: number, maxNewTokens: number | unde
 
 function recoveryJson (r: Recovery): RecoveryJson {
   return { peerId: r.peerId, reason: r.reason, error: r.error, start: r.start, end: r.end, replacement: r.replacement, positions: r.positions, replayDiff: r.replayDiff, ms: Math.round(r.ms * 10) / 10 }
+}
+
+/** The generate result of a generation through the mesh: the tokens, then where it ran and what happened on the way. */
+function meshResult (result: Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'>, run: { promptTokens: number, seconds: number, backend: string, route: ReadonlyArray<{ peerId: PeerId, start: number, end: number }>, self: PeerId, session?: PipelineSession, firstTokenMs?: number }): GenerateResult {
+  const stats = run.session?.stats
+  return {
+    tokens: result.tokens,
+    text: result.text,
+    promptTokens: run.promptTokens,
+    tokensPerSecond: run.seconds > 0 ? result.tokens.length / run.seconds : 0,
+    finishReason: result.finishReason,
+    backend: run.backend,
+    via: 'mesh',
+    route: run.route.map((s, i) => ({ peerId: s.peerId.toString(), start: s.start, end: s.end, self: s.peerId.equals(run.self), ms: Math.round((stats?.stageMs[i] ?? 0) * 10) / 10 })),
+    localMs: Math.round((stats?.localMs ?? 0) * 10) / 10,
+    recoveries: (run.session?.recoveries ?? []).map(recoveryJson),
+    ...(run.firstTokenMs != null ? { firstTokenMs: Math.round(run.firstTokenMs * 10) / 10 } : {}),
+    busyWaits: run.session?.busyWaits ?? 0,
+    ...(result.speculative != null ? { speculative: result.speculative } : {})
+  }
 }
 
 export class MeshGenerator {
@@ -200,50 +221,43 @@ export class MeshGenerator {
     const eos = new Set([...manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
     const t0 = performance.now()
     const sampling = definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed })
-    let result: Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'>
-    if (speculation != null) {
-      const draftRange = await inference.draftModel(speculation.draft, manifest.qwen3.vocabSize)
-      const target = model.createSession()
-      const draft = createLocalSpeculativeSession(draftRange)
-      try {
-        result = await runSpeculative({
-          target,
-          draft,
-          prompt,
-          k: speculation.k,
-          maxNewTokens: params.maxNewTokens,
-          eosTokenIds: [...eos],
-          sampling,
-          decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
-          stop: params.stop,
-          onToken,
-          signal
-        })
-      } finally {
-        target.dispose()
-        draft.dispose()
-      }
-    } else {
-      result = await this.plain(model, prompt, params, sampling, [...eos], tokenizer, onToken, signal)
-    }
-    const seconds = (performance.now() - t0) / 1000
+    const result: Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'> = speculation != null
+      ? await this.speculative(model, speculation, manifest.qwen3.vocabSize, prompt, params, sampling, [...eos], tokenizer, onToken, signal)
+      : await this.plain(model, prompt, params, sampling, [...eos], tokenizer, onToken, signal)
     const used = session as PipelineSession | undefined
-    const stats = used?.stats
-    const hops = used?.route ?? route
-    return {
-      tokens: result.tokens,
-      text: result.text,
+    return meshResult(result, {
       promptTokens: prompt.length,
-      tokensPerSecond: seconds > 0 ? result.tokens.length / seconds : 0,
-      finishReason: result.finishReason,
+      seconds: (performance.now() - t0) / 1000,
       backend: inference.backendName ?? 'none',
-      via: 'mesh',
-      route: hops.map((s, i) => ({ peerId: s.peerId.toString(), start: s.start, end: s.end, self: s.peerId.equals(self), ms: Math.round((stats?.stageMs[i] ?? 0) * 10) / 10 })),
-      localMs: Math.round((stats?.localMs ?? 0) * 10) / 10,
-      recoveries: (used?.recoveries ?? []).map(recoveryJson),
-      ...(firstTokenMs != null ? { firstTokenMs: Math.round(firstTokenMs * 10) / 10 } : {}),
-      busyWaits: used?.busyWaits ?? 0,
-      ...(result.speculative != null ? { speculative: result.speculative } : {})
+      route: used?.route ?? route,
+      self,
+      session: used,
+      firstTokenMs
+    })
+  }
+
+  /** Speculative generation: the draft runs here and proposes, one pass through the pipeline verifies (speculative-run.ts). */
+  private async speculative (model: TokenModel<PipelineSession>, speculation: Speculation, vocabSize: number, prompt: number[], params: GenerateParams, sampling: SamplingOptions, eosTokenIds: number[], tokenizer: ChatTokenizer | null, onToken: ((t: GenerateTokenJson) => void | Promise<void>) | undefined, signal: AbortSignal | undefined): Promise<Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'>> {
+    const draftRange = await this.components.inference.draftModel(speculation.draft, vocabSize)
+    const target = model.createSession()
+    const draft = createLocalSpeculativeSession(draftRange)
+    try {
+      return await runSpeculative({
+        target,
+        draft,
+        prompt,
+        k: speculation.k,
+        maxNewTokens: params.maxNewTokens,
+        eosTokenIds,
+        sampling,
+        decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
+        stop: params.stop,
+        onToken,
+        signal
+      })
+    } finally {
+      target.dispose()
+      draft.dispose()
     }
   }
 
