@@ -107,6 +107,35 @@ function bytesOf (layerBytes: readonly number[], span: Span): number {
   return sum
 }
 
+/** Code-unit order of peer id strings (the order every node plans in). */
+function compareIds (a: string, b: string): number {
+  if (a === b) {
+    return 0
+  }
+  return a < b ? -1 : 1
+}
+
+/** What one live span says of its node: the span, its speed, its memory and whether it may move (when announced). */
+interface PeerFigures {
+  span?: Span
+  speed?: number
+  memoryBytes?: number
+  pinned?: boolean
+}
+
+function peerFigures (shape: ModelShape, s: SwarmSpan, self: boolean): PeerFigures {
+  const span = { start: s.start, end: s.end }
+  const milli = s.throughputMilli ?? 0
+  const memory = s.memoryBytes ?? 0
+  return {
+    span,
+    ...(Number.isFinite(milli) && milli > 0 ? { speed: speedFromSpanThroughput(shape, span, milli / 1000) } : {}),
+    // this node's own figures come from its config, not its record
+    ...(!self && Number.isSafeInteger(memory) && memory > 0 ? { memoryBytes: memory } : {}),
+    ...(!self && s.movable === false ? { pinned: true } : {})
+  }
+}
+
 /** The planner's view of the swarm (see the file comment). */
 export function swarmView (init: SwarmViewInit): SwarmView {
   const layers = init.layerBytes.length
@@ -117,21 +146,13 @@ export function swarmView (init: SwarmViewInit): SwarmView {
     throw new MeshError(MeshErrorCode.BadSpan, `memoryBytes must be a positive number, got ${init.memoryBytes}`)
   }
   const shape: ModelShape = { layers, memoryBytes: init.layerBytes }
-  const byPeer = new Map<string, { span?: Span, speed?: number, memoryBytes?: number, pinned?: boolean }>()
+  const byPeer = new Map<string, PeerFigures>()
   for (const s of init.spans) {
     const id = s.peerId.toString()
     if (byPeer.has(id) || !Number.isSafeInteger(s.start) || !Number.isSafeInteger(s.end) || s.start < 0 || s.end <= s.start || s.end > layers) {
       continue
     }
-    const span = { start: s.start, end: s.end }
-    const milli = s.throughputMilli ?? 0
-    const memory = id !== init.self && Number.isSafeInteger(s.memoryBytes) && (s.memoryBytes ?? 0) > 0 ? s.memoryBytes : undefined
-    byPeer.set(id, {
-      span,
-      ...(Number.isFinite(milli) && milli > 0 ? { speed: speedFromSpanThroughput(shape, span, milli / 1000) } : {}),
-      ...(memory != null ? { memoryBytes: memory } : {}),
-      ...(id !== init.self && s.movable === false ? { pinned: true } : {})
-    })
+    byPeer.set(id, peerFigures(shape, s, id === init.self))
   }
   for (const id of [init.self, ...(init.idlePeers ?? [])]) {
     if (!byPeer.has(id)) {
@@ -140,7 +161,7 @@ export function swarmView (init: SwarmViewInit): SwarmView {
   }
   const known = [...byPeer.values()].flatMap(p => p.speed != null ? [p.speed] : [])
   const meanSpeed = known.length > 0 ? known.reduce((a, b) => a + b, 0) / known.length : 1
-  const nodes: SwarmNode[] = [...byPeer].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([id, p]) => ({
+  const nodes: SwarmNode[] = [...byPeer].sort(([a], [b]) => compareIds(a, b)).map(([id, p]) => ({
     id,
     memoryBytes: Math.max(p.memoryBytes ?? init.memoryBytes, p.span != null ? bytesOf(init.layerBytes, p.span) : 0),
     speed: p.speed ?? meanSpeed,
