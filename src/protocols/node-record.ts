@@ -184,6 +184,15 @@ function safeUint64 (r: PbReader, name: string): number {
   return Number(v)
 }
 
+function setFlags (record: NodeRecord, flags: number): void {
+  if ((flags & ~ALL_FLAGS) !== 0) {
+    throw encodingError(`unknown flag bits ${flags}`)
+  }
+  record.holdsEmbedding = (flags & NodeRecordFlags.Embedding) !== 0
+  record.holdsHead = (flags & NodeRecordFlags.Head) !== 0
+  record.movable = (flags & NodeRecordFlags.Movable) !== 0
+}
+
 /** Strictly decode canonical node record bytes (structure only: no signature, range or expiry checks). */
 export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
   const record: NodeRecord = {
@@ -233,17 +242,10 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
           expectWireType(field, wt, WireType.Varint)
           record.end = r.uint32()
           break
-        case F.flags: {
+        case F.flags:
           expectWireType(field, wt, WireType.Varint)
-          const flags = r.uint32()
-          if ((flags & ~ALL_FLAGS) !== 0) {
-            throw encodingError(`unknown flag bits ${flags}`)
-          }
-          record.holdsEmbedding = (flags & NodeRecordFlags.Embedding) !== 0
-          record.holdsHead = (flags & NodeRecordFlags.Head) !== 0
-          record.movable = (flags & NodeRecordFlags.Movable) !== 0
+          setFlags(record, r.uint32())
           break
-        }
         case F.backend:
           expectWireType(field, wt, WireType.LengthDelimited)
           try {
