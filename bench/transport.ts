@@ -22,10 +22,6 @@
  * libp2p node's /bly/infer-direct/1.0.0 stream, then the same frames flow
  * over node:tls). `libp2p` is the same StageClient with `directChannel:
  * false` (frames over the /bly/infer/1.0.0 libp2p stream), kept as a variant.
- * `stageAead` / `stageTls`: the same StageClient against a stage whose
- * channel server runs the other direct transport than the default
- * (DirectTransport: AEAD records over plain TCP, or TLS 1.3-PSK), so both
- * are measured in the same run.
  * Usage: npm run bench -- transport [--frames 128] [--rounds 1000] [--window 8] [--reps 3]
  * [--variants] [--tls-module /path/to/tls/dist/src/index.js]
  * The last line printed is one JSON object.
@@ -41,13 +37,12 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { blyConnectionEncrypter, createBlyLibp2p } from '../src/net/libp2p-node.ts'
-import { DIRECT_CHANNEL_SERVER_DEFAULTS, DIRECT_OFFER_PROTOCOL, DirectTransport, FrameDecoder, answerDirectOffer, createDirectChannelServer } from '../src/pipeline/direct-channel/index.ts'
+import { DIRECT_OFFER_PROTOCOL, FrameDecoder, answerDirectOffer, createDirectChannelServer } from '../src/pipeline/direct-channel/index.ts'
 import { readInPlace } from '../src/pipeline/direct-channel/read-in-place.ts'
 import { InferTransport } from '../src/pipeline/infer-channel.ts'
 import { InferStream } from '../src/pipeline/infer-stream.ts'
 import { StageClient } from '../src/pipeline/stage-client.ts'
 import { INFER_PROTOCOL, encodeVarint } from '../src/protocols/infer.ts'
-import type { DirectTransportValue } from '../src/pipeline/direct-channel/index.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Server, Socket } from 'node:net'
 
@@ -136,17 +131,9 @@ async function serveInfer (node: Libp2p): Promise<void> {
   })
 }
 
-/** The transport the stage does not use by default, and its variant's name. */
-function otherTransport (): { transport: DirectTransportValue, name: string } {
-  return DIRECT_CHANNEL_SERVER_DEFAULTS.transport === DirectTransport.AEAD
-    ? { transport: DirectTransport.TLS, name: 'stageTls' }
-    : { transport: DirectTransport.AEAD, name: 'stageAead' }
-}
-
-/** The direct channel (`transport`: default as configured): offers over `node`'s libp2p, channels answer OPEN and echo FORWARD as RESULT (as serveInfer). */
-async function serveDirect (node: Libp2p, transport?: DirectTransportValue): Promise<void> {
+/** The direct TLS channel: offers over `node`'s libp2p, channels answer OPEN and echo FORWARD as RESULT (as serveInfer). */
+async function serveDirect (node: Libp2p): Promise<void> {
   const server = createDirectChannelServer({
-    ...(transport == null ? {} : { transport }),
     maxFrameBytes: 4 * MIB,
     handler: (channel) => {
       channel.attach({
@@ -276,11 +263,6 @@ async function serve (): Promise<void> {
     addrs[v] = node.getMultiaddrs()[0].toString()
     if (v === 'libp2p') {
       await serveDirect(node)
-      // a second stage node whose channel server runs the other transport
-      const other = await makeNode('libp2p')
-      await serveInfer(other)
-      await serveDirect(other, otherTransport().transport)
-      addrs[otherTransport().name] = other.getMultiaddrs()[0].toString()
     }
   }
   const tcpServer = await serveTcp()
@@ -469,9 +451,7 @@ async function main (): Promise<void> {
       const node = await makeNode(v)
       nodes.push(node)
       if (v === 'libp2p') {
-        const alt = otherTransport().name
         variants.push(['stage', async () => stageTransport(node, info.addrs.libp2p, true)])
-        variants.push([alt, async () => stageTransport(node, info.addrs[alt], true)])
       }
       variants.push([v, async () => stageTransport(node, info.addrs[v], false)])
     }
@@ -516,8 +496,7 @@ async function main (): Promise<void> {
       rawTcp: { mibps: round(raw.mibps), p50us: round(raw.p50us), p99us: round(raw.p99us) },
       // raw TCP holding whole frames like a stage (store-and-forward, read in place), for comparison only
       rawTcpFramed: { mibps: round(framed.mibps), p50us: round(framed.p50us), p99us: round(framed.p99us), throughputVsRawTcp: round(framed.mibps / raw.mibps, 3) },
-      stageTransport: DIRECT_CHANNEL_SERVER_DEFAULTS.transport,
-      ...Object.fromEntries(['stage', otherTransport().name, ...wanted].map(v => [v, { mibps: round(results[v].mibps), p50us: round(results[v].p50us), p99us: round(results[v].p99us), ratio: ratios(results[v]) }])),
+      ...Object.fromEntries(['stage', ...wanted].map(v => [v, { mibps: round(results[v].mibps), p50us: round(results[v].p50us), p99us: round(results[v].p99us), ratio: ratios(results[v]) }])),
       targets: { throughputRatio: 0.6, latencyRatio: 3 },
       // the stage hop as configured (direct channel), against rawTcp
       met: {

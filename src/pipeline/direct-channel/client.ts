@@ -1,17 +1,15 @@
 /**
- * The client's end: an offer of the AEAD transport goes to
- * connectAeadChannel (aead-connect.ts); a TLS offer is dialled with TLS 1.3 PSK (the offer's key and
+ * The client's end: dials an offer with TLS 1.3 PSK (the offer's key and
  * identity; the handshake also proves the server holds the key, so no
  * certificate is needed), sends the hello with the offer's token and
  * returns the channel once the stage accepted it.
  */
 import { connect } from 'node:tls'
-import { connectAeadChannel } from './aead-connect.ts'
-import { DIRECT_CHANNEL_CLIENT_DEFAULTS, DIRECT_TLS_CIPHERS, DirectTransport } from './constants.ts'
-import { TlsDirectChannel } from './direct-channel.ts'
+import { DIRECT_CHANNEL_CLIENT_DEFAULTS, DIRECT_TLS_CIPHERS } from './constants.ts'
+import { DirectChannel } from './direct-channel.ts'
 import { DirectChannelError, DirectChannelErrorCode } from './errors.ts'
 import { ACCEPT_BYTE, encodeHello } from './hello.ts'
-import type { DirectChannel, DirectChannelHandlers } from './direct-channel.ts'
+import type { DirectChannelHandlers } from './direct-channel.ts'
 import type { DirectChannelOffer } from './offer.ts'
 import type { OnReadOpts } from 'node:net'
 import type { ConnectionOptions, TLSSocket } from 'node:tls'
@@ -22,8 +20,6 @@ const HELLO_READ_BYTES = 1024
 export interface ConnectDirectChannelInit extends DirectChannelHandlers {
   /** largest frame accepted */
   maxFrameBytes?: number
-  /** AEAD transport: records per direction before the channel closes */
-  maxRecords?: number
   /** TCP connect + TLS handshake + acceptance */
   timeoutMs?: number
   signal?: AbortSignal
@@ -36,15 +32,12 @@ export async function connectDirectChannel (offer: DirectChannelOffer, init: Con
   if (init.signal?.aborted === true) {
     throw new DirectChannelError(DirectChannelErrorCode.ABORTED, 'direct channel connect aborted')
   }
-  if (offer.transport === DirectTransport.AEAD) {
-    return connectAeadChannel(offer, { ...init, maxFrameBytes, timeoutMs, maxRecords: init.maxRecords ?? DIRECT_CHANNEL_CLIENT_DEFAULTS.maxRecords })
-  }
   const psk = Buffer.from(offer.psk)
   const identity = Buffer.from(offer.identity).toString('hex')
   // reads land in memory we hand out (node's `onread`, a socket.connect()
   // option tls.connect passes on): the hello answer in a small buffer, then
   // the channel's frames in place (see FrameDecoder)
-  let channel: TlsDirectChannel | undefined
+  let channel: DirectChannel | undefined
   let onHelloAnswer: (bytes: Uint8Array) => void = () => {}
   const helloBuffer = new Uint8Array(HELLO_READ_BYTES)
   const onread: OnReadOpts = {
@@ -98,7 +91,7 @@ export async function connectDirectChannel (offer: DirectChannelOffer, init: Con
       }
       cleanup()
       // bytes past the accept byte are in the reused hello buffer: copy them
-      const ch = new TlsDirectChannel(socket, maxFrameBytes, bytes.slice(1), true)
+      const ch = new DirectChannel(socket, maxFrameBytes, bytes.slice(1), true)
       channel = ch
       ch.attach(init)
       resolve(ch)

@@ -15,31 +15,7 @@ export const PSK_BYTES = 32
 export const IDENTITY_BYTES = 16
 export const TOKEN_BYTES = 16
 
-/**
- * How a direct channel protects its bytes: `tls` = node:tls, TLS 1.3 with
- * the offer's PSK; `aead` = plain TCP, an X25519 + PSK handshake and whole
- * frames sealed with AES-128-GCM (aead.ts; protocols/infer.md).
- */
-export const DirectTransport = {
-  TLS: 'tls',
-  AEAD: 'aead'
-} as const
-
-export type DirectTransportValue = typeof DirectTransport[keyof typeof DirectTransport]
-
-/** AEAD transport: cipher, key and nonce-prefix bytes per direction, handshake nonce bytes, tag bytes, record header bytes. */
-export const AEAD_CIPHER = 'aes-128-gcm'
-export const AEAD_KEY_BYTES = 16
-export const AEAD_IV_PREFIX_BYTES = 4
-export const AEAD_NONCE_BYTES = 32
-export const AEAD_TAG_BYTES = 16
-export const AEAD_HEADER_BYTES = 4
-/** records one direction may seal before the channel closes (the 64-bit counter is never allowed to wrap) */
-export const AEAD_MAX_RECORDS = 2 ** 48
-
 export const DIRECT_CHANNEL_SERVER_DEFAULTS = {
-  /** what the channels run over (see DirectTransport); offers say which */
-  transport: DirectTransport.TLS as DirectTransportValue,
   /** interface the TLS server binds */
   host: '127.0.0.1',
   /** 0 = any free port */
@@ -59,8 +35,6 @@ export const DIRECT_CHANNEL_SERVER_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
   /** largest frame accepted (bytes, without the length prefix) */
   maxFrameBytes: 64 * 1024 * 1024,
-  /** AEAD transport: records per direction before the channel closes */
-  maxRecords: AEAD_MAX_RECORDS,
   /**
    * read frames straight into their buffers, as the client does with node's
    * `onread` (through node internals on accepted sockets; falls back to
@@ -73,7 +47,5 @@ export const DIRECT_CHANNEL_CLIENT_DEFAULTS = {
   /** TCP connect + TLS handshake + hello acknowledgement */
   connectTimeoutMs: 5_000,
   /** largest frame accepted */
-  maxFrameBytes: 256 * 1024 * 1024,
-  /** AEAD transport: records per direction before the channel closes */
-  maxRecords: AEAD_MAX_RECORDS
+  maxFrameBytes: 256 * 1024 * 1024
 } as const

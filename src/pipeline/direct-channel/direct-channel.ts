@@ -14,7 +14,6 @@ import { decodeInferFrame, encodeInferFrame } from '../../protocols/infer.ts'
 import { PipelineError, PipelineErrorCode } from '../errors.ts'
 import { FrameDecoder } from './frame-decoder.ts'
 import { readInPlace } from './read-in-place.ts'
-import type { AeadDirectChannel } from './aead-channel.ts'
 import type { InferFrame } from '../../protocols/infer.ts'
 import type { TLSSocket } from 'node:tls'
 
@@ -35,16 +34,13 @@ export interface DirectChannelHandlers {
 const SEPARATE_WRITE_BYTES = 64 * 1024
 const JOINED_WRITE_BYTES = 256 * 1024
 
-/** A direct channel of either transport (DirectTransport): TLS, or AEAD records over plain TCP. */
-export type DirectChannel = TlsDirectChannel | AeadDirectChannel
-
 interface QueuedWrite {
   buf: Uint8Array
   resolve?(): void
   reject?(err: Error): void
 }
 
-export class TlsDirectChannel {
+export class DirectChannel {
   readonly socket: TLSSocket
   private init?: DirectChannelHandlers
   /** bytes read before attach(): past the hello, or (reading in place) read by the socket meanwhile */

@@ -15,11 +15,7 @@ export const DirectChannelErrorCode = {
   /** too many offers outstanding */
   OFFERS_FULL: 'ERR_DIRECT_OFFERS_FULL',
   /** the socket failed or closed during setup */
-  CONNECT_FAILED: 'ERR_DIRECT_CONNECT_FAILED',
-  /** AEAD transport: a record failed authentication (tampered, replayed, reordered, wrong key); the channel is closed */
-  AUTH_FAILED: 'ERR_DIRECT_AUTH_FAILED',
-  /** AEAD transport: a direction used up its record counter; the channel is closed */
-  RECORDS_EXHAUSTED: 'ERR_DIRECT_RECORDS_EXHAUSTED'
+  CONNECT_FAILED: 'ERR_DIRECT_CONNECT_FAILED'
 } as const
 
 export type DirectChannelErrorCodeValue = typeof DirectChannelErrorCode[keyof typeof DirectChannelErrorCode]

@@ -5,25 +5,18 @@
  * travel over an encrypted, peer-authenticated libp2p connection, which is
  * what binds the direct channel to the stage's libp2p identity.
  *
- * Wire (one length-prefixed message each way): the request is [version=1]
- * (a client that knows only TLS), or [version=1][transports u8] (bit 0 TLS,
- * bit 1 AEAD: what the client can dial); the answer is [version][status
- * 0=offer][port u16 LE][identity 16][psk 32][token 16][hostLen u8][host
- * utf8], version 1 = a TLS offer, version 2 = an AEAD offer (same layout),
- * or [version=1][status 1=unavailable][message utf8].
+ * Wire (one length-prefixed message each way): the request is [version=1];
+ * the answer is [version=1][status 0=offer][port u16 LE][identity 16][psk 32]
+ * [token 16][hostLen u8][host utf8], or [version=1][status 1=unavailable]
+ * [message utf8].
  */
 import { lpStream } from '@libp2p/utils'
-import { DirectTransport, IDENTITY_BYTES, PSK_BYTES, TOKEN_BYTES } from './constants.ts'
+import { IDENTITY_BYTES, PSK_BYTES, TOKEN_BYTES } from './constants.ts'
 import { DirectChannelError, DirectChannelErrorCode } from './errors.ts'
-import type { DirectTransportValue } from './constants.ts'
 import type { DirectChannelServer } from './server.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 
 export const OFFER_VERSION = 1
-/** answer version of an AEAD offer (an old client never asks for one, so never sees it) */
-export const OFFER_VERSION_AEAD = 2
-/** request's transport bits */
-const TRANSPORT_BITS: Record<DirectTransportValue, number> = { tls: 1, aead: 2 }
 const STATUS_OFFER = 0
 const STATUS_UNAVAILABLE = 1
 const MAX_HOST_BYTES = 255
@@ -31,8 +24,6 @@ const FIXED_BYTES = 2 + 2 + IDENTITY_BYTES + PSK_BYTES + TOKEN_BYTES + 1
 const MAX_ANSWER_BYTES = FIXED_BYTES + MAX_HOST_BYTES + 1024
 
 export interface DirectChannelOffer {
-  /** what the channel runs over (absent: TLS) */
-  transport?: DirectTransportValue
   /** host to dial; '' = the address the client reaches the stage's libp2p node at */
   host: string
   port: number
@@ -61,7 +52,7 @@ export function encodeDirectOffer (offer: DirectChannelOffer): Uint8Array {
   }
   const out = new Uint8Array(FIXED_BYTES + host.length)
   const view = new DataView(out.buffer)
-  out[0] = offer.transport === DirectTransport.AEAD ? OFFER_VERSION_AEAD : OFFER_VERSION
+  out[0] = OFFER_VERSION
   out[1] = STATUS_OFFER
   view.setUint16(2, offer.port, true)
   let at = 4
@@ -78,10 +69,10 @@ export function encodeDirectOffer (offer: DirectChannelOffer): Uint8Array {
 
 /** Decodes an answer: the offer, or throws REFUSED (the stage has none to give) / BAD_OFFER. */
 export function decodeDirectOffer (bytes: Uint8Array): DirectChannelOffer {
-  if (bytes.length < 2 || (bytes[0] !== OFFER_VERSION && bytes[0] !== OFFER_VERSION_AEAD)) {
+  if (bytes.length < 2 || bytes[0] !== OFFER_VERSION) {
     throw badOffer(`offer answer of ${bytes.length} bytes with version ${bytes[0]} is not understood`)
   }
-  if (bytes[1] === STATUS_UNAVAILABLE && bytes[0] === OFFER_VERSION) {
+  if (bytes[1] === STATUS_UNAVAILABLE) {
     throw new DirectChannelError(DirectChannelErrorCode.REFUSED, `stage has no direct channel: ${new TextDecoder().decode(bytes.subarray(2, 2 + 1024))}`)
   }
   if (bytes[1] !== STATUS_OFFER || bytes.length < FIXED_BYTES) {
@@ -109,7 +100,7 @@ export function decodeDirectOffer (bytes: Uint8Array): DirectChannelOffer {
   } catch {
     throw badOffer('offer host is not UTF-8')
   }
-  return { transport: bytes[0] === OFFER_VERSION_AEAD ? DirectTransport.AEAD : DirectTransport.TLS, host, port, identity, psk, token }
+  return { host, port, identity, psk, token }
 }
 
 function encodeUnavailable (message: string): Uint8Array {
@@ -124,16 +115,13 @@ function encodeUnavailable (message: string): Uint8Array {
 export interface RequestDirectOfferOptions extends AbortOptions {
   /** host to put in an offer whose host is '' (the stage's IP as the client dials it) */
   remoteHost?: string
-  /** transports this client can dial (default: both); the stage picks its own if listed */
-  transports?: DirectTransportValue[]
 }
 
 /** Client side: ask for an offer on `stream` (then closed). Throws REFUSED when the stage has none. */
 export async function requestDirectOffer (stream: Stream, options: RequestDirectOfferOptions = {}): Promise<DirectChannelOffer> {
   const lp = lpStream(stream, { maxDataLength: MAX_ANSWER_BYTES })
   try {
-    const transports = options.transports ?? [DirectTransport.TLS, DirectTransport.AEAD]
-    await lp.write(Uint8Array.of(OFFER_VERSION, transports.reduce((bits, t) => bits | TRANSPORT_BITS[t], 0)), options)
+    await lp.write(Uint8Array.of(OFFER_VERSION), options)
     const answer = await lp.read(options)
     const offer = decodeDirectOffer(answer.subarray())
     if (offer.host === '') {
@@ -164,13 +152,8 @@ export async function answerDirectOffer (stream: Stream, server: DirectChannelSe
     if (req.byteLength < 1 || req.get(0) !== OFFER_VERSION) {
       await lp.write(encodeUnavailable(`offer request version ${req.byteLength > 0 ? req.get(0) : 'none'} not supported`), options)
     } else {
-      // no transport byte: a client that knows only TLS
-      const accepts = req.byteLength > 1 ? req.get(1) : TRANSPORT_BITS.tls
       let answer: Uint8Array
       try {
-        if ((accepts & TRANSPORT_BITS[server.transport]) === 0) {
-          throw new Error(`this stage's direct channel runs over ${server.transport}, which the client does not accept`)
-        }
         answer = encodeDirectOffer(server.issueOffer(remotePeer))
       } catch (err) {
         answer = encodeUnavailable((err as Error).message)

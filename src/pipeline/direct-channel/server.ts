@@ -1,10 +1,5 @@
 /**
- * The stage's end of direct channels. Transport AEAD (`transport: 'aead'`):
- * a node:net server; a connection must open with the HELLO of an offer
- * this server issued (its identity), the keys are derived from the offer's
- * PSK and both handshake halves (aead.ts), and the client's first sealed
- * record must be the offer's single-use token; the accept record follows.
- * Transport TLS (the default): a node:tls server (TLS 1.3, PSK only,
+ * The stage's end of direct channels: a node:tls server (TLS 1.3, PSK only,
  * no certificate) that accepts a connection only for an offer it issued
  * (`issueOffer`, handed to the client over the authenticated libp2p
  * stream): the PSK identity names the offer, the handshake proves the
@@ -12,26 +7,16 @@
  * single-use token. Accepted channels go to `handler`.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { createServer as createNetServer } from 'node:net'
 import { createServer } from 'node:tls'
-import { AeadDirectChannel } from './aead-channel.ts'
-import { AEAD_CLIENT_HELLO_BYTES, AeadOpener, AeadSealer, decodeAeadClientHello, deriveAeadKeys, encodeAeadServerHello, handshakeHalf } from './aead.ts'
-import { DIRECT_CHANNEL_SERVER_DEFAULTS, DIRECT_TLS_CIPHERS, DirectTransport, IDENTITY_BYTES, PSK_BYTES, TOKEN_BYTES } from './constants.ts'
-import { TlsDirectChannel } from './direct-channel.ts'
+import { DIRECT_CHANNEL_SERVER_DEFAULTS, DIRECT_TLS_CIPHERS, IDENTITY_BYTES, PSK_BYTES, TOKEN_BYTES } from './constants.ts'
+import { DirectChannel } from './direct-channel.ts'
 import { DirectChannelError, DirectChannelErrorCode } from './errors.ts'
 import { ACCEPT_BYTE, HELLO_BYTES, decodeHello } from './hello.ts'
-import { readInPlace } from './read-in-place.ts'
-import type { DirectTransportValue } from './constants.ts'
-import type { DirectChannel } from './direct-channel.ts'
 import type { DirectChannelOffer } from './offer.ts'
-import type { Server as NetServer, Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import type { Server, TLSSocket } from 'node:tls'
 
 export interface DirectChannelServerInit {
-  /** what channels run over (DirectTransport; default TLS) */
-  transport?: DirectTransportValue
-  /** AEAD transport: records per direction before a channel closes */
-  maxRecords?: number
   host?: string
   port?: number
   advertiseHost?: string
@@ -58,7 +43,7 @@ interface PendingOffer {
 
 export class DirectChannelServer {
   private readonly init: Required<Omit<DirectChannelServerInit, 'handler'>> & Pick<DirectChannelServerInit, 'handler'>
-  private server?: Server | NetServer
+  private server?: Server
   private port: number
   private readonly offers: Map<string, PendingOffer>
   /** the offer each TLS socket's PSK resolved to */
@@ -73,11 +58,6 @@ export class DirectChannelServer {
     this.socketOffers = new WeakMap()
     this.sockets = new Set()
     this.channels = new Set()
-  }
-
-  /** What the channels run over. */
-  get transport (): DirectTransportValue {
-    return this.init.transport
   }
 
   get isStarted (): boolean {
@@ -108,32 +88,6 @@ export class DirectChannelServer {
     if (this.server != null) {
       return
     }
-    const server = this.init.transport === DirectTransport.AEAD ? this.aeadServer() : this.tlsServer()
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.init.port, this.init.host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-    server.on('error', () => {})
-    const addr = server.address()
-    this.port = typeof addr === 'object' && addr != null ? addr.port : 0
-    this.server = server
-  }
-
-  private track (socket: Socket): void {
-    this.sockets.add(socket)
-    socket.once('close', () => { this.sockets.delete(socket) })
-    socket.on('error', () => {})
-  }
-
-  private aeadServer (): NetServer {
-    const server = createNetServer({ noDelay: true }, (socket: Socket) => { this.onAeadConnection(socket) })
-    return server
-  }
-
-  private tlsServer (): Server {
     const server = createServer({
       minVersion: 'TLSv1.3',
       maxVersion: 'TLSv1.3',
@@ -148,11 +102,25 @@ export class DirectChannelServer {
         return offer.psk
       }
     })
-    server.on('connection', (socket: Socket) => { this.track(socket) })
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket)
+      socket.once('close', () => { this.sockets.delete(socket) })
+      socket.on('error', () => {})
+    })
     // failed handshakes (wrong PSK, unknown identity, timeout): node destroys the socket
     server.on('tlsClientError', () => {})
     server.on('secureConnection', (socket: TLSSocket) => { this.onSecureConnection(socket) })
-    return server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.init.port, this.init.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', () => {})
+    const addr = server.address()
+    this.port = typeof addr === 'object' && addr != null ? addr.port : 0
+    this.server = server
   }
 
   /** Stop listening, drop every pending offer and tear down every connection and channel. */
@@ -190,7 +158,6 @@ export class DirectChannelServer {
     timer.unref()
     this.offers.set(key, { psk, token, remotePeer, timer })
     return {
-      transport: this.init.transport,
       host: this.init.advertiseHost,
       port: this.port,
       identity: new Uint8Array(identity),
@@ -230,7 +197,7 @@ export class DirectChannelServer {
         return
       }
       socket.write(Uint8Array.of(ACCEPT_BYTE))
-      const channel = new TlsDirectChannel(socket, this.init.maxFrameBytes, all.subarray(HELLO_BYTES))
+      const channel = new DirectChannel(socket, this.init.maxFrameBytes, all.subarray(HELLO_BYTES))
       if (this.init.readInPlace) {
         channel.readInPlace()
       }
@@ -245,119 +212,6 @@ export class DirectChannelServer {
     const onClose = (): void => { clearTimeout(timer) }
     socket.on('data', onData)
     socket.once('close', onClose)
-  }
-
-  /**
-   * AEAD transport: HELLO (naming an offer, which is burnt whatever happens
-   * next), our half of the handshake, then the channel reads the client's
-   * proof record (the token) before anything else.
-   */
-  private onAeadConnection (socket: Socket): void {
-    this.track(socket)
-    if (this.server == null || this.channels.size >= this.init.maxChannels) {
-      socket.destroy()
-      return
-    }
-    const timer = setTimeout(() => { socket.destroy() }, this.init.handshakeTimeoutMs)
-    timer.unref()
-    socket.once('close', () => { clearTimeout(timer) })
-    const hello = Buffer.alloc(AEAD_CLIENT_HELLO_BYTES)
-    let have = 0
-    let channel: AeadDirectChannel | undefined
-    let inPlace = false
-    // bytes past the hello (none expected: the client waits for our half)
-    let leftover: Uint8Array | undefined
-    const onHello = (): void => {
-      const h = decodeAeadClientHello(hello)
-      const key = h == null ? undefined : Buffer.from(h.identity).toString('hex')
-      const offer = key == null ? undefined : this.offers.get(key)
-      if (h == null || key == null || offer == null) {
-        socket.destroy()
-        return
-      }
-      // single use, whatever happens next
-      this.offers.delete(key)
-      clearTimeout(offer.timer)
-      const half = handshakeHalf()
-      let keys
-      try {
-        keys = deriveAeadKeys(offer.psk, half, h, false)
-      } catch {
-        socket.destroy()
-        return
-      }
-      const ch: AeadDirectChannel = new AeadDirectChannel(socket, {
-        sealer: new AeadSealer(keys.stageToClient, this.init.maxRecords),
-        opener: new AeadOpener(keys.clientToStage, this.init.maxRecords),
-        maxFrameBytes: this.init.maxFrameBytes,
-        readsInPlace: inPlace,
-        onProof: (token) => {
-          if (token.length !== TOKEN_BYTES || !timingSafeEqual(token, offer.token) || this.channels.size >= this.init.maxChannels || this.server == null) {
-            throw new DirectChannelError(DirectChannelErrorCode.REFUSED, 'direct channel token refused')
-          }
-          clearTimeout(timer)
-          ch.sendRecord([Uint8Array.of(ACCEPT_BYTE)]).catch(() => {})
-          this.channels.add(ch)
-          socket.once('close', () => { this.channels.delete(ch) })
-          try {
-            this.init.handler(ch, offer.remotePeer)
-          } catch (err) {
-            ch.abort(err as Error)
-          }
-        }
-      })
-      channel = ch
-      socket.write(encodeAeadServerHello(half))
-    }
-    const take = (buf: Uint8Array, n: number): void => {
-      const k = Math.min(n, AEAD_CLIENT_HELLO_BYTES - have)
-      hello.set(buf.subarray(0, k), have)
-      have += k
-      if (have === AEAD_CLIENT_HELLO_BYTES) {
-        if (k < n) {
-          leftover = buf.slice(k, n)
-        }
-        onHello()
-      }
-    }
-    const feedLeftover = (): void => {
-      const rest = leftover
-      leftover = undefined
-      if (rest != null && channel != null) {
-        if (inPlace) {
-          const target = channel.readBuffer()
-          target.set(rest.subarray(0, target.length))
-          channel.onRead(Math.min(rest.length, target.length), target)
-        } else {
-          channel.socket.emit('data', rest)
-        }
-      }
-    }
-    const scratch = new Uint8Array(1024)
-    inPlace = this.init.readInPlace && readInPlace(socket, {
-      buffer: () => channel?.readBuffer() ?? scratch,
-      callback: (n, buf) => {
-        if (channel != null) {
-          return channel.onRead(n, buf)
-        }
-        take(buf, n)
-        feedLeftover()
-        return !socket.destroyed
-      }
-    })
-    if (inPlace) {
-      socket.resume()
-      return
-    }
-    const onData = (chunk: Buffer): void => {
-      take(chunk, chunk.length)
-      if (channel != null) {
-        socket.off('data', onData)
-        channel.readEvents()
-        feedLeftover()
-      }
-    }
-    socket.on('data', onData)
   }
 }
 
