@@ -73,6 +73,11 @@ async function stage (): Promise<void> {
   const server = createStageServer({ libp2p: node }, { modelId: MODEL_ID, layers })
   await server.start()
   out(JSON.stringify({ peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String), start: layers.start, end: layers.end }))
+  // any line on stdin: answer what this stage spent per one-position (decode) step so far
+  process.stdin.on('data', () => {
+    const st = server.stats
+    out(JSON.stringify({ decodeSteps: st.decodeSteps, decodeMs: st.decodeMs }))
+  })
   const shutdown = async (): Promise<void> => {
     await server.stop()
     await node.stop()
@@ -101,20 +106,61 @@ async function timeGeneration (gen: AsyncGenerator<{ id: number }>): Promise<Run
   return { tokens, prefillMs: first - t0, decodeMs: end - first }
 }
 
-async function startStageProcess (dir: string, start: number, end: number): Promise<{ child: ChildProcess, info: { peerId: string, multiaddrs: string[], start: number, end: number } }> {
+interface StageProcess {
+  child: ChildProcess
+  info: { peerId: string, multiaddrs: string[], start: number, end: number }
+  /** decode steps computed so far and their milliseconds, in the stage process */
+  stats(): Promise<{ decodeSteps: number, decodeMs: number }>
+}
+
+async function startStageProcess (dir: string, start: number, end: number): Promise<StageProcess> {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--stage', '--dir', dir, '--start', String(start), '--end', String(end), '--threads', String(arg('stage-threads', 0))], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const info = await new Promise<{ peerId: string, multiaddrs: string[], start: number, end: number }>((resolve, reject) => {
-    let text = ''
-    child.stdout?.on('data', (d: Buffer) => {
-      text += d.toString()
-      const nl = text.indexOf('\n')
-      if (nl >= 0) {
-        resolve(JSON.parse(text.slice(0, nl)))
+  const lines = stdoutLines(child)
+  const info = JSON.parse(await lines.next())
+  return {
+    child,
+    info,
+    stats: async () => {
+      child.stdin?.write('stats\n')
+      return JSON.parse(await lines.next())
+    }
+  }
+}
+
+/** The child's stdout as lines, taken one at a time; rejects when the child exits first. */
+function stdoutLines (child: ChildProcess): { next(): Promise<string> } {
+  let text = ''
+  const waiting: Array<{ resolve(line: string): void, reject(err: Error): void }> = []
+  const ready: string[] = []
+  child.stdout?.on('data', (d: Buffer) => {
+    text += d.toString()
+    let nl = text.indexOf('\n')
+    while (nl >= 0) {
+      const line = text.slice(0, nl)
+      text = text.slice(nl + 1)
+      const w = waiting.shift()
+      if (w != null) {
+        w.resolve(line)
+      } else {
+        ready.push(line)
       }
-    })
-    child.once('exit', (code) => { reject(new Error(`stage process exited with ${code}`)) })
+      nl = text.indexOf('\n')
+    }
   })
-  return { child, info }
+  child.once('exit', (code) => {
+    for (const w of waiting.splice(0)) {
+      w.reject(new Error(`stage process exited with ${code}`))
+    }
+  })
+  return {
+    next: async () => {
+      const line = ready.shift()
+      if (line != null) {
+        return line
+      }
+      return new Promise((resolve, reject) => { waiting.push({ resolve, reject }) })
+    }
+  }
 }
 
 async function main (): Promise<void> {
@@ -175,6 +221,40 @@ async function main (): Promise<void> {
       single.push(await timeGeneration(generate(full, prompt, options)))
       mesh.push(await timeGeneration(generateThroughPipeline(client, prompt, options)))
     }
+    // where a hop's time goes: per decode step, each hop as the client sees it (FORWARD sent ->
+    // RESULT decoded) against the same layers run in this process on the same inputs
+    const probe = client.createSession()
+    await probe.forward(prompt)
+    const stageBefore = [...probe.stats.stageMs]
+    const remoteBefore = await Promise.all(stages.map(async st => st.stats()))
+    const probeTokens = Math.min(newTokens, 16)
+    for (let i = 0; i < probeTokens; i++) {
+      await probe.forward([(i * 53 + 7) % config.vocabSize])
+    }
+    const hopMs = probe.stats.stageMs.map((ms, i) => (ms - stageBefore[i]) / probeTokens)
+    const remoteAfter = await Promise.all(stages.map(async st => st.stats()))
+    const stageComputeMs = remoteAfter.map((r, i) => (r.decodeMs - remoteBefore[i].decodeMs) / Math.max(1, r.decodeSteps - remoteBefore[i].decodeSteps))
+    const hopInputs = stages.map((_, i) => probe.inputs(i))
+    await probe.close()
+    // the same layers in this process, in pipeline order (each hop's weights leave the caches
+    // before it runs again, as in the pipeline)
+    const hopComputeMs: number[] = stages.map(() => 0)
+    const ranges = await Promise.all(stages.map(async st => loadRange(dir, { start: st.info.start, end: st.info.end })))
+    try {
+      const kvs = ranges.map(r => r.createSession())
+      for (const [i, r] of ranges.entries()) {
+        await r.forwardData(kvs[i], hopInputs[i][0].data)
+      }
+      for (let k = 1; k <= probeTokens; k++) {
+        for (const [i, r] of ranges.entries()) {
+          const t0 = performance.now()
+          await r.forwardData(kvs[i], hopInputs[i][k].data)
+          hopComputeMs[i] += (performance.now() - t0) / probeTokens
+        }
+      }
+    } finally {
+      ranges.forEach(r => { r.dispose() })
+    }
     const best = (runs: Run[]): Run => runs.reduce((a, b) => a.decodeMs <= b.decodeMs ? a : b)
     const s = best(single)
     const m = best(mesh)
@@ -187,6 +267,7 @@ async function main (): Promise<void> {
     out(`single process  ${singleTps.toFixed(2).padStart(7)} tok/s   prefill ${s.prefillMs.toFixed(0)} ms`)
     out(`4-stage mesh    ${meshTps.toFixed(2).padStart(7)} tok/s   prefill ${m.prefillMs.toFixed(0)} ms   (+${perTokenOverheadMs.toFixed(2)} ms per token, ${(perTokenOverheadMs / STAGES).toFixed(2)} ms per hop)`)
     out(`greedy tokens equal: ${tokensEqual}`)
+    out(`per hop and decode step: as the client sees it ${hopMs.map(ms => ms.toFixed(2)).join(', ')} ms; computing in the stage process ${stageComputeMs.map(ms => ms.toFixed(2)).join(', ')} ms; the same layers in this process ${hopComputeMs.map(ms => ms.toFixed(2)).join(', ')} ms`)
     await node.stop()
     full.dispose()
     local.dispose()
@@ -209,6 +290,9 @@ async function main (): Promise<void> {
       meshPrefillMs: Math.round(m.prefillMs),
       perTokenOverheadMs: Math.round(perTokenOverheadMs * 100) / 100,
       perHopOverheadMs: Math.round(perTokenOverheadMs / STAGES * 100) / 100,
+      hopMs: hopMs.map(ms => Math.round(ms * 100) / 100),
+      stageComputeMs: stageComputeMs.map(ms => Math.round(ms * 100) / 100),
+      hopComputeMs: hopComputeMs.map(ms => Math.round(ms * 100) / 100),
       tokensEqual
     }))
   } finally {

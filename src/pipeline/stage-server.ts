@@ -103,6 +103,9 @@ export interface StageStats {
   steps: number
   positions: number
   computeMs: number
+  /** of those, the one-position steps (decode) and their milliseconds */
+  decodeSteps: number
+  decodeMs: number
   /** steps answered ERROR */
   errors: number
   /** streams aborted for a frame that did not decode or broke the protocol */
@@ -166,7 +169,7 @@ export class StageServer {
       })
     }
     this.sessions = new Set()
-    this.counters = { peakSessions: 0, peakReservedPositions: 0, opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, errors: 0, malformed: 0 }
+    this.counters = { peakSessions: 0, peakReservedPositions: 0, opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, decodeSteps: 0, decodeMs: 0, errors: 0, malformed: 0 }
     this.reserved = 0
     this.ticket = 0
     this.started = false
@@ -584,7 +587,12 @@ export class StageServer {
       cols = vocabSize
       kind = ResultKind.LOGITS
     }
-    this.counters.computeMs += performance.now() - t0
+    const ms = performance.now() - t0
+    this.counters.computeMs += ms
+    if (tensor.rows === 1) {
+      this.counters.decodeSteps++
+      this.counters.decodeMs += ms
+    }
     this.counters.steps++
     this.counters.positions += tensor.rows
     if (this.faults != null) {
