@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { expect } from 'aegir/chai'
 import { createBlyLibp2p, DHT_PROTOCOL } from '../../src/net/index.ts'
+import { RecordErrorCode } from '../../src/net/records/errors.ts'
 import { createBlyDhtRecords, createNodeAnnouncer, createSwarmView, discoverSpans, nodeRecordKey, RECORD_PROTOCOL, verifyNodeRecord } from '../../src/net/records/index.ts'
 import { NODE_RECORD_VERSION, signNodeRecord } from '../../src/protocols/node-record.ts'
 import { waitFor } from './helpers.ts'
@@ -212,6 +213,24 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
     // and corrected b's copy on the way
     const fromB = await rawGet(b, key)
     expect((await verifyNodeRecord(fromB ?? new Uint8Array(0))).record.seq).to.equal(second.seq)
+  })
+
+  it('moveTo re-announces another span with a newer record, directly and in the DHT; movable and memory travel with it', async () => {
+    const [a, reader] = await startPeers(3)
+    const announcer = await announce(a, 0, 8, { movable: true, memoryBytes: 123_456_789 })
+    const before = spanOf(await discoverSpans(reader.libp2p, { modelId, layers: LAYERS }), a)
+    expect(before).to.include({ start: 0, end: 8, movable: true, memoryBytes: 123_456_789 })
+    const moved = await announcer.moveTo(8, 16)
+    expect(moved?.seq).to.be.greaterThan(before?.seq ?? Infinity)
+    // asked directly: the new span at once
+    const after = spanOf(await discoverSpans(reader.libp2p, { modelId, layers: LAYERS }), a)
+    expect(after).to.include({ start: 8, end: 16, source: 'direct', movable: true })
+    // and the DHT holds the newer record too
+    const stored = await verifyNodeRecord(await rawGet(reader, nodeRecordKey(modelId, a.libp2p.peerId)) ?? new Uint8Array(0))
+    expect(stored.record).to.include({ start: 8, end: 16, seq: moved?.seq })
+    // an empty span is refused with a code and the announced one stays
+    await expect(announcer.moveTo(8, 8)).to.eventually.be.rejected.with.property('code', RecordErrorCode.InvalidArgument)
+    expect(spanOf(await discoverSpans(reader.libp2p, { modelId, layers: LAYERS }), a)).to.include({ start: 8, end: 16 })
   })
 
   it('a cleanly stopped announcer disappears at once (tombstone), even while its node runs', async () => {
