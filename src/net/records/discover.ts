@@ -18,36 +18,21 @@ import { layerProviderKey, nodeRecordKey } from './keys.ts'
 import { requestNodeRecord } from './record-protocol.ts'
 import { isLive, verifyNodeRecord } from './verify.ts'
 import type { VerifiedNodeRecord } from './verify.ts'
+import type { NodeRecord } from '../../protocols/node-record.ts'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
-/** One node's live span of one model, as routing and `blyd peers` read it. */
-export interface LiveSpan {
+/**
+ * One node's live span of one model, as routing and `blyd peers` read it: the
+ * record's fields (span, flags, backend, live stats, seq, expiry; see
+ * NodeRecord), with the peer id and addresses decoded, and where it was seen.
+ */
+export interface LiveSpan extends Omit<NodeRecord, 'version' | 'peerId' | 'addrs' | 'modelId'> {
   peerId: PeerId
   /** addresses from the signed record */
   addrs: Multiaddr[]
-  /** first decoder layer held */
-  start: number
-  /** one past the last decoder layer held */
-  end: number
-  holdsEmbedding: boolean
-  holdsHead: boolean
-  /** the node runs `--layers auto` and may move */
-  movable: boolean
-  /** bytes the node devotes to layers, its span included (0 = not said) */
-  memoryBytes: number
-  backend: string
-  /** tokens per second through the whole span, x1000 */
-  throughputMilli: number
-  /** sessions the node can still accept */
-  freeSessions: number
-  /** requests queued at the node */
-  queueLength: number
-  seq: number
-  /** unix ms; the span is void from then on */
-  expiresAt: number
   /** unix ms when this record was fetched and verified */
   lastSeen: number
   /** ping round trip (ms); undefined when the peer could not be pinged */
@@ -99,26 +84,8 @@ function boundedSignal (signal: AbortSignal | undefined, timeoutMs: number): Abo
 }
 
 function toSpan (v: VerifiedNodeRecord, lastSeen: number, rttMs: number | undefined, source: LiveSpan['source']): LiveSpan {
-  const r = v.record
-  return {
-    peerId: v.peerId,
-    addrs: v.multiaddrs,
-    start: r.start,
-    end: r.end,
-    holdsEmbedding: r.holdsEmbedding,
-    holdsHead: r.holdsHead,
-    movable: r.movable,
-    memoryBytes: r.memoryBytes,
-    backend: r.backend,
-    throughputMilli: r.throughputMilli,
-    freeSessions: r.freeSessions,
-    queueLength: r.queueLength,
-    seq: r.seq,
-    expiresAt: r.expiresAt,
-    lastSeen,
-    rttMs,
-    source
-  }
+  const { version, peerId, addrs, modelId, ...fields } = v.record
+  return { ...fields, peerId: v.peerId, addrs: v.multiaddrs, lastSeen, rttMs, source }
 }
 
 /** Every peer that provides at least one of the model's layer keys. */
