@@ -35,10 +35,11 @@ export class RopeTable {
     }
     this.ensure(end)
     const d = this.headDim
-    return tf.tidy(() => ({
-      cos: tf.slice(this.cos as Tensor2D, [start, 0], [count, d]).reshape([count, 1, d]),
-      sin: tf.slice(this.sin as Tensor2D, [start, 0], [count, d]).reshape([count, 1, d])
-    }))
+    // one tidy per tensor: a tidy returning a plain object sends tfjs's
+    // walkTensorContainer (shared by every tidy) into a Maglev deopt loop
+    // (objects and arrays alternating), costing ~1 ms of background compiling per decode step
+    const rows = (table: Tensor2D): Tensor3D => tf.tidy(() => tf.reshape(tf.slice(table, [start, 0], [count, d]), [count, 1, d]))
+    return { cos: rows(this.cos as Tensor2D), sin: rows(this.sin as Tensor2D) }
   }
 
   private ensure (positions: number): void {
