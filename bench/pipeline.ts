@@ -10,6 +10,7 @@
  * The last line printed is one JSON object.
  */
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -65,10 +66,46 @@ async function loadRange (dir: string, init: { start: number, end: number, embed
 
 // ---------------------------------------------------------------- stage process
 
+/** Linux: [ns on a cpu, ns waiting on a run queue] of the calling thread; zeros elsewhere. */
+function threadSchedStat (): [number, number] {
+  try {
+    const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number)
+    return [run, wait]
+  } catch {
+    return [0, 0]
+  }
+}
+
+/**
+ * Where a stage's decode step goes, measured around forwardData in the stage
+ * process: the main thread's own cpu time, and the time it was runnable but
+ * waiting for a core (the run queue). The rest of the step's wall time it was
+ * neither running nor queued. Counters only; the step itself is unchanged.
+ */
+function measureDecodeSteps (layers: LayerRange): { steps: number, cpuMs: number, runQueueMs: number } {
+  const acc = { steps: 0, cpuMs: 0, runQueueMs: 0 }
+  const forwardData = layers.forwardData.bind(layers)
+  layers.forwardData = async (session, hidden, startPos) => {
+    const [, q0] = threadSchedStat()
+    const c0 = process.threadCpuUsage()
+    const result = await forwardData(session, hidden, startPos)
+    const c1 = process.threadCpuUsage()
+    const [, q1] = threadSchedStat()
+    if (hidden.length === layers.config.hiddenSize) {
+      acc.steps++
+      acc.cpuMs += (c1.user + c1.system - c0.user - c0.system) / 1000
+      acc.runQueueMs += (q1 - q0) / 1e6
+    }
+    return result
+  }
+  return acc
+}
+
 async function stage (): Promise<void> {
   const threads = arg('threads', 0)
   await selectBackend('auto', threads > 0 ? { threads } : {})
   const layers = await loadRange(argText('dir'), { start: arg('start', 0), end: arg('end', 0) })
+  const waits = measureDecodeSteps(layers)
   const node = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
   const server = createStageServer({ libp2p: node }, { modelId: MODEL_ID, layers })
   await server.start()
@@ -76,7 +113,7 @@ async function stage (): Promise<void> {
   // any line on stdin: answer what this stage spent per one-position (decode) step so far
   process.stdin.on('data', () => {
     const st = server.stats
-    out(JSON.stringify({ decodeSteps: st.decodeSteps, decodeMs: st.decodeMs }))
+    out(JSON.stringify({ decodeSteps: st.decodeSteps, decodeMs: st.decodeMs, ...waits }))
   })
   const shutdown = async (): Promise<void> => {
     await server.stop()
@@ -110,7 +147,7 @@ interface StageProcess {
   child: ChildProcess
   info: { peerId: string, multiaddrs: string[], start: number, end: number }
   /** decode steps computed so far and their milliseconds, in the stage process */
-  stats(): Promise<{ decodeSteps: number, decodeMs: number }>
+  stats(): Promise<{ decodeSteps: number, decodeMs: number, steps: number, cpuMs: number, runQueueMs: number }>
 }
 
 async function startStageProcess (dir: string, start: number, end: number): Promise<StageProcess> {
@@ -233,7 +270,11 @@ async function main (): Promise<void> {
     }
     const hopMs = probe.stats.stageMs.map((ms, i) => (ms - stageBefore[i]) / probeTokens)
     const remoteAfter = await Promise.all(stages.map(async st => st.stats()))
-    const stageComputeMs = remoteAfter.map((r, i) => (r.decodeMs - remoteBefore[i].decodeMs) / Math.max(1, r.decodeSteps - remoteBefore[i].decodeSteps))
+    const perStep = (field: 'decodeMs' | 'cpuMs' | 'runQueueMs', steps: 'decodeSteps' | 'steps'): number[] =>
+      remoteAfter.map((r, i) => (r[field] - remoteBefore[i][field]) / Math.max(1, r[steps] - remoteBefore[i][steps]))
+    const stageComputeMs = perStep('decodeMs', 'decodeSteps')
+    const stageCpuMs = perStep('cpuMs', 'steps')
+    const stageRunQueueMs = perStep('runQueueMs', 'steps')
     const hopInputs = stages.map((_, i) => probe.inputs(i))
     await probe.close()
     // the same layers in this process, in pipeline order (each hop's weights leave the caches
@@ -267,7 +308,9 @@ async function main (): Promise<void> {
     out(`single process  ${singleTps.toFixed(2).padStart(7)} tok/s   prefill ${s.prefillMs.toFixed(0)} ms`)
     out(`4-stage mesh    ${meshTps.toFixed(2).padStart(7)} tok/s   prefill ${m.prefillMs.toFixed(0)} ms   (+${perTokenOverheadMs.toFixed(2)} ms per token, ${(perTokenOverheadMs / STAGES).toFixed(2)} ms per hop)`)
     out(`greedy tokens equal: ${tokensEqual}`)
-    out(`per hop and decode step: as the client sees it ${hopMs.map(ms => ms.toFixed(2)).join(', ')} ms; computing in the stage process ${stageComputeMs.map(ms => ms.toFixed(2)).join(', ')} ms; the same layers in this process ${hopComputeMs.map(ms => ms.toFixed(2)).join(', ')} ms`)
+    const ms = (list: number[]): string => list.map(v => v.toFixed(2)).join(', ')
+    out(`per hop and decode step: as the client sees it ${ms(hopMs)} ms; computing in the stage process ${ms(stageComputeMs)} ms`)
+    out(`  of which the stage's main thread ran ${ms(stageCpuMs)} ms and waited for a core ${ms(stageRunQueueMs)} ms; the same layers in this process ${ms(hopComputeMs)} ms`)
     await node.stop()
     full.dispose()
     local.dispose()
@@ -292,6 +335,8 @@ async function main (): Promise<void> {
       perHopOverheadMs: Math.round(perTokenOverheadMs / STAGES * 100) / 100,
       hopMs: hopMs.map(ms => Math.round(ms * 100) / 100),
       stageComputeMs: stageComputeMs.map(ms => Math.round(ms * 100) / 100),
+      stageCpuMs: stageCpuMs.map(ms => Math.round(ms * 100) / 100),
+      stageRunQueueMs: stageRunQueueMs.map(ms => Math.round(ms * 100) / 100),
       hopComputeMs: hopComputeMs.map(ms => Math.round(ms * 100) / 100),
       tokensEqual
     }))
