@@ -9,8 +9,10 @@ export const STAGE_SERVER_DEFAULTS = {
   /** generation sessions served at once; one more gets BUSY at once */
   maxSessions: 16,
   /**
-   * positions cached over all sessions (the KV-cache memory bound: each
-   * session reserves its granted maxLength); a session that does not fit gets BUSY
+   * positions cached over all sessions, counted over the whole span (the
+   * KV-cache memory bound: a session reserves its granted maxLength times the
+   * share of the span's layers it runs, rounded up); a session that does not
+   * fit gets BUSY
    */
   maxCachePositions: 16 * 4096,
   /** positions granted to an OPEN that asks for 0 (and the most one may ask for) */

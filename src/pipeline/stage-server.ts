@@ -77,7 +77,11 @@ export interface StageStats {
   /** sessions open now, and the most allowed */
   sessions: number
   maxSessions: number
-  /** cache positions reserved by open sessions, still free, and the bound (maxCachePositions) */
+  /**
+   * cache positions reserved by open sessions, still free, and the bound
+   * (maxCachePositions), in whole-span positions: a session over k of the
+   * span's n layers reserves ceil(maxLength x k / n)
+   */
   reservedPositions: number
   freePositions: number
   maxCachePositions: number
@@ -403,13 +407,15 @@ export class StageServer {
     const share = open === 0 ? 1 : Math.min(1, this.init.admitShare[frame.priority] ?? 1)
     const sessionRoom = Math.floor(this.init.maxSessions * share)
     const cacheRoom = Math.floor(this.init.maxCachePositions * share)
-    if (!this.started || open >= sessionRoom || this.reserved + maxLength > cacheRoom || this.reserved + maxLength > this.init.maxCachePositions) {
+    // KV memory grows with the layers a session runs: a sub-range session reserves its share
+    const cost = Math.ceil(maxLength * (frame.end - frame.start) / (end - start))
+    if (!this.started || open >= sessionRoom || this.reserved + cost > cacheRoom || this.reserved + cost > this.init.maxCachePositions) {
       this.counters.busy++
       this.release(s)
       const of = share < 1 ? ` (priority ${frame.priority} may fill ${Math.round(share * 100)}%)` : ''
       const why = open >= sessionRoom
         ? `${open} of ${this.init.maxSessions} sessions in use${of}`
-        : `${Math.max(0, cacheRoom - this.reserved)} cache positions free, ${maxLength} asked for${of}`
+        : `${Math.max(0, cacheRoom - this.reserved)} cache positions free, ${cost} asked for${of}`
       s.frames.send({ type: 'busy', sessionId: frame.sessionId, retryAfterMs: 0, message: why })
         .then(async () => s.frames.close())
         .catch(() => s.frames.abort(new PipelineError(PipelineErrorCode.BUSY, why)))
@@ -420,9 +426,9 @@ export class StageServer {
     s.priority = frame.priority
     s.flags = frame.flags
     s.maxLength = maxLength
+    s.reserved = cost
     s.kv = this.layers.createSession({ start: frame.start, end: frame.end })
-    // the reservation counts positions whatever the layers: a sub-range session needs less
-    this.reserved += maxLength
+    this.reserved += cost
     this.counters.opened++
     this.counters.peakReservedPositions = Math.max(this.counters.peakReservedPositions, this.reserved)
     this.counters.peakSessions = Math.max(this.counters.peakSessions, open + 1)
@@ -466,7 +472,7 @@ export class StageServer {
     }
     this.sessions.delete(s)
     if (s.state === SessionState.OPEN) {
-      this.reserved -= s.maxLength
+      this.reserved -= s.reserved
     }
     s.release()
   }

@@ -25,8 +25,10 @@ export class StageSession {
   sessionId: number
   priority: number
   flags: number
-  /** positions granted (and reserved in the server's cache budget) */
+  /** positions granted */
   maxLength: number
+  /** what the session holds of the server's cache budget (whole-span positions: maxLength x its share of the layers) */
+  reserved: number
   kv: StageKv | null
   /** steps not computed yet, oldest first (queuedAt: performance.now() when queued) */
   readonly jobs: Array<{ job: StageJob, ticket: number, queuedAt: number }>
@@ -42,6 +44,7 @@ export class StageSession {
     this.priority = 0
     this.flags = 0
     this.maxLength = 0
+    this.reserved = 0
     this.kv = null
     this.jobs = []
     this.busy = false

@@ -119,7 +119,7 @@ describe('pipeline/stage-server', function () {
     const h = fixture.config.hiddenSize
     const rows = prompt.length / h
     const x = await first.forward(prompt, rows, h, 0)
-    const sub = await session(wide, { start: 1, end: 3 })
+    const sub = await session(wide, { start: 1, end: 3, maxLength: 64 })
     const ref = await session(exact)
     const [got, want] = await Promise.all([sub.forward(x.data, rows, h, 0), ref.forward(x.data, rows, h, 0)])
     expect([got.kind, got.rows, got.cols]).to.deep.equal([ResultKind.HIDDEN, rows, h])
@@ -131,11 +131,13 @@ describe('pipeline/stage-server', function () {
     await sub.truncate(2)
     const g3 = await sub.forward(x.data.subarray(2 * h), rows - 2, h, 2)
     expect(maxAbsDiff(g3.data, want.data.subarray(2 * h))).to.be.below(1e-6)
-    // the whole span on the same stage still works, and reservations count positions either way
-    const all = await session(wide)
+    // the whole span on the same stage still works
+    const all = await session(wide, { maxLength: 64 })
     const y = await all.forward(prompt, rows, h, 0)
     expect(y.rows).to.equal(rows)
     expect(wide.server.stats).to.include({ sessions: 2, opened: 2, rejected: 0 })
+    // a session reserves cache for the layers it runs: [1, 3) of [0, 4) half of its positions
+    expect(wide.server.stats.reservedPositions).to.equal(64 + 32)
     // reaching outside the held layers: WRONG_RANGE (an empty range does not even decode: BAD_FRAME)
     for (const [start, end] of [[0, 2], [2, 4], [0, 4]]) {
       await expect(session(exact, { start, end }), `[${start}, ${end})`).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.WRONG_RANGE)
@@ -174,6 +176,23 @@ describe('pipeline/stage-server', function () {
     await open[0].close()
     await waitFor('the session to be released', () => s.server.stats.sessions === 1)
     await session(s, { maxLength: 10 })
+  })
+
+  it('a sub-range session reserves cache positions for its share of the layers, rounded up', async () => {
+    const s = await stage(0, 4, { maxSessions: 10, maxCachePositions: 100, defaultMaxLength: 60 })
+    await session(s, { maxLength: 60 })
+    const half = await session(s, { start: 0, end: 2, maxLength: 30 })
+    expect(s.server.stats).to.include({ reservedPositions: 75, freePositions: 25 })
+    // one layer of four for 58 positions reserves 15 (14.5 rounded up)
+    await session(s, { start: 3, end: 4, maxLength: 58 })
+    expect(s.server.stats).to.include({ reservedPositions: 90, sessions: 3 })
+    // two layers for 22 positions would reserve 11 of the 10 left: BUSY; 20 positions fit exactly
+    await expect(session(s, { start: 1, end: 3, maxLength: 22 })).to.eventually.be.rejected.with.property('code', PipelineErrorCode.BUSY)
+    await session(s, { start: 1, end: 3, maxLength: 20 })
+    expect(s.server.stats).to.include({ reservedPositions: 100, freePositions: 0, sessions: 4 })
+    await half.close()
+    await waitFor('the session to be released', () => s.server.stats.sessions === 3)
+    expect(s.server.stats.reservedPositions).to.equal(85)
   })
 
   it('admits by priority: background fills half, batch three quarters, interactive all; an idle stage admits anyone', async () => {
