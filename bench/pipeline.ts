@@ -200,6 +200,35 @@ function stdoutLines (child: ChildProcess): { next(): Promise<string> } {
   }
 }
 
+/**
+ * Per decode step, ms the stages' layers take in this process, in pipeline
+ * order on the inputs the stages saw; with `sleepMs`, range i first sleeps
+ * sleepMs[i] before each step, as a stage idles between its turns.
+ */
+async function timeRangesInProcess (dir: string, stages: StageProcess[], inputs: ReadonlyArray<ReadonlyArray<{ data: Float32Array }>>, tokens: number, sleepMs: number[] | null): Promise<number[]> {
+  const ms: number[] = stages.map(() => 0)
+  const ranges = await Promise.all(stages.map(async st => loadRange(dir, { start: st.info.start, end: st.info.end })))
+  try {
+    const kvs = ranges.map(r => r.createSession())
+    for (const [i, r] of ranges.entries()) {
+      await r.forwardData(kvs[i], inputs[i][0].data)
+    }
+    for (let k = 1; k <= tokens; k++) {
+      for (const [i, r] of ranges.entries()) {
+        if (sleepMs != null) {
+          await new Promise(resolve => setTimeout(resolve, sleepMs[i]))
+        }
+        const t0 = performance.now()
+        await r.forwardData(kvs[i], inputs[i][k].data)
+        ms[i] += (performance.now() - t0) / tokens
+      }
+    }
+  } finally {
+    ranges.forEach(r => { r.dispose() })
+  }
+  return ms
+}
+
 async function main (): Promise<void> {
   const layers = arg('layers', 8)
   const hidden = arg('hidden', 1024)
@@ -278,24 +307,12 @@ async function main (): Promise<void> {
     const hopInputs = stages.map((_, i) => probe.inputs(i))
     await probe.close()
     // the same layers in this process, in pipeline order (each hop's weights leave the caches
-    // before it runs again, as in the pipeline)
-    const hopComputeMs: number[] = stages.map(() => 0)
-    const ranges = await Promise.all(stages.map(async st => loadRange(dir, { start: st.info.start, end: st.info.end })))
-    try {
-      const kvs = ranges.map(r => r.createSession())
-      for (const [i, r] of ranges.entries()) {
-        await r.forwardData(kvs[i], hopInputs[i][0].data)
-      }
-      for (let k = 1; k <= probeTokens; k++) {
-        for (const [i, r] of ranges.entries()) {
-          const t0 = performance.now()
-          await r.forwardData(kvs[i], hopInputs[i][k].data)
-          hopComputeMs[i] += (performance.now() - t0) / probeTokens
-        }
-      }
-    } finally {
-      ranges.forEach(r => { r.dispose() })
-    }
+    // before it runs again, as in the pipeline): back to back, then each step after sleeping as
+    // long as a stage sleeps between its steps (a token's time less its own hop)
+    const tokenMs = hopMs.reduce((a, b) => a + b, 0)
+    const idleMs = hopMs.map(h => Math.max(0, tokenMs - h))
+    const hopComputeMs = await timeRangesInProcess(dir, stages, hopInputs, probeTokens, null)
+    const hopComputeAfterIdleMs = await timeRangesInProcess(dir, stages, hopInputs, probeTokens, idleMs)
     const best = (runs: Run[]): Run => runs.reduce((a, b) => a.decodeMs <= b.decodeMs ? a : b)
     const s = best(single)
     const m = best(mesh)
@@ -310,7 +327,8 @@ async function main (): Promise<void> {
     out(`greedy tokens equal: ${tokensEqual}`)
     const ms = (list: number[]): string => list.map(v => v.toFixed(2)).join(', ')
     out(`per hop and decode step: as the client sees it ${ms(hopMs)} ms; computing in the stage process ${ms(stageComputeMs)} ms`)
-    out(`  of which the stage's main thread ran ${ms(stageCpuMs)} ms and waited for a core ${ms(stageRunQueueMs)} ms; the same layers in this process ${ms(hopComputeMs)} ms`)
+    out(`  of which the stage's main thread ran ${ms(stageCpuMs)} ms and waited for a core ${ms(stageRunQueueMs)} ms`)
+    out(`the same layers in this process: back to back ${ms(hopComputeMs)} ms; after sleeping as long as each stage does (${ms(idleMs)} ms) ${ms(hopComputeAfterIdleMs)} ms`)
     await node.stop()
     full.dispose()
     local.dispose()
@@ -338,6 +356,7 @@ async function main (): Promise<void> {
       stageCpuMs: stageCpuMs.map(ms => Math.round(ms * 100) / 100),
       stageRunQueueMs: stageRunQueueMs.map(ms => Math.round(ms * 100) / 100),
       hopComputeMs: hopComputeMs.map(ms => Math.round(ms * 100) / 100),
+      hopComputeAfterIdleMs: hopComputeAfterIdleMs.map(ms => Math.round(ms * 100) / 100),
       tokensEqual
     }))
   } finally {
