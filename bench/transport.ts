@@ -22,7 +22,9 @@
  * libp2p node's /bly/infer-direct/1.0.0 stream, then the same frames flow
  * over node:tls). `libp2p` is the same StageClient with `directChannel:
  * false` (frames over the /bly/infer/1.0.0 libp2p stream), kept as a variant.
- * Usage: npm run bench -- transport [--frames 128] [--rounds 1000] [--window 8] [--reps 3]
+ * Every variant is measured in turns (latency in `--blocks` turns per
+ * repetition), so the shared machine's slow moments fall on all of them alike.
+ * Usage: npm run bench -- transport [--frames 128] [--rounds 1000] [--window 8] [--reps 3] [--blocks 10]
  * [--variants] [--tls-module /path/to/tls/dist/src/index.js]
  * The last line printed is one JSON object.
  */
@@ -382,21 +384,13 @@ async function stageTransport (node: Libp2p, addr: string, direct: boolean): Pro
   }
 }
 
-async function measure (t: Transport, frames: number, rounds: number, window: number): Promise<Figures> {
-  const big = new Float32Array(BIG / 4).map((_, i) => i % 251)
-  const small = new Float32Array(SMALL / 4).map((_, i) => i % 13)
-  // warm up both paths
-  for (let i = 0; i < 16; i++) {
-    await t.roundTrip(big)
-  }
-  for (let i = 0; i < 200; i++) {
-    await t.roundTrip(small)
-  }
+/** `count` 1 MiB round trips, `window` in flight; returns the seconds they took. */
+async function throughputBlock (t: Transport, big: Float32Array, count: number, window: number): Promise<number> {
   const t0 = performance.now()
   let sent = 0
   const inflight = new Set<Promise<void>>()
-  while (sent < frames) {
-    while (inflight.size < window && sent < frames) {
+  while (sent < count) {
+    while (inflight.size < window && sent < count) {
       const p: Promise<void> = t.roundTrip(big).finally(() => inflight.delete(p))
       inflight.add(p)
       sent++
@@ -404,15 +398,52 @@ async function measure (t: Transport, frames: number, rounds: number, window: nu
     await Promise.race(inflight)
   }
   await Promise.all(inflight)
-  const seconds = (performance.now() - t0) / 1000
-  const rtts: number[] = []
-  for (let i = 0; i < rounds; i++) {
+  return (performance.now() - t0) / 1000
+}
+
+/** `count` 16 KiB round trips one at a time, each one's microseconds pushed to `rtts`. */
+async function latencyBlock (t: Transport, small: Float32Array, count: number, rtts: number[]): Promise<void> {
+  for (let i = 0; i < count; i++) {
     const s = performance.now()
     await t.roundTrip(small)
     rtts.push((performance.now() - s) * 1000)
   }
-  rtts.sort((a, b) => a - b)
-  return { mibps: frames * BIG / MIB / seconds, p50us: percentile(rtts, 0.5), p99us: percentile(rtts, 0.99) }
+}
+
+/**
+ * One repetition over every transport at once: each is warmed up, then
+ * measured in turns, so a slow moment of a shared machine falls on all of
+ * them alike: throughput in one run each, latency cut into `blocks` turns.
+ * The order rotates with `rep` and the block, so no variant always follows
+ * the same one (the client process's garbage from one is collected in the next).
+ */
+async function measureInterleaved (ts: Transport[], frames: number, rounds: number, window: number, blocks: number, rep: number): Promise<Figures[]> {
+  const big = new Float32Array(BIG / 4).map((_, i) => i % 251)
+  const small = new Float32Array(SMALL / 4).map((_, i) => i % 13)
+  const order = (turn: number): number[] => ts.map((_, i) => (i + turn) % ts.length)
+  for (const t of ts) {
+    for (let i = 0; i < 16; i++) {
+      await t.roundTrip(big)
+    }
+    for (let i = 0; i < 200; i++) {
+      await t.roundTrip(small)
+    }
+  }
+  const seconds = ts.map(() => 0)
+  for (const i of order(rep)) {
+    seconds[i] = await throughputBlock(ts[i], big, frames, window)
+  }
+  const rtts: number[][] = ts.map(() => [])
+  for (let b = 0; b < blocks; b++) {
+    const count = Math.floor(rounds * (b + 1) / blocks) - Math.floor(rounds * b / blocks)
+    for (const i of order(rep + b)) {
+      await latencyBlock(ts[i], small, count, rtts[i])
+    }
+  }
+  return ts.map((_, i) => {
+    const sorted = rtts[i].sort((a, b) => a - b)
+    return { mibps: frames * BIG / MIB / seconds[i], p50us: percentile(sorted, 0.5), p99us: percentile(sorted, 0.99) }
+  })
 }
 
 function round (n: number, digits = 1): number {
@@ -425,6 +456,7 @@ async function main (): Promise<void> {
   const rounds = arg('rounds', 1000)
   const window = arg('window', 8)
   const reps = arg('reps', 3)
+  const blocks = Math.max(1, Math.min(rounds, arg('blocks', 10)))
   const wanted = variantsWanted()
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...process.argv.slice(2), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] })
   const kill = (): void => { child.kill('SIGKILL') }
@@ -441,7 +473,7 @@ async function main (): Promise<void> {
       })
       child.once('exit', (code) => { reject(new Error(`server process exited with ${code}`)) })
     })
-    out(`transport bench: ${frames} x 1 MiB frames (${window} in flight, echoed), ${rounds} x 16 KiB round trips; two processes on 127.0.0.1`)
+    out(`transport bench: ${frames} x 1 MiB frames (${window} in flight, echoed), ${rounds} x 16 KiB round trips, variants in turns (latency in ${blocks} blocks); two processes on 127.0.0.1`)
     const nodes: Libp2p[] = []
     const variants: Array<[string, () => Promise<Transport>]> = [
       ['rawTcp', async () => tcpTransport(info.tcpPort)],
@@ -455,16 +487,19 @@ async function main (): Promise<void> {
       }
       variants.push([v, async () => stageTransport(node, info.addrs[v], false)])
     }
-    // variants interleaved, `reps` times each; the median of each figure is kept (the box may be shared)
+    // every variant open at once and measured in turns, block by block, `reps` times; the median
+    // of each figure is kept (the box may be shared)
     const runs: Record<string, Figures[]> = Object.fromEntries(variants.map(([name]) => [name, []]))
     for (let rep = 0; rep < reps; rep++) {
-      for (const [name, make] of variants) {
-        const t = await make()
-        try {
-          runs[name].push(await measure(t, frames, rounds, window))
-        } finally {
-          await t.close()
+      const ts: Transport[] = []
+      try {
+        for (const [, make] of variants) {
+          ts.push(await make())
         }
+        const figures = await measureInterleaved(ts, frames, rounds, window, blocks, rep)
+        variants.forEach(([name], i) => { runs[name].push(figures[i]) })
+      } finally {
+        await Promise.all(ts.map(async t => { await t.close() }))
       }
     }
     const results: Record<string, Figures> = {}
@@ -491,6 +526,7 @@ async function main (): Promise<void> {
       rounds,
       window,
       reps,
+      blocks,
       loadAverage: loadavg()[0],
       cpus: cpus().length,
       rawTcp: { mibps: round(raw.mibps), p50us: round(raw.p50us), p99us: round(raw.p99us) },
