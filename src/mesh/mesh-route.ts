@@ -3,7 +3,7 @@
  * min-cost route finder (src/pipeline/routing): a hop costs its peer's RTT
  * (from the record fetch's ping; unknown = 1 s) + the per-layer compute time
  * derived from the throughput the span announces, times the layers the hop
- * uses + queueLength steps of queue wait (+ a penalty when the stage has no
+ * uses + queueLength whole-span steps of queue wait (+ a penalty when the stage has no
  * free session); on equal cost, fewer hops win. Stages serve any non-empty
  * sub-range of their span (Petals-style, protocols/infer.md), so `partial` is
  * on: a hop may enter a span after its start and leave it before its end,

@@ -444,7 +444,8 @@ export class SpanServer {
     return {
       throughputMilli: s.computeMs > 0 ? Math.round(s.positions * 1e6 / s.computeMs) : 0,
       freeSessions: s.freeSessions,
-      queueLength: s.queuedSteps
+      // queued work in whole-span steps, which routing multiplies by the span's step time
+      queueLength: Math.ceil(s.queuedSpanSteps - 1e-9)
     }
   }
 

@@ -90,6 +90,8 @@ export interface StageStats {
   peakReservedPositions: number
   /** steps queued and not computing yet, over all sessions */
   queuedSteps: number
+  /** the same in whole-span steps: a step of a session over k of the span's n layers counts k / n */
+  queuedSpanSteps: number
   /** more sessions of the default length that would be accepted now (session slots and cache room both) */
   freeSessions: number
   opened: number
@@ -131,7 +133,7 @@ export class StageServer {
   private readonly faults?: StageFaults
   private readonly direct?: DirectChannelServer
   private readonly sessions: Set<StageSession>
-  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'maxCachePositions' | 'queuedSteps' | 'freeSessions'>
+  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'maxCachePositions' | 'queuedSteps' | 'queuedSpanSteps' | 'freeSessions'>
   private reserved: number
   private ticket: number
   private running?: Promise<void>
@@ -250,10 +252,12 @@ export class StageServer {
   get stats (): StageStats {
     let open = 0
     let queued = 0
+    let spanSteps = 0
     for (const s of this.sessions) {
       if (s.state === SessionState.OPEN) {
         open++
         queued += s.jobs.length
+        spanSteps += s.jobs.length * s.layerShare
       }
     }
     return {
@@ -266,6 +270,7 @@ export class StageServer {
       freePositions: this.init.maxCachePositions - this.reserved,
       maxCachePositions: this.init.maxCachePositions,
       queuedSteps: queued,
+      queuedSpanSteps: spanSteps,
       freeSessions: this.started ? Math.max(0, Math.min(this.init.maxSessions - open, Math.floor((this.init.maxCachePositions - this.reserved) / this.init.defaultMaxLength))) : 0,
       ...this.counters
     }
@@ -408,7 +413,8 @@ export class StageServer {
     const sessionRoom = Math.floor(this.init.maxSessions * share)
     const cacheRoom = Math.floor(this.init.maxCachePositions * share)
     // KV memory grows with the layers a session runs: a sub-range session reserves its share
-    const cost = Math.ceil(maxLength * (frame.end - frame.start) / (end - start))
+    const layerShare = (frame.end - frame.start) / (end - start)
+    const cost = Math.ceil(maxLength * layerShare)
     if (!this.started || open >= sessionRoom || this.reserved + cost > cacheRoom || this.reserved + cost > this.init.maxCachePositions) {
       this.counters.busy++
       this.release(s)
@@ -427,6 +433,7 @@ export class StageServer {
     s.flags = frame.flags
     s.maxLength = maxLength
     s.reserved = cost
+    s.layerShare = layerShare
     s.kv = this.layers.createSession({ start: frame.start, end: frame.end })
     this.reserved += cost
     this.counters.opened++

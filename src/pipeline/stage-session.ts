@@ -29,6 +29,8 @@ export class StageSession {
   maxLength: number
   /** what the session holds of the server's cache budget (whole-span positions: maxLength x its share of the layers) */
   reserved: number
+  /** the share of the stage's layers the session runs (1 = the whole span) */
+  layerShare: number
   kv: StageKv | null
   /** steps not computed yet, oldest first (queuedAt: performance.now() when queued) */
   readonly jobs: Array<{ job: StageJob, ticket: number, queuedAt: number }>
@@ -45,6 +47,7 @@ export class StageSession {
     this.flags = 0
     this.maxLength = 0
     this.reserved = 0
+    this.layerShare = 1
     this.kv = null
     this.jobs = []
     this.busy = false

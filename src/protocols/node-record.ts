@@ -11,7 +11,7 @@
  * uint32 (one past the last); 7 flags uint32 (bit 0 embedding, bit 1 final
  * norm + head, bit 2 movable: `--layers auto`, the planner may move it); 8 backend string; 9 throughput_milli uint64 (tokens/s
  * through the whole span, x1000); 10 free_sessions uint32; 11 queue_length
- * uint32; 12 seq uint64 (strictly increasing per peer); 13 expires_at uint64
+ * uint32 (queued work in whole-span steps, rounded up); 12 seq uint64 (strictly increasing per peer); 13 expires_at uint64
  * (unix ms); 14 memory_bytes uint64 (bytes the node devotes to layers, its
  * span included; 0 = not said).
  *
@@ -82,7 +82,7 @@ export interface NodeRecord {
   throughputMilli: number
   /** sessions the node can still accept */
   freeSessions: number
-  /** requests queued at the node */
+  /** work queued at the node, in whole-span steps (a step of a session over k of the span's n layers counts k / n), rounded up */
   queueLength: number
   /** strictly increasing per peer; the newest record wins */
   seq: number

@@ -195,6 +195,23 @@ describe('pipeline/stage-server', function () {
     expect(s.server.stats.reservedPositions).to.equal(85)
   })
 
+  it('counts queued work in whole-span steps: a step over k of the n layers counts k / n', async () => {
+    const s = await stage(0, 4, { faults: { stepDelayMs: 1000 } })
+    const quarter = await session(s, { start: 0, end: 1 })
+    const whole = await session(s)
+    const h = fixture.config.hiddenSize
+    const row = prompt.subarray(0, h)
+    // one quarter step computes (held 1 s by the injected delay), two wait: half a whole-span step
+    const steps = Array.from({ length: 3 }, async () => quarter.forward(row, 1, h, 0))
+    await waitFor('two steps to queue', () => s.server.stats.queuedSteps === 2)
+    expect(s.server.stats.queuedSpanSteps).to.be.closeTo(0.5, 1e-9)
+    steps.push(...Array.from({ length: 2 }, async () => whole.forward(row, 1, h, 0)))
+    await waitFor('four steps to queue', () => s.server.stats.queuedSteps === 4)
+    expect(s.server.stats.queuedSpanSteps).to.be.closeTo(2.5, 1e-9)
+    await Promise.all(steps)
+    expect(s.server.stats).to.include({ queuedSteps: 0, queuedSpanSteps: 0 })
+  })
+
   it('admits by priority: background fills half, batch three quarters, interactive all; an idle stage admits anyone', async () => {
     const s = await stage(0, 2, { maxSessions: 4, maxCachePositions: 400, defaultMaxLength: 100 })
     const [background, batch, interactive] = [0, 1, 2]

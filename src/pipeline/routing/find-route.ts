@@ -5,7 +5,7 @@
  * Graph: the nodes are the layer boundaries 0..L; a span [s, e) gives the
  * edge s -> e (with `partial`, every edge b -> e' with s <= b < e' <= e).
  * Edge cost (ms) = RTT to the peer + per-layer compute time x layers used +
- * queue wait (queued requests x the span's step time) + a penalty when the
+ * queue wait (queued whole-span steps x the span's step time) + a penalty when the
  * peer has no free session. Routes compare by (cost, hops): on equal cost the
  * fewer hops win. Every edge goes forward (b < e'), so the boundaries in
  * increasing order are a topological order and Dijkstra's relaxation reduces

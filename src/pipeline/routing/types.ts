@@ -5,7 +5,7 @@ export interface RoutableSpan {
   end: number
   /** ping round trip (ms); undefined = unknown (counts unknownRttMs) */
   rttMs?: number
-  /** requests queued at the peer */
+  /** work queued at the peer, in whole-span steps */
   queueLength?: number
   /** tokens per second through the whole span, x1000; 0 / undefined = unknown */
   throughputMilli?: number
