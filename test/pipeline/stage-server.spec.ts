@@ -136,7 +136,7 @@ describe('pipeline/stage-server', function () {
     const y = await all.forward(prompt, rows, h, 0)
     expect(y.rows).to.equal(rows)
     expect(wide.server.stats).to.include({ sessions: 2, opened: 2, rejected: 0 })
-    // a session reserves cache for the layers it runs: [1, 3) of [0, 4) half of its positions
+    // a session reserves cache for the layers it runs: [1, 3) of [0, 4) reserves half its positions
     expect(wide.server.stats.reservedPositions).to.equal(64 + 32)
     // reaching outside the held layers: WRONG_RANGE (an empty range does not even decode: BAD_FRAME)
     for (const [start, end] of [[0, 2], [2, 4], [0, 4]]) {
