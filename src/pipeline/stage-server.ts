@@ -23,7 +23,7 @@ import { DIRECT_OFFER_PROTOCOL, answerDirectOffer, createDirectChannelServer } f
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { InferStream } from './infer-stream.ts'
 import { logitsData } from './stage-layers.ts'
-import { SessionState, StageSession } from './stage-session.ts'
+import { SessionState, StageSession, cachePositionsFor } from './stage-session.ts'
 import { runsBefore } from './step-order.ts'
 import type { DirectChannel, DirectChannelServer, DirectChannelServerInit } from './direct-channel/index.ts'
 import type { StageFaults } from './fault-injection.ts'
@@ -412,9 +412,8 @@ export class StageServer {
     const share = open === 0 ? 1 : Math.min(1, this.init.admitShare[frame.priority] ?? 1)
     const sessionRoom = Math.floor(this.init.maxSessions * share)
     const cacheRoom = Math.floor(this.init.maxCachePositions * share)
-    // KV memory grows with the layers a session runs: a sub-range session reserves its share
     const layerShare = (frame.end - frame.start) / (end - start)
-    const cost = Math.ceil(maxLength * layerShare)
+    const cost = cachePositionsFor(maxLength, layerShare)
     if (!this.started || open >= sessionRoom || this.reserved + cost > cacheRoom || this.reserved + cost > this.init.maxCachePositions) {
       this.counters.busy++
       this.release(s)
@@ -432,7 +431,6 @@ export class StageServer {
     s.priority = frame.priority
     s.flags = frame.flags
     s.maxLength = maxLength
-    s.reserved = cost
     s.layerShare = layerShare
     s.kv = this.layers.createSession({ start: frame.start, end: frame.end })
     this.reserved += cost

@@ -18,6 +18,15 @@ export const SessionState = {
 
 export type SessionStateValue = typeof SessionState[keyof typeof SessionState]
 
+/**
+ * The cache positions a session of `maxLength` positions over `layerShare`
+ * of a stage's layers reserves, counted over the whole span (rounded up):
+ * KV memory grows with the layers a session runs.
+ */
+export function cachePositionsFor (maxLength: number, layerShare: number): number {
+  return Math.ceil(maxLength * layerShare)
+}
+
 export class StageSession {
   readonly frames: InferChannel
   readonly remotePeer: string
@@ -27,8 +36,6 @@ export class StageSession {
   flags: number
   /** positions granted */
   maxLength: number
-  /** what the session holds of the server's cache budget (whole-span positions: maxLength x its share of the layers) */
-  reserved: number
   /** the share of the stage's layers the session runs (1 = the whole span) */
   layerShare: number
   kv: StageKv | null
@@ -46,11 +53,15 @@ export class StageSession {
     this.priority = 0
     this.flags = 0
     this.maxLength = 0
-    this.reserved = 0
     this.layerShare = 1
     this.kv = null
     this.jobs = []
     this.busy = false
+  }
+
+  /** what the session holds of the server's cache budget, in whole-span positions */
+  get reserved (): number {
+    return cachePositionsFor(this.maxLength, this.layerShare)
   }
 
   /** (Re)arm the timer: `onIdle` runs once after `ms` without another arm(). */
