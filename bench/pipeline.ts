@@ -201,15 +201,14 @@ function stdoutLines (child: ChildProcess): { next(): Promise<string> } {
 }
 
 /**
- * Per decode step, ms the stages' layers take in this process, in pipeline
- * order on the inputs the stages saw; with `sleepMs`, range i first sleeps
- * sleepMs[i] before each step, as a stage idles between its turns.
+ * Per decode step, ms `ranges` take in this process, in pipeline order on the
+ * inputs the stages saw, each in a fresh session; with `sleepMs`, range i
+ * first sleeps sleepMs[i] before each step, as a stage idles between its turns.
  */
-async function timeRangesInProcess (dir: string, stages: StageProcess[], inputs: ReadonlyArray<ReadonlyArray<{ data: Float32Array }>>, tokens: number, sleepMs: number[] | null): Promise<number[]> {
-  const ms: number[] = stages.map(() => 0)
-  const ranges = await Promise.all(stages.map(async st => loadRange(dir, { start: st.info.start, end: st.info.end })))
+async function timeRangesInProcess (ranges: LayerRange[], inputs: ReadonlyArray<ReadonlyArray<{ data: Float32Array }>>, tokens: number, sleepMs: number[] | null): Promise<number[]> {
+  const ms: number[] = ranges.map(() => 0)
+  const kvs = ranges.map(r => r.createSession())
   try {
-    const kvs = ranges.map(r => r.createSession())
     for (const [i, r] of ranges.entries()) {
       await r.forwardData(kvs[i], inputs[i][0].data)
     }
@@ -224,7 +223,7 @@ async function timeRangesInProcess (dir: string, stages: StageProcess[], inputs:
       }
     }
   } finally {
-    ranges.forEach(r => { r.dispose() })
+    kvs.forEach(kv => { kv.dispose() })
   }
   return ms
 }
@@ -311,8 +310,15 @@ async function main (): Promise<void> {
     // long as a stage sleeps between its steps (a token's time less its own hop)
     const tokenMs = hopMs.reduce((a, b) => a + b, 0)
     const idleMs = hopMs.map(h => Math.max(0, tokenMs - h))
-    const hopComputeMs = await timeRangesInProcess(dir, stages, hopInputs, probeTokens, null)
-    const hopComputeAfterIdleMs = await timeRangesInProcess(dir, stages, hopInputs, probeTokens, idleMs)
+    const ranges = await Promise.all(stages.map(async st => loadRange(dir, { start: st.info.start, end: st.info.end })))
+    let hopComputeMs: number[]
+    let hopComputeAfterIdleMs: number[]
+    try {
+      hopComputeMs = await timeRangesInProcess(ranges, hopInputs, probeTokens, null)
+      hopComputeAfterIdleMs = await timeRangesInProcess(ranges, hopInputs, probeTokens, idleMs)
+    } finally {
+      ranges.forEach(r => { r.dispose() })
+    }
     const best = (runs: Run[]): Run => runs.reduce((a, b) => a.decodeMs <= b.decodeMs ? a : b)
     const s = best(single)
     const m = best(mesh)
