@@ -8,7 +8,7 @@ export default {
     timeout: 120000
   },
   lint: {
-    files: ['src/**/*.ts', 'test/**/*.ts', 'bin/**/*.js', 'bench/**/*.ts', 'scripts/**/*.ts']
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bin/**/*.js', 'bench/**/*.ts', 'scripts/**/*.ts', 'scripts/**/*.js']
   },
   dependencyCheck: {
     ignore: ['node', '@tensorflow/tfjs-node-gpu']

@@ -197,5 +197,6 @@ process.stdout.write(JSON.stringify({
   blasMethod: `best of 5 numpy float32 4096^3 matmul (${nativeBefore.blas}), before and after, max taken`,
   backend: sel.name,
   features: { ...(sel.features ?? {}), workers: WORKERS, cores: availableParallelism() },
+  hugePages: sel.hugePages ?? null,
   loadAverage: [Number(fmt(load0, 2)), Number(fmt(loadavg()[0], 2))]
 }) + '\n')

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { PerformanceObserver } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { selectBackend } from '../src/model/backend.ts'
@@ -82,18 +83,31 @@ function threadSchedStat (): [number, number] {
  * waiting for a core (the run queue). The rest of the step's wall time it was
  * neither running nor queued. Counters only; the step itself is unchanged.
  */
-function measureDecodeSteps (layers: LayerRange): { steps: number, cpuMs: number, runQueueMs: number } {
-  const acc = { steps: 0, cpuMs: 0, runQueueMs: 0 }
+function measureDecodeSteps (layers: LayerRange): { steps: number, cpuMs: number, runQueueMs: number, otherCpuMs: number, gcMs: number, gcs: number } {
+  const acc = { steps: 0, cpuMs: 0, runQueueMs: 0, otherCpuMs: 0, gcMs: 0, gcs: 0 }
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0
+      if (kind === 2 || kind === 4) {
+        acc.gcs++
+        acc.gcMs += e.duration
+      }
+    }
+  }).observe({ entryTypes: ['gc'] })
   const forwardData = layers.forwardData.bind(layers)
   layers.forwardData = async (session, hidden, startPos) => {
     const [, q0] = threadSchedStat()
     const c0 = process.threadCpuUsage()
+    const p0 = process.cpuUsage()
     const result = await forwardData(session, hidden, startPos)
+    const p1 = process.cpuUsage()
     const c1 = process.threadCpuUsage()
     const [, q1] = threadSchedStat()
     if (hidden.length === layers.config.hiddenSize) {
       acc.steps++
-      acc.cpuMs += (c1.user + c1.system - c0.user - c0.system) / 1000
+      const main = (c1.user + c1.system - c0.user - c0.system) / 1000
+      acc.cpuMs += main
+      acc.otherCpuMs += (p1.user + p1.system - p0.user - p0.system) / 1000 - main
       acc.runQueueMs += (q1 - q0) / 1e6
     }
     return result
@@ -147,7 +161,7 @@ interface StageProcess {
   child: ChildProcess
   info: { peerId: string, multiaddrs: string[], start: number, end: number }
   /** decode steps computed so far and their milliseconds, in the stage process */
-  stats(): Promise<{ decodeSteps: number, decodeMs: number, steps: number, cpuMs: number, runQueueMs: number }>
+  stats(): Promise<{ decodeSteps: number, decodeMs: number, steps: number, cpuMs: number, runQueueMs: number, otherCpuMs: number, gcMs: number, gcs: number }>
 }
 
 async function startStageProcess (dir: string, start: number, end: number): Promise<StageProcess> {
@@ -291,18 +305,25 @@ async function main (): Promise<void> {
     const probe = client.createSession()
     await probe.forward(prompt)
     const stageBefore = [...probe.stats.stageMs]
+    const localBefore = probe.stats.localMs
     const remoteBefore = await Promise.all(stages.map(async st => st.stats()))
     const probeTokens = Math.min(newTokens, 16)
+    const probeStart = performance.now()
     for (let i = 0; i < probeTokens; i++) {
       await probe.forward([(i * 53 + 7) % config.vocabSize])
     }
+    const probeStepMs = (performance.now() - probeStart) / probeTokens
+    const clientLocalMs = (probe.stats.localMs - localBefore) / probeTokens
     const hopMs = probe.stats.stageMs.map((ms, i) => (ms - stageBefore[i]) / probeTokens)
     const remoteAfter = await Promise.all(stages.map(async st => st.stats()))
-    const perStep = (field: 'decodeMs' | 'cpuMs' | 'runQueueMs', steps: 'decodeSteps' | 'steps'): number[] =>
+    const perStep = (field: 'decodeMs' | 'cpuMs' | 'runQueueMs' | 'otherCpuMs' | 'gcMs' | 'gcs', steps: 'decodeSteps' | 'steps'): number[] =>
       remoteAfter.map((r, i) => (r[field] - remoteBefore[i][field]) / Math.max(1, r[steps] - remoteBefore[i][steps]))
     const stageComputeMs = perStep('decodeMs', 'decodeSteps')
     const stageCpuMs = perStep('cpuMs', 'steps')
     const stageRunQueueMs = perStep('runQueueMs', 'steps')
+    const stageOtherThreadsCpuMs = perStep('otherCpuMs', 'steps')
+    const stageGcMs = perStep('gcMs', 'steps')
+    const stageGcs = perStep('gcs', 'steps')
     const hopInputs = stages.map((_, i) => probe.inputs(i))
     await probe.close()
     // the same layers in this process, in pipeline order (each hop's weights leave the caches
@@ -341,6 +362,7 @@ async function main (): Promise<void> {
     out(JSON.stringify({
       bench: 'pipeline',
       backend: backend.name,
+      hugePages: backend.hugePages ?? null,
       cpus: cpus().length,
       loadAverage: loadavg()[0],
       model: { layers, hidden, intermediate: hidden * 3, vocab: 8192, dtype: 'F32' },
@@ -357,10 +379,15 @@ async function main (): Promise<void> {
       meshPrefillMs: Math.round(m.prefillMs),
       perTokenOverheadMs: Math.round(perTokenOverheadMs * 100) / 100,
       perHopOverheadMs: Math.round(perTokenOverheadMs / STAGES * 100) / 100,
+      probeStepMs: Math.round(probeStepMs * 100) / 100,
+      clientLocalMs: Math.round(clientLocalMs * 100) / 100,
       hopMs: hopMs.map(ms => Math.round(ms * 100) / 100),
       stageComputeMs: stageComputeMs.map(ms => Math.round(ms * 100) / 100),
       stageCpuMs: stageCpuMs.map(ms => Math.round(ms * 100) / 100),
       stageRunQueueMs: stageRunQueueMs.map(ms => Math.round(ms * 100) / 100),
+      stageOtherThreadsCpuMs: stageOtherThreadsCpuMs.map(ms => Math.round(ms * 100) / 100),
+      stageGcMs: stageGcMs.map(ms => Math.round(ms * 100) / 100),
+      stageGcs: stageGcs.map(ms => Math.round(ms * 100) / 100),
       hopComputeMs: hopComputeMs.map(ms => Math.round(ms * 100) / 100),
       hopComputeAfterIdleMs: hopComputeAfterIdleMs.map(ms => Math.round(ms * 100) / 100),
       tokensEqual

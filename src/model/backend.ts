@@ -1,7 +1,9 @@
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { ModelError, ModelErrorCode } from './errors.ts'
+import { adviseWasmHugePages, readThpMode } from './huge-pages.ts'
 import { tf } from './qwen3/tf.ts'
+import type { HugePagesStatus } from './huge-pages.ts'
 
 export const BackendName = {
   AUTO: 'auto',
@@ -24,12 +26,16 @@ export interface BackendSelection {
   name: string
   /** wasm only: SIMD and threads as detected */
   features?: { simd: boolean, threads: boolean, threadCount: number }
+  /** wasm only: whether the wasm memory (the weights) sits on transparent huge pages (huge-pages.ts) */
+  hugePages?: HugePagesStatus
   tried: BackendAttempt[]
 }
 
 export interface SelectBackendOptions {
   /** wasm threads to ask for when the runtime supports them (default: all cores) */
   threads?: number
+  /** wasm: advise huge pages for the wasm memory (default true; huge-pages.ts) */
+  hugePages?: boolean
 }
 
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const
@@ -62,9 +68,9 @@ export async function selectBackend (preference: BackendPreference = 'auto', opt
   }
   if (preference === 'auto' || preference === 'wasm') {
     try {
-      const features = await startWasm(options)
+      const { hugePages, ...features } = await startWasm(options)
       tried.push({ name: 'wasm', ok: true })
-      return { name: 'wasm', features, tried }
+      return { name: 'wasm', features, hugePages, tried }
     } catch (err: any) {
       tried.push({ name: 'wasm', ok: false, reason: reasonOf(err) })
     }
@@ -86,7 +92,7 @@ export async function selectBackend (preference: BackendPreference = 'auto', opt
   throw err
 }
 
-async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolean, threads: boolean, threadCount: number }> {
+async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolean, threads: boolean, threadCount: number, hugePages: HugePagesStatus }> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm')
   const require = createRequire(import.meta.url)
   // the .wasm binaries sit in the package's dist folder; point tfjs at them on disk
@@ -102,7 +108,17 @@ async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolea
   }
   await tf.ready()
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') as boolean
-  return { simd, threads, threadCount: wasm.getThreadsCount() }
+  // before any weights are uploaded: the pages they land on are huge from the first touch
+  const memory = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.buffer
+  const hugePages = options.hugePages === false
+    ? hugePagesOff()
+    : adviseWasmHugePages(memory instanceof ArrayBuffer ? memory : undefined)
+  return { simd, threads, threadCount: wasm.getThreadsCount(), hugePages }
+}
+
+function hugePagesOff (): HugePagesStatus {
+  const thp = readThpMode()
+  return { thp, helper: false, advisedBytes: 0, active: thp === 'always', ...(thp === 'always' ? {} : { reason: 'huge pages turned off' }) }
 }
 
 function reasonOf (err: any): string {

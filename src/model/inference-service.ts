@@ -134,7 +134,8 @@ export class InferenceService {
   /** The backend as `status` reports it. */
   backendStatus (): BackendStatusJson {
     if (this.selection != null) {
-      return { name: this.selection.name, preference: this.preference, tried: this.selection.tried }
+      const { name, tried, hugePages } = this.selection
+      return { name, preference: this.preference, tried, ...(hugePages != null ? { hugePages } : {}) }
     }
     return {
       name: null,

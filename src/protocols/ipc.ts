@@ -131,6 +131,8 @@ export interface BackendStatusJson {
   /** the configured preference: auto | tensorflow | wasm | cpu */
   preference: string
   tried: Array<{ name: string, ok: boolean, reason?: string }>
+  /** wasm: whether the weights sit on transparent huge pages (thp: the kernel's mode; reason when not active) */
+  hugePages?: { thp: string, helper: boolean, advisedBytes: number, active: boolean, reason?: string }
   /** why no backend runs, when name is null */
   error?: string
 }

@@ -17,6 +17,15 @@ function backendLine (status: StatusResult): string {
   return `${head} (preference ${inf.preference}${failed.length > 0 ? `; not used: ${failed.join('; ')}` : ''})`
 }
 
+/** wasm only: whether the weights sit on huge pages, and why not */
+function hugePagesLine (status: StatusResult): string {
+  const h = status.inference?.hugePages
+  if (h == null) {
+    return '-'
+  }
+  return `${h.active ? 'on' : 'off'} (THP ${h.thp}${h.reason != null ? `; ${h.reason}` : ''})`
+}
+
 function servingLine (status: StatusResult): string {
   const s = status.serving
   if (s == null) {
@@ -64,6 +73,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['uptime', formatDuration(status.uptimeMs)],
         ['data dir', status.dataDir],
         ['backend', backendLine(status)],
+        ['huge pages', hugePagesLine(status)],
         ['workers', workersLine(status)],
         ['chain A', `${status.chain.counts.A} blocks, tips ${status.chain.tips.A.join(' ') || '-'}`],
         ['chain B', `${status.chain.counts.B} blocks, tips ${status.chain.tips.B.join(' ') || '-'}`],
