@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PerformanceObserver } from 'node:perf_hooks'
+import { PerformanceObserver, constants } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { selectBackend } from '../src/model/backend.ts'
@@ -78,48 +78,39 @@ function threadSchedStat (): [number, number] {
 }
 
 /**
- * Where a stage's decode step goes, measured around forwardData in the stage
- * process: the main thread's own cpu time, and the time it was runnable but
- * waiting for a core (the run queue). The rest of the step's wall time it was
- * neither running nor queued. Counters only; the step itself is unchanged.
+ * What a stage process has spent so far, read when the bench asks (before and
+ * after its probe, so per-step figures are deltas over many steps): the main
+ * thread's cpu time (the layers and the protocol work around them), the other
+ * threads' (V8's GC and compiler workers, libuv), the main thread's run-queue
+ * wait, and full GCs (count, main-thread pause). Whole-window deltas on
+ * purpose: a thread's cpu time is only brought up to date at scheduler ticks
+ * (4 ms at HZ=250), so timing one step that starts right after a sleep
+ * under-counts it by ~2 ms on average. Counters only; the steps are unchanged.
  */
-function measureDecodeSteps (layers: LayerRange): { steps: number, cpuMs: number, runQueueMs: number, otherCpuMs: number, gcMs: number, gcs: number } {
-  const acc = { steps: 0, cpuMs: 0, runQueueMs: 0, otherCpuMs: 0, gcMs: 0, gcs: 0 }
+function stageCounters (): () => { cpuMs: number, otherCpuMs: number, runQueueMs: number, fullGcs: number, fullGcMs: number } {
+  const gc = { fullGcs: 0, fullGcMs: 0 }
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0
-      if (kind === 2 || kind === 4) {
-        acc.gcs++
-        acc.gcMs += e.duration
+      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR || kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL) {
+        gc.fullGcs++
+        gc.fullGcMs += e.duration
       }
     }
   }).observe({ entryTypes: ['gc'] })
-  const forwardData = layers.forwardData.bind(layers)
-  layers.forwardData = async (session, hidden, startPos) => {
-    const [, q0] = threadSchedStat()
-    const c0 = process.threadCpuUsage()
-    const p0 = process.cpuUsage()
-    const result = await forwardData(session, hidden, startPos)
-    const p1 = process.cpuUsage()
-    const c1 = process.threadCpuUsage()
-    const [, q1] = threadSchedStat()
-    if (hidden.length === layers.config.hiddenSize) {
-      acc.steps++
-      const main = (c1.user + c1.system - c0.user - c0.system) / 1000
-      acc.cpuMs += main
-      acc.otherCpuMs += (p1.user + p1.system - p0.user - p0.system) / 1000 - main
-      acc.runQueueMs += (q1 - q0) / 1e6
-    }
-    return result
+  return () => {
+    const main = process.threadCpuUsage()
+    const all = process.cpuUsage()
+    const cpuMs = (main.user + main.system) / 1000
+    return { cpuMs, otherCpuMs: (all.user + all.system) / 1000 - cpuMs, runQueueMs: threadSchedStat()[1] / 1e6, ...gc }
   }
-  return acc
 }
 
 async function stage (): Promise<void> {
   const threads = arg('threads', 0)
   await selectBackend('auto', threads > 0 ? { threads } : {})
   const layers = await loadRange(argText('dir'), { start: arg('start', 0), end: arg('end', 0) })
-  const waits = measureDecodeSteps(layers)
+  const counters = stageCounters()
   const node = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
   const server = createStageServer({ libp2p: node }, { modelId: MODEL_ID, layers })
   await server.start()
@@ -127,7 +118,7 @@ async function stage (): Promise<void> {
   // any line on stdin: answer what this stage spent per one-position (decode) step so far
   process.stdin.on('data', () => {
     const st = server.stats
-    out(JSON.stringify({ decodeSteps: st.decodeSteps, decodeMs: st.decodeMs, ...waits }))
+    out(JSON.stringify({ decodeSteps: st.decodeSteps, decodeMs: st.decodeMs, steps: st.steps, ...counters() }))
   })
   const shutdown = async (): Promise<void> => {
     await server.stop()
@@ -161,7 +152,7 @@ interface StageProcess {
   child: ChildProcess
   info: { peerId: string, multiaddrs: string[], start: number, end: number }
   /** decode steps computed so far and their milliseconds, in the stage process */
-  stats(): Promise<{ decodeSteps: number, decodeMs: number, steps: number, cpuMs: number, runQueueMs: number, otherCpuMs: number, gcMs: number, gcs: number }>
+  stats(): Promise<{ decodeSteps: number, decodeMs: number, steps: number, cpuMs: number, runQueueMs: number, otherCpuMs: number, fullGcs: number, fullGcMs: number }>
 }
 
 async function startStageProcess (dir: string, start: number, end: number): Promise<StageProcess> {
@@ -316,14 +307,14 @@ async function main (): Promise<void> {
     const clientLocalMs = (probe.stats.localMs - localBefore) / probeTokens
     const hopMs = probe.stats.stageMs.map((ms, i) => (ms - stageBefore[i]) / probeTokens)
     const remoteAfter = await Promise.all(stages.map(async st => st.stats()))
-    const perStep = (field: 'decodeMs' | 'cpuMs' | 'runQueueMs' | 'otherCpuMs' | 'gcMs' | 'gcs', steps: 'decodeSteps' | 'steps'): number[] =>
+    const perStep = (field: 'decodeMs' | 'cpuMs' | 'runQueueMs' | 'otherCpuMs' | 'fullGcs' | 'fullGcMs', steps: 'decodeSteps' | 'steps'): number[] =>
       remoteAfter.map((r, i) => (r[field] - remoteBefore[i][field]) / Math.max(1, r[steps] - remoteBefore[i][steps]))
     const stageComputeMs = perStep('decodeMs', 'decodeSteps')
     const stageCpuMs = perStep('cpuMs', 'steps')
     const stageRunQueueMs = perStep('runQueueMs', 'steps')
     const stageOtherThreadsCpuMs = perStep('otherCpuMs', 'steps')
-    const stageGcMs = perStep('gcMs', 'steps')
-    const stageGcs = perStep('gcs', 'steps')
+    const stageFullGcMs = perStep('fullGcMs', 'steps')
+    const stageFullGcs = perStep('fullGcs', 'steps')
     const hopInputs = stages.map((_, i) => probe.inputs(i))
     await probe.close()
     // the same layers in this process, in pipeline order (each hop's weights leave the caches
@@ -354,7 +345,7 @@ async function main (): Promise<void> {
     out(`greedy tokens equal: ${tokensEqual}`)
     const ms = (list: number[]): string => list.map(v => v.toFixed(2)).join(', ')
     out(`per hop and decode step: as the client sees it ${ms(hopMs)} ms; computing in the stage process ${ms(stageComputeMs)} ms`)
-    out(`  of which the stage's main thread ran ${ms(stageCpuMs)} ms and waited for a core ${ms(stageRunQueueMs)} ms`)
+    out(`  per step in the stage process: main thread cpu ${ms(stageCpuMs)} ms (layers and protocol), other threads ${ms(stageOtherThreadsCpuMs)} ms, waited for a core ${ms(stageRunQueueMs)} ms, full GCs ${ms(stageFullGcs)} (${ms(stageFullGcMs)} ms paused)`)
     out(`the same layers in this process: back to back ${ms(hopComputeMs)} ms; after sleeping as long as each stage does (${ms(idleMs)} ms) ${ms(hopComputeAfterIdleMs)} ms`)
     await node.stop()
     full.dispose()
@@ -386,8 +377,8 @@ async function main (): Promise<void> {
       stageCpuMs: stageCpuMs.map(ms => Math.round(ms * 100) / 100),
       stageRunQueueMs: stageRunQueueMs.map(ms => Math.round(ms * 100) / 100),
       stageOtherThreadsCpuMs: stageOtherThreadsCpuMs.map(ms => Math.round(ms * 100) / 100),
-      stageGcMs: stageGcMs.map(ms => Math.round(ms * 100) / 100),
-      stageGcs: stageGcs.map(ms => Math.round(ms * 100) / 100),
+      stageFullGcMs: stageFullGcMs.map(ms => Math.round(ms * 100) / 100),
+      stageFullGcs: stageFullGcs.map(n => Math.round(n * 100) / 100),
       hopComputeMs: hopComputeMs.map(ms => Math.round(ms * 100) / 100),
       hopComputeAfterIdleMs: hopComputeAfterIdleMs.map(ms => Math.round(ms * 100) / 100),
       tokensEqual
