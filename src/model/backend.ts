@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { ModelError, ModelErrorCode } from './errors.ts'
-import { adviseWasmHugePages, readThpMode } from './huge-pages.ts'
+import { adviseWasmHugePages } from './huge-pages.ts'
 import { tf } from './qwen3/tf.ts'
 import type { HugePagesStatus } from './huge-pages.ts'
 
@@ -110,15 +110,8 @@ async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolea
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') as boolean
   // before any weights are uploaded: the pages they land on are huge from the first touch
   const memory = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.buffer
-  const hugePages = options.hugePages === false
-    ? hugePagesOff()
-    : adviseWasmHugePages(memory instanceof ArrayBuffer ? memory : undefined)
+  const hugePages = adviseWasmHugePages(memory instanceof ArrayBuffer ? memory : undefined, { off: options.hugePages === false })
   return { simd, threads, threadCount: wasm.getThreadsCount(), hugePages }
-}
-
-function hugePagesOff (): HugePagesStatus {
-  const thp = readThpMode()
-  return { thp, helper: false, advisedBytes: 0, active: thp === 'always', ...(thp === 'always' ? {} : { reason: 'huge pages turned off' }) }
 }
 
 function reasonOf (err: any): string {

@@ -66,9 +66,9 @@ export function loadHugePagesHelper (path = HELPER_PATH): { helper?: NativeHelpe
  * before the weights are loaded. Never throws for lack of support: the
  * status says what holds.
  */
-export function adviseWasmHugePages (memory: ArrayBuffer | undefined, options: { thp?: ThpMode, helperPath?: string } = {}): HugePagesStatus {
+export function adviseWasmHugePages (memory: ArrayBuffer | undefined, options: { thp?: ThpMode, helperPath?: string, off?: boolean } = {}): HugePagesStatus {
   const thp = options.thp ?? readThpMode()
-  const { helper, reason } = loadHugePagesHelper(options.helperPath)
+  const { helper, reason } = options.off === true ? { helper: undefined, reason: 'huge pages turned off' } : loadHugePagesHelper(options.helperPath)
   const status = (advisedBytes: number, why?: string): HugePagesStatus => {
     const active = thp === 'always' || (thp === 'madvise' && advisedBytes > 0)
     return { thp, helper: helper != null, advisedBytes, active, ...(active || why == null ? {} : { reason: why }) }

@@ -53,6 +53,8 @@ describe('huge pages for the wasm memory', () => {
     // THP always needs no advice
     expect(adviseWasmHugePages(undefined, { thp: 'always', helperPath: missing })).to.include({ active: true, helper: false })
     expect(adviseWasmHugePages(undefined, { thp: 'never' })).to.include({ active: false })
+    // turned off: no advice, whatever the helper
+    expect(adviseWasmHugePages(new WebAssembly.Memory({ initial: 1 }).buffer, { thp: 'madvise', off: true })).to.deep.equal({ thp: 'madvise', helper: false, advisedBytes: 0, active: false, reason: 'huge pages turned off' })
   })
 
   it('marks a wasm memory and what it grows into as huge-page eligible', function () {
