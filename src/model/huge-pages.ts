@@ -11,22 +11,10 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import type { HugePagesStatusJson, ThpMode } from '../protocols/ipc.ts'
 
-/** the kernel's THP mode for anonymous memory, as /sys/kernel/mm/transparent_hugepage/enabled shows it */
-export type ThpMode = 'always' | 'madvise' | 'never' | 'unknown'
-
-export interface HugePagesStatus {
-  /** the kernel's THP mode */
-  thp: ThpMode
-  /** whether the native helper loaded */
-  helper: boolean
-  /** whether the wasm memory took the advice (bytes of its reservation covered) */
-  advisedBytes: number
-  /** whether the weights get huge pages: THP `always`, or `madvise` with the advice taken */
-  active: boolean
-  /** why not, when not active */
-  reason?: string
-}
+export type { ThpMode }
+export type HugePagesStatus = HugePagesStatusJson
 
 interface NativeHelper {
   adviseHugePages(buffer: ArrayBuffer, reserveBytes: number): { base: string, length: number, advisedBytes: number, adviseErrno: number, collapseErrno: number }

@@ -131,10 +131,27 @@ export interface BackendStatusJson {
   /** the configured preference: auto | tensorflow | wasm | cpu */
   preference: string
   tried: Array<{ name: string, ok: boolean, reason?: string }>
-  /** wasm: whether the weights sit on transparent huge pages (thp: the kernel's mode; reason when not active) */
-  hugePages?: { thp: string, helper: boolean, advisedBytes: number, active: boolean, reason?: string }
+  /** wasm: whether the weights sit on transparent huge pages */
+  hugePages?: HugePagesStatusJson
   /** why no backend runs, when name is null */
   error?: string
+}
+
+/** the kernel's THP mode for anonymous memory, as /sys/kernel/mm/transparent_hugepage/enabled shows it */
+export type ThpMode = 'always' | 'madvise' | 'never' | 'unknown'
+
+/** Whether the wasm backend's memory (the weights) sits on transparent huge pages (src/model/huge-pages.ts). */
+export interface HugePagesStatusJson {
+  /** the kernel's THP mode */
+  thp: ThpMode
+  /** whether the native helper loaded */
+  helper: boolean
+  /** bytes of the wasm memory's reservation that took the advice */
+  advisedBytes: number
+  /** whether the weights get huge pages: THP `always`, or `madvise` with the advice taken */
+  active: boolean
+  /** why not, when not active */
+  reason?: string
 }
 
 /** The `workers` part of `status`. */
