@@ -10,6 +10,8 @@
  * waiting step gaining one priority level per priorityAgingMs (step-order.ts).
  * A full stage answers BUSY at once; an idle session loses its cache; a
  * malformed frame gets ERROR and that stream is aborted, nothing else.
+ * Hidden states with NaN or ±Inf get ERROR NON_FINITE_INPUT before the
+ * session's cache or any tensor op sees them.
  * Where the layers' weights come from is the caller's business.
  * Sessions arrive over /bly/infer/1.0.0 libp2p streams or, unless disabled,
  * over direct TLS channels offered on /bly/infer-direct/1.0.0 (the server
@@ -21,6 +23,7 @@ import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, OpenFlags, ResultKi
 import { STAGE_SERVER_DEFAULTS } from './constants.ts'
 import { DIRECT_OFFER_PROTOCOL, answerDirectOffer, createDirectChannelServer } from './direct-channel/index.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
+import { firstNonFinite } from './finite.ts'
 import { InferStream } from './infer-stream.ts'
 import { logitsData } from './stage-layers.ts'
 import { SessionState, StageSession, cachePositionsFor } from './stage-session.ts'
@@ -114,6 +117,8 @@ export interface StageStats {
   decodeMs: number
   /** steps answered ERROR */
   errors: number
+  /** of those, FORWARDs refused for NaN or ±Inf in their hidden states (nothing computed, cache untouched) */
+  nonFinite: number
   /** streams aborted for a frame that did not decode or broke the protocol */
   malformed: number
 }
@@ -175,7 +180,7 @@ export class StageServer {
       })
     }
     this.sessions = new Set()
-    this.counters = { peakSessions: 0, peakReservedPositions: 0, opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, decodeSteps: 0, decodeMs: 0, errors: 0, malformed: 0 }
+    this.counters = { peakSessions: 0, peakReservedPositions: 0, opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, decodeSteps: 0, decodeMs: 0, errors: 0, nonFinite: 0, malformed: 0 }
     this.reserved = 0
     this.ticket = 0
     this.started = false
@@ -586,8 +591,15 @@ export class StageServer {
     if (startPos + tensor.rows > s.maxLength) {
       throw stepError(InferErrorCode.TOO_LONG, `positions up to ${startPos + tensor.rows} exceed the session's ${s.maxLength}`)
     }
+    // before the cache (a rewind included) or any tensor op sees them: NaN / Inf would poison the cache for good
+    const x = tensorF32(tensor)
+    const bad = firstNonFinite(x)
+    if (bad >= 0) {
+      this.counters.nonFinite++
+      throw stepError(InferErrorCode.NON_FINITE_INPUT, `hidden state ${x[bad]} at row ${startPos + Math.floor(bad / hiddenSize)}, column ${bad % hiddenSize}: a step's input must be finite`)
+    }
     const t0 = performance.now()
-    let out = await this.layers.forwardData(kv, tensorF32(tensor), startPos)
+    let out = await this.layers.forwardData(kv, x, startPos)
     let rows = tensor.rows
     let cols = hiddenSize
     let kind: ResultKind = ResultKind.HIDDEN
