@@ -69,7 +69,11 @@ export const InferErrorCode = {
   SHUTTING_DOWN: 9,
   /** a FORWARD / TRUNCATE / CLOSE before OPEN_OK, or for another session id */
   NOT_OPEN: 10,
-  /** more steps queued on the session than the stage allows */
+  /**
+   * more steps queued on the session than the stage allows, or a frame that
+   * would take the bytes the stage holds for partially received frames past
+   * its bound: the stream is aborted after this ERROR
+   */
   OVERLOADED: 11,
   UNSUPPORTED_VERSION: 12,
   /**
