@@ -21,6 +21,17 @@ export const STAGE_SERVER_DEFAULTS = {
   idleTimeoutMs: 5 * 60_000,
   /** largest frame accepted: 64 MiB holds a 4096-position prefill of hidden 4096 in f32 */
   maxFrameBytes: 64 * 1024 * 1024,
+  /**
+   * bytes partially received frames may hold over all the stage's streams
+   * and direct channels together (at least maxFrameBytes). A frame's buffer
+   * is allocated at its declared length when its length prefix arrives, and
+   * counts from the first read it outlives until it completes or its stream
+   * ends; a frame that would take the total past this gets ERROR OVERLOADED
+   * and its stream is aborted. 256 MiB = four frames of the largest size in
+   * flight at once; whole frames waiting to be computed are bounded apart
+   * (maxQueuedSteps per session).
+   */
+  maxPartialFrameBytes: 256 * 1024 * 1024,
   /** steps one session may have queued; more is a protocol violation (ERROR + close) */
   maxQueuedSteps: 8,
   /** inbound streams one connection may hold on the protocol */

@@ -6,6 +6,11 @@ export const PipelineErrorCode = {
   BAD_FRAME: 'ERR_INFER_BAD_FRAME',
   /** the stage is full (sessions or cache room); try another peer */
   BUSY: 'ERR_INFER_BUSY',
+  /**
+   * a frame would take the bytes partially received frames hold on the
+   * stage past its bound (maxPartialFrameBytes); the stream is ended
+   */
+  PARTIAL_FRAMES_FULL: 'ERR_INFER_PARTIAL_FRAMES_FULL',
   /** the stage answered with an ERROR frame (`remoteCode` says which) */
   REMOTE: 'ERR_INFER_REMOTE',
   /** no answer within the open / step timeout */

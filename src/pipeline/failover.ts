@@ -6,6 +6,7 @@
  * the ones the lost stage produced.
  */
 import { PipelineError, PipelineErrorCode } from './errors.ts'
+import { firstNonFinite } from './finite.ts'
 import type { StageInput } from './pipeline-client.ts'
 
 /** Why a stage was given up on. */
@@ -59,13 +60,9 @@ export function checkStageResult (r: { rows: number, cols: number, startPos: num
   if (r.rows !== rows || r.cols !== cols || r.startPos !== startPos || r.data.length !== rows * cols) {
     throw new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${stage} answered [${r.rows}, ${r.cols}] at ${r.startPos} (${r.data.length} values), expected [${rows}, ${cols}] at ${startPos}`, { stage })
   }
-  const data = r.data
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i]
-    // NaN fails both comparisons
-    if (!(v > -Infinity && v < Infinity)) {
-      throw new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${stage} answered a non-finite value (${v}) at row ${Math.floor(i / cols) + startPos}`, { stage })
-    }
+  const i = firstNonFinite(r.data)
+  if (i >= 0) {
+    throw new PipelineError(PipelineErrorCode.BAD_FRAME, `stage ${stage} answered a non-finite value (${r.data[i]}) at row ${Math.floor(i / cols) + startPos}`, { stage })
   }
 }
 

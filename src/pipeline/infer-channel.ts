@@ -20,10 +20,19 @@ export interface InferChannel {
   bytesOut: number
   /** write one frame; resolves once it was handed to the transport */
   send(frame: InferFrame): Promise<void>
-  /** close gracefully once queued writes went out */
+  /**
+   * close gracefully once queued writes went out; nothing more is read from
+   * the moment it is called (a frame being received is dropped at once)
+   */
   close(): Promise<void>
-  /** tear down now */
+  /** tear down now (a frame being received is dropped at once) */
   abort(err: Error): void
+  /**
+   * deliver no more frames: what arrives from now on is dropped, and so is
+   * the frame being received (its PartialFrameBudget charge goes back);
+   * writing goes on. Idempotent.
+   */
+  stopReading(): void
 }
 
 /** Which transport a channel runs over. */

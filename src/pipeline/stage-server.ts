@@ -9,7 +9,12 @@
  * order, across sessions highest priority first, then oldest first, a
  * waiting step gaining one priority level per priorityAgingMs (step-order.ts).
  * A full stage answers BUSY at once; an idle session loses its cache; a
- * malformed frame gets ERROR and that stream is aborted, nothing else.
+ * malformed frame (a bad length prefix included) gets ERROR and that stream
+ * is aborted, nothing else. Hidden states with NaN or ±Inf get ERROR
+ * NON_FINITE_INPUT before the session's cache or any tensor op sees them.
+ * What partially received frames hold is bounded over all sessions
+ * (maxPartialFrameBytes; past it ERROR OVERLOADED and that stream is
+ * aborted) and given back as soon as their stream ends.
  * Where the layers' weights come from is the caller's business.
  * Sessions arrive over /bly/infer/1.0.0 libp2p streams or, unless disabled,
  * over direct TLS channels offered on /bly/infer-direct/1.0.0 (the server
@@ -21,6 +26,8 @@ import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, OpenFlags, ResultKi
 import { STAGE_SERVER_DEFAULTS } from './constants.ts'
 import { DIRECT_OFFER_PROTOCOL, answerDirectOffer, createDirectChannelServer } from './direct-channel/index.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
+import { firstNonFinite } from './finite.ts'
+import { PartialFrameBudget } from './frame-budget.ts'
 import { InferStream } from './infer-stream.ts'
 import { logitsData } from './stage-layers.ts'
 import { SessionState, StageSession, cachePositionsFor } from './stage-session.ts'
@@ -44,6 +51,8 @@ export interface StageServerInit {
   defaultMaxLength?: number
   idleTimeoutMs?: number
   maxFrameBytes?: number
+  /** bytes partially received frames may hold over all streams and channels (>= maxFrameBytes) */
+  maxPartialFrameBytes?: number
   maxQueuedSteps?: number
   maxInboundStreams?: number
   openTimeoutMs?: number
@@ -60,7 +69,7 @@ export interface StageServerInit {
    * only; else the channel server's options (bind host, port, advertised
    * host...), default {} = bound to 127.0.0.1 on an ephemeral port
    */
-  directChannel?: false | Omit<DirectChannelServerInit, 'handler'>
+  directChannel?: false | Omit<DirectChannelServerInit, 'handler' | 'frameBudget'>
   /** FAULT INJECTION FOR TESTS ONLY (see fault-injection.ts); absent = a well-behaved stage */
   faults?: StageFaults
 }
@@ -114,8 +123,19 @@ export interface StageStats {
   decodeMs: number
   /** steps answered ERROR */
   errors: number
+  /** of those, FORWARDs refused for NaN or ±Inf in their hidden states (nothing computed, cache untouched) */
+  nonFinite: number
   /** streams aborted for a frame that did not decode or broke the protocol */
   malformed: number
+  /**
+   * bytes held now by frames being received (each counted at its declared
+   * length), the most held at any time, and the bound (maxPartialFrameBytes)
+   */
+  partialFrameBytes: number
+  peakPartialFrameBytes: number
+  maxPartialFrameBytes: number
+  /** frames refused (ERROR OVERLOADED, stream aborted) because they did not fit that bound */
+  partialFramesRefused: number
 }
 
 type Required2 = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults' | 'directChannel'>>
@@ -133,7 +153,9 @@ export class StageServer {
   private readonly faults?: StageFaults
   private readonly direct?: DirectChannelServer
   private readonly sessions: Set<StageSession>
-  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'maxCachePositions' | 'queuedSteps' | 'queuedSpanSteps' | 'freeSessions'>
+  /** what partially received frames hold over every stream and direct channel */
+  private readonly frameBudget: PartialFrameBudget
+  private readonly counters: Omit<StageStats, 'modelId' | 'start' | 'end' | 'sessions' | 'maxSessions' | 'reservedPositions' | 'freePositions' | 'maxCachePositions' | 'queuedSteps' | 'queuedSpanSteps' | 'freeSessions' | 'partialFrameBytes' | 'peakPartialFrameBytes' | 'maxPartialFrameBytes' | 'partialFramesRefused'>
   private reserved: number
   private ticket: number
   private running?: Promise<void>
@@ -151,31 +173,37 @@ export class StageServer {
       defaultMaxLength: Math.min(init.defaultMaxLength ?? d.defaultMaxLength, init.layers.config.maxPositionEmbeddings),
       idleTimeoutMs: init.idleTimeoutMs ?? d.idleTimeoutMs,
       maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
+      maxPartialFrameBytes: init.maxPartialFrameBytes ?? d.maxPartialFrameBytes,
       maxQueuedSteps: init.maxQueuedSteps ?? d.maxQueuedSteps,
       maxInboundStreams: init.maxInboundStreams ?? d.maxInboundStreams,
       openTimeoutMs: init.openTimeoutMs ?? d.openTimeoutMs,
       priorityAgingMs: init.priorityAgingMs ?? d.priorityAgingMs,
       admitShare: init.admitShare ?? d.admitShare
     }
-    for (const k of ['maxSessions', 'maxCachePositions', 'defaultMaxLength', 'idleTimeoutMs', 'maxFrameBytes', 'maxQueuedSteps', 'maxInboundStreams', 'openTimeoutMs', 'priorityAgingMs'] as const) {
+    for (const k of ['maxSessions', 'maxCachePositions', 'defaultMaxLength', 'idleTimeoutMs', 'maxFrameBytes', 'maxPartialFrameBytes', 'maxQueuedSteps', 'maxInboundStreams', 'openTimeoutMs', 'priorityAgingMs'] as const) {
       if (!Number.isSafeInteger(this.init[k]) || this.init[k] < 1) {
         throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `${k} must be a positive integer, got ${this.init[k]}`)
       }
+    }
+    if (this.init.maxPartialFrameBytes < this.init.maxFrameBytes) {
+      throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `maxPartialFrameBytes (${this.init.maxPartialFrameBytes}) must hold one frame of maxFrameBytes (${this.init.maxFrameBytes})`)
     }
     if (this.layers.end <= this.layers.start) {
       throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `a stage needs at least one layer, got [${this.layers.start}, ${this.layers.end})`)
     }
     this.log = components.libp2p.logger.forComponent('bly:stage-server')
     this.faults = init.faults
+    this.frameBudget = new PartialFrameBudget(this.init.maxPartialFrameBytes)
     if (init.directChannel !== false) {
       this.direct = createDirectChannelServer({
         maxFrameBytes: this.init.maxFrameBytes,
         ...init.directChannel,
+        frameBudget: this.frameBudget,
         handler: (channel, remotePeer) => { this.acceptDirect(channel, remotePeer) }
       })
     }
     this.sessions = new Set()
-    this.counters = { peakSessions: 0, peakReservedPositions: 0, opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, decodeSteps: 0, decodeMs: 0, errors: 0, malformed: 0 }
+    this.counters = { peakSessions: 0, peakReservedPositions: 0, opened: 0, direct: 0, busy: 0, rejected: 0, closed: 0, expired: 0, steps: 0, positions: 0, computeMs: 0, decodeSteps: 0, decodeMs: 0, errors: 0, nonFinite: 0, malformed: 0 }
     this.reserved = 0
     this.ticket = 0
     this.started = false
@@ -272,7 +300,11 @@ export class StageServer {
       queuedSteps: queued,
       queuedSpanSteps: spanSteps,
       freeSessions: this.started ? Math.max(0, Math.min(this.init.maxSessions - open, Math.floor((this.init.maxCachePositions - this.reserved) / this.init.defaultMaxLength))) : 0,
-      ...this.counters
+      ...this.counters,
+      partialFrameBytes: this.frameBudget.held,
+      peakPartialFrameBytes: this.frameBudget.peak,
+      maxPartialFrameBytes: this.frameBudget.limit,
+      partialFramesRefused: this.frameBudget.refused
     }
   }
 
@@ -283,7 +315,7 @@ export class StageServer {
     }
     const { handlers, bind } = this.sessionFor(connection.remotePeer.toString())
     // handlers fire on a later tick: the session is bound before any frame arrives
-    bind(new InferStream(stream, { maxFrameBytes: this.init.maxFrameBytes, ...handlers }))
+    bind(new InferStream(stream, { maxFrameBytes: this.init.maxFrameBytes, frameBudget: this.frameBudget, ...handlers }))
   }
 
   /** A direct channel the channel server accepted for an offer issued to `remotePeer`. */
@@ -311,10 +343,16 @@ export class StageServer {
         }
       },
       onBadFrame: (err) => {
-        if (ref.session != null) {
-          this.counters.malformed++
-          void this.fail(ref.session, InferErrorCode.BAD_FRAME, 0, errorMessage(err), true)
+        if (ref.session == null) {
+          return
         }
+        // the channel stopped reading and dropped what it was receiving; the session ends now
+        if (err instanceof PipelineError && err.code === PipelineErrorCode.PARTIAL_FRAMES_FULL) {
+          void this.fail(ref.session, InferErrorCode.OVERLOADED, 0, errorMessage(err), true)
+          return
+        }
+        this.counters.malformed++
+        void this.fail(ref.session, InferErrorCode.BAD_FRAME, 0, errorMessage(err), true)
       },
       onClose: () => {
         if (ref.session != null) {
@@ -471,11 +509,17 @@ export class StageServer {
     }
   }
 
+  /**
+   * Ends a session on this stage: its cache room and slot are free when this
+   * returns, and its channel delivers nothing more (what it was receiving is
+   * dropped now, not when a last ERROR / BUSY has gone out).
+   */
   private release (s: StageSession): void {
     if (!this.sessions.has(s)) {
       return
     }
     this.sessions.delete(s)
+    s.frames.stopReading()
     if (s.state === SessionState.OPEN) {
       this.reserved -= s.reserved
     }
@@ -586,8 +630,15 @@ export class StageServer {
     if (startPos + tensor.rows > s.maxLength) {
       throw stepError(InferErrorCode.TOO_LONG, `positions up to ${startPos + tensor.rows} exceed the session's ${s.maxLength}`)
     }
+    // before the cache (a rewind included) or any tensor op sees them: NaN / Inf would poison the cache for good
+    const x = tensorF32(tensor)
+    const bad = firstNonFinite(x)
+    if (bad >= 0) {
+      this.counters.nonFinite++
+      throw stepError(InferErrorCode.NON_FINITE_INPUT, `hidden state ${x[bad]} at row ${startPos + Math.floor(bad / hiddenSize)}, column ${bad % hiddenSize}: a step's input must be finite`)
+    }
     const t0 = performance.now()
-    let out = await this.layers.forwardData(kv, tensorF32(tensor), startPos)
+    let out = await this.layers.forwardData(kv, x, startPos)
     let rows = tensor.rows
     let cols = hiddenSize
     let kind: ResultKind = ResultKind.HIDDEN

@@ -69,9 +69,19 @@ export const InferErrorCode = {
   SHUTTING_DOWN: 9,
   /** a FORWARD / TRUNCATE / CLOSE before OPEN_OK, or for another session id */
   NOT_OPEN: 10,
-  /** more steps queued on the session than the stage allows */
+  /**
+   * more steps queued on the session than the stage allows, or a frame that
+   * would take the bytes the stage holds for partially received frames past
+   * its bound: the stream is aborted after this ERROR
+   */
   OVERLOADED: 11,
-  UNSUPPORTED_VERSION: 12
+  UNSUPPORTED_VERSION: 12,
+  /**
+   * a FORWARD whose hidden states hold NaN or ±Inf: refused before the
+   * session's KV cache or any tensor op sees them (nothing is computed, the
+   * cache is as it was); the session stays
+   */
+  NON_FINITE_INPUT: 13
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type InferErrorCode = typeof InferErrorCode[keyof typeof InferErrorCode]

@@ -9,12 +9,16 @@
  * of the socket's chunks, one copy for frames that span chunks), or, on a
  * socket created with `onread` (the client's), straight into the frame
  * being assembled. Listener exceptions never escape into the event loop.
+ * A channel that fails (bad frame), is closed or is aborted stops reading and
+ * drops the frame it was receiving at once, giving its bytes back to the
+ * PartialFrameBudget it was built with (the stage's).
  */
 import { decodeInferFrame, encodeInferFrame } from '../../protocols/infer.ts'
 import { PipelineError, PipelineErrorCode } from '../errors.ts'
 import { FrameDecoder } from './frame-decoder.ts'
 import { readInPlace } from './read-in-place.ts'
 import type { InferFrame } from '../../protocols/infer.ts'
+import type { PartialFrameBudget } from '../frame-budget.ts'
 import type { TLSSocket } from 'node:tls'
 
 /** What the owner of a channel listens with (the InferStreamInit callbacks). */
@@ -63,11 +67,13 @@ export class DirectChannel {
    * `socket` has finished its TLS handshake and hello; `leftover` are bytes
    * read past the hello. Nothing is read until `attach()`. `readsInPlace`:
    * the socket was created with `onread` feeding readBuffer()/onRead().
+   * `frameBudget`: what partially received frames may hold, shared with the
+   * owner's other channels (none = bounded by maxFrameBytes alone).
    */
-  constructor (socket: TLSSocket, maxFrameBytes: number, leftover?: Uint8Array, readsInPlace = false) {
+  constructor (socket: TLSSocket, maxFrameBytes: number, leftover?: Uint8Array, readsInPlace = false, frameBudget?: PartialFrameBudget) {
     this.socket = socket
     this.early = leftover != null && leftover.length > 0 ? [leftover] : []
-    this.decoder = new FrameDecoder(maxFrameBytes)
+    this.decoder = new FrameDecoder(maxFrameBytes, frameBudget)
     this.queue = []
     this.writing = false
     this.flushScheduled = false
@@ -140,8 +146,13 @@ export class DirectChannel {
     return promise
   }
 
-  /** Close gracefully: queued writes go out, then the TLS session ends. Resolves when the socket closed. */
+  /**
+   * Close gracefully: queued writes go out, then the TLS session ends.
+   * Nothing more is read (a frame being received is dropped now). Resolves
+   * when the socket closed.
+   */
   async close (): Promise<void> {
+    this.stopReading()
     if (this.socket.destroyed) {
       return
     }
@@ -161,7 +172,14 @@ export class DirectChannel {
   /** Tear the channel down now; onClose gets `err`. */
   abort (err: Error): void {
     this.closeError ??= err
+    this.stopReading()
     this.socket.destroy()
+  }
+
+  /** No more frames: drop the one being received (and its budget charge); writing goes on. */
+  stopReading (): void {
+    this.broken = true
+    this.decoder.reset()
   }
 
   private flush (): void {
@@ -291,7 +309,7 @@ export class DirectChannel {
 
   /** A bad frame, or the owner's onFrame threw: stop reading and tell the owner. */
   private readFailed (err: Error): void {
-    this.broken = true
+    this.stopReading()
     this.socket.pause()
     const e = err instanceof PipelineError ? err : new PipelineError(PipelineErrorCode.BAD_FRAME, `direct channel failed: ${err.message}`, { cause: err })
     try {
@@ -315,6 +333,7 @@ export class DirectChannel {
     if (err == null && !this.decoder.idle) {
       err = new PipelineError(PipelineErrorCode.STREAM_CLOSED, 'direct channel closed inside a frame')
     }
+    this.decoder.reset()
     try {
       this.init.onClose(err)
     } catch {

@@ -13,8 +13,17 @@
  * Frame buffers are allocated without zero-filling: every byte is written
  * before the frame is handed out, and a frame that never completes is
  * dropped unseen.
+ * A length prefix is at most 5 bytes (35 bits, far past any frame limit); a
+ * longer one, a length over the limit or a length of 0 throws BAD_FRAME at
+ * once, so a malformed prefix never leaves the decoder waiting for more.
+ * With a PartialFrameBudget, a frame buffer still unfilled when a read
+ * returns is charged to it (its whole length) until the frame completes or
+ * `reset()` drops it; a charge that does not fit drops the frame and throws
+ * PARTIAL_FRAMES_FULL. The owner calls `reset()` when its stream ends or
+ * fails, which releases the buffer and the charge.
  */
 import { PipelineError, PipelineErrorCode } from '../errors.ts'
+import type { PartialFrameBudget } from '../frame-budget.ts'
 
 /** Scratch buffer for reads between frame bodies (node's TLS layer hands over at most 16 KiB per read). */
 const SCRATCH_BYTES = 64 * 1024
@@ -24,8 +33,16 @@ function frameBuffer (len: number): Uint8Array {
   return new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len)
 }
 
+/** Longest length prefix: 5 varint bytes carry 35 bits. */
+const MAX_PREFIX_BYTES = 5
+
 export class FrameDecoder {
   private readonly maxFrameBytes: number
+  private readonly budget?: PartialFrameBudget
+  /** bytes of `partial` charged to the budget (0 = not charged) */
+  private charged: number
+  /** reset() calls so far: a decode loop stops when one happens under it */
+  private resets: number
   /** length prefix being read */
   private varint: number
   private varintShift: number
@@ -37,8 +54,11 @@ export class FrameDecoder {
   /** the buffer readBuffer() last returned */
   private target?: Uint8Array
 
-  constructor (maxFrameBytes: number) {
+  constructor (maxFrameBytes: number, budget?: PartialFrameBudget) {
     this.maxFrameBytes = maxFrameBytes
+    this.budget = budget
+    this.charged = 0
+    this.resets = 0
     this.varint = 0
     this.varintShift = 0
     this.filled = 0
@@ -47,6 +67,38 @@ export class FrameDecoder {
   /** True when no partial frame or prefix is pending (a clean place for the stream to end). */
   get idle (): boolean {
     return this.partial == null && this.varintShift === 0
+  }
+
+  /**
+   * Drop everything pending (the partial frame, the prefix, the scratch
+   * buffer) and give its charge back to the budget. For a stream that ended
+   * or failed; idempotent. Called from inside `emit`, it also ends the
+   * push()/read() in progress: the rest of that chunk is dropped. The
+   * decoder starts afresh if fed again.
+   */
+  reset (): void {
+    this.resets++
+    this.dropPartial()
+    this.varint = 0
+    this.varintShift = 0
+    this.scratch = undefined
+    this.target = undefined
+  }
+
+  private dropPartial (): void {
+    this.partial = undefined
+    this.filled = 0
+    if (this.charged > 0) {
+      this.budget?.release(this.charged)
+      this.charged = 0
+    }
+  }
+
+  /** The partial frame is whole: hand it out (its charge goes back first). */
+  private complete (emit: (frame: Uint8Array) => void): void {
+    const frame = this.partial as Uint8Array
+    this.dropPartial()
+    emit(frame)
   }
 
   /**
@@ -81,10 +133,7 @@ export class FrameDecoder {
     if (buf === this.target && this.partial != null && buf.buffer === this.partial.buffer) {
       this.filled += n
       if (this.filled === this.partial.length) {
-        const frame = this.partial
-        this.partial = undefined
-        this.filled = 0
-        emit(frame)
+        this.complete(emit)
       }
       return
     }
@@ -93,6 +142,7 @@ export class FrameDecoder {
 
   /** `reused`: the chunk's memory is overwritten after this call, so frames are copied out of it. */
   private decode (chunk: Uint8Array, emit: (frame: Uint8Array) => void, reused: boolean): void {
+    const resets = this.resets
     let i = 0
     const n = chunk.length
     while (i < n) {
@@ -102,10 +152,10 @@ export class FrameDecoder {
         this.filled += take
         i += take
         if (this.filled === this.partial.length) {
-          const frame = this.partial
-          this.partial = undefined
-          this.filled = 0
-          emit(frame)
+          this.complete(emit)
+          if (this.resets !== resets) {
+            return
+          }
         }
         continue
       }
@@ -114,8 +164,8 @@ export class FrameDecoder {
       this.varint += (b & 0x7f) * 2 ** this.varintShift
       this.varintShift += 7
       if ((b & 0x80) !== 0) {
-        if (this.varintShift > 28) {
-          throw new PipelineError(PipelineErrorCode.BAD_FRAME, 'frame length prefix is too long')
+        if (this.varintShift >= 7 * MAX_PREFIX_BYTES) {
+          throw new PipelineError(PipelineErrorCode.BAD_FRAME, `frame length prefix is longer than ${MAX_PREFIX_BYTES} bytes`)
         }
         continue
       }
@@ -132,10 +182,22 @@ export class FrameDecoder {
         const frame = chunk.subarray(i, i + len)
         i += len
         emit(frame)
+        if (this.resets !== resets) {
+          return
+        }
       } else {
         this.partial = frameBuffer(len)
         this.filled = 0
       }
+    }
+    // a frame buffer that outlives this read is held: charge it
+    if (this.partial != null && this.charged === 0 && this.budget != null) {
+      const len = this.partial.length
+      if (!this.budget.tryCharge(len)) {
+        this.dropPartial()
+        throw new PipelineError(PipelineErrorCode.PARTIAL_FRAMES_FULL, `a frame of ${len} bytes would take the bytes held by partially received frames past the stage's bound of ${this.budget.limit} (${this.budget.held} held)`)
+      }
+      this.charged = len
     }
   }
 }

@@ -13,6 +13,7 @@ import { DirectChannel } from './direct-channel.ts'
 import { DirectChannelError, DirectChannelErrorCode } from './errors.ts'
 import { ACCEPT_BYTE, HELLO_BYTES, decodeHello } from './hello.ts'
 import type { DirectChannelOffer } from './offer.ts'
+import type { PartialFrameBudget } from '../frame-budget.ts'
 import type { Socket } from 'node:net'
 import type { Server, TLSSocket } from 'node:tls'
 
@@ -28,6 +29,12 @@ export interface DirectChannelServerInit {
   /** read frames straight into their buffers (node internals; see read-in-place.ts); false: `data` events */
   readInPlace?: boolean
   /**
+   * What partially received frames may hold over all channels (and whatever
+   * else the owner charges to it, e.g. its libp2p streams); none = each
+   * channel bounded by maxFrameBytes alone
+   */
+  frameBudget?: PartialFrameBudget
+  /**
    * Called once per accepted channel with the peer the offer was issued to;
    * it must call `channel.attach()` (nothing is read before).
    */
@@ -42,7 +49,7 @@ interface PendingOffer {
 }
 
 export class DirectChannelServer {
-  private readonly init: Required<Omit<DirectChannelServerInit, 'handler'>> & Pick<DirectChannelServerInit, 'handler'>
+  private readonly init: Required<Omit<DirectChannelServerInit, 'handler' | 'frameBudget'>> & Pick<DirectChannelServerInit, 'handler' | 'frameBudget'>
   private server?: Server
   private port: number
   private readonly offers: Map<string, PendingOffer>
@@ -197,7 +204,7 @@ export class DirectChannelServer {
         return
       }
       socket.write(Uint8Array.of(ACCEPT_BYTE))
-      const channel = new DirectChannel(socket, this.init.maxFrameBytes, all.subarray(HELLO_BYTES))
+      const channel = new DirectChannel(socket, this.init.maxFrameBytes, all.subarray(HELLO_BYTES), false, this.init.frameBudget)
       if (this.init.readInPlace) {
         channel.readInPlace()
       }
