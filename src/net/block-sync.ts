@@ -448,10 +448,11 @@ export class BlockSync {
   private onBanned (evt: Event): void {
     const { peerId, reason, until } = (evt as CustomEvent<PeerBannedEvent>).detail
     this.log('banning %p (%s) until %s', peerId, reason, new Date(until).toISOString())
-    // no keep-alive redials of a banned peer (the gater would refuse them anyway)
+    // untagged first, so libp2p's reconnect queue does not redial it on the
+    // disconnect (the gater would refuse the dial anyway)
     this.libp2p.peerStore.merge(peerId, { tags: { [KEEP_ALIVE_TAG]: undefined } })
       .catch((err: Error) => { this.log.error('could not untag %p - %e', peerId, err) })
-    this.hangUp(peerId)
+      .finally(() => { this.hangUp(peerId) })
   }
 
   private hangUp (peerId: PeerId): void {
