@@ -92,7 +92,18 @@ function normalizeFields (fields: NewBlock['fields']): Map<string, FieldValue> {
   return fields instanceof Map ? new Map(fields) : new Map(Object.entries(fields))
 }
 
-export class ChainStore implements ChainStoreApi {
+/** Detail of the `orphan` event: a block was parked in the orphan pool, waiting for `missing` (hex ids). */
+export interface OrphanEventDetail {
+  id: Uint8Array
+  missing: string[]
+}
+
+/**
+ * Dispatches `orphan` (CustomEvent<OrphanEventDetail>) after a block is
+ * parked in the orphan pool, so the network can fetch its parents
+ * (`missingParents()`); listeners run synchronously and must not throw.
+ */
+export class ChainStore extends EventTarget implements ChainStoreApi {
   readonly path: string
   readonly limits: ChainLimits
   private readonly chunkSize: number
@@ -108,6 +119,7 @@ export class ChainStore implements ChainStoreApi {
   private lock: Promise<void>
 
   constructor (init: ChainStoreInit) {
+    super()
     this.path = init.path
     this.limits = { ...DEFAULT_LIMITS, ...init.limits }
     this.chunkSize = init.chunkSize ?? DEFAULT_CHUNK_SIZE
@@ -273,6 +285,7 @@ export class ChainStore implements ChainStoreApi {
       }
       this.stats.orphaned++
       this.pool.add({ idHex, block, encoded, chunksWritten, chunkHexes, missing: result.missing })
+      this.dispatchEvent(new CustomEvent<OrphanEventDetail>('orphan', { detail: { id: block.id, missing: [...result.missing] } }))
       return 'orphaned'
     }
     this.stats.added++

@@ -4,16 +4,20 @@
  * before gossipsub forwards it: added → Accept (forwarded, payload fetched in
  * the background), duplicate or orphaned → Ignore (an orphan's missing
  * parents are fetched from the sender), any chain rule broken → Reject, which
- * lowers the sender's gossipsub score.
+ * lowers the sender's gossipsub score. At each gossipsub heartbeat, a peer
+ * whose gossipsub score is at or below `banThreshold` (the graylist) is
+ * banned through the shared PeerPenalties (hung up, refused for the cool-off).
  */
 import { TopicValidatorResult as Result } from '@libp2p/gossipsub'
 import { blockId } from '../chain/block-crypto.ts'
 import { ChainError, ChainErrorCode } from '../chain/errors.ts'
 import { ChainId } from '../chain/types.ts'
 import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
-import { CHAIN_TOPICS, MAX_GOSSIP_MESSAGE_BYTES } from './constants.ts'
+import { CHAIN_TOPICS, GOSSIP_SCORE_THRESHOLDS, MAX_GOSSIP_MESSAGE_BYTES } from './constants.ts'
 import { NetError, NetErrorCode } from './errors.ts'
+import { BanReason } from './peer-penalties.ts'
 import type { BlockSync } from './block-sync.ts'
+import type { PeerPenalties } from './peer-penalties.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
@@ -25,6 +29,8 @@ export interface BlockGossipInit {
   /** topic per chain (default CHAIN_TOPICS) */
   topics?: { A: string, B: string }
   maxMessageBytes?: number
+  /** gossipsub score at or below which a peer is banned (default: the graylist threshold, GOSSIP_SCORE_THRESHOLDS) */
+  banThreshold?: number
 }
 
 export interface BlockGossipComponents {
@@ -33,6 +39,8 @@ export interface BlockGossipComponents {
   logger: ComponentLogger
   /** when given: orphans' parents and added blocks' payloads are fetched through it */
   sync?: BlockSync
+  /** when given: peers whose gossipsub score reaches `banThreshold` are banned through it */
+  penalties?: PeerPenalties
 }
 
 export interface BlockGossipStats {
@@ -62,19 +70,24 @@ export class BlockGossip {
   private readonly pubsub: GossipSub
   private readonly store: ChainStoreApi
   private readonly sync?: BlockSync
+  private readonly penalties?: PeerPenalties
   private readonly log: Logger
   private readonly maxMessageBytes: number
+  private readonly banThreshold: number
   private started: boolean
 
   constructor (components: BlockGossipComponents, init: BlockGossipInit = {}) {
     this.pubsub = components.pubsub
     this.store = components.store
     this.sync = components.sync
+    this.penalties = components.penalties
+    this.banThreshold = init.banThreshold ?? GOSSIP_SCORE_THRESHOLDS.graylistThreshold
     this.log = components.logger.forComponent('bly:block-gossip')
     this.topics = init.topics ?? { A: CHAIN_TOPICS.A, B: CHAIN_TOPICS.B }
     this.maxMessageBytes = init.maxMessageBytes ?? MAX_GOSSIP_MESSAGE_BYTES
     this.stats = { accepted: 0, ignored: 0, rejected: 0, duplicate: 0, orphaned: 0, rejectedByCode: {}, published: 0 }
     this.started = false
+    this.onHeartbeat = this.onHeartbeat.bind(this)
   }
 
   isStarted (): boolean {
@@ -89,6 +102,7 @@ export class BlockGossip {
       this.pubsub.topicValidators.set(topic, async (peer, message) => this.validate(peer, message))
       this.pubsub.subscribe(topic)
     }
+    this.pubsub.addEventListener('gossipsub:heartbeat', this.onHeartbeat)
     this.started = true
   }
 
@@ -97,6 +111,7 @@ export class BlockGossip {
       return
     }
     this.started = false
+    this.pubsub.removeEventListener('gossipsub:heartbeat', this.onHeartbeat)
     for (const topic of [this.topics.A, this.topics.B]) {
       this.pubsub.unsubscribe(topic)
       this.pubsub.topicValidators.delete(topic)
@@ -121,6 +136,20 @@ export class BlockGossip {
   peerScore (peerId: PeerId): number | undefined {
     const router = this.pubsub as GossipSub & { getScore?(id: string): number }
     return router.getScore?.(peerId.toString())
+  }
+
+  /** Ban the peers gossipsub scores at or below the ban threshold. */
+  private onHeartbeat (): void {
+    if (this.penalties == null) {
+      return
+    }
+    for (const peerId of this.pubsub.getPeers()) {
+      const score = this.peerScore(peerId)
+      if (score != null && score <= this.banThreshold && !this.penalties.isBanned(peerId)) {
+        this.log('gossip score of %p is %d: banning it', peerId, score)
+        this.penalties.ban(peerId, BanReason.GossipScore)
+      }
+    }
   }
 
   private reject (code: string, peer: PeerId, message: string): Result {

@@ -5,17 +5,29 @@
  * adds what it fetched parents-first, then fetches wanted payloads chunk by
  * chunk from every peer that has them (each chunk verified by the store's
  * putChunk, a bounded number in memory, what is stored stays stored).
+ *
+ * Lies cost: a peer that serves a chunk whose bytes are not the chunk, a
+ * header that fails validation, or an advertised block whose ancestry it then
+ * lacks is penalised (PeerPenalties). An avoided peer is asked only when no
+ * peer in good standing can serve; a banned one is hung up on, loses its
+ * keep-alive tag and is never asked. Orphans' missing parents are fetched
+ * from peers within bounds (OrphanFetcher).
  */
 import { blockId } from '../chain/block-crypto.ts'
 import { ChainError, ChainErrorCode } from '../chain/errors.ts'
 import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
 import { HaveStatus } from '../protocols/block-sync.ts'
 import { equalBytes } from '../protocols/pb-wire.ts'
+import { chunkOffence } from './chunk-offence.ts'
 import { BLOCK_SYNC_DEFAULTS, BLOCK_SYNC_PROTOCOL, KEEP_ALIVE_TAG } from './constants.ts'
 import { NetError, NetErrorCode } from './errors.ts'
 import { Limiter } from './limiter.ts'
+import { OrphanFetcher } from './orphan-fetcher.ts'
+import { PeerPenalties, SyncOffence } from './peer-penalties.ts'
 import { SyncClient } from './sync-client.ts'
 import { serveSyncStream } from './sync-server.ts'
+import type { OrphanFetcherInit } from './orphan-fetcher.ts'
+import type { BanReason, PeerBannedEvent } from './peer-penalties.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/types.ts'
 import type { IdentifyResult, Libp2p, Logger, PeerId } from '@libp2p/interface'
 
@@ -34,14 +46,27 @@ export interface BlockSyncInit {
   syncOnConnect?: boolean
   /** which blocks' payloads to fetch after headers arrive (default: every block) */
   wantPayload?(block: StoredBlock): boolean
+  /** bounds of fetching orphans' missing parents (ORPHAN_FETCH_DEFAULTS) */
+  orphans?: OrphanFetcherInit
 }
 
-/** The chain store as block sync uses it: ChainStore's optional `missingChunks` saves reading present chunks. */
-export type SyncStore = ChainStoreApi & { missingChunks?(id: Uint8Array): Promise<number[]> }
+/**
+ * The chain store as block sync uses it. ChainStore's optional extras:
+ * `missingChunks` saves reading present chunks; `missingParents` and the
+ * `orphan` event (dispatched when a block is parked) drive the orphan fetcher.
+ */
+export type SyncStore = ChainStoreApi & {
+  missingChunks?(id: Uint8Array): Promise<number[]>
+  missingParents?(): Uint8Array[]
+  addEventListener?(type: 'orphan', listener: () => void): void
+  removeEventListener?(type: 'orphan', listener: () => void): void
+}
 
 export interface BlockSyncComponents {
   libp2p: Libp2p
   store: SyncStore
+  /** peer scores shared with gossip and the connection gater (default: a private one) */
+  penalties?: PeerPenalties
 }
 
 /** What one catch-up with one peer did. */
@@ -68,7 +93,40 @@ export interface BlockSyncStats {
   chunksFetched: number
   chunkErrors: number
   served: Record<string, number>
+  /** offences counted against peers, by kind (chunk-corrupt, chunk-length, chunk-substituted, invalid-header, missing-ancestry) */
+  offences: Record<SyncOffence, number>
+  /** peers banned, by reason (sync-score, gossip-score) */
+  bans: Record<BanReason, number>
+  /** connections and dials refused to banned peers */
+  refused: number
+  /** walks started for orphans' missing parents */
+  orphanRequests: number
+  /** missing parents fetched */
+  orphanParentsFetched: number
+  /** missing parents given up on after the try bound */
+  orphanParentsAbandoned: number
 }
+
+type Counters = Pick<BlockSyncStats, 'syncs' | 'syncErrors' | 'blocksAdded' | 'chunksFetched' | 'chunkErrors' | 'served'>
+
+interface WalkOptions {
+  /** the peer itself announced `ids` (its tips, a block it gossiped): its not having them is an offence */
+  advertised: boolean
+  /** headers the walk may fetch */
+  maxBlocks: number
+}
+
+/** Rejection codes that do not depend on what the local store holds: a peer sending such a header lied. */
+const HEADER_OFFENCE_CODES = new Set<string>([
+  ChainErrorCode.BlockEncoding,
+  ChainErrorCode.BlockId,
+  ChainErrorCode.BlockSignature,
+  ChainErrorCode.BlockType,
+  ChainErrorCode.HeaderTooLarge,
+  ChainErrorCode.TooManyParents,
+  ChainErrorCode.PayloadTooLarge,
+  ChainErrorCode.PayloadSize
+])
 
 interface FetchedHeader {
   id: Uint8Array
@@ -128,10 +186,12 @@ function topologicalOrder (fetched: Map<string, FetchedHeader>): FetchedHeader[]
 
 export class BlockSync {
   readonly protocol: string
-  readonly stats: BlockSyncStats
+  readonly penalties: PeerPenalties
+  private readonly counters: Counters
   private readonly libp2p: Libp2p
   private readonly store: SyncStore
-  private readonly init: Required<Omit<BlockSyncInit, 'wantPayload' | 'protocol'>> & Pick<BlockSyncInit, 'wantPayload'>
+  private readonly orphans: OrphanFetcher
+  private readonly init: Required<Omit<BlockSyncInit, 'wantPayload' | 'protocol' | 'orphans'>> & Pick<BlockSyncInit, 'wantPayload'>
   private readonly log: Logger
   private readonly clients: Map<string, SyncClient>
   private readonly peerSyncs: Map<string, { running: Promise<void>, again: boolean }>
@@ -158,7 +218,14 @@ export class BlockSync {
       wantPayload: init.wantPayload
     }
     this.log = components.libp2p.logger.forComponent('bly:block-sync')
-    this.stats = { syncs: 0, syncErrors: 0, blocksAdded: 0, chunksFetched: 0, chunkErrors: 0, served: {} }
+    this.penalties = components.penalties ?? new PeerPenalties()
+    this.counters = { syncs: 0, syncErrors: 0, blocksAdded: 0, chunksFetched: 0, chunkErrors: 0, served: {} }
+    this.orphans = new OrphanFetcher({
+      missingParents: () => this.store.missingParents?.() ?? [],
+      peers: async () => this.rankedSyncPeers(),
+      fetch: async (peerId, id, maxDepth, signal) => this.fetchParent(peerId, id, maxDepth, signal),
+      log: components.libp2p.logger.forComponent('bly:block-sync:orphans')
+    }, init.orphans)
     this.clients = new Map()
     this.peerSyncs = new Map()
     this.payloadFetches = new Map()
@@ -166,6 +233,24 @@ export class BlockSync {
     this.chunkLimiter = new Limiter(this.init.maxInflightChunks)
     this.onIdentify = this.onIdentify.bind(this)
     this.onDisconnect = this.onDisconnect.bind(this)
+    this.onBanned = this.onBanned.bind(this)
+    this.onOrphan = this.onOrphan.bind(this)
+  }
+
+  /** Counters for status and metrics (a snapshot). */
+  get stats (): BlockSyncStats {
+    const p = this.penalties.stats
+    const o = this.orphans.stats
+    return {
+      ...this.counters,
+      served: { ...this.counters.served },
+      offences: { ...p.offences },
+      bans: { ...p.bans },
+      refused: p.refused,
+      orphanRequests: o.requests,
+      orphanParentsFetched: o.fetched,
+      orphanParentsAbandoned: o.abandoned
+    }
   }
 
   isStarted (): boolean {
@@ -185,12 +270,16 @@ export class BlockSync {
         idleTimeoutMs: this.init.idleTimeoutMs,
         maxInflight: this.init.maxInboundRequestsPerPeer,
         onServed: (type) => {
-          this.stats.served[type] = (this.stats.served[type] ?? 0) + 1
+          this.counters.served[type] = (this.counters.served[type] ?? 0) + 1
         }
       })
     }, { maxInboundStreams: 8, maxOutboundStreams: 8 })
     this.libp2p.addEventListener('peer:identify', this.onIdentify)
     this.libp2p.addEventListener('peer:disconnect', this.onDisconnect)
+    this.penalties.addEventListener('peer:banned', this.onBanned)
+    this.store.addEventListener?.('orphan', this.onOrphan)
+    this.orphans.start()
+    this.orphans.notify()
     if (this.init.syncOnConnect) {
       // peers identified before start (e.g. bootstrap) are caught up too
       for (const peerId of this.libp2p.getPeers()) {
@@ -207,11 +296,15 @@ export class BlockSync {
     this.controller = undefined
     this.libp2p.removeEventListener('peer:identify', this.onIdentify)
     this.libp2p.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.penalties.removeEventListener('peer:banned', this.onBanned)
+    this.store.removeEventListener?.('orphan', this.onOrphan)
+    const orphansStopped = this.orphans.stop()
     await this.libp2p.unhandle(this.protocol).catch(() => {})
     const clients = [...this.clients.values()]
     this.clients.clear()
     await Promise.all(clients.map(async c => c.close()))
     await Promise.allSettled([
+      orphansStopped,
       ...[...this.peerSyncs.values()].map(async s => s.running),
       ...this.payloadFetches.values(),
       ...this.blockFetches.values()
@@ -221,6 +314,7 @@ export class BlockSync {
   /** Catch up with `peerId`: its tips, their missing ancestors, wanted payloads, and any payload left incomplete before. */
   async syncWith (peerId: PeerId, options: { signal?: AbortSignal } = {}): Promise<SyncResult> {
     const signal = this.signal(options.signal)
+    this.checkNotBanned(peerId)
     const { ids } = await this.client(peerId).request({ type: 'get-tips' }, { signal })
     const result = await this.fetchBlocks(peerId, ids, { signal })
     await this.resumePayloads(result, signal)
@@ -230,7 +324,9 @@ export class BlockSync {
   /**
    * Fetch `ids` and every ancestor missing locally from `peerId`, add them
    * parents first, then fetch wanted payloads of the blocks added. Concurrent
-   * calls for the same single id share one walk.
+   * calls for the same single id share one walk. `ids` are taken to be blocks
+   * the peer announced (its tips, a block it gossiped): when it then lacks
+   * them or their ancestry, it is penalised (missing-ancestry).
    */
   async fetchBlocks (peerId: PeerId, ids: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<SyncResult> {
     const key = ids.length === 1 ? hex(ids[0]) : undefined
@@ -238,7 +334,8 @@ export class BlockSync {
     if (existing != null) {
       return existing
     }
-    const run = this.walk(peerId, ids, this.signal(options.signal))
+    this.checkNotBanned(peerId)
+    const run = this.walk(peerId, ids, this.signal(options.signal), { advertised: true, maxBlocks: this.init.maxBlocksPerSync })
     if (key != null) {
       this.blockFetches.set(key, run)
       void run.catch(() => {}).finally(() => this.blockFetches.delete(key))
@@ -249,8 +346,11 @@ export class BlockSync {
   /**
    * Fetch the missing payload chunks of a stored block from the connected
    * peers that have it, several at once, rotating peers per chunk and trying
-   * the next peer when one fails. Chunks already stored are kept and skipped.
-   * Throws ERR_PAYLOAD_UNAVAILABLE when some chunks could not be had.
+   * the next peer when one fails. Avoided peers (PeerPenalties) come after
+   * every peer in good standing; one that serves bytes that are not the chunk
+   * is penalised and not asked again in this fetch. Chunks already stored are
+   * kept and skipped. Throws ERR_PAYLOAD_UNAVAILABLE when some chunks could
+   * not be had.
    */
   async fetchPayload (id: Uint8Array, options: { signal?: AbortSignal, peers?: PeerId[] } = {}): Promise<void> {
     const key = hex(id)
@@ -267,10 +367,29 @@ export class BlockSync {
     }
   }
 
-  /** Peers with an open connection that announced the block-sync protocol. */
+  /** Peers with an open connection that announced the block-sync protocol (banned ones left out). */
   async syncPeers (): Promise<PeerId[]> {
-    const peers = await Promise.all(this.libp2p.getPeers().map(async p => (await this.peerSupportsSync(p)) ? p : undefined))
+    const peers = await Promise.all(this.libp2p.getPeers().map(async p => (!this.penalties.isBanned(p) && await this.peerSupportsSync(p)) ? p : undefined))
     return peers.filter((p): p is PeerId => p != null)
+  }
+
+  /** Sync peers in good standing first, avoided ones last. */
+  private async rankedSyncPeers (): Promise<PeerId[]> {
+    const peers = await this.syncPeers()
+    return [...peers.filter(p => !this.penalties.isAvoided(p)), ...peers.filter(p => this.penalties.isAvoided(p))]
+  }
+
+  private checkNotBanned (peerId: PeerId): void {
+    if (this.penalties.isBanned(peerId)) {
+      throw new NetError(NetErrorCode.PeerBanned, `${peerId} is banned`)
+    }
+  }
+
+  /** Orphan fetcher: walk a missing parent from `peerId` (it did not announce it); true once it is stored. */
+  private async fetchParent (peerId: PeerId, id: Uint8Array, maxBlocks: number, signal: AbortSignal): Promise<boolean> {
+    this.checkNotBanned(peerId)
+    await this.walk(peerId, [id], this.signal(signal), { advertised: false, maxBlocks })
+    return this.store.has(id)
   }
 
   private signal (signal?: AbortSignal): AbortSignal {
@@ -308,15 +427,46 @@ export class BlockSync {
 
   private onIdentify (evt: CustomEvent<IdentifyResult>): void {
     const { peerId, protocols } = evt.detail
+    if (this.penalties.isBanned(peerId)) {
+      // reached us past the gater (a libp2p without it): ignored, hung up again
+      this.hangUp(peerId)
+      return
+    }
     if (!protocols.includes(this.protocol)) {
       return
     }
+    // a new source for missing parents
+    this.orphans.notify()
     // libp2p redials peers tagged keep-alive* after a restart (peer store persisted)
     this.libp2p.peerStore.merge(peerId, { tags: { [KEEP_ALIVE_TAG]: { value: 50 } } })
       .catch((err: Error) => { this.log.error('could not tag %p - %e', peerId, err) })
     if (this.init.syncOnConnect) {
       this.scheduleSync(peerId)
     }
+  }
+
+  private onBanned (evt: Event): void {
+    const { peerId, reason, until } = (evt as CustomEvent<PeerBannedEvent>).detail
+    this.log('banning %p (%s) until %s', peerId, reason, new Date(until).toISOString())
+    // untagged first, so libp2p's reconnect queue does not redial it on the
+    // disconnect (the gater would refuse the dial anyway)
+    this.libp2p.peerStore.merge(peerId, { tags: { [KEEP_ALIVE_TAG]: undefined } })
+      .catch((err: Error) => { this.log.error('could not untag %p - %e', peerId, err) })
+      .finally(() => { this.hangUp(peerId) })
+  }
+
+  private hangUp (peerId: PeerId): void {
+    const key = peerId.toString()
+    const client = this.clients.get(key)
+    if (client != null) {
+      this.clients.delete(key)
+      void client.close()
+    }
+    this.libp2p.hangUp(peerId).catch((err: Error) => { this.log.error('could not hang up on %p - %e', peerId, err) })
+  }
+
+  private onOrphan (): void {
+    this.orphans.notify()
   }
 
   private onDisconnect (evt: CustomEvent<PeerId>): void {
@@ -333,6 +483,9 @@ export class BlockSync {
     if (this.controller == null) {
       return
     }
+    if (this.penalties.isBanned(peerId)) {
+      return
+    }
     const key = peerId.toString()
     const current = this.peerSyncs.get(key)
     if (current != null) {
@@ -343,12 +496,12 @@ export class BlockSync {
     entry.running = (async () => {
       do {
         entry.again = false
-        this.stats.syncs++
+        this.counters.syncs++
         try {
           const result = await this.syncWith(peerId)
           this.log('synced with %p: %o', peerId, result)
         } catch (err) {
-          this.stats.syncErrors++
+          this.counters.syncErrors++
           this.log.error('sync with %p failed - %e', peerId, err)
         }
       } while (entry.again && this.controller != null)
@@ -357,14 +510,28 @@ export class BlockSync {
     this.peerSyncs.set(key, entry)
   }
 
-  private async walk (peerId: PeerId, ids: Uint8Array[], signal: AbortSignal): Promise<SyncResult> {
+  /**
+   * Fetch `ids` and their missing ancestry from `peerId` (at most
+   * `options.maxBlocks` headers), add them parents first, fetch wanted
+   * payloads. The peer is penalised once per walk for each kind of lie: a
+   * header that is not what was asked or fails a rule that does not depend on
+   * local state (invalid-header), and not having a block it announced or a
+   * parent of a header it sent (missing-ancestry). Timeouts and BUSY answers
+   * are not penalised.
+   */
+  private async walk (peerId: PeerId, ids: Uint8Array[], signal: AbortSignal, options: WalkOptions): Promise<SyncResult> {
     const result = emptyResult()
     const client = this.client(peerId)
     const fetched = new Map<string, FetchedHeader>()
     const seen = new Set<string>()
     const queue: Uint8Array[] = []
-    const want = async (id: Uint8Array): Promise<void> => {
+    /** ids the peer vouched for: its announced ids and the parents of headers it sent */
+    const vouched = new Set<string>()
+    const want = async (id: Uint8Array, byPeer: boolean): Promise<void> => {
       const key = hex(id)
+      if (byPeer) {
+        vouched.add(key)
+      }
       if (seen.has(key)) {
         return
       }
@@ -373,50 +540,73 @@ export class BlockSync {
         queue.push(id)
       }
     }
-    for (const id of ids) {
-      await want(id)
+    const lied = (offence: SyncOffence, err: NetError): NetError => {
+      this.penalties.penalise(peerId, offence)
+      return err
     }
+    for (const id of ids) {
+      await want(id, options.advertised)
+    }
+    let missingAncestry = false
     while (queue.length > 0) {
       signal.throwIfAborted()
       const batch = queue.splice(0, this.init.headersPerRequest)
-      if (fetched.size + batch.length > this.init.maxBlocksPerSync) {
-        throw new NetError(NetErrorCode.SyncTooLarge, `more than ${this.init.maxBlocksPerSync} unknown blocks behind the tips of ${peerId}`)
+      if (fetched.size + batch.length > options.maxBlocks) {
+        throw new NetError(NetErrorCode.SyncTooLarge, `more than ${options.maxBlocks} unknown blocks behind ${ids.length === 1 ? hex(ids[0]) : 'the tips'} at ${peerId}`)
       }
       const { headers } = await client.request({ type: 'get-headers', ids: batch }, { signal })
       if (headers.length !== batch.length) {
-        throw new NetError(NetErrorCode.BadMessage, `${peerId} answered ${batch.length} ids with ${headers.length} headers`)
+        throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.BadMessage, `${peerId} answered ${batch.length} ids with ${headers.length} headers`))
       }
       for (let i = 0; i < batch.length; i++) {
         const bytes = headers[i]
         if (bytes == null) {
           result.notFound++
+          missingAncestry ||= vouched.has(hex(batch[i]))
           continue
         }
         let parsed: { id: Uint8Array, parents: Uint8Array[] }
         try {
           parsed = parseSignedHeader(bytes)
         } catch (err) {
-          throw new NetError(NetErrorCode.WrongBlock, `${peerId} sent an undecodable header for ${hex(batch[i])}`, { cause: err })
+          throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.WrongBlock, `${peerId} sent an undecodable header for ${hex(batch[i])}`, { cause: err }))
         }
         if (!equalBytes(parsed.id, batch[i])) {
-          throw new NetError(NetErrorCode.WrongBlock, `${peerId} sent block ${hex(parsed.id)} for ${hex(batch[i])}`)
+          throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.WrongBlock, `${peerId} sent block ${hex(parsed.id)} for ${hex(batch[i])}`))
         }
         const key = hex(parsed.id)
         fetched.set(key, { id: parsed.id, key, bytes, parents: parsed.parents })
         result.fetched++
         for (const parent of parsed.parents) {
-          await want(parent)
+          await want(parent, true)
         }
       }
     }
+    if (missingAncestry) {
+      this.log('%p lacks the ancestry of blocks it announced or sent', peerId)
+      this.penalties.penalise(peerId, SyncOffence.MissingAncestry)
+    }
+    const added = await this.addFetched(peerId, fetched, result, signal)
+    if (result.orphaned > 0) {
+      this.orphans.notify()
+    }
+    for (const id of added) {
+      await this.maybeFetchPayload(id, [peerId], result, signal)
+    }
+    return result
+  }
+
+  /** Add what a walk fetched, parents first; returns the ids added. A rejection that is the sender's lie costs it once. */
+  private async addFetched (peerId: PeerId, fetched: Map<string, FetchedHeader>, result: SyncResult, signal: AbortSignal): Promise<Uint8Array[]> {
     const added: Uint8Array[] = []
+    let invalid = false
     for (const item of topologicalOrder(fetched)) {
       signal.throwIfAborted()
       try {
         const outcome = await this.store.addBlock(item.bytes)
         result[outcome]++
         if (outcome === 'added') {
-          this.stats.blocksAdded++
+          this.counters.blocksAdded++
           added.push(item.id)
         }
       } catch (err) {
@@ -424,13 +614,14 @@ export class BlockSync {
           throw err
         }
         result.rejected[err.code] = (result.rejected[err.code] ?? 0) + 1
+        invalid ||= HEADER_OFFENCE_CODES.has(err.code)
         this.log('%p sent a block the chain refused: %s', peerId, err.message)
       }
     }
-    for (const id of added) {
-      await this.maybeFetchPayload(id, [peerId], result, signal)
+    if (invalid) {
+      this.penalties.penalise(peerId, SyncOffence.InvalidHeader)
     }
-    return result
+    return added
   }
 
   /**
@@ -494,24 +685,35 @@ export class BlockSync {
     return missing
   }
 
-  /** Connected sync peers that hold the block: complete holders first, then partial ones. */
-  private async payloadPeers (id: Uint8Array, prefer: PeerId[], signal: AbortSignal): Promise<PeerId[]> {
+  /**
+   * Connected sync peers that hold the block, complete holders before partial
+   * ones: `primary` are in good standing; avoided peers are asked what they
+   * hold only when no peer in good standing holds all of it, and come back as
+   * `fallback`. Banned peers are never asked.
+   */
+  private async payloadPeers (id: Uint8Array, prefer: PeerId[], signal: AbortSignal): Promise<{ primary: PeerId[], fallback: PeerId[] }> {
     const candidates = new Map<string, PeerId>()
     for (const p of [...prefer, ...(await this.syncPeers())]) {
-      candidates.set(p.toString(), p)
-    }
-    const statuses = await Promise.all([...candidates.values()].map(async (peerId) => {
-      try {
-        const { status } = await this.client(peerId).request({ type: 'get-have', ids: [id] }, { signal })
-        return { peerId, status: status[0] ?? HaveStatus.Unknown }
-      } catch {
-        return { peerId, status: HaveStatus.Unknown }
+      if (!this.penalties.isBanned(p)) {
+        candidates.set(p.toString(), p)
       }
-    }))
-    return [
-      ...statuses.filter(s => s.status === HaveStatus.Complete),
-      ...statuses.filter(s => s.status === HaveStatus.Partial)
-    ].map(s => s.peerId)
+    }
+    const holders = async (peers: PeerId[]): Promise<{ complete: PeerId[], all: PeerId[] }> => {
+      const statuses = await Promise.all(peers.map(async (peerId) => {
+        try {
+          const { status } = await this.client(peerId).request({ type: 'get-have', ids: [id] }, { signal })
+          return { peerId, status: status[0] ?? HaveStatus.Unknown }
+        } catch {
+          return { peerId, status: HaveStatus.Unknown }
+        }
+      }))
+      const complete = statuses.filter(s => s.status === HaveStatus.Complete).map(s => s.peerId)
+      return { complete, all: [...complete, ...statuses.filter(s => s.status === HaveStatus.Partial).map(s => s.peerId)] }
+    }
+    const all = [...candidates.values()]
+    const primary = await holders(all.filter(p => !this.penalties.isAvoided(p)))
+    const fallback = primary.complete.length > 0 ? [] : (await holders(all.filter(p => this.penalties.isAvoided(p)))).all
+    return { primary: primary.all, fallback }
   }
 
   private async fetchPayloadOnce (id: Uint8Array, prefer: PeerId[] = [], signal: AbortSignal): Promise<void> {
@@ -523,34 +725,42 @@ export class BlockSync {
     if (missing.length === 0) {
       return
     }
-    const peers = await this.payloadPeers(id, prefer, signal)
-    if (peers.length === 0) {
+    const { primary, fallback } = await this.payloadPeers(id, prefer, signal)
+    if (primary.length === 0 && fallback.length === 0) {
       throw new NetError(NetErrorCode.PayloadUnavailable, `no connected peer has the payload of ${hex(id)}`)
     }
+    const rotate = (peers: PeerId[], by: number): PeerId[] => peers.map((_, i) => peers[(by + i) % peers.length])
     const retired = new Set<string>()
     const failed: number[] = []
     const fetchChunk = async (index: number): Promise<void> => {
       let tries = 0
-      for (let a = 0; a < peers.length && tries < this.init.maxChunkAttempts; a++) {
-        const peerId = peers[(index + a) % peers.length]
-        if (retired.has(peerId.toString())) {
+      // chunks spread over peers in good standing; avoided ones only after those failed
+      for (const peerId of [...rotate(primary, index), ...rotate(fallback, index)]) {
+        if (tries >= this.init.maxChunkAttempts) {
+          break
+        }
+        if (retired.has(peerId.toString()) || this.penalties.isBanned(peerId)) {
           continue
         }
         tries++
         const release = await this.chunkLimiter.acquire(signal)
+        let data: Uint8Array | undefined
         try {
-          const { data } = await this.client(peerId).request({ type: 'get-chunk', id, index }, { signal })
+          data = (await this.client(peerId).request({ type: 'get-chunk', id, index }, { signal })).data
           await this.store.putChunk(id, index, data)
-          this.stats.chunksFetched++
+          this.counters.chunksFetched++
           return
         } catch (err) {
           signal.throwIfAborted()
-          this.stats.chunkErrors++
+          this.counters.chunkErrors++
           if (err instanceof ChainError) {
-            if (err.code !== ChainErrorCode.ChunkHash && err.code !== ChainErrorCode.PayloadSize) {
+            const offence = data != null ? chunkOffence(block.header, index, data) : undefined
+            if (offence != null) {
+              // the peer sent bytes that are not the chunk: it pays, and is not asked again in this fetch
+              this.penalties.penalise(peerId, offence)
+            } else if (err.code !== ChainErrorCode.ChunkHash && err.code !== ChainErrorCode.PayloadSize) {
               throw err
             }
-            // the peer sent bytes that are not the chunk: never ask it again
             retired.add(peerId.toString())
           }
           this.log('chunk %d of %s from %p failed - %e', index, hex(id), peerId, err)

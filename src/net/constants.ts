@@ -85,3 +85,75 @@ export const BLOCK_SYNC_DEFAULTS = {
   /** how many different peers one chunk is tried from before the fetch gives up */
   maxChunkAttempts: 4
 } as const
+
+/**
+ * What each block-sync offence costs a peer's sync score (points subtracted
+ * from a score that starts at 0). An honest blyd never commits any of these:
+ * it hash-checks every chunk before serving it and only advertises blocks
+ * whose ancestry it stores, so each one is evidence of a lying or broken peer.
+ */
+export const SYNC_OFFENCE_WEIGHTS = {
+  /** a chunk of the right length that hashes to none of the block's chunks (a flipped bit) */
+  'chunk-corrupt': 40,
+  /** a chunk of the wrong length (an extra or a missing byte) */
+  'chunk-length': 40,
+  /** the bytes of another chunk of the same block */
+  'chunk-substituted': 40,
+  /** a header over sync that fails validation, is not the one asked for, or a headers answer of the wrong count (once per walk) */
+  'invalid-header': 30,
+  /** a tip it advertised, a block it gossiped, or a header it served whose ancestry it then says it lacks (once per walk) */
+  'missing-ancestry': 30
+} as const
+
+/** Peer sync-score defaults (PeerPenaltiesInit). */
+export const PEER_PENALTY_DEFAULTS = {
+  /** at or below: asked for headers/chunks only when no peer in good standing has them (one chunk lie) */
+  avoidThreshold: -20,
+  /** at or below: banned, i.e. hung up and refused both ways for `banMs` (three chunk lies or four lying walks within minutes) */
+  banThreshold: -100,
+  /** a score halves back toward 0 every this long */
+  halfLifeMs: 10 * 60_000,
+  /** cool-off of a ban; afterwards the score restarts at `avoidThreshold` */
+  banMs: 30 * 60_000,
+  /** peers whose scores are kept (forgiven ones are dropped first) */
+  maxPeers: 4096
+} as const
+
+/**
+ * gossipsub score thresholds. A peer at or below `graylistThreshold` is
+ * ignored by gossipsub and banned by blyd like a sync liar (two invalid
+ * blocks from a fresh peer: P4 is -10 x count²). Below `gossipThreshold` no
+ * gossip goes to or comes from the peer; below `publishThreshold` we do not
+ * publish to it.
+ */
+export const GOSSIP_SCORE_THRESHOLDS = {
+  gossipThreshold: -10,
+  publishThreshold: -20,
+  graylistThreshold: -35,
+  acceptPXThreshold: 10,
+  opportunisticGraftThreshold: 20
+} as const
+
+/**
+ * gossipsub P5 weight of the sync score (appSpecificScore): a peer at the
+ * sync ban threshold (-100) sits at gossipsub's graylist threshold (-35), so
+ * gossip and sync agree; one chunk lie (-40) drops it below gossipThreshold.
+ */
+export const SYNC_SCORE_GOSSIP_WEIGHT = 0.35
+
+/** Bounds of fetching the missing parents of orphans (OrphanFetcherInit). */
+export const ORPHAN_FETCH_DEFAULTS = {
+  /** parents asked for at once (one GetHeaders walk each) */
+  maxOutstanding: 4,
+  /** tries per missing parent, each from another peer while untried ones remain; then it is abandoned */
+  maxAttempts: 5,
+  /** headers one walk may fetch behind a missing parent; deeper gaps are left to catch-up sync */
+  maxDepth: 1024,
+  /** wait before the first try, so the walk gossip or sync started towards the announcing peer can finish first */
+  graceMs: 500,
+  /** backoff after a failed try: base x 2^(tries - 1), capped */
+  retryBaseMs: 1000,
+  retryMaxMs: 30_000,
+  /** missing parents tracked at once (the orphan pool bounds them too) */
+  maxTracked: 1024
+} as const

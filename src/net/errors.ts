@@ -18,6 +18,8 @@ export const NetErrorCode = {
   WrongBlock: 'ERR_SYNC_WRONG_BLOCK',
   /** a catch-up walk found more unknown ancestors than allowed */
   SyncTooLarge: 'ERR_SYNC_TOO_LARGE',
+  /** the peer is banned for lying over sync or a gossip score at the graylist (cool-off running) */
+  PeerBanned: 'ERR_PEER_BANNED',
   /** no connected peer could provide a payload chunk */
   PayloadUnavailable: 'ERR_PAYLOAD_UNAVAILABLE',
   /** the service is not started (or stopping) */

@@ -5,10 +5,11 @@
  * remains is time in mesh (quantum 1 s instead of libp2p's 1 ms), first
  * deliveries, and a steep penalty for invalid blocks (P4), so a peer that
  * publishes or forwards a block that breaks a chain rule drops below zero at
- * once and is pruned after a few.
+ * once and is pruned after a few. The score thresholds are GOSSIP_SCORE_THRESHOLDS:
+ * a peer at the graylist is ignored by gossipsub and banned by blyd.
  */
 import { createHash } from 'node:crypto'
-import { CHAIN_TOPICS, INVALID_BLOCK_PENALTY_WEIGHT, MAX_GOSSIP_MESSAGE_BYTES, TIME_IN_MESH_QUANTUM_MS } from './constants.ts'
+import { CHAIN_TOPICS, GOSSIP_SCORE_THRESHOLDS, INVALID_BLOCK_PENALTY_WEIGHT, MAX_GOSSIP_MESSAGE_BYTES, TIME_IN_MESH_QUANTUM_MS } from './constants.ts'
 import type { GossipsubOpts, Message } from '@libp2p/gossipsub'
 
 type TopicScoreParams = NonNullable<GossipsubOpts['scoreParams']['topics']>[string]
@@ -51,6 +52,7 @@ export function blockGossipOptions (overrides: Partial<GossipsubOpts> = {}): Par
     msgIdFn: blockMessageId,
     maxInboundDataLength: MAX_GOSSIP_MESSAGE_BYTES,
     ...overrides,
+    scoreThresholds: { ...GOSSIP_SCORE_THRESHOLDS, ...overrides.scoreThresholds },
     scoreParams: {
       // test and LAN nodes share an IP: colocation is not sybil evidence here
       IPColocationFactorWeight: 0,

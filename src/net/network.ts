@@ -1,14 +1,23 @@
 /**
  * The network layer of one daemon, composed: the libp2p node, block gossip
- * and block exchange over one chain store. start() starts the node (when not
- * running), then exchange, then gossip; stop() undoes it in reverse.
+ * and block exchange over one chain store, sharing one table of peer
+ * penalties. start() starts the node (when not running), then exchange, then
+ * gossip; stop() undoes it in reverse.
+ *
+ * createBlyNetwork wires the penalties into libp2p: its connection gater
+ * refuses banned peers (dials and inbound connections), and gossipsub's
+ * application-specific score (P5) is the sync score, weighted
+ * SYNC_SCORE_GOSSIP_WEIGHT, so a sync ban sits at gossipsub's graylist.
  */
 import { BlockGossip } from './block-gossip.ts'
 import { BlockSync } from './block-sync.ts'
+import { SYNC_SCORE_GOSSIP_WEIGHT } from './constants.ts'
 import { createBlyLibp2p } from './libp2p-node.ts'
+import { PeerPenalties } from './peer-penalties.ts'
 import type { BlockGossipInit } from './block-gossip.ts'
 import type { BlockSyncInit } from './block-sync.ts'
 import type { BlyLibp2p, BlyLibp2pInit } from './libp2p-node.ts'
+import type { PeerPenaltiesInit } from './peer-penalties.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 
 export interface BlyNetworkInit extends Omit<BlyLibp2pInit, 'start' | 'gossip'> {
@@ -18,17 +27,22 @@ export interface BlyNetworkInit extends Omit<BlyLibp2pInit, 'start' | 'gossip'> 
   gossipsub?: BlyLibp2pInit['gossip']
   blockGossip?: BlockGossipInit
   blockSync?: BlockSyncInit
+  /** peer score weights, thresholds, decay and ban cool-off (PEER_PENALTY_DEFAULTS) */
+  penalties?: PeerPenaltiesInit
 }
 
 export class BlyNetwork {
   readonly libp2p: BlyLibp2p
   readonly gossip: BlockGossip
   readonly sync: BlockSync
+  readonly penalties: PeerPenalties
 
-  constructor (libp2p: BlyLibp2p, store: ChainStoreApi, init: Pick<BlyNetworkInit, 'blockGossip' | 'blockSync'> = {}) {
+  /** Over an existing libp2p node; pass the `penalties` its gater and gossipsub score were built with, if any. */
+  constructor (libp2p: BlyLibp2p, store: ChainStoreApi, init: Pick<BlyNetworkInit, 'blockGossip' | 'blockSync'> & { penalties?: PeerPenalties } = {}) {
     this.libp2p = libp2p
-    this.sync = new BlockSync({ libp2p, store }, init.blockSync)
-    this.gossip = new BlockGossip({ pubsub: libp2p.services.pubsub, store, logger: libp2p.logger, sync: this.sync }, init.blockGossip)
+    this.penalties = init.penalties ?? new PeerPenalties()
+    this.sync = new BlockSync({ libp2p, store, penalties: this.penalties }, init.blockSync)
+    this.gossip = new BlockGossip({ pubsub: libp2p.services.pubsub, store, logger: libp2p.logger, sync: this.sync, penalties: this.penalties }, init.blockGossip)
   }
 
   async start (): Promise<void> {
@@ -55,9 +69,22 @@ export class BlyNetwork {
 
 /** Create and start the whole network layer over `init.store`. */
 export async function createBlyNetwork (init: BlyNetworkInit): Promise<BlyNetwork> {
-  const { store, blockGossip, blockSync, gossipsub, ...node } = init
-  const libp2p = await createBlyLibp2p({ ...node, gossip: gossipsub, start: false })
-  const network = new BlyNetwork(libp2p, store, { blockGossip, blockSync })
+  const { store, blockGossip, blockSync, gossipsub, penalties: penaltiesInit, ...node } = init
+  const penalties = new PeerPenalties(penaltiesInit)
+  const libp2p = await createBlyLibp2p({
+    ...node,
+    connectionGater: penalties.connectionGater(node.connectionGater),
+    gossip: {
+      ...gossipsub,
+      scoreParams: {
+        appSpecificScore: (peerId: string) => penalties.score(peerId),
+        appSpecificWeight: SYNC_SCORE_GOSSIP_WEIGHT,
+        ...gossipsub?.scoreParams
+      }
+    },
+    start: false
+  })
+  const network = new BlyNetwork(libp2p, store, { blockGossip, blockSync, penalties })
   try {
     await network.start()
   } catch (err) {

@@ -75,3 +75,45 @@ describe('net: a peer that publishes an invalid block', function () {
     expect(await n3.store.has(block.id)).to.equal(false)
   })
 })
+
+describe('net: a peer whose gossip score falls to the graylist', function () {
+  this.timeout(30_000)
+  const nodes: TestNode[] = []
+  let scratchDir: string
+
+  after(async () => {
+    await stopAll(nodes)
+    await rm(scratchDir, { recursive: true, force: true })
+  })
+
+  it('is banned after two invalid blocks: hung up, refused on redial, counted', async () => {
+    const bad = await startNode()
+    const n2 = await startNode()
+    nodes.push(bad, n2)
+    scratchDir = await mkdtemp(join(tmpdir(), 'bly-net-scratch-'))
+    await connect(bad, n2)
+    await waitForSubscribers(bad, CHAIN_TOPICS.A, [n2])
+    const scratch = createChainStore({ path: scratchDir, fsync: false })
+    await scratch.start()
+    const forged: Uint8Array[] = []
+    for (let i = 0; i < 2; i++) {
+      const block = await scratch.createBlock({ chain: ChainId.A, type: BlockType.Note, fields: { i: { kind: 'uint', value: BigInt(i) } } }, bad.signer)
+      const encoded = (await scratch.getEncoded(block.id) as Uint8Array).slice()
+      encoded[encoded.length - 1] ^= 0x01
+      forged.push(encoded)
+    }
+    await scratch.stop()
+
+    const badId = bad.net.libp2p.peerId
+    for (const message of forged) {
+      await bad.net.libp2p.services.pubsub.publish(CHAIN_TOPICS.A, message)
+    }
+    await waitFor('n2 to reject both', () => n2.net.gossip.stats.rejected === 2)
+    // P4 = -10 x 2² = -40, at or below the graylist (-35): banned at the next heartbeat
+    await waitFor('n2 to ban the sender', () => n2.net.penalties.isBanned(badId))
+    expect(n2.net.sync.stats.bans).to.deep.equal({ 'sync-score': 0, 'gossip-score': 1 })
+    await waitFor('n2 to hang up on the sender', () => n2.net.libp2p.getConnections(badId).length === 0 && bad.net.libp2p.getConnections(n2.net.libp2p.peerId).length === 0)
+    await bad.net.libp2p.dial(n2.net.libp2p.getMultiaddrs()[0]).catch(() => {})
+    await waitFor('the redial to be refused', () => n2.net.sync.stats.refused >= 1 && n2.net.libp2p.getConnections(badId).length === 0)
+  })
+})
