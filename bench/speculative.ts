@@ -16,6 +16,8 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { selectBackend } from '../src/model/backend.ts'
 import { writeDemoCheckpoint } from '../src/model/demo-checkpoint.ts'
+import { createLocalTokenSession } from '../src/model/generation/local-session.ts'
+import { speculativeGenerate } from '../src/model/generation/speculative.ts'
 import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
 import { SafetensorsCheckpoint } from '../src/model/safetensors/checkpoint.ts'
@@ -23,8 +25,6 @@ import { perturbedSource } from '../src/model/weight-delta.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
 import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
 import { createPipelineClient, generateThroughPipeline } from '../src/pipeline/pipeline-client.ts'
-import { createLocalSpeculativeSession } from '../src/pipeline/speculative-local.ts'
-import { speculativeGenerate } from '../src/pipeline/speculative.ts'
 import { createStageServer } from '../src/pipeline/stage-server.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 import type { BlyLibp2p } from '../src/net/libp2p-node.ts'
@@ -101,7 +101,7 @@ async function main (): Promise<void> {
 
     // speculative greedy, timed the same way (from the first token)
     const target = pipeline.createSession()
-    const draft = createLocalSpeculativeSession(draftModel)
+    const draft = createLocalTokenSession(draftModel)
     const specTokens: number[] = []
     let t1 = 0
     let stats

@@ -1,6 +1,6 @@
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
-import { generate } from '../../src/model/generate.ts'
+import { generate } from '../../src/model/generation/generate.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
 import { createPipelineClient, generateThroughPipeline } from '../../src/pipeline/pipeline-client.ts'

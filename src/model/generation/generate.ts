@@ -1,6 +1,6 @@
-import { ModelError, ModelErrorCode } from './errors.ts'
-import { Sampler } from './sampling.ts'
-import type { SamplingOptions } from './sampling.ts'
+import { ModelError, ModelErrorCode } from '../errors.ts'
+import { Sampler } from '../sampling.ts'
+import type { SamplingOptions } from '../sampling.ts'
 
 export interface TokenSession {
   dispose(): void
