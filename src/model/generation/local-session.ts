@@ -6,8 +6,7 @@
  */
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { tf } from '../qwen3/tf.ts'
-import type { TokenModel } from './generate.ts'
-import type { StepLogits, VerifyingSession } from './speculative.ts'
+import type { StepLogits, TokenModel, VerifyingSession } from './token-model.ts'
 import type { KvSession } from '../qwen3/kv-cache.ts'
 import type { LayerRange } from '../qwen3/layer-range.ts'
 

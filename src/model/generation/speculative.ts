@@ -14,28 +14,9 @@ import { Prng } from '../prng.ts'
 import { validateSampling } from '../sampling.ts'
 import { FinishReason } from './generate.ts'
 import { drawFrom, samplingDistribution, verifyDraftToken } from './speculative-rule.ts'
-import type { FinishReasonValue, TokenSession } from './generate.ts'
+import type { FinishReasonValue } from './generate.ts'
+import type { SpeculativeSession } from './token-model.ts'
 import type { SamplingOptions } from '../sampling.ts'
-
-/** Logits of one forward: the last position's, or every position's with allRows ([rows, vocab] f32). */
-export interface StepLogits {
-  logits: Float32Array
-  rows: number
-  vocab: number
-}
-
-/** What speculation drives on both sides: a PipelineSession, or a local model session (LocalTokenSession). */
-export interface SpeculativeSession {
-  /** positions cached */
-  readonly length: number
-  /** feeds `ids` at the next positions; logits of the last row, or of every row with allRows ([rows, vocab]) */
-  forward(ids: number[], options?: { allRows?: boolean, signal?: AbortSignal }): Promise<StepLogits>
-  /** rolls the cache back to `length` positions */
-  truncate(length: number): Promise<void>
-}
-
-/** A generation session that can also verify drafts and roll back: what runGeneration() drives. */
-export interface VerifyingSession extends SpeculativeSession, TokenSession {}
 
 export interface SpeculativeOptions {
   /** draft tokens per round to start with (default 4) */
