@@ -6,5 +6,5 @@
  */
 export { createDaemon, Daemon, IpcClient, withIpcClient, loadConfig, resolveDataDir, CONFIG_KEYS } from './daemon/index.ts'
 export type { DaemonInit, BlydConfig, ConfigKey, ConfigSources } from './daemon/index.ts'
-export { BlydError, isErrorCode } from './utils/errors.ts'
+export { BlydError, isErrorCode } from './protocols/errors.ts'
 export type * from './protocols/ipc.ts'
