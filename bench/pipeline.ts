@@ -19,12 +19,12 @@ import { fileURLToPath } from 'node:url'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { selectBackend } from '../src/model/backend.ts'
 import { writeDemoCheckpoint } from '../src/model/demo-checkpoint.ts'
-import { generate } from '../src/model/generate.ts'
+import { generate } from '../src/model/generation/generate.ts'
 import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
 import { SafetensorsCheckpoint } from '../src/model/safetensors/checkpoint.ts'
 import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
-import { createPipelineClient, generateThroughPipeline } from '../src/pipeline/pipeline-client.ts'
+import { createPipelineClient } from '../src/pipeline/pipeline-client.ts'
 import { createStageServer } from '../src/pipeline/stage-server.ts'
 import type { WeightSource } from '../src/model/weight-source.ts'
 import type { ChildProcess } from 'node:child_process'
@@ -284,12 +284,12 @@ async function main (): Promise<void> {
     const options = { maxNewTokens: newTokens }
     // warm-up: kernels, connections, stage caches
     await timeGeneration(generate(full, prompt, { maxNewTokens: 2 }))
-    await timeGeneration(generateThroughPipeline(client, prompt, { maxNewTokens: 2 }))
+    await timeGeneration(generate(client, prompt, { maxNewTokens: 2 }))
     const single: Run[] = []
     const mesh: Run[] = []
     for (let r = 0; r < reps; r++) {
       single.push(await timeGeneration(generate(full, prompt, options)))
-      mesh.push(await timeGeneration(generateThroughPipeline(client, prompt, options)))
+      mesh.push(await timeGeneration(generate(client, prompt, options)))
     }
     // where a hop's time goes: per decode step, each hop as the client sees it (FORWARD sent ->
     // RESULT decoded) against the same layers run in this process on the same inputs

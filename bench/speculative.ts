@@ -16,15 +16,16 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { selectBackend } from '../src/model/backend.ts'
 import { writeDemoCheckpoint } from '../src/model/demo-checkpoint.ts'
+import { generate } from '../src/model/generation/generate.ts'
+import { createLocalTokenSession } from '../src/model/generation/local-session.ts'
+import { speculativeGenerate } from '../src/model/generation/speculative.ts'
 import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
 import { SafetensorsCheckpoint } from '../src/model/safetensors/checkpoint.ts'
 import { perturbedSource } from '../src/model/weight-delta.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
 import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
-import { createPipelineClient, generateThroughPipeline } from '../src/pipeline/pipeline-client.ts'
-import { createLocalSpeculativeSession } from '../src/pipeline/speculative-local.ts'
-import { speculativeGenerate } from '../src/pipeline/speculative.ts'
+import { createPipelineClient } from '../src/pipeline/pipeline-client.ts'
 import { createStageServer } from '../src/pipeline/stage-server.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 import type { BlyLibp2p } from '../src/net/libp2p-node.ts'
@@ -90,7 +91,7 @@ async function main (): Promise<void> {
     // plain greedy: one target step per token (the prompt's step is not timed)
     const plainTokens: number[] = []
     let t0 = 0
-    for await (const t of generateThroughPipeline(pipeline, prompt, { maxNewTokens: maxNewTokens + 1 })) {
+    for await (const t of generate(pipeline, prompt, { maxNewTokens: maxNewTokens + 1 })) {
       if (t.index === 0) {
         t0 = performance.now()
       } else {
@@ -101,7 +102,7 @@ async function main (): Promise<void> {
 
     // speculative greedy, timed the same way (from the first token)
     const target = pipeline.createSession()
-    const draft = createLocalSpeculativeSession(draftModel)
+    const draft = createLocalTokenSession(draftModel)
     const specTokens: number[] = []
     let t1 = 0
     let stats

@@ -1,4 +1,4 @@
-import { BlydError } from '../utils/errors.ts'
+import { BlydError } from '../protocols/errors.ts'
 
 /**
  * Stable codes of every rule the chain enforces. Each validation rule has its

@@ -11,7 +11,7 @@ import { CHAIN_DIR_NAME } from '../daemon/constants.ts'
 import { DaemonErrorCode, DaemonNotRunningError } from '../daemon/errors.ts'
 import { IpcClient } from '../daemon/ipc-client.ts'
 import { DataDirLock, runningPid } from '../daemon/lock.ts'
-import { isErrorCode } from '../utils/errors.ts'
+import { isErrorCode } from '../protocols/errors.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { BlydConfig } from '../daemon/config.ts'
 

@@ -6,7 +6,7 @@
 import yargs from 'yargs'
 import { DaemonErrorCode, UsageError } from '../daemon/errors.ts'
 import { blydVersion } from '../daemon/version.ts'
-import { BlydError } from '../utils/errors.ts'
+import { BlydError } from '../protocols/errors.ts'
 import { chainCommand } from './commands/chain.ts'
 import { generateCommand } from './commands/generate.ts'
 import { idCommand } from './commands/id.ts'

@@ -8,7 +8,7 @@ import { Socket } from 'node:net'
 import { isAbsolute } from 'node:path'
 import { promisify } from 'node:util'
 import { BlockType, ChainId } from '../chain/types.ts'
-import { BlydError } from '../utils/errors.ts'
+import { BlydError } from '../protocols/errors.ts'
 import { DaemonErrorCode, InvalidParamsError } from './errors.ts'
 import type { BlockSigner, ChainStoreApi, StoredBlock } from '../chain/types.ts'
 

@@ -1,4 +1,4 @@
-import { BlydError } from '../utils/errors.ts'
+import { BlydError } from '../protocols/errors.ts'
 
 /** Error codes of the daemon, IPC and CLI parts. */
 export const DaemonErrorCode = {

@@ -6,8 +6,8 @@
  */
 import { chmod, lstat, unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { BlydError } from '../protocols/errors.ts'
 import { IPC_STREAM_METHOD, JSONRPC_VERSION, RpcErrorCode } from '../protocols/ipc.ts'
-import { BlydError } from '../utils/errors.ts'
 import { DEFAULT_IPC_MAX_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_STOP_DRAIN_MS } from './constants.ts'
 import { DaemonErrorCode, InvalidParamsError, IpcError } from './errors.ts'
 import { LineSplitter } from './line-splitter.ts'

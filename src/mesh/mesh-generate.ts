@@ -21,16 +21,14 @@
  */
 import { BlockType } from '../chain/types.ts'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
-import { ModelError, ModelErrorCode } from '../model/errors.ts'
-import { DEFAULT_MAX_NEW_TOKENS, generate } from '../model/generate.ts'
+import { DEFAULT_MAX_NEW_TOKENS } from '../model/generation/generate.ts'
+import { eosTokenIdsOf, resolvePrompt, samplingOf, speculationOf } from '../model/generation/request.ts'
+import { runGeneration } from '../model/generation/runner.ts'
+import { SPECULATIVE_DEFAULTS } from '../model/generation/speculative.ts'
 import { tokenizerFromManifest } from '../model/import/manifest-tokenizer.ts'
 import { discoverSpans } from '../net/records/discover.ts'
 import { createPipelineClient } from '../pipeline/pipeline-client.ts'
 import { priorityOf } from '../pipeline/priority.ts'
-import { speculationOf } from '../pipeline/speculation-params.ts'
-import { createLocalSpeculativeSession } from '../pipeline/speculative-local.ts'
-import { runSpeculative } from '../pipeline/speculative-run.ts'
-import { SPECULATIVE_DEFAULTS } from '../pipeline/speculative.ts'
 import { MESH_GENERATE_DEFAULTS } from './constants.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
 import { LocalStage } from './local-stage.ts'
@@ -38,16 +36,15 @@ import { planReplacement, routeSpans } from './mesh-route.ts'
 import type { SpanServer } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
-import type { GeneratedToken, GenerationResult, TokenModel } from '../model/generate.ts'
+import type { Speculation } from '../model/generation/request.ts'
+import type { TokenModel } from '../model/generation/token-model.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { LayerRange } from '../model/qwen3/layer-range.ts'
-import type { SamplingOptions } from '../model/sampling.ts'
-import type { ChatMessage, ChatTokenizer } from '../model/tokenizer.ts'
+import type { ChatTokenizer } from '../model/tokenizer.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { PipelineSession, Recovery } from '../pipeline/pipeline-client.ts'
 import type { RouteHop } from '../pipeline/route.ts'
-import type { Speculation } from '../pipeline/speculation-params.ts'
 import type { RecoveryJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
 import type { PeerId } from '@libp2p/interface'
@@ -70,10 +67,6 @@ interface ClientEnds {
   manifest: ModelManifest
   ends: LayerRange
   tokenizer: ChatTokenizer | null
-}
-
-function definedOnly<T extends Record<string, unknown>> (obj: T): Partial<T> {
-  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>
 }
 
 /**
@@ -160,7 +153,7 @@ export class MeshGenerator {
     const route = routeSpans(spans, numLayers)
     const client = await this.clientEnds(manifest, signal)
     const own = this.components.spanServer()
-    const { prompt, tokenizer } = this.prompt(params, client)
+    const { prompt, tokenizer } = resolvePrompt(params, manifest.idHex, () => client.tokenizer)
     const toHop = (s: LiveSpan): RouteHop => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end })
     const pipeline = createPipelineClient({
       libp2p: network.libp2p,
@@ -218,12 +211,19 @@ export class MeshGenerator {
       }
     }
     let firstTokenMs: number | undefined
-    const eos = new Set([...manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
     const t0 = performance.now()
-    const sampling = definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed })
-    const result: Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'> = speculation != null
-      ? await this.speculative(model, speculation, manifest.qwen3.vocabSize, prompt, params, sampling, [...eos], tokenizer, onToken, signal)
-      : await this.plain(model, prompt, params, sampling, [...eos], tokenizer, onToken, signal)
+    const result = await runGeneration({
+      target: model,
+      prompt,
+      tokenizer,
+      eosTokenIds: eosTokenIdsOf(manifest.qwen3.eosTokenIds, tokenizer),
+      sampling: samplingOf(params),
+      maxNewTokens: params.maxNewTokens,
+      stop: params.stop,
+      ...(speculation != null ? { draft: { model: await this.components.inference.draftModel(speculation.draft, manifest.qwen3.vocabSize), k: speculation.k } } : {}),
+      onToken,
+      signal
+    })
     const used = session as PipelineSession | undefined
     return meshResult(result, {
       promptTokens: prompt.length,
@@ -234,69 +234,6 @@ export class MeshGenerator {
       session: used,
       firstTokenMs
     })
-  }
-
-  /** Speculative generation: the draft runs here and proposes, one pass through the pipeline verifies (speculative-run.ts). */
-  private async speculative (model: TokenModel<PipelineSession>, speculation: Speculation, vocabSize: number, prompt: number[], params: GenerateParams, sampling: SamplingOptions, eosTokenIds: number[], tokenizer: ChatTokenizer | null, onToken: ((t: GenerateTokenJson) => void | Promise<void>) | undefined, signal: AbortSignal | undefined): Promise<Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'>> {
-    const draftRange = await this.components.inference.draftModel(speculation.draft, vocabSize)
-    const target = model.createSession()
-    const draft = createLocalSpeculativeSession(draftRange)
-    try {
-      return await runSpeculative({
-        target,
-        draft,
-        prompt,
-        k: speculation.k,
-        maxNewTokens: params.maxNewTokens,
-        eosTokenIds,
-        sampling,
-        decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
-        stop: params.stop,
-        onToken,
-        signal
-      })
-    } finally {
-      target.dispose()
-      draft.dispose()
-    }
-  }
-
-  /** Plain (one token per target step) generation through the pipeline. */
-  private async plain (model: TokenModel<PipelineSession>, prompt: number[], params: GenerateParams, sampling: SamplingOptions, eosTokenIds: number[], tokenizer: ChatTokenizer | null, onToken: ((t: GenerateTokenJson) => void | Promise<void>) | undefined, signal: AbortSignal | undefined): Promise<GenerationResult> {
-    const it = generate(model, prompt, {
-      maxNewTokens: params.maxNewTokens,
-      eosTokenIds,
-      stopStrings: params.stop,
-      sampling,
-      decode: tokenizer != null ? (ids: number[]) => tokenizer.decode(ids) : undefined,
-      signal
-    })
-    let step: IteratorResult<GeneratedToken, GenerationResult>
-    while (!(step = await it.next()).done) {
-      await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
-    }
-    return step.value
-  }
-
-  private prompt (params: GenerateParams, client: ClientEnds): { prompt: number[], tokenizer: ChatTokenizer | null } {
-    const given = [params.prompt, params.chat, params.promptIds].filter(v => v != null).length
-    if (given !== 1) {
-      throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'give exactly one of prompt, chat and promptIds')
-    }
-    const { tokenizer } = client
-    if (params.promptIds != null) {
-      return { prompt: params.promptIds, tokenizer }
-    }
-    if (tokenizer == null) {
-      throw new ModelError(ModelErrorCode.NO_TOKENIZER, `model ${client.manifest.idHex} was imported without a tokenizer: it takes token ids only (use promptIds / --prompt-ids)`)
-    }
-    if (params.chat != null) {
-      const messages: ChatMessage[] = typeof params.chat === 'string'
-        ? [{ role: 'user', content: params.chat }]
-        : params.chat.map(m => ({ ...m, role: m.role as ChatMessage['role'] }))
-      return { prompt: tokenizer.encodeChat(messages), tokenizer }
-    }
-    return { prompt: tokenizer.encode(params.prompt as string), tokenizer }
   }
 
   /** The manifest, its payload fetched from peers when missing. */

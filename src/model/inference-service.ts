@@ -6,13 +6,12 @@
  */
 import { availableParallelism } from 'node:os'
 import { BlockType } from '../chain/index.ts'
-import { speculationOf } from '../pipeline/speculation-params.ts'
-import { createLocalSpeculativeSession } from '../pipeline/speculative-local.ts'
-import { runSpeculative } from '../pipeline/speculative-run.ts'
 import { BackendName, selectBackend } from './backend.ts'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from './chain-loader.ts'
 import { ModelError, ModelErrorCode } from './errors.ts'
-import { generate } from './generate.ts'
+import { localTokenModel } from './generation/local-session.ts'
+import { checkPromptParams, eosTokenIdsOf, resolvePrompt, samplingOf, speculationOf } from './generation/request.ts'
+import { runGeneration } from './generation/runner.ts'
 import { LayerField, ManifestField } from './import/constants.ts'
 import { tokenizerFromManifest } from './import/manifest-tokenizer.ts'
 import { tf } from './qwen3/tf.ts'
@@ -20,12 +19,10 @@ import { elementCount } from './safetensors/dtypes.ts'
 import { resolveWorkers } from './workers.ts'
 import type { BackendPreference, BackendSelection } from './backend.ts'
 import type { ModelManifest } from './chain-loader.ts'
-import type { GeneratedToken, GenerationResult } from './generate.ts'
 import type { LayerRange } from './qwen3/layer-range.ts'
-import type { ChatMessage, ChatTokenizer } from './tokenizer.ts'
+import type { ChatTokenizer } from './tokenizer.ts'
 import type { WorkersSetting } from './workers.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
-import type { SpeculativeRunResult } from '../pipeline/speculative-run.ts'
 import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, LogitsResult, ModelDetailsJson, ModelSummaryJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export const DEFAULT_MAX_LOADED_MODELS = 2
@@ -64,11 +61,6 @@ export function backendPreference (name: string | undefined): BackendPreference 
 
 function toHex (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
-
-/** `obj` without its undefined entries (option spreads must not override defaults with undefined) */
-function definedOnly<T extends Record<string, unknown>> (obj: T): Partial<T> {
-  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>
 }
 
 function fieldString (block: StoredBlock, key: string): string {
@@ -240,71 +232,24 @@ export class InferenceService {
   /** Generates from a prompt (text, chat or ids), calling `onToken` for each token as it comes. */
   async generate (params: Omit<GenerateParams, 'backend'> & { backend?: string }, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
     this.checkBackend(params.backend)
-    const given = [params.prompt, params.chat, params.promptIds].filter(v => v != null).length
-    if (given !== 1) {
-      throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'give exactly one of prompt, chat and promptIds')
-    }
+    checkPromptParams(params)
     const speculation = speculationOf(params)
     return this.exclusive(async () => {
       const m = await this.load(params.model)
-      let prompt: number[]
-      let tokenizer: ChatTokenizer | null = null
-      if (params.promptIds != null) {
-        prompt = params.promptIds
-        tokenizer = this.tokenizerOf(m, false)
-      } else {
-        tokenizer = this.tokenizerOf(m, true) as ChatTokenizer
-        if (params.chat != null) {
-          const messages: ChatMessage[] = typeof params.chat === 'string'
-            ? [{ role: 'user', content: params.chat }]
-            : params.chat.map(msg => ({ ...msg, role: msg.role as ChatMessage['role'] }))
-          prompt = tokenizer.encodeChat(messages)
-        } else {
-          prompt = tokenizer.encode(params.prompt as string)
-        }
-      }
-      const eos = new Set([...m.manifest.qwen3.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])])
+      const { prompt, tokenizer } = resolvePrompt(params, m.manifest.idHex, () => this.tokenizerOf(m))
       const t0 = performance.now()
-      const decode = tokenizer != null ? (ids: number[]): string => (tokenizer as ChatTokenizer).decode(ids) : undefined
-      const sampling = definedOnly({ temperature: params.temperature, topK: params.topK, topP: params.topP, repetitionPenalty: params.repetitionPenalty, seed: params.seed })
-      let result: GenerationResult | SpeculativeRunResult
-      if (speculation != null) {
-        const draftRange = await this.loadDraft(speculation.draft, m.manifest.qwen3.vocabSize)
-        const target = createLocalSpeculativeSession(m.range)
-        const draft = createLocalSpeculativeSession(draftRange)
-        try {
-          result = await runSpeculative({
-            target,
-            draft,
-            prompt,
-            k: speculation.k,
-            maxNewTokens: params.maxNewTokens,
-            eosTokenIds: [...eos],
-            sampling,
-            decode,
-            stop: params.stop,
-            onToken,
-            signal
-          })
-        } finally {
-          target.dispose()
-          draft.dispose()
-        }
-      } else {
-        const it = generate(m.range, prompt, {
-          maxNewTokens: params.maxNewTokens,
-          eosTokenIds: [...eos],
-          stopStrings: params.stop,
-          sampling,
-          decode,
-          signal
-        })
-        let step: IteratorResult<GeneratedToken, GenerationResult>
-        while (!(step = await it.next()).done) {
-          await onToken?.({ token: step.value.id, text: tokenizer != null ? step.value.text : null })
-        }
-        result = step.value
-      }
+      const result = await runGeneration({
+        target: localTokenModel(m.range),
+        prompt,
+        tokenizer,
+        eosTokenIds: eosTokenIdsOf(m.manifest.qwen3.eosTokenIds, tokenizer),
+        sampling: samplingOf(params),
+        maxNewTokens: params.maxNewTokens,
+        stop: params.stop,
+        ...(speculation != null ? { draft: { model: await this.loadDraft(speculation.draft, m.manifest.qwen3.vocabSize), k: speculation.k } } : {}),
+        onToken,
+        signal
+      })
       const seconds = (performance.now() - t0) / 1000
       return {
         tokens: result.tokens,
@@ -314,7 +259,7 @@ export class InferenceService {
         finishReason: result.finishReason,
         backend: this.backendName ?? 'none',
         workers: m.range.workers,
-        ...('speculative' in result ? { speculative: result.speculative } : {})
+        ...(result.speculative != null ? { speculative: result.speculative } : {})
       }
     })
   }
@@ -338,12 +283,9 @@ export class InferenceService {
     return (await this.load(manifest.idHex)).range
   }
 
-  private tokenizerOf (m: LoadedModel, required: boolean): ChatTokenizer | null {
+  private tokenizerOf (m: LoadedModel): ChatTokenizer | null {
     if (m.tokenizer === undefined) {
       m.tokenizer = m.manifest.tokenizer != null ? tokenizerFromManifest(m.manifest.tokenizer) : null
-    }
-    if (m.tokenizer == null && required) {
-      throw new ModelError(ModelErrorCode.NO_TOKENIZER, `model ${m.manifest.idHex} was imported without a tokenizer: it takes token ids only (use promptIds / --prompt-ids)`)
     }
     return m.tokenizer
   }

@@ -1,4 +1,4 @@
-import { BlydError } from '../utils/errors.ts'
+import { BlydError } from '../protocols/errors.ts'
 
 /** Stable codes of the network layer's errors. */
 export const NetErrorCode = {

@@ -1,4 +1,4 @@
-import { BlydError } from '../utils/errors.ts'
+import { BlydError } from '../protocols/errors.ts'
 
 /** Stable codes of the errors the stage protocol and the pipeline client raise. */
 export const PipelineErrorCode = {

@@ -19,7 +19,6 @@
  */
 import { randomInt } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { generate } from '../model/generate.ts'
 import { PIPELINE_CLIENT_DEFAULTS } from './constants.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { FailureReason, checkStageResult, concatInputs, failureReason, relativeDiff } from './failover.ts'
@@ -30,7 +29,7 @@ import type { FailureReasonValue } from './failover.ts'
 import type { ResolvedHop, RouteHop } from './route.ts'
 import type { StepOptions } from './stage-client.ts'
 import type { LocalEnds } from './stage-layers.ts'
-import type { GenerateOptions, GeneratedToken, GenerationResult, TokenModel, TokenSession } from '../model/generate.ts'
+import type { StepLogits, TokenModel, VerifyingSession } from '../model/generation/token-model.ts'
 import type { AbortOptions, Libp2p } from '@libp2p/interface'
 
 export interface PipelineClientInit {
@@ -113,13 +112,6 @@ export interface Recovery {
   ms: number
 }
 
-export interface StepLogits {
-  /** [rows, vocab] f32: the last position's logits, or every position's with allRows */
-  logits: Float32Array
-  rows: number
-  vocab: number
-}
-
 export interface PipelineSessionStats {
   steps: number
   positions: number
@@ -129,7 +121,7 @@ export interface PipelineSessionStats {
   localMs: number
 }
 
-export class PipelineSession implements TokenSession {
+export class PipelineSession implements VerifyingSession {
   readonly sessionId: number
   readonly stats: PipelineSessionStats
   /** failovers so far */
@@ -611,13 +603,4 @@ export class PipelineClient implements TokenModel<PipelineSession> {
 
 export function createPipelineClient (init: PipelineClientInit): PipelineClient {
   return new PipelineClient(init)
-}
-
-/**
- * Streams generated tokens through the pipeline: generate() with its Sampler,
- * stop rules and text hold-back, over a PipelineClient. The session's stage
- * streams are closed when the iterator finishes, throws or is abandoned.
- */
-export async function * generateThroughPipeline (client: PipelineClient, prompt: number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerationResult, undefined> {
-  return yield * generate(client, prompt, options)
 }

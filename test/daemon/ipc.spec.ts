@@ -4,7 +4,7 @@ import { InvalidParamsError, IpcRemoteError } from '../../src/daemon/errors.ts'
 import { IpcClient } from '../../src/daemon/ipc-client.ts'
 import { IpcServer } from '../../src/daemon/ipc-server.ts'
 import { objectParams, requiredString } from '../../src/daemon/params.ts'
-import { BlydError } from '../../src/utils/errors.ts'
+import { BlydError } from '../../src/protocols/errors.ts'
 import { makeTempDir, removeDir } from './helpers.ts'
 import { RawSocket } from './raw-socket.ts'
 

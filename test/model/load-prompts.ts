@@ -1,6 +1,6 @@
-import { generate } from '../../src/model/generate.ts'
+import { generate } from '../../src/model/generation/generate.ts'
 import type { Fixture } from './fixtures.ts'
-import type { TokenModel, TokenSession } from '../../src/model/generate.ts'
+import type { TokenModel, TokenSession } from '../../src/model/generation/token-model.ts'
 
 /** Ten prompts of 2 to 5 tokens for load tests, the fixture's own greedy prompt first. */
 export function loadPrompts (fixture: Fixture): number[][] {

@@ -10,7 +10,7 @@ import { bf16ToF32, f16ToF32, f32ToBf16, fromFloat32, toFloat32 } from '../../sr
 import { SafetensorsFile, decodeSafetensors } from '../../src/model/safetensors/reader.ts'
 import { encodeSafetensors } from '../../src/model/safetensors/writer.ts'
 import { MapWeightSource } from '../../src/model/weight-source.ts'
-import { isErrorCode } from '../../src/utils/errors.ts'
+import { isErrorCode } from '../../src/protocols/errors.ts'
 import { fixtureDir, loadFixture } from './fixtures.ts'
 import type { RawTensor } from '../../src/model/safetensors/dtypes.ts'
 

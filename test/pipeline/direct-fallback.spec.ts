@@ -1,8 +1,9 @@
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
+import { generate } from '../../src/model/generation/generate.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { InferTransport } from '../../src/pipeline/infer-channel.ts'
-import { createPipelineClient, generateThroughPipeline } from '../../src/pipeline/pipeline-client.ts'
+import { createPipelineClient } from '../../src/pipeline/pipeline-client.ts'
 import { StageClient } from '../../src/pipeline/stage-client.ts'
 import { loadFixture, sourceOf } from '../model/fixtures.ts'
 import { MODEL_ID, startNode, startStage, waitFor } from './helpers.ts'
@@ -85,7 +86,7 @@ describe('pipeline: direct channel with fallback to libp2p streams', function ()
       route: stages.map(s => ({ peerId: s.node.peerId, multiaddrs: s.node.getMultiaddrs(), start: s.layers.start, end: s.layers.end }))
     })
     const out: number[] = []
-    for await (const t of generateThroughPipeline(pipeline, prompt, { maxNewTokens: tokens.length })) {
+    for await (const t of generate(pipeline, prompt, { maxNewTokens: tokens.length })) {
       out.push(t.id)
     }
     expect(out).to.deep.equal(tokens)

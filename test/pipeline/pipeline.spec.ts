@@ -1,9 +1,9 @@
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
-import { generate } from '../../src/model/generate.ts'
+import { generate } from '../../src/model/generation/generate.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
-import { createPipelineClient, generateThroughPipeline } from '../../src/pipeline/pipeline-client.ts'
+import { createPipelineClient } from '../../src/pipeline/pipeline-client.ts'
 import { loadFixture, maxAbsDiff, sourceOf } from '../model/fixtures.ts'
 import { MODEL_ID, startNode, startStage, waitFor } from './helpers.ts'
 import type { TestStage } from './helpers.ts'
@@ -47,7 +47,7 @@ describe('pipeline: greedy generation through loopback stages', function () {
   it('greedy tokens equal the reference and the stages are closed afterwards', async () => {
     const { prompt, tokens } = fixture.expected.greedy
     const out: number[] = []
-    const it = generateThroughPipeline(pipeline(), prompt, { maxNewTokens: tokens.length })
+    const it = generate(pipeline(), prompt, { maxNewTokens: tokens.length })
     let result
     for (;;) {
       const next = await it.next()
@@ -124,7 +124,7 @@ describe('pipeline: greedy generation through loopback stages', function () {
       }
       return ids
     }
-    expect(await collect(generateThroughPipeline(pipeline(), [1, 2, 3], options))).to.deep.equal(await collect(generate(full, [1, 2, 3], options)))
+    expect(await collect(generate(pipeline(), [1, 2, 3], options))).to.deep.equal(await collect(generate(full, [1, 2, 3], options)))
   })
 
   it('rejects routes that do not cover the layers in order', () => {

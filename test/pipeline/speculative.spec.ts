@@ -1,20 +1,21 @@
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
 import { ModelErrorCode } from '../../src/model/errors.ts'
+import { createLocalTokenSession } from '../../src/model/generation/local-session.ts'
+import { drawFrom, samplingDistribution, verifyDraftToken } from '../../src/model/generation/speculative-rule.ts'
+import { speculativeGenerate } from '../../src/model/generation/speculative.ts'
 import { Prng } from '../../src/model/prng.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { validateSampling } from '../../src/model/sampling.ts'
 import { perturbedSource } from '../../src/model/weight-delta.ts'
 import { createPipelineClient } from '../../src/pipeline/pipeline-client.ts'
-import { createLocalSpeculativeSession } from '../../src/pipeline/speculative-local.ts'
-import { drawFrom, samplingDistribution, verifyDraftToken } from '../../src/pipeline/speculative-rule.ts'
-import { speculativeGenerate } from '../../src/pipeline/speculative.ts'
 import { loadFixture, maxAbsDiff, sourceOf } from '../model/fixtures.ts'
 import { MODEL_ID, startNode, startStage } from './helpers.ts'
 import type { TestStage } from './helpers.ts'
+import type { SpeculativeOptions, SpeculativeResult } from '../../src/model/generation/speculative.ts'
+import type { SpeculativeSession } from '../../src/model/generation/token-model.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
 import type { PipelineSession } from '../../src/pipeline/pipeline-client.ts'
-import type { SpeculativeOptions, SpeculativeResult, SpeculativeSession } from '../../src/pipeline/speculative.ts'
 import type { Fixture } from '../model/fixtures.ts'
 
 async function run (target: SpeculativeSession, draft: SpeculativeSession, prompt: number[], options: SpeculativeOptions): Promise<{ ids: number[], result: SpeculativeResult }> {
@@ -137,7 +138,7 @@ describe('speculative decoding through loopback stages', function () {
   }
 
   function localSession (model: LayerRange): SpeculativeSession {
-    const s = createLocalSpeculativeSession(model)
+    const s = createLocalTokenSession(model)
     sessions.push(s)
     return s
   }
@@ -221,8 +222,8 @@ describe('speculative decoding through loopback stages', function () {
     let proposed = 0
     let accepted = 0
     for (let seed = 1; seed <= n; seed++) {
-      const target = createLocalSpeculativeSession(full)
-      const draft = createLocalSpeculativeSession(far)
+      const target = createLocalTokenSession(full)
+      const draft = createLocalTokenSession(far)
       try {
         const { ids, result } = await run(target, draft, prompt, { k: 2, adaptive: false, maxNewTokens: 3, sampling: { ...sampling, seed } })
         counts[ids[0]]++
@@ -255,8 +256,8 @@ describe('speculative decoding through loopback stages', function () {
   })
 
   it('bad options fail with ERR_BAD_OPTIONS', async () => {
-    const target = createLocalSpeculativeSession(full)
-    const draft = createLocalSpeculativeSession(near)
+    const target = createLocalTokenSession(full)
+    const draft = createLocalTokenSession(near)
     sessions.push(target, draft)
     for (const options of [{ k: 9 }, { k: -1 }, { minK: 0 }, { maxNewTokens: 1.5 }, { sampling: { temperature: -1 } }]) {
       await run(target, draft, [1, 2], options).then(() => expect.fail('should fail'), (err) => {

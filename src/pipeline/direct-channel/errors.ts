@@ -1,4 +1,4 @@
-import { BlydError } from '../../utils/errors.ts'
+import { BlydError } from '../../protocols/errors.ts'
 
 /** Codes of errors raised while offering, opening or accepting a direct channel. */
 export const DirectChannelErrorCode = {

@@ -1,5 +1,5 @@
 import { expect } from 'aegir/chai'
-import { BlydError, isErrorCode } from '../../src/utils/errors.ts'
+import { BlydError, isErrorCode } from '../../src/protocols/errors.ts'
 
 describe('errors', () => {
   it('carries a code', () => {

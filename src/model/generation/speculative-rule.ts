@@ -7,9 +7,9 @@
  * p. With temperature 0 both distributions are one-hot at the argmax, so the
  * rule reduces to "keep while the draft's token is the target's argmax".
  */
-import { argmax } from '../model/sampling.ts'
-import type { Prng } from '../model/prng.ts'
-import type { SamplingOptions } from '../model/sampling.ts'
+import { argmax } from '../sampling.ts'
+import type { Prng } from '../prng.ts'
+import type { SamplingOptions } from '../sampling.ts'
 
 /**
  * The probabilities the Sampler would draw from for `logits` ([vocab]):

@@ -9,23 +9,14 @@
  * acceptance rate: +1 after a round where every draft token was kept, -1
  * after one where fewer than half were, within [minK, maxK].
  */
-import { ModelError, ModelErrorCode } from '../model/errors.ts'
-import { FinishReason } from '../model/generate.ts'
-import { Prng } from '../model/prng.ts'
-import { validateSampling } from '../model/sampling.ts'
+import { ModelError, ModelErrorCode } from '../errors.ts'
+import { Prng } from '../prng.ts'
+import { validateSampling } from '../sampling.ts'
+import { FinishReason } from './generate.ts'
 import { drawFrom, samplingDistribution, verifyDraftToken } from './speculative-rule.ts'
-import type { FinishReasonValue } from '../model/generate.ts'
-import type { SamplingOptions } from '../model/sampling.ts'
-
-/** What speculation drives on both sides: a PipelineSession, or a local model session (createLocalSpeculativeSession). */
-export interface SpeculativeSession {
-  /** positions cached */
-  readonly length: number
-  /** feeds `ids` at the next positions; logits of the last row, or of every row with allRows ([rows, vocab]) */
-  forward(ids: number[], options?: { allRows?: boolean, signal?: AbortSignal }): Promise<{ logits: Float32Array, rows: number, vocab: number }>
-  /** rolls the cache back to `length` positions */
-  truncate(length: number): Promise<void>
-}
+import type { FinishReasonValue } from './generate.ts'
+import type { SpeculativeSession } from './token-model.ts'
+import type { SamplingOptions } from '../sampling.ts'
 
 export interface SpeculativeOptions {
   /** draft tokens per round to start with (default 4) */

@@ -1,20 +1,12 @@
-import { ModelError, ModelErrorCode } from './errors.ts'
-import { Sampler } from './sampling.ts'
-import type { SamplingOptions } from './sampling.ts'
-
-export interface TokenSession {
-  dispose(): void
-}
-
 /**
- * What generate() drives: a local complete LayerRange, or later the pipeline
- * client that runs the stages over the network.
+ * Plain decoding: one token per step from any token model, sampled by the
+ * Sampler, with end-of-sequence ids, stop strings (text held back while it
+ * may begin one) and max tokens.
  */
-export interface TokenModel<S extends TokenSession = TokenSession> {
-  createSession(): S
-  /** feeds the new ids (the prompt, then one token per step); resolves the next-token logits */
-  nextLogits(session: S, ids: number[]): Promise<Float32Array>
-}
+import { ModelError, ModelErrorCode } from '../errors.ts'
+import { Sampler } from '../sampling.ts'
+import type { TokenModel, TokenSession } from './token-model.ts'
+import type { SamplingOptions } from '../sampling.ts'
 
 export const FinishReason = {
   EOS: 'eos',
