@@ -152,6 +152,15 @@ export function validateDatasetHeader (header: BlockHeader, blockIdHex?: string)
   }
 }
 
+function checkSplitFields (evalPermille: bigint, splitTokens: bigint, fieldError: (message: string) => ChainError): void {
+  if (evalPermille > BigInt(MAX_EVAL_PERMILLE)) {
+    throw fieldError(`'${DatasetField.EVAL_PERMILLE}' is ${evalPermille}, at most ${MAX_EVAL_PERMILLE}`)
+  }
+  if (splitTokens < BigInt(MIN_SPLIT_TOKENS) || splitTokens > BigInt(MAX_SPLIT_TOKENS)) {
+    throw fieldError(`'${DatasetField.SPLIT_TOKENS}' is ${splitTokens}, not in ${MIN_SPLIT_TOKENS}..${MAX_SPLIT_TOKENS}`)
+  }
+}
+
 /** The Dataset header's fields, each checked (ERR_DATASET_BLOCK_FIELDS). */
 function datasetFields (header: BlockHeader, opts: { blockId?: string }): { format: string, sequences: bigint, tokens: bigint, bytes: bigint, model?: Uint8Array } {
   const fieldError = (message: string): ChainError => new ChainError(ChainErrorCode.DatasetFields, message, opts)
@@ -173,14 +182,7 @@ function datasetFields (header: BlockHeader, opts: { blockId?: string }): { form
   const sequences = uint(DatasetField.SEQUENCES)
   const tokens = uint(DatasetField.TOKENS)
   const bytes = uint(DatasetField.BYTES)
-  const evalPermille = uint(DatasetField.EVAL_PERMILLE)
-  const splitTokens = uint(DatasetField.SPLIT_TOKENS)
-  if (evalPermille > BigInt(MAX_EVAL_PERMILLE)) {
-    throw fieldError(`'${DatasetField.EVAL_PERMILLE}' is ${evalPermille}, at most ${MAX_EVAL_PERMILLE}`)
-  }
-  if (splitTokens < BigInt(MIN_SPLIT_TOKENS) || splitTokens > BigInt(MAX_SPLIT_TOKENS)) {
-    throw fieldError(`'${DatasetField.SPLIT_TOKENS}' is ${splitTokens}, not in ${MIN_SPLIT_TOKENS}..${MAX_SPLIT_TOKENS}`)
-  }
+  checkSplitFields(uint(DatasetField.EVAL_PERMILLE), uint(DatasetField.SPLIT_TOKENS), fieldError)
   const known: string[] = Object.values(DatasetField)
   const unknown = [...header.fields.keys()].find(key => !known.includes(key))
   if (unknown != null) {

@@ -129,6 +129,33 @@ function describe (value: unknown): string {
   return text.length > 40 ? `${text.slice(0, 37)}...` : text
 }
 
+/** Parses one JSONL line's `{"ids": [...]}` and appends its ids to `ids`. */
+function pushLineIds (text: string, line: number, vocab: number, modelLabel: string, ids: IdBuffer): void {
+  let value: any
+  try {
+    value = JSON.parse(text)
+  } catch (err: any) {
+    throw new DatasetError(DatasetErrorCode.Json, `line ${line} is not valid JSON (${err.message})`, { line, cause: err })
+  }
+  if (value == null || typeof value !== 'object' || Array.isArray(value) || !Array.isArray(value.ids)) {
+    throw new DatasetError(DatasetErrorCode.Json, `line ${line} is not an object with an "ids" array (got ${describe(value)})`, { line })
+  }
+  const list: unknown[] = value.ids
+  if (list.length < 2) {
+    throw new DatasetError(DatasetErrorCode.ShortSequence, `line ${line} has ${list.length} id${list.length === 1 ? '' : 's'}; a sequence needs at least 2`, { line })
+  }
+  for (let i = 0; i < list.length; i++) {
+    const id = list[i]
+    if (typeof id !== 'number' || !Number.isInteger(id)) {
+      throw new DatasetError(DatasetErrorCode.Id, `line ${line}: ids[${i}] = ${describe(id)} is not an integer`, { line })
+    }
+    if (id < 0 || id >= vocab) {
+      throw new DatasetError(DatasetErrorCode.Id, `line ${line}: ids[${i}] = ${id} is out of range [0, ${vocab}) of ${modelLabel}`, { line })
+    }
+    ids.push(id)
+  }
+}
+
 /**
  * Parses a JSONL ids dataset: each non-empty line (whitespace-only lines are
  * skipped; a leading BOM and '\r' line ends are allowed) is a JSON object
@@ -153,29 +180,7 @@ export function parseIdsDataset (bytes: Uint8Array, vocab: number, modelLabel = 
     if (text.trim() === '') {
       continue
     }
-    let value: any
-    try {
-      value = JSON.parse(text)
-    } catch (err: any) {
-      throw new DatasetError(DatasetErrorCode.Json, `line ${line} is not valid JSON (${err.message})`, { line, cause: err })
-    }
-    if (value == null || typeof value !== 'object' || Array.isArray(value) || !Array.isArray(value.ids)) {
-      throw new DatasetError(DatasetErrorCode.Json, `line ${line} is not an object with an "ids" array (got ${describe(value)})`, { line })
-    }
-    const list: unknown[] = value.ids
-    if (list.length < 2) {
-      throw new DatasetError(DatasetErrorCode.ShortSequence, `line ${line} has ${list.length} id${list.length === 1 ? '' : 's'}; a sequence needs at least 2`, { line })
-    }
-    for (let i = 0; i < list.length; i++) {
-      const id = list[i]
-      if (typeof id !== 'number' || !Number.isInteger(id)) {
-        throw new DatasetError(DatasetErrorCode.Id, `line ${line}: ids[${i}] = ${describe(id)} is not an integer`, { line })
-      }
-      if (id < 0 || id >= vocab) {
-        throw new DatasetError(DatasetErrorCode.Id, `line ${line}: ids[${i}] = ${id} is out of range [0, ${vocab}) of ${modelLabel}`, { line })
-      }
-      ids.push(id)
-    }
+    pushLineIds(text, line, vocab, modelLabel, ids)
     offsets.push(ids.length)
   }
   if (offsets.length === 1) {

@@ -21,11 +21,11 @@ import { DEFAULT_EVAL_PERMILLE, DEFAULT_SPLIT_TOKENS } from './constants.ts'
 import { formatForPath, parseIdsDataset, parseTextDataset, readDatasetFile, decodeUtf8 } from './dataset-parse.ts'
 import { datasetWindows } from './dataset-windows.ts'
 import { DatasetError, DatasetErrorCode } from './errors.ts'
+import type { DatasetWindows } from './dataset-windows.ts'
 import type { BlockSigner, ChainStoreApi, FieldValue, StoredBlock } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
 import type { TokenStream } from '../protocols/dataset.ts'
 import type { DatasetJson } from '../protocols/ipc.ts'
-import type { DatasetWindows } from './dataset-windows.ts'
 
 function toHex (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
@@ -239,7 +239,15 @@ export async function addDatasetFromFile (options: Omit<AddDatasetOptions, 'byte
   // the cheap checks first: a bad name or option costs no file read
   checkOptions(options.name, format, options.evalPermille ?? DEFAULT_EVAL_PERMILLE, options.splitTokens ?? DEFAULT_SPLIT_TOKENS)
   const bytes = await readDatasetFile(options.path)
-  return addDataset({ ...options, format, bytes })
+  try {
+    return await addDataset({ ...options, format, bytes })
+  } catch (err) {
+    // an error about a line of the source names the file too
+    if (err instanceof DatasetError && err.line != null) {
+      throw new DatasetError(err.code as DatasetErrorCode, `${options.path}: ${err.message}`, { line: err.line, cause: err })
+    }
+    throw err
+  }
 }
 
 /** The whole payload of a dataset block (every chunk hash verified by the store). */
@@ -374,5 +382,7 @@ export async function listDatasets (store: ChainStoreApi): Promise<DatasetJson[]
       out.push({ ...datasetJson(block, header), error: `${String(err?.code ?? 'ERR')}: ${String(err?.message ?? err)}` })
     }
   }
-  return out.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  // names, then ids, compared as code units (the same order everywhere, unlike localeCompare)
+  const key = (d: DatasetJson): string => `${d.name}\u0000${d.id}`
+  return out.sort((a, b) => key(a) < key(b) ? -1 : 1)
 }

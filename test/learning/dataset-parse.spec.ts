@@ -11,6 +11,11 @@ function bytes (...parts: Array<string | number[]>): Uint8Array {
   return Buffer.concat(parts.map(p => typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p)))
 }
 
+/** a JSONL line of 10 ids from `i` */
+function tenIds (i: number): string {
+  return JSON.stringify({ ids: Array.from({ length: 10 }, (_, j) => (i + j) % 512) })
+}
+
 /** the DatasetError `fn` throws (sync or async) */
 async function datasetError (fn: () => unknown): Promise<Error & { code: string, line?: number }> {
   try {
@@ -67,7 +72,7 @@ describe('learning/dataset-parse', () => {
       const s = parseIdsDataset(bytes([0xef, 0xbb, 0xbf], '{"ids":[1,2,3]}\r\n\n   \n{"ids": [4, 511], "source": "x"}\n{"ids":[0,0]}'), 512)
       expect(Array.from(s.tokens)).to.deep.equal([1, 2, 3, 4, 511, 0, 0])
       expect(Array.from(s.offsets)).to.deep.equal([0, 3, 5, 7])
-      const many = parseIdsDataset(enc.encode(Array.from({ length: 300 }, (_, i) => JSON.stringify({ ids: Array.from({ length: 10 }, (_, j) => (i + j) % 512) })).join('\n')), 512)
+      const many = parseIdsDataset(enc.encode(Array.from({ length: 300 }, (_, i) => tenIds(i)).join('\n')), 512)
       expect(many.tokens.length).to.equal(3000)
       expect(many.offsets.length).to.equal(301)
     })

@@ -20,7 +20,6 @@ import type { ChainStore } from '../../src/chain/index.ts'
 const enc = new TextEncoder()
 const node = signer(7)
 
-
 function jsonl (sequences: number[][]): Uint8Array {
   return enc.encode(sequences.map(ids => JSON.stringify({ ids })).join('\n') + '\n')
 }
