@@ -153,6 +153,17 @@ describe('learning/dataset-store', function () {
     await refused(add(), 'ERR_DATASET_MODEL', /2 models are on chain A, name one with --model/)
   })
 
+  it('ids: read for another model, the ids are checked against that model\'s vocabulary too', async () => {
+    const tiny = await importTiny()
+    const small = join(env.dir, 'small-vocab')
+    await writeDemoCheckpoint(small, { tokenizer: false, vocab: 300, layers: 1, hidden: 16, heads: 2, kvHeads: 1, headDim: 8, intermediate: 32 })
+    const smallId = (await importModel({ store: env.store, signer: signer(1), dir: small })).modelId
+    const d = await addDataset({ store: env.store, signer: node, bytes: jsonl([[1, 2], [3, 400]]), name: 'wide', format: 'ids', model: tiny })
+    await refused(showDataset(env.store, 'wide', smallId), 'ERR_DATASET_ID', /holds id 400, out of range \[0, 300\) of model/)
+    // the windows do not depend on the model: read for the tiny model or none, the same
+    expect(await showDataset(env.store, 'wide', tiny)).to.deep.equal(d)
+  })
+
   it('text: stored as its bytes; windows counted with a model\'s real tokenizer when one is given', async () => {
     const demo = await importDemo()
     const tokenizerFiles = bundledQwen3TokenizerFiles()
