@@ -29,6 +29,12 @@ export const ChainErrorCode = {
   ChunkMissing: 'ERR_CHUNK_MISSING',
   /** the block is not in the store */
   BlockNotFound: 'ERR_BLOCK_NOT_FOUND',
+  /** a Dataset block's header fields: one missing, of the wrong kind or out of range, or one it may not carry */
+  DatasetFields: 'ERR_DATASET_BLOCK_FIELDS',
+  /** a Dataset block's payload: none, over MAX_DATASET_BYTES, or not the size its fields imply */
+  DatasetPayload: 'ERR_DATASET_BLOCK_PAYLOAD',
+  /** an ids Dataset block that does not list its model as a parent, or whose model is not a ModelManifest */
+  DatasetParent: 'ERR_DATASET_BLOCK_PARENT',
   /** bad argument from a local caller (not a peer) */
   InvalidArgument: 'ERR_INVALID_ARGUMENT',
   /** the store is not started */

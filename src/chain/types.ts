@@ -17,6 +17,8 @@ export const BlockType = {
   ModelManifest: 1,
   /** free-form signed note, e.g. a node's announcement of itself (chain A) */
   Note: 2,
+  /** a corpus, UTF-8 text or token ids, with its train/eval split (chain A; protocols/dataset.md) */
+  Dataset: 3,
   /** one unit of a model's weights: embedding, a decoder layer, or final norm + head (chain B) */
   Layer: 16,
   /** a weight delta against a layer block (chain B, later milestone) */
@@ -28,6 +30,7 @@ export type BlockType = typeof BlockType[keyof typeof BlockType]
 export const BLOCK_TYPE_CHAIN: Record<BlockType, ChainId> = {
   [BlockType.ModelManifest]: ChainId.A,
   [BlockType.Note]: ChainId.A,
+  [BlockType.Dataset]: ChainId.A,
   [BlockType.Layer]: ChainId.B,
   [BlockType.Delta]: ChainId.B
 }

@@ -5,6 +5,7 @@
  * `validateChunk` / `payloadChunkLength`.
  */
 import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
+import { DATASET_NAME_PATTERN, DatasetField, DatasetFormat, MAX_DATASET_BYTES, MAX_EVAL_PERMILLE, MAX_SPLIT_TOKENS, MIN_SPLIT_TOKENS } from '../protocols/dataset.ts'
 import { equalBytes } from '../protocols/pb-wire.ts'
 import { blockId, ed25519PublicKey, verifyBlockSignature } from './block-crypto.ts'
 import { ID_LENGTH } from './constants.ts'
@@ -115,6 +116,95 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
       throw new ChainError(ChainErrorCode.BlockType, 'a Layer block must list its model manifest among its parents', opts)
     }
   }
+  if (header.type === BlockType.Dataset) {
+    validateDatasetHeader(header, blockIdHex)
+  }
+}
+
+/**
+ * A Dataset block's header (protocols/dataset.md): exactly the fields name,
+ * format, sequences, tokens, bytes, evalPermille, splitTokens, and model for
+ * the ids format (ERR_DATASET_BLOCK_FIELDS); a payload of `bytes` bytes, at
+ * most MAX_DATASET_BYTES, of the canonical ids size for ids
+ * (ERR_DATASET_BLOCK_PAYLOAD); an ids dataset lists its model among its
+ * parents (ERR_DATASET_BLOCK_PARENT).
+ */
+export function validateDatasetHeader (header: BlockHeader, blockIdHex?: string): void {
+  const opts = { blockId: blockIdHex }
+  const { format, sequences, tokens, bytes, model } = datasetFields(header, opts)
+  const payloadError = (message: string): ChainError => new ChainError(ChainErrorCode.DatasetPayload, message, opts)
+  if (header.payloadSize === 0n) {
+    throw payloadError('a Dataset block needs a payload')
+  }
+  if (header.payloadSize > BigInt(MAX_DATASET_BYTES)) {
+    throw payloadError(`a Dataset payload of ${header.payloadSize} bytes exceeds the limit of ${MAX_DATASET_BYTES}`)
+  }
+  if (bytes !== header.payloadSize) {
+    throw payloadError(`'${DatasetField.BYTES}' is ${bytes} but the payload is ${header.payloadSize} bytes`)
+  }
+  // idsPayloadSize in bigint: the header's counts are uint64
+  const idsSize = 4n + 4n * sequences + 4n * tokens
+  if (format === DatasetFormat.IDS && header.payloadSize !== idsSize) {
+    throw payloadError(`an ids payload of ${sequences} sequences and ${tokens} tokens is ${idsSize} bytes, not ${header.payloadSize}`)
+  }
+  if (model != null && !header.parents.some(p => equalBytes(p, model))) {
+    throw new ChainError(ChainErrorCode.DatasetParent, 'an ids Dataset block must list its model manifest among its parents', opts)
+  }
+}
+
+function checkSplitFields (evalPermille: bigint, splitTokens: bigint, fieldError: (message: string) => ChainError): void {
+  if (evalPermille > BigInt(MAX_EVAL_PERMILLE)) {
+    throw fieldError(`'${DatasetField.EVAL_PERMILLE}' is ${evalPermille}, at most ${MAX_EVAL_PERMILLE}`)
+  }
+  if (splitTokens < BigInt(MIN_SPLIT_TOKENS) || splitTokens > BigInt(MAX_SPLIT_TOKENS)) {
+    throw fieldError(`'${DatasetField.SPLIT_TOKENS}' is ${splitTokens}, not in ${MIN_SPLIT_TOKENS}..${MAX_SPLIT_TOKENS}`)
+  }
+}
+
+/** The Dataset header's fields, each checked (ERR_DATASET_BLOCK_FIELDS). */
+function datasetFields (header: BlockHeader, opts: { blockId?: string }): { format: string, sequences: bigint, tokens: bigint, bytes: bigint, model?: Uint8Array } {
+  const fieldError = (message: string): ChainError => new ChainError(ChainErrorCode.DatasetFields, message, opts)
+  const uint = (key: string): bigint => {
+    const f = header.fields.get(key)
+    if (f?.kind !== 'uint') {
+      throw fieldError(`a Dataset block needs field '${key}' (uint)`)
+    }
+    return f.value
+  }
+  const name = header.fields.get(DatasetField.NAME)
+  if (name?.kind !== 'string' || !DATASET_NAME_PATTERN.test(name.value)) {
+    throw fieldError(`a Dataset block needs field '${DatasetField.NAME}' (string matching ${DATASET_NAME_PATTERN.source})`)
+  }
+  const format = header.fields.get(DatasetField.FORMAT)
+  if (format?.kind !== 'string' || (format.value !== DatasetFormat.TEXT && format.value !== DatasetFormat.IDS)) {
+    throw fieldError(`a Dataset block needs field '${DatasetField.FORMAT}' ('${DatasetFormat.TEXT}' or '${DatasetFormat.IDS}')`)
+  }
+  const sequences = uint(DatasetField.SEQUENCES)
+  const tokens = uint(DatasetField.TOKENS)
+  const bytes = uint(DatasetField.BYTES)
+  checkSplitFields(uint(DatasetField.EVAL_PERMILLE), uint(DatasetField.SPLIT_TOKENS), fieldError)
+  const known: string[] = Object.values(DatasetField)
+  const unknown = [...header.fields.keys()].find(key => !known.includes(key))
+  if (unknown != null) {
+    throw fieldError(`a Dataset block may not carry field '${unknown}'`)
+  }
+  const model = header.fields.get(DatasetField.MODEL)
+  if (format.value === DatasetFormat.TEXT) {
+    if (model != null) {
+      throw fieldError(`a text Dataset block may not carry field '${DatasetField.MODEL}'`)
+    }
+    if (sequences !== 1n || tokens !== 0n) {
+      throw fieldError(`a text Dataset block has sequences = 1 and tokens = 0 (got ${sequences}, ${tokens})`)
+    }
+    return { format: format.value, sequences, tokens, bytes }
+  }
+  if (model?.kind !== 'bytes' || model.value.length !== ID_LENGTH) {
+    throw fieldError(`an ids Dataset block needs field '${DatasetField.MODEL}' (bytes, the ${ID_LENGTH}-byte manifest id)`)
+  }
+  if (sequences < 1n || tokens < 2n * sequences) {
+    throw fieldError(`an ids Dataset block needs >= 1 sequence of >= 2 tokens each (got ${sequences} sequences, ${tokens} tokens)`)
+  }
+  return { format: format.value, sequences, tokens, bytes, model: model.value }
 }
 
 export interface DecodeOptions {
@@ -173,6 +263,10 @@ export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: Decod
  */
 export function validateAgainstParents (block: SignedHeader, parents: Map<string, SignedHeader>): void {
   const idHex = toHex(block.id)
+  if (block.header.type === BlockType.Dataset) {
+    validateDatasetParents(block, parents)
+    return
+  }
   const layer = layerCoordinates(block.header)
   if (layer == null) {
     return
@@ -186,6 +280,18 @@ export function validateAgainstParents (block: SignedHeader, parents: Map<string
   }
   if (!equalBytes(manifest.header.author, block.header.author)) {
     throw new ChainError(ChainErrorCode.BlockType, 'only the manifest\'s publisher may publish base layer blocks of that model', { blockId: idHex })
+  }
+}
+
+/** An ids Dataset block's `model` parent must be a ModelManifest (ERR_DATASET_BLOCK_PARENT); anyone may publish a dataset. */
+export function validateDatasetParents (block: SignedHeader, parents: Map<string, SignedHeader>): void {
+  const model = block.header.fields.get(DatasetField.MODEL)
+  if (model?.kind !== 'bytes') {
+    return
+  }
+  const manifest = parents.get(toHex(model.value))
+  if (manifest?.header.type !== BlockType.ModelManifest) {
+    throw new ChainError(ChainErrorCode.DatasetParent, `the 'model' parent ${toHex(model.value)} of an ids Dataset block is not a ModelManifest block`, { blockId: toHex(block.id) })
   }
 }
 

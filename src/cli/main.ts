@@ -8,6 +8,7 @@ import { DaemonErrorCode, UsageError } from '../daemon/errors.ts'
 import { blydVersion } from '../daemon/version.ts'
 import { BlydError } from '../protocols/errors.ts'
 import { chainCommand } from './commands/chain.ts'
+import { dataCommand } from './commands/data.ts'
 import { generateCommand } from './commands/generate.ts'
 import { idCommand } from './commands/id.ts'
 import { modelCommand } from './commands/model.ts'
@@ -55,10 +56,11 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(idCommand(ctx))
     .command(chainCommand(ctx))
     .command(modelCommand(ctx))
+    .command(dataCommand(ctx))
     .command(generateCommand(ctx))
     .command(peersCommand(ctx))
     .command(planCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, generate or peers (see blyd --help)')
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate or peers (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())

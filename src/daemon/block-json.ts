@@ -22,6 +22,7 @@ export function parseBlockId (value: unknown, what = 'block id'): Uint8Array {
 const TYPE_NAMES: Record<number, string> = {
   [BlockType.ModelManifest]: 'model-manifest',
   [BlockType.Note]: 'note',
+  [BlockType.Dataset]: 'dataset',
   [BlockType.Layer]: 'layer',
   [BlockType.Delta]: 'delta'
 }

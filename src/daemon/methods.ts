@@ -7,6 +7,7 @@ import { chainName, toHex } from './block-json.ts'
 import { putFromFile, PUT_TYPES } from './chain-put.ts'
 import { chainGet, chainInfo, chainPayload, chainTips, chainVerify } from './chain-queries.ts'
 import { IPC_PAYLOAD_PIECE_BYTES } from './constants.ts'
+import { registerDataMethods } from './data-methods.ts'
 import { blockIdHex, noParams, objectParams, oneOf, requiredString } from './params.ts'
 import type { PutTypeName } from './chain-put.ts'
 import type { BlydConfig } from './config.ts'
@@ -98,6 +99,13 @@ export function registerCoreMethods (ctx: MethodContext): void {
       }
       throw err
     }
+  })
+
+  registerDataMethods({
+    ipc,
+    store: ctx.store,
+    signer: () => ctx.identity().signer,
+    onAdded: () => { ctx.metrics.blocksCreated.inc({ chain: 'A' }) }
   })
 
   ipc.register('metrics', noParams, async () => ({ text: await ctx.metrics.text() }))

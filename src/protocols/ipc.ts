@@ -292,3 +292,56 @@ export interface LogitsResult {
   /** tensor-parallel worker threads that ran the layers (0: the main thread) */
   workers?: number
 }
+
+/** Params of `data.add`: the daemon reads `path` (absolute: the socket is local, the daemon's cwd is not the caller's). */
+export interface DataAddParams {
+  path: string
+  name: string
+  /** model id (hex or a unique prefix of >= 8): required for ids unless exactly one model is on chain; counts text windows */
+  model?: string
+  /** default from the extension: `.jsonl` = ids, else text */
+  format?: 'text' | 'ids'
+  /** default 100 */
+  evalPermille?: number
+  /** default 128 */
+  splitTokens?: number
+}
+
+/** Params of `data.show`. */
+export interface DataShowParams {
+  /** a dataset name, or its id (hex, a unique prefix of >= 8) */
+  dataset: string
+  /** the model whose tokenizer cuts a text dataset into windows */
+  model?: string
+}
+
+/** One dataset, as `data.add`, `data.list` and `data.show` give it. */
+export interface DatasetJson {
+  id: string
+  name: string
+  format: 'text' | 'ids'
+  /** payload bytes: the text's bytes, or the canonical ids payload's */
+  bytes: number
+  sequences: number
+  /** ids: the ids in all sequences; text: the tokens with `model`'s tokenizer, null when no model is given */
+  tokens: number | null
+  evalPermille: number
+  splitTokens: number
+  /** window counts; null for text without a model, or when the payload is not stored locally */
+  trainWindows: number | null
+  evalWindows: number | null
+  /** ids: the model the ids were checked against; text: the model whose tokenizer counted, or null */
+  model: string | null
+  author: string
+  /** ms since the epoch (the block's timestamp) */
+  timestamp: number
+  /** the payload is stored locally */
+  stored: boolean
+  /** `data.list` only: why the windows of this dataset could not be counted (code: message) */
+  error?: string
+}
+
+/** Result of `data.list`. */
+export interface DataListResult {
+  datasets: DatasetJson[]
+}

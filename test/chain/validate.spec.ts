@@ -1,8 +1,10 @@
 import { expect } from 'aegir/chai'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
 import { encodeBlockHeader, encodeSignedBlockHeader } from '../../src/protocols/block-header.ts'
+import { MAX_DATASET_BYTES, encodeIdsPayload } from '../../src/protocols/dataset.ts'
 import { bytesOf, expectCode, header, hex, openStore, removeDir, signBytes, signHeader, signer, tempDir, withPayload } from './helpers.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
+import type { FieldValue } from '../../src/chain/types.ts'
 
 const alice = signer(1)
 const bob = signer(2)
@@ -239,5 +241,127 @@ describe('block validation', () => {
     const bytes = encodeBlockHeader(header({ author: alice.publicKey }))
     const env = encodeSignedBlockHeader({ header: bytes, signature: new Uint8Array(64) })
     await expectRejected(store.addBlock(env.subarray(0, env.length - 1)), 'ERR_BLOCK_ENCODING')
+  })
+
+  describe('Dataset blocks', () => {
+    const idsPayload = encodeIdsPayload({ tokens: Uint32Array.of(1, 2, 3, 4, 5), offsets: Uint32Array.of(0, 2, 5) })
+    const textPayload = new TextEncoder().encode('a small corpus\n')
+
+    function uint (value: number | bigint): FieldValue {
+      return { kind: 'uint', value: BigInt(value) }
+    }
+
+    /** a Dataset header: ids (with `model`) or text, with field overrides (undefined drops a field) */
+    function dataset (model: Uint8Array | undefined, over: Record<string, FieldValue | undefined> = {}, rest: Record<string, unknown> = {}): ReturnType<typeof header> {
+      const payload = model != null ? idsPayload : textPayload
+      const fields: Record<string, FieldValue | undefined> = {
+        name: { kind: 'string', value: model != null ? 'ids-set' : 'text-set' },
+        format: { kind: 'string', value: model != null ? 'ids' : 'text' },
+        sequences: uint(model != null ? 2 : 1),
+        tokens: uint(model != null ? 5 : 0),
+        bytes: uint(payload.length),
+        evalPermille: uint(100),
+        splitTokens: uint(128),
+        ...(model != null ? { model: { kind: 'bytes', value: model } } : {}),
+        ...over
+      }
+      const map = new Map(Object.entries(fields).filter((e): e is [string, FieldValue] => e[1] != null))
+      return withPayload(header({ author: bob.publicKey, type: BlockType.Dataset, parents: model != null ? [model] : [], fields: map, ...rest }), payload, 1024)
+    }
+
+    async function rejected (h: ReturnType<typeof header>, code: string, message: RegExp): Promise<void> {
+      const { id, encoded } = await signHeader(h, bob)
+      const before = store.metrics().rejected[code] ?? 0
+      const total = (await store.counts()).total
+      const err = await expectCode(store.addBlock(encoded), code)
+      expect(err.message).to.match(message)
+      expect(store.metrics().rejected[code]).to.equal(before + 1)
+      expect((await store.counts()).total).to.equal(total)
+      expect(await store.has(id)).to.equal(false)
+    }
+
+    it('accepts an ids dataset listing its model (by anyone) and a text dataset, with their payloads', async () => {
+      const m = await manifest(alice)
+      const ids = await signHeader(dataset(m), bob)
+      expect(await store.addBlock(ids.encoded, idsPayload)).to.equal('added')
+      const text = await signHeader(dataset(undefined), bob)
+      expect(await store.addBlock(text.encoded, textPayload)).to.equal('added')
+      expect((await store.get(ids.id))?.payloadComplete).to.equal(true)
+      expect((await store.get(text.id))?.header.chain).to.equal(ChainId.A)
+    })
+
+    it('ERR_BLOCK_TYPE: a Dataset block on chain B', async () => {
+      await rejected(dataset(undefined, {}, { chain: ChainId.B }), 'ERR_BLOCK_TYPE', /belongs on chain 1/)
+    })
+
+    it('ERR_DATASET_BLOCK_FIELDS: every required field missing or of the wrong kind', async () => {
+      const m = await manifest()
+      for (const key of ['name', 'format', 'sequences', 'tokens', 'bytes', 'evalPermille', 'splitTokens', 'model']) {
+        await rejected(dataset(m, { [key]: undefined }), 'ERR_DATASET_BLOCK_FIELDS', new RegExp(`'${key}'`))
+        const wrong: FieldValue = key === 'name' || key === 'format' || key === 'model' ? uint(1) : { kind: 'string', value: '1' }
+        await rejected(dataset(m, { [key]: wrong }), 'ERR_DATASET_BLOCK_FIELDS', new RegExp(`'${key}'`))
+      }
+    })
+
+    it('ERR_DATASET_BLOCK_FIELDS: values out of range', async () => {
+      const m = await manifest()
+      const cases: Array<[Record<string, FieldValue | undefined>, RegExp]> = [
+        [{ name: { kind: 'string', value: '' } }, /'name'/],
+        [{ name: { kind: 'string', value: 'has space' } }, /'name'/],
+        [{ name: { kind: 'string', value: 'x'.repeat(65) } }, /'name'/],
+        [{ format: { kind: 'string', value: 'csv' } }, /'format'/],
+        [{ evalPermille: uint(1001) }, /'evalPermille' is 1001/],
+        [{ splitTokens: uint(1) }, /'splitTokens' is 1/],
+        [{ splitTokens: uint(65537) }, /'splitTokens' is 65537/],
+        [{ model: { kind: 'bytes', value: m.subarray(0, 31) } }, /'model'/],
+        [{ extra: uint(1) }, /may not carry field 'extra'/],
+        [{ sequences: uint(0), tokens: uint(0) }, />= 1 sequence/],
+        [{ sequences: uint(3), tokens: uint(5) }, />= 2 tokens each/]
+      ]
+      for (const [over, message] of cases) {
+        await rejected(dataset(m, over), 'ERR_DATASET_BLOCK_FIELDS', message)
+      }
+    })
+
+    it('ERR_DATASET_BLOCK_FIELDS: a text dataset carries no model, one sequence and tokens 0', async () => {
+      const m = await manifest()
+      await rejected(dataset(undefined, { model: { kind: 'bytes', value: m } }, { parents: [m] }), 'ERR_DATASET_BLOCK_FIELDS', /may not carry field 'model'/)
+      await rejected(dataset(undefined, { sequences: uint(2) }), 'ERR_DATASET_BLOCK_FIELDS', /sequences = 1 and tokens = 0/)
+      await rejected(dataset(undefined, { tokens: uint(10) }), 'ERR_DATASET_BLOCK_FIELDS', /sequences = 1 and tokens = 0/)
+    })
+
+    it('ERR_DATASET_BLOCK_PAYLOAD: no payload, `bytes` not the payload size, an ids size its counts do not give', async () => {
+      const m = await manifest()
+      await rejected({ ...dataset(undefined, { bytes: uint(0) }), payloadSize: 0n, chunkSize: 0, chunkHashes: [] }, 'ERR_DATASET_BLOCK_PAYLOAD', /needs a payload/)
+      await rejected(dataset(undefined, { bytes: uint(textPayload.length + 1) }), 'ERR_DATASET_BLOCK_PAYLOAD', /'bytes' is/)
+      await rejected(dataset(m, { tokens: uint(6), bytes: uint(idsPayload.length) }), 'ERR_DATASET_BLOCK_PAYLOAD', /is 36 bytes, not 32/)
+    })
+
+    it('ERR_DATASET_BLOCK_PAYLOAD: a payload over MAX_DATASET_BYTES (under the store\'s own limit)', async () => {
+      await store.stop()
+      store = await openStore(dir)
+      const size = MAX_DATASET_BYTES + 1
+      const chunkSize = 16 * 1024 * 1024
+      const h = dataset(undefined, { bytes: uint(size) })
+      const big = { ...h, payloadSize: BigInt(size), chunkSize, chunkHashes: Array.from({ length: Math.ceil(size / chunkSize) }, () => new Uint8Array(32)) }
+      await rejected(big, 'ERR_DATASET_BLOCK_PAYLOAD', /exceeds the limit of 268435456/)
+    })
+
+    it('ERR_DATASET_BLOCK_PARENT: an ids dataset that does not list its model', async () => {
+      const m = await manifest()
+      await rejected(dataset(m, {}, { parents: [] }), 'ERR_DATASET_BLOCK_PARENT', /must list its model manifest/)
+    })
+
+    it('ERR_DATASET_BLOCK_PARENT: the model parent is not a ModelManifest (also for an orphan accepted later)', async () => {
+      const note = await signHeader(header({ author: alice.publicKey }), alice)
+      expect(await store.addBlock(note.encoded)).to.equal('added')
+      await rejected(dataset(note.id), 'ERR_DATASET_BLOCK_PARENT', /is not a ModelManifest block/)
+      const other = await signHeader(header({ author: alice.publicKey, timestamp: 5n }), alice)
+      const orphan = await signHeader(dataset(other.id), bob)
+      expect(await store.addBlock(orphan.encoded)).to.equal('orphaned')
+      expect(await store.addBlock(other.encoded)).to.equal('added')
+      expect(await store.has(orphan.id)).to.equal(false)
+      expect(store.metrics().rejected.ERR_DATASET_BLOCK_PARENT).to.equal(2)
+    })
   })
 })
