@@ -163,6 +163,37 @@ describe('model/chain loader', function () {
     }
   })
 
+  it('an interrupted import: loads needing a missing unit fail at once naming every missing unit; others load', async () => {
+    const controller = new AbortController()
+    const dirOf = fixtureDir('untied-f32')
+    // stop the real importer in unit 2's payload (units 0 and 1 written: 35% of the bytes is inside layer 1)
+    const aborted = await importModel({
+      store,
+      signer: signer(1),
+      dir: dirOf,
+      signal: controller.signal,
+      onProgress: p => {
+        if (p.phase === 'write' && p.done >= p.total * 0.35) {
+          controller.abort()
+        }
+      }
+    }).then(() => undefined, (e: any) => e)
+    expect(aborted?.name).to.equal('AbortError')
+    const [summary] = await new InferenceService({ store: () => store }).list()
+    expect(summary).to.deep.include({ units: 6, unitsStored: 2, complete: false, manifestStored: true, missingUnits: [2, 3, 4, 5] })
+    const manifest = await loadModelManifest(store, idOf(summary.id))
+    const err = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 4, embedding: true, head: true }).then(() => undefined, (e: any) => e)
+    expect(err?.code).to.equal(ModelErrorCode.MODEL_INCOMPLETE)
+    expect(err.message).to.include('4 of 6 units missing (units 2-5: layer 1, layer 2, layer 3, head)')
+    // a span that needs only the stored units loads
+    const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 1, embedding: true })
+    await range.close()
+    // the head alone needs unit 5
+    const head = await loadLayerRangeFromChain(store, manifest, { start: 4, end: 4, head: true }).then(() => undefined, (e: any) => e)
+    expect(head?.code).to.equal(ModelErrorCode.MODEL_INCOMPLETE)
+    expect(head.message).to.include('1 of 6 units missing (unit 5: head)')
+  })
+
   it('resolves model ids: full hex, a unique prefix of >= 8, and clear errors otherwise', async () => {
     const { modelId } = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32') })
     expect(Buffer.from(await resolveModelId(store, modelId.toUpperCase())).toString('hex')).to.equal(modelId)
