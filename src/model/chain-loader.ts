@@ -293,15 +293,16 @@ export class ChainWeightSource implements WeightSource {
  * ERR_MODEL_INCOMPLETE naming all of them, before any weight is read.
  */
 export async function loadLayerRangeFromChain (store: ChainStoreApi, manifest: ModelManifest, init: LayerRangeInit): Promise<LayerRange> {
-  const range = ChainWeightSource.unitRange(manifest.qwen3.numLayers, init)
-  const last = manifest.units.length - 1
-  // a tied head reads the embedding (unit 0) too
-  const needs = (u: number): boolean => (u >= range.start && u < range.end) || (u === 0 && manifest.qwen3.tieWordEmbeddings && range.end > last)
+  const head = manifest.qwen3.numLayers + 1
+  // the units this range reads: decoder layer i is unit i + 1; a tied head reads the embedding (unit 0)
+  const needs = (u: number): boolean => (u >= init.start + 1 && u < init.end + 1) ||
+    (u === 0 && (init.embedding === true || (init.head === true && manifest.qwen3.tieWordEmbeddings))) ||
+    (u === head && init.head === true)
   const missing = (await missingUnits(store, manifest)).filter(needs)
   if (missing.length > 0) {
     throw incompleteModelError(manifest, missing)
   }
-  const source = new ChainWeightSource({ store, manifest, ...range })
+  const source = new ChainWeightSource({ store, manifest, ...ChainWeightSource.unitRange(manifest.qwen3.numLayers, init) })
   try {
     return await LayerRange.load(manifest.qwen3, source, init)
   } finally {

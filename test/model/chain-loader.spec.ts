@@ -188,6 +188,10 @@ describe('model/chain loader', function () {
     // a span that needs only the stored units loads
     const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 1, embedding: true })
     await range.close()
+    // the ends (embedding + head, no layer) need units 0 and 5 only
+    const ends = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 0, embedding: true, head: true }).then(() => undefined, (e: any) => e)
+    expect(ends?.code).to.equal(ModelErrorCode.MODEL_INCOMPLETE)
+    expect(ends.message).to.include('1 of 6 units missing (unit 5: head)')
     // the head alone needs unit 5
     const head = await loadLayerRangeFromChain(store, manifest, { start: 4, end: 4, head: true }).then(() => undefined, (e: any) => e)
     expect(head?.code).to.equal(ModelErrorCode.MODEL_INCOMPLETE)
