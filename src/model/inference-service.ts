@@ -30,6 +30,13 @@ import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJs
 
 export const DEFAULT_MAX_LOADED_MODELS = 2
 
+/**
+ * Most units `list` looks up for a manifest whose payload is not stored
+ * (its header's unit count is unchecked until the payload is read; a Qwen3
+ * model has its layers + 2).
+ */
+export const MAX_LISTED_UNITS = 1024
+
 export interface InferenceServiceInit {
   /** the chain store (a getter: the daemon opens its store after constructing services) */
   store(): ChainStoreApi
@@ -400,7 +407,8 @@ export class InferenceService {
   private async summary (store: ChainStoreApi, block: StoredBlock, known?: { manifest: ModelManifest, states: UnitState[] }): Promise<ModelSummaryJson> {
     const id = toHex(block.id)
     let units = fieldUint(block, ManifestField.UNITS)
-    let missing: number[]
+    let unitsStored = 0
+    const missing: number[] = []
     let manifest = known?.manifest
     if (manifest == null && block.payloadComplete) {
       manifest = this.loaded.get(id)?.manifest ?? await loadModelManifest(store, block.id).catch(() => undefined)
@@ -408,12 +416,15 @@ export class InferenceService {
     if (manifest != null) {
       const states = known?.states ?? await unitStates(store, manifest)
       units = manifest.units.length
-      missing = states.filter(u => !u.stored).map(u => u.unit)
+      missing.push(...states.filter(u => !u.stored).map(u => u.unit))
+      unitsStored = units - missing.length
     } else {
-      missing = []
-      for (let u = 0; u < units; u++) {
+      // the header's unit count is only its publisher's word: at most MAX_LISTED_UNITS are looked up
+      for (let u = 0; u < Math.min(units, MAX_LISTED_UNITS); u++) {
         const blocks = await store.byModelUnit(block.id, u)
-        if (!blocks.some(b => b.payloadComplete && equalBytes(b.header.author, block.header.author) && b.header.fields.get(LayerField.SHA256) != null)) {
+        if (blocks.some(b => b.payloadComplete && equalBytes(b.header.author, block.header.author) && b.header.fields.get(LayerField.SHA256) != null)) {
+          unitsStored++
+        } else {
           missing.push(u)
         }
       }
@@ -423,7 +434,7 @@ export class InferenceService {
       name: fieldString(block, ManifestField.NAME),
       arch: fieldString(block, ManifestField.ARCH),
       units,
-      unitsStored: units - missing.length,
+      unitsStored,
       complete: block.payloadComplete && missing.length === 0,
       missingUnits: missing,
       manifestStored: block.payloadComplete,

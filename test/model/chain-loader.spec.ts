@@ -198,6 +198,27 @@ describe('model/chain loader', function () {
     expect(head.message).to.include('1 of 6 units missing (unit 5: head)')
   })
 
+  it('a manifest whose payload is not stored is listed incomplete, its units counted from their blocks', async () => {
+    const { modelId } = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32') })
+    const other = await openStore(join(dir, 'other'))
+    try {
+      // the manifest's header only (as a sync that has not fetched its payload), units 0..2 whole
+      expect(await other.addBlock(await store.getEncoded(idOf(modelId)) as Uint8Array)).to.equal('added')
+      for (let unit = 0; unit < 3; unit++) {
+        const [block] = await store.byModelUnit(idOf(modelId), unit)
+        const chunks: Uint8Array[] = []
+        for await (const c of store.readPayload(block.id)) {
+          chunks.push(c)
+        }
+        expect(await other.addBlock(await store.getEncoded(block.id) as Uint8Array, Buffer.concat(chunks))).to.equal('added')
+      }
+      const [summary] = await new InferenceService({ store: () => other }).list()
+      expect(summary).to.deep.include({ id: modelId, units: 6, unitsStored: 3, complete: false, manifestStored: false, missingUnits: [3, 4, 5] })
+    } finally {
+      await other.stop()
+    }
+  })
+
   it('resolves model ids: full hex, a unique prefix of >= 8, and clear errors otherwise', async () => {
     const { modelId } = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32') })
     expect(Buffer.from(await resolveModelId(store, modelId.toUpperCase())).toString('hex')).to.equal(modelId)
