@@ -4,6 +4,13 @@
  * docs/store.md). Chunks are made durable first; then ONE atomic batch makes
  * the header and every index entry visible. A block is visible iff its
  * header key exists.
+ *
+ * A block is payload-complete (FLAG_PAYLOAD_COMPLETE) only when every chunk
+ * it names is indexed at the length its payload_size and chunk_size imply,
+ * whether this block brought the chunk or another block did. A chunk stored
+ * at another length proves the block's hash list impossible: commit
+ * (addBlock, a released orphan), putChunk and missingChunks refuse such a
+ * block with ERR_CHUNK_LENGTH, and reads refuse such a chunk.
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -14,7 +21,7 @@ import { blockId, sha256, signBlockId } from './block-crypto.ts'
 import { ChunkFiles } from './chunk-files.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_LIMITS, DEFAULT_ORPHAN_POOL_BYTES, DEFAULT_ORPHAN_POOL_SIZE, DEFAULT_WRITE_CONCURRENCY, HEADER_VERSION } from './constants.ts'
 import { ChainError, ChainErrorCode } from './errors.ts'
-import { FLAG_PAYLOAD_COMPLETE, Prefix, childKey, chunkKey, countKey, decodeRecord, encodeRecord, headerKey, modelUnitKey, orderKey, range, readU64, tipKey, typeKey, u32, u64, u8 } from './keys.ts'
+import { FLAG_PAYLOAD_COMPLETE, Prefix, childKey, chunkKey, countKey, decodeRecord, encodeRecord, headerKey, modelUnitKey, orderKey, range, readU32, readU64, tipKey, typeKey, u32, u64, u8 } from './keys.ts'
 import { OrphanPool } from './orphan-pool.ts'
 import { ChunkWriter, chunkPayload } from './payload-writer.ts'
 import { verifyStore } from './store-verify.ts'
@@ -84,6 +91,21 @@ type Db = ClassicLevel<Uint8Array, Uint8Array>
 type CommitResult =
   | { status: 'added' | 'duplicate' }
   | { status: 'orphaned', missing: Set<string> }
+
+/** A chunk a block names that the index holds at another length than the block implies. */
+interface ChunkConflict {
+  index: number
+  stored: number
+  expected: number
+}
+
+/** The chunks of one block as the index holds them (see ChainStore.chunkStates). */
+interface ChunkStates {
+  /** indexes of chunks with no `c` key */
+  missing: number[]
+  /** the first chunk stored at a length this block cannot have, if any */
+  conflict?: ChunkConflict
+}
 
 function normalizeFields (fields: NewBlock['fields']): Map<string, FieldValue> {
   if (fields == null) {
@@ -239,9 +261,12 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
 
   private async addBlockUncounted (signedHeaderBytes: Uint8Array, payload?: Uint8Array, options?: AddBlockOptions): Promise<'added' | 'duplicate' | 'orphaned'> {
     const db = this.requireDb()
-    const block = decodeAndValidate(signedHeaderBytes, { limits: this.limits, expectedId: options?.expectedId, keyCache: this.authorKeys() })
+    // a private copy, decoded from: the decoded header's parents and hashes
+    // are views of it, and an orphan keeps both long after the caller's
+    // buffer may be reused (Buffer#slice is a view, not a copy)
+    const encoded = new Uint8Array(signedHeaderBytes)
+    const block = decodeAndValidate(encoded, { limits: this.limits, expectedId: options?.expectedId, keyCache: this.authorKeys() })
     const idHex = toHex(block.id)
-    const encoded = signedHeaderBytes.slice()
     let chunksWritten = false
     let chunkHexes: string[] = []
     if (payload != null) {
@@ -311,6 +336,12 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     payloadChunkLength(block.header, index)
     const hash = sha256(bytes)
     validateChunk(block, index, bytes, hash)
+    // a block one of whose chunks is stored at another length can never
+    // complete: refuse its chunks rather than store them for nothing
+    const before = await this.chunkStates(block.header)
+    if (before.conflict != null) {
+      throw chunkLengthError(block, before.conflict)
+    }
     if (!(await db.has(chunkKey(hash)))) {
       const dir = await this.files.write(hash, bytes)
       await this.files.syncDirs([dir])
@@ -323,8 +354,9 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
       if (raw != null) {
         const record = decodeRecord(raw)
         if ((record.flags & FLAG_PAYLOAD_COMPLETE) === 0) {
-          const present = await db.hasMany(block.header.chunkHashes.map(chunkKey))
-          if (present.every((p, i) => p || equalBytes(block.header.chunkHashes[i], hash))) {
+          // complete = every other chunk stored at the length this block implies
+          const { missing, conflict } = await this.chunkStates(block.header)
+          if (conflict == null && missing.every(i => equalBytes(block.header.chunkHashes[i], hash))) {
             batch.put(headerKey(id), encodeRecord({ ...record, flags: record.flags | FLAG_PAYLOAD_COMPLETE }))
           }
         }
@@ -333,9 +365,12 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     })
   }
 
-  /** indexes of the payload chunks of `id` not stored locally yet */
+  /**
+   * Indexes of the payload chunks of `id` not stored locally yet (what sync
+   * should fetch). Throws ERR_CHUNK_LENGTH when a chunk the block names is
+   * stored at another length than the block implies: no fetch can complete it.
+   */
   async missingChunks (id: Uint8Array): Promise<number[]> {
-    const db = this.requireDb()
     const block = await this.get(id)
     if (block == null) {
       throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
@@ -343,8 +378,11 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     if (block.payloadComplete) {
       return []
     }
-    const present = await db.hasMany(block.header.chunkHashes.map(chunkKey))
-    return present.flatMap((p, i) => p ? [] : [i])
+    const { missing, conflict } = await this.chunkStates(block.header)
+    if (conflict != null) {
+      throw chunkLengthError(block, conflict)
+    }
+    return missing
   }
 
   /** parents orphans are waiting for (that are not orphans themselves): what sync should fetch */
@@ -520,13 +558,20 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
       return { status: 'orphaned', missing }
     }
     validateAgainstParents(block, parents)
+    // a chunk already stored counts for this block only at the length this
+    // block implies; at another length the block's hash list is impossible
+    let complete = header.payloadSize === 0n
+    if (!complete) {
+      const { missing, conflict } = await this.chunkStates(header)
+      if (conflict != null) {
+        throw chunkLengthError(block, conflict)
+      }
+      complete = chunksWritten || missing.length === 0
+    }
 
     const batch = db.batch()
-    let complete = header.payloadSize === 0n || chunksWritten
     if (chunksWritten) {
       header.chunkHashes.forEach((hash, i) => batch.put(chunkKey(hash), u32(payloadChunkLength(header, i))))
-    } else if (!complete) {
-      complete = (await db.hasMany(header.chunkHashes.map(chunkKey))).every(Boolean)
     }
     batch.put(headerKey(id), encodeRecord({
       flags: complete ? FLAG_PAYLOAD_COMPLETE : 0,
@@ -588,7 +633,36 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     if (!equalBytes(sha256(bytes), hash)) {
       throw new ChainError(ChainErrorCode.ChunkHash, `payload chunk ${index} (${toHex(hash)}) is corrupt on disk`, { blockId: idHex })
     }
+    // the chunk is another block's (same hash): it is not this block's chunk
+    const expected = payloadChunkLength(block.header, index)
+    if (bytes.length !== expected) {
+      throw chunkLengthError(block, { index, stored: bytes.length, expected })
+    }
     return bytes
+  }
+
+  /**
+   * The chunks `header` names as the index holds them: which have no `c`
+   * key yet, and the first stored at a length other than the one `header`
+   * implies for it (payloadChunkLength). The `c` value is the chunk file's
+   * length, written in the same batch as the first header that names it.
+   */
+  private async chunkStates (header: BlockHeader): Promise<ChunkStates> {
+    const values = await this.requireDb().getMany(header.chunkHashes.map(chunkKey))
+    const missing: number[] = []
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i]
+      if (value == null) {
+        missing.push(i)
+        continue
+      }
+      const expected = payloadChunkLength(header, i)
+      const stored = readU32(value)
+      if (stored !== expected) {
+        return { missing, conflict: { index: i, stored, expected } }
+      }
+    }
+    return { missing }
   }
 
   private toStored (id: Uint8Array, record: HeaderRecord): StoredBlock {
@@ -649,6 +723,12 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
       release()
     }
   }
+}
+
+/** ERR_CHUNK_LENGTH: `block` names a chunk the store holds at another length. */
+function chunkLengthError (block: SignedHeader, c: ChunkConflict): ChainError {
+  const hash = toHex(block.header.chunkHashes[c.index])
+  return new ChainError(ChainErrorCode.ChunkLength, `chunk ${c.index} (${hash}) is stored as ${c.stored} bytes, this block says ${c.expected}: no chunk has two lengths, so this block can never be complete`, { blockId: toHex(block.id) })
 }
 
 export function createChainStore (init: ChainStoreInit): ChainStore {

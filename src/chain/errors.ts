@@ -25,6 +25,12 @@ export const ChainErrorCode = {
   PayloadSize: 'ERR_PAYLOAD_SIZE',
   /** a payload chunk whose bytes do not hash to the header's chunk hash */
   ChunkHash: 'ERR_CHUNK_HASH',
+  /**
+   * a block names a chunk hash at a length that chunk cannot have: the store
+   * holds that hash at another length, or the header names one hash at two
+   * lengths (one sha-256 has one preimage, so such a block can never complete)
+   */
+  ChunkLength: 'ERR_CHUNK_LENGTH',
   /** a payload chunk is not present locally */
   ChunkMissing: 'ERR_CHUNK_MISSING',
   /** the block is not in the store */

@@ -29,6 +29,12 @@ export interface StoreVerifyReport extends VerifyReport {
   /** chunk files no visible block refers to (left by a crash or a rejected block; see gc()) */
   garbageChunks: number
   garbageBytes: number
+  /**
+   * blocks stored header-only that name a chunk the store holds at another
+   * length (a peer's impossible hash list): they can never complete and are
+   * never served; not an issue
+   */
+  unsatisfiableBlocks: number
 }
 
 interface BlockInfo {
@@ -48,6 +54,7 @@ class StoreVerifier {
   private readonly verifiedChunks: Set<string>
   chunks: number
   bytes: number
+  unsatisfiable: number
 
   constructor (ctx: VerifyContext) {
     this.ctx = ctx
@@ -57,6 +64,7 @@ class StoreVerifier {
     this.verifiedChunks = new Set()
     this.chunks = 0
     this.bytes = 0
+    this.unsatisfiable = 0
   }
 
   private issue (id: string | undefined, code: string, message: string): void {
@@ -127,21 +135,36 @@ class StoreVerifier {
     }
   }
 
-  /** pass 2: a block's chunks: indexed ones must exist and hash right; complete means all indexed */
+  /**
+   * pass 2: a block's chunks. An indexed chunk's file must exist, hash right
+   * and have the indexed length. A block marked complete must have every
+   * chunk indexed at the length its header implies. A block not marked
+   * complete that names a chunk stored at another length (another block's
+   * chunk: same hash, other length) can never complete: that is counted
+   * (unsatisfiableBlocks), not an inconsistency of the store, whatever
+   * headers a peer sends.
+   */
   async checkChunks (id: Uint8Array, record: Record_, header: BlockHeader): Promise<void> {
     const idHex = toHex(id)
-    let complete = true
+    const markedComplete = (record.flags & FLAG_PAYLOAD_COMPLETE) !== 0
+    let missing = false
+    let wrongLength = false
     for (let i = 0; i < header.chunkHashes.length; i++) {
       const hash = header.chunkHashes[i]
       const hex = toHex(hash)
       this.referenced.add(hex)
       const indexed = await this.ctx.db.get(chunkKey(hash))
       if (indexed == null) {
-        complete = false
+        missing = true
         continue
       }
-      if (readU32(indexed) !== payloadChunkLength(header, i)) {
-        this.issue(idHex, 'ERR_INDEX', `chunk ${i} indexed with a wrong size`)
+      const stored = readU32(indexed)
+      const expected = payloadChunkLength(header, i)
+      if (stored !== expected) {
+        wrongLength = true
+        if (markedComplete) {
+          this.issue(idHex, 'ERR_CHUNK_LENGTH', `marked complete but chunk ${i} (${hex}) is stored as ${stored} bytes, the block says ${expected}`)
+        }
       }
       if (this.verifiedChunks.has(hex)) {
         continue
@@ -152,13 +175,18 @@ class StoreVerifier {
         this.issue(idHex, 'ERR_CHUNK_MISSING', `chunk ${i} (${hex}) is indexed but its file is missing`)
       } else if (!equalBytes(sha256(data), hash)) {
         this.issue(idHex, 'ERR_CHUNK_HASH', `chunk ${i} (${hex}) is corrupt on disk`)
+      } else if (data.length !== stored) {
+        this.issue(idHex, 'ERR_INDEX', `chunk ${i} (${hex}) indexed as ${stored} bytes, its file holds ${data.length}`)
       } else {
         this.chunks++
         this.bytes += data.length
       }
     }
-    if ((record.flags & FLAG_PAYLOAD_COMPLETE) !== 0 && !complete) {
+    if (markedComplete && missing) {
       this.issue(idHex, 'ERR_CHUNK_MISSING', 'marked complete but some chunks are not stored')
+    }
+    if (!markedComplete && wrongLength) {
+      this.unsatisfiable++
     }
   }
 
@@ -253,5 +281,5 @@ export async function verifyStore (ctx: VerifyContext, options: { signal?: Abort
   await v.checkDangling()
   await v.checkCountsAndTips()
   const garbage = await v.checkChunkFiles()
-  return { blocks: v.blocks.size, chunks: v.chunks, bytes: v.bytes, issues: v.issues, ok: v.issues.length === 0, ...garbage }
+  return { blocks: v.blocks.size, chunks: v.chunks, bytes: v.bytes, issues: v.issues, ok: v.issues.length === 0, ...garbage, unsatisfiableBlocks: v.unsatisfiable }
 }

@@ -57,7 +57,7 @@ export function layerCoordinates (header: BlockHeader): { model: Uint8Array, uni
   return { model: model.value, unit: Number(unit.value) }
 }
 
-/** Size rules: ERR_TOO_MANY_PARENTS, ERR_PAYLOAD_TOO_LARGE, ERR_PAYLOAD_SIZE. */
+/** Size rules: ERR_TOO_MANY_PARENTS, ERR_PAYLOAD_TOO_LARGE, ERR_PAYLOAD_SIZE, ERR_CHUNK_LENGTH (one hash named at two lengths). */
 export function validateSizes (header: BlockHeader, limits: ChainLimits, blockIdHex?: string): void {
   const opts = { blockId: blockIdHex }
   if (header.parents.length > limits.maxParents) {
@@ -84,6 +84,17 @@ export function validateSizes (header: BlockHeader, limits: ChainLimits, blockId
   const expected = expectedChunkCount(header.payloadSize, header.chunkSize)
   if (header.chunkHashes.length !== expected) {
     throw new ChainError(ChainErrorCode.PayloadSize, `${header.chunkHashes.length} chunk hashes for a payload of ${header.payloadSize} bytes in chunks of ${header.chunkSize} (expected ${expected})`, opts)
+  }
+  // every chunk but the last is chunkSize long: a last chunk of another
+  // length whose hash is also named earlier is one hash at two lengths
+  const last = expected - 1
+  const lastLength = payloadChunkLength(header, last)
+  if (lastLength !== header.chunkSize) {
+    const lastHash = header.chunkHashes[last]
+    const twin = header.chunkHashes.findIndex((h, i) => i < last && equalBytes(h, lastHash))
+    if (twin >= 0) {
+      throw new ChainError(ChainErrorCode.ChunkLength, `chunk ${twin} (${header.chunkSize} bytes) and chunk ${last} (${lastLength} bytes) name the same hash: no chunk has two lengths`, opts)
+    }
   }
 }
 

@@ -3,8 +3,12 @@
  * `model.logits` and `generate` (which streams `{ token, text }`).
  */
 import { isAbsolute } from 'node:path'
+import { MeshErrorCode } from '../mesh/errors.ts'
+import { incompleteModelError, loadModelManifest, missingUnits, resolveModelId } from '../model/chain-loader.ts'
+import { ModelErrorCode } from '../model/errors.ts'
 import { importModel } from '../model/import/importer.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../pipeline/priority.ts'
+import { BlydError } from '../protocols/errors.ts'
 import { InvalidParamsError } from './errors.ts'
 import { objectParams, optionalString, requiredString } from './params.ts'
 import type { IpcServer } from './ipc-server.ts'
@@ -154,6 +158,36 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
 
   ipc.register('generate', generateParams, async (params: GenerateParams, context) => {
     const run: InferenceService['generate'] = ctx.generate ?? (async (...args) => inference.generate(...args))
-    return run(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
+    try {
+      return await run(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
+    } catch (err) {
+      throw await explainIncomplete(ctx.store(), params.model, err)
+    }
   })
+}
+
+/** errors of a generation that found no layers to run, locally or at a peer */
+const NO_LAYERS: ReadonlySet<string> = new Set([MeshErrorCode.NoRoute, MeshErrorCode.Unavailable, ModelErrorCode.BLOCK_MISSING])
+
+/**
+ * A generation through the mesh runs where the layers are: a node missing
+ * some units (e.g. after a crash mid-import) may still generate through
+ * peers. When it cannot, the reason to give is the local one: the model is
+ * incomplete here, with the units named (ERR_MODEL_INCOMPLETE, the mesh's
+ * error as its cause). Other errors pass unchanged.
+ */
+async function explainIncomplete (store: ChainStoreApi, model: string, err: unknown): Promise<unknown> {
+  if (!(err instanceof BlydError) || !NO_LAYERS.has(err.code)) {
+    return err
+  }
+  try {
+    const manifest = await loadModelManifest(store, await resolveModelId(store, model))
+    const missing = await missingUnits(store, manifest)
+    if (missing.length === 0) {
+      return err
+    }
+    return incompleteModelError(manifest, missing, `, and no peer serves what is missing (${err.message})`, err)
+  } catch {
+    return err
+  }
 }

@@ -117,6 +117,62 @@ export async function findUnitBlock (store: ChainStoreApi, manifest: ModelManife
   return incomplete
 }
 
+/** Where one unit of a model stands in the local store. */
+export interface UnitState {
+  unit: number
+  /** the unit's layer block (findUnitBlock), if its header is stored */
+  block?: StoredBlock
+  /** the layer block and its whole payload are stored */
+  stored: boolean
+}
+
+/**
+ * Each unit of `manifest` as the local store holds it. A unit is stored when
+ * the layer block the manifest names (its publisher's, with the manifest's
+ * size and sha-256) is present with its whole payload; otherwise it is
+ * missing (e.g. after a crash mid-import, or while a node still syncs).
+ */
+export async function unitStates (store: ChainStoreApi, manifest: ModelManifest): Promise<UnitState[]> {
+  const out: UnitState[] = []
+  for (const unit of manifest.units) {
+    const block = await findUnitBlock(store, manifest, unit)
+    out.push({ unit: unit.unit, ...(block != null ? { block } : {}), stored: block?.payloadComplete === true })
+  }
+  return out
+}
+
+/** The unit indexes of `manifest` whose layer block or payload is not stored locally, ascending. */
+export async function missingUnits (store: ChainStoreApi, manifest: ModelManifest): Promise<number[]> {
+  return (await unitStates(store, manifest)).filter(u => !u.stored).map(u => u.unit)
+}
+
+/** "2, 5-7": ascending unit indexes with runs joined. */
+export function formatUnitList (units: readonly number[]): string {
+  const parts: string[] = []
+  for (let i = 0; i < units.length;) {
+    let j = i
+    while (j + 1 < units.length && units[j + 1] === units[j] + 1) {
+      j++
+    }
+    parts.push(j === i ? String(units[i]) : `${units[i]}-${units[j]}`)
+    i = j + 1
+  }
+  return parts.join(', ')
+}
+
+/** ERR_MODEL_INCOMPLETE naming the missing units of `manifest` (and what they are). */
+export function incompleteModelError (manifest: ModelManifest, missing: readonly number[], context = '', cause?: unknown): ModelError {
+  const kinds = missing.map(u => {
+    const plan = manifest.units[u]
+    if (plan == null) {
+      return `unit ${u}`
+    }
+    return plan.layer != null ? `layer ${plan.layer}` : plan.kind
+  })
+  const shown = kinds.length > 8 ? `${kinds.slice(0, 8).join(', ')}, ...` : kinds.join(', ')
+  return new ModelError(ModelErrorCode.MODEL_INCOMPLETE, `model ${manifest.idHex} is incomplete here: ${missing.length} of ${manifest.units.length} units missing (unit${missing.length === 1 ? '' : 's'} ${formatUnitList(missing)}: ${shown})${context} - finish the import (blyd model import, it resumes) or sync the blocks from a peer`, {}, cause != null ? { cause } : undefined)
+}
+
 /** Reads one unit's tensors from its layer block, verified against the manifest. */
 export async function loadUnitTensors (store: ChainStoreApi, manifest: ModelManifest, unitIndex: number): Promise<Map<string, RawTensor>> {
   const unit = manifest.units[unitIndex]
@@ -231,8 +287,21 @@ export class ChainWeightSource implements WeightSource {
   }
 }
 
-/** Loads a LayerRange of `manifest`'s model from the chain. */
+/**
+ * Loads a LayerRange of `manifest`'s model from the chain. Every unit the
+ * range needs is checked first: when some are not stored locally it throws
+ * ERR_MODEL_INCOMPLETE naming all of them, before any weight is read.
+ */
 export async function loadLayerRangeFromChain (store: ChainStoreApi, manifest: ModelManifest, init: LayerRangeInit): Promise<LayerRange> {
+  const head = manifest.qwen3.numLayers + 1
+  // the units this range reads: decoder layer i is unit i + 1; a tied head reads the embedding (unit 0)
+  const needs = (u: number): boolean => (u >= init.start + 1 && u < init.end + 1) ||
+    (u === 0 && (init.embedding === true || (init.head === true && manifest.qwen3.tieWordEmbeddings))) ||
+    (u === head && init.head === true)
+  const missing = (await missingUnits(store, manifest)).filter(needs)
+  if (missing.length > 0) {
+    throw incompleteModelError(manifest, missing)
+  }
   const source = new ChainWeightSource({ store, manifest, ...ChainWeightSource.unitRange(manifest.qwen3.numLayers, init) })
   try {
     return await LayerRange.load(manifest.qwen3, source, init)

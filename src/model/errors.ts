@@ -45,6 +45,8 @@ export const ModelErrorCode = {
   BAD_MANIFEST: 'ERR_BAD_MODEL_MANIFEST',
   /** a unit's layer block is not on chain B, or its payload is not stored locally */
   BLOCK_MISSING: 'ERR_MODEL_BLOCK_MISSING',
+  /** a model some of whose units (layer blocks or their payloads) are not stored locally, e.g. after a crash mid-import; names the units */
+  MODEL_INCOMPLETE: 'ERR_MODEL_INCOMPLETE',
   /** a layer block whose payload fails verification (chunk hash, manifest hash, safetensors) */
   BLOCK_CORRUPT: 'ERR_MODEL_BLOCK_CORRUPT',
   /** a checkpoint folder that cannot be imported (missing files, extra tensors) */

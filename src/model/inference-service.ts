@@ -5,9 +5,9 @@
  * over IPC (`model.*`, `generate`); `blyd ... --local` runs it in-process.
  */
 import { availableParallelism } from 'node:os'
-import { BlockType } from '../chain/index.ts'
+import { BlockType, equalBytes } from '../chain/index.ts'
 import { BackendName, selectBackend } from './backend.ts'
-import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from './chain-loader.ts'
+import { loadLayerRangeFromChain, loadModelManifest, resolveModelId, unitStates } from './chain-loader.ts'
 import { ModelError, ModelErrorCode } from './errors.ts'
 import { localTokenModel } from './generation/local-session.ts'
 import { checkPromptParams, eosTokenIdsOf, resolvePrompt, samplingOf, speculationOf } from './generation/request.ts'
@@ -18,7 +18,7 @@ import { tf } from './qwen3/tf.ts'
 import { elementCount } from './safetensors/dtypes.ts'
 import { resolveWorkers } from './workers.ts'
 import type { BackendPreference, BackendSelection } from './backend.ts'
-import type { ModelManifest } from './chain-loader.ts'
+import type { ModelManifest, UnitState } from './chain-loader.ts'
 import type { LayerRange } from './qwen3/layer-range.ts'
 import type { ChatTokenizer } from './tokenizer.ts'
 import type { WorkersSetting } from './workers.ts'
@@ -26,6 +26,13 @@ import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
 import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, LogitsResult, ModelDetailsJson, ModelSummaryJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export const DEFAULT_MAX_LOADED_MODELS = 2
+
+/**
+ * Most units `list` looks up for a manifest whose payload is not stored
+ * (its header's unit count is unchecked until the payload is read; a Qwen3
+ * model has its layers + 2).
+ */
+export const MAX_LISTED_UNITS = 1024
 
 export interface InferenceServiceInit {
   /** the chain store (a getter: the daemon opens its store after constructing services) */
@@ -155,7 +162,11 @@ export class InferenceService {
     }
   }
 
-  /** Every model manifest on chain A, with how much of it is stored locally. */
+  /**
+   * Every model manifest on chain A, with how much of it is stored locally:
+   * `missingUnits` names each unit whose layer block or payload is absent
+   * (e.g. after a crash mid-import), `complete` is false while any is.
+   */
   async list (): Promise<ModelSummaryJson[]> {
     const store = this.storeOf()
     const out: ModelSummaryJson[] = []
@@ -170,14 +181,15 @@ export class InferenceService {
     const id = await resolveModelId(store, model)
     const manifest = this.loaded.get(toHex(id))?.manifest ?? await loadModelManifest(store, id)
     const block = await store.get(id) as StoredBlock
-    const summary = await this.summary(store, block)
+    const states = await unitStates(store, manifest)
+    const summary = await this.summary(store, block, { manifest, states })
     const c = manifest.qwen3
     const unitBlocks: ModelDetailsJson['unitBlocks'] = []
     let parameters = 0
     const dtypes = new Set<string>()
-    for (const u of manifest.units) {
-      const found = await findUnitBlock(store, manifest, u)
-      unitBlocks.push({ unit: u.unit, kind: u.kind, ...(u.layer != null ? { layer: u.layer } : {}), bytes: u.bytes, sha256: u.sha256, block: found != null ? toHex(found.id) : null, stored: found?.payloadComplete === true })
+    for (const [i, u] of manifest.units.entries()) {
+      const found = states[i].block
+      unitBlocks.push({ unit: u.unit, kind: u.kind, ...(u.layer != null ? { layer: u.layer } : {}), bytes: u.bytes, sha256: u.sha256, block: found != null ? toHex(found.id) : null, stored: states[i].stored })
       for (const t of u.tensors) {
         parameters += elementCount(t.shape)
         dtypes.add(t.dtype)
@@ -327,23 +339,47 @@ export class InferenceService {
     return entry
   }
 
-  private async summary (store: ChainStoreApi, block: StoredBlock): Promise<ModelSummaryJson> {
-    const units = fieldUint(block, ManifestField.UNITS)
+  /**
+   * One manifest and how much of its model is stored here. With the
+   * manifest's payload stored, a unit counts only when the layer block the
+   * manifest names (size and sha-256) is stored whole (unitStates); without
+   * it (a header synced, payload not yet), or when the payload is not a
+   * readable manifest, a unit counts when its publisher's layer block is.
+   */
+  private async summary (store: ChainStoreApi, block: StoredBlock, known?: { manifest: ModelManifest, states: UnitState[] }): Promise<ModelSummaryJson> {
+    const id = toHex(block.id)
+    let units = fieldUint(block, ManifestField.UNITS)
     let unitsStored = 0
-    for (let u = 0; u < units; u++) {
-      const blocks = await store.byModelUnit(block.id, u)
-      if (blocks.some(b => b.payloadComplete && b.header.fields.get(LayerField.SHA256) != null)) {
-        unitsStored++
+    const missing: number[] = []
+    let manifest = known?.manifest
+    if (manifest == null && block.payloadComplete) {
+      manifest = this.loaded.get(id)?.manifest ?? await loadModelManifest(store, block.id).catch(() => undefined)
+    }
+    if (manifest != null) {
+      const states = known?.states ?? await unitStates(store, manifest)
+      units = manifest.units.length
+      missing.push(...states.filter(u => !u.stored).map(u => u.unit))
+      unitsStored = units - missing.length
+    } else {
+      // the header's unit count is only its publisher's word: at most MAX_LISTED_UNITS are looked up
+      for (let u = 0; u < Math.min(units, MAX_LISTED_UNITS); u++) {
+        const blocks = await store.byModelUnit(block.id, u)
+        if (blocks.some(b => b.payloadComplete && equalBytes(b.header.author, block.header.author) && b.header.fields.get(LayerField.SHA256) != null)) {
+          unitsStored++
+        } else {
+          missing.push(u)
+        }
       }
     }
-    const id = toHex(block.id)
     return {
       id,
       name: fieldString(block, ManifestField.NAME),
       arch: fieldString(block, ManifestField.ARCH),
       units,
       unitsStored,
-      complete: block.payloadComplete && unitsStored === units,
+      complete: block.payloadComplete && missing.length === 0,
+      missingUnits: missing,
+      manifestStored: block.payloadComplete,
       author: toHex(block.header.author),
       loaded: this.loaded.has(id)
     }

@@ -194,7 +194,12 @@ export interface ModelSummaryJson {
   units: number
   /** units whose layer block and payload are stored locally */
   unitsStored: number
+  /** the manifest's payload and every unit are stored locally (false e.g. after a crash mid-import) */
   complete: boolean
+  /** the units (indexes, ascending) whose layer block or its payload is not stored locally */
+  missingUnits: number[]
+  /** the manifest block's own payload is stored locally */
+  manifestStored: boolean
   author: string
   loaded: boolean
 }

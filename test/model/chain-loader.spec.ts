@@ -163,6 +163,62 @@ describe('model/chain loader', function () {
     }
   })
 
+  it('an interrupted import: loads needing a missing unit fail at once naming every missing unit; others load', async () => {
+    const controller = new AbortController()
+    const dirOf = fixtureDir('untied-f32')
+    // stop the real importer in unit 2's payload (units 0 and 1 written: 35% of the bytes is inside layer 1)
+    const aborted = await importModel({
+      store,
+      signer: signer(1),
+      dir: dirOf,
+      signal: controller.signal,
+      onProgress: p => {
+        if (p.phase === 'write' && p.done >= p.total * 0.35) {
+          controller.abort()
+        }
+      }
+    }).then(() => undefined, (e: any) => e)
+    expect(aborted?.name).to.equal('AbortError')
+    const [summary] = await new InferenceService({ store: () => store }).list()
+    expect(summary).to.deep.include({ units: 6, unitsStored: 2, complete: false, manifestStored: true, missingUnits: [2, 3, 4, 5] })
+    const manifest = await loadModelManifest(store, idOf(summary.id))
+    const err = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 4, embedding: true, head: true }).then(() => undefined, (e: any) => e)
+    expect(err?.code).to.equal(ModelErrorCode.MODEL_INCOMPLETE)
+    expect(err.message).to.include('4 of 6 units missing (units 2-5: layer 1, layer 2, layer 3, head)')
+    // a span that needs only the stored units loads
+    const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 1, embedding: true })
+    await range.close()
+    // the ends (embedding + head, no layer) need units 0 and 5 only
+    const ends = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 0, embedding: true, head: true }).then(() => undefined, (e: any) => e)
+    expect(ends?.code).to.equal(ModelErrorCode.MODEL_INCOMPLETE)
+    expect(ends.message).to.include('1 of 6 units missing (unit 5: head)')
+    // the head alone needs unit 5
+    const head = await loadLayerRangeFromChain(store, manifest, { start: 4, end: 4, head: true }).then(() => undefined, (e: any) => e)
+    expect(head?.code).to.equal(ModelErrorCode.MODEL_INCOMPLETE)
+    expect(head.message).to.include('1 of 6 units missing (unit 5: head)')
+  })
+
+  it('a manifest whose payload is not stored is listed incomplete, its units counted from their blocks', async () => {
+    const { modelId } = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32') })
+    const other = await openStore(join(dir, 'other'))
+    try {
+      // the manifest's header only (as a sync that has not fetched its payload), units 0..2 whole
+      expect(await other.addBlock(await store.getEncoded(idOf(modelId)) as Uint8Array)).to.equal('added')
+      for (let unit = 0; unit < 3; unit++) {
+        const [block] = await store.byModelUnit(idOf(modelId), unit)
+        const chunks: Uint8Array[] = []
+        for await (const c of store.readPayload(block.id)) {
+          chunks.push(c)
+        }
+        expect(await other.addBlock(await store.getEncoded(block.id) as Uint8Array, Buffer.concat(chunks))).to.equal('added')
+      }
+      const [summary] = await new InferenceService({ store: () => other }).list()
+      expect(summary).to.deep.include({ id: modelId, units: 6, unitsStored: 3, complete: false, manifestStored: false, missingUnits: [3, 4, 5] })
+    } finally {
+      await other.stop()
+    }
+  })
+
   it('resolves model ids: full hex, a unique prefix of >= 8, and clear errors otherwise', async () => {
     const { modelId } = await importModel({ store, signer: signer(1), dir: fixtureDir('untied-f32') })
     expect(Buffer.from(await resolveModelId(store, modelId.toUpperCase())).toString('hex')).to.equal(modelId)

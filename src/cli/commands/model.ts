@@ -1,6 +1,7 @@
 /** `blyd model import|list|show|logits|init-demo`: models on the chain, via the daemon or in-process. */
 import { resolve } from 'node:path'
 import { UsageError } from '../../daemon/errors.ts'
+import { formatUnitList } from '../../model/chain-loader.ts'
 import { DEMO_DEFAULTS, writeDemoCheckpoint } from '../../model/demo-checkpoint.ts'
 import { importModel } from '../../model/import/importer.ts'
 import { planUnits } from '../../model/qwen3/plan.ts'
@@ -45,6 +46,22 @@ export function modelArg (value: unknown): string {
     throw new UsageError(`--model must be a model id: 64 hex characters or a unique prefix of at least 8 (got ${JSON.stringify(text)})`)
   }
   return text.toLowerCase()
+}
+
+/** '' for a complete model, else " (incomplete: ...)" naming what is not stored here */
+export function incompleteNote (m: ModelSummaryJson): string {
+  if (m.complete) {
+    return ''
+  }
+  const missing = m.missingUnits ?? []
+  const parts: string[] = []
+  if (m.manifestStored === false) {
+    parts.push('manifest payload not stored')
+  }
+  if (missing.length > 0) {
+    parts.push(`unit${missing.length === 1 ? '' : 's'} ${formatUnitList(missing)} missing`)
+  }
+  return parts.length > 0 ? ` (incomplete: ${parts.join('; ')})` : ' (incomplete)'
 }
 
 function importCommand (ctx: CliContext): CommandModule<any, any> {
@@ -104,7 +121,7 @@ function listCommand (ctx: CliContext): CommandModule<any, any> {
         printJson(ctx, { models })
         return
       }
-      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${m.complete ? '' : ' (incomplete)'}${m.loaded ? '  loaded' : ''}`)
+      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${incompleteNote(m)}${m.loaded ? '  loaded' : ''}`)
       ctx.stdout(lines.length === 0 ? '' : lines.join('\n') + '\n')
     }
   }
@@ -136,7 +153,7 @@ function showCommand (ctx: CliContext): CommandModule<any, any> {
         ['vocab', `${c.vocab}${c.tieWordEmbeddings ? ', tied embeddings' : ''}`],
         ['parameters', `${d.parameters} (${d.dtypes.join(', ')}, ${formatBytes(d.bytes)})`],
         ['tokenizer', d.tokenizer.present ? `yes${d.tokenizer.chatTemplate ? ', chat template' : ''}` : 'none (token ids only)'],
-        ['stored', `${d.unitsStored}/${d.units} units${d.complete ? '' : ' (incomplete)'}`],
+        ['stored', `${d.unitsStored}/${d.units} units${incompleteNote(d)}`],
         ...d.unitBlocks.map((u): [string, string] => [`unit ${u.unit}`, `${u.kind}${u.layer != null ? ` ${u.layer}` : ''}  ${u.block ?? 'missing'}${u.block != null && !u.stored ? ' (payload not stored)' : ''}`])
       ])
     }
