@@ -4,7 +4,8 @@
  * before gossipsub forwards it: added → Accept (forwarded, payload fetched in
  * the background), duplicate or orphaned → Ignore (an orphan's missing
  * parents are fetched from the sender), any chain rule broken → Reject, which
- * lowers the sender's gossipsub score. At each gossipsub heartbeat, a peer
+ * lowers the sender's gossipsub score; a rule only a node holding certain
+ * chunks can check (ERR_CHUNK_LENGTH) → Ignore, refused without penalty. At each gossipsub heartbeat, a peer
  * whose gossipsub score is at or below `banThreshold` (the graylist) is
  * banned through the shared PeerPenalties (hung up, refused for the cool-off).
  */
@@ -21,6 +22,14 @@ import type { PeerPenalties } from './peer-penalties.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
+
+/**
+ * Rejections that depend on what this node already holds (a header naming
+ * stored chunks at other lengths): the block is refused and not forwarded,
+ * but the sender is not penalised (Ignore), since a relayer lacking those
+ * chunks could not have known.
+ */
+const LOCAL_STATE_CODES: ReadonlySet<string> = new Set([ChainErrorCode.ChunkLength])
 
 /** Rejection code of a header published on the other chain's topic. */
 export const WRONG_TOPIC = 'ERR_WRONG_TOPIC'
@@ -190,6 +199,13 @@ export class BlockGossip {
         return Result.Ignore
       }
     } catch (err) {
+      if (err instanceof ChainError && LOCAL_STATE_CODES.has(err.code)) {
+        // only a node holding the chunks can see this lie: an honest relayer that lacks them forwarded it in good faith
+        this.stats.ignored++
+        this.stats.rejectedByCode[err.code] = (this.stats.rejectedByCode[err.code] ?? 0) + 1
+        this.log('refused a block from %p without penalty: %s', peer, err.message)
+        return Result.Ignore
+      }
       if (err instanceof ChainError) {
         return this.reject(err.code, peer, err.message)
       }
