@@ -24,7 +24,8 @@
  */
 import { planPartition, rebalance, speedFromSpanThroughput, evaluatePlan } from '../pipeline/planner/index.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
-import type { ModelShape, Move, PlanMetrics, PlannerNode, Span, SpanAssignment } from '../pipeline/planner/index.ts'
+import type { ModelShape, PlanMetrics, PlannerNode, Span, SpanAssignment } from '../pipeline/planner/index.ts'
+import type { MetricsJson, SwarmPlanReport } from '../protocols/ipc-mesh.ts'
 
 /** What the swarm view reads of a live span (LiveSpan fits). */
 export interface SwarmSpan {
@@ -68,31 +69,6 @@ export interface SwarmView {
   nodes: SwarmNode[]
   /** the live spans, one per node that serves */
   current: SpanAssignment[]
-}
-
-export interface SwarmPlanReport {
-  layers: number
-  replicas: number
-  /** memoryEstimated: the node's record says no memory (this node's assumed); pinned: a fixed span the planner never moves */
-  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, memoryEstimated: boolean, speed: number, speedEstimated: boolean, pinned: boolean, self: boolean }>
-  /** per layer: who holds it now and the tokens/s it can pass */
-  coverage: Array<{ layer: number, holders: string[], tokensPerSecond: number }>
-  /** now: the bottleneck layer and its tokens/s, the fewest holders, the layers nobody holds */
-  current: MetricsJson
-  /** what rebalance would change from here (at most one balance move, only past the 15% gain gate) */
-  moves: Move[]
-  afterMoves: MetricsJson
-  /** a plan from scratch (planPartition), for comparison */
-  proposed: { spans: SpanAssignment[], metrics: MetricsJson }
-}
-
-export interface MetricsJson {
-  bottleneckLayer: number
-  bottleneckTokensPerSecond: number
-  minHolders: number
-  replicasMet: boolean
-  uncoveredLayers: number[]
-  throughputBound: number
 }
 
 function metricsJson (m: PlanMetrics): MetricsJson {

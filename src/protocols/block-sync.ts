@@ -3,8 +3,8 @@
  * One Frame per length-prefixed message; requests and responses share the
  * envelope and are matched by `id`.
  */
-import { ID_LENGTH } from '../chain/constants.ts'
-import { NetError, NetErrorCode } from '../net/errors.ts'
+import { ID_LENGTH } from './block-header.ts'
+import { NetError, NetErrorCode } from './net-errors.ts'
 import { PbReader, PbWriter, WireError, WireType } from './pb-wire.ts'
 
 /** Most ids one GetHeaders / GetHave request may carry, and most tips one Tips may carry. */

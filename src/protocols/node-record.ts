@@ -22,8 +22,8 @@
  */
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
-import { RecordError, RecordErrorCode } from '../net/records/errors.ts'
 import { PbReader, PbWriter, WireError, WireType, decodeSignedEnvelope, encodeSignedEnvelope, equalBytes } from './pb-wire.ts'
+import { RecordError, RecordErrorCode } from './record-errors.ts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 export const NODE_RECORD_VERSION = 1

@@ -1,8 +1,7 @@
 /** `blyd plan`: coverage per layer (holders, tokens/s), the bottleneck, and what the partition planner would do. */
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { connectOrFail } from '../daemon-or-offline.ts'
-import type { MetricsJson } from '../../mesh/swarm-plan.ts'
-import type { PlanParams, PlanResult } from '../../protocols/ipc-mesh.ts'
+import type { MetricsJson, PlanParams, PlanResult } from '../../protocols/ipc-mesh.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
 
