@@ -198,8 +198,21 @@ export class Mesh {
       addrs: this.addrs(),
       connections: libp2p.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString() })),
       full: this.policy.full,
-      gossip: { accepted: gossip.stats.accepted, ignored: gossip.stats.ignored, rejected: gossip.stats.rejected, published: gossip.stats.published },
-      sync: { syncs: sync.stats.syncs, syncErrors: sync.stats.syncErrors, blocksAdded: sync.stats.blocksAdded, chunksFetched: sync.stats.chunksFetched, chunkErrors: sync.stats.chunkErrors }
+      gossip: { accepted: gossip.stats.accepted, ignored: gossip.stats.ignored, rejected: gossip.stats.rejected, published: gossip.stats.published, refusedByCode: { ...gossip.stats.rejectedByCode } },
+      sync: {
+        syncs: sync.stats.syncs,
+        syncErrors: sync.stats.syncErrors,
+        blocksAdded: sync.stats.blocksAdded,
+        chunksFetched: sync.stats.chunksFetched,
+        chunkErrors: sync.stats.chunkErrors,
+        offences: { ...sync.stats.offences },
+        bans: { ...sync.stats.bans },
+        refused: sync.stats.refused,
+        orphanRequests: sync.stats.orphanRequests,
+        orphanParentsFetched: sync.stats.orphanParentsFetched,
+        orphanParentsAbandoned: sync.stats.orphanParentsAbandoned
+      },
+      penalties: this.network.penalties.peers()
     }
   }
 

@@ -84,6 +84,8 @@ export interface SyncResult {
   payloads: number
   /** payloads that could not be completed (chunks stay stored for a later try) */
   payloadErrors: number
+  /** payloads that can never complete here: the header names stored chunks at other lengths (ERR_CHUNK_LENGTH) */
+  unsatisfiable: number
 }
 
 export interface BlockSyncStats {
@@ -140,7 +142,7 @@ function hex (id: Uint8Array): string {
 }
 
 function emptyResult (): SyncResult {
-  return { fetched: 0, added: 0, duplicate: 0, orphaned: 0, rejected: {}, notFound: 0, payloads: 0, payloadErrors: 0 }
+  return { fetched: 0, added: 0, duplicate: 0, orphaned: 0, rejected: {}, notFound: 0, payloads: 0, payloadErrors: 0, unsatisfiable: 0 }
 }
 
 /** Decode just enough of an encoded signed header to walk the DAG: its id and parents. */
@@ -647,6 +649,12 @@ export class BlockSync {
       }
     } catch (err) {
       signal.throwIfAborted()
+      if (err instanceof ChainError && err.code === ChainErrorCode.ChunkLength) {
+        // permanent: no peer can ever serve chunks of the lengths this header implies
+        result.unsatisfiable++
+        this.log('payload of %s can never complete: %s', hex(id), err.message)
+        return
+      }
       result.payloadErrors++
       this.log.error('payload of %s incomplete - %e', hex(id), err)
     }

@@ -20,6 +20,7 @@
  * a score is read.
  */
 import { PEER_PENALTY_DEFAULTS, SYNC_OFFENCE_WEIGHTS } from './constants.ts'
+import type { PeerPenaltyJson } from '../protocols/ipc-mesh.ts'
 import type { ConnectionGater, PeerId } from '@libp2p/interface'
 
 /** Kinds of block-sync offences (weights: SYNC_OFFENCE_WEIGHTS). */
@@ -69,16 +70,6 @@ export interface PeerPenaltyStats {
   bans: Record<BanReason, number>
   /** dials and inbound connections the gater refused because the peer was banned */
   refused: number
-}
-
-/** One peer's standing, as status reports it. */
-export interface PeerPenaltyJson {
-  peerId: string
-  score: number
-  banned: boolean
-  /** unix ms the ban ends (banned peers only) */
-  bannedUntil?: number
-  offences: Partial<Record<SyncOffence, number>>
 }
 
 interface Entry {

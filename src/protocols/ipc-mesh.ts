@@ -65,8 +65,38 @@ export interface NetStatusJson {
   connections: Array<{ peerId: string, addr: string }>
   /** fetches every payload (--full) */
   full: boolean
-  gossip: { accepted: number, ignored: number, rejected: number, published: number }
-  sync: { syncs: number, syncErrors: number, blocksAdded: number, chunksFetched: number, chunkErrors: number }
+  /** rejected: refused with a penalty for the sender; refusedByCode: every refusal by chain error code (rejections and the Ignored local-state ones, e.g. ERR_CHUNK_LENGTH) */
+  gossip: { accepted: number, ignored: number, rejected: number, published: number, refusedByCode: Record<string, number> }
+  sync: {
+    syncs: number
+    syncErrors: number
+    blocksAdded: number
+    chunksFetched: number
+    chunkErrors: number
+    /** offences counted against sync peers, by kind (chunk-corrupt, chunk-length, chunk-substituted, invalid-header, missing-ancestry) */
+    offences: Record<string, number>
+    /** peers banned, by reason (sync-score, gossip-score) */
+    bans: Record<string, number>
+    /** dials and inbound connections refused to banned peers */
+    refused: number
+    /** walks started for orphans' missing parents, parents fetched, parents given up on */
+    orphanRequests: number
+    orphanParentsFetched: number
+    orphanParentsAbandoned: number
+  }
+  /** peers with a non-zero sync score or a ban */
+  penalties: PeerPenaltyJson[]
+}
+
+/** One peer's standing in block sync's scores, as `net.status` reports it. */
+export interface PeerPenaltyJson {
+  peerId: string
+  score: number
+  banned: boolean
+  /** unix ms the ban ends (banned peers only) */
+  bannedUntil?: number
+  /** offences counted, by kind */
+  offences: Record<string, number>
 }
 
 /** Params of `peers`: one model (id or unique prefix), or every model on the local chain. */
