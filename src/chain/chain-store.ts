@@ -237,7 +237,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     const signed = decodeAndValidate(encoded, { limits: this.limits, keyCache: this.authorKeys() })
     const result = await this.exclusive(async () => this.commitLocked(signed, encoded, chunkHexes.length > 0))
     if (result.status === 'orphaned') {
-      throw new ChainError(ChainErrorCode.UnknownParent, `cannot create a block on unknown parents ${[...result.missing].join(', ')}`)
+      throw new ChainError(ChainErrorCode.UNKNOWN_PARENT, `cannot create a block on unknown parents ${[...result.missing].join(', ')}`)
     }
     if (result.status === 'added') {
       this.stats.added++
@@ -245,7 +245,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     }
     const stored = await this.get(signed.id)
     if (stored == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'created block vanished', { blockId: toHex(signed.id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'created block vanished', { blockId: toHex(signed.id) })
     }
     return stored
   }
@@ -272,7 +272,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     if (payload != null) {
       const { header } = block
       if (BigInt(payload.length) !== header.payloadSize) {
-        throw new ChainError(ChainErrorCode.PayloadSize, `payload is ${payload.length} bytes, the header says ${header.payloadSize}`, { blockId: idHex })
+        throw new ChainError(ChainErrorCode.PAYLOAD_SIZE, `payload is ${payload.length} bytes, the header says ${header.payloadSize}`, { blockId: idHex })
       }
       // every chunk is checked before anything is written
       const hashes: Uint8Array[] = []
@@ -306,7 +306,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     }
     if (result.status === 'orphaned') {
       if (this.orphanPoolSize <= 0) {
-        throw new ChainError(ChainErrorCode.UnknownParent, `unknown parents ${[...result.missing].join(', ')}`, { blockId: idHex })
+        throw new ChainError(ChainErrorCode.UNKNOWN_PARENT, `unknown parents ${[...result.missing].join(', ')}`, { blockId: idHex })
       }
       this.stats.orphaned++
       this.pool.add({ idHex, block, encoded, chunksWritten, chunkHexes, missing: result.missing })
@@ -331,7 +331,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     const db = this.requireDb()
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     payloadChunkLength(block.header, index)
     const hash = sha256(bytes)
@@ -373,7 +373,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   async missingChunks (id: Uint8Array): Promise<number[]> {
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     if (block.payloadComplete) {
       return []
@@ -410,7 +410,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   async getChunk (id: Uint8Array, index: number): Promise<Uint8Array> {
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     payloadChunkLength(block.header, index)
     return this.readVerifiedChunk(block, index)
@@ -419,7 +419,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   async * readPayload (id: Uint8Array): AsyncGenerator<Uint8Array> {
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     const n = block.header.chunkHashes.length
     if (n === 0) {
@@ -628,10 +628,10 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     const hash = block.header.chunkHashes[index]
     const bytes = await this.files.read(hash)
     if (bytes == null) {
-      throw new ChainError(ChainErrorCode.ChunkMissing, `payload chunk ${index} (${toHex(hash)}) is not stored locally`, { blockId: idHex })
+      throw new ChainError(ChainErrorCode.CHUNK_MISSING, `payload chunk ${index} (${toHex(hash)}) is not stored locally`, { blockId: idHex })
     }
     if (!equalBytes(sha256(bytes), hash)) {
-      throw new ChainError(ChainErrorCode.ChunkHash, `payload chunk ${index} (${toHex(hash)}) is corrupt on disk`, { blockId: idHex })
+      throw new ChainError(ChainErrorCode.CHUNK_HASH, `payload chunk ${index} (${toHex(hash)}) is corrupt on disk`, { blockId: idHex })
     }
     // the chunk is another block's (same hash): it is not this block's chunk
     const expected = payloadChunkLength(block.header, index)
@@ -695,7 +695,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
 
   private checkChunkSize (chunkSize: number): void {
     if (!Number.isInteger(chunkSize) || chunkSize < this.limits.minChunkSize || chunkSize > this.limits.maxChunkSize) {
-      throw new ChainError(ChainErrorCode.InvalidArgument, `chunk size ${chunkSize} outside ${this.limits.minChunkSize}..${this.limits.maxChunkSize}`)
+      throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, `chunk size ${chunkSize} outside ${this.limits.minChunkSize}..${this.limits.maxChunkSize}`)
     }
   }
 
@@ -707,7 +707,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
 
   private requireDb (): Db {
     if (this.db == null) {
-      throw new ChainError(ChainErrorCode.NotStarted, 'the chain store is not started')
+      throw new ChainError(ChainErrorCode.NOT_STARTED, 'the chain store is not started')
     }
     return this.db
   }
@@ -728,7 +728,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
 /** ERR_CHUNK_LENGTH: `block` names a chunk the store holds at another length. */
 function chunkLengthError (block: SignedHeader, c: ChunkConflict): ChainError {
   const hash = toHex(block.header.chunkHashes[c.index])
-  return new ChainError(ChainErrorCode.ChunkLength, `chunk ${c.index} (${hash}) is stored as ${c.stored} bytes, this block says ${c.expected}: no chunk has two lengths, so this block can never be complete`, { blockId: toHex(block.id) })
+  return new ChainError(ChainErrorCode.CHUNK_LENGTH, `chunk ${c.index} (${hash}) is stored as ${c.stored} bytes, this block says ${c.expected}: no chunk has two lengths, so this block can never be complete`, { blockId: toHex(block.id) })
 }
 
 export function createChainStore (init: ChainStoreInit): ChainStore {

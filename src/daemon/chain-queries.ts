@@ -49,7 +49,7 @@ export async function * chainPayload (store: ChainStoreApi, idHex: string): Asyn
     throw new NotFoundError(`block ${idHex.toLowerCase()} is not in the store`)
   }
   if (!block.payloadComplete) {
-    throw new ChainError(ChainErrorCode.ChunkMissing, 'the payload of this block is not complete locally', { blockId: toHex(id) })
+    throw new ChainError(ChainErrorCode.CHUNK_MISSING, 'the payload of this block is not complete locally', { blockId: toHex(id) })
   }
   yield * store.readPayload(id)
 }

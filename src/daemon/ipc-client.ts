@@ -48,8 +48,8 @@ export class IpcClient {
       onOverflow: () => { this.fail(new IpcError(`daemon sent a line longer than ${maxLineBytes} bytes`)) }
     })
     socket.on('data', chunk => { splitter.push(chunk) })
-    socket.on('error', err => { this.fail(new IpcError(`IPC connection failed (${(err as any).code ?? err.message})`, DaemonErrorCode.IpcClosed, { cause: err })) })
-    socket.on('close', () => { this.fail(new IpcError('the daemon closed the IPC connection', DaemonErrorCode.IpcClosed)) })
+    socket.on('error', err => { this.fail(new IpcError(`IPC connection failed (${(err as any).code ?? err.message})`, DaemonErrorCode.IPC_CLOSED, { cause: err })) })
+    socket.on('close', () => { this.fail(new IpcError('the daemon closed the IPC connection', DaemonErrorCode.IPC_CLOSED)) })
   }
 
   /** Connect; throws DaemonNotRunningError when nothing listens on the socket. */
@@ -70,7 +70,7 @@ export class IpcClient {
         if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK') {
           reject(new DaemonNotRunningError(`no blyd daemon is running (nothing listens on ${init.socketPath})`, { cause: err }))
         } else {
-          reject(new IpcError(`cannot connect to ${init.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.Ipc, { cause: err }))
+          reject(new IpcError(`cannot connect to ${init.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.IPC, { cause: err }))
         }
       })
     })

@@ -169,7 +169,7 @@ export class IpcServer {
         process.umask(umask)
       }
     }).catch((err: any) => {
-      throw new IpcError(`cannot listen on ${this.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.Ipc, { cause: err })
+      throw new IpcError(`cannot listen on ${this.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.IPC, { cause: err })
     })
     await chmod(this.socketPath, 0o600)
     server.on('error', err => { this.log.error('ipc.error', { error: err.message }) })
@@ -186,7 +186,7 @@ export class IpcServer {
     this.server = undefined
     const closed = new Promise<void>(resolve => { server.close(() => { resolve() }) })
     for (const conn of this.connections) {
-      conn.controller.abort(new IpcError('daemon is stopping', DaemonErrorCode.Stopping))
+      conn.controller.abort(new IpcError('daemon is stopping', DaemonErrorCode.STOPPING))
       conn.socket.end()
       // a peer that never reads must not hold the stop up
       setTimeout(() => { conn.socket.destroy() }, 1000).unref()
@@ -210,14 +210,14 @@ export class IpcServer {
       maxLineBytes: this.maxLineBytes,
       onLine: line => { this.onLine(conn, line) },
       onOverflow: () => {
-        this.countError(RpcErrorCode.InvalidRequest, DaemonErrorCode.LineTooLong)
+        this.countError(RpcErrorCode.INVALID_REQUEST, DaemonErrorCode.LINE_TOO_LONG)
         this.send(conn, {
           jsonrpc: JSONRPC_VERSION,
           id: null,
           error: {
-            code: RpcErrorCode.InvalidRequest,
+            code: RpcErrorCode.INVALID_REQUEST,
             message: `request line longer than ${this.maxLineBytes} bytes; skipped up to the next newline`,
-            data: { code: DaemonErrorCode.LineTooLong, maxLineBytes: this.maxLineBytes }
+            data: { code: DaemonErrorCode.LINE_TOO_LONG, maxLineBytes: this.maxLineBytes }
           }
         })
       }
@@ -233,7 +233,7 @@ export class IpcServer {
     socket.on('error', err => { this.log.debug('ipc.connection.error', { error: err.message }) })
     socket.on('close', () => {
       this.connections.delete(conn)
-      conn.controller.abort(new IpcError('connection closed', DaemonErrorCode.IpcClosed))
+      conn.controller.abort(new IpcError('connection closed', DaemonErrorCode.IPC_CLOSED))
     })
   }
 
@@ -249,8 +249,8 @@ export class IpcServer {
     try {
       message = JSON.parse(line.toString('utf8'))
     } catch (err: any) {
-      this.countError(RpcErrorCode.ParseError, undefined)
-      this.send(conn, { jsonrpc: JSONRPC_VERSION, id: null, error: { code: RpcErrorCode.ParseError, message: `parse error: ${err.message}` } })
+      this.countError(RpcErrorCode.PARSE_ERROR, undefined)
+      this.send(conn, { jsonrpc: JSONRPC_VERSION, id: null, error: { code: RpcErrorCode.PARSE_ERROR, message: `parse error: ${err.message}` } })
       return
     }
     this.track(conn, this.dispatch(conn, message))
@@ -277,7 +277,7 @@ export class IpcServer {
   private async dispatch (conn: Connection, message: unknown): Promise<void> {
     if (Array.isArray(message)) {
       if (message.length === 0) {
-        this.send(conn, this.failure(null, { code: RpcErrorCode.InvalidRequest, message: 'invalid request: empty batch' }))
+        this.send(conn, this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: 'invalid request: empty batch' }))
         return
       }
       const responses = await Promise.all(message.map(async m => this.call(conn, m)))
@@ -296,30 +296,30 @@ export class IpcServer {
   /** Run one request; undefined for notifications (no response). */
   private async call (conn: Connection, message: unknown): Promise<RpcResponse | undefined> {
     if (message == null || typeof message !== 'object' || Array.isArray(message)) {
-      return this.failure(null, { code: RpcErrorCode.InvalidRequest, message: 'invalid request: not a JSON object' })
+      return this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: 'invalid request: not a JSON object' })
     }
     const req = message as Record<string, unknown>
     const hasId = Object.hasOwn(req, 'id')
     const id = hasId && isValidId(req.id) ? req.id : null
     if (hasId && !isValidId(req.id)) {
-      return this.failure(null, { code: RpcErrorCode.InvalidRequest, message: 'invalid request: "id" must be a string, a number or null' })
+      return this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: 'invalid request: "id" must be a string, a number or null' })
     }
     const problem = envelopeProblem(req)
     if (problem != null || typeof req.method !== 'string') {
-      return this.failure(id, { code: RpcErrorCode.InvalidRequest, message: `invalid request: ${problem}` })
+      return this.failure(id, { code: RpcErrorCode.INVALID_REQUEST, message: `invalid request: ${problem}` })
     }
     const method = this.methods.get(req.method)
     this.requests++
     this.events.onRequest?.(method == null ? '<unknown>' : req.method)
     const respond = (response: RpcResponse): RpcResponse | undefined => hasId ? response : undefined
     if (method == null) {
-      return respond(this.failure(id, { code: RpcErrorCode.MethodNotFound, message: `method not found: ${req.method}` }))
+      return respond(this.failure(id, { code: RpcErrorCode.METHOD_NOT_FOUND, message: `method not found: ${req.method}` }))
     }
     let params: unknown
     try {
       params = method.validate(req.params)
     } catch (err: any) {
-      return respond(this.failure(id, { code: RpcErrorCode.InvalidParams, message: `invalid params for ${req.method}: ${err.message}`, data: { code: DaemonErrorCode.InvalidParams } }))
+      return respond(this.failure(id, { code: RpcErrorCode.INVALID_PARAMS, message: `invalid params for ${req.method}: ${err.message}`, data: { code: DaemonErrorCode.INVALID_PARAMS } }))
     }
     const context: IpcContext = {
       id: hasId ? id : undefined,
@@ -340,13 +340,13 @@ export class IpcServer {
       return err.rpc
     }
     if (err instanceof InvalidParamsError) {
-      return { code: RpcErrorCode.InvalidParams, message: err.message, data: { code: err.code } }
+      return { code: RpcErrorCode.INVALID_PARAMS, message: err.message, data: { code: err.code } }
     }
     if (err instanceof BlydError) {
-      return { code: RpcErrorCode.InternalError, message: err.message, data: { code: err.code } }
+      return { code: RpcErrorCode.INTERNAL_ERROR, message: err.message, data: { code: err.code } }
     }
     this.log.error('ipc.method.failed', { method, error: err?.message, stack: process.env.BLYD_DEBUG === '1' ? err?.stack : undefined })
-    return { code: RpcErrorCode.InternalError, message: `internal error in ${method}: ${err?.message ?? String(err)}`, data: { code: typeof err?.code === 'string' ? err.code : 'ERR_INTERNAL' } }
+    return { code: RpcErrorCode.INTERNAL_ERROR, message: `internal error in ${method}: ${err?.message ?? String(err)}`, data: { code: typeof err?.code === 'string' ? err.code : 'ERR_INTERNAL' } }
   }
 
   private failure (id: RpcId, error: RpcErrorObject): RpcResponse {
@@ -386,7 +386,7 @@ export class IpcServer {
       text = JSON.stringify(value)
     } catch (err: any) {
       const id = (value as { id?: RpcId }).id ?? null
-      text = JSON.stringify(this.failure(id, { code: RpcErrorCode.InternalError, message: `cannot encode response: ${err.message}`, data: { code: 'ERR_INTERNAL' } }))
+      text = JSON.stringify(this.failure(id, { code: RpcErrorCode.INTERNAL_ERROR, message: `cannot encode response: ${err.message}`, data: { code: 'ERR_INTERNAL' } }))
     }
     return conn.socket.write(text + '\n')
   }

@@ -167,7 +167,7 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
 }
 
 /** errors of a generation that found no layers to run, locally or at a peer */
-const NO_LAYERS: ReadonlySet<string> = new Set([MeshErrorCode.NoRoute, MeshErrorCode.Unavailable, ModelErrorCode.BLOCK_MISSING])
+const NO_LAYERS: ReadonlySet<string> = new Set([MeshErrorCode.NO_ROUTE, MeshErrorCode.UNAVAILABLE, ModelErrorCode.BLOCK_MISSING])
 
 /**
  * A generation through the mesh runs where the layers are: a node missing

@@ -116,10 +116,10 @@ function peerFigures (shape: ModelShape, s: SwarmSpan, self: boolean): PeerFigur
 export function swarmView (init: SwarmViewInit): SwarmView {
   const layers = init.layerBytes.length
   if (layers < 1 || init.layerBytes.some(b => !Number.isFinite(b) || b <= 0)) {
-    throw new MeshError(MeshErrorCode.BadSpan, 'the model needs at least one decoder layer, each of a positive size')
+    throw new MeshError(MeshErrorCode.BAD_SPAN, 'the model needs at least one decoder layer, each of a positive size')
   }
   if (!Number.isFinite(init.memoryBytes) || init.memoryBytes <= 0) {
-    throw new MeshError(MeshErrorCode.BadSpan, `memoryBytes must be a positive number, got ${init.memoryBytes}`)
+    throw new MeshError(MeshErrorCode.BAD_SPAN, `memoryBytes must be a positive number, got ${init.memoryBytes}`)
   }
   const shape: ModelShape = { layers, memoryBytes: init.layerBytes }
   const byPeer = new Map<string, PeerFigures>()
@@ -160,7 +160,7 @@ export function chooseAutoSpan (init: SwarmViewInit, options: { replicas?: numbe
   const mine = spans.find(s => s.id === init.self)
   if (mine == null) {
     const smallest = Math.min(...init.layerBytes)
-    throw new MeshError(MeshErrorCode.BadSpan, `--layers auto: ${init.memoryBytes} bytes of memory cannot hold one layer of this model (the smallest takes ${smallest}); set memoryBytes or give --layers START-END`)
+    throw new MeshError(MeshErrorCode.BAD_SPAN, `--layers auto: ${init.memoryBytes} bytes of memory cannot hold one layer of this model (the smallest takes ${smallest}); set memoryBytes or give --layers START-END`)
   }
   return { start: mine.start, end: mine.end }
 }

@@ -124,7 +124,7 @@ const UINT64_MAX = (1n << 64n) - 1n
 const utf8Encoder = new TextEncoder()
 
 function encodingError (message: string, cause?: unknown): ChainError {
-  return new ChainError(ChainErrorCode.BlockEncoding, message, cause != null ? { cause } : undefined)
+  return new ChainError(ChainErrorCode.BLOCK_ENCODING, message, cause != null ? { cause } : undefined)
 }
 
 /** bytewise comparison of two byte arrays (-1, 0, 1) */

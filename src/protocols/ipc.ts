@@ -12,11 +12,11 @@ export const IPC_STREAM_METHOD = 'stream'
 
 /** JSON-RPC 2.0 error codes. */
 export const RpcErrorCode = {
-  ParseError: -32700,
-  InvalidRequest: -32600,
-  MethodNotFound: -32601,
-  InvalidParams: -32602,
-  InternalError: -32603
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603
 } as const
 
 export type RpcId = string | number | null

@@ -39,7 +39,7 @@ describe('net: block-sync wire format', () => {
     { id: 6, body: { type: 'headers', headers: [new Uint8Array([1, 2, 3]), undefined] } },
     { id: 7, body: { type: 'have', status: [HaveStatus.Complete, HaveStatus.Unknown, HaveStatus.Partial] } },
     { id: 8, body: { type: 'chunk', data: new Uint8Array(70_000).fill(9) } },
-    { id: 9, body: { type: 'error', code: SyncErrorCode.Busy, message: 'busy ✓' } }
+    { id: 9, body: { type: 'error', code: SyncErrorCode.BUSY, message: 'busy ✓' } }
   ]
 
   for (const frame of frames) {
@@ -58,10 +58,10 @@ describe('net: block-sync wire format', () => {
       new Uint8Array([0x08, 0x01, 0x32, 0x00]) // unknown body field 6
     ]
     for (const bytes of bad) {
-      expect(() => decodeSyncFrame(bytes)).to.throw().with.property('code', NetErrorCode.BadMessage)
+      expect(() => decodeSyncFrame(bytes)).to.throw().with.property('code', NetErrorCode.BAD_MESSAGE)
     }
     const tooMany = Array.from({ length: MAX_IDS_PER_MESSAGE + 1 }, () => id(1))
-    expect(() => encodeSyncFrame({ id: 1, body: { type: 'get-headers', ids: tooMany } })).to.throw().with.property('code', NetErrorCode.BadMessage)
+    expect(() => encodeSyncFrame({ id: 1, body: { type: 'get-headers', ids: tooMany } })).to.throw().with.property('code', NetErrorCode.BAD_MESSAGE)
   })
 })
 
@@ -125,7 +125,7 @@ describe('net: block-sync client and server on one stream', function () {
     expect(status).to.deep.equal([HaveStatus.Complete, HaveStatus.Unknown])
     const chunks = await Promise.all([0, 1, 2].map(async index => client.request({ type: 'get-chunk', id: tip, index })))
     expect(chunks.map(c => c.data.length)).to.deep.equal([1024, 1024, 952])
-    await expectCode(client.request({ type: 'get-chunk', id: id(99), index: 0 }), NetErrorCode.NotFound)
+    await expectCode(client.request({ type: 'get-chunk', id: id(99), index: 0 }), NetErrorCode.NOT_FOUND)
   })
 
   it('answers BUSY past the per-stream limit instead of queueing', async () => {
@@ -152,13 +152,13 @@ describe('net: block-sync client and server on one stream', function () {
     await frames.close()
     const byId = new Map(responses.map(r => [r.id, r.body]))
     expect(byId.get(1)?.type).to.equal('tips')
-    expect(byId.get(2)).to.deep.include({ type: 'error', code: SyncErrorCode.Busy })
-    expect(byId.get(3)).to.deep.include({ type: 'error', code: SyncErrorCode.Busy })
+    expect(byId.get(2)).to.deep.include({ type: 'error', code: SyncErrorCode.BUSY })
+    expect(byId.get(3)).to.deep.include({ type: 'error', code: SyncErrorCode.BUSY })
   })
 
   it('times out a request the remote never answers, and honours an abort signal', async () => {
     const { client } = await pair(false, { requestTimeoutMs: 200 })
-    await expectCode(client.request({ type: 'get-tips' }), NetErrorCode.Timeout)
+    await expectCode(client.request({ type: 'get-tips' }), NetErrorCode.TIMEOUT)
     const controller = new AbortController()
     const pending = client.request({ type: 'get-tips' }, { signal: controller.signal, timeoutMs: 60_000 })
     controller.abort(new Error('caller gave up'))
@@ -184,7 +184,7 @@ describe('net: block-sync client and server on one stream', function () {
     await pEvent(inbound, 'message')
     const closed = pEvent(inbound, 'close')
     inbound.send(new Uint8Array([3, 0x08, 0x01, 0x32])) // a length-prefixed frame with an unknown field
-    await expectCode(pending, NetErrorCode.StreamClosed)
+    await expectCode(pending, NetErrorCode.STREAM_CLOSED)
     await closed
   })
 })
