@@ -12,7 +12,7 @@ import { NetErrorCode } from '../../src/net/errors.ts'
 import { FrameStream } from '../../src/net/frame-stream.ts'
 import { SyncClient } from '../../src/net/sync-client.ts'
 import { serveSyncStream } from '../../src/net/sync-server.ts'
-import { HaveStatus, MAX_IDS_PER_MESSAGE, SyncErrorCode, decodeSyncFrame, encodeSyncFrame } from '../../src/protocols/block-sync.ts'
+import { HaveStatus, SyncErrorCode, encodeSyncFrame } from '../../src/protocols/block-sync.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
 import type { SyncFrame } from '../../src/protocols/block-sync.ts'
 import type { PeerId, Stream } from '@libp2p/interface'
@@ -28,42 +28,6 @@ async function expectCode (p: Promise<unknown>, code: string): Promise<void> {
   }
   expect.fail(`expected ${code}, but it resolved`)
 }
-
-describe('net: block-sync wire format', () => {
-  const frames: SyncFrame[] = [
-    { id: 1, body: { type: 'get-tips' } },
-    { id: 2, body: { type: 'get-headers', ids: [id(1), id(2)] } },
-    { id: 3, body: { type: 'get-have', ids: [id(3)] } },
-    { id: 0xffffffff, body: { type: 'get-chunk', id: id(4), index: 7 } },
-    { id: 5, body: { type: 'tips', ids: [] } },
-    { id: 6, body: { type: 'headers', headers: [new Uint8Array([1, 2, 3]), undefined] } },
-    { id: 7, body: { type: 'have', status: [HaveStatus.Complete, HaveStatus.Unknown, HaveStatus.Partial] } },
-    { id: 8, body: { type: 'chunk', data: new Uint8Array(70_000).fill(9) } },
-    { id: 9, body: { type: 'error', code: SyncErrorCode.BUSY, message: 'busy ✓' } }
-  ]
-
-  for (const frame of frames) {
-    it(`round-trips ${frame.body.type}`, () => {
-      expect(decodeSyncFrame(encodeSyncFrame(frame))).to.deep.equal(frame)
-    })
-  }
-
-  it('rejects malformed frames with ERR_SYNC_BAD_MESSAGE', () => {
-    const bad = [
-      new Uint8Array([0x08]), // truncated varint
-      new Uint8Array([0x08, 0x01]), // id but no body
-      new Uint8Array([0x08, 0x01, 0x12, 0x00, 0x12, 0x00]), // two bodies
-      new Uint8Array([0x08, 0x01, 0x1a, 0x03, 0x0a, 0x01, 0x00]), // a 1-byte block id
-      new Uint8Array([0x08, 0x01, 0x7a, 0x02, 0x08, 0x09]), // unknown error code
-      new Uint8Array([0x08, 0x01, 0x32, 0x00]) // unknown body field 6
-    ]
-    for (const bytes of bad) {
-      expect(() => decodeSyncFrame(bytes)).to.throw().with.property('code', NetErrorCode.BAD_MESSAGE)
-    }
-    const tooMany = Array.from({ length: MAX_IDS_PER_MESSAGE + 1 }, () => id(1))
-    expect(() => encodeSyncFrame({ id: 1, body: { type: 'get-headers', ids: tooMany } })).to.throw().with.property('code', NetErrorCode.BAD_MESSAGE)
-  })
-})
 
 describe('net: block-sync client and server on one stream', function () {
   this.timeout(20_000)
