@@ -6,18 +6,8 @@ import { ChainError, ChainErrorCode } from '../chain/errors.ts'
 import { ChainId } from '../chain/types.ts'
 import { blockToJson, parseBlockId, toHex } from './block-json.ts'
 import { NotFoundError } from './errors.ts'
-import type { ChainCounts, ChainStoreApi, VerifyReport } from '../chain/types.ts'
-import type { BlockJson } from '../protocols/ipc.ts'
-
-export interface ChainTipsJson {
-  A: string[]
-  B: string[]
-}
-
-export interface ChainInfoJson {
-  counts: ChainCounts
-  tips: ChainTipsJson
-}
+import type { ChainStoreApi, VerifyReport } from '../chain/types.ts'
+import type { BlockJson, ChainInfoJson, ChainTipsJson } from '../protocols/ipc.ts'
 
 export async function chainTips (store: ChainStoreApi): Promise<ChainTipsJson> {
   const [a, b] = await Promise.all([store.tips(ChainId.A), store.tips(ChainId.B)])

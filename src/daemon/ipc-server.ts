@@ -13,10 +13,11 @@ import { DaemonErrorCode, InvalidParamsError, IpcError } from './errors.ts'
 import { LineSplitter } from './line-splitter.ts'
 import { silentLogger } from './logger.ts'
 import type { Logger } from './logger.ts'
-import type { RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
+import type { IpcMethodMap, IpcMethods, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
 import type { Server, Socket } from 'node:net'
 
-export interface IpcContext {
+/** What a handler gets besides its params; `S`: the fields of its method's `stream` notifications. */
+export interface IpcContext<S = Record<string, unknown>> {
   /** the request id (undefined for a JSON-RPC notification, which gets no response) */
   id: RpcId | undefined
   /** aborted when the connection closes or the server stops */
@@ -25,12 +26,12 @@ export interface IpcContext {
    * Send a `stream` notification for this request. Resolves once the socket
    * accepted it (waits for drain), so a fast producer follows a slow reader.
    */
-  notify(params: Record<string, unknown>): Promise<void>
+  notify(params: S): Promise<void>
 }
 
 /** Checks and converts raw params; throws (ideally InvalidParamsError) when they are wrong. */
 export type ParamsValidator<P> = (params: unknown) => P
-export type MethodHandler<P, R> = (params: P, context: IpcContext) => R | Promise<R>
+export type MethodHandler<P, R, S = Record<string, unknown>> = (params: P, context: IpcContext<S>) => R | Promise<R>
 
 export interface IpcServerEvents {
   /** called for every request that got a method lookup (method name or '<invalid>') */
@@ -57,7 +58,7 @@ export interface IpcStats {
 
 interface Method {
   validate: ParamsValidator<any>
-  handler: MethodHandler<any, any>
+  handler: MethodHandler<any, any, any>
 }
 
 interface Connection {
@@ -93,7 +94,11 @@ function envelopeProblem (req: Record<string, unknown>): string | undefined {
   return undefined
 }
 
-export class IpcServer {
+/**
+ * `Methods` types the registry: IpcMethods (protocols/ipc.ts) for the
+ * daemon, a test's own map for a bare server.
+ */
+export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   readonly socketPath: string
   private readonly maxLineBytes: number
   private readonly maxInflight: number
@@ -121,8 +126,13 @@ export class IpcServer {
     this.peakLineBytes = 0
   }
 
-  /** Add a method. Names are unique; registering one twice is a programming error. */
-  register<P, R>(name: string, validate: ParamsValidator<P>, handler: MethodHandler<P, R>): void {
+  /**
+   * Add a method of the map. Names are unique; registering one twice is a
+   * programming error. The validator's output may be narrower than the
+   * map's params (an enum for a string, say); the handler gets that output
+   * and must return the map's result.
+   */
+  register<M extends keyof Methods & string, P extends Methods[M]['params']>(name: M, validate: ParamsValidator<P>, handler: MethodHandler<P, Methods[M]['result'], Methods[M]['stream']>): void {
     if (this.methods.has(name)) {
       throw new IpcError(`IPC method "${name}" is already registered`)
     }
@@ -408,6 +418,6 @@ async function removeStaleSocket (path: string): Promise<void> {
   await unlink(path)
 }
 
-export function createIpcServer (init: IpcServerInit): IpcServer {
-  return new IpcServer(init)
+export function createIpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> (init: IpcServerInit): IpcServer<Methods> {
+  return new IpcServer<Methods>(init)
 }

@@ -33,7 +33,7 @@ export function planCommand (ctx: CliContext): CommandModule<any, any> {
           ...(typeof argv.replicas === 'number' ? { replicas: argv.replicas } : {}),
           ...(argv.idlePeers === true ? { idlePeers: true } : {})
         }
-        result = await client.request<PlanResult>('plan', params)
+        result = await client.request('plan', params)
       } finally {
         client.close()
       }
