@@ -4,6 +4,8 @@
  * remaining bytes are dropped as they arrive, up to the next newline, so an
  * endless line costs no more memory than the cap.
  *
+ * The unfinished line is held as exact-size copies of its pieces (a read's
+ * buffer may be larger than the bytes read), so what it holds is what it counts.
  * With a `budget`, the bytes of the unfinished line are also reserved from it
  * before they are held (and given back when the line completes, is dropped or
  * the splitter is cleared); a reservation that does not fit drops the line as
@@ -194,7 +196,9 @@ export class LineSplitter {
       this.onBudgetExceeded()
       return
     }
-    this.parts.push(rest)
+    // a socket read's buffer is often larger than what it read: hold a copy of
+    // exactly the bytes, or the held line would keep ~1.7x its size alive
+    this.parts.push(rest.byteLength < rest.buffer.byteLength ? Buffer.from(rest) : rest)
     this.size += rest.length
   }
 
