@@ -39,7 +39,7 @@
  * - ipcMaxLineBytes (number): longest IPC request line accepted
  * - ipcMaxBufferedLineBytes (number | null): bytes of unfinished IPC request
  * lines held over all connections; a connection whose line would pass it is
- * answered with an error and closed (null: 4 x ipcMaxLineBytes; at least ipcMaxLineBytes)
+ * answered with an error and closed (null: 2 x ipcMaxLineBytes; at least ipcMaxLineBytes)
  * - ipcMaxConnections (number 1..65536): IPC connections held at once; one
  * more is answered with an error line and closed
  * - ipcMaxBatch (number 1..100000): calls one JSON-RPC batch may hold

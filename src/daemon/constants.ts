@@ -73,10 +73,22 @@ export const IPC_BATCH_CONCURRENCY = 8
 /** deepest nesting of arrays and objects in a request line, checked before JSON.parse */
 export const IPC_MAX_JSON_DEPTH = 64
 /**
+ * most JSON values in a request line (counted as commas plus arrays and
+ * objects), checked before JSON.parse: 16 MiB of `{},` would parse into 5
+ * million objects (~500 MiB); 262,144 values parse into at most ~15 MiB
+ */
+export const IPC_MAX_JSON_VALUES = 262_144
+/**
+ * request lines this long or longer are parsed one per turn of the event loop
+ * (a 16 MiB line takes 100s of ms to copy, decode and parse), so the other
+ * connections are served between two of them
+ */
+export const IPC_HEAVY_LINE_BYTES = 1024 * 1024
+/**
  * bytes of unfinished request lines held over all connections, when
  * ipcMaxBufferedLineBytes is not set: this many times ipcMaxLineBytes
  */
-export const IPC_BUFFERED_LINES_PER_MAX_LINE = 4
+export const IPC_BUFFERED_LINES_PER_MAX_LINE = 2
 /** bytes of payload per `stream` notification when a payload is sent over IPC */
 export const IPC_PAYLOAD_PIECE_BYTES = 1024 * 1024
 /** how long stopping the IPC server waits for in-flight handlers to unwind after their abort */

@@ -14,6 +14,8 @@ export const DaemonErrorCode = {
   BatchTooLarge: 'ERR_IPC_BATCH_TOO_LARGE',
   /** a request nested deeper than IPC_MAX_JSON_DEPTH */
   TooDeep: 'ERR_IPC_TOO_DEEP',
+  /** a request with more JSON values than IPC_MAX_JSON_VALUES */
+  TooManyValues: 'ERR_IPC_TOO_MANY_VALUES',
   /** unfinished request lines over all connections would pass ipcMaxBufferedLineBytes */
   LinesBudget: 'ERR_IPC_BUFFER_FULL',
   /** ipcMaxConnections connections are open already */

@@ -9,10 +9,14 @@
  * them: 'drain') or while maxInflightPerConnection of its calls run (until half
  * of them are answered; a batch counts its calls). A batch holds at most
  * maxBatch calls (more: one -32600 error) and runs at most batchConcurrency of
- * them at once. A line nested deeper than maxDepth, or a batch past maxBatch,
- * is refused by a linear scan before JSON.parse. One unfinished line holds at
+ * them at once. A line nested deeper than maxDepth, with more than maxValues
+ * values, or a batch past maxBatch, is refused by a linear scan before
+ * JSON.parse. One unfinished line holds at
  * most maxLineBytes, and all of them together at most maxBufferedLineBytes: the
- * connection whose line would pass that gets an error line and is closed. At
+ * connection whose line would pass that gets an error line and is closed. Lines
+ * of IPC_HEAVY_LINE_BYTES or more are parsed one per turn of the event loop
+ * (their connection is not read meanwhile; they stay counted in that budget
+ * until parsed), so other connections are served between them. At
  * most maxConnections connections are held: one more gets an error line and is
  * closed.
  * Each refusal is counted (stats().refused, the `onRefusal` event).
@@ -25,13 +29,14 @@ import { IPC_STREAM_METHOD, JSONRPC_VERSION, RpcErrorCode } from '../protocols/i
 import { BlydError } from '../utils/errors.ts'
 import {
   DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES, IPC_BATCH_CONCURRENCY, IPC_BUFFERED_LINES_PER_MAX_LINE,
-  IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_MAX_JSON_DEPTH, IPC_STOP_DRAIN_MS, IPC_WRITE_HIGH_WATER_BYTES
+  IPC_HEAVY_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_MAX_JSON_DEPTH, IPC_MAX_JSON_VALUES, IPC_STOP_DRAIN_MS, IPC_WRITE_HIGH_WATER_BYTES
 } from './constants.ts'
 import { DaemonErrorCode, InvalidParamsError, IpcError } from './errors.ts'
 import { scanJson } from './json-scan.ts'
 import { SharedLineBudget } from './line-budget.ts'
 import { LineSplitter } from './line-splitter.ts'
 import { silentLogger } from './logger.ts'
+import type { JsonScan } from './json-scan.ts'
 import type { Logger } from './logger.ts'
 import type { IpcLimitsJson, IpcLoadJson, IpcRefusalsJson, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
 import type { Server, Socket } from 'node:net'
@@ -77,6 +82,8 @@ export interface IpcServerInit extends IpcServerEvents {
   batchConcurrency?: number
   /** default IPC_MAX_JSON_DEPTH */
   maxDepth?: number
+  /** default IPC_MAX_JSON_VALUES */
+  maxValues?: number
   /** default IPC_BUFFERED_LINES_PER_MAX_LINE x maxLineBytes; at least maxLineBytes */
   maxBufferedLineBytes?: number
   /** default IPC_WRITE_HIGH_WATER_BYTES */
@@ -110,6 +117,13 @@ interface Connection {
   resumeScheduled: boolean
   /** refused (an error line went out): nothing more is read or answered */
   closing: boolean
+  /** a heavy line of it waits in the heavy-line queue */
+  heavy: boolean
+}
+
+interface HeavyLine {
+  conn: Connection
+  line: Buffer
 }
 
 class RpcFault extends Error {
@@ -168,6 +182,9 @@ export class IpcServer {
   private readonly inflight: Set<Promise<void>>
   private server: Server | undefined
   private readonly lineBudget: SharedLineBudget
+  /** long lines waiting to be parsed, one per turn of the event loop */
+  private readonly heavyLines: HeavyLine[]
+  private heavyScheduled: boolean
   private requests: number
   private readonly errors: Map<number, number>
   private peakLineBytes: number
@@ -188,6 +205,7 @@ export class IpcServer {
       maxBatch: init.maxBatch ?? DEFAULT_IPC_MAX_BATCH,
       batchConcurrency: init.batchConcurrency ?? IPC_BATCH_CONCURRENCY,
       maxDepth: init.maxDepth ?? IPC_MAX_JSON_DEPTH,
+      maxValues: init.maxValues ?? IPC_MAX_JSON_VALUES,
       maxLineBytes: this.maxLineBytes,
       maxBufferedLineBytes,
       maxInflightPerConnection: this.maxInflight,
@@ -199,12 +217,14 @@ export class IpcServer {
     this.connections = new Set()
     this.inflight = new Set()
     this.lineBudget = new SharedLineBudget(maxBufferedLineBytes)
+    this.heavyLines = []
+    this.heavyScheduled = false
     this.requests = 0
     this.errors = new Map()
     this.peakLineBytes = 0
     this.peakWriteBytes = 0
     this.backpressurePauses = 0
-    this.refused = { connections: 0, batches: 0, depth: 0, lines: 0 }
+    this.refused = { connections: 0, batches: 0, depth: 0, values: 0, lines: 0 }
   }
 
   /** Add a method. Names are unique; registering one twice is a programming error. */
@@ -334,7 +354,8 @@ export class IpcServer {
       writeBlocked: false,
       paused: false,
       resumeScheduled: false,
-      closing: false
+      closing: false,
+      heavy: false
     }
     this.connections.add(conn)
     socket.on('data', chunk => {
@@ -410,7 +431,7 @@ export class IpcServer {
     if (conn.closing || conn.socket.destroyed) {
       return
     }
-    if (conn.writeBlocked || conn.inflight >= this.maxInflight) {
+    if (conn.writeBlocked || conn.heavy || conn.inflight >= this.maxInflight) {
       if (!conn.paused) {
         conn.paused = true
         conn.splitter.pause()
@@ -424,7 +445,7 @@ export class IpcServer {
     conn.resumeScheduled = true
     setImmediate(() => {
       conn.resumeScheduled = false
-      if (!conn.paused || conn.closing || conn.socket.destroyed || conn.writeBlocked || conn.inflight > this.maxInflight / 2) {
+      if (!conn.paused || conn.closing || conn.socket.destroyed || conn.writeBlocked || conn.heavy || conn.inflight > this.maxInflight / 2) {
         return
       }
       conn.paused = false
@@ -438,32 +459,64 @@ export class IpcServer {
 
   /** after the peer half-closed, end our side once every line was read and every request answered */
   private maybeEnd (conn: Connection): void {
-    if (conn.inflight === 0 && conn.splitter.drained && conn.socket.readableEnded && !conn.socket.writableEnded) {
+    if (conn.inflight === 0 && !conn.heavy && conn.splitter.drained && conn.socket.readableEnded && !conn.socket.writableEnded) {
       conn.socket.end()
     }
   }
 
+  /**
+   * A line from `conn`'s splitter. A heavy one waits its turn in the queue
+   * (its bytes reserved from the line budget; when they do not fit, it is
+   * parsed at once, as every line was before the queue).
+   */
   private onLine (conn: Connection, line: Buffer): void {
     if (conn.closing) {
       return
     }
-    const scan = scanJson(line, this.limits.maxDepth, this.limits.maxBatch)
-    if (scan.tooDeep) {
-      this.refuse('depth')
-      this.send(conn, this.failure(null, {
-        code: RpcErrorCode.InvalidRequest,
-        message: `invalid request: nested deeper than ${this.limits.maxDepth} arrays and objects`,
-        data: { code: DaemonErrorCode.TooDeep, maxDepth: this.limits.maxDepth }
-      }))
+    if (line.length >= IPC_HEAVY_LINE_BYTES && this.lineBudget.reserve(line.length)) {
+      conn.heavy = true
+      this.updateFlow(conn)
+      this.heavyLines.push({ conn, line })
+      this.scheduleHeavy()
       return
     }
-    if (scan.tooManyElements) {
-      this.refuse('batches')
-      this.send(conn, this.failure(null, {
-        code: RpcErrorCode.InvalidRequest,
-        message: `invalid request: a batch holds at most ${this.limits.maxBatch} calls`,
-        data: { code: DaemonErrorCode.BatchTooLarge, maxBatch: this.limits.maxBatch }
-      }))
+    this.handleLine(conn, line)
+  }
+
+  /** parse the next heavy line on a later turn of the event loop, after pending I/O */
+  private scheduleHeavy (): void {
+    if (this.heavyScheduled || this.heavyLines.length === 0) {
+      return
+    }
+    this.heavyScheduled = true
+    setImmediate(() => {
+      this.heavyScheduled = false
+      const next = this.heavyLines.shift()
+      if (next != null) {
+        const { conn, line } = next
+        this.lineBudget.release(line.length)
+        conn.heavy = false
+        if (!conn.closing && !conn.socket.destroyed) {
+          this.handleLine(conn, line)
+          this.updateFlow(conn)
+          this.maybeEnd(conn)
+        }
+      }
+      this.scheduleHeavy()
+    })
+  }
+
+  private handleLine (conn: Connection, line: Buffer): void {
+    const scan = scanJson(line, this.limits)
+    const refusal = this.shapeRefusal(scan.refused)
+    if (refusal != null) {
+      this.refuse(refusal.reason)
+      this.send(conn, this.failure(null, { code: RpcErrorCode.InvalidRequest, message: `invalid request: ${refusal.message}`, data: refusal.data }))
+      return
+    }
+    if (!scan.balanced) {
+      // not JSON, said without copying and parsing it (a truncated 16 MiB line costs nothing more)
+      this.send(conn, this.failure(null, { code: RpcErrorCode.ParseError, message: 'parse error: a string, array or object is not closed (or closed but never opened)' }))
       return
     }
     let message: unknown
@@ -474,6 +527,21 @@ export class IpcServer {
       return
     }
     this.track(conn, this.dispatch(conn, message), Array.isArray(message) ? Math.max(1, message.length) : 1)
+  }
+
+  /** the refusal of a line the pre-parse scan stopped at, if it did */
+  private shapeRefusal (refused: JsonScan['refused']): { reason: IpcRefusal, message: string, data: Record<string, unknown> } | undefined {
+    const { maxDepth, maxValues, maxBatch } = this.limits
+    switch (refused) {
+      case 'depth':
+        return { reason: 'depth', message: `nested deeper than ${maxDepth} arrays and objects`, data: { code: DaemonErrorCode.TooDeep, maxDepth } }
+      case 'values':
+        return { reason: 'values', message: `more than ${maxValues} JSON values in one line`, data: { code: DaemonErrorCode.TooManyValues, maxValues } }
+      case 'batch':
+        return { reason: 'batches', message: `a batch holds at most ${maxBatch} calls`, data: { code: DaemonErrorCode.BatchTooLarge, maxBatch } }
+      default:
+        return undefined
+    }
   }
 
   /** count `calls` in flight on `conn` until `work` settles */

@@ -31,7 +31,7 @@ export class DaemonMetrics {
     const registers = [this.registry]
     this.ipcRequests = new Counter({ name: 'blyd_ipc_requests_total', help: 'IPC requests by method', labelNames: ['method'], registers })
     this.ipcErrors = new Counter({ name: 'blyd_ipc_errors_total', help: 'IPC error responses by JSON-RPC code and blyd error code', labelNames: ['rpc_code', 'code'], registers })
-    this.ipcRefusals = new Counter({ name: 'blyd_ipc_refusals_total', help: 'IPC work refused by a limit: connections, batches, depth, lines (unfinished-line budget)', labelNames: ['reason'], registers })
+    this.ipcRefusals = new Counter({ name: 'blyd_ipc_refusals_total', help: 'IPC work refused by a limit: connections, batches, depth, values (JSON values in a line), lines (unfinished-line budget)', labelNames: ['reason'], registers })
     this.ipcBackpressurePauses = new Counter({ name: 'blyd_ipc_backpressure_pauses_total', help: 'times an IPC connection stopped being read because its answers were not being read', registers })
     const ipcStats = init.ipcStats
     const ipcGauge = (name: string, help: string, read: (stats: IpcLoadJson) => number): Gauge => new Gauge({

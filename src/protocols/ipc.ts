@@ -103,6 +103,8 @@ export interface IpcRefusalsJson {
   batches: number
   /** lines nested deeper than maxDepth: answered with ERR_IPC_TOO_DEEP before parsing */
   depth: number
+  /** lines with more than maxValues JSON values: answered with ERR_IPC_TOO_MANY_VALUES before parsing */
+  values: number
   /** connections whose unfinished line did not fit ipcMaxBufferedLineBytes: answered with ERR_IPC_BUFFER_FULL and closed */
   lines: number
 }
@@ -113,6 +115,7 @@ export interface IpcLimitsJson {
   maxBatch: number
   batchConcurrency: number
   maxDepth: number
+  maxValues: number
   maxLineBytes: number
   maxBufferedLineBytes: number
   maxInflightPerConnection: number
@@ -129,9 +132,9 @@ export interface IpcLoadJson {
   backpressurePauses: number
   /** the most answer bytes queued to one connection at any time */
   peakWriteBytes: number
-  /** bytes of unfinished request lines held now over all connections */
+  /** bytes of request lines held now over all connections: unfinished, or long and waiting their turn to be parsed */
   bufferedLineBytes: number
-  /** the most bytes of unfinished request lines held at once over all connections (at most limits.maxBufferedLineBytes) */
+  /** the most bytes of request lines held at once over all connections (at most limits.maxBufferedLineBytes) */
   peakBufferedLineBytes: number
   refused: IpcRefusalsJson
   limits: IpcLimitsJson
