@@ -7,13 +7,14 @@
 // daemon's own `status.ipc` counters after the load.
 //
 //   npm run bench -- ipc-load [--pipeline 100000] [--batch 50000] [--lines 20] [--line-mib 15]
-//     [--depth 8000000] [--connections 1000] [--hold-ms 2000] [--only pipeline,batch,...]
+//     [--depth 8000000] [--wide 5000000] [--connections 1000] [--hold-ms 2000] [--only pipeline,batch,...]
 //
 // Loads:
 // - pipeline: one connection writes `--pipeline` status requests and never reads an answer
 // - batch: one JSON-RPC batch of `--batch` status calls
 // - lines: `--lines` connections each send `--line-mib` MiB of one unfinished line and hold it
 // - deep: one line `[` x depth then `]` x depth
+// - wide: one status request whose params hold an array of `--wide` empty objects (16 MB)
 // - connections: `--connections` connections opened at once and held
 // The last line printed is one JSON object.
 import { spawn } from 'node:child_process'
@@ -35,6 +36,7 @@ const { values: opts } = parseArgs({
     lines: { type: 'string', default: '20' },
     'line-mib': { type: 'string', default: '15' },
     depth: { type: 'string', default: '8000000' },
+    wide: { type: 'string', default: '5000000' },
     connections: { type: 'string', default: '1000' },
     'hold-ms': { type: 'string', default: '2000' },
     only: { type: 'string' }
@@ -43,7 +45,7 @@ const { values: opts } = parseArgs({
 
 const MiB = 1024 * 1024
 const BIN = fileURLToPath(new URL('../bin/blyd.js', import.meta.url))
-const LOADS = ['pipeline', 'batch', 'lines', 'deep', 'connections'] as const
+const LOADS = ['pipeline', 'batch', 'lines', 'deep', 'wide', 'connections'] as const
 type LoadName = typeof LOADS[number]
 const HOLD_MS = Number(opts['hold-ms'])
 
@@ -244,7 +246,8 @@ async function waitQuiet (client: IpcClient, quietMs: number, maxMs: number, sla
   }
 }
 
-type LoadRunner = (d: Daemon, control: IpcClient) => Promise<Record<string, unknown>>
+/** `held()`: the peak RSS so far, bytes (for a load that measures while it holds what it sent) */
+type LoadRunner = (d: Daemon, control: IpcClient, held: () => Promise<number>) => Promise<Record<string, unknown>>
 
 /** Each load against the daemon; each returns what it observed, for the human line. */
 const RUNNERS: Record<LoadName, LoadRunner> = {
@@ -271,7 +274,7 @@ const RUNNERS: Record<LoadName, LoadRunner> = {
     const code = got?.message?.error?.data?.code ?? got?.message?.error?.code
     return { calls: n, bytes: Buffer.byteLength(line), answerBytes: got?.bytes ?? null, answer: code ?? (got == null ? 'none' : 'results') }
   },
-  lines: async (d) => {
+  lines: async (d, _control, held) => {
     const n = Number(opts.lines)
     const mib = Number(opts['line-mib'])
     const sockets = await Promise.all(Array.from({ length: n }, async () => connect(d.socketPath)))
@@ -292,11 +295,14 @@ const RUNNERS: Record<LoadName, LoadRunner> = {
       }
     }))
     await sleep(HOLD_MS)
+    const peakHeld = await held()
     const closedByServer = sockets.filter(s => s.destroyed || s.readableEnded).length
     for (const s of sockets) {
       s.destroy()
     }
-    return { connections: n, mibEach: mib, closedByServer, errorLines: errors.join('').split('\n').filter(Boolean).length }
+    // closing hands each held tail to the parser as a last line (a parse error): transient copies
+    await sleep(HOLD_MS)
+    return { connections: n, mibEach: mib, closedByServer, errorLines: errors.join('').split('\n').filter(Boolean).length, peakHeld }
   },
   deep: async (d) => {
     const depth = Number(opts.depth)
@@ -311,6 +317,16 @@ const RUNNERS: Record<LoadName, LoadRunner> = {
     socket.destroy()
     const m = Array.isArray(got?.message) ? got?.message[0] : got?.message
     return { depth, answer: m?.error?.data?.code ?? m?.error?.code ?? 'none' }
+  },
+  wide: async (d) => {
+    const n = Number(opts.wide)
+    const socket = await connect(d.socketPath)
+    const line = `{"jsonrpc":"2.0","id":1,"method":"status","params":{"a":[${'{},'.repeat(n - 1)}{}]}}\n`
+    const answer = firstLine(socket, 120_000)
+    await write(socket, line)
+    const got = await answer
+    socket.destroy()
+    return { objects: n, bytes: line.length, answer: got?.message?.error?.data?.code ?? got?.message?.error?.code ?? 'none' }
   },
   connections: async (d) => {
     const n = Number(opts.connections)
@@ -341,6 +357,8 @@ const RUNNERS: Record<LoadName, LoadRunner> = {
 interface LoadFigures {
   load: LoadName
   rssGrowthMiB: number
+  /** lines: the growth while the lines are held, before the sockets close */
+  rssHeldGrowthMiB: number | undefined
   statusP50Ms: number
   statusP99Ms: number
   statusMaxMs: number
@@ -354,6 +372,12 @@ interface LoadFigures {
   observed: Record<string, unknown>
   /** the daemon's status.ipc after the load */
   ipc: Record<string, unknown>
+}
+
+/** the daemon's status.ipc without its limits (printed once) and error table */
+function brief (ipc: Record<string, unknown> = {}): Record<string, unknown> {
+  const { limits, errors, requests, ...rest } = ipc
+  return rest
 }
 
 async function measure (name: LoadName): Promise<LoadFigures> {
@@ -374,11 +398,13 @@ async function measure (name: LoadName): Promise<LoadFigures> {
     const prober = new Prober(probeClient)
     prober.start()
     const t0 = performance.now()
-    const observed = await RUNNERS[name](d, control)
+    const observed = await RUNNERS[name](d, control, async () => Math.max(sampler.peak, (await memory(pid)).rss))
     const loadMs = performance.now() - t0
     await prober.stop()
     const peak = Math.max(await sampler.stop(), (await memory(pid)).rss)
     const status: any = await control.request('status').catch(() => ({ ipc: {} }))
+    limits ??= status.ipc.limits
+    const { peakHeld: held, ...seen } = observed as { peakHeld?: number }
     probeClient.close()
     control.close()
     const idleP50 = percentile(idle.latencies, 0.5)
@@ -386,6 +412,7 @@ async function measure (name: LoadName): Promise<LoadFigures> {
     return {
       load: name,
       rssGrowthMiB: round((peak - before.rss) / MiB),
+      rssHeldGrowthMiB: held == null ? undefined : round((held - before.rss) / MiB),
       statusP50Ms: round(percentile(prober.latencies, 0.5), 2),
       statusP99Ms: round(percentile(prober.latencies, 0.99), 2),
       statusMaxMs: round(max, 2),
@@ -395,8 +422,8 @@ async function measure (name: LoadName): Promise<LoadFigures> {
       statusProbes: prober.latencies.length,
       statusFailures: prober.failures,
       loadMs: Math.round(loadMs),
-      observed,
-      ipc: status.ipc
+      observed: seen,
+      ipc: brief(status.ipc)
     }
   } finally {
     await stopDaemon(d)
@@ -412,10 +439,12 @@ for (const name of wanted) {
 const load0 = loadavg()[0]
 out(`ipc-load bench: a fresh daemon per load (--backend cpu), status asked every 20 ms on a connection opened before the load; ${availableParallelism()} cores, load average ${load0.toFixed(2)}`)
 const results: LoadFigures[] = []
+/** the daemon's IPC limits, as the first daemon reported them */
+let limits: unknown
 for (const name of wanted) {
   const r = await measure(name)
   results.push(r)
-  out(`${name.padEnd(12)} rss +${r.rssGrowthMiB} MiB; status p50 ${r.statusP50Ms} ms, p99 ${r.statusP99Ms} ms, max ${r.statusMaxMs} ms (idle p50 ${r.idleP50Ms} ms, max x${r.statusMaxVsIdle}); ${r.statusProbes} probes, ${r.statusFailures} failed; load ${r.loadMs} ms; ${JSON.stringify(r.observed)}`)
+  out(`${name.padEnd(12)} rss +${r.rssGrowthMiB} MiB${r.rssHeldGrowthMiB != null ? ` (+${r.rssHeldGrowthMiB} MiB while held)` : ''}; status p50 ${r.statusP50Ms} ms, p99 ${r.statusP99Ms} ms, max ${r.statusMaxMs} ms (idle p50 ${r.idleP50Ms} ms, max x${r.statusMaxVsIdle}); ${r.statusProbes} probes, ${r.statusFailures} failed; load ${r.loadMs} ms; ${JSON.stringify(r.observed)}`)
   out(`${''.padEnd(12)} daemon ipc: ${JSON.stringify(r.ipc)}`)
 }
 const worst = results.reduce((m, r) => Math.max(m, r.statusMaxMs), 0)
@@ -426,8 +455,10 @@ out(JSON.stringify({
   loadAverage: [Number(load0.toFixed(2)), Number(loadavg()[0].toFixed(2))],
   worstStatusMaxMs: worst,
   worstRssGrowthMiB: worstRss,
+  limits,
   loads: Object.fromEntries(results.map(r => [r.load, {
     rssGrowthMiB: r.rssGrowthMiB,
+    ...(r.rssHeldGrowthMiB != null ? { rssHeldGrowthMiB: r.rssHeldGrowthMiB } : {}),
     statusP50Ms: r.statusP50Ms,
     statusP99Ms: r.statusP99Ms,
     statusMaxMs: r.statusMaxMs,

@@ -17,13 +17,21 @@ import type { Socket } from 'node:net'
 const MiB = 1024 * 1024
 /** the stated bounds of RSS growth (README, reliability): pipelined, batch, deep and connection loads */
 const RSS_BOUND = 64 * MiB
-/** ... and many unfinished lines held at once: the 64 MiB budget plus read buffers */
+/**
+ * ... and many unfinished lines held at once: the 32 MiB budget, plus the read
+ * buffers and dropped lines that wait for a GC (V8 collects once external
+ * memory grew by about 64 MiB)
+ */
 const RSS_BOUND_LINES = 128 * MiB
 
 const statusLine = (id: number): string => `{"jsonrpc":"2.0","id":${id},"method":"status"}`
 
+/** every socket a test opened, destroyed after it */
+const opened: Socket[] = []
+
 async function connect (path: string): Promise<Socket> {
   const socket = createConnection(path)
+  opened.push(socket)
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve)
     socket.once('error', reject)
@@ -84,6 +92,12 @@ describe('IPC limits of a daemon', function () {
     expect(s.ipc).to.include({ connections: 1, pausedConnections: 0, bufferedLineBytes: 0 })
   }
 
+  const rawSocket = async (): Promise<RawSocket> => {
+    const raw = await RawSocket.connect(daemon.socketPath)
+    opened.push(raw.socket)
+    return raw
+  }
+
   before(async () => {
     dir = await makeTempDir()
     daemon = await startDaemon(dir, ['--backend', 'cpu'])
@@ -91,6 +105,13 @@ describe('IPC limits of a daemon', function () {
     for (let i = 0; i < 50; i++) {
       await status()
     }
+  })
+
+  afterEach(async () => {
+    for (const s of opened.splice(0)) {
+      s.destroy()
+    }
+    await settle()
   })
 
   after(async () => {
@@ -102,7 +123,7 @@ describe('IPC limits of a daemon', function () {
   it('stops reading a connection whose answers are not read: 100,000 pipelined status requests', async () => {
     const before = await status()
     const growth = await rssGrowth(daemon.pid)
-    const raw = await RawSocket.connect(daemon.socketPath)
+    const raw = await rawSocket()
     raw.socket.pause()
     const flood = Array.from({ length: 100_000 }, (_, i) => statusLine(i)).join('\n') + '\n'
     expect(Buffer.byteLength(flood)).to.be.above(4 * MiB)
@@ -124,12 +145,11 @@ describe('IPC limits of a daemon', function () {
     expect(await metric('blyd_ipc_backpressure_pauses_total')).to.equal(later.ipc.backpressurePauses)
     expect(await metric('blyd_ipc_paused_connections')).to.equal(1)
     raw.close()
-    await settle()
   })
 
   it('reads a paused connection again once its answers are read, and loses none', async () => {
     const before = await status()
-    const raw = await RawSocket.connect(daemon.socketPath)
+    const raw = await rawSocket()
     raw.socket.pause()
     const n = 30_000
     raw.socket.write(Array.from({ length: n }, (_, i) => `{"jsonrpc":"2.0","id":${i},"method":"id"}`).join('\n') + '\n')
@@ -148,13 +168,12 @@ describe('IPC limits of a daemon', function () {
     expect(after.ipc.backpressurePauses).to.be.above(before.ipc.backpressurePauses)
     expect(after.ipc.pausedConnections).to.equal(0)
     raw.close()
-    await settle()
   })
 
   it('answers a batch over the cap with one error before running any call; runs a batch at the cap', async () => {
     const before = await status()
     const growth = await rssGrowth(daemon.pid)
-    const raw = await RawSocket.connect(daemon.socketPath)
+    const raw = await rawSocket()
     try {
       const refused = await raw.call('[' + Array.from({ length: 50_000 }, (_, i) => statusLine(i)).join(',') + ']')
       expect(refused).to.not.be.an('array')
@@ -174,55 +193,12 @@ describe('IPC limits of a daemon', function () {
     } finally {
       raw.close()
     }
-    await settle()
-  })
-
-  it('caps the unfinished-line bytes over all connections: 20 connections sending 15 MiB each', async () => {
-    const before = await status()
-    const maxBufferedLineBytes = IPC_BUFFERED_LINES_PER_MAX_LINE * DEFAULT_IPC_MAX_LINE_BYTES
-    expect(maxBufferedLineBytes).to.equal(64 * MiB)
-    const growth = await rssGrowth(daemon.pid)
-    const sockets = await Promise.all(Array.from({ length: 20 }, async () => connect(daemon.socketPath)))
-    const seen = sockets.map(received)
-    const piece = Buffer.alloc(MiB, 0x61)
-    await Promise.all(sockets.map(async s => {
-      if (await write(s, '{"jsonrpc":"2.0","id":1,"method":"status","params":{"pad":"')) {
-        for (let i = 0; i < 15; i++) {
-          if (!await write(s, piece)) {
-            return
-          }
-        }
-      }
-    }))
-    // held: whatever fits the budget; each connection past it got an error line and was closed
-    const refusedSince = (s: any): number => (s.ipc.refused?.lines ?? 0) - (before.ipc.refused?.lines ?? 0)
-    const held = await pollUntil(status, s => refusedSince(s) >= 16 && s.ipc.connections === 1 + 20 - refusedSince(s))
-    const grew = await growth()
-    expect(grew, 'RSS growth').to.be.below(RSS_BOUND_LINES)
-    expect(held.ipc.limits.maxBufferedLineBytes).to.equal(maxBufferedLineBytes)
-    const refused = held.ipc.refused.lines - before.ipc.refused.lines
-    expect(refused).to.be.at.least(16)
-    expect(held.ipc.peakBufferedLineBytes).to.be.at.most(maxBufferedLineBytes)
-    expect(held.ipc.bufferedLineBytes).to.be.above(0).and.at.most(maxBufferedLineBytes)
-    const errors = seen.flatMap(s => s.lines).map(l => JSON.parse(l))
-    expect(errors).to.have.length(refused)
-    for (const e of errors) {
-      expect(e.error.code).to.equal(-32000)
-      expect(e.error.data).to.deep.equal({ code: 'ERR_IPC_BUFFER_FULL', maxBufferedLineBytes })
-    }
-    expect(seen.filter(s => s.closed)).to.have.length(refused)
-    expect(await metric('blyd_ipc_refusals_total{reason="lines"}')).to.equal(held.ipc.refused.lines)
-    expect(await metric('blyd_ipc_buffered_line_bytes')).to.be.above(0)
-    for (const s of sockets) {
-      s.destroy()
-    }
-    await settle()
   })
 
   it('rejects nesting past the depth before parsing it: an 8-million-deep array', async () => {
     const before = await status()
     const growth = await rssGrowth(daemon.pid)
-    const raw = await RawSocket.connect(daemon.socketPath)
+    const raw = await rawSocket()
     try {
       const depth = 8_000_000
       const line = Buffer.alloc(2 * depth + 1)
@@ -241,13 +217,35 @@ describe('IPC limits of a daemon', function () {
       expect((await raw.call(nested(63))).error.data.code).to.equal('ERR_IPC_TOO_DEEP')
       // brackets inside strings are not nesting
       expect((await raw.call(`{"jsonrpc":"2.0","id":3,"method":"chain.get","params":{"id":"${'['.repeat(100)}"}}`)).error.code).to.equal(-32602)
+      // a long line is parsed on its turn and answered
+      expect(await raw.call(`{"jsonrpc":"2.0","id":4,"method":"status","params":{"pad":"${'a'.repeat(2 * MiB)}"}}`)).to.deep.include({ id: 4 }).and.have.nested.property('error.code', -32602)
       const after = await status()
       expect(after.ipc.refused.depth - before.ipc.refused.depth).to.equal(2)
       expect(await metric('blyd_ipc_refusals_total{reason="depth"}')).to.equal(after.ipc.refused.depth)
     } finally {
       raw.close()
     }
-    await settle()
+  })
+
+  it('rejects a line of too many values before parsing it: 16 MB of empty objects', async () => {
+    const before = await status()
+    const growth = await rssGrowth(daemon.pid)
+    const raw = await rawSocket()
+    try {
+      const n = 5_000_000
+      const wide = await raw.call(`{"jsonrpc":"2.0","id":1,"method":"status","params":{"a":[${'{},'.repeat(n)}{}]}}`)
+      expect(wide.id).to.equal(null)
+      expect(wide.error.code).to.equal(-32600)
+      expect(wide.error.data).to.deep.equal({ code: 'ERR_IPC_TOO_MANY_VALUES', maxValues: 262_144 })
+      expect(await growth(), 'RSS growth').to.be.below(RSS_BOUND)
+      // a line under the cap is parsed (status takes no params: -32602)
+      expect((await raw.call(`{"jsonrpc":"2.0","id":2,"method":"status","params":{"a":[${'0,'.repeat(200_000)}0]}}`)).error.code).to.equal(-32602)
+      const after = await status()
+      expect(after.ipc.refused.values - before.ipc.refused.values).to.equal(1)
+      expect(await metric('blyd_ipc_refusals_total{reason="values"}')).to.equal(after.ipc.refused.values)
+    } finally {
+      raw.close()
+    }
   })
 
   it('refuses connections past the cap with an error line, and serves the ones it holds', async () => {
@@ -291,6 +289,47 @@ describe('IPC limits of a daemon', function () {
       expect((await client.request<any>('status')).pid).to.equal(daemon.pid)
     } finally {
       client.close()
+    }
+  })
+
+  it('caps the unfinished-line bytes over all connections: 20 connections sending 15 MiB each', async () => {
+    const before = await status()
+    const maxBufferedLineBytes = IPC_BUFFERED_LINES_PER_MAX_LINE * DEFAULT_IPC_MAX_LINE_BYTES
+    expect(maxBufferedLineBytes).to.equal(32 * MiB)
+    const growth = await rssGrowth(daemon.pid)
+    const sockets = await Promise.all(Array.from({ length: 20 }, async () => connect(daemon.socketPath)))
+    const seen = sockets.map(received)
+    const piece = Buffer.alloc(MiB, 0x61)
+    await Promise.all(sockets.map(async s => {
+      if (await write(s, '{"jsonrpc":"2.0","id":1,"method":"status","params":{"pad":"')) {
+        for (let i = 0; i < 15; i++) {
+          if (!await write(s, piece)) {
+            return
+          }
+        }
+      }
+    }))
+    // held: whatever fits the budget; each connection past it got an error line and was closed
+    const refusedSince = (s: any): number => (s.ipc.refused?.lines ?? 0) - (before.ipc.refused?.lines ?? 0)
+    const held = await pollUntil(status, s => refusedSince(s) >= 18 && s.ipc.connections === 1 + 20 - refusedSince(s) && seen.filter(x => x.closed).length === refusedSince(s))
+    const grew = await growth()
+    expect(grew, 'RSS growth').to.be.below(RSS_BOUND_LINES)
+    expect(held.ipc.limits.maxBufferedLineBytes).to.equal(maxBufferedLineBytes)
+    const refused = held.ipc.refused.lines - before.ipc.refused.lines
+    expect(refused).to.be.at.least(18)
+    expect(held.ipc.peakBufferedLineBytes).to.be.at.most(maxBufferedLineBytes)
+    expect(held.ipc.bufferedLineBytes).to.be.above(0).and.at.most(maxBufferedLineBytes)
+    const errors = seen.flatMap(s => s.lines).map(l => JSON.parse(l))
+    expect(errors).to.have.length(refused)
+    for (const e of errors) {
+      expect(e.error.code).to.equal(-32000)
+      expect(e.error.data).to.deep.equal({ code: 'ERR_IPC_BUFFER_FULL', maxBufferedLineBytes })
+    }
+    expect(seen.filter(s => s.closed)).to.have.length(refused)
+    expect(await metric('blyd_ipc_refusals_total{reason="lines"}')).to.equal(held.ipc.refused.lines)
+    expect(await metric('blyd_ipc_buffered_line_bytes')).to.be.above(0)
+    for (const s of sockets) {
+      s.destroy()
     }
   })
 })
