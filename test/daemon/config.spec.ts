@@ -78,6 +78,8 @@ describe('daemon config', () => {
   it('IPC limits: defaults, config.json < env < flags, and a line budget at least one line', async () => {
     const defaults = await loadConfig({ dataDir: dir, env: {} })
     expect(defaults).to.include({ ipcMaxConnections: DEFAULT_IPC_MAX_CONNECTIONS, ipcMaxBatch: DEFAULT_IPC_MAX_BATCH, ipcMaxBufferedLineBytes: 2 * DEFAULT_IPC_MAX_LINE_BYTES })
+    // the documented defaults (README, test/daemon/ipc-limits.spec.ts)
+    expect(defaults).to.include({ ipcMaxConnections: 128, ipcMaxBatch: 100, ipcMaxBufferedLineBytes: 32 * 1024 * 1024 })
     expect((await loadConfig({ dataDir: dir, env: {}, flags: { ipcMaxLineBytes: '4096' } })).ipcMaxBufferedLineBytes).to.equal(2 * 4096)
     await writeFile(join(dir, 'config.json'), JSON.stringify({ ipcMaxConnections: 16, ipcMaxBatch: 10, ipcMaxBufferedLineBytes: 1 << 20, ipcMaxLineBytes: 4096 }))
     expect(await loadConfig({ dataDir: dir, env: {} })).to.include({ ipcMaxConnections: 16, ipcMaxBatch: 10, ipcMaxBufferedLineBytes: 1 << 20, ipcMaxLineBytes: 4096 })
