@@ -11,14 +11,13 @@
  * maxBatch calls (more: one -32600 error) and runs at most batchConcurrency of
  * them at once. A line nested deeper than maxDepth, with more than maxValues
  * values, or a batch past maxBatch, is refused by a linear scan before
- * JSON.parse. One unfinished line holds at
- * most maxLineBytes, and all of them together at most maxBufferedLineBytes: the
- * connection whose line would pass that gets an error line and is closed. Lines
- * of IPC_HEAVY_LINE_BYTES or more are parsed one per turn of the event loop
- * (their connection is not read meanwhile; they stay counted in that budget
- * until parsed), so other connections are served between them. At
- * most maxConnections connections are held: one more gets an error line and is
- * closed.
+ * JSON.parse. One unfinished line holds at most maxLineBytes, and all of them
+ * together at most maxBufferedLineBytes: the connection whose line would pass
+ * that gets an error line and is closed. Lines of IPC_HEAVY_LINE_BYTES or more
+ * are parsed one per turn of the event loop (their connection is not read
+ * meanwhile; they stay counted in that budget until parsed), so other
+ * connections are served between them. At most maxConnections connections are
+ * held: one more gets an error line and is closed.
  * Each refusal is counted (stats().refused, the `onRefusal` event).
  * Answers on one connection go out in the order their calls finish; lines are
  * read, and calls started, in the order they arrive.
@@ -62,7 +61,7 @@ export interface IpcServerEvents {
   onRequest?(method: string): void
   /** called for every error response: JSON-RPC code plus the BlydError code if any */
   onError?(rpcCode: number, code: string | undefined): void
-  /** a limit refused a connection, a batch, a deep line or an unfinished line */
+  /** a limit refused a connection, a batch, a deep line, a line of too many values or an unfinished line */
   onRefusal?(reason: IpcRefusal): void
   /** a connection stopped being read because its answers were not being read */
   onBackpressure?(): void
