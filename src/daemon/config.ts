@@ -37,6 +37,12 @@
  * models with layers wide enough to pay, else 0 (the main thread)
  * - ipcSocket (string): IPC socket path (relative paths are inside the data dir)
  * - ipcMaxLineBytes (number): longest IPC request line accepted
+ * - ipcMaxBufferedLineBytes (number | null): bytes of unfinished IPC request
+ * lines held over all connections; a connection whose line would pass it is
+ * answered with an error and closed (null: 2 x ipcMaxLineBytes; at least ipcMaxLineBytes)
+ * - ipcMaxConnections (number 1..65536): IPC connections held at once; one
+ * more is answered with an error line and closed
+ * - ipcMaxBatch (number 1..100000): calls one JSON-RPC batch may hold
  * - logLevel (string): error | warn | info | debug
  */
 import { readFile } from 'node:fs/promises'
@@ -47,7 +53,7 @@ import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
 import { STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
-  DEFAULT_DIRECT_CHANNEL, DEFAULT_DIRECT_CHANNEL_PORT, DEFAULT_IPC_MAX_LINE_BYTES, DIRECT_CHANNEL_MODES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
+  DEFAULT_DIRECT_CHANNEL, DEFAULT_DIRECT_CHANNEL_PORT, DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES, IPC_BUFFERED_LINES_PER_MAX_LINE, DIRECT_CHANNEL_MODES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
   MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MAX_STAGE_CACHE_POSITIONS, MAX_STAGE_SESSIONS, MAX_STEP_TIMEOUT_MS, MIN_RECORD_TTL_MS, MIN_STEP_TIMEOUT_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
@@ -90,6 +96,12 @@ export interface BlydConfig {
   /** absolute path of the IPC socket */
   ipcSocket: string
   ipcMaxLineBytes: number
+  /** bytes of unfinished IPC request lines over all connections (resolved: never null) */
+  ipcMaxBufferedLineBytes: number
+  /** IPC connections held at once */
+  ipcMaxConnections: number
+  /** calls one JSON-RPC batch may hold */
+  ipcMaxBatch: number
   logLevel: LogLevel
 }
 
@@ -327,6 +339,32 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     kind: 'number',
     parse: integerIn(1024, 2 ** 30)
   },
+  ipcMaxBufferedLineBytes: {
+    env: 'BLYD_IPC_MAX_BUFFERED_LINE_BYTES',
+    flag: 'ipc-max-buffered-line-bytes',
+    describe: `bytes of unfinished IPC request lines held over all connections (default ${IPC_BUFFERED_LINES_PER_MAX_LINE} x ipcMaxLineBytes)`,
+    kind: 'number',
+    parse: (value, where) => {
+      if (value !== null && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1024 || value > 2 ** 36)) {
+        fail(where, `must be an integer from 1024 to ${2 ** 36}, or null (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  ipcMaxConnections: {
+    env: 'BLYD_IPC_MAX_CONNECTIONS',
+    flag: 'ipc-max-connections',
+    describe: 'IPC connections held at once; one more is answered with an error and closed',
+    kind: 'number',
+    parse: integerIn(1, 65_536)
+  },
+  ipcMaxBatch: {
+    env: 'BLYD_IPC_MAX_BATCH',
+    flag: 'ipc-max-batch',
+    describe: 'calls one JSON-RPC batch may hold over IPC; a longer batch is answered with an error',
+    kind: 'number',
+    parse: integerIn(1, 100_000)
+  },
   logLevel: {
     env: 'BLYD_LOG_LEVEL',
     flag: 'log-level',
@@ -387,6 +425,9 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     workers: DEFAULT_WORKERS,
     ipcSocket: join(dataDir, SOCKET_FILE_NAME),
     ipcMaxLineBytes: DEFAULT_IPC_MAX_LINE_BYTES,
+    ipcMaxBufferedLineBytes: null,
+    ipcMaxConnections: DEFAULT_IPC_MAX_CONNECTIONS,
+    ipcMaxBatch: DEFAULT_IPC_MAX_BATCH,
     logLevel: DEFAULT_LOG_LEVEL
   }
 }
@@ -497,6 +538,12 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     throw new ConfigError(`IPC socket path is too long for a Unix socket (${Buffer.byteLength(ipcSocket)} > ${MAX_SOCKET_PATH_BYTES} bytes): ${ipcSocket}; set ipcSocket to a shorter path`)
   }
 
+  const ipcMaxLineBytes = values.ipcMaxLineBytes as number
+  const bufferedLines = values.ipcMaxBufferedLineBytes as number | null
+  if (bufferedLines != null && bufferedLines < ipcMaxLineBytes) {
+    throw new ConfigError(`ipcMaxBufferedLineBytes (${bufferedLines}) must be at least ipcMaxLineBytes (${ipcMaxLineBytes}): one line of the longest size must fit`)
+  }
+
   return {
     dataDir,
     listen: values.listen as string[],
@@ -518,7 +565,10 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     backend: values.backend as Backend,
     workers: values.workers as WorkersSetting,
     ipcSocket,
-    ipcMaxLineBytes: values.ipcMaxLineBytes as number,
+    ipcMaxLineBytes,
+    ipcMaxBufferedLineBytes: bufferedLines ?? IPC_BUFFERED_LINES_PER_MAX_LINE * ipcMaxLineBytes,
+    ipcMaxConnections: values.ipcMaxConnections as number,
+    ipcMaxBatch: values.ipcMaxBatch as number,
     logLevel: values.logLevel as LogLevel
   }
 }

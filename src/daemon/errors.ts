@@ -10,6 +10,16 @@ export const DaemonErrorCode = {
   Ipc: 'ERR_IPC',
   IpcClosed: 'ERR_IPC_CLOSED',
   LineTooLong: 'ERR_IPC_LINE_TOO_LONG',
+  /** a JSON-RPC batch with more calls than ipcMaxBatch */
+  BatchTooLarge: 'ERR_IPC_BATCH_TOO_LARGE',
+  /** a request nested deeper than IPC_MAX_JSON_DEPTH */
+  TooDeep: 'ERR_IPC_TOO_DEEP',
+  /** a request with more JSON values than IPC_MAX_JSON_VALUES */
+  TooManyValues: 'ERR_IPC_TOO_MANY_VALUES',
+  /** unfinished request lines over all connections would pass ipcMaxBufferedLineBytes */
+  LinesBudget: 'ERR_IPC_BUFFER_FULL',
+  /** ipcMaxConnections connections are open already */
+  TooManyConnections: 'ERR_IPC_TOO_MANY_CONNECTIONS',
   InvalidParams: 'ERR_INVALID_PARAMS',
   NotFound: 'ERR_NOT_FOUND',
   Payload: 'ERR_PAYLOAD',
