@@ -12,7 +12,8 @@
  * subspace iteration (lowrank.ts); 1-D tensors dense f32.
  *
  * Tensors whose difference is all zero are left out; a unit with no
- * changed tensor gives no delta (null).
+ * changed tensor gives no delta (null). Dense tensors of the result share
+ * the caller's difference arrays (no copy).
  */
 import { DELTA_CODECS } from '../protocols/delta.ts'
 import { deltaTensorValues } from './delta-apply.ts'
@@ -160,14 +161,14 @@ function encodeTensor (name: string, t: F32Tensor, o: Required<DeltaEncodeOption
   const dims = [...t.shape]
   switch (o.codec) {
     case 'f32':
-      return { kind: 'dense', name, dims, values: Float32Array.from(t.values) }
+      return { kind: 'dense', name, dims, values: t.values }
     case 'int8':
       return encodeInt8(name, t)
     case 'sparse':
       return encodeSparse(name, t, o.density)
     default: { // lowrank
       if (dims.length !== 2) {
-        return { kind: 'dense', name, dims, values: Float32Array.from(t.values) }
+        return { kind: 'dense', name, dims, values: t.values }
       }
       const f = lowRankFactors(t.values, dims[0], dims[1], o)
       return { kind: 'lowrank', name, dims, rank: f.rank, us: f.us, vt: f.vt }
