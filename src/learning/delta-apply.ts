@@ -30,17 +30,19 @@ export function deltaTensorValues (t: DeltaTensor): Float32Array {
       break
     case 'int8': {
       const { rows, cols } = deltaRows(t.dims)
+      const { scales, q } = t
       for (let r = 0; r < rows; r++) {
-        const s = t.scales[r]
+        const s = scales[r]
         for (let i = r * cols; i < (r + 1) * cols; i++) {
-          out[i] = Math.fround(t.q[i] * s)
+          out[i] = Math.fround(q[i] * s)
         }
       }
       break
     }
     case 'sparse':
-      for (let i = 0; i < t.indices.length; i++) {
-        out[t.indices[i]] = Math.fround(t.q[i] * t.scale)
+      const { indices, q, scale } = t
+      for (let i = 0; i < indices.length; i++) {
+        out[indices[i]] = Math.fround(q[i] * scale)
       }
       break
     default: { // lowrank
@@ -60,13 +62,13 @@ export function deltaTensorValues (t: DeltaTensor): Float32Array {
 
 /** acc[j] = +0 + us[i, 0] vt[0, j] + ... + us[i, r-1] vt[r-1, j], summed in k order in float64 */
 function lowRankRow (t: Extract<DeltaTensor, { kind: 'lowrank' }>, i: number, cols: number, acc: Float64Array): void {
-  const r = t.rank
+  const { rank: r, us, vt } = t
   acc.fill(0)
   for (let k = 0; k < r; k++) {
-    const u = t.us[i * r + k]
+    const u = us[i * r + k]
     const vo = k * cols
     for (let j = 0; j < cols; j++) {
-      acc[j] += u * t.vt[vo + j]
+      acc[j] += u * vt[vo + j]
     }
   }
 }
@@ -92,9 +94,11 @@ function applyTensor (w: Float32Array, t: DeltaTensor): void {
     case 'int8': {
       const { rows, cols } = deltaRows(t.dims)
       const q = t.q
+      const scales = t.scales
       for (let r = 0; r < rows; r++) {
-        const s = t.scales[r]
-        for (let i = r * cols; i < (r + 1) * cols; i++) {
+        const s = scales[r]
+        const end = (r + 1) * cols
+        for (let i = r * cols; i < end; i++) {
           const x = w[i] = Math.fround(w[i] + Math.fround(q[i] * s))
           if (x - x !== 0) {
             nonFinite(name, i, x)
@@ -104,10 +108,10 @@ function applyTensor (w: Float32Array, t: DeltaTensor): void {
       break
     }
     case 'sparse': {
-      const s = t.scale
-      for (let e = 0; e < t.indices.length; e++) {
-        const i = t.indices[e]
-        const x = w[i] = Math.fround(w[i] + Math.fround(t.q[e] * s))
+      const { indices, q, scale: s } = t
+      for (let e = 0; e < indices.length; e++) {
+        const i = indices[e]
+        const x = w[i] = Math.fround(w[i] + Math.fround(q[e] * s))
         if (x - x !== 0) {
           nonFinite(name, i, x)
         }

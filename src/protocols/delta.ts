@@ -37,6 +37,8 @@ export const MAX_DELTA_ELEMENTS = 0xffffffff
 export const DELTA_ZSTD_LEVEL = 3
 /** largest zstd window (log2 bytes) a decoder accepts: zstd's own default limit; level 3 uses 2^21 */
 export const DELTA_ZSTD_WINDOW_LOG_MAX = 27
+/** largest output chunk the decompressor allocates up front (bodies above it are gathered in chunks of this size) */
+const DECOMPRESS_CHUNK_MAX = 64 * 1024 * 1024
 /** fixed header: magic, version, codec, tensor count */
 const HEADER_BYTES = 4 + 1 + 1 + 4
 
@@ -184,38 +186,44 @@ function checkLength (actual: number, expected: number, what: string, tensor: st
 /** int8 canonical form: q in [-127, 127]; per row, scale 0 <=> all q 0, scale > 0 => max |q| = 127. */
 function checkInt8 (t: Int8DeltaTensor): void {
   const { rows, cols } = deltaRows(t.dims)
-  checkFinite(t.scales, 'scale', t.name)
+  const { scales, q } = t
+  checkFinite(scales, 'scale', t.name)
   for (let r = 0; r < rows; r++) {
-    const scale = t.scales[r]
+    const scale = scales[r]
     checkScale(scale, `row ${r} scale`, t.name)
     let max = 0
+    let min = 0
     const end = (r + 1) * cols
     for (let i = r * cols; i < end; i++) {
-      const q = t.q[i]
-      if (q === -128) {
-        fail(E.BAD_QUANT, `q[${i}] is -128 (the range is [-127, 127])`, t.name)
+      const v = q[i]
+      if (v > max) {
+        max = v
       }
-      const a = q < 0 ? -q : q
-      if (a > max) {
-        max = a
+      if (v < min) {
+        min = v
       }
     }
-    if (scale === 0 ? max !== 0 : max !== 127) {
-      fail(E.BAD_QUANT, `row ${r}: scale ${scale} with max |q| ${max} (scale 0 needs all q 0, else max |q| is 127)`, t.name)
+    if (min === -128) {
+      fail(E.BAD_QUANT, `row ${r} holds a q of -128 (the range is [-127, 127])`, t.name)
+    }
+    const top = Math.max(max, -min)
+    if (scale === 0 ? top !== 0 : top !== 127) {
+      fail(E.BAD_QUANT, `row ${r}: scale ${scale} with max |q| ${top} (scale 0 needs all q 0, else max |q| is 127)`, t.name)
     }
   }
 }
 
 /** sparse canonical form: indices ascending < n; q in [-127, 127] \ {0}; k = 0 <=> scale 0; k > 0 => max |q| = 127. */
 function checkSparse (t: SparseDeltaTensor, n: number): void {
-  const k = t.indices.length
+  const { indices, q: qs } = t
+  const k = indices.length
   if (k > n) {
     fail(E.K_RANGE, `k ${k} exceeds the ${n} elements`, t.name)
   }
   checkScale(t.scale, 'scale', t.name)
   let prev = -1
   for (let i = 0; i < k; i++) {
-    const idx = t.indices[i]
+    const idx = indices[i]
     if (idx <= prev || idx >= n) {
       fail(E.INDEX_ORDER, `index ${i} (${idx}) is not in (${prev}, ${n})`, t.name)
     }
@@ -223,7 +231,7 @@ function checkSparse (t: SparseDeltaTensor, n: number): void {
   }
   let max = 0
   for (let i = 0; i < k; i++) {
-    const q = t.q[i]
+    const q = qs[i]
     if (q === 0 || q === -128) {
       fail(E.BAD_QUANT, `q[${i}] is ${q} (sparse values are in [-127, 127] without 0)`, t.name)
     }
@@ -313,11 +321,12 @@ function tensorBodyLength (t: DeltaTensor, n: number): number {
     case 'int8': return 4 * t.scales.length + n
     case 'lowrank': return 2 + 4 * (t.us.length + t.vt.length)
     default: { // sparse
+      const indices = t.indices
       let len = 8 + t.q.length
       let prev = -1
-      for (let i = 0; i < t.indices.length; i++) {
-        len += varintLength(t.indices[i] - prev - 1)
-        prev = t.indices[i]
+      for (let i = 0; i < indices.length; i++) {
+        len += varintLength(indices[i] - prev - 1)
+        prev = indices[i]
       }
       return len
     }
@@ -372,6 +381,21 @@ function entryLength (e: BodyEntry): number {
   return 2 + e.name.length + 1 + 4 * e.t.dims.length + e.bodyLength
 }
 
+/** Where an entry's bytes go, in order: a body being written, or a body being compared against. */
+interface ByteSink {
+  put: (chunk: Uint8Array) => void
+}
+
+/** A sink writing into `out` from `pos`. */
+function writer (out: Uint8Array, pos: number): ByteSink {
+  return {
+    put: chunk => {
+      out.set(chunk, pos)
+      pos += chunk.length
+    }
+  }
+}
+
 /** Writes checked entries, already in name order. */
 function writeBody (codec: DeltaCodec, entries: BodyEntry[]): Uint8Array {
   let size = HEADER_BYTES
@@ -382,11 +406,10 @@ function writeBody (codec: DeltaCodec, entries: BodyEntry[]): Uint8Array {
     fail(E.TOO_LARGE, `body of ${size} bytes exceeds ${MAX_DELTA_BODY}`)
   }
   const out = new Uint8Array(size)
-  out.set(writeHeader(codec, entries.length), 0)
-  let pos = HEADER_BYTES
+  const sink = writer(out, 0)
+  sink.put(writeHeader(codec, entries.length))
   for (const e of entries) {
-    writeEntry(out.subarray(pos, pos + entryLength(e)), e)
-    pos += entryLength(e)
+    writeEntry(sink, e)
   }
   return out
 }
@@ -400,47 +423,66 @@ function writeHeader (codec: DeltaCodec, count: number): Uint8Array {
   return out
 }
 
-/** Writes one entry into `out` (exactly entryLength(e) bytes). */
-function writeEntry (out: Uint8Array, { t, name }: BodyEntry): void {
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength)
+/**
+ * Puts one entry: its small fields as fresh bytes, its bulk arrays
+ * (values, scales, q, factors) as views of the arrays, never copied.
+ */
+function writeEntry (sink: ByteSink, { t, name }: BodyEntry): void {
+  const extra = t.kind === 'lowrank' ? 2 : 0
+  const head = new Uint8Array(2 + name.length + 1 + 4 * t.dims.length + extra)
+  const view = new DataView(head.buffer)
   view.setUint16(0, name.length, true)
-  out.set(name, 2)
+  head.set(name, 2)
   let pos = 2 + name.length
-  out[pos++] = t.dims.length
+  head[pos++] = t.dims.length
   for (const d of t.dims) {
     view.setUint32(pos, d, true)
     pos += 4
   }
   switch (t.kind) {
     case 'dense':
-      out.set(bytesOf(t.values), pos)
+      sink.put(head)
+      sink.put(bytesOf(t.values))
       break
     case 'int8':
-      out.set(bytesOf(t.scales), pos)
-      out.set(bytesOf(t.q), pos + t.scales.byteLength)
+      sink.put(head)
+      sink.put(bytesOf(t.scales))
+      sink.put(bytesOf(t.q))
       break
     case 'sparse': {
-      const k = t.indices.length
-      view.setUint32(pos, k, true)
-      view.setFloat32(pos + 4, t.scale, true)
-      pos += 8
+      sink.put(head)
+      const indices = t.indices
+      const k = indices.length
+      let len = 8
       let prev = -1
       for (let i = 0; i < k; i++) {
-        let v = t.indices[i] - prev - 1
-        prev = t.indices[i]
+        len += varintLength(indices[i] - prev - 1)
+        prev = indices[i]
+      }
+      const fields = new Uint8Array(len)
+      const fv = new DataView(fields.buffer)
+      fv.setUint32(0, k, true)
+      fv.setFloat32(4, t.scale, true)
+      let at = 8
+      prev = -1
+      for (let i = 0; i < k; i++) {
+        let v = indices[i] - prev - 1
+        prev = indices[i]
         while (v > 0x7f) {
-          out[pos++] = (v & 0x7f) | 0x80
+          fields[at++] = (v & 0x7f) | 0x80
           v = Math.floor(v / 128)
         }
-        out[pos++] = v
+        fields[at++] = v
       }
-      out.set(bytesOf(t.q), pos)
+      sink.put(fields)
+      sink.put(bytesOf(t.q))
       break
     }
     default: // lowrank
       view.setUint16(pos, t.rank, true)
-      out.set(bytesOf(t.us), pos + 2)
-      out.set(bytesOf(t.vt), pos + 2 + t.us.byteLength)
+      sink.put(head)
+      sink.put(bytesOf(t.us))
+      sink.put(bytesOf(t.vt))
       break
   }
 }
@@ -651,20 +693,22 @@ export function decodeDeltaBody (body: Uint8Array, options: Pick<DecodeDeltaOpti
   if (r.remaining !== 0) {
     fail(E.TRAILING_BYTES, `${r.remaining} bytes after the last tensor`)
   }
-  // every field was checked as it was read; writing the delta back must give the same bytes
-  // (entry by entry, so the check never holds a second copy of a large body)
-  if (compareBytes(writeHeader(codec, count), body.subarray(0, HEADER_BYTES)) !== 0) {
-    fail(E.NOT_CANONICAL, 'body header does not re-encode to the same bytes')
-  }
-  let pos = HEADER_BYTES
-  for (const e of entries) {
-    const len = entryLength(e)
-    const again = new Uint8Array(len)
-    writeEntry(again, e)
-    if (compareBytes(again, body.subarray(pos, pos + len)) !== 0) {
-      fail(E.NOT_CANONICAL, 'tensor does not re-encode to the same bytes', e.t.name)
+  // every field was checked as it was read; writing the delta back must give the same bytes.
+  // The comparison runs piece by piece against the body: no second copy of a large body.
+  let pos = 0
+  let culprit: string | undefined
+  const compare: ByteSink = {
+    put: chunk => {
+      if (chunk.length > body.length - pos || compareBytes(chunk, body.subarray(pos, pos + chunk.length)) !== 0) {
+        fail(E.NOT_CANONICAL, 'body does not re-encode to the same bytes', culprit)
+      }
+      pos += chunk.length
     }
-    pos += len
+  }
+  compare.put(writeHeader(codec, count))
+  for (const e of entries) {
+    culprit = e.t.name
+    writeEntry(compare, e)
   }
   if (pos !== body.length) {
     fail(E.NOT_CANONICAL, 'body length differs from its re-encoding')
@@ -706,6 +750,8 @@ export function decompressDeltaPayload (payload: Uint8Array, maxBodyBytes: numbe
   try {
     const body = zstdDecompressSync(payload, {
       maxOutputLength: maxBodyBytes,
+      // one output chunk when the frame declares its size (no concatenation of many small chunks), capped against a lying header
+      chunkSize: Math.max(64 * 1024, Math.min(frame.contentSize ?? 0, DECOMPRESS_CHUNK_MAX)),
       params: { [zlibConstants.ZSTD_d_windowLogMax]: DELTA_ZSTD_WINDOW_LOG_MAX }
     })
     return new Uint8Array(body.buffer, body.byteOffset, body.byteLength)
