@@ -39,12 +39,13 @@ export function deltaTensorValues (t: DeltaTensor): Float32Array {
       }
       break
     }
-    case 'sparse':
+    case 'sparse': {
       const { indices, q, scale } = t
       for (let i = 0; i < indices.length; i++) {
         out[indices[i]] = Math.fround(q[i] * scale)
       }
       break
+    }
     default: { // lowrank
       const { rows, cols } = deltaRows(t.dims)
       const acc = new Float64Array(cols)

@@ -383,7 +383,7 @@ function entryLength (e: BodyEntry): number {
 
 /** Where an entry's bytes go, in order: a body being written, or a body being compared against. */
 interface ByteSink {
-  put: (chunk: Uint8Array) => void
+  put(chunk: Uint8Array): void
 }
 
 /** A sink writing into `out` from `pos`. */
