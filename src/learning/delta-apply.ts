@@ -64,12 +64,28 @@ export function deltaTensorValues (t: DeltaTensor): Float32Array {
 /** acc[j] = +0 + us[i, 0] vt[0, j] + ... + us[i, r-1] vt[r-1, j], summed in k order in float64 */
 function lowRankRow (t: Extract<DeltaTensor, { kind: 'lowrank' }>, i: number, cols: number, acc: Float64Array): void {
   const { rank: r, us, vt } = t
+  const uo = i * r
   acc.fill(0)
-  for (let k = 0; k < r; k++) {
-    const u = us[i * r + k]
+  let k = 0
+  // four k at a time: JavaScript adds left to right, so each element still sums in k order
+  for (; k + 4 <= r; k += 4) {
+    const u0 = us[uo + k]
+    const u1 = us[uo + k + 1]
+    const u2 = us[uo + k + 2]
+    const u3 = us[uo + k + 3]
+    const o0 = k * cols
+    const o1 = o0 + cols
+    const o2 = o1 + cols
+    const o3 = o2 + cols
+    for (let j = 0; j < cols; j++) {
+      acc[j] = acc[j] + u0 * vt[o0 + j] + u1 * vt[o1 + j] + u2 * vt[o2 + j] + u3 * vt[o3 + j]
+    }
+  }
+  for (; k < r; k++) {
+    const u = us[uo + k]
     const vo = k * cols
     for (let j = 0; j < cols; j++) {
-      acc[j] += u * vt[vo + j]
+      acc[j] = acc[j] + u * vt[vo + j]
     }
   }
 }

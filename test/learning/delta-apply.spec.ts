@@ -53,6 +53,14 @@ describe('learning/delta-apply', () => {
       vt[6] = -(2 ** 53)
       const delta: Delta = { codec: 'lowrank', tensors: [{ kind: 'lowrank', name: 'w', dims: [3, 3], rank: 3, us, vt }] }
       expect(after(weights(new Array(9).fill(0.25), [3, 3]), delta)[0]).to.equal(0.25)
+      // rank 5 (the four-at-a-time path, then one more): ((((2^53 + 1) - 2^53) + 1) + 1) = 2
+      const us5 = new Float32Array(25)
+      us5.set([1, 1, 1, 1, 1], 0)
+      const vt5 = new Float32Array(25)
+      vt5.set([2 ** 53, 1, -(2 ** 53), 1, 1].flatMap(x => [x, 0, 0, 0, 0]), 0)
+      const delta5: Delta = { codec: 'lowrank', tensors: [{ kind: 'lowrank', name: 'w', dims: [5, 5], rank: 5, us: us5, vt: vt5 }] }
+      expect(after(weights(new Array(25).fill(0.25), [5, 5]), delta5)[0]).to.equal(2.25)
+      expect(deltaTensorValues(delta5.tensors[0])[0]).to.equal(2)
     })
   })
 
