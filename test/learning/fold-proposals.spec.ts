@@ -21,6 +21,7 @@ import { World, evalWindowsOf, hexOf } from './fold-world.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
 import type { GovernanceNode } from '../../src/learning/fold/governance.ts'
 import type { ModelFold, ProposalExplain } from '../../src/learning/fold/types.ts'
+import type { ParamsBody } from '../../src/protocols/params.ts'
 
 const [alice, bob, carol, dave] = [1, 2, 3, 4].map(n => signer(n))
 const pete = signer(10)
@@ -48,7 +49,7 @@ describe('learning/fold: proposals and versions', function () {
   }
 
   /** a model validated by alice, bob and carol (n = 3, quorum 2); returns the world and the governance state */
-  async function threeValidators (genesis?: Parameters<World['init']>[0]['genesis']): Promise<{ world: World, g: Uint8Array }> {
+  async function threeValidators (genesis?: ParamsBody | null): Promise<{ world: World, g: Uint8Array }> {
     const world = await new World(alice).init({ genesis })
     const g1 = (await world.govern([alice], { kind: 'validators.add', key: bob.publicKey }, world.g0)).next
     const g = (await world.govern([alice, bob], { kind: 'validators.add', key: carol.publicKey }, g1)).next
