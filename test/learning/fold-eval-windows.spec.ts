@@ -10,14 +10,13 @@ import { BlockType, ChainId } from '../../src/chain/types.ts'
 import { addDataset, findDataset, loadDatasetWindows } from '../../src/learning/dataset-store.ts'
 import { EvalWindowsCache } from '../../src/learning/fold/eval-windows.ts'
 import { foldModel } from '../../src/learning/fold/fold.ts'
-import { initialGovernanceId, initialVersionId, nextVersionId } from '../../src/learning/fold/ids.ts'
+import { initialGovernanceId, initialVersionId, nextGovernanceId, nextVersionId } from '../../src/learning/fold/ids.ts'
+import { attestationBlock, deltaBlock, motionBlock, paramsBlock, proposalBlock, voteBlock } from '../../src/learning/new-blocks.ts'
 import { defaultParams } from '../../src/learning/params-defaults.ts'
 import { sampleFor, signSeed } from '../../src/learning/pol/seed.ts'
 import { importModel } from '../../src/model/import/importer.ts'
-import { encodeAttestationPayload } from '../../src/protocols/attestation.ts'
-import { encodeParams } from '../../src/protocols/params.ts'
 import { openStore, removeDir, signer, tempDir } from '../chain/helpers.ts'
-import { DELTA_PAYLOAD, attestationFields, bytes, deltaFields, fieldMap, proposalFields } from '../chain/learning-helpers.ts'
+import { DELTA_PAYLOAD, fieldMap } from '../chain/learning-helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
 import { hexOf } from './fold-world.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
@@ -82,24 +81,33 @@ describe('learning/fold: eval windows from stored datasets', function () {
     expect(cache.size).to.equal(1)
   })
 
-  it('an attestation sampled from the stored dataset\'s windows is counted and accepts the proposal (1 of 1)', async () => {
-    const params = encodeParams(defaultParams())
-    await store.createBlock({ chain: ChainId.A, type: BlockType.Params, parents: [model], fields: fieldMap({ model: bytes(model) }), payload: params }, importer)
+  it('an attestation sampled from the stored dataset\'s windows is counted and accepts the proposal; blocks built with new-blocks.ts', async () => {
+    await store.createBlock(paramsBlock(model, defaultParams()), importer)
     const v0 = initialVersionId(model)
+    const g0 = initialGovernanceId(model)
     const [layer] = await store.byModelUnit(model, 1)
-    const delta = await store.createBlock({ chain: ChainId.B, type: BlockType.Delta, parents: [model, layer.id], fields: fieldMap(deltaFields(model, 1, v0)), payload: DELTA_PAYLOAD }, proposer)
-    const proposal = await store.createBlock({ chain: ChainId.A, type: BlockType.Proposal, parents: [model, dataset, delta.id], fields: fieldMap(proposalFields(model, v0, initialGovernanceId(model), dataset)) }, proposer)
+    const delta = await store.createBlock(deltaBlock({ model, layer: layer.id, unit: 1, base: v0, codec: 'sparse', tensors: 3, payload: DELTA_PAYLOAD }), proposer)
+    const proposal = await store.createBlock(proposalBlock({ model, base: v0, governance: g0, dataset, deltas: [delta.id], claimedBase: 3_000_000n, claimedAfter: 2_900_000n }), proposer)
     const seedSig = await signSeed(importer, proposal.id)
     const cache = new EvalWindowsCache({ store })
     const windows = sampleFor(seedSig, await cache.get(dataset, model), 64)
     const base = windows.map((_, i) => 3_000_000n + BigInt(i * 997 % 5000))
-    const payload = encodeAttestationPayload([{ datasetId: dataset, windows, base, cand: base.map(b => b - b / 40n) }])
-    await store.createBlock({ chain: ChainId.A, type: BlockType.Attestation, parents: [proposal.id], fields: fieldMap(attestationFields(model, proposal.id, seedSig)), payload }, importer)
-    const f = await foldModel(store, model, { evalWindows: cache.provider(model) })
+    await store.createBlock(attestationBlock({ model, proposal: proposal.id, seedSig, reason: 'ok', measurements: [{ datasetId: dataset, windows, base, cand: base.map(b => b - b / 40n) }] }), importer)
+    let f = await foldModel(store, model, { evalWindows: cache.provider(model) })
     const shown = f.proposals.find(p => p.id === hexOf(proposal.id))
-    expect(shown).to.include({ status: 'accepted', accepts: 1, quorum: 1, validators: 1 })
+    expect(shown).to.include({ status: 'accepted', accepts: 1, quorum: 1, validators: 1, claimedBase: '3000000' })
     expect(shown?.gain).to.be.closeTo(0.025, 0.0001)
     expect(f.live.id).to.equal(hexOf(nextVersionId(v0, proposal.id)))
     expect(f.live.units).to.deep.equal([{ unit: 1, deltas: [hexOf(delta.id)] }])
+    // governance with the builders: the importer adds the proposer, then both must sign (2 of 2)
+    const m1 = await store.createBlock(motionBlock(model, g0, { kind: 'validators.add', key: proposer.publicKey }), importer)
+    const g1 = nextGovernanceId(g0, m1.id)
+    const m2 = await store.createBlock(motionBlock(model, g1, { kind: 'params.set', params: { sampleWindows: 32 } }), proposer)
+    f = await foldModel(store, model, { evalWindows: cache.provider(model) })
+    expect(f.governance.current.id).to.equal(hexOf(g1))
+    await store.createBlock(voteBlock(model, m2.id), importer)
+    f = await foldModel(store, model, { evalWindows: cache.provider(model) })
+    expect(f.governance.current).to.include({ id: hexOf(nextGovernanceId(g1, m2.id)), quorum: 2 })
+    expect(f.governance.current.params?.sampleWindows).to.equal(32)
   })
 })
