@@ -79,7 +79,11 @@ describe('Proposal header fuzz', function () {
           case 0: fields.delete(pick(KEYS)); break
           case 1: fields.set(pick(KEYS), randomValue()); break
           case 2: fields.set(pick(['note', 'density', 'z']), randomValue()); break
-          case 3: parents = parents.filter((_, i) => i !== r.below(parents.length)); break
+          case 3: {
+            const drop = r.below(parents.length)
+            parents = parents.filter((_, i) => i !== drop)
+            break
+          }
           case 4: parents.push(pick(known)); break
           case 5: parents.push(randomId()); break
           case 6: parents = [pick(known), pick(known)]; break
@@ -132,6 +136,5 @@ describe('Proposal header fuzz', function () {
     expect(fold.proposals.length).to.be.greaterThan(0)
     expect(fold.proposals.every(p => p.status !== 'accepted')).to.equal(true)
     expect(fold.live.index).to.equal(0)
-    console.log('      outcomes:', JSON.stringify(Object.fromEntries([...outcomes].sort())), 'stored proposals:', proposals)
   })
 })
