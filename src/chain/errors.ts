@@ -41,6 +41,54 @@ export const ChainErrorCode = {
   DatasetPayload: 'ERR_DATASET_BLOCK_PAYLOAD',
   /** an ids Dataset block that does not list its model as a parent, or whose model is not a ModelManifest */
   DatasetParent: 'ERR_DATASET_BLOCK_PARENT',
+  /** a Delta block's header fields: one missing, of the wrong kind or out of range, or one it may not carry */
+  DeltaFields: 'ERR_DELTA_BLOCK_FIELDS',
+  /** a Delta block whose `codec` is not one of f32, int8, sparse, lowrank */
+  DeltaCodec: 'ERR_DELTA_BLOCK_CODEC',
+  /** a Delta block without a payload */
+  DeltaPayload: 'ERR_DELTA_BLOCK_PAYLOAD',
+  /** a Delta block not listing its model manifest and a Layer block of its model and unit */
+  DeltaParent: 'ERR_DELTA_BLOCK_PARENT',
+  /** a Proposal block's header fields */
+  ProposalFields: 'ERR_PROPOSAL_BLOCK_FIELDS',
+  /** a Proposal block with a payload (it has none) */
+  ProposalPayload: 'ERR_PROPOSAL_BLOCK_PAYLOAD',
+  /** a Proposal block not listing its model manifest and its Dataset block */
+  ProposalParent: 'ERR_PROPOSAL_BLOCK_PARENT',
+  /** a Proposal block listing no Delta block, or one naming another model or base version */
+  ProposalDeltas: 'ERR_PROPOSAL_BLOCK_DELTAS',
+  /** a Proposal block listing a Delta block someone else authored */
+  ProposalDeltaAuthor: 'ERR_PROPOSAL_BLOCK_DELTA_AUTHOR',
+  /** a Proposal block listing two Delta blocks of one unit */
+  ProposalDeltaUnits: 'ERR_PROPOSAL_BLOCK_DELTA_UNITS',
+  /** an Attestation block's header fields (verdict, reason, seedSig) */
+  AttestationFields: 'ERR_ATTESTATION_BLOCK_FIELDS',
+  /** an Attestation block without a payload, or one over MAX_ATTESTATION_BYTES */
+  AttestationPayload: 'ERR_ATTESTATION_BLOCK_PAYLOAD',
+  /** an Attestation block not listing its proposal, or whose proposal is not a Proposal of its model */
+  AttestationParent: 'ERR_ATTESTATION_BLOCK_PARENT',
+  /** an Attestation block whose seedSig does not verify against its author over the proposal id */
+  AttestationSeed: 'ERR_ATTESTATION_BLOCK_SEED',
+  /** a Motion block's header fields (kind, base) */
+  MotionFields: 'ERR_MOTION_BLOCK_FIELDS',
+  /** a Motion block's payload: none, or not the size its kind allows */
+  MotionPayload: 'ERR_MOTION_BLOCK_PAYLOAD',
+  /** a Motion block not listing its model manifest, or whose model is not a ModelManifest */
+  MotionParent: 'ERR_MOTION_BLOCK_PARENT',
+  /** a Vote block's header fields */
+  VoteFields: 'ERR_VOTE_BLOCK_FIELDS',
+  /** a Vote block with a payload (it has none) */
+  VotePayload: 'ERR_VOTE_BLOCK_PAYLOAD',
+  /** a Vote block not listing its motion, or whose motion is not a Motion of its model */
+  VoteParent: 'ERR_VOTE_BLOCK_PARENT',
+  /** a Params block's header fields */
+  ParamsFields: 'ERR_PARAMS_BLOCK_FIELDS',
+  /** a Params block's payload: none, or over MAX_PARAMS_BYTES */
+  ParamsPayload: 'ERR_PARAMS_BLOCK_PAYLOAD',
+  /** a Params block not listing its model manifest, or whose model is not a ModelManifest */
+  ParamsParent: 'ERR_PARAMS_BLOCK_PARENT',
+  /** a Params block not authored by its model manifest's author */
+  ParamsAuthor: 'ERR_PARAMS_BLOCK_AUTHOR',
   /** bad argument from a local caller (not a peer) */
   InvalidArgument: 'ERR_INVALID_ARGUMENT',
   /** the store is not started */

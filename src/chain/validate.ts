@@ -11,6 +11,7 @@ import { blockId, ed25519PublicKey, verifyBlockSignature } from './block-crypto.
 import { ID_LENGTH } from './constants.ts'
 import { ChainError, ChainErrorCode } from './errors.ts'
 import { BLOCK_TYPE_CHAIN, BlockType, ChainId } from './types.ts'
+import { isLearningBlockType, validateLearningHeader, validateLearningParents } from './validate-learning.ts'
 import type { ChainLimits } from './constants.ts'
 import type { BlockHeader, SignedHeader } from './types.ts'
 import type { KeyObject } from 'node:crypto'
@@ -98,7 +99,10 @@ export function validateSizes (header: BlockHeader, limits: ChainLimits, blockId
   }
 }
 
-/** Chain and per-type field rules that need no other block: ERR_BLOCK_TYPE. */
+/**
+ * Chain and per-type field rules that need no other block: ERR_BLOCK_TYPE,
+ * the Dataset rules, and the learning blocks' (validate-learning.ts).
+ */
 export function validateType (header: BlockHeader, blockIdHex?: string): void {
   const opts = { blockId: blockIdHex }
   const expectedChain = BLOCK_TYPE_CHAIN[header.type]
@@ -110,9 +114,6 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
   }
   if (header.chain !== expectedChain) {
     throw new ChainError(ChainErrorCode.BlockType, `block type ${header.type} belongs on chain ${expectedChain}, not ${header.chain}`, opts)
-  }
-  if (header.type === BlockType.Delta) {
-    throw new ChainError(ChainErrorCode.BlockType, 'Delta blocks are reserved for a later milestone and not accepted yet', opts)
   }
   if (header.type === BlockType.Layer) {
     const model = header.fields.get(LAYER_FIELD_MODEL)
@@ -130,6 +131,7 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
   if (header.type === BlockType.Dataset) {
     validateDatasetHeader(header, blockIdHex)
   }
+  validateLearningHeader(header, blockIdHex)
 }
 
 /**
@@ -270,12 +272,17 @@ export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: Decod
 /**
  * Rules that need the parents (all present): a Layer block's manifest parent
  * must be a ModelManifest authored by the same key — only the manifest's
- * publisher may publish base layer blocks of that model.
+ * publisher may publish base layer blocks of that model; the Dataset and the
+ * learning blocks' parent rules (validate-learning.ts).
  */
 export function validateAgainstParents (block: SignedHeader, parents: Map<string, SignedHeader>): void {
   const idHex = toHex(block.id)
   if (block.header.type === BlockType.Dataset) {
     validateDatasetParents(block, parents)
+    return
+  }
+  if (isLearningBlockType(block.header.type)) {
+    validateLearningParents(block, parents)
     return
   }
   const layer = layerCoordinates(block.header)
