@@ -343,7 +343,7 @@ describe('block validation', () => {
       const size = MAX_DATASET_BYTES + 1
       const chunkSize = 16 * 1024 * 1024
       const h = dataset(undefined, { bytes: uint(size) })
-      const big = { ...h, payloadSize: BigInt(size), chunkSize, chunkHashes: Array.from({ length: Math.ceil(size / chunkSize) }, () => new Uint8Array(32)) }
+      const big = { ...h, payloadSize: BigInt(size), chunkSize, chunkHashes: Array.from({ length: Math.ceil(size / chunkSize) }, (_, i) => new Uint8Array(32).fill(i + 1)) }
       await rejected(big, 'ERR_DATASET_BLOCK_PAYLOAD', /exceeds the limit of 268435456/)
     })
 
