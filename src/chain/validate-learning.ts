@@ -11,9 +11,10 @@
  */
 import { verify } from 'node:crypto'
 import { MAX_ATTESTATION_BYTES } from '../protocols/attestation.ts'
+import { isDeltaCodec } from '../protocols/delta.ts'
 import {
   AttestationField, DeltaField, MotionField, MotionKind, POL_SEED_DOMAIN, ParamsField, ProposalField, REASON_PATTERN,
-  Reason, Verdict, VoteField, isDeltaCodecName, isMotionKind
+  Reason, Verdict, VoteField, isMotionKind
 } from '../protocols/learning-blocks.ts'
 import { VALIDATOR_KEY_LENGTH } from '../protocols/motion.ts'
 import { MAX_PARAMS_BYTES } from '../protocols/params.ts'
@@ -194,7 +195,7 @@ export function validateLearningHeader (header: BlockHeader, blockIdHex?: string
   switch (header.type) {
     case BlockType.Delta: {
       const codec = stringField(header, DeltaField.CODEC)
-      if (!isDeltaCodecName(codec)) {
+      if (!isDeltaCodec(codec)) {
         throw new ChainError(ChainErrorCode.DeltaCodec, `a Delta block's codec is f32, int8, sparse or lowrank, not ${JSON.stringify(codec)}`, opts)
       }
       if (uintField(header, DeltaField.TENSORS) < 1n) {

@@ -13,7 +13,7 @@ import { encodeMotionPayload } from '../protocols/motion.ts'
 import { encodeParams } from '../protocols/params.ts'
 import type { FieldValue, NewBlock } from '../chain/types.ts'
 import type { DatasetMeasurement } from '../protocols/attestation.ts'
-import type { DeltaCodecName } from '../protocols/learning-blocks.ts'
+import type { DeltaCodec } from '../protocols/delta.ts'
 import type { MotionBody } from '../protocols/motion.ts'
 import type { ParamsBody } from '../protocols/params.ts'
 
@@ -49,7 +49,7 @@ export interface DeltaBlockInit {
   unit: number
   /** the version the delta applies to */
   base: Uint8Array
-  codec: DeltaCodecName
+  codec: DeltaCodec
   tensors: number
   /** the canonical delta payload (zstd-compressed body; protocols/delta.md) */
   payload: Uint8Array | AsyncIterable<Uint8Array>

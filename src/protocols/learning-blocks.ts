@@ -19,19 +19,11 @@ export const DeltaField = {
   UNIT: 'unit',
   /** bytes32: the version id the delta applies to */
   BASE: 'base',
-  /** string: one of DELTA_CODECS */
+  /** string: one of DELTA_CODECS (protocols/delta.ts) */
   CODEC: 'codec',
   /** uint >= 1: tensors in the payload */
   TENSORS: 'tensors'
 } as const
-
-/** Delta codecs by name (the payload's codec byte is the index + 1; protocols/delta.md). */
-export const DELTA_CODECS = ['f32', 'int8', 'sparse', 'lowrank'] as const
-export type DeltaCodecName = typeof DELTA_CODECS[number]
-
-export function isDeltaCodecName (value: unknown): value is DeltaCodecName {
-  return typeof value === 'string' && (DELTA_CODECS as readonly string[]).includes(value)
-}
 
 /** A Proposal block (type 4, chain A): a set of Delta blocks proposed against a version. No payload. */
 export const ProposalField = {
