@@ -11,6 +11,7 @@ import { BlockType, ChainId } from '../../src/chain/types.ts'
 import { NetErrorCode } from '../../src/net/errors.ts'
 import { FrameStream } from '../../src/net/frame-stream.ts'
 import { SyncClient } from '../../src/net/sync-client.ts'
+import { syncFrameCodec } from '../../src/net/sync-frames.ts'
 import { serveSyncStream } from '../../src/net/sync-server.ts'
 import { HaveStatus, MAX_IDS_PER_MESSAGE, SyncErrorCode, decodeSyncFrame, encodeSyncFrame } from '../../src/protocols/block-sync.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
@@ -133,7 +134,8 @@ describe('net: block-sync client and server on one stream', function () {
     serveSyncStream(inbound, { store, maxMessageBytes: 1 << 20, idleTimeoutMs: 5_000, maxInflight: 1 })
     const responses: SyncFrame[] = []
     const frames = new FrameStream(outbound, {
-      maxMessageBytes: 1 << 20,
+      codec: syncFrameCodec,
+      maxFrameBytes: 1 << 20,
       idleTimeoutMs: 5_000,
       isIdle: () => false,
       onFrame: (frame) => { responses.push(frame) },
