@@ -1,6 +1,6 @@
 /**
  * /bly/infer/1.0.0 frames over one authenticated TLS socket (a direct
- * channel), with the same surface as InferStream (send / close / abort /
+ * channel), with the same surface as FrameStream (send / close / abort /
  * isOpen, onFrame / onBadFrame / onClose) so the stage server and client can
  * drive either. One write to TLS at a time: small buffers queued meanwhile
  * are joined into one write (one TLS record run, one syscall), a large
@@ -23,7 +23,7 @@ import type { FrameBudget } from '../../net/frame-decoder.ts'
 import type { InferFrame } from '../../protocols/infer.ts'
 import type { TLSSocket } from 'node:tls'
 
-/** What the owner of a channel listens with (the InferStreamInit callbacks). */
+/** What the owner of a channel listens with (the FrameStreamInit callbacks). */
 export interface DirectChannelHandlers {
   onFrame(frame: InferFrame): void
   /** a frame that did not decode; the channel stops reading (the owner answers ERROR and aborts) */
