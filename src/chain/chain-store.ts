@@ -26,12 +26,12 @@ import { OrphanPool } from './orphan-pool.ts'
 import { ChunkWriter, chunkPayload } from './payload-writer.ts'
 import { verifyStore } from './store-verify.ts'
 import { ChainId } from './types.ts'
-import { decodeAndValidate, layerCoordinates, payloadChunkLength, toHex, validateAgainstParents, validateChunk } from './validate.ts'
+import { decodeAndValidate, decodeBlock, layerCoordinates, payloadChunkLength, toHex, validateAgainstParents, validateChunk, validateDecoded } from './validate.ts'
 import type { ChainLimits } from './constants.ts'
 import type { HeaderRecord } from './keys.ts'
 import type { Orphan } from './orphan-pool.ts'
 import type { StoreVerifyReport } from './store-verify.ts'
-import type { BlockHeader, BlockSigner, BlockType, ChainCounts, ChainStoreApi, FieldValue, NewBlock, SignedHeader, StoredBlock } from './types.ts'
+import type { BlockHeader, BlockSigner, BlockType, ChainCounts, ChainStoreApi, DecodedBlock, FieldValue, NewBlock, SignedHeader, StoredBlock } from './types.ts'
 import type { KeyObject } from 'node:crypto'
 
 export interface ChainStoreInit {
@@ -135,6 +135,8 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   private readonly files: ChunkFiles
   private readonly pool: OrphanPool
   private readonly keyCache: Map<string, KeyObject>
+  /** blocks decodeBlock() handed out, with the private copy of the bytes they were decoded from */
+  private readonly decoded: WeakMap<DecodedBlock, Uint8Array>
   private readonly chainCounts: Map<number, number>
   private readonly stats: Omit<ChainMetrics, 'orphanPoolSize' | 'orphansEvicted'>
   private db?: Db
@@ -152,6 +154,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     this.files = new ChunkFiles({ dir: join(init.path, 'chunks'), fsync: this.fsync })
     this.pool = new OrphanPool({ maxEntries: this.orphanPoolSize, maxBytes: init.orphanPoolBytes ?? DEFAULT_ORPHAN_POOL_BYTES })
     this.keyCache = new Map()
+    this.decoded = new WeakMap()
     this.chainCounts = new Map()
     this.stats = { added: 0, duplicates: 0, orphaned: 0, orphansAccepted: 0, orphansRejected: 0, chunksWritten: 0, rejected: {} }
     this.lock = Promise.resolve()
@@ -260,12 +263,67 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   }
 
   private async addBlockUncounted (signedHeaderBytes: Uint8Array, payload?: Uint8Array, options?: AddBlockOptions): Promise<'added' | 'duplicate' | 'orphaned'> {
-    const db = this.requireDb()
+    this.requireDb()
     // a private copy, decoded from: the decoded header's parents and hashes
     // are views of it, and an orphan keeps both long after the caller's
     // buffer may be reused (Buffer#slice is a view, not a copy)
     const encoded = new Uint8Array(signedHeaderBytes)
     const block = decodeAndValidate(encoded, { limits: this.limits, expectedId: options?.expectedId, keyCache: this.authorKeys() })
+    return this.addValidated(block, encoded, payload)
+  }
+
+  /**
+   * addBlock in two steps, for a caller that looks at the header before the
+   * store takes it (gossip checks the topic's chain) without decoding it
+   * again: decodes a private copy of the bytes and hashes it once, checking
+   * what the bytes alone decide (sizes, encoding, `expectedId`). Only
+   * `addDecoded` of this same store takes the result, and checks every other
+   * rule there. The block is frozen: read it, do not change it. Throws a
+   * ChainError (counted as addBlock counts it).
+   */
+  decodeBlock (signedHeaderBytes: Uint8Array, options?: AddBlockOptions): DecodedBlock {
+    try {
+      // a private copy, as in addBlock
+      const encoded = new Uint8Array(signedHeaderBytes)
+      const block = decodeBlock(encoded, { limits: this.limits, expectedId: options?.expectedId })
+      Object.freeze(block.header.parents)
+      Object.freeze(block.header.chunkHashes)
+      Object.freeze(block.header)
+      Object.freeze(block)
+      this.decoded.set(block, encoded)
+      return block
+    } catch (err) {
+      this.countRejection(err)
+      throw err
+    }
+  }
+
+  /**
+   * The rest of addBlock for a block this store's `decodeBlock` returned: the
+   * stateless rules the decode left (sizes, type, signature), then everything
+   * addBlock does (parents, payload, commit or orphan pool). A block from
+   * anywhere else is refused (ERR_INVALID_ARGUMENT), so nothing is stored
+   * that the store did not decode and validate itself.
+   */
+  async addDecoded (block: DecodedBlock, payload?: Uint8Array): Promise<'added' | 'duplicate' | 'orphaned'> {
+    const encoded = this.decoded.get(block)
+    if (encoded == null) {
+      // the caller's mistake, not peer input: not counted
+      throw new ChainError(ChainErrorCode.InvalidArgument, 'addDecoded takes only what this store\'s decodeBlock returned')
+    }
+    try {
+      this.requireDb()
+      validateDecoded(block, { limits: this.limits, keyCache: this.authorKeys() })
+      return await this.addValidated(block, encoded, payload)
+    } catch (err) {
+      this.countRejection(err)
+      throw err
+    }
+  }
+
+  /** Store a block that passed every stateless rule, decoded from `encoded` (the store's private copy). */
+  private async addValidated (block: SignedHeader, encoded: Uint8Array, payload?: Uint8Array): Promise<'added' | 'duplicate' | 'orphaned'> {
+    const db = this.requireDb()
     const idHex = toHex(block.id)
     let chunksWritten = false
     let chunkHexes: string[] = []

@@ -13,7 +13,7 @@ import { ChainError, ChainErrorCode } from './errors.ts'
 import { BLOCK_TYPE_CHAIN, BlockType, ChainId } from './types.ts'
 import { isLearningBlockType, validateLearningHeader, validateLearningParents } from './validate-learning.ts'
 import type { ChainLimits } from './constants.ts'
-import type { BlockHeader, SignedHeader } from './types.ts'
+import type { BlockHeader, DecodedBlock, SignedHeader } from './types.ts'
 import type { KeyObject } from 'node:crypto'
 
 export function toHex (bytes: Uint8Array): string {
@@ -229,10 +229,12 @@ export interface DecodeOptions {
 }
 
 /**
- * Every stateless rule, cheapest first: size of the envelope, encoding,
- * expected id, sizes, type, signature. Returns the decoded signed header.
+ * The stateless rules the bytes alone decide, cheapest first: size of the
+ * envelope, encoding, size of the header, expected id. Decodes the header and
+ * computes its id (sha-256) once; `validateDecoded` checks the rest. The
+ * decoded parents and hashes are views of `signedHeaderBytes`.
  */
-export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: DecodeOptions): SignedHeader {
+export function decodeBlock (signedHeaderBytes: Uint8Array, options: Pick<DecodeOptions, 'limits' | 'expectedId'>): DecodedBlock {
   const { limits } = options
   if (signedHeaderBytes.length > limits.maxHeaderBytes + 128) {
     throw new ChainError(ChainErrorCode.HeaderTooLarge, `signed header of ${signedHeaderBytes.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
@@ -243,11 +245,17 @@ export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: Decod
   }
   const header = decodeBlockHeader(envelope.header)
   const id = blockId(envelope.header)
-  const idHex = toHex(id)
   if (options.expectedId != null && !equalBytes(options.expectedId, id)) {
-    throw new ChainError(ChainErrorCode.BlockId, `block id ${idHex} does not match the expected id ${toHex(options.expectedId)}`, { blockId: idHex })
+    throw new ChainError(ChainErrorCode.BlockId, `block id ${toHex(id)} does not match the expected id ${toHex(options.expectedId)}`, { blockId: toHex(id) })
   }
-  validateSizes(header, limits, idHex)
+  return { id, header, headerBytes: envelope.header, signature: envelope.signature } as DecodedBlock
+}
+
+/** The other stateless rules, on a block `decodeBlock` decoded: sizes, type, signature. */
+export function validateDecoded (block: DecodedBlock, options: Pick<DecodeOptions, 'limits' | 'keyCache'>): void {
+  const { header, id } = block
+  const idHex = toHex(id)
+  validateSizes(header, options.limits, idHex)
   validateType(header, idHex)
   let key: KeyObject | Uint8Array = header.author
   if (options.keyCache != null) {
@@ -263,10 +271,19 @@ export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: Decod
     }
     key = cached
   }
-  if (!verifyBlockSignature(key, id, envelope.signature)) {
+  if (!verifyBlockSignature(key, id, block.signature)) {
     throw new ChainError(ChainErrorCode.BlockSignature, 'signature does not verify against the author key', { blockId: idHex })
   }
-  return { id, header, headerBytes: envelope.header, signature: envelope.signature }
+}
+
+/**
+ * Every stateless rule, cheapest first: size of the envelope, encoding,
+ * expected id, sizes, type, signature. Returns the decoded signed header.
+ */
+export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: DecodeOptions): SignedHeader {
+  const block = decodeBlock(signedHeaderBytes, options)
+  validateDecoded(block, options)
+  return block
 }
 
 /**

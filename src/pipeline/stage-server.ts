@@ -22,13 +22,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ModelError, ModelErrorCode } from '../model/errors.ts'
+import { FrameStream } from '../net/frame-stream.ts'
 import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, OpenFlags, ResultKind, TensorDtype, f32Tensor, tensorF32 } from '../protocols/infer.ts'
 import { STAGE_SERVER_DEFAULTS } from './constants.ts'
 import { DIRECT_OFFER_PROTOCOL, answerDirectOffer, createDirectChannelServer } from './direct-channel/index.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { firstNonFinite } from './finite.ts'
 import { PartialFrameBudget } from './frame-budget.ts'
-import { InferStream } from './infer-stream.ts'
+import { inferFrameCodec } from './infer-frames.ts'
 import { logitsData } from './stage-layers.ts'
 import { SessionState, StageSession, cachePositionsFor } from './stage-session.ts'
 import { runsBefore } from './step-order.ts'
@@ -315,7 +316,7 @@ export class StageServer {
     }
     const { handlers, bind } = this.sessionFor(connection.remotePeer.toString())
     // handlers fire on a later tick: the session is bound before any frame arrives
-    bind(new InferStream(stream, { maxFrameBytes: this.init.maxFrameBytes, frameBudget: this.frameBudget, ...handlers }))
+    bind(new FrameStream(stream, { codec: inferFrameCodec, maxFrameBytes: this.init.maxFrameBytes, frameBudget: this.frameBudget, ...handlers }))
   }
 
   /** A direct channel the channel server accepted for an offer issued to `remotePeer`. */
