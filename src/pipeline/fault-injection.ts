@@ -13,6 +13,7 @@
  * whichever stage a generation happens to use, at the moment it chooses)
  * Never set them on a node that serves anyone.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface StageFaults {
   /** ms to wait before each RESULT */
@@ -61,4 +62,29 @@ export function armFaultSignal (faults: StageFaults | undefined, proc: Pick<Node
   const onSignal = (): void => { faults.corruptFromStep = 1 }
   proc.on(signal, onSignal)
   return () => { proc.off(signal, onSignal) }
+}
+
+/**
+ * FAULT INJECTION FOR TESTS ONLY: what the stage server runs between
+ * computing a step and sending its RESULT. Reads `faults` at every step, so
+ * armFaultSignal's change takes effect on the next RESULT.
+ */
+export class StageFaultInjector {
+  readonly faults: StageFaults
+
+  constructor (faults: StageFaults) {
+    this.faults = faults
+  }
+
+  /** Delays and/or NaN-fills the RESULT of the `step`-th step computed (1 = the first). */
+  async apply (out: Float32Array, step: number): Promise<Float32Array> {
+    const { stepDelayMs, corruptFromStep } = this.faults
+    if (stepDelayMs != null) {
+      await sleep(stepDelayMs)
+    }
+    if (corruptFromStep != null && step >= corruptFromStep) {
+      return new Float32Array(out.length).fill(NaN)
+    }
+    return out
+  }
 }
