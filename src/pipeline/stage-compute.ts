@@ -18,8 +18,8 @@ import type { ForwardFrame, TruncateFrame } from '../protocols/infer.ts'
 
 export interface StageComputeComponents {
   layers: StageLayers
-  /** FAULT INJECTION FOR TESTS ONLY: runs on every RESULT before it is returned */
-  faults?: Pick<StageFaultInjector, 'apply'>
+  /** FAULT INJECTION FOR TESTS ONLY: slows every step (counted as compute) and may corrupt its RESULT */
+  faults?: Pick<StageFaultInjector, 'slow' | 'corrupt'>
 }
 
 /** Compute counters (part of StageStats). */
@@ -109,6 +109,10 @@ export class StageCompute {
       cols = vocabSize
       kind = ResultKind.LOGITS
     }
+    const faults = this.components.faults
+    if (faults != null) {
+      await faults.slow(performance.now() - t0)
+    }
     const ms = performance.now() - t0
     const c = this.counters
     c.computeMs += ms
@@ -118,8 +122,8 @@ export class StageCompute {
     }
     c.steps++
     c.positions += tensor.rows
-    if (this.components.faults != null) {
-      out = await this.components.faults.apply(out, c.steps)
+    if (faults != null) {
+      out = faults.corrupt(out, c.steps)
     }
     return { kind, rows, cols, data: out }
   }
