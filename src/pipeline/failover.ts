@@ -16,7 +16,7 @@
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { dropStage } from './pipeline-stage.ts'
 import { resolveRoute } from './route.ts'
-import { checkStageResult, failureReason } from './stage-failure.ts'
+import { FailureReason, checkStageResult, failureReason } from './stage-failure.ts'
 import { concatInputs } from './stage-history.ts'
 import type { PeerBans } from './peer-bans.ts'
 import type { PipelineStage } from './pipeline-stage.ts'
@@ -42,6 +42,8 @@ export interface Recovery {
   alsoBanned: string[]
   /** from the failure to the current step's result through the replacement */
   ms: number
+  /** the step deadline the lost stage missed (reason timeout only) */
+  deadlineMs?: number
 }
 
 /** Other stages for decoder layers [lost.start, lost.end) that avoid every peer in `banned`: one hop or several, in order. */
@@ -64,8 +66,10 @@ export interface FailoverComponents {
   bans: PeerBans
   /** opens the stage of `hop` at route position `index` */
   openStage(hop: ResolvedHop, index: number, options: AbortOptions): Promise<PipelineStage>
-  /** the deadline of a replay of `rows` positions */
-  deadline(rows: number): number
+  /** the deadline of a step of `rows` positions on `hop` */
+  deadline(hop: ResolvedHop, rows: number): number
+  /** a step of `rows` positions on `hop` answered after `ms` */
+  record(hop: ResolvedHop, rows: number, ms: number): void
   /** positions the session has computed (0: before the first step) */
   position(): number
   /** throws SESSION_CLOSED once the session is closed */
@@ -97,9 +101,10 @@ export class Failover {
    * comment for the order. Resolves the step's output through the
    * replacements and how many stages now stand where stage `index` stood.
    * Throws RECOVERY_FAILED when no replacement can be found, AdmissionBusy
-   * before the first step when every holder left is BUSY.
+   * before the first step when every holder left is BUSY. `deadlineMs`: the
+   * deadline the failed step missed, when it timed out.
    */
-  async recover (index: number, reason: FailureReasonValue, cause: Error, rows: number, options: AbortOptions): Promise<{ data: Float32Array, stages: number }> {
+  async recover (index: number, reason: FailureReasonValue, cause: Error, rows: number, options: AbortOptions, deadlineMs?: number): Promise<{ data: Float32Array, stages: number }> {
     const c = this.init
     const { route, bans } = this.components
     const t0 = performance.now()
@@ -149,8 +154,10 @@ export class Failover {
         for (let j = 0; j < hops.length; j++) {
           failedAt = j
           if (input.rows > 0) {
-            const r = await stages[j].forward(x, input.rows, hidden, 0, { signal: options.signal, timeoutMs: this.components.deadline(input.rows) })
+            const t = performance.now()
+            const r = await stages[j].forward(x, input.rows, hidden, 0, { signal: options.signal, timeoutMs: this.components.deadline(hops[j], input.rows) })
             checkStageResult(r, input.rows, hidden, 0, index + j)
+            this.components.record(hops[j], input.rows, performance.now() - t)
             x = r.data
           }
           outputs.push(x)
@@ -191,7 +198,8 @@ export class Failover {
         positions: input.rows,
         replayDiff,
         alsoBanned,
-        ms: performance.now() - t0
+        ms: performance.now() - t0,
+        ...(reason === FailureReason.TIMEOUT && deadlineMs != null ? { deadlineMs } : {})
       }
       this.recoveries.push(recovery)
       bans.settled()

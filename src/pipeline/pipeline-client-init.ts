@@ -8,6 +8,7 @@ import type { Recovery } from './failover.ts'
 import type { PipelineStage } from './pipeline-stage.ts'
 import type { ResolvedHop, RouteHop } from './route.ts'
 import type { LocalEnds } from './stage-layers.ts'
+import type { StepDeadlineInit } from './step-deadline.ts'
 import type { AbortOptions, Libp2p } from '@libp2p/interface'
 
 export interface PipelineClientInit {
@@ -26,8 +27,17 @@ export interface PipelineClientInit {
   maxFrameBytes?: number
   /** try a direct TLS channel to each stage first (default true; falls back to libp2p streams) */
   directChannel?: boolean
-  /** a step of more rows than this gets stepTimeoutMs per this many rows (prefill, replay) */
+  /**
+   * A step's deadline adapts to the stage (step-deadline.ts): deadlineMultiplier
+   * times what its recent steps in this session took (before its first step,
+   * its announced speed, RouteHop.msPerPosition), at least deadlineFloorMs;
+   * stepTimeoutMs per deadlineRows rows is the ceiling
+   */
   deadlineRows?: number
+  deadlineFloorMs?: number
+  deadlineMultiplier?: number
+  /** the stage's steps the expectation is taken over */
+  deadlineWindow?: number
   /**
    * Other stages for decoder layers [lost.start, lost.end) that avoid every
    * peer in `banned` (peer id strings): one hop or several, in order. Without
@@ -61,6 +71,11 @@ type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery'
 /** PipelineClientInit with every default filled in. */
 export type PipelineClientConfig = Required<Omit<PipelineClientInit, OptionalInit>> & Pick<PipelineClientInit, OptionalInit>
 
+/** The step deadline rule's parameters in `config` (step-deadline.ts). */
+export function stepDeadlineInit (config: PipelineClientConfig): StepDeadlineInit {
+  return { ceilingMs: config.stepTimeoutMs, ceilingRows: config.deadlineRows, floorMs: config.deadlineFloorMs, multiplier: config.deadlineMultiplier, window: config.deadlineWindow }
+}
+
 export function pipelineClientConfig (init: PipelineClientInit): PipelineClientConfig {
   const d = PIPELINE_CLIENT_DEFAULTS
   return {
@@ -72,6 +87,9 @@ export function pipelineClientConfig (init: PipelineClientInit): PipelineClientC
     maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
     directChannel: init.directChannel ?? true,
     deadlineRows: init.deadlineRows ?? d.deadlineRows,
+    deadlineFloorMs: init.deadlineFloorMs ?? d.deadlineFloorMs,
+    deadlineMultiplier: init.deadlineMultiplier ?? d.deadlineMultiplier,
+    deadlineWindow: init.deadlineWindow ?? d.deadlineWindow,
     maxRecoveries: init.maxRecoveries ?? d.maxRecoveries,
     busyWaitMs: init.busyWaitMs ?? d.busyWaitMs,
     busyBackoffMs: init.busyBackoffMs ?? d.busyBackoffMs,

@@ -5,8 +5,13 @@
  * keeps every input it sent for replay, and runs the client's own embedding,
  * final norm and head.
  *
+ * A step's deadline adapts to each stage (step-deadline.ts): a multiple of
+ * what the stage's recent steps in this session took (before its first
+ * step, of its announced speed), never below a floor, never above
+ * stepTimeoutMs per deadlineRows positions.
+ *
  * Failover (with `reroute`): when a stage's stream closes, it answers ERROR
- * or BUSY, misses the step deadline, or sends a malformed RESULT (wrong
+ * or BUSY, misses its step deadline, or sends a malformed RESULT (wrong
  * shape or position, NaN/Inf), the session bans that peer for the rest of
  * the session, asks `reroute` for other holders of the lost layers [s, e)
  * (one span or several), opens them and replays the stage's whole input
@@ -16,9 +21,10 @@
  * failure; each failover is kept in the session's `recoveries`.
  */
 import { PipelineError, PipelineErrorCode } from './errors.ts'
-import { pipelineClientConfig } from './pipeline-client-init.ts'
+import { pipelineClientConfig, stepDeadlineInit } from './pipeline-client-init.ts'
 import { PipelineSession } from './pipeline-session.ts'
 import { resolveRoute } from './route.ts'
+import { checkStepDeadlineInit } from './step-deadline.ts'
 import type { PipelineClientConfig, PipelineClientInit } from './pipeline-client-init.ts'
 import type { ResolvedHop } from './route.ts'
 import type { TokenModel } from '../model/generation/token-model.ts'
@@ -43,6 +49,7 @@ export class PipelineClient implements TokenModel<PipelineSession> {
       throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, 'the pipeline client needs the embedding and the head locally')
     }
     this.init = pipelineClientConfig(init)
+    checkStepDeadlineInit(stepDeadlineInit(this.init))
     this.route = resolveRoute(init.route, init.local.config.numLayers)
   }
 

@@ -5,7 +5,9 @@
  * the final norm + head itself. Every input sent to every stage is kept
  * (stage-history.ts) for replay onto another peer. Steps run one at a time,
  * in call order (forward, truncate); a failed stage is replaced by
- * failover.ts before the step goes on.
+ * failover.ts before the step goes on. Each step's deadline comes from what
+ * that stage took in this session (step-deadline.ts), recorded after every
+ * step and replay it answered.
  *
  * Before the first step, when every holder of some layers answered BUSY,
  * the session gives back every stage it holds and starts over after a
@@ -16,11 +18,13 @@ import { randomInt } from 'node:crypto'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { AdmissionBusy, Failover } from './failover.ts'
 import { PeerBans } from './peer-bans.ts'
+import { stepDeadlineInit } from './pipeline-client-init.ts'
 import { FailedStage, openPipelineStage } from './pipeline-stage.ts'
 import { SessionRoute } from './session-route.ts'
 import { checkStageResult, failureReason } from './stage-failure.ts'
 import { truncateInputs } from './stage-history.ts'
 import { embedData, logitsData } from './stage-layers.ts'
+import { StepDeadlines } from './step-deadline.ts'
 import type { Recovery } from './failover.ts'
 import type { PipelineClientConfig } from './pipeline-client-init.ts'
 import type { PipelineStage } from './pipeline-stage.ts'
@@ -47,6 +51,8 @@ export class PipelineSession implements VerifyingSession {
   private readonly bans: PeerBans
   private readonly current: SessionRoute
   private readonly failover?: Failover
+  /** what each stage took per step in this session: the step deadlines */
+  private readonly deadlines: StepDeadlines
   private opening?: Promise<void>
   private chain: Promise<unknown>
   private pos: number
@@ -59,13 +65,15 @@ export class PipelineSession implements VerifyingSession {
     this.stats = { steps: 0, positions: 0, stageMs: hops.map(() => 0), localMs: 0 }
     this.current = new SessionRoute(hops, this.stats.stageMs)
     this.bans = new PeerBans(c)
+    this.deadlines = new StepDeadlines(stepDeadlineInit(c))
     const reroute = c.reroute
     if (reroute != null) {
       this.failover = new Failover({
         route: this.current,
         bans: this.bans,
         openStage: async (hop, index, options) => this.openStage(hop, index, options),
-        deadline: rows => this.deadline(rows),
+        deadline: (hop, rows) => this.deadline(hop, rows),
+        record: (hop, rows, ms) => { this.deadlines.record(workerOf(hop), rows, ms) },
         position: () => this.pos,
         assertOpen: () => { this.assertOpen() }
       }, {
@@ -142,10 +150,9 @@ export class PipelineSession implements VerifyingSession {
     return openPipelineStage(this.config, hop, index, this.sessionId, options)
   }
 
-  /** The deadline of a step of `rows` positions: stepTimeoutMs per deadlineRows rows. */
-  private deadline (rows: number): number {
-    const c = this.config
-    return c.stepTimeoutMs * Math.max(1, Math.ceil(rows / c.deadlineRows))
+  /** The deadline of a step of `rows` positions on `hop` (step-deadline.ts). */
+  private deadline (hop: ResolvedHop, rows: number): number {
+    return this.deadlines.deadline(workerOf(hop), rows, hop.msPerPosition)
   }
 
   /**
@@ -155,18 +162,22 @@ export class PipelineSession implements VerifyingSession {
    */
   private async step (index: number, data: Float32Array, rows: number, startPos: number, options: AbortOptions): Promise<{ data: Float32Array, stages: number }> {
     const hidden = this.config.local.config.hiddenSize
+    const hop = this.current.hops[index]
+    const timeoutMs = this.deadline(hop, rows)
     const t = performance.now()
     try {
-      const r = await this.current.stages[index].forward(data, rows, hidden, startPos, { signal: options.signal, timeoutMs: this.deadline(rows) })
+      const r = await this.current.stages[index].forward(data, rows, hidden, startPos, { signal: options.signal, timeoutMs })
       checkStageResult(r, rows, hidden, startPos, index)
-      this.stats.stageMs[index] += performance.now() - t
+      const ms = performance.now() - t
+      this.stats.stageMs[index] += ms
+      this.deadlines.record(workerOf(hop), rows, ms)
       return { data: r.data, stages: 1 }
     } catch (err) {
       const reason = failureReason(err, options.signal)
       if (reason == null || this.failover == null || this.closed) {
         throw err
       }
-      return this.failover.recover(index, reason, err as Error, rows, options)
+      return this.failover.recover(index, reason, err as Error, rows, options, timeoutMs)
     }
   }
 
@@ -282,4 +293,9 @@ export class PipelineSession implements VerifyingSession {
     this.stats.localMs += performance.now() - t
     return { logits, rows: rows - from, vocab: vocabSize }
   }
+}
+
+/** The key of a stage's step times: its peer and the layers it runs for the session. */
+function workerOf (hop: ResolvedHop): string {
+  return `${hop.peerId.toString()}/${hop.start}-${hop.end}`
 }
