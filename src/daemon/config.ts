@@ -13,7 +13,7 @@
  * every model's embedding and head, and the layers this node serves)
  * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
  * - stepTimeoutMs (number): generate through the mesh: the ceiling of one
- * stage's step deadline (per 32 positions); the deadline itself is 4x what
+ * stage's step deadline (per 32 positions); the deadline itself is 6x what
  * the stage's recent steps took (its announced speed before its first),
  * at least stepDeadlineFloorMs; a stage past it is replaced (failover)
  * - stepDeadlineFloorMs (number): no step deadline below this (default 1 s;
@@ -237,7 +237,7 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
   stepDeadlineFloorMs: {
     env: 'BLYD_STEP_DEADLINE_FLOOR_MS',
     flag: 'step-deadline-floor-ms',
-    describe: 'generate through the mesh: the least step deadline in ms (the deadline is 4x what the stage took so far, up to --step-timeout-ms)',
+    describe: 'generate through the mesh: the least step deadline in ms (the deadline is 6x what the stage took so far, up to --step-timeout-ms)',
     kind: 'number',
     parse: integerIn(MIN_STEP_TIMEOUT_MS, MAX_STEP_TIMEOUT_MS)
   },

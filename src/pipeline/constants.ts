@@ -78,8 +78,12 @@ export const PIPELINE_CLIENT_DEFAULTS = {
    * that was fast costs on top of its replacement's replay
    */
   deadlineFloorMs: 1_000,
-  /** a step's deadline is this many times what the stage is expected to take (its own recent steps, or its announced speed) */
-  deadlineMultiplier: 4,
+  /**
+   * a step's deadline is this many times what the stage is expected to take
+   * (its own recent steps, or its announced speed): a stage that becomes 3x
+   * slower still has 2x for jitter (4x left a loaded 2-core box too little)
+   */
+  deadlineMultiplier: 6,
   /** steps per stage the expectation is taken over (the median) */
   deadlineWindow: 16,
   /** failovers (stage replacements) one session may do before giving up */
