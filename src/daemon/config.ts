@@ -12,8 +12,12 @@
  * - full (boolean): fetch every block's payload (default: manifests, notes,
  * every model's embedding and head, and the layers this node serves)
  * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
- * - stepTimeoutMs (number): generate through the mesh: deadline of one stage's
- * answer to one step (per 32 positions); a stage past it is replaced (failover)
+ * - stepTimeoutMs (number): generate through the mesh: the ceiling of one
+ * stage's step deadline (per 32 positions); the deadline itself is 6x what
+ * the stage's recent steps took (its announced speed before its first),
+ * at least stepDeadlineFloorMs; a stage past it is replaced (failover)
+ * - stepDeadlineFloorMs (number): no step deadline below this (default 1 s;
+ * as high as stepTimeoutMs = the fixed deadline of old)
  * - maxSessions (number 1..4096): generation sessions the served stage takes at
  * once; one more is answered BUSY at once (the client routes elsewhere or waits)
  * - maxCachePositions (number): KV-cache positions the served stage reserves over
@@ -50,7 +54,7 @@ import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { SPAN_SERVER_DEFAULTS } from '../mesh/constants.ts'
 import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
-import { STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
+import { PIPELINE_CLIENT_DEFAULTS, STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
   DEFAULT_DIRECT_CHANNEL, DEFAULT_DIRECT_CHANNEL_PORT, DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES, IPC_BUFFERED_LINES_PER_MAX_LINE, DIRECT_CHANNEL_MODES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
@@ -74,6 +78,8 @@ export interface BlydConfig {
   full: boolean
   recordTtlMs: number
   stepTimeoutMs: number
+  /** the least step deadline (the deadline adapts to each stage, up to stepTimeoutMs) */
+  stepDeadlineFloorMs: number
   /** sessions the served stage takes at once */
   maxSessions: number
   /** KV-cache positions the served stage reserves over all sessions */
@@ -236,7 +242,14 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
   stepTimeoutMs: {
     env: 'BLYD_STEP_TIMEOUT_MS',
     flag: 'step-timeout-ms',
-    describe: 'generate through the mesh: ms a stage may take to answer one step (per 32 positions) before it is replaced',
+    describe: 'generate through the mesh: the most ms a stage may take to answer one step (per 32 positions) before it is replaced; the deadline adapts to the stage below it',
+    kind: 'number',
+    parse: integerIn(MIN_STEP_TIMEOUT_MS, MAX_STEP_TIMEOUT_MS)
+  },
+  stepDeadlineFloorMs: {
+    env: 'BLYD_STEP_DEADLINE_FLOOR_MS',
+    flag: 'step-deadline-floor-ms',
+    describe: 'generate through the mesh: the least step deadline in ms (the deadline is 6x what the stage took so far, up to --step-timeout-ms)',
     kind: 'number',
     parse: integerIn(MIN_STEP_TIMEOUT_MS, MAX_STEP_TIMEOUT_MS)
   },
@@ -413,6 +426,7 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     full: false,
     recordTtlMs: DEFAULT_RECORD_TTL_MS,
     stepTimeoutMs: DEFAULT_STEP_TIMEOUT_MS,
+    stepDeadlineFloorMs: PIPELINE_CLIENT_DEFAULTS.deadlineFloorMs,
     maxSessions: STAGE_SERVER_DEFAULTS.maxSessions,
     maxCachePositions: STAGE_SERVER_DEFAULTS.maxCachePositions,
     memoryBytes: null,
@@ -554,6 +568,7 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     full: values.full as boolean,
     recordTtlMs: values.recordTtlMs as number,
     stepTimeoutMs: values.stepTimeoutMs as number,
+    stepDeadlineFloorMs: values.stepDeadlineFloorMs as number,
     maxSessions: values.maxSessions as number,
     maxCachePositions: values.maxCachePositions as number,
     memoryBytes: values.memoryBytes as number | null,

@@ -198,6 +198,7 @@ export class Daemon {
         layers: config.layers,
         recordTtlMs: config.recordTtlMs,
         stepTimeoutMs: config.stepTimeoutMs,
+        stepDeadlineFloorMs: config.stepDeadlineFloorMs,
         stageLimits: { maxSessions: config.maxSessions, maxCachePositions: config.maxCachePositions },
         ...(config.memoryBytes != null ? { memoryBytes: config.memoryBytes } : {}),
         replicas: config.replicas,

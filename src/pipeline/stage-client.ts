@@ -229,9 +229,16 @@ export class StageClient {
       }
     }
     entry.timer = setTimeout(() => {
-      const err = new PipelineError(PipelineErrorCode.TIMEOUT, `stage ${this.label} did not answer step ${seq} within ${timeoutMs} ms`, { stage: this.stage })
-      // the stream's answers are ordered: a lost one leaves the session unusable
-      this.abort(err)
+      // what arrived while this process was busy is read first (setImmediate runs after
+      // the poll phase): a blocked event loop is not the stage's fault
+      setImmediate(() => {
+        if (this.pending.get(seq) !== entry) {
+          return
+        }
+        const err = new PipelineError(PipelineErrorCode.TIMEOUT, `stage ${this.label} did not answer step ${seq} within ${timeoutMs} ms`, { stage: this.stage })
+        // the stream's answers are ordered: a lost one leaves the session unusable
+        this.abort(err)
+      })
     }, timeoutMs)
     signal?.addEventListener('abort', onAbort, { once: true })
     this.pending.set(seq, entry)

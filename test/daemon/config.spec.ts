@@ -119,6 +119,19 @@ describe('daemon config', () => {
     }
   })
 
+  it('stepDeadlineFloorMs: 1 s by default, from config.json, env or flag; the step timeout stays the ceiling', async () => {
+    const defaults = await loadConfig({ dataDir: dir, env: {} })
+    expect(defaults.stepDeadlineFloorMs).to.equal(1000)
+    expect(defaults.stepTimeoutMs).to.equal(10_000)
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ stepDeadlineFloorMs: 2000 }))
+    expect((await loadConfig({ dataDir: dir, env: {} })).stepDeadlineFloorMs).to.equal(2000)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_STEP_DEADLINE_FLOOR_MS: '3000' } })).stepDeadlineFloorMs).to.equal(3000)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_STEP_DEADLINE_FLOOR_MS: '3000' }, flags: { stepDeadlineFloorMs: '500' } })).stepDeadlineFloorMs).to.equal(500)
+    for (const bad of ['0', '1.5', 'soon']) {
+      expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { stepDeadlineFloorMs: bad } }))).message).to.match(/^--step-deadline-floor-ms: /)
+    }
+  })
+
   it('rejects a socket path too long for a Unix socket', async () => {
     const err = await rejection(loadConfig({ dataDir: dir, env: {}, flags: { ipcSocket: 'x'.repeat(200) } }))
     expect(err.message).to.include('too long')

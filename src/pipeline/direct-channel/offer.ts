@@ -13,7 +13,6 @@
 import { lpStream } from '@libp2p/utils'
 import { IDENTITY_BYTES, PSK_BYTES, TOKEN_BYTES } from './constants.ts'
 import { DirectChannelError, DirectChannelErrorCode } from './errors.ts'
-import type { DirectChannelServer } from './server.ts'
 import type { AbortOptions, Stream } from '@libp2p/interface'
 
 export const OFFER_VERSION = 1
@@ -112,6 +111,12 @@ function encodeUnavailable (message: string): Uint8Array {
   return out
 }
 
+/** What issues offers (the DirectChannelServer): answerDirectOffer needs nothing else of it. */
+export interface DirectOfferIssuer {
+  /** a fresh single-use offer for `remotePeer`; throws when none can be issued */
+  issueOffer(remotePeer: string): DirectChannelOffer
+}
+
 export interface RequestDirectOfferOptions extends AbortOptions {
   /** host to put in an offer whose host is '' (the stage's IP as the client dials it) */
   remoteHost?: string
@@ -145,7 +150,7 @@ export async function requestDirectOffer (stream: Stream, options: RequestDirect
  * Stage side: answer one request on `stream` with a fresh offer from
  * `server` for `remotePeer` (or "unavailable" when it cannot issue one).
  */
-export async function answerDirectOffer (stream: Stream, server: DirectChannelServer, remotePeer: string, options: AbortOptions = {}): Promise<void> {
+export async function answerDirectOffer (stream: Stream, server: DirectOfferIssuer, remotePeer: string, options: AbortOptions = {}): Promise<void> {
   const lp = lpStream(stream, { maxDataLength: 16 })
   try {
     const req = await lp.read(options)
