@@ -1,5 +1,6 @@
-// Chain bench: raw sha-256 and Ed25519 rates, header validation rate, and
-// payload ingest into the store (hashing + chunk files + fsync + index batch),
+// Chain bench: raw sha-256 and Ed25519 rates, header validation rate, the
+// gossip validator's per-header work (decoded once, against the former
+// decode-twice sequence, in turns in the same run), and payload ingest into the store (hashing + chunk files + fsync + index batch),
 // measured in the same run. Prints human lines, then one JSON object as the
 // last line.
 //
@@ -18,8 +19,8 @@ import { blockId, createSignerFromSeed, signingMessage } from '../src/chain/bloc
 import { createChainStore } from '../src/chain/chain-store.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_LIMITS } from '../src/chain/constants.ts'
 import { BlockType, ChainId } from '../src/chain/types.ts'
-import { decodeAndValidate } from '../src/chain/validate.ts'
-import { encodeBlockHeader, encodeSignedBlockHeader } from '../src/protocols/block-header.ts'
+import { decodeAndValidate, decodeBlock, validateDecoded } from '../src/chain/validate.ts'
+import { decodeBlockHeader, decodeSignedBlockHeader, encodeBlockHeader, encodeSignedBlockHeader } from '../src/protocols/block-header.ts'
 import type { BlockHeader } from '../src/chain/types.ts'
 import type { KeyObject } from 'node:crypto'
 
@@ -61,6 +62,23 @@ function rate (ms: number, fn: () => void, batch = 1): number {
   return n / ((performance.now() - start) / 1000)
 }
 
+/**
+ * run `fn` repeatedly for at least `ms`; returns operations per second of this
+ * process's CPU time (user + system), which other processes on a shared
+ * machine disturb far less than wall time (for synchronous work only)
+ */
+function cpuRate (ms: number, fn: () => void): number {
+  const start = performance.now()
+  const cpu = process.cpuUsage()
+  let n = 0
+  while (performance.now() - start < ms) {
+    fn()
+    n++
+  }
+  const used = process.cpuUsage(cpu)
+  return n / ((used.user + used.system) / 1e6)
+}
+
 /** sha-256 of one 4 MiB buffer over and over: the primitive with its input hot in cache */
 function sha256HotMiBs (): number {
   const buf = randomFillSync(new Uint8Array(4 * MiB))
@@ -89,8 +107,8 @@ function ed25519Rates (): { signPerSec: number, verifyPerSec: number } {
   return { signPerSec, verifyPerSec }
 }
 
-/** a realistic layer header: ~100 chunk hashes (a 400 MB layer at 4 MiB chunks) */
-function validationRate (count: number): number {
+/** realistic layer headers: ~100 chunk hashes (a 400 MB layer at 4 MiB chunks) */
+function layerHeaders (count: number): Uint8Array[] {
   const s = createSignerFromSeed(new Uint8Array(32).fill(3))
   const model = new Uint8Array(32).fill(9)
   const encoded: Uint8Array[] = []
@@ -115,10 +133,63 @@ function validationRate (count: number): number {
     const headerBytes = encodeBlockHeader(header)
     encoded.push(encodeSignedBlockHeader({ header: headerBytes, signature: s.sign(signingMessage(blockId(headerBytes))) as Uint8Array }))
   }
+  return encoded
+}
+
+function validationRate (encoded: Uint8Array[]): number {
   const keyCache = new Map<string, KeyObject>()
   let i = 0
-  const perSec = rate(1500, () => { decodeAndValidate(encoded[i++ % count], { limits: DEFAULT_LIMITS, keyCache }) })
-  return perSec
+  return rate(1500, () => { decodeAndValidate(encoded[i++ % encoded.length], { limits: DEFAULT_LIMITS, keyCache }) })
+}
+
+/**
+ * The gossip validator's work on one header up to the store's commit
+ * (src/net/block-gossip.ts validate + ChainStore.decodeBlock / addDecoded):
+ * `once` is what it does now (the store copies, decodes and hashes once, the
+ * validator checks the chain, the store checks the rest); `twice` is the
+ * sequence it ran before (the validator decoded envelope and header for the
+ * chain check, the store copied, decoded and hashed again in addBlock, the
+ * validator hashed the header a third time for its id). Per second of CPU
+ * time, medians of 10 turns; `ratio` is the median of the per-turn ratios
+ * once / twice.
+ */
+function gossipPathRates (encoded: Uint8Array[]): { once: number, twice: number, ratio: number } {
+  const keyCache = new Map<string, KeyObject>()
+  const limits = DEFAULT_LIMITS
+  let i = 0
+  const once = (): void => {
+    const block = decodeBlock(new Uint8Array(encoded[i++ % encoded.length]), { limits })
+    if (block.header.chain !== ChainId.B) {
+      throw new Error('wrong chain')
+    }
+    validateDecoded(block, { limits, keyCache })
+  }
+  const twice = (): void => {
+    const bytes = encoded[i++ % encoded.length]
+    const { header } = decodeSignedBlockHeader(bytes)
+    if (decodeBlockHeader(header).chain !== ChainId.B) {
+      throw new Error('wrong chain')
+    }
+    decodeAndValidate(new Uint8Array(bytes), { limits, keyCache })
+    blockId(header)
+  }
+  // short turns, the order swapped every turn, so a change in the machine's load falls on both alike
+  const onceRates: number[] = []
+  const twiceRates: number[] = []
+  const ratios: number[] = []
+  for (let turn = 0; turn < 10; turn++) {
+    const [a, b] = turn % 2 === 0 ? [cpuRate(300, once), cpuRate(300, twice)] : [cpuRate(300, twice), cpuRate(300, once)].reverse()
+    onceRates.push(a)
+    twiceRates.push(b)
+    ratios.push(a / b)
+  }
+  return { once: median(onceRates), twice: median(twiceRates), ratio: median(ratios) }
+}
+
+function median (xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 async function * source (data: Uint8Array, piece: number): AsyncGenerator<Uint8Array> {
@@ -232,8 +303,11 @@ try {
   out(`raw disk write (same bytes as 4 MiB files, fsync ${fsync ? 'on' : 'off'}, no hashing, no store): ${round(rawWrite)} MiB/s`)
   const ed = ed25519Rates()
   out(`Ed25519 (node:crypto): sign ${round(ed.signPerSec, 0)}/s, verify ${round(ed.verifyPerSec, 0)}/s`)
-  const validate = validationRate(Number(opts.headers))
+  const headers = layerHeaders(Number(opts.headers))
+  const validate = validationRate(headers)
   out(`header validation (decode + canonical re-encode + sha-256 id + signature, 100-chunk layer headers): ${round(validate, 0)} blocks/s`)
+  const gossip = gossipPathRates(headers)
+  out(`gossip validator per header (same headers, in turns, per CPU second): decoded and hashed once ${round(gossip.once, 0)} blocks/s, the former decode-twice sequence ${round(gossip.twice, 0)} blocks/s (x${round(gossip.ratio, 2)} per turn)`)
   out(`payload ingest (${mib} MiB streamed in ${piece / 1024} KiB pieces, 4 MiB chunks, fsync ${fsync ? 'on' : 'off'}): ${round(ingest)} MiB/s, bytes written / payload bytes ${round(lastIngestAmplification, 2)}`)
   const result: Record<string, unknown> = {
     bench: 'chain',
@@ -243,6 +317,9 @@ try {
     ed25519SignPerSec: round(ed.signPerSec, 0),
     ed25519VerifyPerSec: round(ed.verifyPerSec, 0),
     validateBlocksPerSec: round(validate, 0),
+    gossipOncePerSec: round(gossip.once, 0),
+    gossipTwicePerSec: round(gossip.twice, 0),
+    gossipOnceVsTwice: round(gossip.ratio, 3),
     ingestMiBs: round(ingest),
     ingestMiB: mib,
     ingestWriteAmplification: round(lastIngestAmplification, 2),

@@ -15,7 +15,7 @@
  * messages), and `tls` when --tls-module points at an installed `@libp2p/tls`
  * entry (it is not a dependency; see docs/transport.md). The serving side
  * echoes each FORWARD's tensor as the RESULT (no layers: this measures the transport, and the
- * stage's frame path: codec, InferStream, StageClient).
+ * stage's frame path: codec, FrameStream, StageClient).
  * `stage` is the stage hop as configured, the path a real stage uses:
  * StageClient.open with its defaults, which takes the direct TLS 1.3-PSK
  * data channel (src/pipeline/direct-channel; the offer is fetched over the
@@ -38,13 +38,16 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { FrameDecoder } from '../src/net/frame-decoder.ts'
+import { FrameStream } from '../src/net/frame-stream.ts'
 import { blyConnectionEncrypter, createBlyLibp2p } from '../src/net/libp2p-node.ts'
-import { DIRECT_OFFER_PROTOCOL, FrameDecoder, answerDirectOffer, createDirectChannelServer } from '../src/pipeline/direct-channel/index.ts'
+import { DIRECT_OFFER_PROTOCOL, answerDirectOffer, createDirectChannelServer } from '../src/pipeline/direct-channel/index.ts'
 import { readInPlace } from '../src/pipeline/direct-channel/read-in-place.ts'
 import { InferTransport } from '../src/pipeline/infer-channel.ts'
-import { InferStream } from '../src/pipeline/infer-stream.ts'
+import { inferFrameCodec, inferFrameErrors } from '../src/pipeline/infer-frames.ts'
 import { StageClient } from '../src/pipeline/stage-client.ts'
 import { INFER_PROTOCOL, encodeVarint } from '../src/protocols/infer.ts'
+import type { InferFrame } from '../src/protocols/infer.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Server, Socket } from 'node:net'
 
@@ -116,7 +119,8 @@ async function makeNode (variant: NodeVariant): Promise<Libp2p> {
 /** Echo every FORWARD's tensor back as the RESULT, OPEN answered OPEN_OK. */
 async function serveInfer (node: Libp2p): Promise<void> {
   await node.handle(INFER_PROTOCOL, (stream) => {
-    const frames: InferStream = new InferStream(stream, {
+    const frames: FrameStream<InferFrame> = new FrameStream(stream, {
+      codec: inferFrameCodec,
       maxFrameBytes: 4 * MIB,
       onFrame: (f) => {
         if (f.type === 'open') {
@@ -225,7 +229,7 @@ async function serveTcp (): Promise<Server> {
 async function serveTcpFramed (): Promise<Server> {
   const server = createServer((socket) => {
     socket.setNoDelay(true)
-    const frames = new FrameDecoder(4 * MIB)
+    const frames = new FrameDecoder(4 * MIB, inferFrameErrors)
     let corked = false
     const uncork = (): void => {
       corked = false
@@ -324,7 +328,7 @@ async function tcpTransport (port: number): Promise<Transport> {
  */
 async function tcpFramedTransport (port: number): Promise<Transport> {
   const waiting: Array<() => void> = []
-  const frames = new FrameDecoder(4 * MIB)
+  const frames = new FrameDecoder(4 * MIB, inferFrameErrors)
   const onFrame = (): void => { waiting.shift()?.() }
   const socket: Socket = await new Promise((resolve, reject) => {
     const s = createConnection({

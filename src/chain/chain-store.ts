@@ -11,28 +11,45 @@
  * at another length proves the block's hash list impossible: commit
  * (addBlock, a released orphan), putChunk and missingChunks refuse such a
  * block with ERR_CHUNK_LENGTH, and reads refuse such a chunk.
+ *
+ * This class holds the lifecycle, the lock and the entry points; the parts
+ * live beside it: the commit batch (block-commit.ts), chunk states
+ * (chunk-states.ts), index reads (index-reads.ts), orphan release
+ * (orphan-release.ts), verified payload reads (payload-reads.ts), chunk
+ * garbage collection (chunk-gc.ts) and the full check (store-verify.ts).
+ * Every commit, putChunk's batch, gc and stop run under one lock
+ * (exclusive), in call order.
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
-import { canonicalParents, decodeBlockHeader, decodeSignedBlockHeader, encodeBlockHeader, encodeSignedBlockHeader } from '../protocols/block-header.ts'
-import { equalBytes } from '../protocols/pb-wire.ts'
+import { canonicalParents, encodeBlockHeader, encodeSignedBlockHeader } from '../protocols/block-header.ts'
+import { commitBlock, commitChunk } from './block-commit.ts'
 import { blockId, sha256, signBlockId } from './block-crypto.ts'
 import { ChunkFiles } from './chunk-files.ts'
+import { collectChunks } from './chunk-gc.ts'
+import { chunkLengthError, chunkStates } from './chunk-states.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_LIMITS, DEFAULT_ORPHAN_POOL_BYTES, DEFAULT_ORPHAN_POOL_SIZE, DEFAULT_WRITE_CONCURRENCY, HEADER_VERSION } from './constants.ts'
 import { ChainError, ChainErrorCode } from './errors.ts'
-import { FLAG_PAYLOAD_COMPLETE, Prefix, childKey, chunkKey, countKey, decodeRecord, encodeRecord, headerKey, modelUnitKey, orderKey, range, readU32, readU64, tipKey, typeKey, u32, u64, u8 } from './keys.ts'
+import { readBlock, readByModelUnit, readByType, readChildren, readEncoded, readTips, readTopological } from './index-reads.ts'
+import { chunkKey, countKey, headerKey, readU64 } from './keys.ts'
 import { OrphanPool } from './orphan-pool.ts'
+import { releaseOrphans } from './orphan-release.ts'
+import { readVerifiedChunk, readVerifiedPayload } from './payload-reads.ts'
 import { ChunkWriter, chunkPayload } from './payload-writer.ts'
 import { verifyStore } from './store-verify.ts'
 import { ChainId } from './types.ts'
-import { decodeAndValidate, layerCoordinates, payloadChunkLength, toHex, validateAgainstParents, validateChunk } from './validate.ts'
+import { decodeAndValidate, decodeBlock, payloadChunkLength, toHex, validateChunk, validateDecoded } from './validate.ts'
+import type { CommitResult } from './block-commit.ts'
+import type { GcReport } from './chunk-gc.ts'
+import type { ChunkStates } from './chunk-states.ts'
 import type { ChainLimits } from './constants.ts'
-import type { HeaderRecord } from './keys.ts'
-import type { Orphan } from './orphan-pool.ts'
+import type { ChainDb } from './index-reads.ts'
 import type { StoreVerifyReport } from './store-verify.ts'
-import type { BlockHeader, BlockSigner, BlockType, ChainCounts, ChainStoreApi, FieldValue, NewBlock, SignedHeader, StoredBlock } from './types.ts'
+import type { BlockHeader, BlockSigner, BlockType, ChainCounts, ChainStoreApi, DecodedBlock, FieldValue, NewBlock, SignedHeader, StoredBlock } from './types.ts'
 import type { KeyObject } from 'node:crypto'
+
+export type { GcReport } from './chunk-gc.ts'
 
 export interface ChainStoreInit {
   /** directory of the store: LevelDB under `path/index`, chunk files under `path/chunks` */
@@ -72,40 +89,12 @@ export interface ChainMetrics {
   rejected: Record<string, number>
 }
 
-export interface GcReport {
-  /** chunk files removed (no visible block refers to them) */
-  removed: number
-  bytes: number
-}
-
 export interface VerifyOptions {
   signal?: AbortSignal
   onProgress?(done: number, total: number): void
 }
 
-const EMPTY = new Uint8Array(0)
 const KEY_CACHE_SIZE = 1024
-
-type Db = ClassicLevel<Uint8Array, Uint8Array>
-
-type CommitResult =
-  | { status: 'added' | 'duplicate' }
-  | { status: 'orphaned', missing: Set<string> }
-
-/** A chunk a block names that the index holds at another length than the block implies. */
-interface ChunkConflict {
-  index: number
-  stored: number
-  expected: number
-}
-
-/** The chunks of one block as the index holds them (see ChainStore.chunkStates). */
-interface ChunkStates {
-  /** indexes of chunks with no `c` key */
-  missing: number[]
-  /** the first chunk stored at a length this block cannot have, if any */
-  conflict?: ChunkConflict
-}
 
 function normalizeFields (fields: NewBlock['fields']): Map<string, FieldValue> {
   if (fields == null) {
@@ -135,9 +124,11 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   private readonly files: ChunkFiles
   private readonly pool: OrphanPool
   private readonly keyCache: Map<string, KeyObject>
+  /** blocks decodeBlock() handed out, with the private copy of the bytes they were decoded from */
+  private readonly decoded: WeakMap<DecodedBlock, Uint8Array>
   private readonly chainCounts: Map<number, number>
   private readonly stats: Omit<ChainMetrics, 'orphanPoolSize' | 'orphansEvicted'>
-  private db?: Db
+  private db?: ChainDb
   private lock: Promise<void>
 
   constructor (init: ChainStoreInit) {
@@ -152,6 +143,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     this.files = new ChunkFiles({ dir: join(init.path, 'chunks'), fsync: this.fsync })
     this.pool = new OrphanPool({ maxEntries: this.orphanPoolSize, maxBytes: init.orphanPoolBytes ?? DEFAULT_ORPHAN_POOL_BYTES })
     this.keyCache = new Map()
+    this.decoded = new WeakMap()
     this.chainCounts = new Map()
     this.stats = { added: 0, duplicates: 0, orphaned: 0, orphansAccepted: 0, orphansRejected: 0, chunksWritten: 0, rejected: {} }
     this.lock = Promise.resolve()
@@ -162,7 +154,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
       return
     }
     await mkdir(this.path, { recursive: true })
-    const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(join(this.path, 'index'), { keyEncoding: 'view', valueEncoding: 'view' })
+    const db: ChainDb = new ClassicLevel<Uint8Array, Uint8Array>(join(this.path, 'index'), { keyEncoding: 'view', valueEncoding: 'view' })
     await db.open()
     await this.files.start()
     for (const chain of [ChainId.A, ChainId.B]) {
@@ -260,12 +252,67 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   }
 
   private async addBlockUncounted (signedHeaderBytes: Uint8Array, payload?: Uint8Array, options?: AddBlockOptions): Promise<'added' | 'duplicate' | 'orphaned'> {
-    const db = this.requireDb()
+    this.requireDb()
     // a private copy, decoded from: the decoded header's parents and hashes
     // are views of it, and an orphan keeps both long after the caller's
     // buffer may be reused (Buffer#slice is a view, not a copy)
     const encoded = new Uint8Array(signedHeaderBytes)
     const block = decodeAndValidate(encoded, { limits: this.limits, expectedId: options?.expectedId, keyCache: this.authorKeys() })
+    return this.addValidated(block, encoded, payload)
+  }
+
+  /**
+   * addBlock in two steps, for a caller that looks at the header before the
+   * store takes it (gossip checks the topic's chain) without decoding it
+   * again: decodes a private copy of the bytes and hashes it once, checking
+   * what the bytes alone decide (sizes, encoding, `expectedId`). Only
+   * `addDecoded` of this same store takes the result, and checks every other
+   * rule there. The block is frozen: read it, do not change it. Throws a
+   * ChainError (counted as addBlock counts it).
+   */
+  decodeBlock (signedHeaderBytes: Uint8Array, options?: AddBlockOptions): DecodedBlock {
+    try {
+      // a private copy, as in addBlock
+      const encoded = new Uint8Array(signedHeaderBytes)
+      const block = decodeBlock(encoded, { limits: this.limits, expectedId: options?.expectedId })
+      Object.freeze(block.header.parents)
+      Object.freeze(block.header.chunkHashes)
+      Object.freeze(block.header)
+      Object.freeze(block)
+      this.decoded.set(block, encoded)
+      return block
+    } catch (err) {
+      this.countRejection(err)
+      throw err
+    }
+  }
+
+  /**
+   * The rest of addBlock for a block this store's `decodeBlock` returned: the
+   * stateless rules the decode left (sizes, type, signature), then everything
+   * addBlock does (parents, payload, commit or orphan pool). A block from
+   * anywhere else is refused (ERR_INVALID_ARGUMENT), so nothing is stored
+   * that the store did not decode and validate itself.
+   */
+  async addDecoded (block: DecodedBlock, payload?: Uint8Array): Promise<'added' | 'duplicate' | 'orphaned'> {
+    const encoded = this.decoded.get(block)
+    if (encoded == null) {
+      // the caller's mistake, not peer input: not counted
+      throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, 'addDecoded takes only what this store\'s decodeBlock returned')
+    }
+    try {
+      this.requireDb()
+      validateDecoded(block, { limits: this.limits, keyCache: this.authorKeys() })
+      return await this.addValidated(block, encoded, payload)
+    } catch (err) {
+      this.countRejection(err)
+      throw err
+    }
+  }
+
+  /** Store a block that passed every stateless rule, decoded from `encoded` (the store's private copy). */
+  private async addValidated (block: SignedHeader, encoded: Uint8Array, payload?: Uint8Array): Promise<'added' | 'duplicate' | 'orphaned'> {
+    const db = this.requireDb()
     const idHex = toHex(block.id)
     let chunksWritten = false
     let chunkHexes: string[] = []
@@ -347,22 +394,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
       await this.files.syncDirs([dir])
       this.stats.chunksWritten++
     }
-    await this.exclusive(async () => {
-      const batch = db.batch()
-      batch.put(chunkKey(hash), u32(bytes.length))
-      const raw = await db.get(headerKey(id))
-      if (raw != null) {
-        const record = decodeRecord(raw)
-        if ((record.flags & FLAG_PAYLOAD_COMPLETE) === 0) {
-          // complete = every other chunk stored at the length this block implies
-          const { missing, conflict } = await this.chunkStates(block.header)
-          if (conflict == null && missing.every(i => equalBytes(block.header.chunkHashes[i], hash))) {
-            batch.put(headerKey(id), encodeRecord({ ...record, flags: record.flags | FLAG_PAYLOAD_COMPLETE }))
-          }
-        }
-      }
-      await batch.write({ sync: this.fsync })
-    })
+    await this.exclusive(async () => commitChunk({ db, fsync: this.fsync, chainCounts: this.chainCounts }, block, hash, bytes.length))
   }
 
   /**
@@ -391,11 +423,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   }
 
   async get (id: Uint8Array): Promise<StoredBlock | undefined> {
-    const raw = await this.requireDb().get(headerKey(id))
-    if (raw == null) {
-      return undefined
-    }
-    return this.toStored(id, decodeRecord(raw))
+    return readBlock(this.requireDb(), id)
   }
 
   async has (id: Uint8Array): Promise<boolean> {
@@ -403,8 +431,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   }
 
   async getEncoded (id: Uint8Array): Promise<Uint8Array | undefined> {
-    const raw = await this.requireDb().get(headerKey(id))
-    return raw == null ? undefined : decodeRecord(raw).signedHeader.slice()
+    return readEncoded(this.requireDb(), id)
   }
 
   async getChunk (id: Uint8Array, index: number): Promise<Uint8Array> {
@@ -413,7 +440,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
       throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     payloadChunkLength(block.header, index)
-    return this.readVerifiedChunk(block, index)
+    return readVerifiedChunk(this.files, block, index)
   }
 
   async * readPayload (id: Uint8Array): AsyncGenerator<Uint8Array> {
@@ -421,74 +448,28 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     if (block == null) {
       throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
-    const n = block.header.chunkHashes.length
-    if (n === 0) {
-      return
-    }
-    // read one chunk ahead while the consumer handles the current one
-    let next = this.readVerifiedChunk(block, 0)
-    try {
-      for (let i = 0; i < n; i++) {
-        const current = await next
-        if (i + 1 < n) {
-          next = this.readVerifiedChunk(block, i + 1)
-        }
-        yield current
-      }
-    } finally {
-      next.catch(() => {})
-    }
+    yield * readVerifiedPayload(this.files, block)
   }
 
   async children (id: Uint8Array): Promise<Uint8Array[]> {
-    const out: Uint8Array[] = []
-    for await (const key of this.requireDb().keys(range(Prefix.Child, id))) {
-      out.push(new Uint8Array(key.subarray(33)))
-    }
-    return out
+    return readChildren(this.requireDb(), id)
   }
 
   async tips (chain?: ChainId): Promise<Uint8Array[]> {
-    const out: Uint8Array[] = []
-    for (const c of chain == null ? [ChainId.A, ChainId.B] : [chain]) {
-      for await (const key of this.requireDb().keys(range(Prefix.Tip, u8(c)))) {
-        out.push(new Uint8Array(key.subarray(2)))
-      }
-    }
-    return out
+    return readTips(this.requireDb(), chain)
   }
 
   /** every block parents-first: ordered by (height, id), the same on every node holding the same blocks */
   async * topological (chain?: ChainId): AsyncGenerator<StoredBlock> {
-    for await (const [key, value] of this.requireDb().iterator(range(Prefix.Order))) {
-      if (chain != null && value[0] !== chain) {
-        continue
-      }
-      const block = await this.get(key.subarray(5))
-      if (block != null) {
-        yield block
-      }
-    }
+    yield * readTopological(this.requireDb(), chain)
   }
 
   async * byType (type: BlockType): AsyncGenerator<StoredBlock> {
-    for await (const key of this.requireDb().keys(range(Prefix.Type, u8(type)))) {
-      const block = await this.get(key.subarray(6))
-      if (block != null) {
-        yield block
-      }
-    }
+    yield * readByType(this.requireDb(), type)
   }
 
   async byModelUnit (modelId: Uint8Array, unit: number): Promise<StoredBlock[]> {
-    const out: StoredBlock[] = []
-    for await (const key of this.requireDb().keys(range(Prefix.ModelUnit, modelId, u32(unit)))) {
-      const block = await this.get(key.subarray(37))
-      if (block != null) {
-        out.push(block)
-      }
-    }
-    return out
+    return readByModelUnit(this.requireDb(), modelId, unit)
   }
 
   async counts (): Promise<ChainCounts> {
@@ -511,170 +492,33 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   /** delete chunk files no visible block (nor a pooled orphan) refers to, and their index keys */
   async gc (): Promise<GcReport> {
     const db = this.requireDb()
-    return this.exclusive(async () => {
-      const referenced = new Set<string>(this.pool.pinnedChunks())
-      for await (const value of db.values(range(Prefix.Header))) {
-        const { header } = decodeSignedBlockHeader(decodeRecord(value).signedHeader)
-        for (const h of decodeBlockHeader(header).chunkHashes) {
-          referenced.add(toHex(h))
-        }
-      }
-      let removed = 0
-      let bytes = 0
-      for await (const { hex, size } of this.files.list()) {
-        if (!referenced.has(hex)) {
-          const hash = Uint8Array.from(Buffer.from(hex, 'hex'))
-          await db.del(chunkKey(hash))
-          await this.files.remove(hash)
-          removed++
-          bytes += size
-        }
-      }
-      return { removed, bytes }
-    })
+    return this.exclusive(async () => collectChunks(db, this.files, this.pool.pinnedChunks()))
   }
 
+  /** the commit batch (block-commit.ts); callers hold the lock */
   private async commitLocked (block: SignedHeader, encoded: Uint8Array, chunksWritten: boolean): Promise<CommitResult> {
-    const db = this.requireDb()
-    const { id, header } = block
-    if (await db.has(headerKey(id))) {
-      return { status: 'duplicate' }
-    }
-    const parentValues = header.parents.length > 0 ? await db.getMany(header.parents.map(headerKey)) : []
-    const missing = new Set<string>()
-    const parents = new Map<string, SignedHeader>()
-    let height = 0
-    parentValues.forEach((value, i) => {
-      const parentHex = toHex(header.parents[i])
-      if (value == null) {
-        missing.add(parentHex)
-        return
-      }
-      const record = decodeRecord(value)
-      parents.set(parentHex, this.toStored(header.parents[i], record))
-      height = Math.max(height, record.height + 1)
-    })
-    if (missing.size > 0) {
-      return { status: 'orphaned', missing }
-    }
-    validateAgainstParents(block, parents)
-    // a chunk already stored counts for this block only at the length this
-    // block implies; at another length the block's hash list is impossible
-    let complete = header.payloadSize === 0n
-    if (!complete) {
-      const { missing, conflict } = await this.chunkStates(header)
-      if (conflict != null) {
-        throw chunkLengthError(block, conflict)
-      }
-      complete = chunksWritten || missing.length === 0
-    }
-
-    const batch = db.batch()
-    if (chunksWritten) {
-      header.chunkHashes.forEach((hash, i) => batch.put(chunkKey(hash), u32(payloadChunkLength(header, i))))
-    }
-    batch.put(headerKey(id), encodeRecord({
-      flags: complete ? FLAG_PAYLOAD_COMPLETE : 0,
-      receivedAt: Date.now(),
-      height,
-      signedHeader: encoded
-    }))
-    batch.put(orderKey(height, id), u8(header.chain))
-    batch.put(typeKey(header.type, height, id), EMPTY)
-    const layer = layerCoordinates(header)
-    if (layer != null) {
-      batch.put(modelUnitKey(layer.model, layer.unit, id), EMPTY)
-    }
-    for (const parent of header.parents) {
-      batch.put(childKey(parent, id), EMPTY)
-      if (parents.get(toHex(parent))?.header.chain === header.chain) {
-        batch.del(tipKey(header.chain, parent))
-      }
-    }
-    batch.put(tipKey(header.chain, id), EMPTY)
-    const count = (this.chainCounts.get(header.chain) ?? 0) + 1
-    batch.put(countKey(header.chain), u64(BigInt(count)))
-    await batch.write({ sync: this.fsync })
-    this.chainCounts.set(header.chain, count)
-    return { status: 'added' }
+    return commitBlock({ db: this.requireDb(), fsync: this.fsync, chainCounts: this.chainCounts }, block, encoded, chunksWritten)
   }
 
   /** store the orphans that waited (directly or transitively) for `idHex` */
   private async releaseOrphans (idHex: string): Promise<void> {
-    const queue = [idHex]
-    while (queue.length > 0) {
-      const ready: Orphan[] = this.pool.release(queue.shift() as string)
-      for (const orphan of ready) {
-        try {
-          const result = await this.exclusive(async () => this.commitLocked(orphan.block, orphan.encoded, orphan.chunksWritten))
-          if (result.status === 'added') {
-            this.stats.added++
-            this.stats.orphansAccepted++
-            queue.push(orphan.idHex)
-          } else if (result.status === 'orphaned') {
-            this.pool.add({ ...orphan, missing: result.missing })
-          }
-        } catch (err) {
-          // a rule needing the parents failed: the orphan is dropped, counted, never stored
-          this.stats.orphansRejected++
-          this.countRejection(err)
-        }
+    await releaseOrphans(idHex, {
+      pool: this.pool,
+      commit: async orphan => this.exclusive(async () => this.commitLocked(orphan.block, orphan.encoded, orphan.chunksWritten)),
+      onAccepted: () => {
+        this.stats.added++
+        this.stats.orphansAccepted++
+      },
+      onRejected: (orphan, err) => {
+        this.stats.orphansRejected++
+        this.countRejection(err)
       }
-    }
+    })
   }
 
-  private async readVerifiedChunk (block: StoredBlock, index: number): Promise<Uint8Array> {
-    const idHex = toHex(block.id)
-    const hash = block.header.chunkHashes[index]
-    const bytes = await this.files.read(hash)
-    if (bytes == null) {
-      throw new ChainError(ChainErrorCode.CHUNK_MISSING, `payload chunk ${index} (${toHex(hash)}) is not stored locally`, { blockId: idHex })
-    }
-    if (!equalBytes(sha256(bytes), hash)) {
-      throw new ChainError(ChainErrorCode.CHUNK_HASH, `payload chunk ${index} (${toHex(hash)}) is corrupt on disk`, { blockId: idHex })
-    }
-    // the chunk is another block's (same hash): it is not this block's chunk
-    const expected = payloadChunkLength(block.header, index)
-    if (bytes.length !== expected) {
-      throw chunkLengthError(block, { index, stored: bytes.length, expected })
-    }
-    return bytes
-  }
-
-  /**
-   * The chunks `header` names as the index holds them: which have no `c`
-   * key yet, and the first stored at a length other than the one `header`
-   * implies for it (payloadChunkLength). The `c` value is the chunk file's
-   * length, written in the same batch as the first header that names it.
-   */
+  /** the chunks `header` names as the index holds them (chunk-states.ts) */
   private async chunkStates (header: BlockHeader): Promise<ChunkStates> {
-    const values = await this.requireDb().getMany(header.chunkHashes.map(chunkKey))
-    const missing: number[] = []
-    for (let i = 0; i < values.length; i++) {
-      const value = values[i]
-      if (value == null) {
-        missing.push(i)
-        continue
-      }
-      const expected = payloadChunkLength(header, i)
-      const stored = readU32(value)
-      if (stored !== expected) {
-        return { missing, conflict: { index: i, stored, expected } }
-      }
-    }
-    return { missing }
-  }
-
-  private toStored (id: Uint8Array, record: HeaderRecord): StoredBlock {
-    const envelope = decodeSignedBlockHeader(record.signedHeader)
-    return {
-      id: new Uint8Array(id),
-      header: decodeBlockHeader(envelope.header),
-      headerBytes: envelope.header,
-      signature: envelope.signature,
-      receivedAt: record.receivedAt,
-      payloadComplete: (record.flags & FLAG_PAYLOAD_COMPLETE) !== 0
-    }
+    return chunkStates(this.requireDb(), header)
   }
 
   private newWriter (): ChunkWriter {
@@ -705,7 +549,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     }
   }
 
-  private requireDb (): Db {
+  private requireDb (): ChainDb {
     if (this.db == null) {
       throw new ChainError(ChainErrorCode.NOT_STARTED, 'the chain store is not started')
     }
@@ -723,12 +567,6 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
       release()
     }
   }
-}
-
-/** ERR_CHUNK_LENGTH: `block` names a chunk the store holds at another length. */
-function chunkLengthError (block: SignedHeader, c: ChunkConflict): ChainError {
-  const hash = toHex(block.header.chunkHashes[c.index])
-  return new ChainError(ChainErrorCode.CHUNK_LENGTH, `chunk ${c.index} (${hash}) is stored as ${c.stored} bytes, this block says ${c.expected}: no chunk has two lengths, so this block can never be complete`, { blockId: toHex(block.id) })
 }
 
 export function createChainStore (init: ChainStoreInit): ChainStore {

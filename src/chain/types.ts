@@ -9,6 +9,16 @@ import type { BlockType, ChainId, FieldValue, SignedHeader } from '../protocols/
 export { BLOCK_TYPE_CHAIN, BlockType, ChainId } from '../protocols/block-header.ts'
 export type { BlockHeader, FieldValue, SignedHeader } from '../protocols/block-header.ts'
 
+declare const decodedBrand: unique symbol
+
+/**
+ * A signed header as validate.ts `decodeBlock` returns it, decoded and hashed
+ * once: its encoding, size and id are checked, its other stateless rules not
+ * yet (`validateDecoded`). The brand keeps other objects out where one is
+ * asked for (ChainStoreApi.addDecoded).
+ */
+export type DecodedBlock = SignedHeader & { readonly [decodedBrand]: true }
+
 /** Hex-encoded block id, the form ids take in JSON, the CLI and logs. */
 export type BlockIdHex = string
 
@@ -84,6 +94,15 @@ export interface ChainStoreApi {
     /** the id the block was requested or announced under: ERR_BLOCK_ID when it differs */
     expectedId?: Uint8Array
   }): Promise<'added' | 'duplicate' | 'orphaned'>
+  /**
+   * addBlock in two steps, for a caller that must look at the header first
+   * (gossip checks the topic's chain) without decoding it twice: decode and
+   * hash a private copy (the rules the bytes alone decide; ChainError as
+   * addBlock throws it) ...
+   */
+  decodeBlock(signedHeaderBytes: Uint8Array, options?: { expectedId?: Uint8Array }): DecodedBlock
+  /** ... then every other rule and the store, as addBlock; only a block this store's decodeBlock returned is taken */
+  addDecoded(block: DecodedBlock, payload?: Uint8Array): Promise<'added' | 'duplicate' | 'orphaned'>
   /** store one payload chunk of a known block after checking its hash */
   putChunk(id: Uint8Array, index: number, bytes: Uint8Array): Promise<void>
 

@@ -11,8 +11,9 @@ import { blockId, ed25519PublicKey, verifyBlockSignature } from './block-crypto.
 import { ID_LENGTH } from './constants.ts'
 import { ChainError, ChainErrorCode } from './errors.ts'
 import { BLOCK_TYPE_CHAIN, BlockType, ChainId } from './types.ts'
+import { isLearningBlockType, validateLearningHeader, validateLearningParents } from './validate-learning.ts'
 import type { ChainLimits } from './constants.ts'
-import type { BlockHeader, SignedHeader } from './types.ts'
+import type { BlockHeader, DecodedBlock, SignedHeader } from './types.ts'
 import type { KeyObject } from 'node:crypto'
 
 export function toHex (bytes: Uint8Array): string {
@@ -98,7 +99,10 @@ export function validateSizes (header: BlockHeader, limits: ChainLimits, blockId
   }
 }
 
-/** Chain and per-type field rules that need no other block: ERR_BLOCK_TYPE. */
+/**
+ * Chain and per-type field rules that need no other block: ERR_BLOCK_TYPE,
+ * the Dataset rules, and the learning blocks' (validate-learning.ts).
+ */
 export function validateType (header: BlockHeader, blockIdHex?: string): void {
   const opts = { blockId: blockIdHex }
   const expectedChain = BLOCK_TYPE_CHAIN[header.type]
@@ -110,9 +114,6 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
   }
   if (header.chain !== expectedChain) {
     throw new ChainError(ChainErrorCode.BLOCK_TYPE, `block type ${header.type} belongs on chain ${expectedChain}, not ${header.chain}`, opts)
-  }
-  if (header.type === BlockType.Delta) {
-    throw new ChainError(ChainErrorCode.BLOCK_TYPE, 'Delta blocks are reserved for a later milestone and not accepted yet', opts)
   }
   if (header.type === BlockType.Layer) {
     const model = header.fields.get(LAYER_FIELD_MODEL)
@@ -130,6 +131,7 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
   if (header.type === BlockType.Dataset) {
     validateDatasetHeader(header, blockIdHex)
   }
+  validateLearningHeader(header, blockIdHex)
 }
 
 /**
@@ -227,10 +229,12 @@ export interface DecodeOptions {
 }
 
 /**
- * Every stateless rule, cheapest first: size of the envelope, encoding,
- * expected id, sizes, type, signature. Returns the decoded signed header.
+ * The stateless rules the bytes alone decide, cheapest first: size of the
+ * envelope, encoding, size of the header, expected id. Decodes the header and
+ * computes its id (sha-256) once; `validateDecoded` checks the rest. The
+ * decoded parents and hashes are views of `signedHeaderBytes`.
  */
-export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: DecodeOptions): SignedHeader {
+export function decodeBlock (signedHeaderBytes: Uint8Array, options: Pick<DecodeOptions, 'limits' | 'expectedId'>): DecodedBlock {
   const { limits } = options
   if (signedHeaderBytes.length > limits.maxHeaderBytes + 128) {
     throw new ChainError(ChainErrorCode.HEADER_TOO_LARGE, `signed header of ${signedHeaderBytes.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
@@ -241,11 +245,17 @@ export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: Decod
   }
   const header = decodeBlockHeader(envelope.header)
   const id = blockId(envelope.header)
-  const idHex = toHex(id)
   if (options.expectedId != null && !equalBytes(options.expectedId, id)) {
-    throw new ChainError(ChainErrorCode.BLOCK_ID, `block id ${idHex} does not match the expected id ${toHex(options.expectedId)}`, { blockId: idHex })
+    throw new ChainError(ChainErrorCode.BLOCK_ID, `block id ${toHex(id)} does not match the expected id ${toHex(options.expectedId)}`, { blockId: toHex(id) })
   }
-  validateSizes(header, limits, idHex)
+  return { id, header, headerBytes: envelope.header, signature: envelope.signature } as DecodedBlock
+}
+
+/** The other stateless rules, on a block `decodeBlock` decoded: sizes, type, signature. */
+export function validateDecoded (block: DecodedBlock, options: Pick<DecodeOptions, 'limits' | 'keyCache'>): void {
+  const { header, id } = block
+  const idHex = toHex(id)
+  validateSizes(header, options.limits, idHex)
   validateType(header, idHex)
   let key: KeyObject | Uint8Array = header.author
   if (options.keyCache != null) {
@@ -261,21 +271,35 @@ export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: Decod
     }
     key = cached
   }
-  if (!verifyBlockSignature(key, id, envelope.signature)) {
+  if (!verifyBlockSignature(key, id, block.signature)) {
     throw new ChainError(ChainErrorCode.BLOCK_SIGNATURE, 'signature does not verify against the author key', { blockId: idHex })
   }
-  return { id, header, headerBytes: envelope.header, signature: envelope.signature }
+}
+
+/**
+ * Every stateless rule, cheapest first: size of the envelope, encoding,
+ * expected id, sizes, type, signature. Returns the decoded signed header.
+ */
+export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: DecodeOptions): SignedHeader {
+  const block = decodeBlock(signedHeaderBytes, options)
+  validateDecoded(block, options)
+  return block
 }
 
 /**
  * Rules that need the parents (all present): a Layer block's manifest parent
  * must be a ModelManifest authored by the same key — only the manifest's
- * publisher may publish base layer blocks of that model.
+ * publisher may publish base layer blocks of that model; the Dataset and the
+ * learning blocks' parent rules (validate-learning.ts).
  */
 export function validateAgainstParents (block: SignedHeader, parents: Map<string, SignedHeader>): void {
   const idHex = toHex(block.id)
   if (block.header.type === BlockType.Dataset) {
     validateDatasetParents(block, parents)
+    return
+  }
+  if (isLearningBlockType(block.header.type)) {
+    validateLearningParents(block, parents)
     return
   }
   const layer = layerCoordinates(block.header)

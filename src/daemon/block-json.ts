@@ -23,6 +23,11 @@ const TYPE_NAMES: Record<number, string> = {
   [BlockType.ModelManifest]: 'model-manifest',
   [BlockType.Note]: 'note',
   [BlockType.Dataset]: 'dataset',
+  [BlockType.Proposal]: 'proposal',
+  [BlockType.Attestation]: 'attestation',
+  [BlockType.Motion]: 'motion',
+  [BlockType.Vote]: 'vote',
+  [BlockType.Params]: 'params',
   [BlockType.Layer]: 'layer',
   [BlockType.Delta]: 'delta'
 }

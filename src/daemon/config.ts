@@ -12,8 +12,12 @@
  * - full (boolean): fetch every block's payload (default: manifests, notes,
  * every model's embedding and head, and the layers this node serves)
  * - recordTtlMs (number): lifetime of this node's signed span record in the DHT
- * - stepTimeoutMs (number): generate through the mesh: deadline of one stage's
- * answer to one step (per 32 positions); a stage past it is replaced (failover)
+ * - stepTimeoutMs (number): generate through the mesh: the ceiling of one
+ * stage's step deadline (per 32 positions); the deadline itself is 6x what
+ * the stage's recent steps took (its announced speed before its first),
+ * at least stepDeadlineFloorMs; a stage past it is replaced (failover)
+ * - stepDeadlineFloorMs (number): no step deadline below this (default 1 s;
+ * as high as stepTimeoutMs = the fixed deadline of old)
  * - maxSessions (number 1..4096): generation sessions the served stage takes at
  * once; one more is answered BUSY at once (the client routes elsewhere or waits)
  * - maxCachePositions (number): KV-cache positions the served stage reserves over
@@ -37,6 +41,12 @@
  * models with layers wide enough to pay, else 0 (the main thread)
  * - ipcSocket (string): IPC socket path (relative paths are inside the data dir)
  * - ipcMaxLineBytes (number): longest IPC request line accepted
+ * - ipcMaxBufferedLineBytes (number | null): bytes of unfinished IPC request
+ * lines held over all connections; a connection whose line would pass it is
+ * answered with an error and closed (null: 2 x ipcMaxLineBytes; at least ipcMaxLineBytes)
+ * - ipcMaxConnections (number 1..65536): IPC connections held at once; one
+ * more is answered with an error line and closed
+ * - ipcMaxBatch (number 1..100000): calls one JSON-RPC batch may hold
  * - logLevel (string): error | warn | info | debug
  */
 import { readFile } from 'node:fs/promises'
@@ -44,10 +54,10 @@ import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { SPAN_SERVER_DEFAULTS } from '../mesh/constants.ts'
 import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
-import { STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
+import { PIPELINE_CLIENT_DEFAULTS, STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
 import {
   BACKENDS, CONFIG_FILE_NAME, DEFAULT_BACKEND, DEFAULT_BOOTSTRAP, DEFAULT_DATA_DIR_NAME,
-  DEFAULT_DIRECT_CHANNEL, DEFAULT_DIRECT_CHANNEL_PORT, DEFAULT_IPC_MAX_LINE_BYTES, DIRECT_CHANNEL_MODES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
+  DEFAULT_DIRECT_CHANNEL, DEFAULT_DIRECT_CHANNEL_PORT, DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES, IPC_BUFFERED_LINES_PER_MAX_LINE, DIRECT_CHANNEL_MODES, DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, DEFAULT_RECORD_TTL_MS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_WORKERS, LOG_LEVELS,
   MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MAX_STAGE_CACHE_POSITIONS, MAX_STAGE_SESSIONS, MAX_STEP_TIMEOUT_MS, MIN_RECORD_TTL_MS, MIN_STEP_TIMEOUT_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
@@ -68,6 +78,8 @@ export interface BlydConfig {
   full: boolean
   recordTtlMs: number
   stepTimeoutMs: number
+  /** the least step deadline (the deadline adapts to each stage, up to stepTimeoutMs) */
+  stepDeadlineFloorMs: number
   /** sessions the served stage takes at once */
   maxSessions: number
   /** KV-cache positions the served stage reserves over all sessions */
@@ -90,6 +102,12 @@ export interface BlydConfig {
   /** absolute path of the IPC socket */
   ipcSocket: string
   ipcMaxLineBytes: number
+  /** bytes of unfinished IPC request lines over all connections (resolved: never null) */
+  ipcMaxBufferedLineBytes: number
+  /** IPC connections held at once */
+  ipcMaxConnections: number
+  /** calls one JSON-RPC batch may hold */
+  ipcMaxBatch: number
   logLevel: LogLevel
 }
 
@@ -224,7 +242,14 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
   stepTimeoutMs: {
     env: 'BLYD_STEP_TIMEOUT_MS',
     flag: 'step-timeout-ms',
-    describe: 'generate through the mesh: ms a stage may take to answer one step (per 32 positions) before it is replaced',
+    describe: 'generate through the mesh: the most ms a stage may take to answer one step (per 32 positions) before it is replaced; the deadline adapts to the stage below it',
+    kind: 'number',
+    parse: integerIn(MIN_STEP_TIMEOUT_MS, MAX_STEP_TIMEOUT_MS)
+  },
+  stepDeadlineFloorMs: {
+    env: 'BLYD_STEP_DEADLINE_FLOOR_MS',
+    flag: 'step-deadline-floor-ms',
+    describe: 'generate through the mesh: the least step deadline in ms (the deadline is 6x what the stage took so far, up to --step-timeout-ms)',
     kind: 'number',
     parse: integerIn(MIN_STEP_TIMEOUT_MS, MAX_STEP_TIMEOUT_MS)
   },
@@ -327,6 +352,32 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     kind: 'number',
     parse: integerIn(1024, 2 ** 30)
   },
+  ipcMaxBufferedLineBytes: {
+    env: 'BLYD_IPC_MAX_BUFFERED_LINE_BYTES',
+    flag: 'ipc-max-buffered-line-bytes',
+    describe: `bytes of unfinished IPC request lines held over all connections (default ${IPC_BUFFERED_LINES_PER_MAX_LINE} x ipcMaxLineBytes)`,
+    kind: 'number',
+    parse: (value, where) => {
+      if (value !== null && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1024 || value > 2 ** 36)) {
+        fail(where, `must be an integer from 1024 to ${2 ** 36}, or null (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  ipcMaxConnections: {
+    env: 'BLYD_IPC_MAX_CONNECTIONS',
+    flag: 'ipc-max-connections',
+    describe: 'IPC connections held at once; one more is answered with an error and closed',
+    kind: 'number',
+    parse: integerIn(1, 65_536)
+  },
+  ipcMaxBatch: {
+    env: 'BLYD_IPC_MAX_BATCH',
+    flag: 'ipc-max-batch',
+    describe: 'calls one JSON-RPC batch may hold over IPC; a longer batch is answered with an error',
+    kind: 'number',
+    parse: integerIn(1, 100_000)
+  },
   logLevel: {
     env: 'BLYD_LOG_LEVEL',
     flag: 'log-level',
@@ -375,6 +426,7 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     full: false,
     recordTtlMs: DEFAULT_RECORD_TTL_MS,
     stepTimeoutMs: DEFAULT_STEP_TIMEOUT_MS,
+    stepDeadlineFloorMs: PIPELINE_CLIENT_DEFAULTS.deadlineFloorMs,
     maxSessions: STAGE_SERVER_DEFAULTS.maxSessions,
     maxCachePositions: STAGE_SERVER_DEFAULTS.maxCachePositions,
     memoryBytes: null,
@@ -387,6 +439,9 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     workers: DEFAULT_WORKERS,
     ipcSocket: join(dataDir, SOCKET_FILE_NAME),
     ipcMaxLineBytes: DEFAULT_IPC_MAX_LINE_BYTES,
+    ipcMaxBufferedLineBytes: null,
+    ipcMaxConnections: DEFAULT_IPC_MAX_CONNECTIONS,
+    ipcMaxBatch: DEFAULT_IPC_MAX_BATCH,
     logLevel: DEFAULT_LOG_LEVEL
   }
 }
@@ -497,6 +552,12 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     throw new ConfigError(`IPC socket path is too long for a Unix socket (${Buffer.byteLength(ipcSocket)} > ${MAX_SOCKET_PATH_BYTES} bytes): ${ipcSocket}; set ipcSocket to a shorter path`)
   }
 
+  const ipcMaxLineBytes = values.ipcMaxLineBytes as number
+  const bufferedLines = values.ipcMaxBufferedLineBytes as number | null
+  if (bufferedLines != null && bufferedLines < ipcMaxLineBytes) {
+    throw new ConfigError(`ipcMaxBufferedLineBytes (${bufferedLines}) must be at least ipcMaxLineBytes (${ipcMaxLineBytes}): one line of the longest size must fit`)
+  }
+
   return {
     dataDir,
     listen: values.listen as string[],
@@ -507,6 +568,7 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     full: values.full as boolean,
     recordTtlMs: values.recordTtlMs as number,
     stepTimeoutMs: values.stepTimeoutMs as number,
+    stepDeadlineFloorMs: values.stepDeadlineFloorMs as number,
     maxSessions: values.maxSessions as number,
     maxCachePositions: values.maxCachePositions as number,
     memoryBytes: values.memoryBytes as number | null,
@@ -518,7 +580,10 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     backend: values.backend as Backend,
     workers: values.workers as WorkersSetting,
     ipcSocket,
-    ipcMaxLineBytes: values.ipcMaxLineBytes as number,
+    ipcMaxLineBytes,
+    ipcMaxBufferedLineBytes: bufferedLines ?? IPC_BUFFERED_LINES_PER_MAX_LINE * ipcMaxLineBytes,
+    ipcMaxConnections: values.ipcMaxConnections as number,
+    ipcMaxBatch: values.ipcMaxBatch as number,
     logLevel: values.logLevel as LogLevel
   }
 }

@@ -54,8 +54,41 @@ export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
 export const DEFAULT_IPC_MAX_LINE_BYTES = 16 * 1024 * 1024
 /** longest line the IPC client accepts from the daemon */
 export const IPC_CLIENT_MAX_LINE_BYTES = 64 * 1024 * 1024
-/** requests one connection may have in flight before the server stops reading it */
+/**
+ * calls one connection may have in flight (a batch counts its calls) before
+ * the server stops reading it; it reads again once half of them are answered
+ */
 export const IPC_MAX_INFLIGHT_PER_CONNECTION = 64
+/**
+ * answer bytes queued on one connection (socket.writableLength) past which the
+ * server stops reading that connection until the peer has read them ('drain')
+ */
+export const IPC_WRITE_HIGH_WATER_BYTES = 1024 * 1024
+/** connections the IPC server holds at once; one more is answered with an error line and closed */
+export const DEFAULT_IPC_MAX_CONNECTIONS = 128
+/** calls one JSON-RPC batch may hold; a longer batch is answered with one -32600 error */
+export const DEFAULT_IPC_MAX_BATCH = 100
+/** calls of one batch that run at once */
+export const IPC_BATCH_CONCURRENCY = 8
+/** deepest nesting of arrays and objects in a request line, checked before JSON.parse */
+export const IPC_MAX_JSON_DEPTH = 64
+/**
+ * most JSON values in a request line (counted as commas plus arrays and
+ * objects), checked before JSON.parse: 16 MiB of `{},` would parse into 5
+ * million objects (~500 MiB); 262,144 values parse into at most ~15 MiB
+ */
+export const IPC_MAX_JSON_VALUES = 262_144
+/**
+ * request lines this long or longer are parsed one per turn of the event loop
+ * (a 16 MiB line takes 100s of ms to copy, decode and parse), so the other
+ * connections are served between two of them
+ */
+export const IPC_HEAVY_LINE_BYTES = 1024 * 1024
+/**
+ * bytes of unfinished request lines held over all connections, when
+ * ipcMaxBufferedLineBytes is not set: this many times ipcMaxLineBytes
+ */
+export const IPC_BUFFERED_LINES_PER_MAX_LINE = 2
 /** bytes of payload per `stream` notification when a payload is sent over IPC */
 export const IPC_PAYLOAD_PIECE_BYTES = 1024 * 1024
 /** how long stopping the IPC server waits for in-flight handlers to unwind after their abort */

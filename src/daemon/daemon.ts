@@ -60,13 +60,18 @@ export class Daemon {
     this.config = init.config
     this.log = init.logger ?? silentLogger()
     this.lock = new DataDirLock({ dataDir: init.config.dataDir })
-    this.metrics = new DaemonMetrics({ chainCounts: async () => this.storeValue?.counts() })
+    this.metrics = new DaemonMetrics({ chainCounts: async () => this.storeValue?.counts(), ipcStats: () => this.ipc.stats() })
     this.ipc = new IpcServer({
       socketPath: init.config.ipcSocket,
       maxLineBytes: init.config.ipcMaxLineBytes,
+      maxBufferedLineBytes: init.config.ipcMaxBufferedLineBytes,
+      maxConnections: init.config.ipcMaxConnections,
+      maxBatch: init.config.ipcMaxBatch,
       logger: this.log,
       onRequest: method => { this.metrics.ipcRequests.inc({ method }) },
-      onError: (rpcCode, code) => { this.metrics.ipcErrors.inc({ rpc_code: String(rpcCode), code: code ?? '' }) }
+      onError: (rpcCode, code) => { this.metrics.ipcErrors.inc({ rpc_code: String(rpcCode), code: code ?? '' }) },
+      onRefusal: reason => { this.metrics.ipcRefusals.inc({ reason }) },
+      onBackpressure: () => { this.metrics.ipcBackpressurePauses.inc() }
     })
     this.startedAt = 0
     this.state = 'idle'
@@ -193,6 +198,7 @@ export class Daemon {
         layers: config.layers,
         recordTtlMs: config.recordTtlMs,
         stepTimeoutMs: config.stepTimeoutMs,
+        stepDeadlineFloorMs: config.stepDeadlineFloorMs,
         stageLimits: { maxSessions: config.maxSessions, maxCachePositions: config.maxCachePositions },
         ...(config.memoryBytes != null ? { memoryBytes: config.memoryBytes } : {}),
         replicas: config.replicas,

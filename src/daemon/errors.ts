@@ -10,6 +10,16 @@ export const DaemonErrorCode = {
   IPC: 'ERR_IPC',
   IPC_CLOSED: 'ERR_IPC_CLOSED',
   LINE_TOO_LONG: 'ERR_IPC_LINE_TOO_LONG',
+  /** a JSON-RPC batch with more calls than ipcMaxBatch */
+  BATCH_TOO_LARGE: 'ERR_IPC_BATCH_TOO_LARGE',
+  /** a request nested deeper than IPC_MAX_JSON_DEPTH */
+  TOO_DEEP: 'ERR_IPC_TOO_DEEP',
+  /** a request with more JSON values than IPC_MAX_JSON_VALUES */
+  TOO_MANY_VALUES: 'ERR_IPC_TOO_MANY_VALUES',
+  /** unfinished request lines over all connections would pass ipcMaxBufferedLineBytes */
+  LINES_BUDGET: 'ERR_IPC_BUFFER_FULL',
+  /** ipcMaxConnections connections are open already */
+  TOO_MANY_CONNECTIONS: 'ERR_IPC_TOO_MANY_CONNECTIONS',
   INVALID_PARAMS: 'ERR_INVALID_PARAMS',
   NOT_FOUND: 'ERR_NOT_FOUND',
   PAYLOAD: 'ERR_PAYLOAD',

@@ -3,17 +3,41 @@
  * Methods live in one registry (`register`); each has a params validator
  * (throw InvalidParamsError → -32602) and a handler that may stream partial
  * results as `stream` notifications before its final response.
+ *
+ * Memory is bounded whatever clients send (issue 16). A connection is not
+ * read while its queued answers pass writeHighWaterBytes (until the peer read
+ * them: 'drain') or while maxInflightPerConnection of its calls run (until half
+ * of them are answered; a batch counts its calls). A batch holds at most
+ * maxBatch calls (more: one -32600 error) and runs at most batchConcurrency of
+ * them at once. A line nested deeper than maxDepth, with more than maxValues
+ * values, or a batch past maxBatch, is refused by a linear scan before
+ * JSON.parse. One unfinished line holds at most maxLineBytes, and all of them
+ * together at most maxBufferedLineBytes: the connection whose line would pass
+ * that gets an error line and is closed. Lines of IPC_HEAVY_LINE_BYTES or more
+ * are parsed one per turn of the event loop (their connection is not read
+ * meanwhile; they stay counted in that budget until parsed), so other
+ * connections are served between them. At most maxConnections connections are
+ * held: one more gets an error line and is closed.
+ * Each refusal is counted (stats().refused, the `onRefusal` event).
+ * Answers on one connection go out in the order their calls finish; lines are
+ * read, and calls started, in the order they arrive.
  */
 import { chmod, lstat, unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { BlydError } from '../protocols/errors.ts'
 import { IPC_STREAM_METHOD, JSONRPC_VERSION, RpcErrorCode } from '../protocols/ipc.ts'
-import { DEFAULT_IPC_MAX_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_STOP_DRAIN_MS } from './constants.ts'
+import {
+  DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES, IPC_BATCH_CONCURRENCY, IPC_BUFFERED_LINES_PER_MAX_LINE,
+  IPC_HEAVY_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_MAX_JSON_DEPTH, IPC_MAX_JSON_VALUES, IPC_STOP_DRAIN_MS, IPC_WRITE_HIGH_WATER_BYTES
+} from './constants.ts'
 import { DaemonErrorCode, InvalidParamsError, IpcError } from './errors.ts'
+import { scanJson } from './json-scan.ts'
+import { SharedLineBudget } from './line-budget.ts'
 import { LineSplitter } from './line-splitter.ts'
 import { silentLogger } from './logger.ts'
+import type { JsonScan } from './json-scan.ts'
 import type { Logger } from './logger.ts'
-import type { IpcMethodMap, IpcMethods, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
+import type { IpcLimitsJson, IpcLoadJson, IpcMethodMap, IpcMethods, IpcRefusalsJson, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
 import type { Server, Socket } from 'node:net'
 
 /** What a handler gets besides its params; `S`: the fields of its method's `stream` notifications. */
@@ -38,20 +62,39 @@ export interface IpcServerEvents {
   onRequest?(method: string): void
   /** called for every error response: JSON-RPC code plus the BlydError code if any */
   onError?(rpcCode: number, code: string | undefined): void
+  /** a limit refused a connection, a batch, a deep line, a line of too many values or an unfinished line */
+  onRefusal?(reason: IpcRefusal): void
+  /** a connection stopped being read because its answers were not being read */
+  onBackpressure?(): void
 }
+
+export type IpcRefusal = keyof IpcRefusalsJson
 
 export interface IpcServerInit extends IpcServerEvents {
   socketPath: string
   maxLineBytes?: number
   maxInflightPerConnection?: number
+  /** default DEFAULT_IPC_MAX_CONNECTIONS */
+  maxConnections?: number
+  /** default DEFAULT_IPC_MAX_BATCH */
+  maxBatch?: number
+  /** default IPC_BATCH_CONCURRENCY */
+  batchConcurrency?: number
+  /** default IPC_MAX_JSON_DEPTH */
+  maxDepth?: number
+  /** default IPC_MAX_JSON_VALUES */
+  maxValues?: number
+  /** default IPC_BUFFERED_LINES_PER_MAX_LINE x maxLineBytes; at least maxLineBytes */
+  maxBufferedLineBytes?: number
+  /** default IPC_WRITE_HIGH_WATER_BYTES */
+  writeHighWaterBytes?: number
   logger?: Logger
 }
 
-export interface IpcStats {
+export interface IpcStats extends IpcLoadJson {
   requests: number
   /** error responses by JSON-RPC code */
   errors: Record<string, number>
-  connections: number
   /** the most bytes of one unfinished request line held at any time (never more than maxLineBytes) */
   peakLineBytes: number
 }
@@ -64,7 +107,23 @@ interface Method {
 interface Connection {
   socket: Socket
   controller: AbortController
+  splitter: LineSplitter
+  /** calls running (a batch counts its calls) */
   inflight: number
+  /** queued answers passed writeHighWaterBytes; cleared on 'drain' */
+  writeBlocked: boolean
+  /** not read now (socket and splitter paused) */
+  paused: boolean
+  resumeScheduled: boolean
+  /** refused (an error line went out): nothing more is read or answered */
+  closing: boolean
+  /** a heavy line of it waits in the heavy-line queue */
+  heavy: boolean
+}
+
+interface HeavyLine {
+  conn: Connection
+  line: Buffer
 }
 
 class RpcFault extends Error {
@@ -94,12 +153,30 @@ function envelopeProblem (req: Record<string, unknown>): string | undefined {
   return undefined
 }
 
+/** fn over items with at most `concurrency` running at once; results in item order */
+async function mapBounded<T, R> (items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++
+      results[i] = await fn(items[i])
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
+  return results
+}
+
+/** a refused socket that does not read its error line is destroyed after this long */
+const REFUSED_LINGER_MS = 1000
+
 /**
  * `Methods` types the registry: IpcMethods (protocols/ipc.ts) for the
  * daemon, a test's own map for a bare server.
  */
 export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   readonly socketPath: string
+  readonly limits: IpcLimitsJson
   private readonly maxLineBytes: number
   private readonly maxInflight: number
   private readonly log: Logger
@@ -108,22 +185,50 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   private readonly connections: Set<Connection>
   private readonly inflight: Set<Promise<void>>
   private server: Server | undefined
+  private readonly lineBudget: SharedLineBudget
+  /** long lines waiting to be parsed, one per turn of the event loop */
+  private readonly heavyLines: HeavyLine[]
+  private heavyScheduled: boolean
   private requests: number
   private readonly errors: Map<number, number>
   private peakLineBytes: number
+  private peakWriteBytes: number
+  private backpressurePauses: number
+  private readonly refused: IpcRefusalsJson
 
   constructor (init: IpcServerInit) {
     this.socketPath = init.socketPath
     this.maxLineBytes = init.maxLineBytes ?? DEFAULT_IPC_MAX_LINE_BYTES
     this.maxInflight = init.maxInflightPerConnection ?? IPC_MAX_INFLIGHT_PER_CONNECTION
+    const maxBufferedLineBytes = init.maxBufferedLineBytes ?? IPC_BUFFERED_LINES_PER_MAX_LINE * this.maxLineBytes
+    if (maxBufferedLineBytes < this.maxLineBytes) {
+      throw new IpcError(`maxBufferedLineBytes (${maxBufferedLineBytes}) must be at least maxLineBytes (${this.maxLineBytes})`)
+    }
+    this.limits = {
+      maxConnections: init.maxConnections ?? DEFAULT_IPC_MAX_CONNECTIONS,
+      maxBatch: init.maxBatch ?? DEFAULT_IPC_MAX_BATCH,
+      batchConcurrency: init.batchConcurrency ?? IPC_BATCH_CONCURRENCY,
+      maxDepth: init.maxDepth ?? IPC_MAX_JSON_DEPTH,
+      maxValues: init.maxValues ?? IPC_MAX_JSON_VALUES,
+      maxLineBytes: this.maxLineBytes,
+      maxBufferedLineBytes,
+      maxInflightPerConnection: this.maxInflight,
+      writeHighWaterBytes: init.writeHighWaterBytes ?? IPC_WRITE_HIGH_WATER_BYTES
+    }
     this.log = init.logger ?? silentLogger()
-    this.events = { onRequest: init.onRequest, onError: init.onError }
+    this.events = { onRequest: init.onRequest, onError: init.onError, onRefusal: init.onRefusal, onBackpressure: init.onBackpressure }
     this.methods = new Map()
     this.connections = new Set()
     this.inflight = new Set()
+    this.lineBudget = new SharedLineBudget(maxBufferedLineBytes)
+    this.heavyLines = []
+    this.heavyScheduled = false
     this.requests = 0
     this.errors = new Map()
     this.peakLineBytes = 0
+    this.peakWriteBytes = 0
+    this.backpressurePauses = 0
+    this.refused = { connections: 0, batches: 0, depth: 0, values: 0, lines: 0 }
   }
 
   /**
@@ -148,11 +253,24 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   }
 
   stats (): IpcStats {
+    let paused = 0
+    for (const conn of this.connections) {
+      if (conn.paused) {
+        paused++
+      }
+    }
     return {
       requests: this.requests,
       errors: Object.fromEntries([...this.errors].map(([code, n]) => [String(code), n])),
+      peakLineBytes: this.peakLineBytes,
       connections: this.connections.size,
-      peakLineBytes: this.peakLineBytes
+      pausedConnections: paused,
+      backpressurePauses: this.backpressurePauses,
+      peakWriteBytes: this.peakWriteBytes,
+      bufferedLineBytes: this.lineBudget.used,
+      peakBufferedLineBytes: this.lineBudget.peak,
+      refused: { ...this.refused },
+      limits: { ...this.limits }
     }
   }
 
@@ -214,72 +332,238 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   }
 
   private accept (socket: Socket): void {
-    const conn: Connection = { socket, controller: new AbortController(), inflight: 0 }
-    this.connections.add(conn)
-    const splitter = new LineSplitter({
-      maxLineBytes: this.maxLineBytes,
-      onLine: line => { this.onLine(conn, line) },
-      onOverflow: () => {
-        this.countError(RpcErrorCode.INVALID_REQUEST, DaemonErrorCode.LINE_TOO_LONG)
-        this.send(conn, {
-          jsonrpc: JSONRPC_VERSION,
-          id: null,
-          error: {
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.refuseConnection(socket)
+      return
+    }
+    const conn: Connection = {
+      socket,
+      controller: new AbortController(),
+      splitter: new LineSplitter({
+        maxLineBytes: this.maxLineBytes,
+        budget: this.lineBudget,
+        onLine: line => { this.onLine(conn, line) },
+        onOverflow: () => {
+          this.send(conn, this.failure(null, {
             code: RpcErrorCode.INVALID_REQUEST,
             message: `request line longer than ${this.maxLineBytes} bytes; skipped up to the next newline`,
             data: { code: DaemonErrorCode.LINE_TOO_LONG, maxLineBytes: this.maxLineBytes }
-          }
-        })
+          }))
+        },
+        onBudgetExceeded: () => {
+          this.refuse('lines')
+          this.closeWith(conn, this.failure(null, {
+            code: RpcErrorCode.SERVER_ERROR,
+            message: `unfinished request lines over all connections would pass ${this.limits.maxBufferedLineBytes} bytes; closing this connection`,
+            data: { code: DaemonErrorCode.LINES_BUDGET, maxBufferedLineBytes: this.limits.maxBufferedLineBytes }
+          }))
+        }
+      }),
+      inflight: 0,
+      writeBlocked: false,
+      paused: false,
+      resumeScheduled: false,
+      closing: false,
+      heavy: false
+    }
+    this.connections.add(conn)
+    socket.on('data', chunk => {
+      if (conn.closing) {
+        return
+      }
+      conn.splitter.push(chunk)
+      this.peakLineBytes = Math.max(this.peakLineBytes, conn.splitter.buffered)
+    })
+    socket.on('drain', () => {
+      if (conn.writeBlocked) {
+        conn.writeBlocked = false
+        this.updateFlow(conn)
       }
     })
-    socket.on('data', chunk => {
-      splitter.push(chunk)
-      this.peakLineBytes = Math.max(this.peakLineBytes, splitter.buffered)
-    })
     socket.on('end', () => {
-      splitter.end()
+      conn.splitter.end()
       this.maybeEnd(conn)
     })
     socket.on('error', err => { this.log.debug('ipc.connection.error', { error: err.message }) })
     socket.on('close', () => {
       this.connections.delete(conn)
+      conn.splitter.clear()
       conn.controller.abort(new IpcError('connection closed', DaemonErrorCode.IPC_CLOSED))
     })
   }
 
-  /** after the peer half-closed, end our side once every request was answered */
+  /** over maxConnections: one error line, then close (destroyed if the peer does not read it) */
+  private refuseConnection (socket: Socket): void {
+    this.refuse('connections')
+    const response = this.failure(null, {
+      code: RpcErrorCode.SERVER_ERROR,
+      message: `the daemon holds ${this.limits.maxConnections} IPC connections already; try again later`,
+      data: { code: DaemonErrorCode.TOO_MANY_CONNECTIONS, maxConnections: this.limits.maxConnections }
+    })
+    socket.on('error', () => {})
+    socket.pause()
+    const timer = setTimeout(() => { socket.destroy() }, REFUSED_LINGER_MS).unref()
+    socket.end(JSON.stringify(response) + '\n', () => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  }
+
+  /** answer with `response`, stop reading and answering, close (destroyed if the peer does not read it) */
+  private closeWith (conn: Connection, response: RpcResponse): void {
+    if (conn.closing) {
+      return
+    }
+    this.send(conn, response)
+    conn.closing = true
+    conn.splitter.pause()
+    conn.splitter.clear()
+    conn.socket.pause()
+    const timer = setTimeout(() => { conn.socket.destroy() }, REFUSED_LINGER_MS).unref()
+    conn.socket.end(() => {
+      clearTimeout(timer)
+      conn.socket.destroy()
+    })
+  }
+
+  private refuse (reason: IpcRefusal): void {
+    this.refused[reason]++
+    this.events.onRefusal?.(reason)
+  }
+
+  /**
+   * Pause reading `conn` while its answers are unread or its calls are at the
+   * cap; resume (on a later turn of the event loop, so other connections get
+   * theirs first) once the answers drained and half of the calls finished.
+   */
+  private updateFlow (conn: Connection): void {
+    if (conn.closing || conn.socket.destroyed) {
+      return
+    }
+    if (conn.writeBlocked || conn.heavy || conn.inflight >= this.maxInflight) {
+      if (!conn.paused) {
+        conn.paused = true
+        conn.splitter.pause()
+        conn.socket.pause()
+      }
+      return
+    }
+    if (!conn.paused || conn.resumeScheduled || conn.inflight > this.maxInflight / 2) {
+      return
+    }
+    conn.resumeScheduled = true
+    setImmediate(() => {
+      conn.resumeScheduled = false
+      if (!conn.paused || conn.closing || conn.socket.destroyed || conn.writeBlocked || conn.heavy || conn.inflight > this.maxInflight / 2) {
+        return
+      }
+      conn.paused = false
+      conn.splitter.resume()
+      if (!conn.paused) {
+        conn.socket.resume()
+      }
+      this.maybeEnd(conn)
+    })
+  }
+
+  /** after the peer half-closed, end our side once every line was read and every request answered */
   private maybeEnd (conn: Connection): void {
-    if (conn.inflight === 0 && conn.socket.readableEnded && !conn.socket.writableEnded) {
+    if (conn.inflight === 0 && !conn.heavy && conn.splitter.drained && conn.socket.readableEnded && !conn.socket.writableEnded) {
       conn.socket.end()
     }
   }
 
+  /**
+   * A line from `conn`'s splitter. A heavy one waits its turn in the queue
+   * (its bytes reserved from the line budget; when they do not fit, it is
+   * parsed at once, as every line was before the queue).
+   */
   private onLine (conn: Connection, line: Buffer): void {
+    if (conn.closing) {
+      return
+    }
+    if (line.length >= IPC_HEAVY_LINE_BYTES && this.lineBudget.reserve(line.length)) {
+      conn.heavy = true
+      this.updateFlow(conn)
+      this.heavyLines.push({ conn, line })
+      this.scheduleHeavy()
+      return
+    }
+    this.handleLine(conn, line)
+  }
+
+  /** parse the next heavy line on a later turn of the event loop, after pending I/O */
+  private scheduleHeavy (): void {
+    if (this.heavyScheduled || this.heavyLines.length === 0) {
+      return
+    }
+    this.heavyScheduled = true
+    setImmediate(() => {
+      this.heavyScheduled = false
+      const next = this.heavyLines.shift()
+      if (next != null) {
+        const { conn, line } = next
+        this.lineBudget.release(line.length)
+        conn.heavy = false
+        if (!conn.closing && !conn.socket.destroyed) {
+          this.handleLine(conn, line)
+          this.updateFlow(conn)
+          this.maybeEnd(conn)
+        }
+      }
+      this.scheduleHeavy()
+    })
+  }
+
+  private handleLine (conn: Connection, line: Buffer): void {
+    const scan = scanJson(line, this.limits)
+    const refusal = this.shapeRefusal(scan.refused)
+    if (refusal != null) {
+      this.refuse(refusal.reason)
+      this.send(conn, this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: `invalid request: ${refusal.message}`, data: refusal.data }))
+      return
+    }
+    if (!scan.balanced) {
+      // not JSON, said without copying and parsing it (a truncated 16 MiB line costs nothing more)
+      this.send(conn, this.failure(null, { code: RpcErrorCode.PARSE_ERROR, message: 'parse error: a string, array or object is not closed (or closed but never opened)' }))
+      return
+    }
     let message: unknown
     try {
       message = JSON.parse(line.toString('utf8'))
     } catch (err: any) {
-      this.countError(RpcErrorCode.PARSE_ERROR, undefined)
-      this.send(conn, { jsonrpc: JSONRPC_VERSION, id: null, error: { code: RpcErrorCode.PARSE_ERROR, message: `parse error: ${err.message}` } })
+      this.send(conn, this.failure(null, { code: RpcErrorCode.PARSE_ERROR, message: `parse error: ${err.message}` }))
       return
     }
-    this.track(conn, this.dispatch(conn, message))
+    this.track(conn, this.dispatch(conn, message), Array.isArray(message) ? Math.max(1, message.length) : 1)
   }
 
-  private track (conn: Connection, work: Promise<void>): void {
+  /** the refusal of a line the pre-parse scan stopped at, if it did */
+  private shapeRefusal (refused: JsonScan['refused']): { reason: IpcRefusal, message: string, data: Record<string, unknown> } | undefined {
+    const { maxDepth, maxValues, maxBatch } = this.limits
+    switch (refused) {
+      case 'depth':
+        return { reason: 'depth', message: `nested deeper than ${maxDepth} arrays and objects`, data: { code: DaemonErrorCode.TOO_DEEP, maxDepth } }
+      case 'values':
+        return { reason: 'values', message: `more than ${maxValues} JSON values in one line`, data: { code: DaemonErrorCode.TOO_MANY_VALUES, maxValues } }
+      case 'batch':
+        return { reason: 'batches', message: `a batch holds at most ${maxBatch} calls`, data: { code: DaemonErrorCode.BATCH_TOO_LARGE, maxBatch } }
+      default:
+        return undefined
+    }
+  }
+
+  /** count `calls` in flight on `conn` until `work` settles */
+  private track (conn: Connection, work: Promise<void>, calls: number): void {
     this.inflight.add(work)
     work.catch(() => {}).finally(() => { this.inflight.delete(work) })
-    conn.inflight++
-    if (conn.inflight >= this.maxInflight) {
-      conn.socket.pause()
-    }
+    conn.inflight += calls
+    this.updateFlow(conn)
     work.catch(err => {
       this.log.error('ipc.dispatch.failed', { error: err?.message })
     }).finally(() => {
-      conn.inflight--
-      if (conn.inflight < this.maxInflight && !conn.socket.destroyed) {
-        conn.socket.resume()
-      }
+      conn.inflight -= calls
+      this.updateFlow(conn)
       this.maybeEnd(conn)
     })
   }
@@ -290,7 +574,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
         this.send(conn, this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: 'invalid request: empty batch' }))
         return
       }
-      const responses = await Promise.all(message.map(async m => this.call(conn, m)))
+      const responses = await mapBounded(message, this.limits.batchConcurrency, async m => this.call(conn, m))
       const answered = responses.filter((r): r is RpcResponse => r != null)
       if (answered.length > 0) {
         this.send(conn, answered)
@@ -386,9 +670,12 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
     }
   }
 
-  /** Write one JSON line; false when the socket buffer is full (wait for drain). */
+  /**
+   * Write one JSON line; false when the socket buffer is full (wait for drain).
+   * Past writeHighWaterBytes queued, the connection is not read until 'drain'.
+   */
   private send (conn: Connection, value: unknown): boolean {
-    if (conn.socket.destroyed || conn.socket.writableEnded) {
+    if (conn.closing || conn.socket.destroyed || conn.socket.writableEnded) {
       return true
     }
     let text: string
@@ -398,7 +685,16 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
       const id = (value as { id?: RpcId }).id ?? null
       text = JSON.stringify(this.failure(id, { code: RpcErrorCode.INTERNAL_ERROR, message: `cannot encode response: ${err.message}`, data: { code: 'ERR_INTERNAL' } }))
     }
-    return conn.socket.write(text + '\n')
+    const ok = conn.socket.write(text + '\n')
+    const queued = conn.socket.writableLength
+    this.peakWriteBytes = Math.max(this.peakWriteBytes, queued)
+    if (queued > this.limits.writeHighWaterBytes && !conn.writeBlocked) {
+      conn.writeBlocked = true
+      this.backpressurePauses++
+      this.events.onBackpressure?.()
+      this.updateFlow(conn)
+    }
+    return ok
   }
 }
 

@@ -57,7 +57,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       ...(ctx.workers != null ? { workers: ctx.workers() } : {}),
       chain: info,
       ...(ctx.net?.() ?? {}),
-      ipc: { requests: stats.requests, errors: stats.errors, peakLineBytes: stats.peakLineBytes }
+      ipc: stats
     }
   })
 

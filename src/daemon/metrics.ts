@@ -4,16 +4,24 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client'
 import type { ChainCounts } from '../chain/types.ts'
+import type { IpcLoadJson } from '../protocols/ipc.ts'
 
 export interface DaemonMetricsInit {
   /** read when scraped, for the chain block gauges */
   chainCounts?(): Promise<ChainCounts | undefined>
+  /** read when scraped, for the IPC load gauges */
+  ipcStats?(): IpcLoadJson
 }
 
 export class DaemonMetrics {
   readonly registry: Registry
   readonly ipcRequests: Counter<'method'>
   readonly ipcErrors: Counter<'rpc_code' | 'code'>
+  readonly ipcRefusals: Counter<'reason'>
+  readonly ipcBackpressurePauses: Counter
+  readonly ipcConnections: Gauge
+  readonly ipcPausedConnections: Gauge
+  readonly ipcBufferedLineBytes: Gauge
   readonly blocksCreated: Counter<'chain'>
   readonly chainRejections: Counter<'code'>
   readonly chainBlocks: Gauge<'chain'>
@@ -23,6 +31,23 @@ export class DaemonMetrics {
     const registers = [this.registry]
     this.ipcRequests = new Counter({ name: 'blyd_ipc_requests_total', help: 'IPC requests by method', labelNames: ['method'], registers })
     this.ipcErrors = new Counter({ name: 'blyd_ipc_errors_total', help: 'IPC error responses by JSON-RPC code and blyd error code', labelNames: ['rpc_code', 'code'], registers })
+    this.ipcRefusals = new Counter({ name: 'blyd_ipc_refusals_total', help: 'IPC work refused by a limit: connections, batches, depth, values (JSON values in a line), lines (unfinished-line budget)', labelNames: ['reason'], registers })
+    this.ipcBackpressurePauses = new Counter({ name: 'blyd_ipc_backpressure_pauses_total', help: 'times an IPC connection stopped being read because its answers were not being read', registers })
+    const ipcStats = init.ipcStats
+    const ipcGauge = (name: string, help: string, read: (stats: IpcLoadJson) => number): Gauge => new Gauge({
+      name,
+      help,
+      registers,
+      collect () {
+        const stats = ipcStats?.()
+        if (stats != null) {
+          this.set(read(stats))
+        }
+      }
+    })
+    this.ipcConnections = ipcGauge('blyd_ipc_connections', 'open IPC connections', s => s.connections)
+    this.ipcPausedConnections = ipcGauge('blyd_ipc_paused_connections', 'IPC connections not read now (answers unread, or calls in flight at the cap)', s => s.pausedConnections)
+    this.ipcBufferedLineBytes = ipcGauge('blyd_ipc_buffered_line_bytes', 'bytes of unfinished IPC request lines held over all connections', s => s.bufferedLineBytes)
     this.blocksCreated = new Counter({ name: 'blyd_chain_blocks_created_total', help: 'blocks this node authored', labelNames: ['chain'], registers })
     this.chainRejections = new Counter({ name: 'blyd_chain_rejections_total', help: 'blocks rejected by validation, by rule code', labelNames: ['code'], registers })
     const chainCounts = init.chainCounts

@@ -6,7 +6,7 @@
  * the hop's layers (the whole span or a sub-range of it).
  */
 import { PipelineError, PipelineErrorCode } from '../pipeline/errors.ts'
-import type { PipelineStage } from '../pipeline/pipeline-client.ts'
+import type { PipelineStage } from '../pipeline/pipeline-stage.ts'
 import type { StageKv, StageLayers } from '../pipeline/stage-layers.ts'
 import type { AbortOptions } from '@libp2p/interface'
 

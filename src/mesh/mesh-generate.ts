@@ -11,8 +11,10 @@
  * node's own span runs in-process. The result names the route and each hop's
  * share of the time.
  *
- * Failover: a stage that dies, stalls past the step deadline (stepTimeoutMs)
- * or answers garbage is banned for the session and its layers re-routed over
+ * Failover: a stage that dies, stalls past its step deadline (adaptive: a
+ * multiple of what it took so far, of its announced throughput before its
+ * first step, between stepDeadlineFloorMs and stepTimeoutMs) or answers
+ * garbage is banned for the session and its layers re-routed over
  * the cheapest chain of unbanned live spans, or parts of spans, over them
  * (planReplacement in mesh-route.ts; the spans are re-discovered once when
  * those known at the start have none left), with the stage's history
@@ -59,8 +61,10 @@ export interface MeshGeneratorComponents {
 }
 
 export interface MeshGeneratorInit {
-  /** deadline of one stage's answer to one step (per 32 positions); the pipeline client's default when absent */
+  /** the ceiling of a stage's step deadline (per 32 positions); the pipeline client's default when absent */
   stepTimeoutMs?: number
+  /** the least step deadline; the pipeline client's default when absent */
+  stepDeadlineFloorMs?: number
 }
 
 interface ClientEnds {
@@ -82,7 +86,7 @@ export function sessionLength (promptTokens: number, maxNewTokens: number | unde
 }
 
 function recoveryJson (r: Recovery): RecoveryJson {
-  return { peerId: r.peerId, reason: r.reason, error: r.error, start: r.start, end: r.end, replacement: r.replacement, positions: r.positions, replayDiff: r.replayDiff, ms: Math.round(r.ms * 10) / 10 }
+  return { peerId: r.peerId, reason: r.reason, error: r.error, start: r.start, end: r.end, replacement: r.replacement, positions: r.positions, replayDiff: r.replayDiff, ms: Math.round(r.ms * 10) / 10, ...(r.deadlineMs != null ? { deadlineMs: r.deadlineMs } : {}) }
 }
 
 /** The generate result of a generation through the mesh: the tokens, then where it ran and what happened on the way. */
@@ -154,7 +158,8 @@ export class MeshGenerator {
     const client = await this.clientEnds(manifest, signal)
     const own = this.components.spanServer()
     const { prompt, tokenizer } = resolvePrompt(params, manifest.idHex, () => client.tokenizer)
-    const toHop = (s: LiveSpan): RouteHop => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end })
+    // the announced throughput is the whole span's: ms per position through it bounds any part of it
+    const toHop = (s: LiveSpan): RouteHop => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end, ...(s.throughputMilli > 0 ? { msPerPosition: 1e6 / s.throughputMilli } : {}) })
     const pipeline = createPipelineClient({
       libp2p: network.libp2p,
       modelId: manifest.idHex,
@@ -163,6 +168,7 @@ export class MeshGenerator {
       priority: priorityOf(params.priority ?? 'interactive'),
       maxLength: sessionLength(prompt.length, params.maxNewTokens, speculation),
       ...(this.init.stepTimeoutMs != null ? { stepTimeoutMs: this.init.stepTimeoutMs } : {}),
+      ...(this.init.stepDeadlineFloorMs != null ? { deadlineFloorMs: this.init.stepDeadlineFloorMs } : {}),
       reroute: async (lost, banned, options) => {
         try {
           return planReplacement(spans, lost, banned).map(toHop)
@@ -184,7 +190,8 @@ export class MeshGenerator {
           positions: r.positions,
           replayDiff: r.replayDiff,
           alsoBanned: r.alsoBanned.join(' '),
-          ms: Math.round(r.ms * 10) / 10
+          ms: Math.round(r.ms * 10) / 10,
+          deadlineMs: r.deadlineMs
         })
       },
       openStage: (hop) => {

@@ -51,8 +51,10 @@ export interface MeshInit {
   layers?: string
   /** node record lifetime */
   recordTtlMs?: number
-  /** generate: deadline of one stage's answer to one step (the failover trigger for a stalled stage) */
+  /** generate: the ceiling of a stage's step deadline (the failover trigger for a stalled stage) */
   stepTimeoutMs?: number
+  /** generate: the least step deadline */
+  stepDeadlineFloorMs?: number
   /** the served stage's bounds: sessions at once and KV-cache positions over all of them */
   stageLimits?: StageLimits
   /** `--layers auto` and `plan`: bytes this node can devote to layers (default os.freemem()) */
@@ -140,7 +142,7 @@ export class Mesh {
       inference: this.components.inference,
       spanServer: () => this.spanServerValue,
       log: this.components.log
-    }, { stepTimeoutMs: this.init.stepTimeoutMs })
+    }, { stepTimeoutMs: this.init.stepTimeoutMs, stepDeadlineFloorMs: this.init.stepDeadlineFloorMs })
     if (this.init.model != null) {
       const server = createSpanServer({
         store: this.components.store,

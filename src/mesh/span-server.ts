@@ -260,7 +260,7 @@ export class SpanServer {
     const range = await this.fetchAndLoad(manifest, span, signal)
     this.rangeValue = range
     if (this.init.faults != null) {
-      this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep, corruptOnSignal: this.init.faults.corruptOnSignal })
+      this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep, corruptOnSignal: this.init.faults.corruptOnSignal, slowOnSignal: this.init.faults.slowOnSignal, slowOnSignalFactor: this.init.faults.slowOnSignalFactor })
     }
     this.stage = await this.startStage(range)
     const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey }, {

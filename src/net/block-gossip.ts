@@ -1,7 +1,10 @@
 /**
  * Block gossip: one gossipsub topic per chain carrying encoded signed headers
  * (never payloads). Every received header is validated by the chain store
- * before gossipsub forwards it: added → Accept (forwarded, payload fetched in
+ * before gossipsub forwards it, decoded and hashed once: the store decodes it
+ * (decodeBlock), gossip checks its chain against the topic (another chain's
+ * block → Reject, ERR_WRONG_TOPIC), the store checks every other rule and
+ * stores it (addDecoded): added → Accept (forwarded, payload fetched in
  * the background), duplicate or orphaned → Ignore (an orphan's missing
  * parents are fetched from the sender), any chain rule broken → Reject, which
  * lowers the sender's gossipsub score; a rule only a node holding certain
@@ -10,10 +13,8 @@
  * banned through the shared PeerPenalties (hung up, refused for the cool-off).
  */
 import { TopicValidatorResult as Result } from '@libp2p/gossipsub'
-import { blockId } from '../chain/block-crypto.ts'
 import { ChainError, ChainErrorCode } from '../chain/errors.ts'
 import { ChainId } from '../chain/types.ts'
-import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
 import { CHAIN_TOPICS, GOSSIP_SCORE_THRESHOLDS, MAX_GOSSIP_MESSAGE_BYTES } from './constants.ts'
 import { NetError, NetErrorCode } from './errors.ts'
 import { BanReason } from './peer-penalties.ts'
@@ -178,13 +179,13 @@ export class BlockGossip {
     }
     let id: Uint8Array
     try {
-      const { header } = decodeSignedBlockHeader(message.data)
-      const decoded = decodeBlockHeader(header)
-      if (decoded.chain !== chain) {
-        return this.reject(WRONG_TOPIC, peer, `a chain ${decoded.chain} block on ${message.topic}`)
+      // decoded and hashed once, by the store: it validates the rest in addDecoded
+      const block = this.store.decodeBlock(message.data)
+      if (block.header.chain !== chain) {
+        return this.reject(WRONG_TOPIC, peer, `a chain ${block.header.chain} block on ${message.topic}`)
       }
-      const outcome = await this.store.addBlock(message.data)
-      id = blockId(header)
+      id = block.id
+      const outcome = await this.store.addDecoded(block)
       if (outcome === 'duplicate') {
         this.stats.duplicate++
         this.stats.ignored++

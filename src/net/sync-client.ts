@@ -8,6 +8,7 @@ import { SyncErrorCode } from '../protocols/block-sync.ts'
 import { NetError, NetErrorCode } from './errors.ts'
 import { FrameStream } from './frame-stream.ts'
 import { Limiter } from './limiter.ts'
+import { syncFrameCodec } from './sync-frames.ts'
 import type { SyncFrame, SyncRequest, SyncResponse } from '../protocols/block-sync.ts'
 import type { PeerId, Stream } from '@libp2p/interface'
 
@@ -54,7 +55,7 @@ export class SyncClient {
   private readonly init: SyncClientInit
   private readonly limiter: Limiter
   private readonly pending: Map<number, Pending>
-  private frames?: Promise<FrameStream>
+  private frames?: Promise<FrameStream<SyncFrame>>
   private nextId: number
   private closed: boolean
 
@@ -134,7 +135,7 @@ export class SyncClient {
     return reason instanceof Error ? reason : new Error(String(reason))
   }
 
-  private async getFrames (signal: AbortSignal): Promise<FrameStream> {
+  private async getFrames (signal: AbortSignal): Promise<FrameStream<SyncFrame>> {
     const known = this.frames
     const current = await known?.catch(() => undefined)
     if (current?.isOpen === true) {
@@ -154,18 +155,19 @@ export class SyncClient {
     return opening
   }
 
-  private async open (signal: AbortSignal): Promise<FrameStream> {
+  private async open (signal: AbortSignal): Promise<FrameStream<SyncFrame>> {
     let stream: Stream
     try {
       stream = await this.init.openStream(signal)
     } catch (err: any) {
       throw new NetError(NetErrorCode.STREAM_CLOSED, `could not open a block-sync stream to ${this.peerId}: ${err?.message ?? err}`, { cause: err })
     }
-    const frames: FrameStream = new FrameStream(stream, {
-      maxMessageBytes: this.init.maxMessageBytes,
+    const frames = new FrameStream<SyncFrame>(stream, {
+      codec: syncFrameCodec,
+      maxFrameBytes: this.init.maxMessageBytes,
       idleTimeoutMs: this.init.idleTimeoutMs,
       isIdle: () => this.pending.size === 0,
-      onFrame: (frame: SyncFrame) => {
+      onFrame: (frame) => {
         const pending = this.pending.get(frame.id)
         // late answers to requests that timed out are dropped
         pending?.resolve(frame.body as SyncResponse)

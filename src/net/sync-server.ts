@@ -7,6 +7,7 @@
 import { ChainError, ChainErrorCode } from '../chain/errors.ts'
 import { HaveStatus, MAX_IDS_PER_MESSAGE, SyncErrorCode, isSyncRequest } from '../protocols/block-sync.ts'
 import { FrameStream } from './frame-stream.ts'
+import { syncFrameCodec } from './sync-frames.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { SyncFrame, SyncRequest, SyncResponse } from '../protocols/block-sync.ts'
 import type { Stream } from '@libp2p/interface'
@@ -78,8 +79,9 @@ export function serveSyncStream (stream: Stream, init: SyncServerInit): void {
     }
     await frames.send({ id: frame.id, body: response })
   }
-  const frames = new FrameStream(stream, {
-    maxMessageBytes: init.maxMessageBytes,
+  const frames = new FrameStream<SyncFrame>(stream, {
+    codec: syncFrameCodec,
+    maxFrameBytes: init.maxMessageBytes,
     idleTimeoutMs: init.idleTimeoutMs,
     isIdle: () => inflight === 0,
     onClose: () => {},

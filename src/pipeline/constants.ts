@@ -58,7 +58,11 @@ export const PIPELINE_CLIENT_DEFAULTS = {
   openTimeoutMs: 10_000,
   /** direct channel offer + TLS setup; past it the stage is used over its libp2p stream */
   directTimeoutMs: 3_000,
-  /** one FORWARD's answer from one stage (a long prefill on a slow CPU stage can take seconds) */
+  /**
+   * the ceiling of one FORWARD's deadline (a long prefill on a slow CPU
+   * stage can take seconds); the deadline itself adapts to the stage's
+   * measured speed (step-deadline.ts)
+   */
   stepTimeoutMs: 120_000,
   /** positions each stage reserves for the session (0 = the stage's default) */
   maxLength: 0,
@@ -66,8 +70,22 @@ export const PIPELINE_CLIENT_DEFAULTS = {
   priority: 2,
   /** largest RESULT accepted */
   maxFrameBytes: 256 * 1024 * 1024,
-  /** a step of more rows gets stepTimeoutMs per this many rows (prefills, replays) */
+  /** a step of more rows gets stepTimeoutMs per this many rows as its ceiling (prefills, replays) */
   deadlineRows: 32,
+  /**
+   * no step deadline below this per deadlineRows positions (capped by the
+   * ceiling): above the jitter of a shared host, and what a stalled stage
+   * that was fast costs on top of its replacement's replay
+   */
+  deadlineFloorMs: 1_000,
+  /**
+   * a step's deadline is this many times what the stage is expected to take
+   * (its own recent steps, or its announced speed): a stage that becomes 3x
+   * slower still has 2x for jitter (4x left a loaded 2-core box too little)
+   */
+  deadlineMultiplier: 6,
+  /** steps per stage the expectation is taken over (the median) */
+  deadlineWindow: 16,
   /** failovers (stage replacements) one session may do before giving up */
   maxRecoveries: 8,
   /**

@@ -1,7 +1,8 @@
 /**
  * What the stage server and the stage client drive: /bly/infer/1.0.0 frames
- * over some authenticated channel, either a libp2p stream (InferStream) or a
- * direct TLS channel (direct-channel/DirectChannel). Both have this surface.
+ * over some authenticated channel, either a libp2p stream (net/frame-stream
+ * FrameStream with the infer-frames.ts codec) or a direct TLS channel
+ * (direct-channel/DirectChannel). Both have this surface.
  */
 import type { InferFrame } from '../protocols/infer.ts'
 

@@ -11,6 +11,12 @@ export interface RouteHop {
   multiaddrs?: Array<Multiaddr | string>
   start: number
   end: number
+  /**
+   * the stage's announced speed: ms one position takes through the hop's
+   * layers (an upper bound is fine, e.g. its whole span's); its first
+   * step's deadline derives from it (none = the ceiling)
+   */
+  msPerPosition?: number
 }
 
 export interface ResolvedHop {
@@ -18,6 +24,7 @@ export interface ResolvedHop {
   multiaddrs: Multiaddr[]
   start: number
   end: number
+  msPerPosition?: number
 }
 
 /**
@@ -45,7 +52,8 @@ export function resolveRoute (route: RouteHop[], numLayers: number): ResolvedHop
     } catch (err) {
       throw new PipelineError(PipelineErrorCode.BAD_ROUTE, `stage ${i}: ${(err as Error).message}`, { stage: i, cause: err })
     }
-    return { peerId, multiaddrs, start: hop.start, end: hop.end }
+    const speed = hop.msPerPosition
+    return { peerId, multiaddrs, start: hop.start, end: hop.end, ...(typeof speed === 'number' && Number.isFinite(speed) && speed > 0 ? { msPerPosition: speed } : {}) }
   }).map((hop, i, all) => {
     if (i === all.length - 1 && hop.end !== numLayers) {
       throw new PipelineError(PipelineErrorCode.BAD_ROUTE, `the route ends at layer ${hop.end}, the model has ${numLayers}`, { stage: i })

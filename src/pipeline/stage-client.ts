@@ -9,12 +9,13 @@
  * over a /bly/infer/1.0.0 libp2p stream when it does not, or when the channel
  * cannot be set up in time (older stage, firewall, NAT, refused offer).
  */
+import { FrameStream } from '../net/frame-stream.ts'
 import { INFER_PROTOCOL, INFER_WIRE_VERSION, InferErrorCode, f32Tensor, tensorF32 } from '../protocols/infer.ts'
 import { PIPELINE_CLIENT_DEFAULTS } from './constants.ts'
 import { DIRECT_OFFER_PROTOCOL, connectDirectChannel, requestDirectOffer } from './direct-channel/index.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { InferTransport } from './infer-channel.ts'
-import { InferStream } from './infer-stream.ts'
+import { inferFrameCodec } from './infer-frames.ts'
 import type { InferChannel, InferChannelHandlers, InferTransportValue } from './infer-channel.ts'
 import type { InferFrame, ResultKind } from '../protocols/infer.ts'
 import type { AbortOptions, Connection, Libp2p, PeerId } from '@libp2p/interface'
@@ -228,9 +229,16 @@ export class StageClient {
       }
     }
     entry.timer = setTimeout(() => {
-      const err = new PipelineError(PipelineErrorCode.TIMEOUT, `stage ${this.label} did not answer step ${seq} within ${timeoutMs} ms`, { stage: this.stage })
-      // the stream's answers are ordered: a lost one leaves the session unusable
-      this.abort(err)
+      // what arrived while this process was busy is read first (setImmediate runs after
+      // the poll phase): a blocked event loop is not the stage's fault
+      setImmediate(() => {
+        if (this.pending.get(seq) !== entry) {
+          return
+        }
+        const err = new PipelineError(PipelineErrorCode.TIMEOUT, `stage ${this.label} did not answer step ${seq} within ${timeoutMs} ms`, { stage: this.stage })
+        // the stream's answers are ordered: a lost one leaves the session unusable
+        this.abort(err)
+      })
     }, timeoutMs)
     signal?.addEventListener('abort', onAbort, { once: true })
     this.pending.set(seq, entry)
@@ -376,7 +384,7 @@ async function openChannel (connection: Connection, init: StageClientInit, handl
     }
   }
   const stream = await connection.newStream(init.protocol ?? INFER_PROTOCOL, { signal })
-  return { frames: new InferStream(stream, { ...handlers, maxFrameBytes }), transport: InferTransport.LIBP2P }
+  return { frames: new FrameStream(stream, { ...handlers, codec: inferFrameCodec, maxFrameBytes }), transport: InferTransport.LIBP2P }
 }
 
 function wrapAbort (err: unknown, init: StageClientInit, what: string): Error {

@@ -40,9 +40,19 @@ export const BlockType = {
   Note: 2,
   /** a corpus, UTF-8 text or token ids, with its train/eval split (chain A; protocols/dataset.md) */
   Dataset: 3,
+  /** a set of Delta blocks proposed against a version, judged by the validators (chain A; protocols/learning-blocks.md) */
+  Proposal: 4,
+  /** a validator's measurement and verdict of a proposal (chain A) */
+  Attestation: 5,
+  /** a governance change (validator add/remove, params) proposed against a governance state (chain A) */
+  Motion: 6,
+  /** a validator's signature of a motion (chain A) */
+  Vote: 7,
+  /** a model's genesis parameters, by the manifest's author (chain A) */
+  Params: 8,
   /** one unit of a model's weights: embedding, a decoder layer, or final norm + head (chain B) */
   Layer: 16,
-  /** a weight delta against a layer block (chain B, later milestone) */
+  /** one unit's weight difference against a version (chain B; protocols/learning-blocks.md) */
   Delta: 17
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
@@ -52,6 +62,11 @@ export const BLOCK_TYPE_CHAIN: Record<BlockType, ChainId> = {
   [BlockType.ModelManifest]: ChainId.A,
   [BlockType.Note]: ChainId.A,
   [BlockType.Dataset]: ChainId.A,
+  [BlockType.Proposal]: ChainId.A,
+  [BlockType.Attestation]: ChainId.A,
+  [BlockType.Motion]: ChainId.A,
+  [BlockType.Vote]: ChainId.A,
+  [BlockType.Params]: ChainId.A,
   [BlockType.Layer]: ChainId.B,
   [BlockType.Delta]: ChainId.B
 }

@@ -179,6 +179,8 @@ export interface RecoveryJson {
   replayDiff: number
   /** from the failure to the step's result through the replacement */
   ms: number
+  /** reason timeout: the step deadline the stage missed (adaptive, at most the step timeout) */
+  deadlineMs?: number
 }
 
 /** Params of `plan`: the model (default the one this node serves), replicas (default the config's), idle connected peers counted as nodes. */

@@ -20,7 +20,9 @@ export const RpcErrorCode = {
   INVALID_REQUEST: -32600,
   METHOD_NOT_FOUND: -32601,
   INVALID_PARAMS: -32602,
-  INTERNAL_ERROR: -32603
+  INTERNAL_ERROR: -32603,
+  /** implementation-defined server error: a server limit refused the work (data.code says which) */
+  SERVER_ERROR: -32000
 } as const
 
 export type RpcId = string | number | null
@@ -94,7 +96,52 @@ export interface StatusResult {
     errors: Record<string, number>
     /** the most bytes of one unfinished request line the daemon held at any time (at most ipcMaxLineBytes) */
     peakLineBytes: number
-  }
+  } & IpcLoadJson
+}
+
+/** Refusals of the IPC server's limits, counted since start. */
+export interface IpcRefusalsJson {
+  /** connections over ipcMaxConnections: answered with ERR_IPC_TOO_MANY_CONNECTIONS and closed */
+  connections: number
+  /** batches over ipcMaxBatch calls: answered with ERR_IPC_BATCH_TOO_LARGE */
+  batches: number
+  /** lines nested deeper than maxDepth: answered with ERR_IPC_TOO_DEEP before parsing */
+  depth: number
+  /** lines with more than maxValues JSON values: answered with ERR_IPC_TOO_MANY_VALUES before parsing */
+  values: number
+  /** connections whose unfinished line did not fit ipcMaxBufferedLineBytes: answered with ERR_IPC_BUFFER_FULL and closed */
+  lines: number
+}
+
+/** The IPC server's limits as configured. */
+export interface IpcLimitsJson {
+  maxConnections: number
+  maxBatch: number
+  batchConcurrency: number
+  maxDepth: number
+  maxValues: number
+  maxLineBytes: number
+  maxBufferedLineBytes: number
+  maxInflightPerConnection: number
+  writeHighWaterBytes: number
+}
+
+/** What the IPC server holds now and at most, against its limits (`status.ipc`). */
+export interface IpcLoadJson {
+  /** open connections */
+  connections: number
+  /** connections not read now: answers unread past writeHighWaterBytes, or maxInflightPerConnection calls in flight */
+  pausedConnections: number
+  /** times a connection was paused because its answers were not being read */
+  backpressurePauses: number
+  /** the most answer bytes queued to one connection at any time */
+  peakWriteBytes: number
+  /** bytes of request lines held now over all connections: unfinished, or long and waiting their turn to be parsed */
+  bufferedLineBytes: number
+  /** the most bytes of request lines held at once over all connections (at most limits.maxBufferedLineBytes) */
+  peakBufferedLineBytes: number
+  refused: IpcRefusalsJson
+  limits: IpcLimitsJson
 }
 
 /** Result of `id`. */

@@ -155,6 +155,41 @@ describe('chain store', () => {
     }
   })
 
+  it('decodeBlock + addDecoded store what addBlock stores, check every rule, and take only what this store decoded', async () => {
+    const payload = bytesOf(9000, 2)
+    const blk = await store.createBlock({ chain: ChainId.A, type: BlockType.Note, payload }, alice)
+    const encoded = await store.getEncoded(blk.id) as Uint8Array
+    const otherDir = await tempDir()
+    const other = await openStore(otherDir, { chunkSize: 4096 })
+    try {
+      const decoded = other.decodeBlock(encoded)
+      expect(hex(decoded.id)).to.equal(hex(blk.id))
+      expect(decoded.header.chain).to.equal(ChainId.A)
+      expect(Object.isFrozen(decoded) && Object.isFrozen(decoded.header) && Object.isFrozen(decoded.header.parents)).to.equal(true)
+      // an equal copy, or a block another store decoded, is not taken
+      await expectCode(other.addDecoded({ ...decoded }), 'ERR_INVALID_ARGUMENT')
+      await expectCode(other.addDecoded(store.decodeBlock(encoded)), 'ERR_INVALID_ARGUMENT')
+      expect(await other.has(blk.id)).to.equal(false)
+      expect(await other.addDecoded(decoded, payload)).to.equal('added')
+      expect(await other.getEncoded(blk.id)).to.deep.equal(encoded)
+      expect(await collect(other.readPayload(blk.id))).to.deep.equal(payload)
+      expect(await other.addDecoded(decoded)).to.equal('duplicate')
+      // the rules the decode leaves are checked by addDecoded, and counted as addBlock counts them
+      const forged = new Uint8Array(encoded) // a copy (getEncoded gives a Buffer, whose slice() is a view)
+      forged[forged.length - 1] ^= 0x01 // the signature is the envelope's last field
+      const unsigned = other.decodeBlock(forged)
+      await expectCode(other.addDecoded(unsigned), 'ERR_BLOCK_SIGNATURE')
+      // what the bytes alone decide fails in decodeBlock
+      expect(() => other.decodeBlock(encoded.subarray(0, encoded.length - 3))).to.throw().with.property('code', 'ERR_BLOCK_ENCODING')
+      expect(other.metrics().rejected).to.deep.equal({ ERR_BLOCK_SIGNATURE: 1, ERR_BLOCK_ENCODING: 1 })
+      expect(await other.has(unsigned.id)).to.equal(true) // the same id as blk: the forged copy changed the signature only
+      expect(await other.getEncoded(blk.id)).to.deep.equal(encoded)
+    } finally {
+      await other.stop()
+      await removeDir(otherDir)
+    }
+  })
+
   it('readPayload throws naming the block when a chunk is corrupt or missing; verify reports both', async () => {
     const payload = bytesOf(12_000, 4)
     const blk = await store.createBlock({ chain: ChainId.A, type: BlockType.Note, payload }, alice)

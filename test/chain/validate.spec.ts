@@ -135,14 +135,14 @@ describe('block validation', () => {
     await expectRejected(store.addBlock(encoded), 'ERR_UNKNOWN_PARENT', id)
   })
 
-  it('ERR_BLOCK_TYPE: type on the wrong chain, unknown type, Delta', async () => {
+  it('ERR_BLOCK_TYPE: type on the wrong chain, unknown type; a Delta is no longer reserved (its own rules apply)', async () => {
     const wrongChain = await signHeader(header({ author: alice.publicKey, chain: ChainId.B, type: BlockType.ModelManifest }), alice)
     await expectRejected(store.addBlock(wrongChain.encoded), 'ERR_BLOCK_TYPE', wrongChain.id)
     const unknown = await signHeader(header({ author: alice.publicKey, type: 99 as BlockType }), alice)
     await expectRejected(store.addBlock(unknown.encoded), 'ERR_BLOCK_TYPE', unknown.id)
     const delta = await signHeader(header({ author: alice.publicKey, chain: ChainId.B, type: BlockType.Delta }), alice)
-    const err = await expectCode(store.addBlock(delta.encoded), 'ERR_BLOCK_TYPE')
-    expect(err.message).to.match(/reserved/)
+    const err = await expectCode(store.addBlock(delta.encoded), 'ERR_DELTA_BLOCK_FIELDS')
+    expect(err.message).to.match(/needs field 'model'/)
   })
 
   it('ERR_BLOCK_TYPE: a Layer block without model/unit fields or not listing its manifest', async () => {
@@ -343,7 +343,7 @@ describe('block validation', () => {
       const size = MAX_DATASET_BYTES + 1
       const chunkSize = 16 * 1024 * 1024
       const h = dataset(undefined, { bytes: uint(size) })
-      const big = { ...h, payloadSize: BigInt(size), chunkSize, chunkHashes: Array.from({ length: Math.ceil(size / chunkSize) }, () => new Uint8Array(32)) }
+      const big = { ...h, payloadSize: BigInt(size), chunkSize, chunkHashes: Array.from({ length: Math.ceil(size / chunkSize) }, (_, i) => new Uint8Array(32).fill(i + 1)) }
       await rejected(big, 'ERR_DATASET_BLOCK_PAYLOAD', /exceeds the limit of 268435456/)
     })
 

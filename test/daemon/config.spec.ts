@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { loadConfig, resolveDataDir } from '../../src/daemon/config.ts'
-import { DEFAULT_IPC_MAX_LINE_BYTES } from '../../src/daemon/constants.ts'
+import { DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES } from '../../src/daemon/constants.ts'
 import { ConfigError } from '../../src/daemon/errors.ts'
 import { makeTempDir, rejection, removeDir } from './helpers.ts'
 
@@ -75,6 +75,25 @@ describe('daemon config', () => {
     expect((await rejection(loadConfig({ dataDir: join(dir, 'b'), env: {}, flags: { model: 'XYZ' } }))).message).to.include('hex block id')
   })
 
+  it('IPC limits: defaults, config.json < env < flags, and a line budget at least one line', async () => {
+    const defaults = await loadConfig({ dataDir: dir, env: {} })
+    expect(defaults).to.include({ ipcMaxConnections: DEFAULT_IPC_MAX_CONNECTIONS, ipcMaxBatch: DEFAULT_IPC_MAX_BATCH, ipcMaxBufferedLineBytes: 2 * DEFAULT_IPC_MAX_LINE_BYTES })
+    // the documented defaults (README, test/daemon/ipc-limits.spec.ts)
+    expect(defaults).to.include({ ipcMaxConnections: 128, ipcMaxBatch: 100, ipcMaxBufferedLineBytes: 32 * 1024 * 1024 })
+    expect((await loadConfig({ dataDir: dir, env: {}, flags: { ipcMaxLineBytes: '4096' } })).ipcMaxBufferedLineBytes).to.equal(2 * 4096)
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ipcMaxConnections: 16, ipcMaxBatch: 10, ipcMaxBufferedLineBytes: 1 << 20, ipcMaxLineBytes: 4096 }))
+    expect(await loadConfig({ dataDir: dir, env: {} })).to.include({ ipcMaxConnections: 16, ipcMaxBatch: 10, ipcMaxBufferedLineBytes: 1 << 20, ipcMaxLineBytes: 4096 })
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ipcMaxLineBytes: DEFAULT_IPC_MAX_LINE_BYTES, ipcMaxBufferedLineBytes: 1 << 20 }))
+    expect((await rejection(loadConfig({ dataDir: dir, env: {} }))).message).to.equal(`ipcMaxBufferedLineBytes (1048576) must be at least ipcMaxLineBytes (${DEFAULT_IPC_MAX_LINE_BYTES}): one line of the longest size must fit`)
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ipcMaxBufferedLineBytes: 1 << 20, ipcMaxLineBytes: 4096 }))
+    const env = { BLYD_IPC_MAX_CONNECTIONS: '32', BLYD_IPC_MAX_BATCH: '20', BLYD_IPC_MAX_BUFFERED_LINE_BYTES: '65536' }
+    expect(await loadConfig({ dataDir: dir, env })).to.include({ ipcMaxConnections: 32, ipcMaxBatch: 20, ipcMaxBufferedLineBytes: 65536 })
+    expect(await loadConfig({ dataDir: dir, env, flags: { ipcMaxConnections: '2', ipcMaxBatch: '1', ipcMaxBufferedLineBytes: '8192' } })).to.include({ ipcMaxConnections: 2, ipcMaxBatch: 1, ipcMaxBufferedLineBytes: 8192 })
+    expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { ipcMaxConnections: '0' } }))).message).to.match(/^--ipc-max-connections: must be an integer from 1 to 65536/)
+    expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { ipcMaxBatch: '100001' } }))).message).to.match(/^--ipc-max-batch: must be an integer from 1 to 100000/)
+    expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { ipcMaxBufferedLineBytes: '2048' } }))).message).to.equal('ipcMaxBufferedLineBytes (2048) must be at least ipcMaxLineBytes (4096): one line of the longest size must fit')
+  })
+
   it('workers: auto by default, a count 0..64 from config.json, env or flag', async () => {
     expect((await loadConfig({ dataDir: dir, env: {} })).workers).to.equal('auto')
     await writeFile(join(dir, 'config.json'), JSON.stringify({ workers: 4 }))
@@ -97,6 +116,19 @@ describe('daemon config', () => {
     expect((await loadConfig({ dataDir: dir, env: { BLYD_REPLAN_MS: '5000' }, flags: { replanMs: '1000' } })).replanMs).to.equal(1000)
     for (const bad of ['-1', '1.5', 'often']) {
       expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { replanMs: bad } }))).message).to.match(/^--replan-ms: /)
+    }
+  })
+
+  it('stepDeadlineFloorMs: 1 s by default, from config.json, env or flag; the step timeout stays the ceiling', async () => {
+    const defaults = await loadConfig({ dataDir: dir, env: {} })
+    expect(defaults.stepDeadlineFloorMs).to.equal(1000)
+    expect(defaults.stepTimeoutMs).to.equal(10_000)
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ stepDeadlineFloorMs: 2000 }))
+    expect((await loadConfig({ dataDir: dir, env: {} })).stepDeadlineFloorMs).to.equal(2000)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_STEP_DEADLINE_FLOOR_MS: '3000' } })).stepDeadlineFloorMs).to.equal(3000)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_STEP_DEADLINE_FLOOR_MS: '3000' }, flags: { stepDeadlineFloorMs: '500' } })).stepDeadlineFloorMs).to.equal(500)
+    for (const bad of ['0', '1.5', 'soon']) {
+      expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { stepDeadlineFloorMs: bad } }))).message).to.match(/^--step-deadline-floor-ms: /)
     }
   })
 

@@ -4,7 +4,7 @@
  * by `stopAll` in after hooks.
  */
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -165,5 +165,44 @@ export async function ipcRequest<T = any> (socketPath: string, method: string, p
     return await client.request(method, params)
   } finally {
     client.close()
+  }
+}
+
+/** Resident memory of a process, bytes (Linux /proc): now (VmRSS) and at its peak (VmHWM). */
+export async function processMemory (pid: number): Promise<{ rss: number, hwm: number }> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kb = (name: string): number => {
+    const m = new RegExp(`${name}:\\s+(\\d+) kB`).exec(text)
+    if (m == null) {
+      throw new Error(`no ${name} in /proc/${pid}/status`)
+    }
+    return Number(m[1]) * 1024
+  }
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
+}
+
+/**
+ * Start measuring a process's RSS growth: resets its peak (VmHWM) to its RSS
+ * now (Linux clear_refs 5). The returned function gives the growth of the
+ * peak since, in bytes, spikes between samples included.
+ */
+export async function rssGrowth (pid: number): Promise<() => Promise<number>> {
+  await writeFile(`/proc/${pid}/clear_refs`, '5')
+  const before = await processMemory(pid)
+  return async () => (await processMemory(pid)).hwm - before.rss
+}
+
+/**
+ * Call `read` every `everyMs` until `done` holds for its value or `timeoutMs`
+ * passed; returns the last value either way (the caller asserts on it).
+ */
+export async function pollUntil<T> (read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  while (true) {
+    const value = await read()
+    if (done(value) || Date.now() > deadline) {
+      return value
+    }
+    await sleep(everyMs)
   }
 }

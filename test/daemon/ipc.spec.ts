@@ -15,6 +15,7 @@ interface TestMethods {
   count: IpcMethod<{ to: number }, { done: number }, { n: number }>
   fail: IpcMethod<Record<string, never>, never>
   crash: IpcMethod<Record<string, never>, never>
+  slow: IpcMethod<{ n: number }, { n: number }>
 }
 
 const echoParams = objectParams<{ text: string }>({ text: requiredString })
@@ -23,6 +24,7 @@ describe('IPC server and client', () => {
   let dir: string
   let server: IpcServer<TestMethods>
   const errors: Array<[number, string | undefined]> = []
+  const slow = { running: 0, peak: 0 }
 
   before(async () => {
     dir = await makeTempDir()
@@ -47,6 +49,13 @@ describe('IPC server and client', () => {
     })
     server.register('fail', () => ({}), () => { throw new BlydError('ERR_SOMETHING', 'something broke') })
     server.register('crash', () => ({}), () => { throw new TypeError('oops') })
+    server.register('slow', objectParams<{ n: number }>({ n: v => v as number }), async ({ n }) => {
+      slow.running++
+      slow.peak = Math.max(slow.peak, slow.running)
+      await new Promise(resolve => setTimeout(resolve, 5))
+      slow.running--
+      return { n }
+    })
     await server.start()
   })
 
@@ -116,6 +125,30 @@ describe('IPC server and client', () => {
     }
     expect(server.stats().errors['-32700']).to.be.at.least(1)
     expect(errors.some(([rpc, code]) => rpc === -32603 && code === 'ERR_SOMETHING')).to.equal(true)
+  })
+
+  it('runs the calls of a batch with bounded concurrency, answering in order', async () => {
+    const raw = await RawSocket.connect(server.socketPath)
+    try {
+      // 16 calls (the line cap of this server is 1024 bytes)
+      const calls = Array.from({ length: 16 }, (_, i) => `{"jsonrpc":"2.0","id":${i},"method":"slow","params":{"n":${i}}}`)
+      const answers = await raw.call(`[${calls.join(',')}]`)
+      expect(answers.map((a: any) => a.result.n)).to.deep.equal(Array.from({ length: 16 }, (_, i) => i))
+      expect(slow.peak).to.equal(server.limits.batchConcurrency).and.equal(8)
+      // one element more than the cap is refused whole, before parsing
+      const refused = await raw.call(`[${new Array(server.limits.maxBatch + 1).fill(1).join(',')}]`)
+      expect(refused.error.data).to.deep.equal({ code: 'ERR_IPC_BATCH_TOO_LARGE', maxBatch: 100 })
+      const atCap = await raw.call(`[${new Array(server.limits.maxBatch).fill(1).join(',')}]`)
+      expect(atCap).to.have.length(100)
+      expect(atCap[0].error.code).to.equal(-32600)
+    } finally {
+      raw.close()
+    }
+    expect(server.stats().refused.batches).to.equal(1)
+  })
+
+  it('refuses a shared line budget smaller than one line', () => {
+    expect(() => new IpcServer({ socketPath: join(dir, 'x.sock'), maxLineBytes: 4096, maxBufferedLineBytes: 4095 })).to.throw(/at least maxLineBytes/)
   })
 
   it('turns error responses into IpcRemoteError with the daemon code', async () => {

@@ -5,6 +5,7 @@ import { expect } from 'aegir/chai'
 import { ChainErrorCode } from '../../src/chain/errors.ts'
 import { createChainStore } from '../../src/chain/index.ts'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
+import { WRONG_TOPIC } from '../../src/net/block-gossip.ts'
 import { CHAIN_TOPICS } from '../../src/net/index.ts'
 import { connect, startNode, stopAll, waitFor, waitForSubscribers } from './helpers.ts'
 import type { TestNode } from './helpers.ts'
@@ -115,5 +116,32 @@ describe('net: a peer whose gossip score falls to the graylist', function () {
     await waitFor('n2 to hang up on the sender', () => n2.net.libp2p.getConnections(badId).length === 0 && bad.net.libp2p.getConnections(n2.net.libp2p.peerId).length === 0)
     await bad.net.libp2p.dial(n2.net.libp2p.getMultiaddrs()[0]).catch(() => {})
     await waitFor('the redial to be refused', () => n2.net.sync.stats.refused >= 1 && n2.net.libp2p.getConnections(badId).length === 0)
+  })
+})
+
+describe('net: a block published on the other chain\'s topic', function () {
+  this.timeout(30_000)
+  const nodes: TestNode[] = []
+
+  after(async () => {
+    await stopAll(nodes)
+  })
+
+  it('is rejected with ERR_WRONG_TOPIC before the store takes it', async () => {
+    const a = await startNode()
+    const b = await startNode()
+    nodes.push(a, b)
+    await connect(a, b)
+    await waitForSubscribers(a, CHAIN_TOPICS.B, [b])
+    // a valid, signed chain A block, straight onto chain B's topic
+    const block = await a.store.createBlock({ chain: ChainId.A, type: BlockType.Note, fields: { text: { kind: 'string', value: 'lost' } } }, a.signer)
+    await a.net.libp2p.services.pubsub.publish(CHAIN_TOPICS.B, await a.store.getEncoded(block.id) as Uint8Array)
+    await waitFor('b to reject it', () => b.net.gossip.stats.rejected === 1)
+    expect(b.net.gossip.stats.rejectedByCode).to.deep.equal({ [WRONG_TOPIC]: 1 })
+    expect(b.net.gossip.stats.accepted).to.equal(0)
+    expect(await b.store.has(block.id)).to.equal(false)
+    // no chain rule failed: the store decoded it and was never asked to take it
+    expect(b.store.metrics()).to.include({ added: 0 })
+    expect(b.store.metrics().rejected).to.deep.equal({})
   })
 })

@@ -8,14 +8,18 @@ import { expect } from 'aegir/chai'
 import { pEvent } from 'p-event'
 import { createChainStore, createSignerFromSeed } from '../../src/chain/index.ts'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
+import { BLOCK_SYNC_PROTOCOL } from '../../src/net/constants.ts'
 import { NetErrorCode } from '../../src/net/errors.ts'
 import { FrameStream } from '../../src/net/frame-stream.ts'
 import { SyncClient } from '../../src/net/sync-client.ts'
+import { syncFrameCodec } from '../../src/net/sync-frames.ts'
 import { serveSyncStream } from '../../src/net/sync-server.ts'
 import { HaveStatus, SyncErrorCode, encodeSyncFrame } from '../../src/protocols/block-sync.ts'
+import { startNode, stopAll } from './helpers.ts'
+import type { TestNode } from './helpers.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
 import type { SyncFrame } from '../../src/protocols/block-sync.ts'
-import type { PeerId, Stream } from '@libp2p/interface'
+import type { PeerId, Stream, StreamCloseEvent } from '@libp2p/interface'
 
 const id = (n: number): Uint8Array => new Uint8Array(32).fill(n)
 
@@ -97,7 +101,8 @@ describe('net: block-sync client and server on one stream', function () {
     serveSyncStream(inbound, { store, maxMessageBytes: 1 << 20, idleTimeoutMs: 5_000, maxInflight: 1 })
     const responses: SyncFrame[] = []
     const frames = new FrameStream(outbound, {
-      maxMessageBytes: 1 << 20,
+      codec: syncFrameCodec,
+      maxFrameBytes: 1 << 20,
       idleTimeoutMs: 5_000,
       isIdle: () => false,
       onFrame: (frame) => { responses.push(frame) },
@@ -150,5 +155,43 @@ describe('net: block-sync client and server on one stream', function () {
     inbound.send(new Uint8Array([3, 0x08, 0x01, 0x32])) // a length-prefixed frame with an unknown field
     await expectCode(pending, NetErrorCode.STREAM_CLOSED)
     await closed
+  })
+})
+
+describe('net: block-sync streams between real nodes', function () {
+  this.timeout(30_000)
+  const nodes: TestNode[] = []
+
+  after(async () => {
+    await stopAll(nodes)
+  })
+
+  it('aborts a /bly/blocks/1.0.0 stream with a malformed length prefix (ff x10 then 01) at once, and serves the next stream', async () => {
+    // an idle timeout far past the test's own: a stream left waiting for more bytes would time the test out
+    const server = await startNode({ blockSync: { idleTimeoutMs: 10 * 60_000 } })
+    const client = await startNode()
+    nodes.push(server, client)
+    const stream = await client.net.libp2p.dialProtocol(server.net.libp2p.getMultiaddrs(), BLOCK_SYNC_PROTOCOL)
+    const closed = pEvent<'close', StreamCloseEvent>(stream, 'close')
+    stream.send(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01))
+    const evt = await closed
+    // aborted by the server (a reset), not closed gracefully as an idle stream is
+    expect(evt.error, 'the stream ended without an error').to.be.an('error')
+    expect(stream.status).to.equal('reset')
+    // the connection and the protocol handler are unharmed: a well-formed request on a new stream is answered
+    const sync = new SyncClient({
+      peerId: server.net.libp2p.peerId,
+      openStream: async (signal) => client.net.libp2p.dialProtocol(server.net.libp2p.peerId, BLOCK_SYNC_PROTOCOL, { signal }),
+      maxMessageBytes: 1 << 20,
+      idleTimeoutMs: 5_000,
+      requestTimeoutMs: 10_000,
+      maxInflight: 1
+    })
+    try {
+      const { ids } = await sync.request({ type: 'get-tips' })
+      expect(ids).to.deep.equal([])
+    } finally {
+      await sync.close()
+    }
   })
 })

@@ -1,13 +1,15 @@
 import { connect } from 'node:tls'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { expect } from 'aegir/chai'
+import { FrameDecoder } from '../../src/net/frame-decoder.ts'
 import { createBlyLibp2p } from '../../src/net/libp2p-node.ts'
 import { ACCEPT_BYTE, encodeHello } from '../../src/pipeline/direct-channel/hello.ts'
 import {
-  DIRECT_OFFER_PROTOCOL, DirectChannelErrorCode, FrameDecoder, answerDirectOffer, connectDirectChannel,
+  DIRECT_OFFER_PROTOCOL, DirectChannelErrorCode, answerDirectOffer, connectDirectChannel,
   createDirectChannelServer, decodeDirectOffer, encodeDirectOffer, requestDirectOffer
 } from '../../src/pipeline/direct-channel/index.ts'
 import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
+import { inferFrameErrors } from '../../src/pipeline/infer-frames.ts'
 import { encodeInferFrameBytes, f32Tensor, tensorF32 } from '../../src/protocols/infer.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
 import type { DirectChannel, DirectChannelOffer, DirectChannelServer } from '../../src/pipeline/direct-channel/index.ts'
@@ -292,7 +294,7 @@ describe('direct TLS channel', function () {
       at += f.length
     }
     for (const step of [1, 2, 5, all.length]) {
-      const dec = new FrameDecoder(1024)
+      const dec = new FrameDecoder(1024, inferFrameErrors)
       const out: number[] = []
       for (let i = 0; i < all.length; i += step) {
         dec.push(all.subarray(i, i + step), body => out.push(body.length))
@@ -300,7 +302,7 @@ describe('direct TLS channel', function () {
       expect(out).to.deep.equal(frames.map(f => f.length - 1))
       expect(dec.idle).to.equal(true)
     }
-    expect(() => { new FrameDecoder(10).push(Uint8Array.of(11), () => {}) }).to.throw().with.property('code', PipelineErrorCode.BAD_FRAME)
+    expect(() => { new FrameDecoder(10, inferFrameErrors).push(Uint8Array.of(11), () => {}) }).to.throw().with.property('code', PipelineErrorCode.BAD_FRAME)
   })
 
   it('decodes frames read into the buffers it hands out (onread), small ones copied out of its reused scratch', () => {
@@ -319,7 +321,7 @@ describe('direct TLS channel', function () {
       at += f.length
     }
     for (const step of [1, 7, 16384, all.length]) {
-      const dec = new FrameDecoder(1024 * 1024)
+      const dec = new FrameDecoder(1024 * 1024, inferFrameErrors)
       const bodies: Uint8Array[] = []
       const targets = new Set<ArrayBufferLike>()
       for (let i = 0; i < all.length;) {

@@ -11,8 +11,10 @@ import { selectBackend } from '../../src/model/backend.ts'
 import { generate } from '../../src/model/generation/generate.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { PipelineError, PipelineErrorCode } from '../../src/pipeline/errors.ts'
-import { FailureReason, checkStageResult, concatInputs, failureReason, relativeDiff } from '../../src/pipeline/failover.ts'
+import { relativeDiff } from '../../src/pipeline/failover.ts'
 import { createPipelineClient } from '../../src/pipeline/pipeline-client.ts'
+import { FailureReason, checkStageResult, failureReason } from '../../src/pipeline/stage-failure.ts'
+import { concatInputs } from '../../src/pipeline/stage-history.ts'
 import { loadFixture, sourceOf } from '../model/fixtures.ts'
 import { MODEL_ID, startNode, startStage, waitFor } from './helpers.ts'
 import type { TestStage } from './helpers.ts'
@@ -70,6 +72,35 @@ async function greedyOn (session: PipelineSession, prompt: number[], maxNewToken
   }
   return next.value.tokens
 }
+
+/** Greedy generation that calls `beforeStep(i)` before its i-th forward (0 = the prefill). */
+async function greedyHooked (client: PipelineClient, prompt: number[], maxNewTokens: number, beforeStep: (i: number) => void): Promise<{ tokens: number[], session: PipelineSession }> {
+  let session: PipelineSession | undefined
+  let step = 0
+  const model: TokenModel<PipelineSession> = {
+    createSession: () => {
+      session = client.createSession()
+      return session
+    },
+    nextLogits: async (s, ids) => {
+      beforeStep(step++)
+      return s.nextLogits(ids)
+    }
+  }
+  const it = generate(model, prompt, { maxNewTokens })
+  let next
+  while ((next = await it.next()).done !== true) {
+    // drain
+  }
+  return { tokens: next.value.tokens, session: session as PipelineSession }
+}
+
+/** the step deadline's ceiling in the adaptive-deadline cases: far above what any healthy step takes here */
+const CEILING_MS = 20_000
+/** their floor: below a slow stage's step, so only the stage's own measured speed keeps it */
+const FLOOR_MS = 100
+/** their stages' step time (fault injection's delay, counted as compute) */
+const STEP_MS = 100
 
 describe('pipeline failover: replace a failed stage and replay its history', function () {
   this.timeout(60_000)
@@ -245,6 +276,53 @@ describe('pipeline failover: replace a failed stage and replay its history', fun
     expect(err?.message).to.match(/stayed busy for \d+ ms/)
     expect(session.busyWaits).to.be.at.least(1)
     await Promise.all([holder.close(), session.close()])
+  })
+
+  it('a stage 3x slower than the rest, and one that becomes 3x slower mid-generation, are not replaced: each step\'s deadline follows the stage\'s own speed, not the floor', async () => {
+    const { prompt, tokens } = fixture.expected.greedy
+    const becomesSlow: StageFaults = { stepDelayMs: STEP_MS }
+    const head = await stage(0, 2, becomesSlow)
+    const slow = await stage(2, 4, { stepDelayMs: 3 * STEP_MS })
+    const spareHead = await stage(0, 2, { stepDelayMs: STEP_MS })
+    const spareTail = await stage(2, 4, { stepDelayMs: STEP_MS })
+    const client = pipeline([head, slow], [head, slow, spareHead, spareTail], { stepTimeoutMs: CEILING_MS, deadlineFloorMs: FLOOR_MS })
+    const n = 8
+    const { tokens: out, session } = await greedyHooked(client, prompt, n, (i) => {
+      if (i === 3) {
+        becomesSlow.slowFactor = 3
+      }
+    })
+    expect(out).to.deep.equal(tokens.slice(0, n))
+    expect(session.recoveries).to.deep.equal([])
+    expect(session.route.map(h => h.peerId.toString())).to.deep.equal([head.node.peerId, slow.node.peerId].map(String))
+    // both really took longer than the floor per step (the injected time counts as compute)
+    expect(slow.server.stats.computeMs / slow.server.stats.steps).to.be.above(FLOOR_MS)
+    expect(head.server.stats.decodeMs / head.server.stats.decodeSteps).to.be.above(FLOOR_MS)
+    expect(spareHead.server.stats.opened + spareTail.server.stats.opened).to.equal(0)
+  })
+
+  it('a stage that stalls mid-generation is replaced once its adaptive deadline passes, far below the ceiling; tokens equal the reference', async () => {
+    const { prompt, tokens } = fixture.expected.greedy
+    const stalls: StageFaults = { stepDelayMs: STEP_MS }
+    const head = await stage(0, 2, { stepDelayMs: STEP_MS })
+    const tail = await stage(2, 4, stalls)
+    const spare = await stage(2, 4, { stepDelayMs: STEP_MS })
+    const client = pipeline([head, tail], [head, tail, spare], { stepTimeoutMs: CEILING_MS, deadlineFloorMs: FLOOR_MS })
+    const n = 8
+    const { tokens: out, session } = await greedyHooked(client, prompt, n, (i) => {
+      if (i === 4) {
+        // long enough to miss any deadline the stage's speed gives, short enough for stop() to wait out
+        stalls.stepDelayMs = 4000
+      }
+    })
+    expect(out).to.deep.equal(tokens.slice(0, n))
+    expect(session.recoveries).to.have.lengthOf(1)
+    const [r] = session.recoveries
+    expect(r).to.include({ peerId: tail.node.peerId.toString(), reason: FailureReason.TIMEOUT, start: 2, end: 4 })
+    expect(r.replacement).to.deep.equal([{ peerId: spare.node.peerId.toString(), start: 2, end: 4 }])
+    // the deadline it missed came from its speed: at least the floor, a small part of the ceiling
+    expect(r.deadlineMs).to.be.a('number').and.at.least(FLOOR_MS).and.below(CEILING_MS / 4)
+    expect(r.error).to.include(`within ${r.deadlineMs} ms`)
   })
 
   it('without reroute a malformed RESULT fails the step as before', async () => {

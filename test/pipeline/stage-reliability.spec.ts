@@ -8,12 +8,14 @@
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
-import { DIRECT_OFFER_PROTOCOL, FrameDecoder, connectDirectChannel, requestDirectOffer } from '../../src/pipeline/direct-channel/index.ts'
+import { FrameDecoder } from '../../src/net/frame-decoder.ts'
+import { FrameStream } from '../../src/net/frame-stream.ts'
+import { DIRECT_OFFER_PROTOCOL, connectDirectChannel, requestDirectOffer } from '../../src/pipeline/direct-channel/index.ts'
 import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
 import { firstNonFinite } from '../../src/pipeline/finite.ts'
 import { PartialFrameBudget } from '../../src/pipeline/frame-budget.ts'
 import { InferTransport } from '../../src/pipeline/infer-channel.ts'
-import { InferStream } from '../../src/pipeline/infer-stream.ts'
+import { inferFrameCodec, inferFrameErrors } from '../../src/pipeline/infer-frames.ts'
 import { StageClient } from '../../src/pipeline/stage-client.ts'
 import { embedData } from '../../src/pipeline/stage-layers.ts'
 import { createStageServer } from '../../src/pipeline/stage-server.ts'
@@ -43,16 +45,16 @@ describe('pipeline/frame decoding rules shared by both transports', () => {
   })
 
   it('refuses a length prefix of more than 5 bytes as soon as it is one, byte by byte or whole', () => {
-    const dec = new FrameDecoder(1 << 20)
+    const dec = new FrameDecoder(1 << 20, inferFrameErrors)
     for (let i = 0; i < 4; i++) {
       dec.push(Uint8Array.of(0xff), () => {})
     }
     expect(dec.idle).to.equal(false)
     expect(() => { dec.push(Uint8Array.of(0xff), () => {}) }).to.throw().with.property('code', PipelineErrorCode.BAD_FRAME)
-    expect(() => { new FrameDecoder(1 << 20).push(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), () => {}) }).to.throw().with.property('code', PipelineErrorCode.BAD_FRAME)
+    expect(() => { new FrameDecoder(1 << 20, inferFrameErrors).push(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), () => {}) }).to.throw().with.property('code', PipelineErrorCode.BAD_FRAME)
     // 5 bytes that end: a length, here over the limit
-    expect(() => { new FrameDecoder(1 << 20).push(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0x0f), () => {}) }).to.throw(/over the/)
-    expect(() => { new FrameDecoder(1 << 20).push(Uint8Array.of(0x80, 0x00), () => {}) }).to.throw(/empty frame/)
+    expect(() => { new FrameDecoder(1 << 20, inferFrameErrors).push(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0x0f), () => {}) }).to.throw(/over the/)
+    expect(() => { new FrameDecoder(1 << 20, inferFrameErrors).push(Uint8Array.of(0x80, 0x00), () => {}) }).to.throw(/empty frame/)
   })
 
   it('charges a frame buffer that outlives a read to the budget, gives it back when the frame completes or the decoder resets, refuses one that does not fit', () => {
@@ -63,8 +65,8 @@ describe('pipeline/frame decoding rules shared by both transports', () => {
       f[1] = len >> 7
       return f
     }
-    const a = new FrameDecoder(200, budget)
-    const b = new FrameDecoder(200, budget)
+    const a = new FrameDecoder(200, inferFrameErrors, budget)
+    const b = new FrameDecoder(200, inferFrameErrors, budget)
     const got: number[] = []
     // a whole frame inside one chunk is never held
     a.push(frame(150), body => got.push(body.length))
@@ -75,7 +77,7 @@ describe('pipeline/frame decoding rules shared by both transports', () => {
     expect(() => { b.push(frame(120).subarray(0, 10), () => {}) }).to.throw().with.property('code', PipelineErrorCode.PARTIAL_FRAMES_FULL)
     expect([budget.held, budget.refused]).to.deep.equal([150, 1])
     // 100 fits
-    const c = new FrameDecoder(200, budget)
+    const c = new FrameDecoder(200, inferFrameErrors, budget)
     c.push(frame(100).subarray(0, 3), () => {})
     expect([budget.held, budget.peak]).to.deep.equal([250, 250])
     a.push(new Uint8Array(112), body => got.push(body.length))
@@ -87,7 +89,7 @@ describe('pipeline/frame decoding rules shared by both transports', () => {
 
   it('a reset from inside emit ends the read in progress: nothing after it is decoded or charged', () => {
     const budget = new PartialFrameBudget(1000)
-    const dec = new FrameDecoder(1000, budget)
+    const dec = new FrameDecoder(1000, inferFrameErrors, budget)
     const close = Uint8Array.of(1, 8)
     const chunk = new Uint8Array(2 + 2 + 3)
     chunk.set(close, 0)
@@ -174,7 +176,7 @@ describe('pipeline/stage reliability: non-finite inputs, malformed prefixes, par
     let r: RawChannel
     if (transport === 'libp2p') {
       const stream = await client.dialProtocol(s.node.getMultiaddrs(), INFER_PROTOCOL)
-      const reader = new InferStream(stream, { maxFrameBytes: 1 << 20, ...handlers })
+      const reader = new FrameStream(stream, { codec: inferFrameCodec, maxFrameBytes: 1 << 20, ...handlers })
       r = { frames, ended: false, send: (bytes) => { stream.send(bytes) }, abort: () => { reader.abort(new Error('test client aborts')) } }
     } else {
       const offerStream = await client.dialProtocol(s.node.getMultiaddrs(), DIRECT_OFFER_PROTOCOL)

@@ -1,9 +1,10 @@
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
+import { FrameStream } from '../../src/net/frame-stream.ts'
 import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
 import { InferTransport } from '../../src/pipeline/infer-channel.ts'
-import { InferStream } from '../../src/pipeline/infer-stream.ts'
+import { inferFrameCodec } from '../../src/pipeline/infer-frames.ts'
 import { StageClient } from '../../src/pipeline/stage-client.ts'
 import { embedData } from '../../src/pipeline/stage-layers.ts'
 import { INFER_PROTOCOL, InferErrorCode, OpenFlags, ResultKind, encodeInferFrameBytes, encodeVarint } from '../../src/protocols/infer.ts'
@@ -61,7 +62,8 @@ describe('pipeline/stage-server', function () {
     const stream = await client.dialProtocol(s.node.getMultiaddrs(), INFER_PROTOCOL)
     const frames: InferFrame[] = []
     const closed = Promise.withResolvers<void>()
-    const reader = new InferStream(stream, {
+    const reader = new FrameStream(stream, {
+      codec: inferFrameCodec,
       maxFrameBytes: 1 << 20,
       onFrame: (f) => { frames.push(f) },
       onBadFrame: (err) => { closed.reject(err) },

@@ -1,27 +1,29 @@
 /**
  * /bly/infer/1.0.0 frames over one authenticated TLS socket (a direct
- * channel), with the same surface as InferStream (send / close / abort /
+ * channel), with the same surface as FrameStream (send / close / abort /
  * isOpen, onFrame / onBadFrame / onClose) so the stage server and client can
  * drive either. One write to TLS at a time: small buffers queued meanwhile
  * are joined into one write (one TLS record run, one syscall), a large
  * payload is written alone, straight from the caller's memory; the socket
- * has TCP_NODELAY. Reads go through FrameDecoder: from `data` events (views
- * of the socket's chunks, one copy for frames that span chunks), or, on a
- * socket created with `onread` (the client's), straight into the frame
- * being assembled. Listener exceptions never escape into the event loop.
- * A channel that fails (bad frame), is closed or is aborted stops reading and
- * drops the frame it was receiving at once, giving its bytes back to the
- * PartialFrameBudget it was built with (the stage's).
+ * has TCP_NODELAY. Reads go through the FrameReader that libp2p streams use
+ * too (net/frame-reader.ts, the same framing rules and codec): from `data`
+ * events (views of the socket's chunks, one copy for frames that span
+ * chunks), or, on a socket created with `onread` (the client's), straight
+ * into the frame being assembled. Listener exceptions never escape into the
+ * event loop. A channel that fails (bad frame), is closed or is aborted stops
+ * reading and drops the frame it was receiving at once, giving its bytes back
+ * to the PartialFrameBudget it was built with (the stage's).
  */
-import { decodeInferFrame, encodeInferFrame } from '../../protocols/infer.ts'
+import { FrameReader } from '../../net/frame-reader.ts'
+import { encodeInferFrame } from '../../protocols/infer.ts'
 import { PipelineError, PipelineErrorCode } from '../errors.ts'
-import { FrameDecoder } from './frame-decoder.ts'
+import { inferFrameCodec } from '../infer-frames.ts'
 import { readInPlace } from './read-in-place.ts'
+import type { FrameBudget } from '../../net/frame-decoder.ts'
 import type { InferFrame } from '../../protocols/infer.ts'
-import type { PartialFrameBudget } from '../frame-budget.ts'
 import type { TLSSocket } from 'node:tls'
 
-/** What the owner of a channel listens with (the InferStreamInit callbacks). */
+/** What the owner of a channel listens with (the FrameStreamInit callbacks). */
 export interface DirectChannelHandlers {
   onFrame(frame: InferFrame): void
   /** a frame that did not decode; the channel stops reading (the owner answers ERROR and aborts) */
@@ -49,7 +51,7 @@ export class DirectChannel {
   private init?: DirectChannelHandlers
   /** bytes read before attach(): past the hello, or (reading in place) read by the socket meanwhile */
   private early: Uint8Array[]
-  private readonly decoder: FrameDecoder
+  private readonly reader: FrameReader<InferFrame>
   /** buffers not yet handed to the socket; `resolve`/`reject` on the last buffer of a frame */
   private queue: QueuedWrite[]
   /** the write the socket has not completed yet */
@@ -57,7 +59,6 @@ export class DirectChannel {
   private writing: boolean
   private flushScheduled: boolean
   private closed: boolean
-  private broken: boolean
   private inPlace: boolean
   private closeError?: Error
   bytesIn: number
@@ -70,20 +71,26 @@ export class DirectChannel {
    * `frameBudget`: what partially received frames may hold, shared with the
    * owner's other channels (none = bounded by maxFrameBytes alone).
    */
-  constructor (socket: TLSSocket, maxFrameBytes: number, leftover?: Uint8Array, readsInPlace = false, frameBudget?: PartialFrameBudget) {
+  constructor (socket: TLSSocket, maxFrameBytes: number, leftover?: Uint8Array, readsInPlace = false, frameBudget?: FrameBudget) {
     this.socket = socket
     this.early = leftover != null && leftover.length > 0 ? [leftover] : []
-    this.decoder = new FrameDecoder(maxFrameBytes, frameBudget)
+    this.reader = new FrameReader({
+      name: 'direct channel',
+      maxFrameBytes,
+      frameBudget,
+      decode: inferFrameCodec.decode,
+      errors: inferFrameCodec.errors,
+      onFrame: (frame) => { this.init?.onFrame(frame) },
+      onError: (err) => { this.readFailed(err) }
+    })
     this.queue = []
     this.writing = false
     this.flushScheduled = false
     this.closed = false
-    this.broken = false
     this.inPlace = readsInPlace
     this.bytesIn = 0
     this.bytesOut = 0
     this.onData = this.onData.bind(this)
-    this.emitFrame = this.emitFrame.bind(this)
     this.flush = this.flush.bind(this)
     socket.setNoDelay(true)
     socket.pause()
@@ -108,7 +115,7 @@ export class DirectChannel {
       return
     }
     this.socket.on('data', this.onData)
-    if (!this.broken) {
+    if (!this.reader.stopped) {
       this.socket.resume()
     }
   }
@@ -178,8 +185,7 @@ export class DirectChannel {
 
   /** No more frames: drop the one being received (and its budget charge); writing goes on. */
   stopReading (): void {
-    this.broken = true
-    this.decoder.reset()
+    this.reader.stop()
   }
 
   private flush (): void {
@@ -261,7 +267,7 @@ export class DirectChannel {
    * so a large frame is read in place with no chunk allocated or copied.
    */
   readBuffer (): Uint8Array {
-    return this.decoder.readBuffer()
+    return this.reader.readBuffer()
   }
 
   /** `onread` callback: `n` bytes landed in `buf` (the last readBuffer()). False stops reading. */
@@ -271,51 +277,29 @@ export class DirectChannel {
       this.early.push(buf.slice(0, n))
       return true
     }
-    if (this.broken) {
+    if (this.reader.stopped) {
       return false
     }
     this.bytesIn += n
-    try {
-      this.decoder.read(buf, n, this.emitFrame)
-    } catch (err) {
-      this.readFailed(err as Error)
-    }
-    return !this.broken
+    this.reader.read(buf, n)
+    return !this.reader.stopped
   }
 
   private onData (chunk: Uint8Array): void {
-    if (this.broken || this.init == null) {
+    if (this.reader.stopped || this.init == null) {
       return
     }
     this.bytesIn += chunk.length
-    try {
-      this.decoder.push(chunk, this.emitFrame)
-    } catch (err) {
-      this.readFailed(err as Error)
-    }
+    this.reader.push(chunk)
   }
 
-  /** A whole frame body from the decoder (bound once: no closure per read). */
-  private emitFrame (body: Uint8Array): void {
-    let frame: InferFrame
-    try {
-      frame = decodeInferFrame(body)
-    } catch (err) {
-      this.broken = true
-      throw err
-    }
-    this.init?.onFrame(frame)
-  }
-
-  /** A bad frame, or the owner's onFrame threw: stop reading and tell the owner. */
+  /** A bad frame, or the owner's onFrame threw (the reader has stopped): tell the owner. */
   private readFailed (err: Error): void {
-    this.stopReading()
     this.socket.pause()
-    const e = err instanceof PipelineError ? err : new PipelineError(PipelineErrorCode.BAD_FRAME, `direct channel failed: ${err.message}`, { cause: err })
     try {
-      this.init?.onBadFrame(e)
+      this.init?.onBadFrame(err)
     } catch {
-      this.abort(e)
+      this.abort(err)
     }
   }
 
@@ -330,10 +314,10 @@ export class DirectChannel {
       return
     }
     let err = this.closeError
-    if (err == null && !this.decoder.idle) {
+    if (err == null && !this.reader.idle) {
       err = new PipelineError(PipelineErrorCode.STREAM_CLOSED, 'direct channel closed inside a frame')
     }
-    this.decoder.reset()
+    this.reader.stop()
     try {
       this.init.onClose(err)
     } catch {

@@ -1,7 +1,6 @@
 export * from './constants.ts'
 export * from './errors.ts'
 export * from './direct-channel.ts'
-export * from './frame-decoder.ts'
 export * from './offer.ts'
 export * from './server.ts'
 export * from './client.ts'

@@ -111,6 +111,12 @@ function encodeUnavailable (message: string): Uint8Array {
   return out
 }
 
+/** What issues offers (the DirectChannelServer): answerDirectOffer needs nothing else of it. */
+export interface DirectOfferIssuer {
+  /** a fresh single-use offer for `remotePeer`; throws when none can be issued */
+  issueOffer(remotePeer: string): DirectChannelOffer
+}
+
 export interface RequestDirectOfferOptions extends AbortOptions {
   /** host to put in an offer whose host is '' (the stage's IP as the client dials it) */
   remoteHost?: string
@@ -138,12 +144,6 @@ export async function requestDirectOffer (stream: Stream, options: RequestDirect
     }
     throw err
   }
-}
-
-/** What answering an offer needs of the stage's DirectChannelServer. */
-export interface DirectOfferIssuer {
-  /** a fresh offer for `remotePeer`; throws when none can be issued */
-  issueOffer(remotePeer: string): DirectChannelOffer
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * Splits a byte stream into unsigned-varint length-prefixed frames (the
- * /bly/infer/1.0.0 framing). Two ways to feed it. `push(chunk)` takes chunks
+ * framing of /bly/infer/1.0.0, over libp2p streams and direct channels, and
+ * of /bly/blocks/1.0.0). Two ways to feed it. `push(chunk)` takes chunks
  * the reader owns and never reuses (a socket's `data` events): a frame that
  * lies inside one chunk is handed out as a view of that chunk (no copy); one
  * that spans chunks is copied once, straight into a buffer of its final size
@@ -14,16 +15,37 @@
  * before the frame is handed out, and a frame that never completes is
  * dropped unseen.
  * A length prefix is at most 5 bytes (35 bits, far past any frame limit); a
- * longer one, a length over the limit or a length of 0 throws BAD_FRAME at
- * once, so a malformed prefix never leaves the decoder waiting for more.
- * With a PartialFrameBudget, a frame buffer still unfilled when a read
- * returns is charged to it (its whole length) until the frame completes or
- * `reset()` drops it; a charge that does not fit drops the frame and throws
- * PARTIAL_FRAMES_FULL. The owner calls `reset()` when its stream ends or
+ * longer one, a length over the limit or a length of 0 throws the protocol's
+ * bad-frame error (FrameErrors.badFrame) at once, so a malformed prefix never
+ * leaves the decoder waiting for more (libp2p's LengthPrefixedDecoder takes
+ * an over-long varint for "need more bytes" and waits forever).
+ * With a FrameBudget, a frame buffer still unfilled when a read returns is
+ * charged to it (its whole length) until the frame completes or `reset()`
+ * drops it; a charge that does not fit drops the frame and throws
+ * FrameErrors.budgetFull. The owner calls `reset()` when its stream ends or
  * fails, which releases the buffer and the charge.
  */
-import { PipelineError, PipelineErrorCode } from '../errors.ts'
-import type { PartialFrameBudget } from '../frame-budget.ts'
+
+/** How a protocol reports framing failures: its own error classes and codes. */
+export interface FrameErrors {
+  /** a malformed, oversize or empty frame (`cause`: what failed, when something threw) */
+  badFrame(message: string, cause?: unknown): Error
+  /** a partially received frame the FrameBudget refused */
+  budgetFull(message: string): Error
+}
+
+/**
+ * The bound on the bytes partially received frames hold, shared by the
+ * decoders of one owner (pipeline/frame-budget.ts PartialFrameBudget).
+ */
+export interface FrameBudget {
+  readonly limit: number
+  readonly held: number
+  /** charge `bytes`; false (nothing charged) when they do not fit */
+  tryCharge(bytes: number): boolean
+  /** give back `bytes` charged before */
+  release(bytes: number): void
+}
 
 /** Scratch buffer for reads between frame bodies (node's TLS layer hands over at most 16 KiB per read). */
 const SCRATCH_BYTES = 64 * 1024
@@ -38,7 +60,8 @@ const MAX_PREFIX_BYTES = 5
 
 export class FrameDecoder {
   private readonly maxFrameBytes: number
-  private readonly budget?: PartialFrameBudget
+  private readonly errors: FrameErrors
+  private readonly budget?: FrameBudget
   /** bytes of `partial` charged to the budget (0 = not charged) */
   private charged: number
   /** reset() calls so far: a decode loop stops when one happens under it */
@@ -54,8 +77,9 @@ export class FrameDecoder {
   /** the buffer readBuffer() last returned */
   private target?: Uint8Array
 
-  constructor (maxFrameBytes: number, budget?: PartialFrameBudget) {
+  constructor (maxFrameBytes: number, errors: FrameErrors, budget?: FrameBudget) {
     this.maxFrameBytes = maxFrameBytes
+    this.errors = errors
     this.budget = budget
     this.charged = 0
     this.resets = 0
@@ -103,8 +127,8 @@ export class FrameDecoder {
 
   /**
    * Feed one chunk; `emit` is called for each whole frame in order. A view
-   * handed to `emit` stays valid (chunks are not reused). Throws a
-   * PipelineError BAD_FRAME on a bad or oversize length prefix.
+   * handed to `emit` stays valid (chunks are not reused). Throws
+   * FrameErrors.badFrame on a bad or oversize length prefix.
    */
   push (chunk: Uint8Array, emit: (frame: Uint8Array) => void): void {
     this.decode(chunk, emit, false)
@@ -165,7 +189,7 @@ export class FrameDecoder {
       this.varintShift += 7
       if ((b & 0x80) !== 0) {
         if (this.varintShift >= 7 * MAX_PREFIX_BYTES) {
-          throw new PipelineError(PipelineErrorCode.BAD_FRAME, `frame length prefix is longer than ${MAX_PREFIX_BYTES} bytes`)
+          throw this.errors.badFrame(`frame length prefix is longer than ${MAX_PREFIX_BYTES} bytes`)
         }
         continue
       }
@@ -173,10 +197,10 @@ export class FrameDecoder {
       this.varint = 0
       this.varintShift = 0
       if (len > this.maxFrameBytes) {
-        throw new PipelineError(PipelineErrorCode.BAD_FRAME, `frame of ${len} bytes is over the ${this.maxFrameBytes} byte limit`)
+        throw this.errors.badFrame(`frame of ${len} bytes is over the ${this.maxFrameBytes} byte limit`)
       }
       if (len === 0) {
-        throw new PipelineError(PipelineErrorCode.BAD_FRAME, 'empty frame')
+        throw this.errors.badFrame('empty frame')
       }
       if (n - i >= len && !reused) {
         const frame = chunk.subarray(i, i + len)
@@ -195,7 +219,7 @@ export class FrameDecoder {
       const len = this.partial.length
       if (!this.budget.tryCharge(len)) {
         this.dropPartial()
-        throw new PipelineError(PipelineErrorCode.PARTIAL_FRAMES_FULL, `a frame of ${len} bytes would take the bytes held by partially received frames past the stage's bound of ${this.budget.limit} (${this.budget.held} held)`)
+        throw this.errors.budgetFull(`a frame of ${len} bytes would take the bytes held by partially received frames past their bound of ${this.budget.limit} (${this.budget.held} held)`)
       }
       this.charged = len
     }

@@ -1,0 +1,66 @@
+/**
+ * The default parameters of a model: the ONE table every threshold of the
+ * learning path comes from (no threshold is written anywhere else in code).
+ * `model import` writes them, complete, as the model's genesis Params block;
+ * a genesis body that omits a key gets its default from here, so the table
+ * is part of the protocol (protocols/params.md): change a default only with
+ * a new params version.
+ */
+import { ParamKey, resolveParams } from '../protocols/params.ts'
+import type { Params } from '../protocols/params.ts'
+
+/** One row of the table: the default and why it is what it is. */
+export interface ParamDefault<T> {
+  value: T
+  reason: string
+}
+
+/** The defaults, with the reason for each. */
+export const PARAMS_DEFAULTS: { [K in keyof Params]: ParamDefault<Params[K]> } = {
+  [ParamKey.QUORUM_NUM]: {
+    value: 2,
+    reason: 'quorum = ceil(n x 2 / 3): two quorums share more than n/3 members, so with fewer than n/3 faulty validators two conflicting outcomes cannot both reach quorum (the issue\'s 2/3 of the set)'
+  },
+  [ParamKey.QUORUM_DEN]: {
+    value: 3,
+    reason: 'see quorumNum'
+  },
+  [ParamKey.MIN_GAIN_PPM]: {
+    value: 5000,
+    reason: 'a relative eval-loss gain of at least 0.5%, the original design\'s acceptance threshold: smaller gains are within the noise of one sample of windows and not worth a new version'
+  },
+  [ParamKey.MAX_REGRESSION_PPM]: {
+    value: 20000,
+    reason: 'a loss increase of at most 2% on each regression dataset (the issue\'s default): a delta may trade a little general ability for its gain, not more'
+  },
+  [ParamKey.T_CRIT_MILLI]: {
+    value: 1645,
+    reason: 'the one-sided 95% normal quantile (1.645): the paired gain must be significant across the sampled windows, not one lucky window; for 64 windows the t quantile (1.669) is within 2% of it'
+  },
+  [ParamKey.SAMPLE_WINDOWS]: {
+    value: 64,
+    reason: '64 windows (8192 tokens at the default 128-token windows) per dataset: enough pairs that the t quantile is close to the normal one tCritMilli uses, few enough that a validator\'s two forward passes (base and candidate) stay cheap on a CPU'
+  },
+  [ParamKey.REGRESSION_DATASETS]: {
+    value: [],
+    reason: 'none until the model\'s validators name held-out datasets (params.set): a dataset id cannot be known before the dataset is on chain'
+  }
+}
+
+/** The default params as a value (a fresh copy each call). */
+export function defaultParams (): Params {
+  return {
+    quorumNum: PARAMS_DEFAULTS.quorumNum.value,
+    quorumDen: PARAMS_DEFAULTS.quorumDen.value,
+    minGainPpm: PARAMS_DEFAULTS.minGainPpm.value,
+    maxRegressionPpm: PARAMS_DEFAULTS.maxRegressionPpm.value,
+    tCritMilli: PARAMS_DEFAULTS.tCritMilli.value,
+    sampleWindows: PARAMS_DEFAULTS.sampleWindows.value,
+    regressionDatasets: [...PARAMS_DEFAULTS.regressionDatasets.value]
+  }
+}
+
+/** Complete params from a genesis body: its keys over the defaults, checked (throws ParamsError). */
+export function genesisParams (body: Partial<Params>): Params {
+  return resolveParams(defaultParams(), body)
+}
