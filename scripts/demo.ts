@@ -17,8 +17,8 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { IpcClient } from '../src/daemon/ipc-client.ts'
-import type { PeersResult } from '../src/protocols/ipc-mesh.ts'
-import type { GenerateResult, StatusResult } from '../src/protocols/ipc.ts'
+import type { RequestArgs } from '../src/daemon/ipc-client.ts'
+import type { IpcMethodName, IpcMethods } from '../src/protocols/ipc.ts'
 import type { ChildProcess } from 'node:child_process'
 
 const BIN = fileURLToPath(new URL('../bin/blyd.js', import.meta.url))
@@ -55,10 +55,10 @@ async function blyd (args: string[]): Promise<string> {
   return stdout
 }
 
-async function request<T> (socket: string, method: string, params?: Record<string, unknown>, onStream?: (p: Record<string, unknown>) => void): Promise<T> {
+async function request<M extends IpcMethodName> (socket: string, method: M, ...args: RequestArgs<IpcMethods[M]>): Promise<IpcMethods[M]['result']> {
   const client = await IpcClient.connect({ socketPath: socket })
   try {
-    return await client.request<T>(method, params, onStream != null ? { onStream } : undefined)
+    return await client.request(method, ...args)
   } finally {
     client.close()
   }
@@ -95,7 +95,7 @@ class Demo {
 
     const deadline = Date.now() + READY_TIMEOUT_MS
     while (true) {
-      const peers = await request<PeersResult>(join(n1.dir, 'blyd.sock'), 'peers', { model })
+      const peers = await request(join(n1.dir, 'blyd.sock'), 'peers', { model })
       const covered = new Set<number>()
       for (const s of peers.spans) {
         for (let l = s.start; l < s.end; l++) {
@@ -112,8 +112,8 @@ class Demo {
     }
     out(`every layer is served (${((Date.now() - t0) / 1000).toFixed(1)} s since start); generating from node1 through the mesh:\n\n`)
 
-    const result = await request<GenerateResult>(join(n1.dir, 'blyd.sock'), 'generate', { model, prompt: PROMPT, maxNewTokens: MAX_NEW_TOKENS, temperature: 0.8, seed: 1 }, p => {
-      out(typeof p.text === 'string' ? p.text : `${String(p.token)} `)
+    const result = await request(join(n1.dir, 'blyd.sock'), 'generate', { model, prompt: PROMPT, maxNewTokens: MAX_NEW_TOKENS, temperature: 0.8, seed: 1 }, {
+      onStream: p => { out(typeof p.text === 'string' ? p.text : `${String(p.token)} `) }
     })
     out('\n\n')
     const names = new Map(this.nodes.map(n => [n.peerId, n.name]))
@@ -141,7 +141,7 @@ class Demo {
         throw new Error(`${name} exited: ${node.log.trim()}`)
       }
       try {
-        const status = await request<StatusResult>(join(dir, 'blyd.sock'), 'status')
+        const status = await request(join(dir, 'blyd.sock'), 'status')
         node.peerId = status.peerId
         node.addr = status.addrs?.[0]
         break

@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { IpcClient } from '../../src/daemon/ipc-client.ts'
-import type { RequestOptions } from '../../src/daemon/ipc-client.ts'
+import type { RequestArgs } from '../../src/daemon/ipc-client.ts'
+import type { IpcMethodName, IpcMethods } from '../../src/protocols/ipc.ts'
 import type { ChildProcess } from 'node:child_process'
 
 export const BIN = fileURLToPath(new URL('../../bin/blyd.js', import.meta.url))
@@ -85,10 +86,10 @@ export class BenchDaemon {
     return join(this.dir, 'blyd.sock')
   }
 
-  async request<T = any> (method: string, params?: Record<string, unknown>, options?: RequestOptions): Promise<T> {
+  async request<M extends IpcMethodName> (method: M, ...args: RequestArgs<IpcMethods[M]>): Promise<IpcMethods[M]['result']> {
     const client = await IpcClient.connect({ socketPath: this.socketPath })
     try {
-      return await client.request<T>(method, params, options)
+      return await client.request(method, ...args)
     } finally {
       client.close()
     }
@@ -103,6 +104,9 @@ export class BenchDaemon {
       }
       try {
         const status = await this.request('status')
+        if (status.addrs == null) {
+          throw new Error('status names no addresses yet')
+        }
         this.peerId = status.peerId
         this.addr = status.addrs[0]
         return

@@ -29,7 +29,7 @@ export function blockId (headerBytes: Uint8Array): Uint8Array {
 /** the message a block signature covers: utf8(SIGNING_DOMAIN) || id */
 export function signingMessage (id: Uint8Array): Uint8Array {
   if (id.length !== ID_LENGTH) {
-    throw new ChainError(ChainErrorCode.InvalidArgument, `block id is ${id.length} bytes, expected ${ID_LENGTH}`)
+    throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, `block id is ${id.length} bytes, expected ${ID_LENGTH}`)
   }
   const domain = new TextEncoder().encode(SIGNING_DOMAIN)
   const msg = new Uint8Array(domain.length + id.length)
@@ -41,7 +41,7 @@ export function signingMessage (id: Uint8Array): Uint8Array {
 /** a KeyObject for a raw 32-byte Ed25519 public key */
 export function ed25519PublicKey (raw: Uint8Array): KeyObject {
   if (raw.length !== PUBLIC_KEY_LENGTH) {
-    throw new ChainError(ChainErrorCode.InvalidArgument, `Ed25519 public key is ${raw.length} bytes, expected ${PUBLIC_KEY_LENGTH}`)
+    throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, `Ed25519 public key is ${raw.length} bytes, expected ${PUBLIC_KEY_LENGTH}`)
   }
   const der = new Uint8Array(SPKI_ED25519_PREFIX.length + raw.length)
   der.set(SPKI_ED25519_PREFIX)
@@ -84,7 +84,7 @@ export function verifyBlockSignature (author: Uint8Array | KeyObject, id: Uint8A
 export async function signBlockId (id: Uint8Array, signer: BlockSigner): Promise<Uint8Array> {
   const signature = await signer.sign(signingMessage(id))
   if (!(signature instanceof Uint8Array) || signature.length !== SIGNATURE_LENGTH) {
-    throw new ChainError(ChainErrorCode.BlockSignature, 'signer returned a malformed signature')
+    throw new ChainError(ChainErrorCode.BLOCK_SIGNATURE, 'signer returned a malformed signature')
   }
   return signature
 }
@@ -96,14 +96,14 @@ export async function signBlockId (id: Uint8Array, signer: BlockSigner): Promise
  */
 export function createSignerFromSeed (seed: Uint8Array): BlockSigner {
   if (seed.length !== 32 && seed.length !== 64) {
-    throw new ChainError(ChainErrorCode.InvalidArgument, `Ed25519 private key is ${seed.length} bytes, expected 32 or 64`)
+    throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, `Ed25519 private key is ${seed.length} bytes, expected 32 or 64`)
   }
   const privateKey = ed25519PrivateKey(seed.subarray(0, 32))
   const publicKey = rawPublicKey(privateKey)
   if (seed.length === 64) {
     const given = seed.subarray(32)
     if (!publicKey.every((b, i) => b === given[i])) {
-      throw new ChainError(ChainErrorCode.InvalidArgument, 'the public half of the 64-byte Ed25519 key does not match its seed')
+      throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, 'the public half of the 64-byte Ed25519 key does not match its seed')
     }
   }
   return {

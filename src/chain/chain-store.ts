@@ -229,7 +229,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     const signed = decodeAndValidate(encoded, { limits: this.limits, keyCache: this.authorKeys() })
     const result = await this.exclusive(async () => this.commitLocked(signed, encoded, chunkHexes.length > 0))
     if (result.status === 'orphaned') {
-      throw new ChainError(ChainErrorCode.UnknownParent, `cannot create a block on unknown parents ${[...result.missing].join(', ')}`)
+      throw new ChainError(ChainErrorCode.UNKNOWN_PARENT, `cannot create a block on unknown parents ${[...result.missing].join(', ')}`)
     }
     if (result.status === 'added') {
       this.stats.added++
@@ -237,7 +237,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     }
     const stored = await this.get(signed.id)
     if (stored == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'created block vanished', { blockId: toHex(signed.id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'created block vanished', { blockId: toHex(signed.id) })
     }
     return stored
   }
@@ -298,7 +298,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     const encoded = this.decoded.get(block)
     if (encoded == null) {
       // the caller's mistake, not peer input: not counted
-      throw new ChainError(ChainErrorCode.InvalidArgument, 'addDecoded takes only what this store\'s decodeBlock returned')
+      throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, 'addDecoded takes only what this store\'s decodeBlock returned')
     }
     try {
       this.requireDb()
@@ -319,7 +319,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     if (payload != null) {
       const { header } = block
       if (BigInt(payload.length) !== header.payloadSize) {
-        throw new ChainError(ChainErrorCode.PayloadSize, `payload is ${payload.length} bytes, the header says ${header.payloadSize}`, { blockId: idHex })
+        throw new ChainError(ChainErrorCode.PAYLOAD_SIZE, `payload is ${payload.length} bytes, the header says ${header.payloadSize}`, { blockId: idHex })
       }
       // every chunk is checked before anything is written
       const hashes: Uint8Array[] = []
@@ -353,7 +353,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     }
     if (result.status === 'orphaned') {
       if (this.orphanPoolSize <= 0) {
-        throw new ChainError(ChainErrorCode.UnknownParent, `unknown parents ${[...result.missing].join(', ')}`, { blockId: idHex })
+        throw new ChainError(ChainErrorCode.UNKNOWN_PARENT, `unknown parents ${[...result.missing].join(', ')}`, { blockId: idHex })
       }
       this.stats.orphaned++
       this.pool.add({ idHex, block, encoded, chunksWritten, chunkHexes, missing: result.missing })
@@ -378,7 +378,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
     const db = this.requireDb()
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     payloadChunkLength(block.header, index)
     const hash = sha256(bytes)
@@ -405,7 +405,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   async missingChunks (id: Uint8Array): Promise<number[]> {
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     if (block.payloadComplete) {
       return []
@@ -437,7 +437,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   async getChunk (id: Uint8Array, index: number): Promise<Uint8Array> {
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     payloadChunkLength(block.header, index)
     return readVerifiedChunk(this.files, block, index)
@@ -446,7 +446,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
   async * readPayload (id: Uint8Array): AsyncGenerator<Uint8Array> {
     const block = await this.get(id)
     if (block == null) {
-      throw new ChainError(ChainErrorCode.BlockNotFound, 'no such block', { blockId: toHex(id) })
+      throw new ChainError(ChainErrorCode.BLOCK_NOT_FOUND, 'no such block', { blockId: toHex(id) })
     }
     yield * readVerifiedPayload(this.files, block)
   }
@@ -539,7 +539,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
 
   private checkChunkSize (chunkSize: number): void {
     if (!Number.isInteger(chunkSize) || chunkSize < this.limits.minChunkSize || chunkSize > this.limits.maxChunkSize) {
-      throw new ChainError(ChainErrorCode.InvalidArgument, `chunk size ${chunkSize} outside ${this.limits.minChunkSize}..${this.limits.maxChunkSize}`)
+      throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, `chunk size ${chunkSize} outside ${this.limits.minChunkSize}..${this.limits.maxChunkSize}`)
     }
   }
 
@@ -551,7 +551,7 @@ export class ChainStore extends EventTarget implements ChainStoreApi {
 
   private requireDb (): ChainDb {
     if (this.db == null) {
-      throw new ChainError(ChainErrorCode.NotStarted, 'the chain store is not started')
+      throw new ChainError(ChainErrorCode.NOT_STARTED, 'the chain store is not started')
     }
     return this.db
   }

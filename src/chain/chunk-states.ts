@@ -53,5 +53,5 @@ export async function chunkStates (db: ChainDb, header: BlockHeader): Promise<Ch
 /** ERR_CHUNK_LENGTH: `block` names a chunk the store holds at another length. */
 export function chunkLengthError (block: SignedHeader, c: ChunkConflict): ChainError {
   const hash = toHex(block.header.chunkHashes[c.index])
-  return new ChainError(ChainErrorCode.ChunkLength, `chunk ${c.index} (${hash}) is stored as ${c.stored} bytes, this block says ${c.expected}: no chunk has two lengths, so this block can never be complete`, { blockId: toHex(block.id) })
+  return new ChainError(ChainErrorCode.CHUNK_LENGTH, `chunk ${c.index} (${hash}) is stored as ${c.stored} bytes, this block says ${c.expected}: no chunk has two lengths, so this block can never be complete`, { blockId: toHex(block.id) })
 }

@@ -1,8 +1,5 @@
-/** Header format version written and accepted. */
-export const HEADER_VERSION = 1
-
-/** Domain separation prefix of the signing message: utf8(prefix) || id. */
-export const SIGNING_DOMAIN = 'bly/block/v1'
+/** The header's wire constants live with its codec. */
+export { HEADER_VERSION, ID_LENGTH, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, SIGNING_DOMAIN } from '../protocols/block-header.ts'
 
 /** Largest canonical header encoding accepted (bytes). */
 export const MAX_HEADER_BYTES = 256 * 1024
@@ -40,11 +37,6 @@ export const DEFAULT_ORPHAN_POOL_BYTES = 256 * 1024 * 1024
  * (fsync latency, not CPU, is what more writes in flight hide).
  */
 export const DEFAULT_WRITE_CONCURRENCY = 16
-
-/** Ed25519 public keys and block ids are 32 bytes; signatures 64. */
-export const ID_LENGTH = 32
-export const PUBLIC_KEY_LENGTH = 32
-export const SIGNATURE_LENGTH = 64
 
 export interface ChainLimits {
   maxHeaderBytes: number

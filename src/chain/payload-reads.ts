@@ -19,10 +19,10 @@ export async function readVerifiedChunk (files: Pick<ChunkFiles, 'read'>, block:
   const hash = block.header.chunkHashes[index]
   const bytes = await files.read(hash)
   if (bytes == null) {
-    throw new ChainError(ChainErrorCode.ChunkMissing, `payload chunk ${index} (${toHex(hash)}) is not stored locally`, { blockId: idHex })
+    throw new ChainError(ChainErrorCode.CHUNK_MISSING, `payload chunk ${index} (${toHex(hash)}) is not stored locally`, { blockId: idHex })
   }
   if (!equalBytes(sha256(bytes), hash)) {
-    throw new ChainError(ChainErrorCode.ChunkHash, `payload chunk ${index} (${toHex(hash)}) is corrupt on disk`, { blockId: idHex })
+    throw new ChainError(ChainErrorCode.CHUNK_HASH, `payload chunk ${index} (${toHex(hash)}) is corrupt on disk`, { blockId: idHex })
   }
   // the chunk is another block's (same hash): it is not this block's chunk
   const expected = payloadChunkLength(block.header, index)

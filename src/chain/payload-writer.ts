@@ -215,11 +215,11 @@ export async function chunkPayload (source: Uint8Array | AsyncIterable<Uint8Arra
   for await (const piece of pieces) {
     signal?.throwIfAborted()
     if (!(piece instanceof Uint8Array)) {
-      throw new ChainError(ChainErrorCode.InvalidArgument, 'payload stream yielded something other than a Uint8Array')
+      throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, 'payload stream yielded something other than a Uint8Array')
     }
     size += BigInt(piece.length)
     if (size > maxPayloadSize) {
-      throw new ChainError(ChainErrorCode.PayloadTooLarge, `payload exceeds the limit of ${maxPayloadSize} bytes`)
+      throw new ChainError(ChainErrorCode.PAYLOAD_TOO_LARGE, `payload exceeds the limit of ${maxPayloadSize} bytes`)
     }
     let off = 0
     while (off < piece.length) {

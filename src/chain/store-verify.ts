@@ -7,6 +7,7 @@
 import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
 import { equalBytes } from '../protocols/pb-wire.ts'
 import { blockId, sha256, verifyBlockSignature } from './block-crypto.ts'
+import { ChainErrorCode } from './errors.ts'
 import { FLAG_PAYLOAD_COMPLETE, Prefix, childKey, chunkKey, countKey, decodeRecord, modelUnitKey, orderKey, range, readU32, readU64, typeKey } from './keys.ts'
 import { ChainId } from './types.ts'
 import { layerCoordinates, payloadChunkLength, toHex, validateSizes, validateType } from './validate.ts'
@@ -90,15 +91,15 @@ class StoreVerifier {
       const header = decodeBlockHeader(envelope.header)
       this.blocks.set(idHex, { chain: header.chain, height: record.height, header })
       if (!equalBytes(blockId(envelope.header), id)) {
-        this.issue(idHex, 'ERR_BLOCK_ID', 'header bytes do not hash to the block id')
+        this.issue(idHex, ChainErrorCode.BLOCK_ID, 'header bytes do not hash to the block id')
       }
       validateSizes(header, this.ctx.limits, idHex)
       validateType(header, idHex)
       if (!verifyBlockSignature(header.author, id, envelope.signature)) {
-        this.issue(idHex, 'ERR_BLOCK_SIGNATURE', 'signature does not verify')
+        this.issue(idHex, ChainErrorCode.BLOCK_SIGNATURE, 'signature does not verify')
       }
     } catch (err: any) {
-      this.issue(idHex, err?.code ?? 'ERR_BLOCK_ENCODING', err?.message ?? String(err))
+      this.issue(idHex, err?.code ?? ChainErrorCode.BLOCK_ENCODING, err?.message ?? String(err))
       this.blocks.set(idHex, { chain: 0, height: record.height })
     }
   }
@@ -109,29 +110,29 @@ class StoreVerifier {
     const idHex = toHex(id)
     const order = await db.get(orderKey(record.height, id))
     if (order?.[0] !== header.chain) {
-      this.issue(idHex, 'ERR_INDEX', 'topological order entry missing or wrong')
+      this.issue(idHex, ChainErrorCode.INDEX, 'topological order entry missing or wrong')
     }
     if (!(await db.has(typeKey(header.type, record.height, id)))) {
-      this.issue(idHex, 'ERR_INDEX', 'by-type entry missing')
+      this.issue(idHex, ChainErrorCode.INDEX, 'by-type entry missing')
     }
     const layer = layerCoordinates(header)
     if (layer != null && !(await db.has(modelUnitKey(layer.model, layer.unit, id)))) {
-      this.issue(idHex, 'ERR_INDEX', 'by-(model, unit) entry missing')
+      this.issue(idHex, ChainErrorCode.INDEX, 'by-(model, unit) entry missing')
     }
     let height = 0
     for (const parent of header.parents) {
       const p = this.blocks.get(toHex(parent))
       if (p == null) {
-        this.issue(idHex, 'ERR_UNKNOWN_PARENT', `parent ${toHex(parent)} is not stored`)
+        this.issue(idHex, ChainErrorCode.UNKNOWN_PARENT, `parent ${toHex(parent)} is not stored`)
         continue
       }
       height = Math.max(height, p.height + 1)
       if (!(await db.has(childKey(parent, id)))) {
-        this.issue(idHex, 'ERR_INDEX', `children entry of parent ${toHex(parent)} missing`)
+        this.issue(idHex, ChainErrorCode.INDEX, `children entry of parent ${toHex(parent)} missing`)
       }
     }
     if (height !== record.height) {
-      this.issue(idHex, 'ERR_INDEX', `stored height ${record.height}, expected ${height}`)
+      this.issue(idHex, ChainErrorCode.INDEX, `stored height ${record.height}, expected ${height}`)
     }
   }
 
@@ -163,7 +164,7 @@ class StoreVerifier {
       if (stored !== expected) {
         wrongLength = true
         if (markedComplete) {
-          this.issue(idHex, 'ERR_CHUNK_LENGTH', `marked complete but chunk ${i} (${hex}) is stored as ${stored} bytes, the block says ${expected}`)
+          this.issue(idHex, ChainErrorCode.CHUNK_LENGTH, `marked complete but chunk ${i} (${hex}) is stored as ${stored} bytes, the block says ${expected}`)
         }
       }
       if (this.verifiedChunks.has(hex)) {
@@ -172,18 +173,18 @@ class StoreVerifier {
       this.verifiedChunks.add(hex)
       const data = await this.ctx.files.read(hash)
       if (data == null) {
-        this.issue(idHex, 'ERR_CHUNK_MISSING', `chunk ${i} (${hex}) is indexed but its file is missing`)
+        this.issue(idHex, ChainErrorCode.CHUNK_MISSING, `chunk ${i} (${hex}) is indexed but its file is missing`)
       } else if (!equalBytes(sha256(data), hash)) {
-        this.issue(idHex, 'ERR_CHUNK_HASH', `chunk ${i} (${hex}) is corrupt on disk`)
+        this.issue(idHex, ChainErrorCode.CHUNK_HASH, `chunk ${i} (${hex}) is corrupt on disk`)
       } else if (data.length !== stored) {
-        this.issue(idHex, 'ERR_INDEX', `chunk ${i} (${hex}) indexed as ${stored} bytes, its file holds ${data.length}`)
+        this.issue(idHex, ChainErrorCode.INDEX, `chunk ${i} (${hex}) indexed as ${stored} bytes, its file holds ${data.length}`)
       } else {
         this.chunks++
         this.bytes += data.length
       }
     }
     if (markedComplete && missing) {
-      this.issue(idHex, 'ERR_CHUNK_MISSING', 'marked complete but some chunks are not stored')
+      this.issue(idHex, ChainErrorCode.CHUNK_MISSING, 'marked complete but some chunks are not stored')
     }
     if (!markedComplete && wrongLength) {
       this.unsatisfiable++
@@ -202,7 +203,7 @@ class StoreVerifier {
       for await (const key of this.ctx.db.keys(range(prefix))) {
         for (const id of ids(key)) {
           if (!this.blocks.has(toHex(id))) {
-            this.issue(toHex(id), 'ERR_INDEX', `${name} entry for a block that is not stored`)
+            this.issue(toHex(id), ChainErrorCode.INDEX, `${name} entry for a block that is not stored`)
           }
         }
       }
@@ -226,7 +227,7 @@ class StoreVerifier {
       const stored = raw == null ? 0 : Number(readU64(raw))
       const expected = perChain.get(chain) ?? 0
       if (stored !== expected) {
-        this.issue(undefined, 'ERR_INDEX', `count of chain ${chain} is ${stored}, expected ${expected}`)
+        this.issue(undefined, ChainErrorCode.INDEX, `count of chain ${chain} is ${stored}, expected ${expected}`)
       }
       const tips = new Set<string>()
       for await (const key of this.ctx.db.keys(range(Prefix.Tip, Uint8Array.of(chain)))) {
@@ -235,12 +236,12 @@ class StoreVerifier {
       for (const [idHex, info] of this.blocks) {
         const shouldBeTip = info.chain === chain && !hasChildInChain.has(idHex)
         if (info.header != null && shouldBeTip !== tips.has(idHex)) {
-          this.issue(idHex, 'ERR_INDEX', shouldBeTip ? `missing from the tips of chain ${chain}` : `wrongly a tip of chain ${chain}`)
+          this.issue(idHex, ChainErrorCode.INDEX, shouldBeTip ? `missing from the tips of chain ${chain}` : `wrongly a tip of chain ${chain}`)
         }
         tips.delete(idHex)
       }
       for (const idHex of tips) {
-        this.issue(idHex, 'ERR_INDEX', `tip of chain ${chain} is not stored`)
+        this.issue(idHex, ChainErrorCode.INDEX, `tip of chain ${chain} is not stored`)
       }
     }
   }
@@ -258,7 +259,7 @@ class StoreVerifier {
     for await (const key of this.ctx.db.keys(range(Prefix.Chunk))) {
       const hex = toHex(key.subarray(1))
       if (!this.referenced.has(hex) && !(await this.ctx.files.exists(key.subarray(1)))) {
-        this.issue(undefined, 'ERR_CHUNK_MISSING', `chunk ${hex} is indexed but its file is missing`)
+        this.issue(undefined, ChainErrorCode.CHUNK_MISSING, `chunk ${hex} is indexed but its file is missing`)
       }
     }
     return { garbageChunks, garbageBytes }

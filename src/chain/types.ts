@@ -1,94 +1,13 @@
 /**
- * Public types of the chain part. The wire encoding of a header lives in
- * src/protocols/block-header.ts; this file only says what a block is.
+ * Public types of the chain part. The header's wire types (ChainId,
+ * BlockType, FieldValue, BlockHeader, SignedHeader) live with their codec in
+ * src/protocols/block-header.ts and are re-exported here; this file says
+ * what the store keeps and offers.
  */
+import type { BlockType, ChainId, FieldValue, SignedHeader } from '../protocols/block-header.ts'
 
-/** The two chains of DESIGN.md: A carries meta blocks, B parameter blocks. */
-export const ChainId = {
-  A: 1,
-  B: 2
-} as const
-// eslint-disable-next-line @typescript-eslint/no-redeclare
-export type ChainId = typeof ChainId[keyof typeof ChainId]
-
-/** Block types; each belongs to exactly one chain (see BLOCK_TYPE_CHAIN). */
-export const BlockType = {
-  /** model manifest: config, tokenizer, chat template, layer plan (chain A) */
-  ModelManifest: 1,
-  /** free-form signed note, e.g. a node's announcement of itself (chain A) */
-  Note: 2,
-  /** a corpus, UTF-8 text or token ids, with its train/eval split (chain A; protocols/dataset.md) */
-  Dataset: 3,
-  /** a set of Delta blocks proposed against a version, judged by the validators (chain A; protocols/learning-blocks.md) */
-  Proposal: 4,
-  /** a validator's measurement and verdict of a proposal (chain A) */
-  Attestation: 5,
-  /** a governance change (validator add/remove, params) proposed against a governance state (chain A) */
-  Motion: 6,
-  /** a validator's signature of a motion (chain A) */
-  Vote: 7,
-  /** a model's genesis parameters, by the manifest's author (chain A) */
-  Params: 8,
-  /** one unit of a model's weights: embedding, a decoder layer, or final norm + head (chain B) */
-  Layer: 16,
-  /** one unit's weight difference against a version (chain B; protocols/learning-blocks.md) */
-  Delta: 17
-} as const
-// eslint-disable-next-line @typescript-eslint/no-redeclare
-export type BlockType = typeof BlockType[keyof typeof BlockType]
-
-export const BLOCK_TYPE_CHAIN: Record<BlockType, ChainId> = {
-  [BlockType.ModelManifest]: ChainId.A,
-  [BlockType.Note]: ChainId.A,
-  [BlockType.Dataset]: ChainId.A,
-  [BlockType.Proposal]: ChainId.A,
-  [BlockType.Attestation]: ChainId.A,
-  [BlockType.Motion]: ChainId.A,
-  [BlockType.Vote]: ChainId.A,
-  [BlockType.Params]: ChainId.A,
-  [BlockType.Layer]: ChainId.B,
-  [BlockType.Delta]: ChainId.B
-}
-
-/** A typed header field value. Never floats: integers are bigint-safe uint64/int64. */
-export type FieldValue =
-  | { kind: 'string', value: string }
-  | { kind: 'uint', value: bigint }
-  | { kind: 'int', value: bigint }
-  | { kind: 'bytes', value: Uint8Array }
-
-/** The unsigned header: everything the block id (sha-256 of its encoding) covers. */
-export interface BlockHeader {
-  /** header format version, currently 1 */
-  version: number
-  chain: ChainId
-  type: BlockType
-  /** DAG parents, 32-byte block ids, sorted ascending (bytewise), no duplicates */
-  parents: Uint8Array[]
-  /** author's Ed25519 public key (32 bytes) — the same key as its libp2p PeerId */
-  author: Uint8Array
-  /** milliseconds since the Unix epoch */
-  timestamp: bigint
-  /** typed fields, keys sorted ascending, unique */
-  fields: Map<string, FieldValue>
-  /** total payload bytes (0 = no payload) */
-  payloadSize: bigint
-  /** bytes per chunk (every chunk is this size except the last); 0 when no payload */
-  chunkSize: number
-  /** sha-256 of each payload chunk, in order */
-  chunkHashes: Uint8Array[]
-}
-
-/** A header with its id and signature, as stored and gossiped. */
-export interface SignedHeader {
-  /** sha-256 of the canonical header encoding */
-  id: Uint8Array
-  header: BlockHeader
-  /** the exact canonical header bytes the id was computed over */
-  headerBytes: Uint8Array
-  /** Ed25519 signature by header.author over the signing message of `id` */
-  signature: Uint8Array
-}
+export { BLOCK_TYPE_CHAIN, BlockType, ChainId } from '../protocols/block-header.ts'
+export type { BlockHeader, FieldValue, SignedHeader } from '../protocols/block-header.ts'
 
 declare const decodedBrand: unique symbol
 

@@ -47,7 +47,7 @@ const TYPE_NAMES: Partial<Record<BlockType, string>> = {
 const RULES: Partial<Record<BlockType, { fields: Record<string, FieldKind>, codes: { fields: ChainErrorCode, payload: ChainErrorCode, parent: ChainErrorCode } }>> = {
   [BlockType.Delta]: {
     fields: { [DeltaField.MODEL]: 'id', [DeltaField.UNIT]: 'uint32', [DeltaField.BASE]: 'id', [DeltaField.CODEC]: 'string', [DeltaField.TENSORS]: 'uint' },
-    codes: { fields: ChainErrorCode.DeltaFields, payload: ChainErrorCode.DeltaPayload, parent: ChainErrorCode.DeltaParent }
+    codes: { fields: ChainErrorCode.DELTA_FIELDS, payload: ChainErrorCode.DELTA_PAYLOAD, parent: ChainErrorCode.DELTA_PARENT }
   },
   [BlockType.Proposal]: {
     fields: {
@@ -58,7 +58,7 @@ const RULES: Partial<Record<BlockType, { fields: Record<string, FieldKind>, code
       [ProposalField.CLAIMED_BASE]: 'uint',
       [ProposalField.CLAIMED_AFTER]: 'uint'
     },
-    codes: { fields: ChainErrorCode.ProposalFields, payload: ChainErrorCode.ProposalPayload, parent: ChainErrorCode.ProposalParent }
+    codes: { fields: ChainErrorCode.PROPOSAL_FIELDS, payload: ChainErrorCode.PROPOSAL_PAYLOAD, parent: ChainErrorCode.PROPOSAL_PARENT }
   },
   [BlockType.Attestation]: {
     fields: {
@@ -68,19 +68,19 @@ const RULES: Partial<Record<BlockType, { fields: Record<string, FieldKind>, code
       [AttestationField.REASON]: 'string',
       [AttestationField.SEED_SIG]: 'sig'
     },
-    codes: { fields: ChainErrorCode.AttestationFields, payload: ChainErrorCode.AttestationPayload, parent: ChainErrorCode.AttestationParent }
+    codes: { fields: ChainErrorCode.ATTESTATION_FIELDS, payload: ChainErrorCode.ATTESTATION_PAYLOAD, parent: ChainErrorCode.ATTESTATION_PARENT }
   },
   [BlockType.Motion]: {
     fields: { [MotionField.MODEL]: 'id', [MotionField.KIND]: 'string', [MotionField.BASE]: 'id' },
-    codes: { fields: ChainErrorCode.MotionFields, payload: ChainErrorCode.MotionPayload, parent: ChainErrorCode.MotionParent }
+    codes: { fields: ChainErrorCode.MOTION_FIELDS, payload: ChainErrorCode.MOTION_PAYLOAD, parent: ChainErrorCode.MOTION_PARENT }
   },
   [BlockType.Vote]: {
     fields: { [VoteField.MODEL]: 'id', [VoteField.MOTION]: 'id' },
-    codes: { fields: ChainErrorCode.VoteFields, payload: ChainErrorCode.VotePayload, parent: ChainErrorCode.VoteParent }
+    codes: { fields: ChainErrorCode.VOTE_FIELDS, payload: ChainErrorCode.VOTE_PAYLOAD, parent: ChainErrorCode.VOTE_PARENT }
   },
   [BlockType.Params]: {
     fields: { [ParamsField.MODEL]: 'id' },
-    codes: { fields: ChainErrorCode.ParamsFields, payload: ChainErrorCode.ParamsPayload, parent: ChainErrorCode.ParamsParent }
+    codes: { fields: ChainErrorCode.PARAMS_FIELDS, payload: ChainErrorCode.PARAMS_PAYLOAD, parent: ChainErrorCode.PARAMS_PARENT }
   }
 }
 
@@ -196,7 +196,7 @@ export function validateLearningHeader (header: BlockHeader, blockIdHex?: string
     case BlockType.Delta: {
       const codec = stringField(header, DeltaField.CODEC)
       if (!isDeltaCodec(codec)) {
-        throw new ChainError(ChainErrorCode.DeltaCodec, `a Delta block's codec is f32, int8, sparse or lowrank, not ${JSON.stringify(codec)}`, opts)
+        throw new ChainError(ChainErrorCode.DELTA_CODEC, `a Delta block's codec is f32, int8, sparse or lowrank, not ${JSON.stringify(codec)}`, opts)
       }
       if (uintField(header, DeltaField.TENSORS) < 1n) {
         throw fieldError(`a Delta block's '${DeltaField.TENSORS}' is at least 1`)
@@ -228,7 +228,7 @@ export function validateLearningHeader (header: BlockHeader, blockIdHex?: string
       requirePayload(MAX_ATTESTATION_BYTES)
       requireParent(AttestationField.PROPOSAL, 'proposal')
       if (!verifySeedSignature(header.author, bytesField(header, AttestationField.PROPOSAL), bytesField(header, AttestationField.SEED_SIG))) {
-        throw new ChainError(ChainErrorCode.AttestationSeed, `the seedSig of an Attestation block is not its author's signature of '${POL_SEED_DOMAIN}' || the proposal id`, opts)
+        throw new ChainError(ChainErrorCode.ATTESTATION_SEED, `the seedSig of an Attestation block is not its author's signature of '${POL_SEED_DOMAIN}' || the proposal id`, opts)
       }
       return
     }
@@ -327,7 +327,7 @@ export function validateLearningParents (block: SignedHeader, parents: Map<strin
     }
     case BlockType.Params:
       if (!equalBytes((manifest as SignedHeader).header.author, header.author)) {
-        throw new ChainError(ChainErrorCode.ParamsAuthor, 'only the manifest\'s author may publish the Params block of a model', opts)
+        throw new ChainError(ChainErrorCode.PARAMS_AUTHOR, 'only the manifest\'s author may publish the Params block of a model', opts)
       }
       break
     default:
@@ -341,7 +341,7 @@ function validateProposalParents (block: SignedHeader, parents: Map<string, Sign
   const base = bytesField(header, ProposalField.BASE)
   const dataset = parents.get(toHex(bytesField(header, ProposalField.DATASET)))
   if (dataset?.header.type !== BlockType.Dataset) {
-    throw new ChainError(ChainErrorCode.ProposalParent, `the '${ProposalField.DATASET}' parent of a Proposal block is not a Dataset block`, opts)
+    throw new ChainError(ChainErrorCode.PROPOSAL_PARENT, `the '${ProposalField.DATASET}' parent of a Proposal block is not a Dataset block`, opts)
   }
   const units = new Set<bigint>()
   for (const p of header.parents) {
@@ -351,21 +351,21 @@ function validateProposalParents (block: SignedHeader, parents: Map<string, Sign
     }
     const idHex = toHex(p)
     if (!equalBytes(bytesField(delta.header, DeltaField.MODEL), model)) {
-      throw new ChainError(ChainErrorCode.ProposalDeltas, `Delta parent ${idHex} names another model than the proposal`, opts)
+      throw new ChainError(ChainErrorCode.PROPOSAL_DELTAS, `Delta parent ${idHex} names another model than the proposal`, opts)
     }
     if (!equalBytes(bytesField(delta.header, DeltaField.BASE), base)) {
-      throw new ChainError(ChainErrorCode.ProposalDeltas, `Delta parent ${idHex} applies to another version than the proposal's base`, opts)
+      throw new ChainError(ChainErrorCode.PROPOSAL_DELTAS, `Delta parent ${idHex} applies to another version than the proposal's base`, opts)
     }
     if (!equalBytes(delta.header.author, header.author)) {
-      throw new ChainError(ChainErrorCode.ProposalDeltaAuthor, `Delta parent ${idHex} is authored by another key than the proposal: a proposer proposes only its own deltas`, opts)
+      throw new ChainError(ChainErrorCode.PROPOSAL_DELTA_AUTHOR, `Delta parent ${idHex} is authored by another key than the proposal: a proposer proposes only its own deltas`, opts)
     }
     const unit = uintField(delta.header, DeltaField.UNIT)
     if (units.has(unit)) {
-      throw new ChainError(ChainErrorCode.ProposalDeltaUnits, `two Delta parents of unit ${unit}: a proposal has at most one delta per unit`, opts)
+      throw new ChainError(ChainErrorCode.PROPOSAL_DELTA_UNITS, `two Delta parents of unit ${unit}: a proposal has at most one delta per unit`, opts)
     }
     units.add(unit)
   }
   if (units.size === 0) {
-    throw new ChainError(ChainErrorCode.ProposalDeltas, 'a Proposal block lists at least one Delta block among its parents', opts)
+    throw new ChainError(ChainErrorCode.PROPOSAL_DELTAS, 'a Proposal block lists at least one Delta block among its parents', opts)
   }
 }

@@ -37,7 +37,7 @@ export function expectedChunkCount (payloadSize: bigint, chunkSize: number): num
 export function payloadChunkLength (header: BlockHeader, index: number): number {
   const count = header.chunkHashes.length
   if (!Number.isInteger(index) || index < 0 || index >= count) {
-    throw new ChainError(ChainErrorCode.InvalidArgument, `chunk index ${index} out of range 0..${count - 1}`)
+    throw new ChainError(ChainErrorCode.INVALID_ARGUMENT, `chunk index ${index} out of range 0..${count - 1}`)
   }
   if (index < count - 1) {
     return header.chunkSize
@@ -62,29 +62,29 @@ export function layerCoordinates (header: BlockHeader): { model: Uint8Array, uni
 export function validateSizes (header: BlockHeader, limits: ChainLimits, blockIdHex?: string): void {
   const opts = { blockId: blockIdHex }
   if (header.parents.length > limits.maxParents) {
-    throw new ChainError(ChainErrorCode.TooManyParents, `${header.parents.length} parents, at most ${limits.maxParents} allowed`, opts)
+    throw new ChainError(ChainErrorCode.TOO_MANY_PARENTS, `${header.parents.length} parents, at most ${limits.maxParents} allowed`, opts)
   }
   if (header.fields.size > limits.maxFields) {
-    throw new ChainError(ChainErrorCode.BlockEncoding, `${header.fields.size} typed fields, at most ${limits.maxFields} allowed`, opts)
+    throw new ChainError(ChainErrorCode.BLOCK_ENCODING, `${header.fields.size} typed fields, at most ${limits.maxFields} allowed`, opts)
   }
   if (header.payloadSize > limits.maxPayloadSize) {
-    throw new ChainError(ChainErrorCode.PayloadTooLarge, `payload of ${header.payloadSize} bytes exceeds the limit of ${limits.maxPayloadSize}`, opts)
+    throw new ChainError(ChainErrorCode.PAYLOAD_TOO_LARGE, `payload of ${header.payloadSize} bytes exceeds the limit of ${limits.maxPayloadSize}`, opts)
   }
   if (header.chunkSize > limits.maxChunkSize) {
-    throw new ChainError(ChainErrorCode.PayloadTooLarge, `chunk size ${header.chunkSize} exceeds the limit of ${limits.maxChunkSize}`, opts)
+    throw new ChainError(ChainErrorCode.PAYLOAD_TOO_LARGE, `chunk size ${header.chunkSize} exceeds the limit of ${limits.maxChunkSize}`, opts)
   }
   if (header.payloadSize === 0n) {
     if (header.chunkSize !== 0 || header.chunkHashes.length !== 0) {
-      throw new ChainError(ChainErrorCode.PayloadSize, 'an empty payload must have chunk size 0 and no chunk hashes', opts)
+      throw new ChainError(ChainErrorCode.PAYLOAD_SIZE, 'an empty payload must have chunk size 0 and no chunk hashes', opts)
     }
     return
   }
   if (header.chunkSize < limits.minChunkSize) {
-    throw new ChainError(ChainErrorCode.PayloadSize, `chunk size ${header.chunkSize} below the minimum of ${limits.minChunkSize}`, opts)
+    throw new ChainError(ChainErrorCode.PAYLOAD_SIZE, `chunk size ${header.chunkSize} below the minimum of ${limits.minChunkSize}`, opts)
   }
   const expected = expectedChunkCount(header.payloadSize, header.chunkSize)
   if (header.chunkHashes.length !== expected) {
-    throw new ChainError(ChainErrorCode.PayloadSize, `${header.chunkHashes.length} chunk hashes for a payload of ${header.payloadSize} bytes in chunks of ${header.chunkSize} (expected ${expected})`, opts)
+    throw new ChainError(ChainErrorCode.PAYLOAD_SIZE, `${header.chunkHashes.length} chunk hashes for a payload of ${header.payloadSize} bytes in chunks of ${header.chunkSize} (expected ${expected})`, opts)
   }
   // every chunk but the last is chunkSize long: a last chunk of another
   // length whose hash is also named earlier is one hash at two lengths
@@ -94,7 +94,7 @@ export function validateSizes (header: BlockHeader, limits: ChainLimits, blockId
     const lastHash = header.chunkHashes[last]
     const twin = header.chunkHashes.findIndex((h, i) => i < last && equalBytes(h, lastHash))
     if (twin >= 0) {
-      throw new ChainError(ChainErrorCode.ChunkLength, `chunk ${twin} (${header.chunkSize} bytes) and chunk ${last} (${lastLength} bytes) name the same hash: no chunk has two lengths`, opts)
+      throw new ChainError(ChainErrorCode.CHUNK_LENGTH, `chunk ${twin} (${header.chunkSize} bytes) and chunk ${last} (${lastLength} bytes) name the same hash: no chunk has two lengths`, opts)
     }
   }
 }
@@ -107,25 +107,25 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
   const opts = { blockId: blockIdHex }
   const expectedChain = BLOCK_TYPE_CHAIN[header.type]
   if (expectedChain == null) {
-    throw new ChainError(ChainErrorCode.BlockType, `unknown block type ${header.type}`, opts)
+    throw new ChainError(ChainErrorCode.BLOCK_TYPE, `unknown block type ${header.type}`, opts)
   }
   if (header.chain !== ChainId.A && header.chain !== ChainId.B) {
-    throw new ChainError(ChainErrorCode.BlockType, `unknown chain ${header.chain}`, opts)
+    throw new ChainError(ChainErrorCode.BLOCK_TYPE, `unknown chain ${header.chain}`, opts)
   }
   if (header.chain !== expectedChain) {
-    throw new ChainError(ChainErrorCode.BlockType, `block type ${header.type} belongs on chain ${expectedChain}, not ${header.chain}`, opts)
+    throw new ChainError(ChainErrorCode.BLOCK_TYPE, `block type ${header.type} belongs on chain ${expectedChain}, not ${header.chain}`, opts)
   }
   if (header.type === BlockType.Layer) {
     const model = header.fields.get(LAYER_FIELD_MODEL)
     const unit = header.fields.get(LAYER_FIELD_UNIT)
     if (model?.kind !== 'bytes' || model.value.length !== ID_LENGTH) {
-      throw new ChainError(ChainErrorCode.BlockType, `a Layer block needs field '${LAYER_FIELD_MODEL}' (bytes, the ${ID_LENGTH}-byte manifest id)`, opts)
+      throw new ChainError(ChainErrorCode.BLOCK_TYPE, `a Layer block needs field '${LAYER_FIELD_MODEL}' (bytes, the ${ID_LENGTH}-byte manifest id)`, opts)
     }
     if (unit?.kind !== 'uint' || unit.value > 0xffffffffn) {
-      throw new ChainError(ChainErrorCode.BlockType, `a Layer block needs field '${LAYER_FIELD_UNIT}' (uint32)`, opts)
+      throw new ChainError(ChainErrorCode.BLOCK_TYPE, `a Layer block needs field '${LAYER_FIELD_UNIT}' (uint32)`, opts)
     }
     if (!header.parents.some(p => equalBytes(p, model.value))) {
-      throw new ChainError(ChainErrorCode.BlockType, 'a Layer block must list its model manifest among its parents', opts)
+      throw new ChainError(ChainErrorCode.BLOCK_TYPE, 'a Layer block must list its model manifest among its parents', opts)
     }
   }
   if (header.type === BlockType.Dataset) {
@@ -145,7 +145,7 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
 export function validateDatasetHeader (header: BlockHeader, blockIdHex?: string): void {
   const opts = { blockId: blockIdHex }
   const { format, sequences, tokens, bytes, model } = datasetFields(header, opts)
-  const payloadError = (message: string): ChainError => new ChainError(ChainErrorCode.DatasetPayload, message, opts)
+  const payloadError = (message: string): ChainError => new ChainError(ChainErrorCode.DATASET_PAYLOAD, message, opts)
   if (header.payloadSize === 0n) {
     throw payloadError('a Dataset block needs a payload')
   }
@@ -161,7 +161,7 @@ export function validateDatasetHeader (header: BlockHeader, blockIdHex?: string)
     throw payloadError(`an ids payload of ${sequences} sequences and ${tokens} tokens is ${idsSize} bytes, not ${header.payloadSize}`)
   }
   if (model != null && !header.parents.some(p => equalBytes(p, model))) {
-    throw new ChainError(ChainErrorCode.DatasetParent, 'an ids Dataset block must list its model manifest among its parents', opts)
+    throw new ChainError(ChainErrorCode.DATASET_PARENT, 'an ids Dataset block must list its model manifest among its parents', opts)
   }
 }
 
@@ -176,7 +176,7 @@ function checkSplitFields (evalPermille: bigint, splitTokens: bigint, fieldError
 
 /** The Dataset header's fields, each checked (ERR_DATASET_BLOCK_FIELDS). */
 function datasetFields (header: BlockHeader, opts: { blockId?: string }): { format: string, sequences: bigint, tokens: bigint, bytes: bigint, model?: Uint8Array } {
-  const fieldError = (message: string): ChainError => new ChainError(ChainErrorCode.DatasetFields, message, opts)
+  const fieldError = (message: string): ChainError => new ChainError(ChainErrorCode.DATASET_FIELDS, message, opts)
   const uint = (key: string): bigint => {
     const f = header.fields.get(key)
     if (f?.kind !== 'uint') {
@@ -237,16 +237,16 @@ export interface DecodeOptions {
 export function decodeBlock (signedHeaderBytes: Uint8Array, options: Pick<DecodeOptions, 'limits' | 'expectedId'>): DecodedBlock {
   const { limits } = options
   if (signedHeaderBytes.length > limits.maxHeaderBytes + 128) {
-    throw new ChainError(ChainErrorCode.HeaderTooLarge, `signed header of ${signedHeaderBytes.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
+    throw new ChainError(ChainErrorCode.HEADER_TOO_LARGE, `signed header of ${signedHeaderBytes.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
   }
   const envelope = decodeSignedBlockHeader(signedHeaderBytes)
   if (envelope.header.length > limits.maxHeaderBytes) {
-    throw new ChainError(ChainErrorCode.HeaderTooLarge, `header of ${envelope.header.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
+    throw new ChainError(ChainErrorCode.HEADER_TOO_LARGE, `header of ${envelope.header.length} bytes exceeds the limit of ${limits.maxHeaderBytes}`)
   }
   const header = decodeBlockHeader(envelope.header)
   const id = blockId(envelope.header)
   if (options.expectedId != null && !equalBytes(options.expectedId, id)) {
-    throw new ChainError(ChainErrorCode.BlockId, `block id ${toHex(id)} does not match the expected id ${toHex(options.expectedId)}`, { blockId: toHex(id) })
+    throw new ChainError(ChainErrorCode.BLOCK_ID, `block id ${toHex(id)} does not match the expected id ${toHex(options.expectedId)}`, { blockId: toHex(id) })
   }
   return { id, header, headerBytes: envelope.header, signature: envelope.signature } as DecodedBlock
 }
@@ -265,14 +265,14 @@ export function validateDecoded (block: DecodedBlock, options: Pick<DecodeOption
       try {
         cached = ed25519PublicKey(header.author)
       } catch (err) {
-        throw new ChainError(ChainErrorCode.BlockSignature, 'author is not a valid Ed25519 public key', { blockId: idHex, cause: err })
+        throw new ChainError(ChainErrorCode.BLOCK_SIGNATURE, 'author is not a valid Ed25519 public key', { blockId: idHex, cause: err })
       }
       options.keyCache.set(authorHex, cached)
     }
     key = cached
   }
   if (!verifyBlockSignature(key, id, block.signature)) {
-    throw new ChainError(ChainErrorCode.BlockSignature, 'signature does not verify against the author key', { blockId: idHex })
+    throw new ChainError(ChainErrorCode.BLOCK_SIGNATURE, 'signature does not verify against the author key', { blockId: idHex })
   }
 }
 
@@ -308,13 +308,13 @@ export function validateAgainstParents (block: SignedHeader, parents: Map<string
   }
   const manifest = parents.get(toHex(layer.model))
   if (manifest == null) {
-    throw new ChainError(ChainErrorCode.UnknownParent, 'the model manifest parent is not known', { blockId: idHex })
+    throw new ChainError(ChainErrorCode.UNKNOWN_PARENT, 'the model manifest parent is not known', { blockId: idHex })
   }
   if (manifest.header.type !== BlockType.ModelManifest) {
-    throw new ChainError(ChainErrorCode.BlockType, `the 'model' parent ${toHex(layer.model)} is not a ModelManifest block`, { blockId: idHex })
+    throw new ChainError(ChainErrorCode.BLOCK_TYPE, `the 'model' parent ${toHex(layer.model)} is not a ModelManifest block`, { blockId: idHex })
   }
   if (!equalBytes(manifest.header.author, block.header.author)) {
-    throw new ChainError(ChainErrorCode.BlockType, 'only the manifest\'s publisher may publish base layer blocks of that model', { blockId: idHex })
+    throw new ChainError(ChainErrorCode.BLOCK_TYPE, 'only the manifest\'s publisher may publish base layer blocks of that model', { blockId: idHex })
   }
 }
 
@@ -326,7 +326,7 @@ export function validateDatasetParents (block: SignedHeader, parents: Map<string
   }
   const manifest = parents.get(toHex(model.value))
   if (manifest?.header.type !== BlockType.ModelManifest) {
-    throw new ChainError(ChainErrorCode.DatasetParent, `the 'model' parent ${toHex(model.value)} of an ids Dataset block is not a ModelManifest block`, { blockId: toHex(block.id) })
+    throw new ChainError(ChainErrorCode.DATASET_PARENT, `the 'model' parent ${toHex(model.value)} of an ids Dataset block is not a ModelManifest block`, { blockId: toHex(block.id) })
   }
 }
 
@@ -335,9 +335,9 @@ export function validateChunk (block: SignedHeader, index: number, bytes: Uint8A
   const idHex = toHex(block.id)
   const expectedLength = payloadChunkLength(block.header, index)
   if (bytes.length !== expectedLength) {
-    throw new ChainError(ChainErrorCode.PayloadSize, `chunk ${index} is ${bytes.length} bytes, expected ${expectedLength}`, { blockId: idHex })
+    throw new ChainError(ChainErrorCode.PAYLOAD_SIZE, `chunk ${index} is ${bytes.length} bytes, expected ${expectedLength}`, { blockId: idHex })
   }
   if (!equalBytes(hash, block.header.chunkHashes[index])) {
-    throw new ChainError(ChainErrorCode.ChunkHash, `chunk ${index} does not match its hash`, { blockId: idHex })
+    throw new ChainError(ChainErrorCode.CHUNK_HASH, `chunk ${index} does not match its hash`, { blockId: idHex })
   }
 }

@@ -25,7 +25,7 @@ export async function connectIfRunning (config: BlydConfig): Promise<IpcClient |
   try {
     return await IpcClient.connect({ socketPath: config.ipcSocket })
   } catch (err) {
-    if (!isErrorCode(err, DaemonErrorCode.NotRunning)) {
+    if (!isErrorCode(err, DaemonErrorCode.NOT_RUNNING)) {
       throw err
     }
     const pid = await runningPid(config.dataDir).catch(() => undefined)

@@ -81,10 +81,10 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
       if (debug && err.stack != null) {
         ctx.stderr(err.stack + '\n')
       }
-      if (err.code === DaemonErrorCode.Usage) {
+      if (err.code === DaemonErrorCode.USAGE) {
         return ExitCode.Usage
       }
-      return err.code === DaemonErrorCode.NotRunning ? ExitCode.NotRunning : ExitCode.Error
+      return err.code === DaemonErrorCode.NOT_RUNNING ? ExitCode.NotRunning : ExitCode.Error
     }
     // yargs validation errors (unknown flags, missing args) arrive as YError
     if (err?.name === 'YError') {

@@ -42,7 +42,7 @@ async function putFromFifo (options: PutFromFileOptions): Promise<StoredBlock> {
     // waits (in the thread pool) for a writer to open the FIFO
     fd = await promisify(openFd)(path, 'r')
   } catch (err: any) {
-    throw new BlydError(DaemonErrorCode.Payload, `cannot open payload file ${path} (${err.code ?? err.message})`, { cause: err })
+    throw new BlydError(DaemonErrorCode.PAYLOAD, `cannot open payload file ${path} (${err.code ?? err.message})`, { cause: err })
   }
   const socket = new Socket({ fd, readable: true, writable: false })
   socket.on('error', () => {})
@@ -72,12 +72,12 @@ export async function putFromFile (options: PutFromFileOptions): Promise<StoredB
   try {
     handle = await open(path, 'r')
   } catch (err: any) {
-    throw new BlydError(DaemonErrorCode.Payload, `cannot open payload file ${path} (${err.code ?? err.message})`, { cause: err })
+    throw new BlydError(DaemonErrorCode.PAYLOAD, `cannot open payload file ${path} (${err.code ?? err.message})`, { cause: err })
   }
   try {
     const stat = await handle.stat()
     if (!stat.isFile() && !stat.isFIFO()) {
-      throw new BlydError(DaemonErrorCode.Payload, `payload ${path} is not a regular file`)
+      throw new BlydError(DaemonErrorCode.PAYLOAD, `payload ${path} is not a regular file`)
     }
     const parents = await store.tips(ChainId.A)
     const payload = stat.isFile() && stat.size === 0

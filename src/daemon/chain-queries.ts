@@ -6,18 +6,8 @@ import { ChainError, ChainErrorCode } from '../chain/errors.ts'
 import { ChainId } from '../chain/types.ts'
 import { blockToJson, parseBlockId, toHex } from './block-json.ts'
 import { NotFoundError } from './errors.ts'
-import type { ChainCounts, ChainStoreApi, VerifyReport } from '../chain/types.ts'
-import type { BlockJson } from '../protocols/ipc.ts'
-
-export interface ChainTipsJson {
-  A: string[]
-  B: string[]
-}
-
-export interface ChainInfoJson {
-  counts: ChainCounts
-  tips: ChainTipsJson
-}
+import type { ChainStoreApi, VerifyReport } from '../chain/types.ts'
+import type { BlockJson, ChainInfoJson, ChainTipsJson } from '../protocols/ipc.ts'
 
 export async function chainTips (store: ChainStoreApi): Promise<ChainTipsJson> {
   const [a, b] = await Promise.all([store.tips(ChainId.A), store.tips(ChainId.B)])
@@ -49,7 +39,7 @@ export async function * chainPayload (store: ChainStoreApi, idHex: string): Asyn
     throw new NotFoundError(`block ${idHex.toLowerCase()} is not in the store`)
   }
   if (!block.payloadComplete) {
-    throw new ChainError(ChainErrorCode.ChunkMissing, 'the payload of this block is not complete locally', { blockId: toHex(id) })
+    throw new ChainError(ChainErrorCode.CHUNK_MISSING, 'the payload of this block is not complete locally', { blockId: toHex(id) })
   }
   yield * store.readPayload(id)
 }

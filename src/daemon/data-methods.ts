@@ -13,7 +13,7 @@ import { InvalidParamsError } from './errors.ts'
 import { noParams, objectParams, oneOf, optionalString, requiredString } from './params.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
-import type { DataAddParams, DataListResult, DataShowParams, DatasetJson } from '../protocols/ipc.ts'
+import type { DataAddParams, DataShowParams, DatasetJson } from '../protocols/ipc.ts'
 
 export interface DataMethodContext {
   ipc: IpcServer
@@ -59,7 +59,7 @@ export function registerDataMethods (ctx: DataMethodContext): void {
   const { ipc } = ctx
   let adding: Promise<unknown> = Promise.resolve()
 
-  ipc.register('data.add', addParams, async (params): Promise<DatasetJson> => {
+  ipc.register('data.add', addParams, async (params) => {
     const run = adding.then(async () => addDatasetFromFile({ store: ctx.store(), signer: ctx.signer(), ...params }))
     adding = run.catch(() => {})
     const dataset = await run
@@ -67,7 +67,7 @@ export function registerDataMethods (ctx: DataMethodContext): void {
     return dataset
   })
 
-  ipc.register('data.list', noParams, async (): Promise<DataListResult> => ({ datasets: await listDatasets(ctx.store()) }))
+  ipc.register('data.list', noParams, async () => ({ datasets: await listDatasets(ctx.store()) }))
 
-  ipc.register('data.show', showParams, async ({ dataset, model }): Promise<DatasetJson> => showDataset(ctx.store(), dataset, model))
+  ipc.register('data.show', showParams, async ({ dataset, model }) => showDataset(ctx.store(), dataset, model))
 }

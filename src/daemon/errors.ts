@@ -2,41 +2,41 @@ import { BlydError } from '../protocols/errors.ts'
 
 /** Error codes of the daemon, IPC and CLI parts. */
 export const DaemonErrorCode = {
-  Config: 'ERR_CONFIG',
-  Identity: 'ERR_IDENTITY',
-  Locked: 'ERR_DAEMON_RUNNING',
-  Lock: 'ERR_LOCK',
-  NotRunning: 'ERR_DAEMON_NOT_RUNNING',
-  Ipc: 'ERR_IPC',
-  IpcClosed: 'ERR_IPC_CLOSED',
-  LineTooLong: 'ERR_IPC_LINE_TOO_LONG',
+  CONFIG: 'ERR_CONFIG',
+  IDENTITY: 'ERR_IDENTITY',
+  LOCKED: 'ERR_DAEMON_RUNNING',
+  LOCK: 'ERR_LOCK',
+  NOT_RUNNING: 'ERR_DAEMON_NOT_RUNNING',
+  IPC: 'ERR_IPC',
+  IPC_CLOSED: 'ERR_IPC_CLOSED',
+  LINE_TOO_LONG: 'ERR_IPC_LINE_TOO_LONG',
   /** a JSON-RPC batch with more calls than ipcMaxBatch */
-  BatchTooLarge: 'ERR_IPC_BATCH_TOO_LARGE',
+  BATCH_TOO_LARGE: 'ERR_IPC_BATCH_TOO_LARGE',
   /** a request nested deeper than IPC_MAX_JSON_DEPTH */
-  TooDeep: 'ERR_IPC_TOO_DEEP',
+  TOO_DEEP: 'ERR_IPC_TOO_DEEP',
   /** a request with more JSON values than IPC_MAX_JSON_VALUES */
-  TooManyValues: 'ERR_IPC_TOO_MANY_VALUES',
+  TOO_MANY_VALUES: 'ERR_IPC_TOO_MANY_VALUES',
   /** unfinished request lines over all connections would pass ipcMaxBufferedLineBytes */
-  LinesBudget: 'ERR_IPC_BUFFER_FULL',
+  LINES_BUDGET: 'ERR_IPC_BUFFER_FULL',
   /** ipcMaxConnections connections are open already */
-  TooManyConnections: 'ERR_IPC_TOO_MANY_CONNECTIONS',
-  InvalidParams: 'ERR_INVALID_PARAMS',
-  NotFound: 'ERR_NOT_FOUND',
-  Payload: 'ERR_PAYLOAD',
-  Usage: 'ERR_USAGE',
-  Stopping: 'ERR_STOPPING'
+  TOO_MANY_CONNECTIONS: 'ERR_IPC_TOO_MANY_CONNECTIONS',
+  INVALID_PARAMS: 'ERR_INVALID_PARAMS',
+  NOT_FOUND: 'ERR_NOT_FOUND',
+  PAYLOAD: 'ERR_PAYLOAD',
+  USAGE: 'ERR_USAGE',
+  STOPPING: 'ERR_STOPPING'
 } as const
 
 export class ConfigError extends BlydError {
   constructor (message: string, options?: ErrorOptions) {
-    super(DaemonErrorCode.Config, message, options)
+    super(DaemonErrorCode.CONFIG, message, options)
     this.name = 'ConfigError'
   }
 }
 
 export class IdentityError extends BlydError {
   constructor (message: string, options?: ErrorOptions) {
-    super(DaemonErrorCode.Identity, message, options)
+    super(DaemonErrorCode.IDENTITY, message, options)
     this.name = 'IdentityError'
   }
 }
@@ -46,7 +46,7 @@ export class DaemonRunningError extends BlydError {
   readonly pid: number
 
   constructor (message: string, pid: number) {
-    super(DaemonErrorCode.Locked, message)
+    super(DaemonErrorCode.LOCKED, message)
     this.name = 'DaemonRunningError'
     this.pid = pid
   }
@@ -54,14 +54,14 @@ export class DaemonRunningError extends BlydError {
 
 export class LockError extends BlydError {
   constructor (message: string, options?: ErrorOptions) {
-    super(DaemonErrorCode.Lock, message, options)
+    super(DaemonErrorCode.LOCK, message, options)
     this.name = 'LockError'
   }
 }
 
 export class DaemonNotRunningError extends BlydError {
   constructor (message: string, options?: ErrorOptions) {
-    super(DaemonErrorCode.NotRunning, message, options)
+    super(DaemonErrorCode.NOT_RUNNING, message, options)
     this.name = 'DaemonNotRunningError'
   }
 }
@@ -69,21 +69,21 @@ export class DaemonNotRunningError extends BlydError {
 /** Thrown by params validators; the IPC server answers it with -32602. */
 export class InvalidParamsError extends BlydError {
   constructor (message: string) {
-    super(DaemonErrorCode.InvalidParams, message)
+    super(DaemonErrorCode.INVALID_PARAMS, message)
     this.name = 'InvalidParamsError'
   }
 }
 
 export class NotFoundError extends BlydError {
   constructor (message: string) {
-    super(DaemonErrorCode.NotFound, message)
+    super(DaemonErrorCode.NOT_FOUND, message)
     this.name = 'NotFoundError'
   }
 }
 
 export class UsageError extends BlydError {
   constructor (message: string) {
-    super(DaemonErrorCode.Usage, message)
+    super(DaemonErrorCode.USAGE, message)
     this.name = 'UsageError'
   }
 }
@@ -108,7 +108,7 @@ export class IpcRemoteError extends BlydError {
 }
 
 export class IpcError extends BlydError {
-  constructor (message: string, code: string = DaemonErrorCode.Ipc, options?: ErrorOptions) {
+  constructor (message: string, code: string = DaemonErrorCode.IPC, options?: ErrorOptions) {
     super(code, message, options)
     this.name = 'IpcError'
   }

@@ -7,7 +7,7 @@ import { IPC_STREAM_METHOD, JSONRPC_VERSION } from '../protocols/ipc.ts'
 import { IPC_CLIENT_MAX_LINE_BYTES, IPC_CONNECT_TIMEOUT_MS } from './constants.ts'
 import { DaemonErrorCode, DaemonNotRunningError, IpcError, IpcRemoteError } from './errors.ts'
 import { LineSplitter } from './line-splitter.ts'
-import type { StreamParams } from '../protocols/ipc.ts'
+import type { IpcMethod, IpcMethodMap, IpcMethods, RpcId } from '../protocols/ipc.ts'
 import type { Socket } from 'node:net'
 
 export interface IpcClientInit {
@@ -16,21 +16,31 @@ export interface IpcClientInit {
   connectTimeoutMs?: number
 }
 
-export interface RequestOptions {
+/** `S`: the fields of the method's `stream` notifications (each also carries the request's `id`). */
+export interface RequestOptions<S = Record<string, unknown>> {
   /** called for each `stream` notification of this request, in order */
-  onStream?(params: StreamParams): void | Promise<void>
+  onStream?(params: S & { id: RpcId }): void | Promise<void>
   signal?: AbortSignal
 }
+
+/** The arguments after a method's name: its params (optional when it needs none), then the options. */
+export type RequestArgs<T extends IpcMethod<unknown, unknown, unknown>> = {} extends T['params']
+  ? [params?: T['params'], options?: RequestOptions<T['stream']>]
+  : [params: T['params'], options?: RequestOptions<T['stream']>]
 
 interface Pending {
   resolve(value: unknown): void
   reject(err: Error): void
-  onStream?(params: StreamParams): void | Promise<void>
+  onStream?(params: any): void | Promise<void>
   /** stream callbacks run one after another; the final response waits for them */
   chain: Promise<void>
 }
 
-export class IpcClient {
+/**
+ * `Methods` types the requests: IpcMethods (protocols/ipc.ts) for a daemon,
+ * a test's own map for a bare server, AnyIpcMethods to send anything.
+ */
+export class IpcClient<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   readonly socketPath: string
   private readonly socket: Socket
   private readonly pending: Map<number, Pending>
@@ -48,12 +58,12 @@ export class IpcClient {
       onOverflow: () => { this.fail(new IpcError(`daemon sent a line longer than ${maxLineBytes} bytes`)) }
     })
     socket.on('data', chunk => { splitter.push(chunk) })
-    socket.on('error', err => { this.fail(new IpcError(`IPC connection failed (${(err as any).code ?? err.message})`, DaemonErrorCode.IpcClosed, { cause: err })) })
-    socket.on('close', () => { this.fail(new IpcError('the daemon closed the IPC connection', DaemonErrorCode.IpcClosed)) })
+    socket.on('error', err => { this.fail(new IpcError(`IPC connection failed (${(err as any).code ?? err.message})`, DaemonErrorCode.IPC_CLOSED, { cause: err })) })
+    socket.on('close', () => { this.fail(new IpcError('the daemon closed the IPC connection', DaemonErrorCode.IPC_CLOSED)) })
   }
 
   /** Connect; throws DaemonNotRunningError when nothing listens on the socket. */
-  static async connect (init: IpcClientInit): Promise<IpcClient> {
+  static async connect<Methods extends IpcMethodMap<Methods> = IpcMethods> (init: IpcClientInit): Promise<IpcClient<Methods>> {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s = createConnection(init.socketPath)
       const timer = setTimeout(() => {
@@ -70,15 +80,17 @@ export class IpcClient {
         if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK') {
           reject(new DaemonNotRunningError(`no blyd daemon is running (nothing listens on ${init.socketPath})`, { cause: err }))
         } else {
-          reject(new IpcError(`cannot connect to ${init.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.Ipc, { cause: err }))
+          reject(new IpcError(`cannot connect to ${init.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.IPC, { cause: err }))
         }
       })
     })
-    return new IpcClient(init.socketPath, socket, init.maxLineBytes ?? IPC_CLIENT_MAX_LINE_BYTES)
+    return new IpcClient<Methods>(init.socketPath, socket, init.maxLineBytes ?? IPC_CLIENT_MAX_LINE_BYTES)
   }
 
   /** Call `method`; resolves with its result, rejects with IpcRemoteError for an error response. */
-  async request<R = unknown>(method: string, params?: Record<string, unknown>, options: RequestOptions = {}): Promise<R> {
+  async request<M extends keyof Methods & string>(method: M, ...args: RequestArgs<Methods[M]>): Promise<Methods[M]['result']> {
+    const params: unknown = args[0]
+    const options: RequestOptions<Methods[M]['stream']> = args[1] ?? {}
     if (this.closedError != null) {
       throw this.closedError
     }
@@ -96,9 +108,9 @@ export class IpcClient {
         this.pending.delete(id)
       }
       signal.addEventListener('abort', onAbort, { once: true })
-      return (result as Promise<R>).finally(() => { signal.removeEventListener('abort', onAbort) })
+      return result.finally(() => { signal.removeEventListener('abort', onAbort) })
     }
-    return result as Promise<R>
+    return result
   }
 
   close (): void {
@@ -162,8 +174,8 @@ export class IpcClient {
 }
 
 /** Connect, run `fn`, always close. */
-export async function withIpcClient<T> (init: IpcClientInit, fn: (client: IpcClient) => Promise<T>): Promise<T> {
-  const client = await IpcClient.connect(init)
+export async function withIpcClient<T, Methods extends IpcMethodMap<Methods> = IpcMethods> (init: IpcClientInit, fn: (client: IpcClient<Methods>) => Promise<T>): Promise<T> {
+  const client = await IpcClient.connect<Methods>(init)
   try {
     return await fn(client)
   } finally {

@@ -37,10 +37,11 @@ import { LineSplitter } from './line-splitter.ts'
 import { silentLogger } from './logger.ts'
 import type { JsonScan } from './json-scan.ts'
 import type { Logger } from './logger.ts'
-import type { IpcLimitsJson, IpcLoadJson, IpcRefusalsJson, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
+import type { IpcLimitsJson, IpcLoadJson, IpcMethodMap, IpcMethods, IpcRefusalsJson, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
 import type { Server, Socket } from 'node:net'
 
-export interface IpcContext {
+/** What a handler gets besides its params; `S`: the fields of its method's `stream` notifications. */
+export interface IpcContext<S = Record<string, unknown>> {
   /** the request id (undefined for a JSON-RPC notification, which gets no response) */
   id: RpcId | undefined
   /** aborted when the connection closes or the server stops */
@@ -49,12 +50,12 @@ export interface IpcContext {
    * Send a `stream` notification for this request. Resolves once the socket
    * accepted it (waits for drain), so a fast producer follows a slow reader.
    */
-  notify(params: Record<string, unknown>): Promise<void>
+  notify(params: S): Promise<void>
 }
 
 /** Checks and converts raw params; throws (ideally InvalidParamsError) when they are wrong. */
 export type ParamsValidator<P> = (params: unknown) => P
-export type MethodHandler<P, R> = (params: P, context: IpcContext) => R | Promise<R>
+export type MethodHandler<P, R, S = Record<string, unknown>> = (params: P, context: IpcContext<S>) => R | Promise<R>
 
 export interface IpcServerEvents {
   /** called for every request that got a method lookup (method name or '<invalid>') */
@@ -100,7 +101,7 @@ export interface IpcStats extends IpcLoadJson {
 
 interface Method {
   validate: ParamsValidator<any>
-  handler: MethodHandler<any, any>
+  handler: MethodHandler<any, any, any>
 }
 
 interface Connection {
@@ -169,7 +170,11 @@ async function mapBounded<T, R> (items: readonly T[], concurrency: number, fn: (
 /** a refused socket that does not read its error line is destroyed after this long */
 const REFUSED_LINGER_MS = 1000
 
-export class IpcServer {
+/**
+ * `Methods` types the registry: IpcMethods (protocols/ipc.ts) for the
+ * daemon, a test's own map for a bare server.
+ */
+export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   readonly socketPath: string
   readonly limits: IpcLimitsJson
   private readonly maxLineBytes: number
@@ -226,8 +231,13 @@ export class IpcServer {
     this.refused = { connections: 0, batches: 0, depth: 0, values: 0, lines: 0 }
   }
 
-  /** Add a method. Names are unique; registering one twice is a programming error. */
-  register<P, R>(name: string, validate: ParamsValidator<P>, handler: MethodHandler<P, R>): void {
+  /**
+   * Add a method of the map. Names are unique; registering one twice is a
+   * programming error. The validator's output may be narrower than the
+   * map's params (an enum for a string, say); the handler gets that output
+   * and must return the map's result.
+   */
+  register<M extends keyof Methods & string, P extends Methods[M]['params']>(name: M, validate: ParamsValidator<P>, handler: MethodHandler<P, Methods[M]['result'], Methods[M]['stream']>): void {
     if (this.methods.has(name)) {
       throw new IpcError(`IPC method "${name}" is already registered`)
     }
@@ -287,7 +297,7 @@ export class IpcServer {
         process.umask(umask)
       }
     }).catch((err: any) => {
-      throw new IpcError(`cannot listen on ${this.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.Ipc, { cause: err })
+      throw new IpcError(`cannot listen on ${this.socketPath} (${err.code ?? err.message})`, DaemonErrorCode.IPC, { cause: err })
     })
     await chmod(this.socketPath, 0o600)
     server.on('error', err => { this.log.error('ipc.error', { error: err.message }) })
@@ -304,7 +314,7 @@ export class IpcServer {
     this.server = undefined
     const closed = new Promise<void>(resolve => { server.close(() => { resolve() }) })
     for (const conn of this.connections) {
-      conn.controller.abort(new IpcError('daemon is stopping', DaemonErrorCode.Stopping))
+      conn.controller.abort(new IpcError('daemon is stopping', DaemonErrorCode.STOPPING))
       conn.socket.end()
       // a peer that never reads must not hold the stop up
       setTimeout(() => { conn.socket.destroy() }, 1000).unref()
@@ -335,17 +345,17 @@ export class IpcServer {
         onLine: line => { this.onLine(conn, line) },
         onOverflow: () => {
           this.send(conn, this.failure(null, {
-            code: RpcErrorCode.InvalidRequest,
+            code: RpcErrorCode.INVALID_REQUEST,
             message: `request line longer than ${this.maxLineBytes} bytes; skipped up to the next newline`,
-            data: { code: DaemonErrorCode.LineTooLong, maxLineBytes: this.maxLineBytes }
+            data: { code: DaemonErrorCode.LINE_TOO_LONG, maxLineBytes: this.maxLineBytes }
           }))
         },
         onBudgetExceeded: () => {
           this.refuse('lines')
           this.closeWith(conn, this.failure(null, {
-            code: RpcErrorCode.ServerError,
+            code: RpcErrorCode.SERVER_ERROR,
             message: `unfinished request lines over all connections would pass ${this.limits.maxBufferedLineBytes} bytes; closing this connection`,
-            data: { code: DaemonErrorCode.LinesBudget, maxBufferedLineBytes: this.limits.maxBufferedLineBytes }
+            data: { code: DaemonErrorCode.LINES_BUDGET, maxBufferedLineBytes: this.limits.maxBufferedLineBytes }
           }))
         }
       }),
@@ -378,7 +388,7 @@ export class IpcServer {
     socket.on('close', () => {
       this.connections.delete(conn)
       conn.splitter.clear()
-      conn.controller.abort(new IpcError('connection closed', DaemonErrorCode.IpcClosed))
+      conn.controller.abort(new IpcError('connection closed', DaemonErrorCode.IPC_CLOSED))
     })
   }
 
@@ -386,9 +396,9 @@ export class IpcServer {
   private refuseConnection (socket: Socket): void {
     this.refuse('connections')
     const response = this.failure(null, {
-      code: RpcErrorCode.ServerError,
+      code: RpcErrorCode.SERVER_ERROR,
       message: `the daemon holds ${this.limits.maxConnections} IPC connections already; try again later`,
-      data: { code: DaemonErrorCode.TooManyConnections, maxConnections: this.limits.maxConnections }
+      data: { code: DaemonErrorCode.TOO_MANY_CONNECTIONS, maxConnections: this.limits.maxConnections }
     })
     socket.on('error', () => {})
     socket.pause()
@@ -510,19 +520,19 @@ export class IpcServer {
     const refusal = this.shapeRefusal(scan.refused)
     if (refusal != null) {
       this.refuse(refusal.reason)
-      this.send(conn, this.failure(null, { code: RpcErrorCode.InvalidRequest, message: `invalid request: ${refusal.message}`, data: refusal.data }))
+      this.send(conn, this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: `invalid request: ${refusal.message}`, data: refusal.data }))
       return
     }
     if (!scan.balanced) {
       // not JSON, said without copying and parsing it (a truncated 16 MiB line costs nothing more)
-      this.send(conn, this.failure(null, { code: RpcErrorCode.ParseError, message: 'parse error: a string, array or object is not closed (or closed but never opened)' }))
+      this.send(conn, this.failure(null, { code: RpcErrorCode.PARSE_ERROR, message: 'parse error: a string, array or object is not closed (or closed but never opened)' }))
       return
     }
     let message: unknown
     try {
       message = JSON.parse(line.toString('utf8'))
     } catch (err: any) {
-      this.send(conn, this.failure(null, { code: RpcErrorCode.ParseError, message: `parse error: ${err.message}` }))
+      this.send(conn, this.failure(null, { code: RpcErrorCode.PARSE_ERROR, message: `parse error: ${err.message}` }))
       return
     }
     this.track(conn, this.dispatch(conn, message), Array.isArray(message) ? Math.max(1, message.length) : 1)
@@ -533,11 +543,11 @@ export class IpcServer {
     const { maxDepth, maxValues, maxBatch } = this.limits
     switch (refused) {
       case 'depth':
-        return { reason: 'depth', message: `nested deeper than ${maxDepth} arrays and objects`, data: { code: DaemonErrorCode.TooDeep, maxDepth } }
+        return { reason: 'depth', message: `nested deeper than ${maxDepth} arrays and objects`, data: { code: DaemonErrorCode.TOO_DEEP, maxDepth } }
       case 'values':
-        return { reason: 'values', message: `more than ${maxValues} JSON values in one line`, data: { code: DaemonErrorCode.TooManyValues, maxValues } }
+        return { reason: 'values', message: `more than ${maxValues} JSON values in one line`, data: { code: DaemonErrorCode.TOO_MANY_VALUES, maxValues } }
       case 'batch':
-        return { reason: 'batches', message: `a batch holds at most ${maxBatch} calls`, data: { code: DaemonErrorCode.BatchTooLarge, maxBatch } }
+        return { reason: 'batches', message: `a batch holds at most ${maxBatch} calls`, data: { code: DaemonErrorCode.BATCH_TOO_LARGE, maxBatch } }
       default:
         return undefined
     }
@@ -561,7 +571,7 @@ export class IpcServer {
   private async dispatch (conn: Connection, message: unknown): Promise<void> {
     if (Array.isArray(message)) {
       if (message.length === 0) {
-        this.send(conn, this.failure(null, { code: RpcErrorCode.InvalidRequest, message: 'invalid request: empty batch' }))
+        this.send(conn, this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: 'invalid request: empty batch' }))
         return
       }
       const responses = await mapBounded(message, this.limits.batchConcurrency, async m => this.call(conn, m))
@@ -580,30 +590,30 @@ export class IpcServer {
   /** Run one request; undefined for notifications (no response). */
   private async call (conn: Connection, message: unknown): Promise<RpcResponse | undefined> {
     if (message == null || typeof message !== 'object' || Array.isArray(message)) {
-      return this.failure(null, { code: RpcErrorCode.InvalidRequest, message: 'invalid request: not a JSON object' })
+      return this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: 'invalid request: not a JSON object' })
     }
     const req = message as Record<string, unknown>
     const hasId = Object.hasOwn(req, 'id')
     const id = hasId && isValidId(req.id) ? req.id : null
     if (hasId && !isValidId(req.id)) {
-      return this.failure(null, { code: RpcErrorCode.InvalidRequest, message: 'invalid request: "id" must be a string, a number or null' })
+      return this.failure(null, { code: RpcErrorCode.INVALID_REQUEST, message: 'invalid request: "id" must be a string, a number or null' })
     }
     const problem = envelopeProblem(req)
     if (problem != null || typeof req.method !== 'string') {
-      return this.failure(id, { code: RpcErrorCode.InvalidRequest, message: `invalid request: ${problem}` })
+      return this.failure(id, { code: RpcErrorCode.INVALID_REQUEST, message: `invalid request: ${problem}` })
     }
     const method = this.methods.get(req.method)
     this.requests++
     this.events.onRequest?.(method == null ? '<unknown>' : req.method)
     const respond = (response: RpcResponse): RpcResponse | undefined => hasId ? response : undefined
     if (method == null) {
-      return respond(this.failure(id, { code: RpcErrorCode.MethodNotFound, message: `method not found: ${req.method}` }))
+      return respond(this.failure(id, { code: RpcErrorCode.METHOD_NOT_FOUND, message: `method not found: ${req.method}` }))
     }
     let params: unknown
     try {
       params = method.validate(req.params)
     } catch (err: any) {
-      return respond(this.failure(id, { code: RpcErrorCode.InvalidParams, message: `invalid params for ${req.method}: ${err.message}`, data: { code: DaemonErrorCode.InvalidParams } }))
+      return respond(this.failure(id, { code: RpcErrorCode.INVALID_PARAMS, message: `invalid params for ${req.method}: ${err.message}`, data: { code: DaemonErrorCode.INVALID_PARAMS } }))
     }
     const context: IpcContext = {
       id: hasId ? id : undefined,
@@ -624,13 +634,13 @@ export class IpcServer {
       return err.rpc
     }
     if (err instanceof InvalidParamsError) {
-      return { code: RpcErrorCode.InvalidParams, message: err.message, data: { code: err.code } }
+      return { code: RpcErrorCode.INVALID_PARAMS, message: err.message, data: { code: err.code } }
     }
     if (err instanceof BlydError) {
-      return { code: RpcErrorCode.InternalError, message: err.message, data: { code: err.code } }
+      return { code: RpcErrorCode.INTERNAL_ERROR, message: err.message, data: { code: err.code } }
     }
     this.log.error('ipc.method.failed', { method, error: err?.message, stack: process.env.BLYD_DEBUG === '1' ? err?.stack : undefined })
-    return { code: RpcErrorCode.InternalError, message: `internal error in ${method}: ${err?.message ?? String(err)}`, data: { code: typeof err?.code === 'string' ? err.code : 'ERR_INTERNAL' } }
+    return { code: RpcErrorCode.INTERNAL_ERROR, message: `internal error in ${method}: ${err?.message ?? String(err)}`, data: { code: typeof err?.code === 'string' ? err.code : 'ERR_INTERNAL' } }
   }
 
   private failure (id: RpcId, error: RpcErrorObject): RpcResponse {
@@ -673,7 +683,7 @@ export class IpcServer {
       text = JSON.stringify(value)
     } catch (err: any) {
       const id = (value as { id?: RpcId }).id ?? null
-      text = JSON.stringify(this.failure(id, { code: RpcErrorCode.InternalError, message: `cannot encode response: ${err.message}`, data: { code: 'ERR_INTERNAL' } }))
+      text = JSON.stringify(this.failure(id, { code: RpcErrorCode.INTERNAL_ERROR, message: `cannot encode response: ${err.message}`, data: { code: 'ERR_INTERNAL' } }))
     }
     const ok = conn.socket.write(text + '\n')
     const queued = conn.socket.writableLength
@@ -704,6 +714,6 @@ async function removeStaleSocket (path: string): Promise<void> {
   await unlink(path)
 }
 
-export function createIpcServer (init: IpcServerInit): IpcServer {
-  return new IpcServer(init)
+export function createIpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> (init: IpcServerInit): IpcServer<Methods> {
+  return new IpcServer<Methods>(init)
 }

@@ -9,7 +9,7 @@ import { InvalidParamsError } from './errors.ts'
 import { objectParams, optionalBoolean, optionalString } from './params.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { Mesh } from '../mesh/mesh.ts'
-import type { NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult } from '../protocols/ipc-mesh.ts'
+import type { NoParams } from '../protocols/ipc.ts'
 
 export interface MeshMethodContext {
   ipc: IpcServer
@@ -28,7 +28,7 @@ function optionalReplicas (value: unknown, name: string): number | undefined {
 const planParams = objectParams<{ model: string | undefined, replicas: number | undefined, idlePeers: boolean | undefined }>({ model: optionalString, replicas: optionalReplicas, idlePeers: optionalBoolean })
 
 export function registerMeshMethods (ctx: MeshMethodContext): void {
-  ctx.ipc.register('net.status', objectParams({}), (): NetStatusJson => ({ ...ctx.mesh().netStatus() }))
-  ctx.ipc.register('peers', peersParams, async (params: PeersParams, context): Promise<PeersResult> => ctx.mesh().peers(params, context.signal))
-  ctx.ipc.register('plan', planParams, async (params: PlanParams, context): Promise<PlanResult> => ctx.mesh().plan(params, context.signal))
+  ctx.ipc.register('net.status', objectParams<NoParams>({}), () => ({ ...ctx.mesh().netStatus() }))
+  ctx.ipc.register('peers', peersParams, async (params, context) => ctx.mesh().peers(params, context.signal))
+  ctx.ipc.register('plan', planParams, async (params, context) => ctx.mesh().plan(params, context.signal))
 }

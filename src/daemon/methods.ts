@@ -1,6 +1,8 @@
 /**
  * The daemon's core IPC methods. Other parts add theirs with
- * `daemon.ipc.register(name, validator, handler)`.
+ * `daemon.ipc.register(name, validator, handler)`; every method's params,
+ * result and stream notifications are those IpcMethods (protocols/ipc.ts)
+ * gives it.
  */
 import { createHash } from 'node:crypto'
 import { chainName, toHex } from './block-json.ts'
@@ -16,7 +18,7 @@ import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
-import type { BackendStatusJson, IdResult, PutResult, StatusResult, WorkersStatusJson } from '../protocols/ipc.ts'
+import type { BackendStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export interface MethodContext {
   config: BlydConfig
@@ -40,7 +42,7 @@ export interface MethodContext {
 export function registerCoreMethods (ctx: MethodContext): void {
   const { ipc } = ctx
 
-  ipc.register('status', noParams, async (): Promise<StatusResult> => {
+  ipc.register('status', noParams, async () => {
     const info = await chainInfo(ctx.store())
     const stats = ipc.stats()
     return {
@@ -59,7 +61,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
     }
   })
 
-  ipc.register('id', noParams, (): IdResult => ({
+  ipc.register('id', noParams, () => ({
     peerId: ctx.identity().peerId.toString(),
     publicKey: toHex(ctx.identity().publicKey)
   }))
@@ -88,7 +90,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
     payload: requiredString,
     type: oneOf(Object.keys(PUT_TYPES) as PutTypeName[])
   })
-  ipc.register('chain.put', putParams, async ({ payload, type }, context): Promise<PutResult> => {
+  ipc.register('chain.put', putParams, async ({ payload, type }, context) => {
     try {
       const block = await putFromFile({ store: ctx.store(), signer: ctx.identity().signer, path: payload, type: type ?? 'note', signal: context.signal })
       ctx.metrics.blocksCreated.inc({ chain: chainName(block.header.chain) })

@@ -15,7 +15,7 @@ import type { IpcServer } from './ipc-server.ts'
 import type { ChainStoreApi, BlockSigner } from '../chain/types.ts'
 import type { ImportProgress } from '../model/import/importer.ts'
 import type { InferenceService } from '../model/inference-service.ts'
-import type { GenerateParams, LogitsParams, ModelImportParams, ModelImportResult } from '../protocols/ipc.ts'
+import type { GenerateParams, ModelImportResult, NoParams } from '../protocols/ipc.ts'
 
 /** progress notifications of `model.import` are sent at most this often (and at each phase's end) */
 export const IMPORT_PROGRESS_INTERVAL_MS = 100
@@ -126,7 +126,7 @@ const modelParams = objectParams<{ model: string }>({ model: requiredString })
 export function registerModelMethods (ctx: ModelMethodContext): void {
   const { ipc, inference } = ctx
 
-  ipc.register('model.import', importParams, async (params: ModelImportParams, context): Promise<ModelImportResult> => {
+  ipc.register('model.import', importParams, async (params, context) => {
     let last = 0
     let pending: Promise<void> = Promise.resolve()
     const onProgress = (p: ImportProgress): void => {
@@ -151,12 +151,12 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
     return result
   })
 
-  ipc.register('model.list', objectParams({}), async () => ({ models: await inference.list() }))
+  ipc.register('model.list', objectParams<NoParams>({}), async () => ({ models: await inference.list() }))
   ipc.register('model.show', modelParams, async ({ model }) => inference.show(model))
 
-  ipc.register('model.logits', logitsParams, async (params: LogitsParams) => inference.logitsResult(params.model, params.ids, params.backend))
+  ipc.register('model.logits', logitsParams, async (params) => inference.logitsResult(params.model, params.ids, params.backend))
 
-  ipc.register('generate', generateParams, async (params: GenerateParams, context) => {
+  ipc.register('generate', generateParams, async (params, context) => {
     const run: InferenceService['generate'] = ctx.generate ?? (async (...args) => inference.generate(...args))
     try {
       return await run(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
@@ -167,7 +167,7 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
 }
 
 /** errors of a generation that found no layers to run, locally or at a peer */
-const NO_LAYERS: ReadonlySet<string> = new Set([MeshErrorCode.NoRoute, MeshErrorCode.Unavailable, ModelErrorCode.BLOCK_MISSING])
+const NO_LAYERS: ReadonlySet<string> = new Set([MeshErrorCode.NO_ROUTE, MeshErrorCode.UNAVAILABLE, ModelErrorCode.BLOCK_MISSING])
 
 /**
  * A generation through the mesh runs where the layers are: a node missing

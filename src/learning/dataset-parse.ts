@@ -28,15 +28,15 @@ export async function readDatasetFile (path: string, limit = MAX_DATASET_BYTES):
   try {
     handle = await open(path, 'r')
   } catch (err: any) {
-    throw new DatasetError(DatasetErrorCode.File, `cannot open ${path} (${err.code ?? err.message})`, { cause: err })
+    throw new DatasetError(DatasetErrorCode.FILE, `cannot open ${path} (${err.code ?? err.message})`, { cause: err })
   }
   try {
     const stat = await handle.stat()
     if (!stat.isFile()) {
-      throw new DatasetError(DatasetErrorCode.File, `${path} is not a regular file`)
+      throw new DatasetError(DatasetErrorCode.FILE, `${path} is not a regular file`)
     }
     if (stat.size > limit) {
-      throw new DatasetError(DatasetErrorCode.TooLarge, `${path} is ${stat.size} bytes, over the dataset limit of ${limit}`)
+      throw new DatasetError(DatasetErrorCode.TOO_LARGE, `${path} is ${stat.size} bytes, over the dataset limit of ${limit}`)
     }
     // one byte more than the limit: a file that grew past it is caught
     const out = new Uint8Array(Math.min(stat.size, limit) + 1)
@@ -49,7 +49,7 @@ export async function readDatasetFile (path: string, limit = MAX_DATASET_BYTES):
       at += bytesRead
     }
     if (at > limit) {
-      throw new DatasetError(DatasetErrorCode.TooLarge, `${path} grew past the dataset limit of ${limit} bytes while it was read`)
+      throw new DatasetError(DatasetErrorCode.TOO_LARGE, `${path} grew past the dataset limit of ${limit} bytes while it was read`)
     }
     return out.subarray(0, at)
   } finally {
@@ -59,10 +59,10 @@ export async function readDatasetFile (path: string, limit = MAX_DATASET_BYTES):
 
 function checkSize (bytes: Uint8Array): void {
   if (bytes.length === 0) {
-    throw new DatasetError(DatasetErrorCode.Empty, 'the dataset file is empty')
+    throw new DatasetError(DatasetErrorCode.EMPTY, 'the dataset file is empty')
   }
   if (bytes.length > MAX_DATASET_BYTES) {
-    throw new DatasetError(DatasetErrorCode.TooLarge, `the dataset is ${bytes.length} bytes, over the limit of ${MAX_DATASET_BYTES}`)
+    throw new DatasetError(DatasetErrorCode.TOO_LARGE, `the dataset is ${bytes.length} bytes, over the limit of ${MAX_DATASET_BYTES}`)
   }
 }
 
@@ -96,10 +96,10 @@ export function decodeUtf8 (bytes: Uint8Array): string {
       try {
         decoder.decode(bytes.subarray(start, end))
       } catch {
-        throw new DatasetError(DatasetErrorCode.Utf8, `line ${line} is not valid UTF-8 (the line starts at byte ${start})`, { line, cause: err })
+        throw new DatasetError(DatasetErrorCode.UTF8, `line ${line} is not valid UTF-8 (the line starts at byte ${start})`, { line, cause: err })
       }
     }
-    throw new DatasetError(DatasetErrorCode.Utf8, 'the text is not valid UTF-8', { cause: err })
+    throw new DatasetError(DatasetErrorCode.UTF8, 'the text is not valid UTF-8', { cause: err })
   }
 }
 
@@ -135,22 +135,22 @@ function pushLineIds (text: string, line: number, vocab: number, modelLabel: str
   try {
     value = JSON.parse(text)
   } catch (err: any) {
-    throw new DatasetError(DatasetErrorCode.Json, `line ${line} is not valid JSON (${err.message})`, { line, cause: err })
+    throw new DatasetError(DatasetErrorCode.JSON, `line ${line} is not valid JSON (${err.message})`, { line, cause: err })
   }
   if (value == null || typeof value !== 'object' || Array.isArray(value) || !Array.isArray(value.ids)) {
-    throw new DatasetError(DatasetErrorCode.Json, `line ${line} is not an object with an "ids" array (got ${describe(value)})`, { line })
+    throw new DatasetError(DatasetErrorCode.JSON, `line ${line} is not an object with an "ids" array (got ${describe(value)})`, { line })
   }
   const list: unknown[] = value.ids
   if (list.length < 2) {
-    throw new DatasetError(DatasetErrorCode.ShortSequence, `line ${line} has ${list.length} id${list.length === 1 ? '' : 's'}; a sequence needs at least 2`, { line })
+    throw new DatasetError(DatasetErrorCode.SHORT_SEQUENCE, `line ${line} has ${list.length} id${list.length === 1 ? '' : 's'}; a sequence needs at least 2`, { line })
   }
   for (let i = 0; i < list.length; i++) {
     const id = list[i]
     if (typeof id !== 'number' || !Number.isInteger(id)) {
-      throw new DatasetError(DatasetErrorCode.Id, `line ${line}: ids[${i}] = ${describe(id)} is not an integer`, { line })
+      throw new DatasetError(DatasetErrorCode.ID, `line ${line}: ids[${i}] = ${describe(id)} is not an integer`, { line })
     }
     if (id < 0 || id >= vocab) {
-      throw new DatasetError(DatasetErrorCode.Id, `line ${line}: ids[${i}] = ${id} is out of range [0, ${vocab}) of ${modelLabel}`, { line })
+      throw new DatasetError(DatasetErrorCode.ID, `line ${line}: ids[${i}] = ${id} is out of range [0, ${vocab}) of ${modelLabel}`, { line })
     }
     ids.push(id)
   }
@@ -175,7 +175,7 @@ export function parseIdsDataset (bytes: Uint8Array, vocab: number, modelLabel = 
     try {
       text = decoder.decode(bytes.subarray(start, end))
     } catch (err) {
-      throw new DatasetError(DatasetErrorCode.Utf8, `line ${line} is not valid UTF-8`, { line, cause: err })
+      throw new DatasetError(DatasetErrorCode.UTF8, `line ${line} is not valid UTF-8`, { line, cause: err })
     }
     if (text.trim() === '') {
       continue
@@ -184,7 +184,7 @@ export function parseIdsDataset (bytes: Uint8Array, vocab: number, modelLabel = 
     offsets.push(ids.length)
   }
   if (offsets.length === 1) {
-    throw new DatasetError(DatasetErrorCode.Empty, 'the ids file has no sequence (every line is empty)')
+    throw new DatasetError(DatasetErrorCode.EMPTY, 'the ids file has no sequence (every line is empty)')
   }
   return { tokens: ids.ids.slice(0, ids.length), offsets: Uint32Array.from(offsets) }
 }

@@ -50,23 +50,23 @@ export function datasetHeader (block: StoredBlock): DatasetHeader {
   const str = (key: string): string => {
     const v = f.get(key)
     if (v?.kind !== 'string') {
-      throw new DatasetError(DatasetErrorCode.Corrupt, `block ${toHex(block.id)} has no string field '${key}'`)
+      throw new DatasetError(DatasetErrorCode.CORRUPT, `block ${toHex(block.id)} has no string field '${key}'`)
     }
     return v.value
   }
   const num = (key: string): number => {
     const v = f.get(key)
     if (v?.kind !== 'uint' || v.value > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new DatasetError(DatasetErrorCode.Corrupt, `block ${toHex(block.id)} has no uint field '${key}'`)
+      throw new DatasetError(DatasetErrorCode.CORRUPT, `block ${toHex(block.id)} has no uint field '${key}'`)
     }
     return Number(v.value)
   }
   if (block.header.type !== BlockType.Dataset) {
-    throw new DatasetError(DatasetErrorCode.NotFound, `block ${toHex(block.id)} is not a Dataset block`)
+    throw new DatasetError(DatasetErrorCode.NOT_FOUND, `block ${toHex(block.id)} is not a Dataset block`)
   }
   const format = str(DatasetField.FORMAT)
   if (!isDatasetFormat(format)) {
-    throw new DatasetError(DatasetErrorCode.Corrupt, `block ${toHex(block.id)} has an unknown format '${format}'`)
+    throw new DatasetError(DatasetErrorCode.CORRUPT, `block ${toHex(block.id)} has an unknown format '${format}'`)
   }
   const model = f.get(DatasetField.MODEL)
   return {
@@ -101,7 +101,7 @@ export async function findDataset (store: ChainStoreApi, nameOrId: string): Prom
     return named[0]
   }
   if (named.length > 1) {
-    throw new DatasetError(DatasetErrorCode.Ambiguous, `${named.length} datasets are named ${nameOrId}: ${named.map(b => toHex(b.id)).join(', ')} (name one by id)`)
+    throw new DatasetError(DatasetErrorCode.AMBIGUOUS, `${named.length} datasets are named ${nameOrId}: ${named.map(b => toHex(b.id)).join(', ')} (name one by id)`)
   }
   const hex = nameOrId.toLowerCase()
   if (/^[0-9a-f]{8,64}$/.test(hex)) {
@@ -110,10 +110,10 @@ export async function findDataset (store: ChainStoreApi, nameOrId: string): Prom
       return matches[0]
     }
     if (matches.length > 1) {
-      throw new DatasetError(DatasetErrorCode.Ambiguous, `${matches.length} datasets have ids starting with ${hex}: ${matches.map(b => toHex(b.id)).join(', ')}`)
+      throw new DatasetError(DatasetErrorCode.AMBIGUOUS, `${matches.length} datasets have ids starting with ${hex}: ${matches.map(b => toHex(b.id)).join(', ')}`)
     }
   }
-  throw new DatasetError(DatasetErrorCode.NotFound, `no dataset named ${JSON.stringify(nameOrId)} or with an id starting with it on chain A`)
+  throw new DatasetError(DatasetErrorCode.NOT_FOUND, `no dataset named ${JSON.stringify(nameOrId)} or with an id starting with it on chain A`)
 }
 
 /** The manifest of `model` (hex id or unique prefix). */
@@ -131,10 +131,10 @@ async function idsModel (store: ChainStoreApi, model: string | undefined): Promi
     ids.push(block.id)
   }
   if (ids.length === 0) {
-    throw new DatasetError(DatasetErrorCode.Model, 'an ids dataset is checked against a model\'s vocabulary, and there is no model on chain A (import one first)')
+    throw new DatasetError(DatasetErrorCode.MODEL, 'an ids dataset is checked against a model\'s vocabulary, and there is no model on chain A (import one first)')
   }
   if (ids.length > 1) {
-    throw new DatasetError(DatasetErrorCode.Model, `an ids dataset is checked against a model's vocabulary: ${ids.length} models are on chain A, name one with --model`)
+    throw new DatasetError(DatasetErrorCode.MODEL, `an ids dataset is checked against a model's vocabulary: ${ids.length} models are on chain A, name one with --model`)
   }
   return loadModelManifest(store, ids[0])
 }
@@ -142,30 +142,30 @@ async function idsModel (store: ChainStoreApi, model: string | undefined): Promi
 /** Tokens of `text` with `manifest`'s tokenizer (no special tokens added). */
 function tokenize (manifest: ModelManifest, text: string): Uint32Array {
   if (manifest.tokenizer == null) {
-    throw new DatasetError(DatasetErrorCode.Model, `model ${manifest.idHex} (${manifest.name}) has no tokenizer, so a text dataset cannot be tokenized for it (use an ids dataset)`)
+    throw new DatasetError(DatasetErrorCode.MODEL, `model ${manifest.idHex} (${manifest.name}) has no tokenizer, so a text dataset cannot be tokenized for it (use an ids dataset)`)
   }
   return Uint32Array.from(tokenizerFromManifest(manifest.tokenizer).encode(text))
 }
 
 function checkOptions (name: string, format: unknown, evalPermille: number, splitTokens: number): void {
   if (!DATASET_NAME_PATTERN.test(name)) {
-    throw new DatasetError(DatasetErrorCode.Name, `dataset name ${JSON.stringify(name)} is not allowed: 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`)
+    throw new DatasetError(DatasetErrorCode.NAME, `dataset name ${JSON.stringify(name)} is not allowed: 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`)
   }
   if (!isDatasetFormat(format)) {
-    throw new DatasetError(DatasetErrorCode.Option, `format must be ${DatasetFormat.TEXT} or ${DatasetFormat.IDS} (got ${JSON.stringify(format)})`)
+    throw new DatasetError(DatasetErrorCode.OPTION, `format must be ${DatasetFormat.TEXT} or ${DatasetFormat.IDS} (got ${JSON.stringify(format)})`)
   }
   if (!Number.isSafeInteger(evalPermille) || evalPermille < 0 || evalPermille > MAX_EVAL_PERMILLE) {
-    throw new DatasetError(DatasetErrorCode.Option, `eval-permille must be an integer from 0 to ${MAX_EVAL_PERMILLE} (got ${evalPermille})`)
+    throw new DatasetError(DatasetErrorCode.OPTION, `eval-permille must be an integer from 0 to ${MAX_EVAL_PERMILLE} (got ${evalPermille})`)
   }
   if (!Number.isSafeInteger(splitTokens) || splitTokens < MIN_SPLIT_TOKENS || splitTokens > MAX_SPLIT_TOKENS) {
-    throw new DatasetError(DatasetErrorCode.Option, `split-tokens must be an integer from ${MIN_SPLIT_TOKENS} to ${MAX_SPLIT_TOKENS} (got ${splitTokens})`)
+    throw new DatasetError(DatasetErrorCode.OPTION, `split-tokens must be an integer from ${MIN_SPLIT_TOKENS} to ${MAX_SPLIT_TOKENS} (got ${splitTokens})`)
   }
 }
 
 async function checkNameFree (store: ChainStoreApi, name: string): Promise<void> {
   for (const block of await datasetBlocks(store)) {
     if (block.header.fields.get(DatasetField.NAME)?.value === name) {
-      throw new DatasetError(DatasetErrorCode.NameTaken, `a dataset named ${name} is already on chain A (${toHex(block.id)})`)
+      throw new DatasetError(DatasetErrorCode.NAME_TAKEN, `a dataset named ${name} is already on chain A (${toHex(block.id)})`)
     }
   }
 }
@@ -206,7 +206,7 @@ export async function addDataset (options: AddDatasetOptions): Promise<DatasetJs
     try {
       payload = encodeIdsPayload(stream, { vocab })
     } catch (err: any) {
-      throw new DatasetError(err.code === 'ERR_DATASET_PAYLOAD_TOO_LARGE' ? DatasetErrorCode.TooLarge : DatasetErrorCode.Id, err.message, { cause: err })
+      throw new DatasetError(err.code === 'ERR_DATASET_PAYLOAD_TOO_LARGE' ? DatasetErrorCode.TOO_LARGE : DatasetErrorCode.ID, err.message, { cause: err })
     }
     fields[DatasetField.SEQUENCES] = { kind: 'uint', value: BigInt(stream.offsets.length - 1) }
     fields[DatasetField.TOKENS] = { kind: 'uint', value: BigInt(stream.tokens.length) }
@@ -253,7 +253,7 @@ export async function addDatasetFromFile (options: Omit<AddDatasetOptions, 'byte
 /** The whole payload of a dataset block (every chunk hash verified by the store). */
 async function readPayload (store: ChainStoreApi, block: StoredBlock): Promise<Uint8Array> {
   if (!block.payloadComplete) {
-    throw new DatasetError(DatasetErrorCode.PayloadMissing, `the payload of dataset ${toHex(block.id)} is not stored locally yet`)
+    throw new DatasetError(DatasetErrorCode.PAYLOAD_MISSING, `the payload of dataset ${toHex(block.id)} is not stored locally yet`)
   }
   const size = Number(block.header.payloadSize)
   const out = new Uint8Array(size)
@@ -261,16 +261,16 @@ async function readPayload (store: ChainStoreApi, block: StoredBlock): Promise<U
   try {
     for await (const chunk of store.readPayload(block.id)) {
       if (at + chunk.byteLength > size) {
-        throw new DatasetError(DatasetErrorCode.Corrupt, 'payload longer than its header says')
+        throw new DatasetError(DatasetErrorCode.CORRUPT, 'payload longer than its header says')
       }
       out.set(chunk, at)
       at += chunk.byteLength
     }
   } catch (err: any) {
-    throw new DatasetError(DatasetErrorCode.Corrupt, `cannot read the payload of dataset ${toHex(block.id)}: ${String(err?.message ?? err)}`, { cause: err })
+    throw new DatasetError(DatasetErrorCode.CORRUPT, `cannot read the payload of dataset ${toHex(block.id)}: ${String(err?.message ?? err)}`, { cause: err })
   }
   if (at !== size) {
-    throw new DatasetError(DatasetErrorCode.Corrupt, `the payload of dataset ${toHex(block.id)} is ${at} bytes, its header says ${size}`)
+    throw new DatasetError(DatasetErrorCode.CORRUPT, `the payload of dataset ${toHex(block.id)} is ${at} bytes, its header says ${size}`)
   }
   return out
 }
@@ -286,18 +286,18 @@ export async function readTokenStream (store: ChainStoreApi, block: StoredBlock,
   const bytes = await readPayload(store, block)
   if (header.format === DatasetFormat.TEXT) {
     if (model == null) {
-      throw new DatasetError(DatasetErrorCode.Model, `dataset ${header.name} is text: name the model whose tokenizer cuts it into tokens`)
+      throw new DatasetError(DatasetErrorCode.MODEL, `dataset ${header.name} is text: name the model whose tokenizer cuts it into tokens`)
     }
     let text: string
     try {
       text = decodeUtf8(bytes)
     } catch (err: any) {
-      throw new DatasetError(DatasetErrorCode.Corrupt, `dataset ${idHex}: ${err.message}`, { cause: err })
+      throw new DatasetError(DatasetErrorCode.CORRUPT, `dataset ${idHex}: ${err.message}`, { cause: err })
     }
     return singleSequenceStream(tokenize(model, text))
   }
   if (header.model == null) {
-    throw new DatasetError(DatasetErrorCode.Corrupt, `ids dataset ${idHex} names no model`)
+    throw new DatasetError(DatasetErrorCode.CORRUPT, `ids dataset ${idHex} names no model`)
   }
   const own = model != null && toHex(model.id) === toHex(header.model) ? model : await loadModelManifest(store, header.model)
   let stream: TokenStream
@@ -305,18 +305,18 @@ export async function readTokenStream (store: ChainStoreApi, block: StoredBlock,
     stream = decodeIdsPayload(bytes, { vocab: own.qwen3.vocabSize })
   } catch (err: any) {
     if (err instanceof DatasetCodecError) {
-      throw new DatasetError(DatasetErrorCode.Corrupt, `dataset ${idHex}: ${err.message}`, { cause: err })
+      throw new DatasetError(DatasetErrorCode.CORRUPT, `dataset ${idHex}: ${err.message}`, { cause: err })
     }
     throw err
   }
   if (stream.offsets.length - 1 !== header.sequences || stream.tokens.length !== header.tokens) {
-    throw new DatasetError(DatasetErrorCode.Corrupt, `dataset ${idHex}: the payload holds ${stream.offsets.length - 1} sequences and ${stream.tokens.length} tokens, the header says ${header.sequences} and ${header.tokens}`)
+    throw new DatasetError(DatasetErrorCode.CORRUPT, `dataset ${idHex}: the payload holds ${stream.offsets.length - 1} sequences and ${stream.tokens.length} tokens, the header says ${header.sequences} and ${header.tokens}`)
   }
   if (model != null && model !== own) {
     const vocab = model.qwen3.vocabSize
     const bad = stream.tokens.findIndex(id => id >= vocab)
     if (bad !== -1) {
-      throw new DatasetError(DatasetErrorCode.Id, `dataset ${header.name} holds id ${stream.tokens[bad]}, out of range [0, ${vocab}) of model ${model.idHex}`)
+      throw new DatasetError(DatasetErrorCode.ID, `dataset ${header.name} holds id ${stream.tokens[bad]}, out of range [0, ${vocab}) of model ${model.idHex}`)
     }
   }
   return stream

@@ -3,35 +3,35 @@ import { BlydError } from '../protocols/errors.ts'
 /** Stable codes of the errors the learning part raises about datasets. */
 export const DatasetErrorCode = {
   /** the source file cannot be opened or is not a regular file */
-  File: 'ERR_DATASET_FILE',
+  FILE: 'ERR_DATASET_FILE',
   /** the file is empty, or an ids file has no non-empty line */
-  Empty: 'ERR_DATASET_EMPTY',
+  EMPTY: 'ERR_DATASET_EMPTY',
   /** the file or the payload made from it is over MAX_DATASET_BYTES */
-  TooLarge: 'ERR_DATASET_TOO_LARGE',
+  TOO_LARGE: 'ERR_DATASET_TOO_LARGE',
   /** the text (or a JSONL line) is not valid UTF-8 */
-  Utf8: 'ERR_DATASET_UTF8',
+  UTF8: 'ERR_DATASET_UTF8',
   /** a JSONL line that is not JSON, or not an object with an "ids" array */
-  Json: 'ERR_DATASET_JSON',
+  JSON: 'ERR_DATASET_JSON',
   /** a token id that is not an integer in [0, vocab) of the model */
-  Id: 'ERR_DATASET_ID',
+  ID: 'ERR_DATASET_ID',
   /** a JSONL line with fewer than 2 ids */
-  ShortSequence: 'ERR_DATASET_SHORT_SEQUENCE',
+  SHORT_SEQUENCE: 'ERR_DATASET_SHORT_SEQUENCE',
   /** a name that breaks the name rule */
-  Name: 'ERR_DATASET_NAME',
+  NAME: 'ERR_DATASET_NAME',
   /** a dataset with that name is already on chain A */
-  NameTaken: 'ERR_DATASET_NAME_TAKEN',
+  NAME_TAKEN: 'ERR_DATASET_NAME_TAKEN',
   /** format, evalPermille or splitTokens out of range */
-  Option: 'ERR_DATASET_OPTION',
+  OPTION: 'ERR_DATASET_OPTION',
   /** no model to check ids against, or a text dataset used with a model that has no tokenizer */
-  Model: 'ERR_DATASET_MODEL',
+  MODEL: 'ERR_DATASET_MODEL',
   /** no dataset with that name or id prefix */
-  NotFound: 'ERR_DATASET_NOT_FOUND',
+  NOT_FOUND: 'ERR_DATASET_NOT_FOUND',
   /** a name or id prefix that matches more than one dataset */
-  Ambiguous: 'ERR_DATASET_AMBIGUOUS',
+  AMBIGUOUS: 'ERR_DATASET_AMBIGUOUS',
   /** the dataset's payload is not (yet) stored locally */
-  PayloadMissing: 'ERR_DATASET_PAYLOAD_MISSING',
+  PAYLOAD_MISSING: 'ERR_DATASET_PAYLOAD_MISSING',
   /** a stored dataset whose payload does not decode or does not match its header */
-  Corrupt: 'ERR_DATASET_CORRUPT'
+  CORRUPT: 'ERR_DATASET_CORRUPT'
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type DatasetErrorCode = typeof DatasetErrorCode[keyof typeof DatasetErrorCode]

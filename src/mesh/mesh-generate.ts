@@ -200,7 +200,7 @@ export class MeshGenerator {
         }
         const range = own?.range
         if (range == null || hop.start < range.start || hop.end > range.end) {
-          throw new MeshError(MeshErrorCode.NoRoute, `this node no longer serves layers [${hop.start}, ${hop.end})`)
+          throw new MeshError(MeshErrorCode.NO_ROUTE, `this node no longer serves layers [${hop.start}, ${hop.end})`)
         }
         return new LocalStage(range, { start: hop.start, end: hop.end })
       }
@@ -278,7 +278,7 @@ export class MeshGenerator {
     for (const unit of [manifest.units[0], manifest.units[last]]) {
       const block = await findUnitBlock(store, manifest, unit)
       if (block == null) {
-        throw new MeshError(MeshErrorCode.Unavailable, `the ${unit.kind} unit of model ${manifest.idHex} has no layer block here yet (the node is still syncing)`)
+        throw new MeshError(MeshErrorCode.UNAVAILABLE, `the ${unit.kind} unit of model ${manifest.idHex} has no layer block here yet (the node is still syncing)`)
       }
       if (!block.payloadComplete) {
         await this.fetch(block.id, `the ${unit.kind} unit`, signal)
@@ -292,7 +292,7 @@ export class MeshGenerator {
     try {
       await this.components.network.sync.fetchPayload(id, { signal })
     } catch (err: any) {
-      throw new MeshError(MeshErrorCode.Unavailable, `cannot fetch ${what} (block ${Buffer.from(id).toString('hex')}) from peers: ${String(err?.message ?? err)}`, { cause: err })
+      throw new MeshError(MeshErrorCode.UNAVAILABLE, `cannot fetch ${what} (block ${Buffer.from(id).toString('hex')}) from peers: ${String(err?.message ?? err)}`, { cause: err })
     }
   }
 }

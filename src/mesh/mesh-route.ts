@@ -28,7 +28,7 @@ function noRoute (err: RoutingError, numLayers: number, offset: number, banned: 
   const missing = err.missingLayers.map(l => l + offset)
   const why = banned > 0 ? ` (${banned} banned peer${banned > 1 ? 's' : ''} left out)` : ''
   const window = offset === 0 ? `of the ${numLayers}` : `of [${offset}, ${offset + numLayers})`
-  return new MeshError(MeshErrorCode.NoRoute, missing.length > 0
+  return new MeshError(MeshErrorCode.NO_ROUTE, missing.length > 0
     ? `no live span holds layer${missing.length > 1 ? 's' : ''} ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''} ${window}${why}`
     : `the live spans hold every layer ${window} but no chain of them meets end to end${why}`, { cause: err })
 }

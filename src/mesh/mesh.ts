@@ -105,7 +105,7 @@ export class Mesh {
 
   get network (): BlyNetwork {
     if (this.networkValue == null) {
-      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+      throw new MeshError(MeshErrorCode.NOT_STARTED, 'the network is not started')
     }
     return this.networkValue
   }
@@ -133,7 +133,7 @@ export class Mesh {
         blockSync: { wantPayload: block => this.policy.want(block) }
       })
     } catch (err: any) {
-      throw new MeshError(MeshErrorCode.NetworkStart, `cannot start the network (listen ${this.init.listen.join(', ')}): ${String(err?.message ?? err)}`, { cause: err })
+      throw new MeshError(MeshErrorCode.NETWORK_START, `cannot start the network (listen ${this.init.listen.join(', ')}): ${String(err?.message ?? err)}`, { cause: err })
     }
     this.networkValue = network
     this.generator = createMeshGenerator({
@@ -223,7 +223,7 @@ export class Mesh {
     const { store } = this.components
     const generator = this.generator
     if (generator == null) {
-      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+      throw new MeshError(MeshErrorCode.NOT_STARTED, 'the network is not started')
     }
     const ids: Uint8Array[] = []
     if (params.model != null) {
@@ -258,11 +258,11 @@ export class Mesh {
     const { store } = this.components
     const generator = this.generator
     if (generator == null) {
-      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+      throw new MeshError(MeshErrorCode.NOT_STARTED, 'the network is not started')
     }
     const model = params.model ?? this.init.model
     if (model == null) {
-      throw new MeshError(MeshErrorCode.BadSpan, 'plan needs a model: give --model (this node serves none)')
+      throw new MeshError(MeshErrorCode.BAD_SPAN, 'plan needs a model: give --model (this node serves none)')
     }
     const manifest = await loadModelManifest(store, await resolveModelId(store, model))
     const spans = await generator.spans(manifest.id, manifest.qwen3.numLayers, signal)
@@ -281,7 +281,7 @@ export class Mesh {
 
   async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
     if (this.generator == null) {
-      throw new MeshError(MeshErrorCode.NotStarted, 'the network is not started')
+      throw new MeshError(MeshErrorCode.NOT_STARTED, 'the network is not started')
     }
     return this.generator.generate(params, onToken, signal)
   }

@@ -127,7 +127,7 @@ export class SpanServer {
 
   constructor (components: SpanServerComponents, init: SpanServerInit) {
     if (!/^[0-9a-f]{64}$/.test(init.model)) {
-      throw new MeshError(MeshErrorCode.BadSpan, `model must be a 64-character hex block id, got ${JSON.stringify(init.model)}`)
+      throw new MeshError(MeshErrorCode.BAD_SPAN, `model must be a 64-character hex block id, got ${JSON.stringify(init.model)}`)
     }
     this.components = components
     this.init = init
@@ -140,7 +140,7 @@ export class SpanServer {
     this.retiring = new Set()
     const replanMs = init.replanMs ?? SPAN_SERVER_DEFAULTS.replanMs
     if (!Number.isSafeInteger(replanMs) || replanMs < 0) {
-      throw new MeshError(MeshErrorCode.BadSpan, `replanMs must be a whole number of ms >= 0, got ${replanMs}`)
+      throw new MeshError(MeshErrorCode.BAD_SPAN, `replanMs must be a whole number of ms >= 0, got ${replanMs}`)
     }
   }
 
@@ -181,7 +181,7 @@ export class SpanServer {
   async ready (): Promise<void> {
     await this.run
     if (this.stateValue !== 'serving') {
-      throw new MeshError(MeshErrorCode.NotStarted, `not serving: ${this.stateValue}${this.detail != null ? ` (${this.detail})` : ''}`)
+      throw new MeshError(MeshErrorCode.NOT_STARTED, `not serving: ${this.stateValue}${this.detail != null ? ` (${this.detail})` : ''}`)
     }
   }
 
@@ -192,7 +192,7 @@ export class SpanServer {
       return
     }
     this.controller = undefined
-    controller.abort(new MeshError(MeshErrorCode.NotStarted, 'span server stopped'))
+    controller.abort(new MeshError(MeshErrorCode.NOT_STARTED, 'span server stopped'))
     await this.run?.catch(() => {})
     await this.replanning
     await this.announcerValue?.stop().catch(() => {})

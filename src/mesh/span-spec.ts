@@ -7,7 +7,7 @@ export function parseSpan (text: string, numLayers: number): { start: number, en
   const start = m == null ? NaN : Number(m[1])
   const end = m == null ? NaN : Number(m[2])
   if (!(start < end) || end > numLayers) {
-    throw new MeshError(MeshErrorCode.BadSpan, `--layers ${text} does not fit a model of ${numLayers} layers (give START-END with 0 <= START < END <= ${numLayers})`)
+    throw new MeshError(MeshErrorCode.BAD_SPAN, `--layers ${text} does not fit a model of ${numLayers} layers (give START-END with 0 <= START < END <= ${numLayers})`)
   }
   return { start, end }
 }

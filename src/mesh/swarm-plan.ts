@@ -24,7 +24,8 @@
  */
 import { planPartition, rebalance, speedFromSpanThroughput, evaluatePlan } from '../pipeline/planner/index.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
-import type { ModelShape, Move, PlanMetrics, PlannerNode, Span, SpanAssignment } from '../pipeline/planner/index.ts'
+import type { ModelShape, PlanMetrics, PlannerNode, Span, SpanAssignment } from '../pipeline/planner/index.ts'
+import type { MetricsJson, SwarmPlanReport } from '../protocols/ipc-mesh.ts'
 
 /** What the swarm view reads of a live span (LiveSpan fits). */
 export interface SwarmSpan {
@@ -68,31 +69,6 @@ export interface SwarmView {
   nodes: SwarmNode[]
   /** the live spans, one per node that serves */
   current: SpanAssignment[]
-}
-
-export interface SwarmPlanReport {
-  layers: number
-  replicas: number
-  /** memoryEstimated: the node's record says no memory (this node's assumed); pinned: a fixed span the planner never moves */
-  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, memoryEstimated: boolean, speed: number, speedEstimated: boolean, pinned: boolean, self: boolean }>
-  /** per layer: who holds it now and the tokens/s it can pass */
-  coverage: Array<{ layer: number, holders: string[], tokensPerSecond: number }>
-  /** now: the bottleneck layer and its tokens/s, the fewest holders, the layers nobody holds */
-  current: MetricsJson
-  /** what rebalance would change from here (at most one balance move, only past the 15% gain gate) */
-  moves: Move[]
-  afterMoves: MetricsJson
-  /** a plan from scratch (planPartition), for comparison */
-  proposed: { spans: SpanAssignment[], metrics: MetricsJson }
-}
-
-export interface MetricsJson {
-  bottleneckLayer: number
-  bottleneckTokensPerSecond: number
-  minHolders: number
-  replicasMet: boolean
-  uncoveredLayers: number[]
-  throughputBound: number
 }
 
 function metricsJson (m: PlanMetrics): MetricsJson {
@@ -140,10 +116,10 @@ function peerFigures (shape: ModelShape, s: SwarmSpan, self: boolean): PeerFigur
 export function swarmView (init: SwarmViewInit): SwarmView {
   const layers = init.layerBytes.length
   if (layers < 1 || init.layerBytes.some(b => !Number.isFinite(b) || b <= 0)) {
-    throw new MeshError(MeshErrorCode.BadSpan, 'the model needs at least one decoder layer, each of a positive size')
+    throw new MeshError(MeshErrorCode.BAD_SPAN, 'the model needs at least one decoder layer, each of a positive size')
   }
   if (!Number.isFinite(init.memoryBytes) || init.memoryBytes <= 0) {
-    throw new MeshError(MeshErrorCode.BadSpan, `memoryBytes must be a positive number, got ${init.memoryBytes}`)
+    throw new MeshError(MeshErrorCode.BAD_SPAN, `memoryBytes must be a positive number, got ${init.memoryBytes}`)
   }
   const shape: ModelShape = { layers, memoryBytes: init.layerBytes }
   const byPeer = new Map<string, PeerFigures>()
@@ -184,7 +160,7 @@ export function chooseAutoSpan (init: SwarmViewInit, options: { replicas?: numbe
   const mine = spans.find(s => s.id === init.self)
   if (mine == null) {
     const smallest = Math.min(...init.layerBytes)
-    throw new MeshError(MeshErrorCode.BadSpan, `--layers auto: ${init.memoryBytes} bytes of memory cannot hold one layer of this model (the smallest takes ${smallest}); set memoryBytes or give --layers START-END`)
+    throw new MeshError(MeshErrorCode.BAD_SPAN, `--layers auto: ${init.memoryBytes} bytes of memory cannot hold one layer of this model (the smallest takes ${smallest}); set memoryBytes or give --layers START-END`)
   }
   return { start: mine.start, end: mine.end }
 }

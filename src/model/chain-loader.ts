@@ -40,13 +40,13 @@ async function readBlockPayload (store: ChainStoreApi, block: StoredBlock, what:
   try {
     for await (const chunk of store.readPayload(block.id)) {
       if (at + chunk.byteLength > size) {
-        throw new ChainError(ChainErrorCode.PayloadSize, 'payload longer than its header says', { blockId: idHex })
+        throw new ChainError(ChainErrorCode.PAYLOAD_SIZE, 'payload longer than its header says', { blockId: idHex })
       }
       out.set(chunk, at)
       at += chunk.byteLength
     }
   } catch (err: any) {
-    const missing = err?.code === ChainErrorCode.ChunkMissing || err?.code === ChainErrorCode.BlockNotFound
+    const missing = err?.code === ChainErrorCode.CHUNK_MISSING || err?.code === ChainErrorCode.BLOCK_NOT_FOUND
     throw new ModelError(missing ? ModelErrorCode.BLOCK_MISSING : ModelErrorCode.BLOCK_CORRUPT, `cannot read ${what} from block ${idHex}: ${String(err?.message ?? err)}`, {}, { cause: err })
   }
   if (at !== size) {

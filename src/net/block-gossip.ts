@@ -30,7 +30,7 @@ import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
  * but the sender is not penalised (Ignore), since a relayer lacking those
  * chunks could not have known.
  */
-const LOCAL_STATE_CODES: ReadonlySet<string> = new Set([ChainErrorCode.ChunkLength])
+const LOCAL_STATE_CODES: ReadonlySet<string> = new Set([ChainErrorCode.CHUNK_LENGTH])
 
 /** Rejection code of a header published on the other chain's topic. */
 export const WRONG_TOPIC = 'ERR_WRONG_TOPIC'
@@ -131,11 +131,11 @@ export class BlockGossip {
   /** Publish a stored block's signed header on its chain's topic. */
   async publish (id: Uint8Array): Promise<void> {
     if (!this.started) {
-      throw new NetError(NetErrorCode.NotStarted, 'block gossip is not started')
+      throw new NetError(NetErrorCode.NOT_STARTED, 'block gossip is not started')
     }
     const [block, encoded] = await Promise.all([this.store.get(id), this.store.getEncoded(id)])
     if (block == null || encoded == null) {
-      throw new NetError(NetErrorCode.InvalidArgument, `block ${Buffer.from(id).toString('hex')} is not in the store`)
+      throw new NetError(NetErrorCode.INVALID_ARGUMENT, `block ${Buffer.from(id).toString('hex')} is not in the store`)
     }
     const topic = block.header.chain === ChainId.A ? this.topics.A : this.topics.B
     await this.pubsub.publish(topic, encoded)
@@ -175,7 +175,7 @@ export class BlockGossip {
       return this.reject(WRONG_TOPIC, peer, `unknown topic ${message.topic}`)
     }
     if (message.data.length > this.maxMessageBytes) {
-      return this.reject(ChainErrorCode.HeaderTooLarge, peer, `${message.data.length} bytes`)
+      return this.reject(ChainErrorCode.HEADER_TOO_LARGE, peer, `${message.data.length} bytes`)
     }
     let id: Uint8Array
     try {

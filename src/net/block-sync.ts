@@ -120,14 +120,14 @@ interface WalkOptions {
 
 /** Rejection codes that do not depend on what the local store holds: a peer sending such a header lied. */
 const HEADER_OFFENCE_CODES = new Set<string>([
-  ChainErrorCode.BlockEncoding,
-  ChainErrorCode.BlockId,
-  ChainErrorCode.BlockSignature,
-  ChainErrorCode.BlockType,
-  ChainErrorCode.HeaderTooLarge,
-  ChainErrorCode.TooManyParents,
-  ChainErrorCode.PayloadTooLarge,
-  ChainErrorCode.PayloadSize
+  ChainErrorCode.BLOCK_ENCODING,
+  ChainErrorCode.BLOCK_ID,
+  ChainErrorCode.BLOCK_SIGNATURE,
+  ChainErrorCode.BLOCK_TYPE,
+  ChainErrorCode.HEADER_TOO_LARGE,
+  ChainErrorCode.TOO_MANY_PARENTS,
+  ChainErrorCode.PAYLOAD_TOO_LARGE,
+  ChainErrorCode.PAYLOAD_SIZE
 ])
 
 interface FetchedHeader {
@@ -294,7 +294,7 @@ export class BlockSync {
     if (this.controller == null) {
       return
     }
-    this.controller.abort(new NetError(NetErrorCode.NotStarted, 'block sync stopped'))
+    this.controller.abort(new NetError(NetErrorCode.NOT_STARTED, 'block sync stopped'))
     this.controller = undefined
     this.libp2p.removeEventListener('peer:identify', this.onIdentify)
     this.libp2p.removeEventListener('peer:disconnect', this.onDisconnect)
@@ -383,7 +383,7 @@ export class BlockSync {
 
   private checkNotBanned (peerId: PeerId): void {
     if (this.penalties.isBanned(peerId)) {
-      throw new NetError(NetErrorCode.PeerBanned, `${peerId} is banned`)
+      throw new NetError(NetErrorCode.PEER_BANNED, `${peerId} is banned`)
     }
   }
 
@@ -396,7 +396,7 @@ export class BlockSync {
 
   private signal (signal?: AbortSignal): AbortSignal {
     if (this.controller == null) {
-      throw new NetError(NetErrorCode.NotStarted, 'block sync is not started')
+      throw new NetError(NetErrorCode.NOT_STARTED, 'block sync is not started')
     }
     return signal == null ? this.controller.signal : AbortSignal.any([signal, this.controller.signal])
   }
@@ -554,11 +554,11 @@ export class BlockSync {
       signal.throwIfAborted()
       const batch = queue.splice(0, this.init.headersPerRequest)
       if (fetched.size + batch.length > options.maxBlocks) {
-        throw new NetError(NetErrorCode.SyncTooLarge, `more than ${options.maxBlocks} unknown blocks behind ${ids.length === 1 ? hex(ids[0]) : 'the tips'} at ${peerId}`)
+        throw new NetError(NetErrorCode.SYNC_TOO_LARGE, `more than ${options.maxBlocks} unknown blocks behind ${ids.length === 1 ? hex(ids[0]) : 'the tips'} at ${peerId}`)
       }
       const { headers } = await client.request({ type: 'get-headers', ids: batch }, { signal })
       if (headers.length !== batch.length) {
-        throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.BadMessage, `${peerId} answered ${batch.length} ids with ${headers.length} headers`))
+        throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.BAD_MESSAGE, `${peerId} answered ${batch.length} ids with ${headers.length} headers`))
       }
       for (let i = 0; i < batch.length; i++) {
         const bytes = headers[i]
@@ -571,10 +571,10 @@ export class BlockSync {
         try {
           parsed = parseSignedHeader(bytes)
         } catch (err) {
-          throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.WrongBlock, `${peerId} sent an undecodable header for ${hex(batch[i])}`, { cause: err }))
+          throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.WRONG_BLOCK, `${peerId} sent an undecodable header for ${hex(batch[i])}`, { cause: err }))
         }
         if (!equalBytes(parsed.id, batch[i])) {
-          throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.WrongBlock, `${peerId} sent block ${hex(parsed.id)} for ${hex(batch[i])}`))
+          throw lied(SyncOffence.InvalidHeader, new NetError(NetErrorCode.WRONG_BLOCK, `${peerId} sent block ${hex(parsed.id)} for ${hex(batch[i])}`))
         }
         const key = hex(parsed.id)
         fetched.set(key, { id: parsed.id, key, bytes, parents: parsed.parents })
@@ -649,7 +649,7 @@ export class BlockSync {
       }
     } catch (err) {
       signal.throwIfAborted()
-      if (err instanceof ChainError && err.code === ChainErrorCode.ChunkLength) {
+      if (err instanceof ChainError && err.code === ChainErrorCode.CHUNK_LENGTH) {
         // permanent: no peer can ever serve chunks of the lengths this header implies
         result.unsatisfiable++
         this.log('payload of %s can never complete: %s', hex(id), err.message)
@@ -684,7 +684,7 @@ export class BlockSync {
       try {
         await this.store.getChunk(block.id, i)
       } catch (err) {
-        if (!(err instanceof ChainError) || (err.code !== ChainErrorCode.ChunkMissing && err.code !== ChainErrorCode.ChunkHash)) {
+        if (!(err instanceof ChainError) || (err.code !== ChainErrorCode.CHUNK_MISSING && err.code !== ChainErrorCode.CHUNK_HASH)) {
           throw err
         }
         missing.push(i)
@@ -727,7 +727,7 @@ export class BlockSync {
   private async fetchPayloadOnce (id: Uint8Array, prefer: PeerId[] = [], signal: AbortSignal): Promise<void> {
     const block = await this.store.get(id)
     if (block == null) {
-      throw new NetError(NetErrorCode.InvalidArgument, `block ${hex(id)} is not in the store`)
+      throw new NetError(NetErrorCode.INVALID_ARGUMENT, `block ${hex(id)} is not in the store`)
     }
     const missing = await this.missingChunks(block)
     if (missing.length === 0) {
@@ -735,7 +735,7 @@ export class BlockSync {
     }
     const { primary, fallback } = await this.payloadPeers(id, prefer, signal)
     if (primary.length === 0 && fallback.length === 0) {
-      throw new NetError(NetErrorCode.PayloadUnavailable, `no connected peer has the payload of ${hex(id)}`)
+      throw new NetError(NetErrorCode.PAYLOAD_UNAVAILABLE, `no connected peer has the payload of ${hex(id)}`)
     }
     const rotate = (peers: PeerId[], by: number): PeerId[] => peers.map((_, i) => peers[(by + i) % peers.length])
     const retired = new Set<string>()
@@ -766,7 +766,7 @@ export class BlockSync {
             if (offence != null) {
               // the peer sent bytes that are not the chunk: it pays, and is not asked again in this fetch
               this.penalties.penalise(peerId, offence)
-            } else if (err.code !== ChainErrorCode.ChunkHash && err.code !== ChainErrorCode.PayloadSize) {
+            } else if (err.code !== ChainErrorCode.CHUNK_HASH && err.code !== ChainErrorCode.PAYLOAD_SIZE) {
               throw err
             }
             retired.add(peerId.toString())
@@ -787,7 +787,7 @@ export class BlockSync {
     }
     await Promise.all(Array.from({ length: Math.min(this.init.maxInflightChunks, missing.length) }, worker))
     if (failed.length > 0) {
-      throw new NetError(NetErrorCode.PayloadUnavailable, `${failed.length} of ${missing.length} missing chunks of ${hex(id)} could not be fetched`)
+      throw new NetError(NetErrorCode.PAYLOAD_UNAVAILABLE, `${failed.length} of ${missing.length} missing chunks of ${hex(id)} could not be fetched`)
     }
   }
 }

@@ -1,39 +1,5 @@
-import { BlydError } from '../protocols/errors.ts'
-
-/** Stable codes of the network layer's errors. */
-export const NetErrorCode = {
-  /** a block-sync frame that does not decode */
-  BadMessage: 'ERR_SYNC_BAD_MESSAGE',
-  /** the remote answered a request with an error frame */
-  Remote: 'ERR_SYNC_REMOTE',
-  /** the remote does not have what was asked for */
-  NotFound: 'ERR_SYNC_NOT_FOUND',
-  /** the remote has too many of our requests in flight */
-  Busy: 'ERR_SYNC_BUSY',
-  /** no response within the request timeout */
-  Timeout: 'ERR_SYNC_TIMEOUT',
-  /** the request stream closed or reset before the response came */
-  StreamClosed: 'ERR_SYNC_STREAM_CLOSED',
-  /** the remote sent a header whose id is not the one asked for */
-  WrongBlock: 'ERR_SYNC_WRONG_BLOCK',
-  /** a catch-up walk found more unknown ancestors than allowed */
-  SyncTooLarge: 'ERR_SYNC_TOO_LARGE',
-  /** the peer is banned for lying over sync or a gossip score at the graylist (cool-off running) */
-  PeerBanned: 'ERR_PEER_BANNED',
-  /** no connected peer could provide a payload chunk */
-  PayloadUnavailable: 'ERR_PAYLOAD_UNAVAILABLE',
-  /** the service is not started (or stopping) */
-  NotStarted: 'ERR_NET_NOT_STARTED',
-  /** bad argument from a local caller */
-  InvalidArgument: 'ERR_NET_INVALID_ARGUMENT'
-} as const
-// eslint-disable-next-line @typescript-eslint/no-redeclare
-export type NetErrorCode = typeof NetErrorCode[keyof typeof NetErrorCode]
-
-/** An error the network layer raises on purpose. */
-export class NetError extends BlydError {
-  constructor (code: NetErrorCode, message: string, options?: ErrorOptions) {
-    super(code, message, options)
-    this.name = 'NetError'
-  }
-}
+/**
+ * The network layer's error class and codes live in
+ * src/protocols/net-errors.ts (the block-sync codec throws ERR_SYNC_BAD_MESSAGE).
+ */
+export { NetError, NetErrorCode } from '../protocols/net-errors.ts'

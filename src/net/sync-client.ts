@@ -39,8 +39,8 @@ type ResponseOf<T extends SyncRequest['type']> =
         : Extract<SyncResponse, { type: 'chunk' }>
 
 const REMOTE_ERROR_CODES: Partial<Record<SyncErrorCode, NetErrorCode>> = {
-  [SyncErrorCode.NotFound]: NetErrorCode.NotFound,
-  [SyncErrorCode.Busy]: NetErrorCode.Busy
+  [SyncErrorCode.NOT_FOUND]: NetErrorCode.NOT_FOUND,
+  [SyncErrorCode.BUSY]: NetErrorCode.BUSY
 }
 
 const EXPECTED_RESPONSE: Record<SyncRequest['type'], SyncResponse['type']> = {
@@ -71,7 +71,7 @@ export class SyncClient {
   /** Send one request and wait for its response; error frames become NetErrors. */
   async request<T extends SyncRequest> (body: T, options: RequestOptions = {}): Promise<ResponseOf<T['type']>> {
     if (this.closed) {
-      throw new NetError(NetErrorCode.NotStarted, 'sync client is closed')
+      throw new NetError(NetErrorCode.NOT_STARTED, 'sync client is closed')
     }
     const timeoutMs = options.timeoutMs ?? this.init.requestTimeoutMs
     const timeout = AbortSignal.timeout(timeoutMs)
@@ -94,7 +94,7 @@ export class SyncClient {
           onAbort()
         } else {
           frames.send({ id, body }).catch((err: Error) => {
-            reject(new NetError(NetErrorCode.StreamClosed, `could not send to ${this.peerId}: ${err.message}`, { cause: err }))
+            reject(new NetError(NetErrorCode.STREAM_CLOSED, `could not send to ${this.peerId}: ${err.message}`, { cause: err }))
           })
         }
         const response = await promise
@@ -114,23 +114,23 @@ export class SyncClient {
     this.closed = true
     const frames = await this.frames?.catch(() => undefined)
     this.frames = undefined
-    this.failAll(new NetError(NetErrorCode.StreamClosed, 'sync client closed'))
+    this.failAll(new NetError(NetErrorCode.STREAM_CLOSED, 'sync client closed'))
     await frames?.close()
   }
 
   private check (request: SyncRequest, response: SyncResponse): SyncResponse {
     if (response.type === 'error') {
-      throw new NetError(REMOTE_ERROR_CODES[response.code] ?? NetErrorCode.Remote, `${this.peerId} answered ${request.type}: ${response.message}`)
+      throw new NetError(REMOTE_ERROR_CODES[response.code] ?? NetErrorCode.REMOTE, `${this.peerId} answered ${request.type}: ${response.message}`)
     }
     if (response.type !== EXPECTED_RESPONSE[request.type]) {
-      throw new NetError(NetErrorCode.BadMessage, `${this.peerId} answered ${request.type} with ${response.type}`)
+      throw new NetError(NetErrorCode.BAD_MESSAGE, `${this.peerId} answered ${request.type} with ${response.type}`)
     }
     return response
   }
 
   private abortError (reason: unknown, timeout: AbortSignal, timeoutMs: number): Error {
     if (timeout.aborted) {
-      return new NetError(NetErrorCode.Timeout, `no response from ${this.peerId} within ${timeoutMs} ms`)
+      return new NetError(NetErrorCode.TIMEOUT, `no response from ${this.peerId} within ${timeoutMs} ms`)
     }
     return reason instanceof Error ? reason : new Error(String(reason))
   }
@@ -160,7 +160,7 @@ export class SyncClient {
     try {
       stream = await this.init.openStream(signal)
     } catch (err: any) {
-      throw new NetError(NetErrorCode.StreamClosed, `could not open a block-sync stream to ${this.peerId}: ${err?.message ?? err}`, { cause: err })
+      throw new NetError(NetErrorCode.STREAM_CLOSED, `could not open a block-sync stream to ${this.peerId}: ${err?.message ?? err}`, { cause: err })
     }
     const frames = new FrameStream<SyncFrame>(stream, {
       codec: syncFrameCodec,
@@ -173,7 +173,7 @@ export class SyncClient {
         pending?.resolve(frame.body as SyncResponse)
       },
       onClose: (err?: Error) => {
-        this.failAll(new NetError(NetErrorCode.StreamClosed, `block-sync stream to ${this.peerId} closed${err != null ? `: ${err.message}` : ''}`, { cause: err }))
+        this.failAll(new NetError(NetErrorCode.STREAM_CLOSED, `block-sync stream to ${this.peerId} closed${err != null ? `: ${err.message}` : ''}`, { cause: err }))
       }
     })
     return frames

@@ -11,7 +11,7 @@ import type { FrameCodec } from './frame-stream.ts'
 import type { SyncFrame } from '../protocols/block-sync.ts'
 
 const badMessage = (message: string, cause?: unknown): NetError =>
-  new NetError(NetErrorCode.BadMessage, `bad block-sync frame: ${message}`, cause != null ? { cause } : undefined)
+  new NetError(NetErrorCode.BAD_MESSAGE, `bad block-sync frame: ${message}`, cause != null ? { cause } : undefined)
 
 export const syncFrameCodec: FrameCodec<SyncFrame> = {
   name: 'block-sync',
@@ -25,7 +25,7 @@ export const syncFrameCodec: FrameCodec<SyncFrame> = {
     badFrame: badMessage,
     // block-sync streams have no partial-frame budget: their frames are bounded by maxFrameBytes alone
     budgetFull: badMessage,
-    closed: (message) => new NetError(NetErrorCode.StreamClosed, message),
+    closed: (message) => new NetError(NetErrorCode.STREAM_CLOSED, message),
     owns: (err) => err instanceof NetError
   }
 }

@@ -48,13 +48,13 @@ export async function answerSyncRequest (store: ChainStoreApi, request: SyncRequ
 }
 
 function errorResponse (err: unknown): SyncResponse {
-  if (err instanceof ChainError && (err.code === ChainErrorCode.ChunkMissing || err.code === ChainErrorCode.BlockNotFound)) {
-    return { type: 'error', code: SyncErrorCode.NotFound, message: err.message }
+  if (err instanceof ChainError && (err.code === ChainErrorCode.CHUNK_MISSING || err.code === ChainErrorCode.BLOCK_NOT_FOUND)) {
+    return { type: 'error', code: SyncErrorCode.NOT_FOUND, message: err.message }
   }
-  if (err instanceof ChainError && err.code === ChainErrorCode.InvalidArgument) {
-    return { type: 'error', code: SyncErrorCode.BadRequest, message: err.message }
+  if (err instanceof ChainError && err.code === ChainErrorCode.INVALID_ARGUMENT) {
+    return { type: 'error', code: SyncErrorCode.BAD_REQUEST, message: err.message }
   }
-  return { type: 'error', code: SyncErrorCode.Internal, message: 'internal error' }
+  return { type: 'error', code: SyncErrorCode.INTERNAL, message: 'internal error' }
 }
 
 /** Serve one inbound block-sync stream until it closes. */
@@ -73,7 +73,7 @@ export function serveSyncStream (stream: Stream, init: SyncServerInit): void {
     } catch (err) {
       response = errorResponse(err)
       init.onServed?.(request.type, false)
-      if (response.type === 'error' && response.code === SyncErrorCode.Internal) {
+      if (response.type === 'error' && response.code === SyncErrorCode.INTERNAL) {
         stream.log.error('serving %s failed - %e', request.type, err)
       }
     }
@@ -91,7 +91,7 @@ export function serveSyncStream (stream: Stream, init: SyncServerInit): void {
         throw new Error(`unexpected ${request.type} frame on an inbound block-sync stream`)
       }
       if (inflight >= init.maxInflight) {
-        frames.send({ id: frame.id, body: { type: 'error', code: SyncErrorCode.Busy, message: `more than ${init.maxInflight} requests in flight` } })
+        frames.send({ id: frame.id, body: { type: 'error', code: SyncErrorCode.BUSY, message: `more than ${init.maxInflight} requests in flight` } })
           .catch(() => {})
         return
       }

@@ -47,19 +47,19 @@ export interface DatasetMeasurement {
 
 export const AttestationCodecErrorCode = {
   /** the payload ends inside a field */
-  Truncated: 'ERR_ATTESTATION_PAYLOAD_TRUNCATED',
+  TRUNCATED: 'ERR_ATTESTATION_PAYLOAD_TRUNCATED',
   /** bytes follow the last dataset */
-  Trailing: 'ERR_ATTESTATION_PAYLOAD_TRAILING',
+  TRAILING: 'ERR_ATTESTATION_PAYLOAD_TRAILING',
   /** a format version other than ATTESTATION_VERSION */
-  Version: 'ERR_ATTESTATION_PAYLOAD_VERSION',
+  VERSION: 'ERR_ATTESTATION_PAYLOAD_VERSION',
   /** more datasets or windows than the limits, or lists of unequal lengths */
-  Count: 'ERR_ATTESTATION_PAYLOAD_COUNT',
+  COUNT: 'ERR_ATTESTATION_PAYLOAD_COUNT',
   /** a dataset named twice, or a window measured twice in one dataset */
-  Duplicate: 'ERR_ATTESTATION_PAYLOAD_DUPLICATE',
+  DUPLICATE: 'ERR_ATTESTATION_PAYLOAD_DUPLICATE',
   /** a value that is not a u32 window or a u64 loss, or an id that is not 32 bytes */
-  Value: 'ERR_ATTESTATION_PAYLOAD_VALUE',
+  VALUE: 'ERR_ATTESTATION_PAYLOAD_VALUE',
   /** a payload longer than MAX_ATTESTATION_BYTES */
-  TooLarge: 'ERR_ATTESTATION_PAYLOAD_TOO_LARGE'
+  TOO_LARGE: 'ERR_ATTESTATION_PAYLOAD_TOO_LARGE'
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type AttestationCodecErrorCode = typeof AttestationCodecErrorCode[keyof typeof AttestationCodecErrorCode]
@@ -78,38 +78,38 @@ function idHex (id: Uint8Array): string {
 
 function checkMeasurements (datasets: DatasetMeasurement[]): void {
   if (datasets.length > MAX_ATTESTATION_DATASETS) {
-    throw new AttestationCodecError(AttestationCodecErrorCode.Count, `${datasets.length} datasets, at most ${MAX_ATTESTATION_DATASETS}`)
+    throw new AttestationCodecError(AttestationCodecErrorCode.COUNT, `${datasets.length} datasets, at most ${MAX_ATTESTATION_DATASETS}`)
   }
   const seen = new Set<string>()
   datasets.forEach((d, k) => {
     if (!(d.datasetId instanceof Uint8Array) || d.datasetId.length !== 32) {
-      throw new AttestationCodecError(AttestationCodecErrorCode.Value, `dataset ${k}: the id is not 32 bytes`)
+      throw new AttestationCodecError(AttestationCodecErrorCode.VALUE, `dataset ${k}: the id is not 32 bytes`)
     }
     const hex = idHex(d.datasetId)
     if (seen.has(hex)) {
-      throw new AttestationCodecError(AttestationCodecErrorCode.Duplicate, `dataset ${hex} is measured twice`)
+      throw new AttestationCodecError(AttestationCodecErrorCode.DUPLICATE, `dataset ${hex} is measured twice`)
     }
     seen.add(hex)
     const m = d.windows.length
     if (m > MAX_SAMPLE_WINDOWS) {
-      throw new AttestationCodecError(AttestationCodecErrorCode.Count, `dataset ${k}: ${m} windows, at most ${MAX_SAMPLE_WINDOWS}`)
+      throw new AttestationCodecError(AttestationCodecErrorCode.COUNT, `dataset ${k}: ${m} windows, at most ${MAX_SAMPLE_WINDOWS}`)
     }
     if (d.base.length !== m || d.cand.length !== m) {
-      throw new AttestationCodecError(AttestationCodecErrorCode.Count, `dataset ${k}: ${m} windows but ${d.base.length} base and ${d.cand.length} candidate losses`)
+      throw new AttestationCodecError(AttestationCodecErrorCode.COUNT, `dataset ${k}: ${m} windows but ${d.base.length} base and ${d.cand.length} candidate losses`)
     }
     const windows = new Set<number>()
     for (let i = 0; i < m; i++) {
       const w = d.windows[i]
       if (!Number.isInteger(w) || w < 0 || w > 0xffffffff) {
-        throw new AttestationCodecError(AttestationCodecErrorCode.Value, `dataset ${k}: window ${String(w)} is not a u32`)
+        throw new AttestationCodecError(AttestationCodecErrorCode.VALUE, `dataset ${k}: window ${String(w)} is not a u32`)
       }
       if (windows.has(w)) {
-        throw new AttestationCodecError(AttestationCodecErrorCode.Duplicate, `dataset ${k}: window ${w} is measured twice`)
+        throw new AttestationCodecError(AttestationCodecErrorCode.DUPLICATE, `dataset ${k}: window ${w} is measured twice`)
       }
       windows.add(w)
       for (const v of [d.base[i], d.cand[i]]) {
         if (typeof v !== 'bigint' || v < 0n || v > MAX_U64) {
-          throw new AttestationCodecError(AttestationCodecErrorCode.Value, `dataset ${k}: loss ${String(v)} at entry ${i} is not a u64`)
+          throw new AttestationCodecError(AttestationCodecErrorCode.VALUE, `dataset ${k}: loss ${String(v)} at entry ${i} is not a u64`)
         }
       }
     }
@@ -143,33 +143,33 @@ export function encodeAttestationPayload (datasets: DatasetMeasurement[]): Uint8
 /** Decodes an attestation payload, checking every rule of the file comment. */
 export function decodeAttestationPayload (bytes: Uint8Array): DatasetMeasurement[] {
   if (bytes.length > MAX_ATTESTATION_BYTES) {
-    throw new AttestationCodecError(AttestationCodecErrorCode.TooLarge, `attestation payload of ${bytes.length} bytes exceeds the limit of ${MAX_ATTESTATION_BYTES}`)
+    throw new AttestationCodecError(AttestationCodecErrorCode.TOO_LARGE, `attestation payload of ${bytes.length} bytes exceeds the limit of ${MAX_ATTESTATION_BYTES}`)
   }
   if (bytes.length < 2) {
-    throw new AttestationCodecError(AttestationCodecErrorCode.Truncated, `attestation payload of ${bytes.length} bytes has no header`)
+    throw new AttestationCodecError(AttestationCodecErrorCode.TRUNCATED, `attestation payload of ${bytes.length} bytes has no header`)
   }
   if (bytes[0] !== ATTESTATION_VERSION) {
-    throw new AttestationCodecError(AttestationCodecErrorCode.Version, `attestation payload version ${bytes[0]}, expected ${ATTESTATION_VERSION}`)
+    throw new AttestationCodecError(AttestationCodecErrorCode.VERSION, `attestation payload version ${bytes[0]}, expected ${ATTESTATION_VERSION}`)
   }
   const count = bytes[1]
   if (count > MAX_ATTESTATION_DATASETS) {
-    throw new AttestationCodecError(AttestationCodecErrorCode.Count, `${count} datasets, at most ${MAX_ATTESTATION_DATASETS}`)
+    throw new AttestationCodecError(AttestationCodecErrorCode.COUNT, `${count} datasets, at most ${MAX_ATTESTATION_DATASETS}`)
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const out: DatasetMeasurement[] = []
   let at = 2
   for (let k = 0; k < count; k++) {
     if (at + 34 > bytes.length) {
-      throw new AttestationCodecError(AttestationCodecErrorCode.Truncated, `attestation payload ends inside the head of dataset ${k}`)
+      throw new AttestationCodecError(AttestationCodecErrorCode.TRUNCATED, `attestation payload ends inside the head of dataset ${k}`)
     }
     const datasetId = bytes.slice(at, at + 32)
     const m = view.getUint16(at + 32, true)
     at += 34
     if (m > MAX_SAMPLE_WINDOWS) {
-      throw new AttestationCodecError(AttestationCodecErrorCode.Count, `dataset ${k}: ${m} windows, at most ${MAX_SAMPLE_WINDOWS}`)
+      throw new AttestationCodecError(AttestationCodecErrorCode.COUNT, `dataset ${k}: ${m} windows, at most ${MAX_SAMPLE_WINDOWS}`)
     }
     if (at + m * ENTRY_BYTES > bytes.length) {
-      throw new AttestationCodecError(AttestationCodecErrorCode.Truncated, `attestation payload ends inside the ${m} windows of dataset ${k}`)
+      throw new AttestationCodecError(AttestationCodecErrorCode.TRUNCATED, `attestation payload ends inside the ${m} windows of dataset ${k}`)
     }
     const windows: number[] = []
     const base: bigint[] = []
@@ -183,7 +183,7 @@ export function decodeAttestationPayload (bytes: Uint8Array): DatasetMeasurement
     out.push({ datasetId, windows, base, cand })
   }
   if (at !== bytes.length) {
-    throw new AttestationCodecError(AttestationCodecErrorCode.Trailing, `${bytes.length - at} bytes follow the last dataset of the attestation payload`)
+    throw new AttestationCodecError(AttestationCodecErrorCode.TRAILING, `${bytes.length - at} bytes follow the last dataset of the attestation payload`)
   }
   checkMeasurements(out)
   return out

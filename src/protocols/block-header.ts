@@ -6,11 +6,110 @@
  * sorted by key and unique. The decoder is strict: it parses, checks lengths,
  * re-encodes and rejects anything that is not byte-identical, so the block id
  * (sha-256 of the header bytes) is unique per header.
+ *
+ * The header's types (ChainId, BlockType, FieldValue, BlockHeader,
+ * SignedHeader) and wire constants live here; src/chain re-exports them.
  */
-import { HEADER_VERSION, ID_LENGTH, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH } from '../chain/constants.ts'
-import { ChainError, ChainErrorCode } from '../chain/errors.ts'
+import { ChainError, ChainErrorCode } from './chain-errors.ts'
 import { PbReader, PbWriter, WireError, WireType, decodeSignedEnvelope, encodeSignedEnvelope, equalBytes } from './pb-wire.ts'
-import type { BlockHeader, BlockType, ChainId, FieldValue } from '../chain/types.ts'
+
+/** Header format version written and accepted. */
+export const HEADER_VERSION = 1
+
+/** Domain separation prefix of the signing message: utf8(prefix) || id. */
+export const SIGNING_DOMAIN = 'bly/block/v1'
+
+/** Ed25519 public keys and block ids are 32 bytes; signatures 64. */
+export const ID_LENGTH = 32
+export const PUBLIC_KEY_LENGTH = 32
+export const SIGNATURE_LENGTH = 64
+
+/** The two chains of DESIGN.md: A carries meta blocks, B parameter blocks. */
+export const ChainId = {
+  A: 1,
+  B: 2
+} as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
+export type ChainId = typeof ChainId[keyof typeof ChainId]
+
+/** Block types; each belongs to exactly one chain (see BLOCK_TYPE_CHAIN). */
+export const BlockType = {
+  /** model manifest: config, tokenizer, chat template, layer plan (chain A) */
+  ModelManifest: 1,
+  /** free-form signed note, e.g. a node's announcement of itself (chain A) */
+  Note: 2,
+  /** a corpus, UTF-8 text or token ids, with its train/eval split (chain A; protocols/dataset.md) */
+  Dataset: 3,
+  /** a set of Delta blocks proposed against a version, judged by the validators (chain A; protocols/learning-blocks.md) */
+  Proposal: 4,
+  /** a validator's measurement and verdict of a proposal (chain A) */
+  Attestation: 5,
+  /** a governance change (validator add/remove, params) proposed against a governance state (chain A) */
+  Motion: 6,
+  /** a validator's signature of a motion (chain A) */
+  Vote: 7,
+  /** a model's genesis parameters, by the manifest's author (chain A) */
+  Params: 8,
+  /** one unit of a model's weights: embedding, a decoder layer, or final norm + head (chain B) */
+  Layer: 16,
+  /** one unit's weight difference against a version (chain B; protocols/learning-blocks.md) */
+  Delta: 17
+} as const
+// eslint-disable-next-line @typescript-eslint/no-redeclare
+export type BlockType = typeof BlockType[keyof typeof BlockType]
+
+export const BLOCK_TYPE_CHAIN: Record<BlockType, ChainId> = {
+  [BlockType.ModelManifest]: ChainId.A,
+  [BlockType.Note]: ChainId.A,
+  [BlockType.Dataset]: ChainId.A,
+  [BlockType.Proposal]: ChainId.A,
+  [BlockType.Attestation]: ChainId.A,
+  [BlockType.Motion]: ChainId.A,
+  [BlockType.Vote]: ChainId.A,
+  [BlockType.Params]: ChainId.A,
+  [BlockType.Layer]: ChainId.B,
+  [BlockType.Delta]: ChainId.B
+}
+
+/** A typed header field value. Never floats: integers are bigint-safe uint64/int64. */
+export type FieldValue =
+  | { kind: 'string', value: string }
+  | { kind: 'uint', value: bigint }
+  | { kind: 'int', value: bigint }
+  | { kind: 'bytes', value: Uint8Array }
+
+/** The unsigned header: everything the block id (sha-256 of its encoding) covers. */
+export interface BlockHeader {
+  /** header format version, currently 1 */
+  version: number
+  chain: ChainId
+  type: BlockType
+  /** DAG parents, 32-byte block ids, sorted ascending (bytewise), no duplicates */
+  parents: Uint8Array[]
+  /** author's Ed25519 public key (32 bytes) — the same key as its libp2p PeerId */
+  author: Uint8Array
+  /** milliseconds since the Unix epoch */
+  timestamp: bigint
+  /** typed fields, keys sorted ascending, unique */
+  fields: Map<string, FieldValue>
+  /** total payload bytes (0 = no payload) */
+  payloadSize: bigint
+  /** bytes per chunk (every chunk is this size except the last); 0 when no payload */
+  chunkSize: number
+  /** sha-256 of each payload chunk, in order */
+  chunkHashes: Uint8Array[]
+}
+
+/** A header with its id and signature, as stored and gossiped. */
+export interface SignedHeader {
+  /** sha-256 of the canonical header encoding */
+  id: Uint8Array
+  header: BlockHeader
+  /** the exact canonical header bytes the id was computed over */
+  headerBytes: Uint8Array
+  /** Ed25519 signature by header.author over the signing message of `id` */
+  signature: Uint8Array
+}
 
 const HASH_LENGTH = ID_LENGTH
 const KEY_LENGTH = PUBLIC_KEY_LENGTH
@@ -40,7 +139,7 @@ const UINT64_MAX = (1n << 64n) - 1n
 const utf8Encoder = new TextEncoder()
 
 function encodingError (message: string, cause?: unknown): ChainError {
-  return new ChainError(ChainErrorCode.BlockEncoding, message, cause != null ? { cause } : undefined)
+  return new ChainError(ChainErrorCode.BLOCK_ENCODING, message, cause != null ? { cause } : undefined)
 }
 
 /** bytewise comparison of two byte arrays (-1, 0, 1) */

@@ -3,8 +3,8 @@
  * One Frame per length-prefixed message; requests and responses share the
  * envelope and are matched by `id`.
  */
-import { ID_LENGTH } from '../chain/constants.ts'
-import { NetError, NetErrorCode } from '../net/errors.ts'
+import { ID_LENGTH } from './block-header.ts'
+import { NetError, NetErrorCode } from './net-errors.ts'
 import { PbReader, PbWriter, WireError, WireType } from './pb-wire.ts'
 
 /** Most ids one GetHeaders / GetHave request may carry, and most tips one Tips may carry. */
@@ -21,10 +21,10 @@ export type HaveStatus = typeof HaveStatus[keyof typeof HaveStatus]
 
 /** Codes of Error frames. */
 export const SyncErrorCode = {
-  NotFound: 1,
-  Busy: 2,
-  BadRequest: 3,
-  Internal: 4
+  NOT_FOUND: 1,
+  BUSY: 2,
+  BAD_REQUEST: 3,
+  INTERNAL: 4
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type SyncErrorCode = typeof SyncErrorCode[keyof typeof SyncErrorCode]
@@ -73,7 +73,7 @@ export function isSyncRequest (body: SyncMessage): body is SyncRequest {
 }
 
 function badMessage (message: string, cause?: unknown): NetError {
-  return new NetError(NetErrorCode.BadMessage, `bad block-sync frame: ${message}`, cause != null ? { cause } : undefined)
+  return new NetError(NetErrorCode.BAD_MESSAGE, `bad block-sync frame: ${message}`, cause != null ? { cause } : undefined)
 }
 
 function checkIds (ids: Uint8Array[]): void {
@@ -244,7 +244,7 @@ function decodeError (inner: Uint8Array): SyncResponse {
       throw badMessage(`unknown Error field ${f}`)
     }
   }
-  if (code < SyncErrorCode.NotFound || code > SyncErrorCode.Internal) {
+  if (code < SyncErrorCode.NOT_FOUND || code > SyncErrorCode.INTERNAL) {
     throw badMessage(`unknown error code ${code}`)
   }
   return { type: 'error', code: code as SyncErrorCode, message }

@@ -66,19 +66,19 @@ const MAX_TOKEN_ID = 0xffffffff
 
 export const DatasetCodecErrorCode = {
   /** the payload ends inside a count, a length or an id */
-  Truncated: 'ERR_DATASET_PAYLOAD_TRUNCATED',
+  TRUNCATED: 'ERR_DATASET_PAYLOAD_TRUNCATED',
   /** bytes follow the last sequence */
-  Trailing: 'ERR_DATASET_PAYLOAD_TRAILING',
+  TRAILING: 'ERR_DATASET_PAYLOAD_TRAILING',
   /** zero sequences */
-  Empty: 'ERR_DATASET_PAYLOAD_EMPTY',
+  EMPTY: 'ERR_DATASET_PAYLOAD_EMPTY',
   /** a sequence of fewer than 2 ids */
-  ShortSequence: 'ERR_DATASET_PAYLOAD_SHORT_SEQUENCE',
+  SHORT_SEQUENCE: 'ERR_DATASET_PAYLOAD_SHORT_SEQUENCE',
   /** a token id outside [0, vocab) (or not a u32 integer when encoding) */
-  IdRange: 'ERR_DATASET_PAYLOAD_ID_RANGE',
+  ID_RANGE: 'ERR_DATASET_PAYLOAD_ID_RANGE',
   /** the payload would exceed MAX_DATASET_BYTES */
-  TooLarge: 'ERR_DATASET_PAYLOAD_TOO_LARGE',
+  TOO_LARGE: 'ERR_DATASET_PAYLOAD_TOO_LARGE',
   /** split parameters or the stream description out of range */
-  Split: 'ERR_DATASET_SPLIT'
+  SPLIT: 'ERR_DATASET_SPLIT'
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type DatasetCodecErrorCode = typeof DatasetCodecErrorCode[keyof typeof DatasetCodecErrorCode]
@@ -119,11 +119,11 @@ export function singleSequenceStream (tokens: Uint32Array): TokenStream {
 export function encodeIdsPayload (stream: TokenStream, options: { vocab?: number } = {}): Uint8Array {
   const count = stream.offsets.length - 1
   if (count < 1) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Empty, 'an ids dataset needs at least one sequence')
+    throw new DatasetCodecError(DatasetCodecErrorCode.EMPTY, 'an ids dataset needs at least one sequence')
   }
   const size = idsPayloadSize(count, stream.tokens.length)
   if (size > MAX_DATASET_BYTES) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.TooLarge, `the ids payload would be ${size} bytes, over the limit of ${MAX_DATASET_BYTES}`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.TOO_LARGE, `the ids payload would be ${size} bytes, over the limit of ${MAX_DATASET_BYTES}`)
   }
   const limit = options.vocab ?? MAX_TOKEN_ID + 1
   const out = new Uint8Array(size)
@@ -134,14 +134,14 @@ export function encodeIdsPayload (stream: TokenStream, options: { vocab?: number
     const start = stream.offsets[s]
     const end = stream.offsets[s + 1]
     if (end - start < 2) {
-      throw new DatasetCodecError(DatasetCodecErrorCode.ShortSequence, `sequence ${s} has ${Math.max(0, end - start)} ids; at least 2 are needed`)
+      throw new DatasetCodecError(DatasetCodecErrorCode.SHORT_SEQUENCE, `sequence ${s} has ${Math.max(0, end - start)} ids; at least 2 are needed`)
     }
     view.setUint32(at, end - start, true)
     at += 4
     for (let i = start; i < end; i++) {
       const id = stream.tokens[i]
       if (id >= limit) {
-        throw new DatasetCodecError(DatasetCodecErrorCode.IdRange, `sequence ${s}: id ${id} is outside [0, ${limit})`)
+        throw new DatasetCodecError(DatasetCodecErrorCode.ID_RANGE, `sequence ${s}: id ${id} is outside [0, ${limit})`)
       }
       view.setUint32(at, id, true)
       at += 4
@@ -157,19 +157,19 @@ export function encodeIdsPayload (stream: TokenStream, options: { vocab?: number
  */
 export function decodeIdsPayload (bytes: Uint8Array, options: { vocab?: number } = {}): TokenStream {
   if (bytes.length > MAX_DATASET_BYTES) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.TooLarge, `ids payload of ${bytes.length} bytes exceeds the limit of ${MAX_DATASET_BYTES}`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.TOO_LARGE, `ids payload of ${bytes.length} bytes exceeds the limit of ${MAX_DATASET_BYTES}`)
   }
   if (bytes.length < 4) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Truncated, `ids payload of ${bytes.length} bytes has no sequence count`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.TRUNCATED, `ids payload of ${bytes.length} bytes has no sequence count`)
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const count = view.getUint32(0, true)
   if (count === 0) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Empty, 'ids payload holds no sequence')
+    throw new DatasetCodecError(DatasetCodecErrorCode.EMPTY, 'ids payload holds no sequence')
   }
   // each sequence takes at least 12 bytes: bounds the offsets array before allocating it
   if (count > (bytes.length - 4) / 12) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Truncated, `ids payload of ${bytes.length} bytes cannot hold ${count} sequences`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.TRUNCATED, `ids payload of ${bytes.length} bytes cannot hold ${count} sequences`)
   }
   const totalIds = (bytes.length - 4 - 4 * count) / 4
   const tokens = new Uint32Array(Math.max(0, Math.floor(totalIds)))
@@ -179,29 +179,29 @@ export function decodeIdsPayload (bytes: Uint8Array, options: { vocab?: number }
   let n = 0
   for (let s = 0; s < count; s++) {
     if (at + 4 > bytes.length) {
-      throw new DatasetCodecError(DatasetCodecErrorCode.Truncated, `ids payload ends before the length of sequence ${s}`)
+      throw new DatasetCodecError(DatasetCodecErrorCode.TRUNCATED, `ids payload ends before the length of sequence ${s}`)
     }
     const length = view.getUint32(at, true)
     at += 4
     if (length < 2) {
-      throw new DatasetCodecError(DatasetCodecErrorCode.ShortSequence, `sequence ${s} has ${length} ids; at least 2 are needed`)
+      throw new DatasetCodecError(DatasetCodecErrorCode.SHORT_SEQUENCE, `sequence ${s} has ${length} ids; at least 2 are needed`)
     }
     // the ids of this sequence, and the length fields of those after it, must fit
     if (length > (bytes.length - at - 4 * (count - s - 1)) / 4) {
-      throw new DatasetCodecError(DatasetCodecErrorCode.Truncated, `ids payload ends inside sequence ${s} (${length} ids declared)`)
+      throw new DatasetCodecError(DatasetCodecErrorCode.TRUNCATED, `ids payload ends inside sequence ${s} (${length} ids declared)`)
     }
     for (let i = 0; i < length; i++) {
       const id = view.getUint32(at, true)
       at += 4
       if (id >= limit) {
-        throw new DatasetCodecError(DatasetCodecErrorCode.IdRange, `sequence ${s}: id ${id} at position ${i} is outside [0, ${limit})`)
+        throw new DatasetCodecError(DatasetCodecErrorCode.ID_RANGE, `sequence ${s}: id ${id} at position ${i} is outside [0, ${limit})`)
       }
       tokens[n++] = id
     }
     offsets[s + 1] = n
   }
   if (at !== bytes.length) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Trailing, `${bytes.length - at} bytes follow the last sequence of the ids payload`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.TRAILING, `${bytes.length - at} bytes follow the last sequence of the ids payload`)
   }
   return { tokens, offsets }
 }
@@ -233,10 +233,10 @@ export interface DatasetSplit {
 
 function checkSplitParams (splitTokens: number, evalPermille: number): void {
   if (!Number.isSafeInteger(splitTokens) || splitTokens < MIN_SPLIT_TOKENS || splitTokens > MAX_SPLIT_TOKENS) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Split, `splitTokens must be an integer from ${MIN_SPLIT_TOKENS} to ${MAX_SPLIT_TOKENS} (got ${splitTokens})`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.SPLIT, `splitTokens must be an integer from ${MIN_SPLIT_TOKENS} to ${MAX_SPLIT_TOKENS} (got ${splitTokens})`)
   }
   if (!Number.isSafeInteger(evalPermille) || evalPermille < 0 || evalPermille > MAX_EVAL_PERMILLE) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Split, `evalPermille must be an integer from 0 to ${MAX_EVAL_PERMILLE} (got ${evalPermille})`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.SPLIT, `evalPermille must be an integer from 0 to ${MAX_EVAL_PERMILLE} (got ${evalPermille})`)
   }
 }
 
@@ -269,20 +269,20 @@ export function splitWindows (input: SplitInput): DatasetSplit {
   const { datasetId, sequenceLengths, splitTokens, evalPermille } = input
   checkSplitParams(splitTokens, evalPermille)
   if (datasetId.length !== 32) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Split, `datasetId must be 32 bytes (got ${datasetId.length})`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.SPLIT, `datasetId must be 32 bytes (got ${datasetId.length})`)
   }
   let count = 0
   let total = 0
   for (let s = 0; s < sequenceLengths.length; s++) {
     const length = sequenceLengths[s]
     if (!Number.isSafeInteger(length) || length < 0) {
-      throw new DatasetCodecError(DatasetCodecErrorCode.Split, `sequence ${s} has an invalid length ${length}`)
+      throw new DatasetCodecError(DatasetCodecErrorCode.SPLIT, `sequence ${s} has an invalid length ${length}`)
     }
     total += length
     count += windowsOfSequence(length, splitTokens)
   }
   if (total > MAX_TOKEN_ID) {
-    throw new DatasetCodecError(DatasetCodecErrorCode.Split, `a token stream of ${total} tokens is longer than 2^32 - 1`)
+    throw new DatasetCodecError(DatasetCodecErrorCode.SPLIT, `a token stream of ${total} tokens is longer than 2^32 - 1`)
   }
   const starts = new Uint32Array(count)
   const lengths = new Uint32Array(count)

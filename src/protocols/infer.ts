@@ -5,7 +5,7 @@
  * fixed little-endian header and, for FORWARD / RESULT, the raw tensor
  * bytes appended as they are (no JSON, no copy on the send side).
  */
-import { PipelineError, PipelineErrorCode } from '../pipeline/errors.ts'
+import { PipelineError, PipelineErrorCode } from './pipeline-errors.ts'
 
 export const INFER_PROTOCOL = '/bly/infer/1.0.0'
 

@@ -2,7 +2,6 @@
  * IPC shapes of the mesh: `net.status`, `peers`, the serving part of
  * `status`, the route that `generate` reports, and `plan`.
  */
-import type { SwarmPlanReport } from '../mesh/swarm-plan.ts'
 
 /** What `--model ID --layers ...` is doing (`status.serving`, null when nothing is served). */
 export interface ServingJson {
@@ -189,6 +188,55 @@ export interface PlanParams {
   model?: string
   replicas?: number
   idlePeers?: boolean
+}
+
+/** A span of decoder layers [start, end) as `plan` reports it. */
+export interface LayerSpanJson {
+  start: number
+  end: number
+}
+
+/** A node's span in a plan: `id` is its peer id. */
+export interface SpanAssignmentJson extends LayerSpanJson {
+  id: string
+}
+
+/** One move a rebalance would make (src/pipeline/planner's Move). */
+export interface MoveJson {
+  id: string
+  /** the span before (absent for a join) */
+  from?: LayerSpanJson
+  /** the span after (absent for a departure) */
+  to?: LayerSpanJson
+  /** join: a new node; leave: a node gone; refit: its span no longer fits its memory; balance: a gain */
+  reason: 'join' | 'leave' | 'refit' | 'balance'
+}
+
+/** A plan's figures: the bottleneck layer and its tokens/s, the fewest holders, the layers nobody holds. */
+export interface MetricsJson {
+  bottleneckLayer: number
+  bottleneckTokensPerSecond: number
+  minHolders: number
+  replicasMet: boolean
+  uncoveredLayers: number[]
+  throughputBound: number
+}
+
+/** The swarm plan src/mesh/swarm-plan.ts computes (planSwarm). */
+export interface SwarmPlanReport {
+  layers: number
+  replicas: number
+  /** memoryEstimated: the node's record says no memory (this node's assumed); pinned: a fixed span the planner never moves */
+  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, memoryEstimated: boolean, speed: number, speedEstimated: boolean, pinned: boolean, self: boolean }>
+  /** per layer: who holds it now and the tokens/s it can pass */
+  coverage: Array<{ layer: number, holders: string[], tokensPerSecond: number }>
+  /** now: the bottleneck layer and its tokens/s, the fewest holders, the layers nobody holds */
+  current: MetricsJson
+  /** what rebalance would change from here (at most one balance move, only past the 15% gain gate) */
+  moves: MoveJson[]
+  afterMoves: MetricsJson
+  /** a plan from scratch (planPartition), for comparison */
+  proposed: { spans: SpanAssignmentJson[], metrics: MetricsJson }
 }
 
 /** Result of `plan` (see src/mesh/swarm-plan.ts). */

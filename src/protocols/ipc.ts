@@ -2,8 +2,12 @@
  * Wire format of the local IPC socket: JSON-RPC 2.0, one JSON value per
  * line (newline-delimited) in both directions. A request may receive any
  * number of `stream` notifications carrying its id before its final response.
+ *
+ * `IpcMethods` (at the end) names every method with its params, result and
+ * stream notifications: the daemon's registrations and the client's requests
+ * are both typed by it, so a method's types are written once.
  */
-import type { GenerateRouteJson, ServingJson } from './ipc-mesh.ts'
+import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
 
@@ -12,13 +16,13 @@ export const IPC_STREAM_METHOD = 'stream'
 
 /** JSON-RPC 2.0 error codes. */
 export const RpcErrorCode = {
-  ParseError: -32700,
-  InvalidRequest: -32600,
-  MethodNotFound: -32601,
-  InvalidParams: -32602,
-  InternalError: -32603,
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
   /** implementation-defined server error: a server limit refused the work (data.code says which) */
-  ServerError: -32000
+  SERVER_ERROR: -32000
 } as const
 
 export type RpcId = string | number | null
@@ -164,6 +168,47 @@ export interface BlockJson {
   signature: string
 }
 
+/** Result of `chain.tips`: the tips of each chain, hex, sorted. */
+export interface ChainTipsJson {
+  A: string[]
+  B: string[]
+}
+
+/** Result of `chain.info`. */
+export interface ChainInfoJson {
+  counts: { A: number, B: number, total: number, orphans: number }
+  tips: ChainTipsJson
+}
+
+/** Result of `chain.verify`: what the store's full check found. */
+export interface ChainVerifyResult {
+  blocks: number
+  chunks: number
+  bytes: number
+  issues: Array<{ id?: string, code: string, message: string }>
+  ok: boolean
+}
+
+/** Params of `chain.get` and `chain.payload`: a block id, hex. */
+export interface BlockIdParams {
+  id: string
+}
+
+/** Result of `chain.payload`, whose `stream` notifications carry `{ data }` (base64 pieces, in order). */
+export interface ChainPayloadResult {
+  id: string
+  size: number
+  /** sha-256 (hex) of the whole payload */
+  sha256: string
+}
+
+/** Params of `chain.put`: the daemon reads the file at `payload` (an absolute path). */
+export interface PutParams {
+  payload: string
+  /** the block type by its CLI name (default note) */
+  type?: string
+}
+
 /** Result of `chain.put`. */
 export interface PutResult {
   id: string
@@ -218,6 +263,13 @@ export interface ModelImportParams {
   dir: string
   tokenizer?: string
   name?: string
+}
+
+/** A `stream` notification of `model.import`: bytes done of the phase ('hash' reads the checkpoint, 'write' stores blocks). */
+export interface ModelImportProgressJson {
+  phase: string
+  done: number
+  total: number
 }
 
 /** Result of `model.import`; `stream` notifications carry `{ phase, done, total }` meanwhile. */
@@ -397,3 +449,84 @@ export interface DatasetJson {
 export interface DataListResult {
   datasets: DatasetJson[]
 }
+
+/** Params of a method that takes none (params absent, or `{}`). */
+export type NoParams = Record<string, never>
+
+/**
+ * One IPC method: its params, its result, and the fields of the `stream`
+ * notifications it sends before the result (`never`: it sends none).
+ */
+export interface IpcMethod<P, R, S = never> {
+  params: P
+  result: R
+  stream: S
+}
+
+/**
+ * Every method of the daemon's IPC socket. The daemon registers exactly
+ * these (IpcServer.register is typed by this map, and `methods` answers
+ * IPC_METHOD_NAMES); IpcClient.request takes a name from it and returns its
+ * result type.
+ */
+export interface IpcMethods {
+  status: IpcMethod<NoParams, StatusResult>
+  id: IpcMethod<NoParams, IdResult>
+  'chain.info': IpcMethod<NoParams, ChainInfoJson>
+  'chain.tips': IpcMethod<NoParams, ChainTipsJson>
+  'chain.get': IpcMethod<BlockIdParams, BlockJson>
+  'chain.verify': IpcMethod<NoParams, ChainVerifyResult>
+  'chain.payload': IpcMethod<BlockIdParams, ChainPayloadResult, { data: string }>
+  'chain.put': IpcMethod<PutParams, PutResult>
+  'data.add': IpcMethod<DataAddParams, DatasetJson>
+  'data.list': IpcMethod<NoParams, DataListResult>
+  'data.show': IpcMethod<DataShowParams, DatasetJson>
+  metrics: IpcMethod<NoParams, { text: string }>
+  methods: IpcMethod<NoParams, { methods: string[] }>
+  shutdown: IpcMethod<NoParams, { stopping: boolean, pid: number }>
+  'model.import': IpcMethod<ModelImportParams, ModelImportResult, ModelImportProgressJson>
+  'model.list': IpcMethod<NoParams, { models: ModelSummaryJson[] }>
+  'model.show': IpcMethod<{ model: string }, ModelDetailsJson>
+  'model.logits': IpcMethod<LogitsParams, LogitsResult>
+  generate: IpcMethod<GenerateParams, GenerateResult, GenerateTokenJson>
+  'net.status': IpcMethod<NoParams, NetStatusJson>
+  peers: IpcMethod<PeersParams, PeersResult>
+  plan: IpcMethod<PlanParams, PlanResult>
+}
+
+export type IpcMethodName = keyof IpcMethods & string
+
+/** A map of method names to their IpcMethod: IpcMethods, or a test's own. */
+export type IpcMethodMap<M> = { [K in keyof M]: IpcMethod<unknown, unknown, unknown> }
+
+/** Any method with any params: for tools and tests that send what they like (bad params on purpose, say). */
+export type AnyIpcMethods = Record<string, IpcMethod<any, any, any>>
+
+/** Every name of IpcMethods, once: the compiler checks this table against the map both ways. */
+const IPC_METHOD_TABLE: { [K in IpcMethodName]: true } = {
+  status: true,
+  id: true,
+  'chain.info': true,
+  'chain.tips': true,
+  'chain.get': true,
+  'chain.verify': true,
+  'chain.payload': true,
+  'chain.put': true,
+  'data.add': true,
+  'data.list': true,
+  'data.show': true,
+  metrics: true,
+  methods: true,
+  shutdown: true,
+  'model.import': true,
+  'model.list': true,
+  'model.show': true,
+  'model.logits': true,
+  generate: true,
+  'net.status': true,
+  peers: true,
+  plan: true
+}
+
+/** The names of IpcMethods, sorted (what a daemon's `methods` answers). */
+export const IPC_METHOD_NAMES: readonly IpcMethodName[] = Object.freeze((Object.keys(IPC_METHOD_TABLE) as IpcMethodName[]).sort())

@@ -26,13 +26,13 @@ export type MotionBody =
 
 export const MotionCodecErrorCode = {
   /** a kind other than validators.add, validators.remove, params.set */
-  Kind: 'ERR_MOTION_PAYLOAD_KIND',
+  KIND: 'ERR_MOTION_PAYLOAD_KIND',
   /** a validators motion whose payload is not a 32-byte key */
-  Key: 'ERR_MOTION_PAYLOAD_KEY',
+  KEY: 'ERR_MOTION_PAYLOAD_KEY',
   /** a params.set payload that is not a canonical params body (the cause says why) */
-  Params: 'ERR_MOTION_PAYLOAD_PARAMS',
+  PARAMS: 'ERR_MOTION_PAYLOAD_PARAMS',
   /** a params.set payload holding no key */
-  Empty: 'ERR_MOTION_PAYLOAD_EMPTY'
+  EMPTY: 'ERR_MOTION_PAYLOAD_EMPTY'
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type MotionCodecErrorCode = typeof MotionCodecErrorCode[keyof typeof MotionCodecErrorCode]
@@ -52,20 +52,20 @@ function definedKeys (params: ParamsBody): number {
 /** The canonical payload of `body`. Throws MotionCodecError. */
 export function encodeMotionPayload (body: MotionBody): Uint8Array {
   if (!isMotionKind(body.kind)) {
-    throw new MotionCodecError(MotionCodecErrorCode.Kind, `unknown motion kind ${JSON.stringify(body.kind)}`)
+    throw new MotionCodecError(MotionCodecErrorCode.KIND, `unknown motion kind ${JSON.stringify(body.kind)}`)
   }
   if (body.kind === MotionKind.SET_PARAMS) {
     if (definedKeys(body.params) === 0) {
-      throw new MotionCodecError(MotionCodecErrorCode.Empty, 'a params.set motion sets at least one key')
+      throw new MotionCodecError(MotionCodecErrorCode.EMPTY, 'a params.set motion sets at least one key')
     }
     try {
       return encodeParams(body.params)
     } catch (err: any) {
-      throw new MotionCodecError(MotionCodecErrorCode.Params, `params.set: ${String(err?.message ?? err)}`, { cause: err })
+      throw new MotionCodecError(MotionCodecErrorCode.PARAMS, `params.set: ${String(err?.message ?? err)}`, { cause: err })
     }
   }
   if (!(body.key instanceof Uint8Array) || body.key.length !== VALIDATOR_KEY_LENGTH) {
-    throw new MotionCodecError(MotionCodecErrorCode.Key, `a ${body.kind} motion names a ${VALIDATOR_KEY_LENGTH}-byte Ed25519 public key`)
+    throw new MotionCodecError(MotionCodecErrorCode.KEY, `a ${body.kind} motion names a ${VALIDATOR_KEY_LENGTH}-byte Ed25519 public key`)
   }
   return Uint8Array.from(body.key)
 }
@@ -73,22 +73,22 @@ export function encodeMotionPayload (body: MotionBody): Uint8Array {
 /** Decodes the payload of a motion of `kind`, checking every rule. */
 export function decodeMotionPayload (kind: string, bytes: Uint8Array): MotionBody {
   if (!isMotionKind(kind)) {
-    throw new MotionCodecError(MotionCodecErrorCode.Kind, `unknown motion kind ${JSON.stringify(kind)}`)
+    throw new MotionCodecError(MotionCodecErrorCode.KIND, `unknown motion kind ${JSON.stringify(kind)}`)
   }
   if (kind === MotionKind.SET_PARAMS) {
     let params: ParamsBody
     try {
       params = decodeParams(bytes)
     } catch (err: any) {
-      throw new MotionCodecError(MotionCodecErrorCode.Params, `params.set: ${String(err?.message ?? err)}`, { cause: err })
+      throw new MotionCodecError(MotionCodecErrorCode.PARAMS, `params.set: ${String(err?.message ?? err)}`, { cause: err })
     }
     if (definedKeys(params) === 0) {
-      throw new MotionCodecError(MotionCodecErrorCode.Empty, 'a params.set motion sets at least one key')
+      throw new MotionCodecError(MotionCodecErrorCode.EMPTY, 'a params.set motion sets at least one key')
     }
     return { kind, params }
   }
   if (bytes.length !== VALIDATOR_KEY_LENGTH) {
-    throw new MotionCodecError(MotionCodecErrorCode.Key, `a ${kind} payload is a ${VALIDATOR_KEY_LENGTH}-byte key, not ${bytes.length} bytes`)
+    throw new MotionCodecError(MotionCodecErrorCode.KEY, `a ${kind} payload is a ${VALIDATOR_KEY_LENGTH}-byte key, not ${bytes.length} bytes`)
   }
   return { kind, key: bytes.slice() }
 }

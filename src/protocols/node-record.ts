@@ -22,8 +22,8 @@
  */
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
-import { RecordError, RecordErrorCode } from '../net/records/errors.ts'
 import { PbReader, PbWriter, WireError, WireType, decodeSignedEnvelope, encodeSignedEnvelope, equalBytes } from './pb-wire.ts'
+import { RecordError, RecordErrorCode } from './record-errors.ts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 export const NODE_RECORD_VERSION = 1
@@ -98,7 +98,7 @@ export interface SignedNodeRecordMessage {
 const utf8Encoder = new TextEncoder()
 
 function encodingError (message: string, cause?: unknown): RecordError {
-  return new RecordError(RecordErrorCode.Encoding, message, cause != null ? { cause } : undefined)
+  return new RecordError(RecordErrorCode.ENCODING, message, cause != null ? { cause } : undefined)
 }
 
 function checkUint (name: string, value: number, max: number): void {
@@ -322,10 +322,10 @@ function signedBytes (record: Uint8Array): Uint8Array {
 /** Encode and sign `record` with `privateKey` (which must be the key of `record.peerId`); returns the envelope bytes. */
 export async function signNodeRecord (record: NodeRecord, privateKey: PrivateKey): Promise<Uint8Array> {
   if (privateKey.type !== 'Ed25519') {
-    throw new RecordError(RecordErrorCode.UnsupportedPeer, `node records are signed with Ed25519 keys, not ${privateKey.type}`)
+    throw new RecordError(RecordErrorCode.UNSUPPORTED_PEER, `node records are signed with Ed25519 keys, not ${privateKey.type}`)
   }
   if (!equalBytes(privateKey.publicKey.toMultihash().bytes, record.peerId)) {
-    throw new RecordError(RecordErrorCode.Mismatch, 'the signing key is not the key of the record\'s peer id')
+    throw new RecordError(RecordErrorCode.MISMATCH, 'the signing key is not the key of the record\'s peer id')
   }
   const bytes = encodeNodeRecord(record)
   const signature = await privateKey.sign(signedBytes(bytes))
@@ -338,10 +338,10 @@ export function recordPeerId (peerIdBytes: Uint8Array): PeerId {
   try {
     peer = peerIdFromMultihash(Digest.decode(peerIdBytes))
   } catch (err) {
-    throw new RecordError(RecordErrorCode.UnsupportedPeer, 'record peer id is not a valid peer id multihash', { cause: err })
+    throw new RecordError(RecordErrorCode.UNSUPPORTED_PEER, 'record peer id is not a valid peer id multihash', { cause: err })
   }
   if (peer.type !== 'Ed25519' || peer.publicKey == null) {
-    throw new RecordError(RecordErrorCode.UnsupportedPeer, `record peer id is a ${peer.type} id; only Ed25519 ids are accepted`)
+    throw new RecordError(RecordErrorCode.UNSUPPORTED_PEER, `record peer id is a ${peer.type} id; only Ed25519 ids are accepted`)
   }
   return peer
 }
@@ -362,7 +362,7 @@ export async function openSignedNodeRecord (bytes: Uint8Array): Promise<OpenedNo
   const peerId = recordPeerId(record.peerId)
   const ok = await (peerId.publicKey as NonNullable<PeerId['publicKey']>).verify(signedBytes(msg.record), msg.signature)
   if (!ok) {
-    throw new RecordError(RecordErrorCode.Signature, `node record signature does not verify for ${peerId.toString()}`)
+    throw new RecordError(RecordErrorCode.SIGNATURE, `node record signature does not verify for ${peerId.toString()}`)
   }
   return { record, peerId }
 }

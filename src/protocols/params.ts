@@ -87,23 +87,23 @@ export const MAX_PARAMS_BYTES = 2 + PARAM_KEY_ORDER.reduce((n, key) => {
 
 export const ParamsErrorCode = {
   /** the body ends inside an entry */
-  Truncated: 'ERR_PARAMS_TRUNCATED',
+  TRUNCATED: 'ERR_PARAMS_TRUNCATED',
   /** bytes follow the last entry */
-  Trailing: 'ERR_PARAMS_TRAILING',
+  TRAILING: 'ERR_PARAMS_TRAILING',
   /** a body longer than MAX_PARAMS_BYTES */
-  TooLarge: 'ERR_PARAMS_TOO_LARGE',
+  TOO_LARGE: 'ERR_PARAMS_TOO_LARGE',
   /** a format version other than PARAMS_VERSION */
-  Version: 'ERR_PARAMS_VERSION',
+  VERSION: 'ERR_PARAMS_VERSION',
   /** a key that is not in the params table */
-  UnknownKey: 'ERR_PARAMS_UNKNOWN_KEY',
+  UNKNOWN_KEY: 'ERR_PARAMS_UNKNOWN_KEY',
   /** keys not strictly ascending (out of order or repeated) */
-  KeyOrder: 'ERR_PARAMS_KEY_ORDER',
+  KEY_ORDER: 'ERR_PARAMS_KEY_ORDER',
   /** a value outside its key's range, or not an integer */
-  Range: 'ERR_PARAMS_RANGE',
+  RANGE: 'ERR_PARAMS_RANGE',
   /** dataset ids not strictly ascending, or not 32 bytes */
-  DatasetOrder: 'ERR_PARAMS_DATASET_ORDER',
+  DATASET_ORDER: 'ERR_PARAMS_DATASET_ORDER',
   /** quorumNum / quorumDen not in (1/2, 1] */
-  Quorum: 'ERR_PARAMS_QUORUM'
+  QUORUM: 'ERR_PARAMS_QUORUM'
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type ParamsErrorCode = typeof ParamsErrorCode[keyof typeof ParamsErrorCode]
@@ -139,24 +139,24 @@ function isParamKey (key: string): key is ParamKey {
 
 function checkUint (key: string, spec: UintSpec, value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < spec.min || value > spec.max) {
-    throw new ParamsError(ParamsErrorCode.Range, `'${key}' must be an integer from ${spec.min} to ${spec.max} (got ${String(value)})`)
+    throw new ParamsError(ParamsErrorCode.RANGE, `'${key}' must be an integer from ${spec.min} to ${spec.max} (got ${String(value)})`)
   }
   return value
 }
 
 function checkIds (key: string, spec: IdsSpec, value: unknown): Uint8Array[] {
   if (!Array.isArray(value)) {
-    throw new ParamsError(ParamsErrorCode.Range, `'${key}' must be a list of 32-byte dataset ids`)
+    throw new ParamsError(ParamsErrorCode.RANGE, `'${key}' must be a list of 32-byte dataset ids`)
   }
   if (value.length > spec.max) {
-    throw new ParamsError(ParamsErrorCode.Range, `'${key}' holds ${value.length} ids, at most ${spec.max}`)
+    throw new ParamsError(ParamsErrorCode.RANGE, `'${key}' holds ${value.length} ids, at most ${spec.max}`)
   }
   value.forEach((id, i) => {
     if (!(id instanceof Uint8Array) || id.length !== 32) {
-      throw new ParamsError(ParamsErrorCode.DatasetOrder, `'${key}' entry ${i} is not a 32-byte id`)
+      throw new ParamsError(ParamsErrorCode.DATASET_ORDER, `'${key}' entry ${i} is not a 32-byte id`)
     }
     if (i > 0 && compareBytes(value[i - 1], id) >= 0) {
-      throw new ParamsError(ParamsErrorCode.DatasetOrder, `'${key}' ids must be strictly ascending (entry ${i})`)
+      throw new ParamsError(ParamsErrorCode.DATASET_ORDER, `'${key}' ids must be strictly ascending (entry ${i})`)
     }
   })
   return value
@@ -176,7 +176,7 @@ export function encodeParams (body: ParamsBody): Uint8Array {
       continue
     }
     if (!isParamKey(key)) {
-      throw new ParamsError(ParamsErrorCode.UnknownKey, `unknown params key '${key}'`)
+      throw new ParamsError(ParamsErrorCode.UNKNOWN_KEY, `unknown params key '${key}'`)
     }
     entries.push([key, value])
   }
@@ -207,13 +207,13 @@ export function encodeParams (body: ParamsBody): Uint8Array {
  */
 export function decodeParams (bytes: Uint8Array): ParamsBody {
   if (bytes.length > MAX_PARAMS_BYTES) {
-    throw new ParamsError(ParamsErrorCode.TooLarge, `params body of ${bytes.length} bytes exceeds the limit of ${MAX_PARAMS_BYTES}`)
+    throw new ParamsError(ParamsErrorCode.TOO_LARGE, `params body of ${bytes.length} bytes exceeds the limit of ${MAX_PARAMS_BYTES}`)
   }
   if (bytes.length < 2) {
-    throw new ParamsError(ParamsErrorCode.Truncated, `params body of ${bytes.length} bytes has no header`)
+    throw new ParamsError(ParamsErrorCode.TRUNCATED, `params body of ${bytes.length} bytes has no header`)
   }
   if (bytes[0] !== PARAMS_VERSION) {
-    throw new ParamsError(ParamsErrorCode.Version, `params body version ${bytes[0]}, expected ${PARAMS_VERSION}`)
+    throw new ParamsError(ParamsErrorCode.VERSION, `params body version ${bytes[0]}, expected ${PARAMS_VERSION}`)
   }
   const count = bytes[1]
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -222,7 +222,7 @@ export function decodeParams (bytes: Uint8Array): ParamsBody {
   let previous: string | undefined
   const need = (n: number, what: string): void => {
     if (at + n > bytes.length) {
-      throw new ParamsError(ParamsErrorCode.Truncated, `params body ends inside ${what}`)
+      throw new ParamsError(ParamsErrorCode.TRUNCATED, `params body ends inside ${what}`)
     }
   }
   for (let e = 0; e < count; e++) {
@@ -233,10 +233,10 @@ export function decodeParams (bytes: Uint8Array): ParamsBody {
     at += keyLen
     const key = String.fromCharCode(...keyBytes)
     if (!isParamKey(key)) {
-      throw new ParamsError(ParamsErrorCode.UnknownKey, `unknown params key ${JSON.stringify(key)} (entry ${e})`)
+      throw new ParamsError(ParamsErrorCode.UNKNOWN_KEY, `unknown params key ${JSON.stringify(key)} (entry ${e})`)
     }
     if (previous != null && compareAscii(previous, key) >= 0) {
-      throw new ParamsError(ParamsErrorCode.KeyOrder, `params key '${key}' follows '${previous}': keys must be strictly ascending`)
+      throw new ParamsError(ParamsErrorCode.KEY_ORDER, `params key '${key}' follows '${previous}': keys must be strictly ascending`)
     }
     previous = key
     const spec = PARAM_KEYS[key]
@@ -245,14 +245,14 @@ export function decodeParams (bytes: Uint8Array): ParamsBody {
       const value = view.getBigUint64(at, true)
       at += 8
       if (value < BigInt(spec.min) || value > BigInt(spec.max)) {
-        throw new ParamsError(ParamsErrorCode.Range, `'${key}' is ${value}, not in ${spec.min}..${spec.max}`)
+        throw new ParamsError(ParamsErrorCode.RANGE, `'${key}' is ${value}, not in ${spec.min}..${spec.max}`)
       }
       body[key] = Number(value)
     } else {
       need(1, `the id count of '${key}'`)
       const n = bytes[at++]
       if (n > spec.max) {
-        throw new ParamsError(ParamsErrorCode.Range, `'${key}' holds ${n} ids, at most ${spec.max}`)
+        throw new ParamsError(ParamsErrorCode.RANGE, `'${key}' holds ${n} ids, at most ${spec.max}`)
       }
       need(32 * n, `the ids of '${key}'`)
       const ids: Uint8Array[] = []
@@ -264,7 +264,7 @@ export function decodeParams (bytes: Uint8Array): ParamsBody {
     }
   }
   if (at !== bytes.length) {
-    throw new ParamsError(ParamsErrorCode.Trailing, `${bytes.length - at} bytes follow the last params entry`)
+    throw new ParamsError(ParamsErrorCode.TRAILING, `${bytes.length - at} bytes follow the last params entry`)
   }
   return body as ParamsBody
 }
@@ -281,7 +281,7 @@ export function resolveParams (base: Params, body: ParamsBody): Params {
       continue
     }
     if (!isParamKey(key)) {
-      throw new ParamsError(ParamsErrorCode.UnknownKey, `unknown params key '${key}'`)
+      throw new ParamsError(ParamsErrorCode.UNKNOWN_KEY, `unknown params key '${key}'`)
     }
     const spec = PARAM_KEYS[key]
     if (spec.kind === 'uint') {
@@ -299,7 +299,7 @@ export function resolveParams (base: Params, body: ParamsBody): Params {
     }
   }
   if (out.quorumNum > out.quorumDen || 2 * out.quorumNum <= out.quorumDen) {
-    throw new ParamsError(ParamsErrorCode.Quorum, `quorum ${out.quorumNum}/${out.quorumDen} must be more than 1/2 and at most 1`)
+    throw new ParamsError(ParamsErrorCode.QUORUM, `quorum ${out.quorumNum}/${out.quorumDen} must be more than 1/2 and at most 1`)
   }
   return out
 }

@@ -24,9 +24,14 @@ export const SAMPLE_DOMAIN = 'bly/sample/v1'
 
 const TWO_32 = 0x1_0000_0000
 
+export const SampleErrorCode = {
+  /** a sample size, a range or a seed out of range */
+  ARGUMENT: 'ERR_SAMPLE_ARGUMENT'
+} as const
+
 export class SampleError extends BlydError {
   constructor (message: string) {
-    super('ERR_SAMPLE_ARGUMENT', message)
+    super(SampleErrorCode.ARGUMENT, message)
     this.name = 'SampleError'
   }
 }

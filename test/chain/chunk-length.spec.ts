@@ -61,11 +61,11 @@ describe('chain store: chunk lengths (a header naming another block\'s chunks)',
 
   it('refuses the header when the chunks it names are stored at other lengths, and counts it', async () => {
     expect(await store.addBlock(honestBlock.encoded, PAYLOAD)).to.equal('added')
-    const err = await expectCode(store.addBlock(poison.encoded), ChainErrorCode.ChunkLength)
+    const err = await expectCode(store.addBlock(poison.encoded), ChainErrorCode.CHUNK_LENGTH)
     expect(err.message).to.include(hex(poison.id))
     expect(err.message).to.include('452 bytes')
     expect(await store.has(poison.id)).to.equal(false)
-    expect(store.metrics().rejected).to.deep.equal({ [ChainErrorCode.ChunkLength]: 1 })
+    expect(store.metrics().rejected).to.deep.equal({ [ChainErrorCode.CHUNK_LENGTH]: 1 })
     expect(await collect(store.readPayload(honestBlock.id))).to.deep.equal(PAYLOAD)
     await expectClean()
   })
@@ -79,13 +79,13 @@ describe('chain store: chunk lengths (a header naming another block\'s chunks)',
 
     expect((await store.get(poison.id))?.payloadComplete).to.equal(false)
     // sync asks which chunks to fetch: none can ever complete it
-    await expectCode(store.missingChunks(poison.id), ChainErrorCode.ChunkLength)
+    await expectCode(store.missingChunks(poison.id), ChainErrorCode.CHUNK_LENGTH)
     // chunk 0 has the right length and hash, but the block can never be complete: refused
-    await expectCode(store.putChunk(poison.id, 0, PAYLOAD.subarray(0, CHUNK)), ChainErrorCode.ChunkLength)
+    await expectCode(store.putChunk(poison.id, 0, PAYLOAD.subarray(0, CHUNK)), ChainErrorCode.CHUNK_LENGTH)
     expect((await store.get(poison.id))?.payloadComplete).to.equal(false)
     // the honest block's 452-byte chunk is not chunk 1 of this block: never read or served as such
-    await expectCode(store.getChunk(poison.id, 1), ChainErrorCode.ChunkLength)
-    await expectCode(collect(store.readPayload(poison.id)), ChainErrorCode.ChunkLength)
+    await expectCode(store.getChunk(poison.id, 1), ChainErrorCode.CHUNK_LENGTH)
+    await expectCode(collect(store.readPayload(poison.id)), ChainErrorCode.CHUNK_LENGTH)
 
     const report = await store.verify()
     expect(report.issues).to.deep.equal([])
@@ -122,7 +122,7 @@ describe('chain store: chunk lengths (a header naming another block\'s chunks)',
       expect(await store.addBlock(await other.getEncoded(parent.id) as Uint8Array)).to.equal('added')
       expect(await store.has(orphan.id)).to.equal(false)
       expect(store.metrics().orphansRejected).to.equal(1)
-      expect(store.metrics().rejected).to.deep.equal({ [ChainErrorCode.ChunkLength]: 1 })
+      expect(store.metrics().rejected).to.deep.equal({ [ChainErrorCode.CHUNK_LENGTH]: 1 })
       await expectClean()
     } finally {
       await other.stop()
@@ -135,7 +135,7 @@ describe('chain store: chunk lengths (a header naming another block\'s chunks)',
     expect(h0).to.not.deep.equal(h1)
     // chunk 0 (1024 bytes) and the last chunk (452 bytes) under the same hash
     const twin = await signHeader(header({ author: attacker.publicKey, payloadSize: BigInt(PAYLOAD.length), chunkSize: CHUNK, chunkHashes: [h1, h1] }), attacker)
-    const err = await expectCode(store.addBlock(twin.encoded), ChainErrorCode.ChunkLength)
+    const err = await expectCode(store.addBlock(twin.encoded), ChainErrorCode.CHUNK_LENGTH)
     expect(err.message).to.include('same hash')
     // the same hash at the same length is an ordinary payload (two equal chunks)
     const zeros = new Uint8Array(2 * CHUNK)

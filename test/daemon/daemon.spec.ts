@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { expect } from 'aegir/chai'
 import { DEFAULT_IPC_MAX_LINE_BYTES } from '../../src/daemon/constants.ts'
 import { IpcClient } from '../../src/daemon/ipc-client.ts'
+import { IPC_METHOD_NAMES } from '../../src/protocols/ipc.ts'
 import { DaemonProcess, ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from './helpers.ts'
 import { RawSocket } from './raw-socket.ts'
 
@@ -58,6 +59,8 @@ describe('daemon process', function () {
     expect(status.dataDir).to.equal(dataDir)
     expect(status.chain.counts).to.include({ A: 0, B: 0 })
     expect(status.uptimeMs).to.be.a('number')
+    // the daemon registers exactly the methods of the typed map
+    expect((await ipcRequest(d.socketPath, 'methods')).methods).to.deep.equal(IPC_METHOD_NAMES)
     const human = await runCli(['status', '--data-dir', dataDir])
     expect(human.code).to.equal(0)
     expect(human.stdout).to.include(status.peerId).and.include('backend')

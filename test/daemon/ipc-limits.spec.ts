@@ -85,7 +85,7 @@ describe('IPC limits of a daemon', function () {
   const status = async (): Promise<any> => control.request('status')
   /** the value of one metrics sample line, or undefined */
   const metric = async (sample: string): Promise<number | undefined> => {
-    const { text } = await control.request<{ text: string }>('metrics')
+    const { text } = await control.request('metrics')
     const line = text.split('\n').find(l => l.startsWith(sample + ' '))
     return line == null ? undefined : Number(line.slice(sample.length + 1))
   }

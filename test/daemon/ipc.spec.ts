@@ -7,21 +7,33 @@ import { objectParams, requiredString } from '../../src/daemon/params.ts'
 import { BlydError } from '../../src/protocols/errors.ts'
 import { makeTempDir, removeDir } from './helpers.ts'
 import { RawSocket } from './raw-socket.ts'
+import type { IpcMethod } from '../../src/protocols/ipc.ts'
+
+/** The methods this bare server registers (a daemon's are IpcMethods). */
+interface TestMethods {
+  echo: IpcMethod<{ text: string }, { text: string }>
+  count: IpcMethod<{ to: number }, { done: number }, { n: number }>
+  fail: IpcMethod<Record<string, never>, never>
+  crash: IpcMethod<Record<string, never>, never>
+  slow: IpcMethod<{ n: number }, { n: number }>
+}
+
+const echoParams = objectParams<{ text: string }>({ text: requiredString })
 
 describe('IPC server and client', () => {
   let dir: string
-  let server: IpcServer
+  let server: IpcServer<TestMethods>
   const errors: Array<[number, string | undefined]> = []
   const slow = { running: 0, peak: 0 }
 
   before(async () => {
     dir = await makeTempDir()
-    server = new IpcServer({
+    server = new IpcServer<TestMethods>({
       socketPath: join(dir, 't.sock'),
       maxLineBytes: 1024,
       onError: (rpc, code) => { errors.push([rpc, code]) }
     })
-    server.register('echo', objectParams<{ text: string }>({ text: requiredString }), ({ text }) => ({ text }))
+    server.register('echo', echoParams, ({ text }) => ({ text }))
     server.register('count', objectParams<{ to: number }>({
       to: (v) => {
         if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
@@ -53,22 +65,22 @@ describe('IPC server and client', () => {
   })
 
   it('refuses to register a method twice', () => {
-    expect(() => { server.register('echo', () => ({}), () => ({})) }).to.throw(/already registered/)
+    expect(() => { server.register('echo', echoParams, ({ text }) => ({ text })) }).to.throw(/already registered/)
   })
 
   it('streams notifications before the final response', async () => {
-    const client = await IpcClient.connect({ socketPath: server.socketPath })
+    const client = await IpcClient.connect<TestMethods>({ socketPath: server.socketPath })
     try {
       const seen: number[] = []
-      const result = await client.request('count', { to: 5 }, { onStream: p => { seen.push(p.n as number) } })
+      const result = await client.request('count', { to: 5 }, { onStream: p => { seen.push(p.n) } })
       expect(seen).to.deep.equal([0, 1, 2, 3, 4])
       expect(result).to.deep.equal({ done: 5 })
       // concurrent requests on one connection keep their own streams
       const a: number[] = []
       const b: number[] = []
       await Promise.all([
-        client.request('count', { to: 3 }, { onStream: p => { a.push(p.n as number) } }),
-        client.request('count', { to: 4 }, { onStream: p => { b.push(p.n as number) } })
+        client.request('count', { to: 3 }, { onStream: p => { a.push(p.n) } }),
+        client.request('count', { to: 4 }, { onStream: p => { b.push(p.n) } })
       ])
       expect(a).to.deep.equal([0, 1, 2])
       expect(b).to.deep.equal([0, 1, 2, 3])
@@ -140,7 +152,7 @@ describe('IPC server and client', () => {
   })
 
   it('turns error responses into IpcRemoteError with the daemon code', async () => {
-    const client = await IpcClient.connect({ socketPath: server.socketPath })
+    const client = await IpcClient.connect<TestMethods>({ socketPath: server.socketPath })
     try {
       await client.request('fail')
       expect.fail('no error')

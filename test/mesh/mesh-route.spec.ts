@@ -95,11 +95,11 @@ describe('mesh: routing through findRoute (RTT + compute + queue wait)', () => {
   })
 
   it('says which layers nobody holds (ERR_MESH_NO_ROUTE)', () => {
-    expect(codeOf(() => routeSpans([span('a', 0, 2)], 4))).to.equal(MeshErrorCode.NoRoute)
+    expect(codeOf(() => routeSpans([span('a', 0, 2)], 4))).to.equal(MeshErrorCode.NO_ROUTE)
     expect(() => routeSpans([span('a', 0, 2)], 4)).to.throw(/no live span holds layers 2, 3 of the 4/)
-    expect(codeOf(() => routeSpans([], 4))).to.equal(MeshErrorCode.NoRoute)
+    expect(codeOf(() => routeSpans([], 4))).to.equal(MeshErrorCode.NO_ROUTE)
     // spans past the model's end are ignored
-    expect(codeOf(() => routeSpans([span('a', 0, 5)], 4))).to.equal(MeshErrorCode.NoRoute)
+    expect(codeOf(() => routeSpans([span('a', 0, 5)], 4))).to.equal(MeshErrorCode.NO_ROUTE)
   })
 
   it('failover: replaces exactly the lost range with unbanned spans or the lost layers of larger spans, cheapest first', () => {
@@ -117,7 +117,7 @@ describe('mesh: routing through findRoute (RTT + compute + queue wait)', () => {
     expect(hops(planReplacement(spans, lost, new Set(['b', 'f', 'g', 'h'])))).to.deep.equal(['e:2-4'])
     expect(hops(planReplacement(spans, lost, new Set(['b', 'e', 'f', 'g', 'h'])))).to.deep.equal(['c:2-3', 'd:3-4'])
     expect(() => planReplacement(spans, lost, new Set(['b', 'e', 'f', 'g', 'h', 'd']))).to.throw(/no live span holds layer 3 of \[2, 4\) \(6 banned peers left out\)/)
-      .with.property('code', MeshErrorCode.NoRoute)
+      .with.property('code', MeshErrorCode.NO_ROUTE)
     // a lost [0, 2) taken over by a live holder of [0, 3), for layers 0 and 1 only
     expect(hops(planReplacement([span('p', 0, 2), span('q', 0, 3), span('r', 2, 4)], { start: 0, end: 2 }, new Set(['p'])))).to.deep.equal(['q:0-2'])
   })
@@ -166,9 +166,9 @@ describe('mesh: --layers auto and blyd plan through the partition planner', () =
   })
 
   it('refuses a memory that holds no layer, with a clear error', () => {
-    expect(codeOf(() => chooseAutoSpan({ ...base, memoryBytes: 5 }))).to.equal(MeshErrorCode.BadSpan)
+    expect(codeOf(() => chooseAutoSpan({ ...base, memoryBytes: 5 }))).to.equal(MeshErrorCode.BAD_SPAN)
     expect(() => chooseAutoSpan({ ...base, memoryBytes: 5 })).to.throw(/cannot hold one layer/)
-    expect(codeOf(() => chooseAutoSpan({ ...base, memoryBytes: 0 }))).to.equal(MeshErrorCode.BadSpan)
+    expect(codeOf(() => chooseAutoSpan({ ...base, memoryBytes: 0 }))).to.equal(MeshErrorCode.BAD_SPAN)
   })
 
   it('plan report: coverage, bottleneck, the moves rebalance proposes and a plan from scratch', () => {
@@ -187,7 +187,7 @@ describe('mesh: --layers auto and blyd plan through the partition planner', () =
     expect(parseSpan('0-2', 4)).to.deep.equal({ start: 0, end: 2 })
     expect(parseSpan('2-4', 4)).to.deep.equal({ start: 2, end: 4 })
     for (const bad of ['0-5', '2-2', '3-1', 'x', '1-']) {
-      expect(codeOf(() => parseSpan(bad, 4)), bad).to.equal(MeshErrorCode.BadSpan)
+      expect(codeOf(() => parseSpan(bad, 4)), bad).to.equal(MeshErrorCode.BAD_SPAN)
     }
   })
 })

@@ -105,7 +105,7 @@ describe('net: a peer that serves chunks whose bytes are not the chunk', functio
   it('bans the liar past the threshold: an extra byte and another chunk\'s bytes, then hung up and refused both ways', async () => {
     const liarId = liar.net.libp2p.peerId
     // only the liar has b3: as the last resort it is asked, and lies twice more
-    await expect(victim.net.sync.fetchPayload(blocks[2].id)).to.eventually.be.rejected.with.property('code', NetErrorCode.PayloadUnavailable)
+    await expect(victim.net.sync.fetchPayload(blocks[2].id)).to.eventually.be.rejected.with.property('code', NetErrorCode.PAYLOAD_UNAVAILABLE)
     const stats = victim.net.sync.stats
     expect(stats.offences).to.deep.equal(offencesOnly({ [SyncOffence.ChunkCorrupt]: 1, [SyncOffence.ChunkLength]: 1, [SyncOffence.ChunkSubstituted]: 1 }))
     expect(stats.bans['sync-score']).to.equal(1)
@@ -119,7 +119,7 @@ describe('net: a peer that serves chunks whose bytes are not the chunk', functio
     await liar.net.libp2p.dial(victim.net.libp2p.getMultiaddrs()[0]).catch(() => {})
     await waitFor('the liar\'s dial to be refused', () => victim.net.sync.stats.refused >= 2 && !connected(victim, liar))
     expect(await victim.net.sync.syncPeers()).to.have.length(1)
-    await expect(victim.net.sync.syncWith(liarId)).to.eventually.be.rejected.with.property('code', NetErrorCode.PeerBanned)
+    await expect(victim.net.sync.syncWith(liarId)).to.eventually.be.rejected.with.property('code', NetErrorCode.PEER_BANNED)
 
     // the honest peer still delivers
     const requestsBefore = served.to(victim.net.libp2p.peerId, 'get-chunk')
@@ -175,7 +175,7 @@ describe('net: a peer that advertises tips whose ancestry never arrives', functi
     }
     expect(victim.net.sync.stats.bans['sync-score']).to.equal(1)
     await waitFor('the victim to hang up on the liar', () => !connected(victim, liar))
-    await expect(victim.net.sync.syncWith(liarId)).to.eventually.be.rejected.with.property('code', NetErrorCode.PeerBanned)
+    await expect(victim.net.sync.syncWith(liarId)).to.eventually.be.rejected.with.property('code', NetErrorCode.PEER_BANNED)
     expect(served.to(victim.net.libp2p.peerId, 'get-tips')).to.equal(4)
     // the orphan waits in the pool; its parent never existed anywhere, so it is still not stored
     expect(await victim.store.has(child.id)).to.equal(false)

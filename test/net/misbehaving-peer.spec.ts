@@ -61,7 +61,7 @@ describe('net: a peer that publishes an invalid block', function () {
     await pubsub.publish(CHAIN_TOPICS.A, forged)
 
     await waitFor('n2 to reject the forged block', () => n2.net.gossip.stats.rejected === 1)
-    expect(n2.net.gossip.stats.rejectedByCode).to.deep.equal({ [ChainErrorCode.BlockSignature]: 1 })
+    expect(n2.net.gossip.stats.rejectedByCode).to.deep.equal({ [ChainErrorCode.BLOCK_SIGNATURE]: 1 })
     await waitFor('the sender\'s score at n2 to drop below 0', () => (n2.net.gossip.peerScore(bad.net.libp2p.peerId) ?? 0) < 0)
     expect(await n2.store.has(block.id)).to.equal(false)
 

@@ -79,10 +79,10 @@ describe('net: a header naming another block\'s chunks at other lengths', functi
     // straight onto the topic: the sender's own store never saw it
     await bad.net.libp2p.services.pubsub.publish(CHAIN_TOPICS.A, poison.encoded)
 
-    await waitFor('the victim to refuse the poisoning header', () => victim.net.gossip.stats.rejectedByCode[ChainErrorCode.ChunkLength] === 1)
+    await waitFor('the victim to refuse the poisoning header', () => victim.net.gossip.stats.rejectedByCode[ChainErrorCode.CHUNK_LENGTH] === 1)
     expect(victim.net.gossip.stats.rejected).to.equal(0)
     expect(victim.net.gossip.stats.ignored).to.be.at.least(1)
-    expect(victim.store.metrics().rejected).to.deep.equal({ [ChainErrorCode.ChunkLength]: 1 })
+    expect(victim.store.metrics().rejected).to.deep.equal({ [ChainErrorCode.CHUNK_LENGTH]: 1 })
     expect(await victim.store.has(poison.id)).to.equal(false)
     expect(victim.net.gossip.peerScore(bad.net.libp2p.peerId) ?? 0).to.be.at.least(0)
     expect(await collect(victim.store.readPayload(honest.block.id))).to.deep.equal(PAYLOAD)
@@ -106,8 +106,8 @@ describe('net: a header naming another block\'s chunks at other lengths', functi
     await connect(victim, sender)
     await waitFor('the sender to be a sync peer', async () => (await victim.net.sync.syncPeers()).length === 1)
     const result = await victim.net.sync.syncWith(sender.net.libp2p.peerId)
-    expect(result.rejected).to.deep.equal({ [ChainErrorCode.ChunkLength]: 1 })
-    expect(victim.store.metrics().rejected).to.deep.equal({ [ChainErrorCode.ChunkLength]: 1 })
+    expect(result.rejected).to.deep.equal({ [ChainErrorCode.CHUNK_LENGTH]: 1 })
+    expect(victim.store.metrics().rejected).to.deep.equal({ [ChainErrorCode.CHUNK_LENGTH]: 1 })
     expect(await victim.store.has(poison.id)).to.equal(false)
     await expectClean(victim)
     // the sender holds the header it got before the chunks: never complete, not an issue
@@ -142,7 +142,7 @@ describe('net: a header naming another block\'s chunks at other lengths', functi
     await expectClean(late)
     await expectClean(sender)
     // the sender never serves the honest 452-byte chunk as the poison's 1024-byte chunk 1
-    await expectCode(sender.store.getChunk(poison.id, 1), ChainErrorCode.ChunkLength)
-    expect(late.store.metrics().rejected).to.not.have.property(ChainErrorCode.PayloadSize)
+    await expectCode(sender.store.getChunk(poison.id, 1), ChainErrorCode.CHUNK_LENGTH)
+    expect(late.store.metrics().rejected).to.not.have.property(ChainErrorCode.PAYLOAD_SIZE)
   })
 })

@@ -229,7 +229,7 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
     const stored = await verifyNodeRecord(await rawGet(reader, nodeRecordKey(modelId, a.libp2p.peerId)) ?? new Uint8Array(0))
     expect(stored.record).to.include({ start: 8, end: 16, seq: moved?.seq })
     // an empty span is refused with a code and the announced one stays
-    await expect(announcer.moveTo(8, 8)).to.eventually.be.rejected.with.property('code', RecordErrorCode.InvalidArgument)
+    await expect(announcer.moveTo(8, 8)).to.eventually.be.rejected.with.property('code', RecordErrorCode.INVALID_ARGUMENT)
     expect(spanOf(await discoverSpans(reader.libp2p, { modelId, layers: LAYERS }), a)).to.include({ start: 8, end: 16 })
   })
 

@@ -12,8 +12,7 @@ import { clientConfig, printJson, printTable } from '../context.ts'
 import { connectOrFail, daemonOrOffline, withOfflineStore } from '../daemon-or-offline.ts'
 import { formatBytes } from '../format.ts'
 import type { VerifyReport } from '../../chain/types.ts'
-import type { ChainInfoJson, ChainTipsJson } from '../../daemon/chain-queries.ts'
-import type { BlockJson, PutResult } from '../../protocols/ipc.ts'
+import type { BlockJson, ChainInfoJson, ChainTipsJson, PutResult } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { WriteStream } from 'node:fs'
 import type { Argv, CommandModule } from 'yargs'
@@ -52,7 +51,7 @@ async function savePayload (ctx: CliContext, argv: any, idHex: string, file: str
   try {
     await daemonOrOffline<void>(config, {
       online: async client => {
-        const result = await client.request<{ sha256: string }>('chain.payload', { id: idHex }, {
+        const result = await client.request('chain.payload', { id: idHex }, {
           onStream: async params => take(Buffer.from(String(params.data), 'base64'))
         })
         if (result.sha256 !== hash.copy().digest('hex')) {
@@ -84,7 +83,7 @@ function infoCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const config = await clientConfig(ctx, argv)
       const info = await daemonOrOffline<ChainInfoJson>(config, {
-        online: async client => client.request<ChainInfoJson>('chain.info'),
+        online: async client => client.request('chain.info'),
         offline: async dataDir => withOfflineStore(dataDir, chainInfo)
       })
       if (argv.json === true) {
@@ -110,7 +109,7 @@ function tipsCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const config = await clientConfig(ctx, argv)
       const tips = await daemonOrOffline<ChainTipsJson>(config, {
-        online: async client => client.request<ChainTipsJson>('chain.tips'),
+        online: async client => client.request('chain.tips'),
         offline: async dataDir => withOfflineStore(dataDir, chainTips)
       })
       if (argv.json === true) {
@@ -139,7 +138,7 @@ function getCommand (ctx: CliContext): CommandModule<any, any> {
       const id = idHex.toLowerCase()
       const config = await clientConfig(ctx, argv)
       const block = await daemonOrOffline<BlockJson>(config, {
-        online: async client => client.request<BlockJson>('chain.get', { id }),
+        online: async client => client.request('chain.get', { id }),
         offline: async dataDir => withOfflineStore(dataDir, async store => chainGet(store, id))
       })
       let payload: PayloadOut | undefined
@@ -176,7 +175,7 @@ function verifyCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const config = await clientConfig(ctx, argv)
       const report = await daemonOrOffline<VerifyReport>(config, {
-        online: async client => client.request<VerifyReport>('chain.verify'),
+        online: async client => client.request('chain.verify'),
         offline: async dataDir => withOfflineStore(dataDir, async store => chainVerify(store))
       })
       ctx.exitCode = report.ok ? 0 : 1
@@ -207,7 +206,7 @@ function putCommand (ctx: CliContext): CommandModule<any, any> {
       const client = await connectOrFail(config)
       let result: PutResult
       try {
-        result = await client.request<PutResult>('chain.put', { payload: resolve(String(argv.payload)), type: argv.type })
+        result = await client.request('chain.put', { payload: resolve(String(argv.payload)), type: argv.type })
       } finally {
         client.close()
       }

@@ -63,7 +63,7 @@ function addCommand (ctx: CliContext): CommandModule<any, any> {
       }
       const config = await clientConfig(ctx, argv)
       const d = await daemonOrOffline<DatasetJson>(config, {
-        online: async client => client.request<DatasetJson>('data.add', { ...params }),
+        online: async client => client.request('data.add', { ...params }),
         offline: async dataDir => withLocalChain(dataDir, async (store, identity) => addDatasetFromFile({ store, signer: identity.signer, ...params }))
       })
       if (argv.json === true) {
@@ -85,7 +85,7 @@ function listCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const config = await clientConfig(ctx, argv)
       const result = await daemonOrOffline<DataListResult>(config, {
-        online: async client => client.request<DataListResult>('data.list'),
+        online: async client => client.request('data.list'),
         offline: async dataDir => withOfflineStore(dataDir, async store => ({ datasets: await listDatasets(store) }))
       })
       if (argv.json === true) {
@@ -119,7 +119,7 @@ function showCommand (ctx: CliContext): CommandModule<any, any> {
       const model = argv.model !== undefined ? modelArg(argv.model) : undefined
       const config = await clientConfig(ctx, argv)
       const d = await daemonOrOffline<DatasetJson>(config, {
-        online: async client => client.request<DatasetJson>('data.show', { dataset, ...(model != null ? { model } : {}) }),
+        online: async client => client.request('data.show', { dataset, ...(model != null ? { model } : {}) }),
         offline: async dataDir => withOfflineStore(dataDir, async store => showDataset(store, dataset, model))
       })
       if (argv.json === true) {

@@ -109,7 +109,7 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
         : await daemonOrOffline<GenerateResult>(config, {
           online: async client => {
             refuseWorkersOnline(argv)
-            return client.request<GenerateResult>('generate', { ...params, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
+            return client.request('generate', { ...params, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
               onStream: p => { onToken({ token: Number(p.token), text: typeof p.text === 'string' ? p.text : null }) }
             })
           },

@@ -15,7 +15,7 @@ export function idCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const config = await clientConfig(ctx, argv)
       const id = await daemonOrOffline<IdResult>(config, {
-        online: async client => client.request<IdResult>('id'),
+        online: async client => client.request('id'),
         offline: async dataDir => {
           const identity = await loadIdentity(dataDir)
           return { peerId: identity.peerId.toString(), publicKey: toHex(identity.publicKey) }

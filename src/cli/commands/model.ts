@@ -82,7 +82,7 @@ function importCommand (ctx: CliContext): CommandModule<any, any> {
       let result: ModelImportResult
       try {
         result = await daemonOrOffline<ModelImportResult>(config, {
-          online: async client => client.request<ModelImportResult>('model.import', { dir, ...(tokenizer != null ? { tokenizer } : {}), ...(name != null ? { name } : {}) }, {
+          online: async client => client.request('model.import', { dir, ...(tokenizer != null ? { tokenizer } : {}), ...(name != null ? { name } : {}) }, {
             onStream: p => { bar.update({ phase: String(p.phase), done: Number(p.done), total: Number(p.total) }) }
           }),
           offline: async dataDir => withLocalChain(dataDir, async (store, identity) => importModel({
@@ -114,7 +114,7 @@ function listCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const config = await clientConfig(ctx, argv)
       const { models } = await daemonOrOffline<{ models: ModelSummaryJson[] }>(config, {
-        online: async client => client.request<{ models: ModelSummaryJson[] }>('model.list'),
+        online: async client => client.request('model.list'),
         offline: async dataDir => withLocalInference(dataDir, null, async service => ({ models: await service.list() }))
       })
       if (argv.json === true) {
@@ -136,7 +136,7 @@ function showCommand (ctx: CliContext): CommandModule<any, any> {
       const model = modelArg(argv.model)
       const config = await clientConfig(ctx, argv)
       const d = await daemonOrOffline<ModelDetailsJson>(config, {
-        online: async client => client.request<ModelDetailsJson>('model.show', { model }),
+        online: async client => client.request('model.show', { model }),
         offline: async dataDir => withLocalInference(dataDir, null, async service => service.show(model))
       })
       if (argv.json === true) {
@@ -180,7 +180,7 @@ function logitsCommand (ctx: CliContext): CommandModule<any, any> {
         : await daemonOrOffline<LogitsResult>(config, {
           online: async client => {
             refuseWorkersOnline(argv)
-            return client.request<LogitsResult>('model.logits', { model, ids, ...(backend != null ? { backend } : {}) })
+            return client.request('model.logits', { model, ids, ...(backend != null ? { backend } : {}) })
           },
           offline: local
         })

@@ -19,7 +19,7 @@ export function peersCommand (ctx: CliContext): CommandModule<any, any> {
       let result: PeersResult
       try {
         const params: PeersParams & Record<string, unknown> = typeof argv.model === 'string' ? { model: argv.model } : {}
-        result = await client.request<PeersResult>('peers', params)
+        result = await client.request('peers', params)
       } finally {
         client.close()
       }

@@ -1,8 +1,7 @@
 /** `blyd plan`: coverage per layer (holders, tokens/s), the bottleneck, and what the partition planner would do. */
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { connectOrFail } from '../daemon-or-offline.ts'
-import type { MetricsJson } from '../../mesh/swarm-plan.ts'
-import type { PlanParams, PlanResult } from '../../protocols/ipc-mesh.ts'
+import type { MetricsJson, PlanParams, PlanResult } from '../../protocols/ipc-mesh.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
 
@@ -34,7 +33,7 @@ export function planCommand (ctx: CliContext): CommandModule<any, any> {
           ...(typeof argv.replicas === 'number' ? { replicas: argv.replicas } : {}),
           ...(argv.idlePeers === true ? { idlePeers: true } : {})
         }
-        result = await client.request<PlanResult>('plan', params)
+        result = await client.request('plan', params)
       } finally {
         client.close()
       }

@@ -57,7 +57,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
       const client = await connectOrFail(config)
       let status: StatusResult
       try {
-        status = await client.request<StatusResult>('status')
+        status = await client.request('status')
       } finally {
         client.close()
       }

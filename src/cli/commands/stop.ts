@@ -18,7 +18,7 @@ export function stopCommand (ctx: CliContext): CommandModule<any, any> {
       const client = await connectOrFail(config)
       let pid: number
       try {
-        pid = (await client.request<{ pid: number }>('shutdown')).pid
+        pid = (await client.request('shutdown')).pid
       } finally {
         client.close()
       }

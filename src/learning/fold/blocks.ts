@@ -22,7 +22,7 @@ export function toHex (bytes: Uint8Array): string {
 }
 
 function corrupt (block: StoredBlock, key: string): FoldError {
-  return new FoldError(FoldErrorCode.Corrupt, `stored block ${toHex(block.id)} (type ${block.header.type}) has no valid field '${key}'`)
+  return new FoldError(FoldErrorCode.CORRUPT, `stored block ${toHex(block.id)} (type ${block.header.type}) has no valid field '${key}'`)
 }
 
 function bytesField (block: StoredBlock, key: string): Uint8Array {
@@ -167,7 +167,7 @@ async function proposalRecord (store: ChainStoreApi, block: StoredBlock): Promis
 export async function readModelRecords (store: ChainStoreApi, modelId: Uint8Array): Promise<ModelRecords> {
   const manifest = await store.get(modelId)
   if (manifest?.header.type !== BlockType.ModelManifest) {
-    throw new FoldError(FoldErrorCode.ModelNotFound, `no model manifest ${toHex(modelId)} in the store`)
+    throw new FoldError(FoldErrorCode.MODEL_NOT_FOUND, `no model manifest ${toHex(modelId)} in the store`)
   }
   const modelHex = toHex(modelId)
   const params: ParamsRecord[] = []

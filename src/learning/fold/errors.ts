@@ -3,9 +3,9 @@ import { BlydError } from '../../protocols/errors.ts'
 /** Stable codes of the errors the fold raises (its findings about blocks are results, not errors). */
 export const FoldErrorCode = {
   /** the model id names no stored ModelManifest */
-  ModelNotFound: 'ERR_FOLD_MODEL_NOT_FOUND',
+  MODEL_NOT_FOUND: 'ERR_FOLD_MODEL_NOT_FOUND',
   /** a stored learning block whose header breaks a rule the store checked: the store is corrupt */
-  Corrupt: 'ERR_FOLD_CORRUPT'
+  CORRUPT: 'ERR_FOLD_CORRUPT'
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type FoldErrorCode = typeof FoldErrorCode[keyof typeof FoldErrorCode]

@@ -47,7 +47,7 @@ export class EvalWindowsCache {
   async get (datasetId: Uint8Array, modelId: Uint8Array): Promise<Uint32Array> {
     const block = await this.store.get(datasetId)
     if (block == null) {
-      throw new DatasetError(DatasetErrorCode.NotFound, `no dataset ${toHex(datasetId)} in the store`)
+      throw new DatasetError(DatasetErrorCode.NOT_FOUND, `no dataset ${toHex(datasetId)} in the store`)
     }
     const header = datasetHeader(block)
     const key = header.format === DatasetFormat.TEXT ? `${toHex(datasetId)}:${toHex(modelId)}` : toHex(datasetId)

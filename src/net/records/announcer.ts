@@ -145,7 +145,7 @@ export class NodeAnnouncer {
     }
     this.checkSettings()
     if (!equalBytes(this.privateKey.publicKey.toMultihash().bytes, this.libp2p.peerId.toMultihash().bytes)) {
-      throw new RecordError(RecordErrorCode.InvalidArgument, 'the private key is not the libp2p node\'s identity key')
+      throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, 'the private key is not the libp2p node\'s identity key')
     }
     this.log = this.libp2p.logger.forComponent('bly:announcer')
     this.server = new RecordServer(this.libp2p, async (modelId) => this.serveLive(modelId))
@@ -163,7 +163,7 @@ export class NodeAnnouncer {
   private checkSettings (): void {
     const s = this.settings
     const bad = (what: string): never => {
-      throw new RecordError(RecordErrorCode.InvalidArgument, what)
+      throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, what)
     }
     if (!(s.modelId instanceof Uint8Array) || s.modelId.length !== MODEL_ID_LENGTH) {
       bad(`model id must be ${MODEL_ID_LENGTH} bytes`)
@@ -199,7 +199,7 @@ export class NodeAnnouncer {
       return
     }
     if (this.settings.signal?.aborted === true) {
-      throw new RecordError(RecordErrorCode.NotStarted, 'the announcer\'s signal is already aborted')
+      throw new RecordError(RecordErrorCode.NOT_STARTED, 'the announcer\'s signal is already aborted')
     }
     this.running = true
     this.controller = new AbortController()
@@ -225,7 +225,7 @@ export class NodeAnnouncer {
       this.onExternalAbort = undefined
     }
     this.clearTimer()
-    this.controller?.abort(new RecordError(RecordErrorCode.NotStarted, 'announcer stopped'))
+    this.controller?.abort(new RecordError(RecordErrorCode.NOT_STARTED, 'announcer stopped'))
     await this.round.catch(() => {})
     await this.server.stop().catch((err: Error) => { this.log.error('unhandle failed - %e', err) })
     this.live = undefined
@@ -253,13 +253,13 @@ export class NodeAnnouncer {
    */
   async announce (): Promise<AnnounceResult> {
     if (!this.running) {
-      throw new RecordError(RecordErrorCode.NotStarted, 'the announcer is not started')
+      throw new RecordError(RecordErrorCode.NOT_STARTED, 'the announcer is not started')
     }
     const next = this.round.catch(() => undefined).then(async () => this.runRound())
     this.round = next
     const result = await next
     if (result == null) {
-      throw new RecordError(RecordErrorCode.NotStarted, 'the announcer stopped during the round')
+      throw new RecordError(RecordErrorCode.NOT_STARTED, 'the announcer stopped during the round')
     }
     return result
   }

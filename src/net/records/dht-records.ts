@@ -86,7 +86,7 @@ export function createBlyDhtRecords (init: BlyDhtRecordsInit = {}): BlyDhtRecord
     const prev = newest.get(keyText)
     if (prev != null && prev.expiresAt + clockSkewMs > at) {
       if (record.seq < prev.seq) {
-        throw new RecordError(RecordErrorCode.Stale, `node record seq ${record.seq} is older than the accepted ${prev.seq}`)
+        throw new RecordError(RecordErrorCode.STALE, `node record seq ${record.seq} is older than the accepted ${prev.seq}`)
       }
       if (record.seq === prev.seq) {
         return
@@ -110,7 +110,7 @@ export function createBlyDhtRecords (init: BlyDhtRecordsInit = {}): BlyDhtRecord
     }
     const other = Object.hasOwn(extra, segment) ? extra[segment] : undefined
     if (other == null) {
-      throw new RecordError(RecordErrorCode.BadKey, `no validator for DHT keys /bly/${segment.slice(0, 32)}/...`)
+      throw new RecordError(RecordErrorCode.BAD_KEY, `no validator for DHT keys /bly/${segment.slice(0, 32)}/...`)
     }
     await other.validate(key, value)
   }

@@ -221,7 +221,7 @@ export async function fetchSpan (libp2p: SwarmLibp2p, candidate: Candidate, opti
  */
 export async function discoverSpans (libp2p: SwarmLibp2p, options: DiscoverSpansOptions): Promise<LiveSpan[]> {
   if (!Number.isInteger(options.layers) || options.layers <= 0) {
-    throw new RecordError(RecordErrorCode.InvalidArgument, `layers must be a positive integer, got ${options.layers}`)
+    throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, `layers must be a positive integer, got ${options.layers}`)
   }
   const candidates = (await findLayerProviders(libp2p, options))
     .filter(c => !c.peerId.equals(libp2p.peerId))

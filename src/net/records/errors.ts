@@ -1,37 +1,5 @@
-import { BlydError } from '../../protocols/errors.ts'
-
-/** Stable codes of node-record, announcement and discovery errors. */
-export const RecordErrorCode = {
-  /** malformed or non-canonical node record / envelope bytes */
-  Encoding: 'ERR_RECORD_ENCODING',
-  /** the signature does not verify against the record's peer id */
-  Signature: 'ERR_RECORD_SIGNATURE',
-  /** the record names another peer or model than its DHT key (or than expected) */
-  Mismatch: 'ERR_RECORD_MISMATCH',
-  /** the record expired (beyond the allowed clock skew) */
-  Expired: 'ERR_RECORD_EXPIRED',
-  /** an older record (lower seq) than one this node already accepted for the same key: a replay */
-  Stale: 'ERR_RECORD_STALE',
-  /** a field is out of its sane range (span, expiry too far ahead, backend name...) */
-  Range: 'ERR_RECORD_RANGE',
-  /** a DHT key that is not a known `/bly/...` key */
-  BadKey: 'ERR_RECORD_BAD_KEY',
-  /** the peer id is not an Ed25519 id carrying its public key */
-  UnsupportedPeer: 'ERR_RECORD_UNSUPPORTED_PEER',
-  /** a record fetch got nothing (peer does not announce the model, or no DHT value) */
-  NotFound: 'ERR_RECORD_NOT_FOUND',
-  /** bad argument from a local caller */
-  InvalidArgument: 'ERR_RECORD_INVALID_ARGUMENT',
-  /** the service is not started */
-  NotStarted: 'ERR_RECORD_NOT_STARTED'
-} as const
-// eslint-disable-next-line @typescript-eslint/no-redeclare
-export type RecordErrorCode = typeof RecordErrorCode[keyof typeof RecordErrorCode]
-
-/** An error node records, the announcer or the swarm view raise on purpose. */
-export class RecordError extends BlydError {
-  constructor (code: RecordErrorCode, message: string, options?: ErrorOptions) {
-    super(code, message, options)
-    this.name = 'RecordError'
-  }
-}
+/**
+ * Node-record errors live in src/protocols/record-errors.ts (the node-record
+ * codec throws them).
+ */
+export { RecordError, RecordErrorCode } from '../../protocols/record-errors.ts'

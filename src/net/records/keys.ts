@@ -22,7 +22,7 @@ const HEX_MODEL_ID = /^[0-9a-f]{64}$/
 
 function checkModelId (modelId: Uint8Array): void {
   if (!(modelId instanceof Uint8Array) || modelId.length !== MODEL_ID_LENGTH) {
-    throw new RecordError(RecordErrorCode.InvalidArgument, `model id must be ${MODEL_ID_LENGTH} bytes`)
+    throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, `model id must be ${MODEL_ID_LENGTH} bytes`)
   }
 }
 
@@ -46,21 +46,21 @@ export function isNodeRecordKey (key: Uint8Array): boolean {
 export function parseNodeRecordKey (key: Uint8Array): ParsedNodeRecordKey {
   const text = utf8Decoder.decode(key)
   if (!text.startsWith(NODE_RECORD_KEY_PREFIX)) {
-    throw new RecordError(RecordErrorCode.BadKey, `not a node record key: ${text.slice(0, 64)}`)
+    throw new RecordError(RecordErrorCode.BAD_KEY, `not a node record key: ${text.slice(0, 64)}`)
   }
   const parts = text.slice(NODE_RECORD_KEY_PREFIX.length).split('/')
   if (parts.length !== 2 || !HEX_MODEL_ID.test(parts[0])) {
-    throw new RecordError(RecordErrorCode.BadKey, `malformed node record key: ${text.slice(0, 128)}`)
+    throw new RecordError(RecordErrorCode.BAD_KEY, `malformed node record key: ${text.slice(0, 128)}`)
   }
   let peerId: PeerId
   try {
     peerId = peerIdFromString(parts[1])
   } catch (err) {
-    throw new RecordError(RecordErrorCode.BadKey, `node record key names no valid peer id: ${parts[1].slice(0, 64)}`, { cause: err })
+    throw new RecordError(RecordErrorCode.BAD_KEY, `node record key names no valid peer id: ${parts[1].slice(0, 64)}`, { cause: err })
   }
   // only the canonical spelling of the peer id: one key per (model, peer)
   if (peerId.toString() !== parts[1]) {
-    throw new RecordError(RecordErrorCode.BadKey, 'node record key spells the peer id in a non-canonical form')
+    throw new RecordError(RecordErrorCode.BAD_KEY, 'node record key spells the peer id in a non-canonical form')
   }
   return { modelId: Uint8Array.from(Buffer.from(parts[0], 'hex')), peerId }
 }
@@ -69,7 +69,7 @@ export function parseNodeRecordKey (key: Uint8Array): ParsedNodeRecordKey {
 export function layerKeyDigest (modelId: Uint8Array, layer: number): Uint8Array {
   checkModelId(modelId)
   if (!Number.isInteger(layer) || layer < 0 || layer > 0xffffffff) {
-    throw new RecordError(RecordErrorCode.InvalidArgument, `layer must be a uint32, got ${layer}`)
+    throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, `layer must be a uint32, got ${layer}`)
   }
   const index = new Uint8Array(4)
   new DataView(index.buffer).setUint32(0, layer, false)

@@ -61,7 +61,7 @@ export class RecordServer {
       const lp = lpStream(stream, { maxDataLength: MODEL_ID_LENGTH })
       const request = (await lp.read({ signal })).subarray()
       if (request.length !== MODEL_ID_LENGTH) {
-        throw new RecordError(RecordErrorCode.Encoding, `record request is ${request.length} bytes, expected ${MODEL_ID_LENGTH}`)
+        throw new RecordError(RecordErrorCode.ENCODING, `record request is ${request.length} bytes, expected ${MODEL_ID_LENGTH}`)
       }
       const record = this.started ? await this.source(request) : undefined
       await lp.write(record ?? new Uint8Array(0), { signal })
@@ -85,7 +85,7 @@ export interface RequestNodeRecordOptions {
  */
 export async function requestNodeRecord (libp2p: Libp2p, peerId: PeerId, modelId: Uint8Array, options: RequestNodeRecordOptions = {}): Promise<Uint8Array> {
   if (modelId.length !== MODEL_ID_LENGTH) {
-    throw new RecordError(RecordErrorCode.InvalidArgument, `model id must be ${MODEL_ID_LENGTH} bytes`)
+    throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, `model id must be ${MODEL_ID_LENGTH} bytes`)
   }
   const stream = await libp2p.dialProtocol(peerId, options.protocol ?? RECORD_PROTOCOL, { signal: options.signal })
   try {
@@ -94,7 +94,7 @@ export async function requestNodeRecord (libp2p: Libp2p, peerId: PeerId, modelId
     const response = (await lp.read({ signal: options.signal })).subarray()
     await stream.close({ signal: options.signal }).catch(() => {})
     if (response.length === 0) {
-      throw new RecordError(RecordErrorCode.NotFound, `${peerId.toString()} does not announce this model`)
+      throw new RecordError(RecordErrorCode.NOT_FOUND, `${peerId.toString()} does not announce this model`)
     }
     return response
   } catch (err) {

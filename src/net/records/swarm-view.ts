@@ -40,7 +40,7 @@ export class SwarmView {
     this.log = this.libp2p.logger.forComponent('bly:swarm-view')
     this.refreshIntervalMs = init.refreshIntervalMs ?? SWARM_DEFAULTS.refreshIntervalMs
     if (!(this.refreshIntervalMs > 0)) {
-      throw new RecordError(RecordErrorCode.InvalidArgument, 'refreshIntervalMs must be positive')
+      throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, 'refreshIntervalMs must be positive')
     }
     this.current = []
     this.lastRefreshAt = 0
@@ -77,7 +77,7 @@ export class SwarmView {
       clearTimeout(this.timer)
       this.timer = undefined
     }
-    controller.abort(new RecordError(RecordErrorCode.NotStarted, 'swarm view stopped'))
+    controller.abort(new RecordError(RecordErrorCode.NOT_STARTED, 'swarm view stopped'))
     await this.inflight?.catch(() => {})
   }
 
@@ -90,7 +90,7 @@ export class SwarmView {
   async refresh (): Promise<LiveSpan[]> {
     const controller = this.controller
     if (controller == null) {
-      throw new RecordError(RecordErrorCode.NotStarted, 'the swarm view is not started')
+      throw new RecordError(RecordErrorCode.NOT_STARTED, 'the swarm view is not started')
     }
     if (this.inflight != null) {
       return this.inflight

@@ -39,7 +39,7 @@ export interface VerifiedNodeRecord {
 const BACKEND_NAME = /^[a-z0-9._-]+$/
 
 function rangeError (message: string): RecordError {
-  return new RecordError(RecordErrorCode.Range, message)
+  return new RecordError(RecordErrorCode.RANGE, message)
 }
 
 /** Check everything but the signature's freshness rules on an opened record. */
@@ -66,7 +66,7 @@ function checkRanges (record: NodeRecord, maxLayers: number): Multiaddr[] {
     try {
       return multiaddr(bytes)
     } catch (err) {
-      throw new RecordError(RecordErrorCode.Range, `address ${i} is not a multiaddr`, { cause: err })
+      throw new RecordError(RecordErrorCode.RANGE, `address ${i} is not a multiaddr`, { cause: err })
     }
   })
 }
@@ -78,27 +78,27 @@ function checkRanges (record: NodeRecord, maxLayers: number): Multiaddr[] {
  */
 export async function verifyNodeRecord (bytes: Uint8Array, options: VerifyNodeRecordOptions = {}): Promise<VerifiedNodeRecord> {
   if (!(bytes instanceof Uint8Array)) {
-    throw new RecordError(RecordErrorCode.Encoding, 'node record is not bytes')
+    throw new RecordError(RecordErrorCode.ENCODING, 'node record is not bytes')
   }
   if (bytes.length > NODE_RECORD_LIMITS.maxRecordBytes) {
-    throw new RecordError(RecordErrorCode.Encoding, `node record of ${bytes.length} bytes exceeds ${NODE_RECORD_LIMITS.maxRecordBytes}`)
+    throw new RecordError(RecordErrorCode.ENCODING, `node record of ${bytes.length} bytes exceeds ${NODE_RECORD_LIMITS.maxRecordBytes}`)
   }
   const { record, peerId } = await openSignedNodeRecord(bytes)
   const multiaddrs = checkRanges(record, options.maxLayers ?? NODE_RECORD_LIMITS.maxLayers)
   const now = options.now ?? Date.now()
   const skew = options.clockSkewMs ?? NODE_RECORD_LIMITS.clockSkewMs
   if (record.expiresAt + skew <= now) {
-    throw new RecordError(RecordErrorCode.Expired, `node record of ${peerId.toString()} expired at ${new Date(record.expiresAt).toISOString()}`)
+    throw new RecordError(RecordErrorCode.EXPIRED, `node record of ${peerId.toString()} expired at ${new Date(record.expiresAt).toISOString()}`)
   }
   const maxTtl = options.maxTtlMs ?? NODE_RECORD_LIMITS.maxTtlMs
   if (record.expiresAt > now + maxTtl + skew) {
     throw rangeError(`node record expires ${record.expiresAt - now} ms ahead, more than ${maxTtl} ms`)
   }
   if (options.peerId != null && !options.peerId.equals(peerId)) {
-    throw new RecordError(RecordErrorCode.Mismatch, `node record names ${peerId.toString()}, expected ${options.peerId.toString()}`)
+    throw new RecordError(RecordErrorCode.MISMATCH, `node record names ${peerId.toString()}, expected ${options.peerId.toString()}`)
   }
   if (options.modelId != null && !equalBytes(options.modelId, record.modelId)) {
-    throw new RecordError(RecordErrorCode.Mismatch, `node record of ${peerId.toString()} names another model`)
+    throw new RecordError(RecordErrorCode.MISMATCH, `node record of ${peerId.toString()} names another model`)
   }
   return { record, peerId, multiaddrs, bytes }
 }

@@ -1,10 +1,10 @@
 import { LengthPrefixedDecoder } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
-import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
 import {
   InferErrorCode, InferFrameType, OpenFlags, ResultKind, TENSOR_HEADER_BYTES, TensorDtype,
   decodeInferFrame, encodeInferFrame, encodeInferFrameBytes, encodeVarint, f32Tensor, tensorF32
 } from '../../src/protocols/infer.ts'
+import { PipelineErrorCode } from '../../src/protocols/pipeline-errors.ts'
 import type { InferFrame } from '../../src/protocols/infer.ts'
 
 /** Frame body without its varint prefix, through the decoder the streams use. */

@@ -1,8 +1,7 @@
 import { expect } from 'aegir/chai'
-import { BlockType, ChainId } from '../../src/chain/types.ts'
-import { decodeBlockHeader, decodeSignedBlockHeader, encodeBlockHeader, encodeSignedBlockHeader } from '../../src/protocols/block-header.ts'
-import { bytesOf, header, signer } from './helpers.ts'
-import type { BlockHeader } from '../../src/chain/types.ts'
+import { BlockType, ChainId, decodeBlockHeader, decodeSignedBlockHeader, encodeBlockHeader, encodeSignedBlockHeader } from '../../src/protocols/block-header.ts'
+import { bytesOf, header, signer } from '../chain/helpers.ts'
+import type { BlockHeader } from '../../src/protocols/block-header.ts'
 
 const author = signer(1).publicKey
 const id = (n: number): Uint8Array => new Uint8Array(32).fill(n)
