@@ -171,6 +171,26 @@ async function mapBounded<T, R> (items: readonly T[], concurrency: number, fn: (
 const REFUSED_LINGER_MS = 1000
 
 /**
+ * End a refused connection so that its last line arrives: the line and a
+ * FIN go out, and what the client still sends is read and dropped (the
+ * connection's data handler ignores a closing connection) instead of left
+ * unread, so the client's writes do not fail (EPIPE) and take the unread
+ * error line down with them. The socket is destroyed when the client closes
+ * or after REFUSED_LINGER_MS, whichever comes first.
+ */
+function lingerAndClose (socket: Socket, lastLine?: string): void {
+  const timer = setTimeout(() => { socket.destroy() }, REFUSED_LINGER_MS).unref()
+  socket.once('close', () => { clearTimeout(timer) })
+  socket.on('data', () => {})
+  socket.resume()
+  if (lastLine === undefined) {
+    socket.end()
+  } else {
+    socket.end(lastLine)
+  }
+}
+
+/**
  * `Methods` types the registry: IpcMethods (protocols/ipc.ts) for the
  * daemon, a test's own map for a bare server.
  */
@@ -401,12 +421,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
       data: { code: DaemonErrorCode.TOO_MANY_CONNECTIONS, maxConnections: this.limits.maxConnections }
     })
     socket.on('error', () => {})
-    socket.pause()
-    const timer = setTimeout(() => { socket.destroy() }, REFUSED_LINGER_MS).unref()
-    socket.end(JSON.stringify(response) + '\n', () => {
-      clearTimeout(timer)
-      socket.destroy()
-    })
+    lingerAndClose(socket, JSON.stringify(response) + '\n')
   }
 
   /** answer with `response`, stop reading and answering, close (destroyed if the peer does not read it) */
@@ -418,12 +433,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
     conn.closing = true
     conn.splitter.pause()
     conn.splitter.clear()
-    conn.socket.pause()
-    const timer = setTimeout(() => { conn.socket.destroy() }, REFUSED_LINGER_MS).unref()
-    conn.socket.end(() => {
-      clearTimeout(timer)
-      conn.socket.destroy()
-    })
+    lingerAndClose(conn.socket)
   }
 
   private refuse (reason: IpcRefusal): void {
