@@ -26,6 +26,7 @@ import { chmod, lstat, unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { BlydError } from '../protocols/errors.ts'
 import { IPC_STREAM_METHOD, JSONRPC_VERSION, RpcErrorCode } from '../protocols/ipc.ts'
+import { silentLogger } from '../protocols/logger.ts'
 import {
   DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES, IPC_BATCH_CONCURRENCY, IPC_BUFFERED_LINES_PER_MAX_LINE,
   IPC_HEAVY_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_MAX_JSON_DEPTH, IPC_MAX_JSON_VALUES, IPC_STOP_DRAIN_MS, IPC_WRITE_HIGH_WATER_BYTES
@@ -34,10 +35,9 @@ import { DaemonErrorCode, InvalidParamsError, IpcError } from './errors.ts'
 import { scanJson } from './json-scan.ts'
 import { SharedLineBudget } from './line-budget.ts'
 import { LineSplitter } from './line-splitter.ts'
-import { silentLogger } from './logger.ts'
 import type { JsonScan } from './json-scan.ts'
-import type { Logger } from './logger.ts'
 import type { IpcLimitsJson, IpcLoadJson, IpcMethodMap, IpcMethods, IpcRefusalsJson, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { Server, Socket } from 'node:net'
 
 /** What a handler gets besides its params; `S`: the fields of its method's `stream` notifications. */
@@ -88,7 +88,8 @@ export interface IpcServerInit extends IpcServerEvents {
   maxBufferedLineBytes?: number
   /** default IPC_WRITE_HIGH_WATER_BYTES */
   writeHighWaterBytes?: number
-  logger?: Logger
+  /** logs as bly:daemon:ipc (default silent) */
+  logger?: BlyComponentLogger
 }
 
 export interface IpcStats extends IpcLoadJson {
@@ -199,7 +200,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   readonly limits: IpcLimitsJson
   private readonly maxLineBytes: number
   private readonly maxInflight: number
-  private readonly log: Logger
+  private readonly log: BlyLogger
   private readonly events: IpcServerEvents
   private readonly methods: Map<string, Method>
   private readonly connections: Set<Connection>
@@ -235,7 +236,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
       maxInflightPerConnection: this.maxInflight,
       writeHighWaterBytes: init.writeHighWaterBytes ?? IPC_WRITE_HIGH_WATER_BYTES
     }
-    this.log = init.logger ?? silentLogger()
+    this.log = (init.logger ?? silentLogger()).forComponent('bly:daemon:ipc')
     this.events = { onRequest: init.onRequest, onError: init.onError, onRefusal: init.onRefusal, onBackpressure: init.onBackpressure }
     this.methods = new Map()
     this.connections = new Set()
@@ -404,7 +405,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
       conn.splitter.end()
       this.maybeEnd(conn)
     })
-    socket.on('error', err => { this.log.debug('ipc.connection.error', { error: err.message }) })
+    socket.on('error', err => { this.log('ipc.connection.error', { error: err.message }) })
     socket.on('close', () => {
       this.connections.delete(conn)
       conn.splitter.clear()
