@@ -164,6 +164,21 @@ function integerIn (min: number, max: number) {
   }
 }
 
+/** integerIn(min, max), or null (the key's default is computed at start) */
+function nullableIntegerIn (min: number, max: number) {
+  const integer = integerIn(min, max)
+  return (value: unknown, where: string): number | null => {
+    if (value === null) {
+      return null
+    }
+    try {
+      return integer(value, where)
+    } catch {
+      fail(where, `must be an integer from ${min} to ${max}, or null (got ${show(value)})`)
+    }
+  }
+}
+
 const isMultiaddr = (s: string): boolean => /^\/[a-z0-9]+\/\S*$/.test(s)
 
 /** The documented keys. Adding a key here adds its env var and its `blyd start` flag. */
@@ -272,12 +287,7 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     flag: 'memory-bytes',
     describe: 'bytes this node can devote to model layers, for --layers auto and blyd plan (default: free memory)',
     kind: 'number',
-    parse: (value, where) => {
-      if (value !== null && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)) {
-        fail(where, `must be a whole number of bytes >= 1, or null (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: nullableIntegerIn(1, Number.MAX_SAFE_INTEGER)
   },
   replicas: {
     env: 'BLYD_REPLICAS',
@@ -357,12 +367,7 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     flag: 'ipc-max-buffered-line-bytes',
     describe: `bytes of unfinished IPC request lines held over all connections (default ${IPC_BUFFERED_LINES_PER_MAX_LINE} x ipcMaxLineBytes)`,
     kind: 'number',
-    parse: (value, where) => {
-      if (value !== null && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1024 || value > 2 ** 36)) {
-        fail(where, `must be an integer from 1024 to ${2 ** 36}, or null (got ${show(value)})`)
-      }
-      return value
-    }
+    parse: nullableIntegerIn(1024, 2 ** 36)
   },
   ipcMaxConnections: {
     env: 'BLYD_IPC_MAX_CONNECTIONS',

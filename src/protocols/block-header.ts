@@ -11,7 +11,7 @@
  * SignedHeader) and wire constants live here; src/chain re-exports them.
  */
 import { ChainError, ChainErrorCode } from './chain-errors.ts'
-import { PbReader, PbWriter, WireError, WireType, decodeSignedEnvelope, encodeSignedEnvelope, equalBytes } from './pb-wire.ts'
+import { PbReader, PbWriter, WireError, WireType, equalBytes, signedEnvelopeCodec } from './pb-wire.ts'
 
 /** Header format version written and accepted. */
 export const HEADER_VERSION = 1
@@ -408,20 +408,13 @@ export interface SignedBlockHeaderMessage {
   signature: Uint8Array
 }
 
+const signedHeaderCodec = signedEnvelopeCodec('header', SIGNATURE_LENGTH, encodingError)
+
 export function encodeSignedBlockHeader (msg: SignedBlockHeaderMessage): Uint8Array {
-  try {
-    return encodeSignedEnvelope(msg.header, msg.signature, SIGNATURE_LENGTH, 'header')
-  } catch (err) {
-    throw encodingError((err as Error).message, err)
-  }
+  return signedHeaderCodec.encode(msg)
 }
 
 /** Strictly decode a signed envelope (canonical, both fields present, 64-byte signature). */
 export function decodeSignedBlockHeader (bytes: Uint8Array): SignedBlockHeaderMessage {
-  try {
-    const { body, signature } = decodeSignedEnvelope(bytes, SIGNATURE_LENGTH, 'header')
-    return { header: body, signature }
-  } catch (err) {
-    throw encodingError(`malformed signed header: ${(err as Error).message}`, err)
-  }
+  return signedHeaderCodec.decode(bytes)
 }

@@ -22,7 +22,7 @@
  */
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
-import { PbReader, PbWriter, WireError, WireType, decodeSignedEnvelope, encodeSignedEnvelope, equalBytes } from './pb-wire.ts'
+import { PbReader, PbWriter, WireError, WireType, equalBytes, signedEnvelopeCodec } from './pb-wire.ts'
 import { RecordError, RecordErrorCode } from './record-errors.ts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 
@@ -100,6 +100,8 @@ const utf8Encoder = new TextEncoder()
 function encodingError (message: string, cause?: unknown): RecordError {
   return new RecordError(RecordErrorCode.ENCODING, message, cause != null ? { cause } : undefined)
 }
+
+const signedRecordCodec = signedEnvelopeCodec('record', NODE_RECORD_SIGNATURE_LENGTH, encodingError)
 
 function checkUint (name: string, value: number, max: number): void {
   if (!Number.isSafeInteger(value) || value < 0 || value > max) {
@@ -295,21 +297,12 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
 }
 
 export function encodeSignedNodeRecord (msg: SignedNodeRecordMessage): Uint8Array {
-  try {
-    return encodeSignedEnvelope(msg.record, msg.signature, NODE_RECORD_SIGNATURE_LENGTH, 'record')
-  } catch (err) {
-    throw encodingError((err as Error).message, err)
-  }
+  return signedRecordCodec.encode(msg)
 }
 
 /** Strictly decode a signed envelope (canonical, both fields present, 64-byte signature). */
 export function decodeSignedNodeRecord (bytes: Uint8Array): SignedNodeRecordMessage {
-  try {
-    const { body, signature } = decodeSignedEnvelope(bytes, NODE_RECORD_SIGNATURE_LENGTH, 'record')
-    return { record: body, signature }
-  } catch (err) {
-    throw encodingError(`malformed signed record: ${(err as Error).message}`, err)
-  }
+  return signedRecordCodec.decode(bytes)
 }
 
 function signedBytes (record: Uint8Array): Uint8Array {

@@ -236,3 +236,35 @@ export function decodeSignedEnvelope (bytes: Uint8Array, signatureLength: number
   }
   return { body, signature }
 }
+
+/** A signed envelope whose body is named `key` (`header`, `record`) in its message type. */
+export type SignedEnvelopeMessage<Key extends string> = Record<Key, Uint8Array> & { signature: Uint8Array }
+
+/**
+ * The encode/decode pair of one kind of signed envelope: its body's name,
+ * its signature length, and the codec's own error for what the envelope
+ * rejects (`encode` passes the message on; `decode` says "malformed signed
+ * <key>: ...").
+ */
+export function signedEnvelopeCodec<Key extends string> (key: Key, signatureLength: number, toError: (message: string, cause: unknown) => Error): {
+  encode(msg: SignedEnvelopeMessage<Key>): Uint8Array
+  decode(bytes: Uint8Array): SignedEnvelopeMessage<Key>
+} {
+  return {
+    encode (msg) {
+      try {
+        return encodeSignedEnvelope(msg[key], msg.signature, signatureLength, key)
+      } catch (err) {
+        throw toError((err as Error).message, err)
+      }
+    },
+    decode (bytes) {
+      try {
+        const { body, signature } = decodeSignedEnvelope(bytes, signatureLength, key)
+        return { [key]: body, signature } as SignedEnvelopeMessage<Key>
+      } catch (err) {
+        throw toError(`malformed signed ${key}: ${(err as Error).message}`, err)
+      }
+    }
+  }
+}
