@@ -7,6 +7,7 @@
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
+import { createChainModelVersions } from '../learning/model-versions.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
@@ -27,6 +28,7 @@ import type { BlydConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { Logger } from './logger.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { ChainModelVersions } from '../learning/model-versions.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 
@@ -40,6 +42,8 @@ export class Daemon {
   readonly ipc: IpcServer
   readonly metrics: DaemonMetrics
   readonly inference: InferenceService
+  /** the model versions (the fold over the store): what the inference service and the served span load */
+  readonly versions: ChainModelVersions
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
   private readonly log: Logger
@@ -75,7 +79,8 @@ export class Daemon {
     })
     this.startedAt = 0
     this.state = 'idle'
-    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers })
+    this.versions = createChainModelVersions({ store: () => this.store })
+    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers, versions: this.versions })
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
     this.resolveStopped = resolve

@@ -301,6 +301,22 @@ export interface ModelSummaryJson {
   manifestStored: boolean
   author: string
   loaded: boolean
+  /** the live version's id (hex; protocols/versions.md), when the manifest is stored and the node reads versions */
+  version?: string
+}
+
+/** Params of `model.show`. */
+export interface ModelShowParams {
+  model: string
+  /** a version of the model's history (hex id or a unique prefix of >= 8) to describe instead of the live one */
+  version?: string
+}
+
+/** One accepted delta of a version, in the order the deltas apply. */
+export interface AcceptedDeltaJson {
+  proposal: string
+  delta: string
+  unit: number
 }
 
 /** Result of `model.show`. */
@@ -322,6 +338,16 @@ export interface ModelDetailsJson extends ModelSummaryJson {
   bytes: number
   parameters: number
   unitBlocks: Array<{ unit: number, kind: string, layer?: number, bytes: number, sha256: string, block: string | null, stored: boolean }>
+  /** the version described (the live one unless the request named one); with it: */
+  version?: string
+  /** that version's index in the model's history (0 = the imported weights) */
+  versionIndex?: number
+  /** the live version's id (differs from `version` when an earlier one was asked for) */
+  liveVersion?: string
+  /** the accepted deltas of that version, in the order they apply */
+  acceptedDeltas?: AcceptedDeltaJson[]
+  /** the weights hash of that version (hex, learning/weights-hash.ts over every unit); null when some unit or delta is not stored here */
+  weightsHash?: string | null
 }
 
 /** Params of `generate`: exactly one of prompt, chat, promptIds. */
@@ -346,6 +372,8 @@ export interface GenerateParams {
   draft?: string
   /** draft tokens per round to start with (adapts; needs draft) */
   speculate?: number
+  /** pin a version of the model's history (hex id or a unique prefix of >= 8); default the live version when the generation starts */
+  version?: string
 }
 
 /** How speculative decoding went (`generate` with draft). */
@@ -381,6 +409,8 @@ export interface GenerateResult extends Partial<GenerateRouteJson> {
   workers?: number
   /** present when the request named a draft model */
   speculative?: SpeculativeJson
+  /** the weights version every token was computed with (hex), when the node reads versions */
+  version?: string
 }
 
 /** Params / result of `model.logits`: logits [ids.length][vocab] of a fresh session. */
@@ -388,6 +418,8 @@ export interface LogitsParams {
   model: string
   ids: number[]
   backend?: string
+  /** a version of the model's history (hex id or a unique prefix of >= 8); default the live one */
+  version?: string
 }
 
 export interface LogitsResult {
@@ -395,6 +427,8 @@ export interface LogitsResult {
   backend: string
   /** tensor-parallel worker threads that ran the layers (0: the main thread) */
   workers?: number
+  /** the weights version the logits were computed with (hex), when the node reads versions */
+  version?: string
 }
 
 /** Params of `data.add`: the daemon reads `path` (absolute: the socket is local, the daemon's cwd is not the caller's). */
@@ -486,7 +520,7 @@ export interface IpcMethods {
   shutdown: IpcMethod<NoParams, { stopping: boolean, pid: number }>
   'model.import': IpcMethod<ModelImportParams, ModelImportResult, ModelImportProgressJson>
   'model.list': IpcMethod<NoParams, { models: ModelSummaryJson[] }>
-  'model.show': IpcMethod<{ model: string }, ModelDetailsJson>
+  'model.show': IpcMethod<ModelShowParams, ModelDetailsJson>
   'model.logits': IpcMethod<LogitsParams, LogitsResult>
   generate: IpcMethod<GenerateParams, GenerateResult, GenerateTokenJson>
   'net.status': IpcMethod<NoParams, NetStatusJson>
