@@ -276,8 +276,12 @@ export interface ModelImportProgressJson {
 export interface ModelImportResult {
   modelId: string
   name: string
+  /** the model's blocks: the manifest, one per unit, and the genesis Params block */
   blocks: number
+  /** how many of those were already in the store */
   existing: number
+  /** the genesis Params block id (hex): the importer's key is the model's first validator */
+  params?: string
   bytes: number
   bytesWritten: number
   units: number
