@@ -3,10 +3,10 @@
  * `model.logits` and `generate` (which streams `{ token, text }`).
  */
 import { isAbsolute } from 'node:path'
+import { importModelWithGenesis } from '../learning/model-genesis.ts'
 import { MeshErrorCode } from '../mesh/errors.ts'
 import { incompleteModelError, loadModelManifest, missingUnits, resolveModelId } from '../model/chain-loader.ts'
 import { ModelErrorCode } from '../model/errors.ts'
-import { importModel } from '../model/import/importer.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../pipeline/priority.ts'
 import { BlydError } from '../protocols/errors.ts'
 import { InvalidParamsError } from './errors.ts'
@@ -147,7 +147,8 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
       last = now
       pending = pending.then(async () => context.notify({ phase: p.phase, done: p.done, total: p.total })).catch(() => {})
     }
-    const result = await importModel({
+    // the manifest and layers, then the genesis Params block (the importer is the first validator)
+    const result = await importModelWithGenesis({
       store: ctx.store(),
       signer: ctx.signer(),
       dir: params.dir,

@@ -20,7 +20,8 @@ import { toRawTensors } from './f32-tensors.ts'
 import { toHex } from './fold/blocks.ts'
 import { EvalWindowsCache } from './fold/eval-windows.ts'
 import { foldModel } from './fold/fold.ts'
-import { versionUnitWeights } from './version-weights.ts'
+import { LearningError, LearningErrorCode } from './pol-errors.ts'
+import { unitWeights } from './version-weights.ts'
 import { WeightsHasher } from './weights-hash.ts'
 import type { F32Tensors } from './f32-tensors.ts'
 import type { ModelFold, VersionInfo } from './fold/types.ts'
@@ -38,10 +39,16 @@ export const MIN_VERSION_PREFIX = 8
 export interface ChainModelVersionsInit {
   /** the chain store (a getter: the daemon opens its store after constructing services) */
   store(): ChainStoreApi
-  /** the eval windows the fold checks attestation samples against (default: a cache of its own) */
-  evalWindows?: EvalWindowsCache
+  /** the eval windows the fold checks attestation samples against (a getter, like the store; default: a cache of its own) */
+  evalWindows?(): EvalWindowsCache
   /** reuse a fold at most this long while the block count is unchanged (default DEFAULT_FOLD_MAX_AGE_MS) */
   foldMaxAgeMs?: number
+}
+
+/** A unit, a delta or a payload the weights need is not stored here (yet): the hash is unknown, not wrong. */
+function isNotStored (err: any): boolean {
+  return (err instanceof LearningError && err.code === LearningErrorCode.PAYLOAD_MISSING) ||
+    (err instanceof ModelError && (err.code === ModelErrorCode.BLOCK_MISSING || err.code === ModelErrorCode.MODEL_INCOMPLETE))
 }
 
 /** One version of one model over the store (see the file comment). */
@@ -74,17 +81,24 @@ class ChainWeightsVersion implements WeightsVersion {
     return toRawTensors(await this.materialise(unit))
   }
 
-  async weightsHash (): Promise<string> {
+  async weightsHash (): Promise<string | null> {
     this.hash ??= this.computeHash()
     this.hash.catch(() => { this.hash = undefined })
-    return this.hash
+    try {
+      return await this.hash
+    } catch (err: any) {
+      if (isNotStored(err)) {
+        return null
+      }
+      throw err
+    }
   }
 
   /** version-weights.ts for `unit`, one materialisation at a time per unit (concurrent callers share it; not kept after). */
   private async materialise (unit: number): Promise<F32Tensors> {
     let entry = this.inFlight.get(unit)
     if (entry == null) {
-      entry = versionUnitWeights(this.storeOf(), this.manifest, this.info, unit)
+      entry = unitWeights(this.storeOf(), this.manifest, unit, this.info)
       this.inFlight.set(unit, entry)
       const done = (): void => {
         if (this.inFlight.get(unit) === entry) {
@@ -113,7 +127,7 @@ interface CachedFold {
 
 export class ChainModelVersions implements ModelVersions {
   private readonly storeOf: () => ChainStoreApi
-  private readonly windows?: EvalWindowsCache
+  private readonly windows?: () => EvalWindowsCache
   private readonly foldMaxAgeMs: number
   private readonly folds: Map<string, CachedFold>
   private readonly versions: Map<string, ChainWeightsVersion>
@@ -165,7 +179,7 @@ export class ChainModelVersions implements ModelVersions {
 
   private evalWindows (store: ChainStoreApi): EvalWindowsCache {
     if (this.windows != null) {
-      return this.windows
+      return this.windows()
     }
     this.ownWindows ??= new EvalWindowsCache({ store })
     return this.ownWindows

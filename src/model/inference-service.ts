@@ -24,7 +24,6 @@ import type { ChatTokenizer } from './tokenizer.ts'
 import type { ModelVersions, WeightsVersion } from './weights-version.ts'
 import type { WorkersSetting } from './workers.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
-import type { BlydError } from '../protocols/errors.ts'
 import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, LogitsResult, ModelDetailsJson, ModelSummaryJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export const DEFAULT_MAX_LOADED_MODELS = 2
@@ -90,9 +89,6 @@ function fieldUint (block: StoredBlock, key: string): number {
   const f = block.header.fields.get(key)
   return f?.kind === 'uint' ? Number(f.value) : 0
 }
-
-/** What cannot be hashed because it is not stored here (the hash is then reported as null). */
-const NOT_STORED: ReadonlySet<string> = new Set([ModelErrorCode.BLOCK_MISSING, ModelErrorCode.MODEL_INCOMPLETE])
 
 export class InferenceService {
   private readonly storeOf: () => ChainStoreApi
@@ -242,15 +238,7 @@ export class InferenceService {
       return {}
     }
     const live = version == null ? v : await this.versions.resolve(manifest)
-    let weightsHash: string | null
-    try {
-      weightsHash = await v.weightsHash()
-    } catch (err: any) {
-      if (!NOT_STORED.has((err as BlydError)?.code)) {
-        throw err
-      }
-      weightsHash = null
-    }
+    const weightsHash = await v.weightsHash()
     return {
       version: v.id,
       versionIndex: v.index,

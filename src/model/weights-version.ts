@@ -38,8 +38,12 @@ export interface WeightsVersion {
    * from its Layer block). Fresh arrays the caller owns.
    */
   unitTensors(unit: number): Promise<Map<string, RawTensor> | undefined>
-  /** The version's weights hash (hex; learning/weights-hash.ts over every unit); computed once, then cached. */
-  weightsHash(): Promise<string>
+  /**
+   * The version's weights hash (hex; learning/weights-hash.ts over every
+   * unit), computed once, then cached; null while some unit, delta or
+   * payload it needs is not stored here.
+   */
+  weightsHash(): Promise<string | null>
 }
 
 /** The versions of the models on the chain. */

@@ -7,6 +7,7 @@
  * stream notifications: the daemon's registrations and the client's requests
  * are both typed by it, so a method's types are written once.
  */
+import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
 import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
@@ -91,6 +92,8 @@ export interface StatusResult {
   connections?: number
   /** the span this node serves (--model, --layers), null when none */
   serving?: ServingJson | null
+  /** the validator service: what it measures now, what it attested, its last error */
+  learning?: LearningStatusJson
   ipc: {
     requests: number
     errors: Record<string, number>
@@ -276,8 +279,12 @@ export interface ModelImportProgressJson {
 export interface ModelImportResult {
   modelId: string
   name: string
+  /** the model's blocks: the manifest, one per unit, and the genesis Params block */
   blocks: number
+  /** how many of those were already in the store */
   existing: number
+  /** the genesis Params block id (hex): the importer's key is the model's first validator */
+  params?: string
   bytes: number
   bytesWritten: number
   units: number
@@ -526,6 +533,10 @@ export interface IpcMethods {
   'net.status': IpcMethod<NoParams, NetStatusJson>
   peers: IpcMethod<PeersParams, PeersResult>
   plan: IpcMethod<PlanParams, PlanResult>
+  'delta.propose': IpcMethod<ProposeParams, ProposeResultJson>
+  proposals: IpcMethod<ProposalsParams, ProposalsResult>
+  'proposal.show': IpcMethod<ProposalShowParams, ProposalJson>
+  validators: IpcMethod<ValidatorsParams, ValidatorsResult>
 }
 
 export type IpcMethodName = keyof IpcMethods & string
@@ -559,7 +570,11 @@ const IPC_METHOD_TABLE: { [K in IpcMethodName]: true } = {
   generate: true,
   'net.status': true,
   peers: true,
-  plan: true
+  plan: true,
+  'delta.propose': true,
+  proposals: true,
+  'proposal.show': true,
+  validators: true
 }
 
 /** The names of IpcMethods, sorted (what a daemon's `methods` answers). */

@@ -79,6 +79,10 @@ export const Reason = {
   MODEL: 'model',
   /** the same delta payloads as an earlier proposal */
   DUPLICATE: 'duplicate',
+  /** a delta payload larger than its unit can need (refused before it is fetched or decoded) */
+  OVERSIZE: 'oversize',
+  /** the proposal's dataset (or a regression dataset) cannot be read as the model's data (e.g. ids outside its vocabulary) */
+  DATASET: 'dataset',
   /** fewer than 2 sampled windows: no paired test possible */
   TOO_FEW_WINDOWS: 'too-few-windows',
   /** relative gain below minGainPpm */

@@ -1,27 +1,30 @@
 /**
- * Versioned loading: two proposals accepted one after the other (real
- * blocks, measured attestations: accept-helpers.ts) give V0 -> V1 -> V2;
- * the chain loader and the inference service (with the learning part's
- * ModelVersions injected) load the live version, `version` pins an earlier
- * one, and `show` reports the version, its accepted deltas and its weights
- * hash, all checked against weights built by applying the deltas by hand.
+ * Versioned loading: two proposals accepted one after the other (the real
+ * path, in-process: `delta propose` of a checkpoint that truly lowers the
+ * loss, the importer validating it with validator.ts; helpers-pol.ts) give
+ * V0 -> V1 -> V2; the chain loader and the inference service (with the
+ * learning part's ModelVersions injected) load the live version, `version`
+ * pins an earlier one, and `show` reports the version, its accepted deltas
+ * and its weights hash, all checked against weights built by applying each
+ * accepted delta by hand.
  */
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
+import { applyDeltaInPlace } from '../../src/learning/delta-apply.ts'
+import { proposeCheckpoint } from '../../src/learning/delta-propose.ts'
 import { toF32Tensors, toRawTensors } from '../../src/learning/f32-tensors.ts'
 import { createChainModelVersions } from '../../src/learning/model-versions.ts'
+import { readDelta } from '../../src/learning/version-weights.ts'
 import { weightsHash } from '../../src/learning/weights-hash.ts'
-import { loadModelManifest, loadUnitTensors } from '../../src/model/chain-loader.ts'
+import { selectBackend } from '../../src/model/backend.ts'
+import { loadUnitTensors } from '../../src/model/chain-loader.ts'
 import { ModelErrorCode } from '../../src/model/errors.ts'
-import { importModel } from '../../src/model/import/importer.ts'
 import { InferenceService } from '../../src/model/inference-service.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
-import { tf } from '../../src/model/qwen3/tf.ts'
 import { MapWeightSource } from '../../src/model/weight-source.ts'
-import { expectCode, openStore, removeDir, signer, tempDir } from '../chain/helpers.ts'
-import { loadFixture } from '../model/fixtures.ts'
-import { acceptCheckpoint, addIdsDataset, candidateUnits, foldOf, perturbedTarget, sampleSequences } from './accept-helpers.ts'
-import type { ChainStore } from '../../src/chain/index.ts'
+import { expectCode, removeDir, signer, tempDir } from '../chain/helpers.ts'
+import { addIdsDataset, foldWorld, polWorld, realisticDeltas, runValidator, sampleSequences, shifted, tinyModel, writeCheckpoint } from './helpers-pol.ts'
+import type { PolWorld } from './helpers-pol.ts'
 import type { F32Tensors } from '../../src/learning/f32-tensors.ts'
 import type { VersionInfo } from '../../src/learning/fold/types.ts'
 import type { ModelManifest } from '../../src/model/chain-loader.ts'
@@ -51,10 +54,24 @@ async function logitsOf (manifest: ModelManifest, units: F32Tensors[]): Promise<
   }
 }
 
+/** Every unit of `version` built by hand: the Layer block's tensors upcast, then each accepted delta of the unit applied in the version's order. */
+async function byHandUnits (w: PolWorld, version: VersionInfo): Promise<F32Tensors[]> {
+  const out: F32Tensors[] = []
+  for (const u of w.manifest.units) {
+    const tensors = toF32Tensors(await loadUnitTensors(w.store, w.manifest, u.unit))
+    for (const d of version.acceptedDeltas.filter(d => d.unit === u.unit)) {
+      applyDeltaInPlace(tensors, (await readDelta(w.store, d.delta)).delta)
+    }
+    out.push(tensors)
+  }
+  return out
+}
+
 describe('learning: versioned loading', function () {
   this.timeout(300_000)
   let dir: string
-  let store: ChainStore
+  let w: PolWorld
+  let store: PolWorld['store']
   let manifest: ModelManifest
   const importer = signer(1)
   const proposer = signer(2)
@@ -64,35 +81,42 @@ describe('learning: versioned loading', function () {
   const byHand: Record<string, F32Tensors[]> = {}
 
   before(async () => {
-    await tf.setBackend('cpu')
+    await selectBackend('cpu')
     dir = await tempDir('blyd-versioned-')
-    store = await openStore(join(dir, 'chain'))
-    const fixture = await loadFixture('untied-f32')
-    const { modelId } = await importModel({ store, signer: importer, dir: fixture.dir })
-    manifest = await loadModelManifest(store, Uint8Array.from(Buffer.from(modelId, 'hex')))
+    w = await polWorld(join(dir, 'chain'), importer)
+    store = w.store
+    manifest = w.manifest
     const split = { splitTokens: 32, evalPermille: 500 }
-    // V1: the fixture + noise, judged on text sampled from it; V2: V1's target + more noise, on its own text
-    const t1 = perturbedTarget(fixture.tensors, { scale: 0.5, seed: 1, headScale: 3 })
-    const d1 = await addIdsDataset(store, importer, manifest, 'target-1', await sampleSequences(fixture.config, t1, 24, 64, 7), split)
-    v1 = (await acceptCheckpoint(store, proposer, importer, manifest, t1, d1)).version
-    const t2 = perturbedTarget(t1, { scale: 0.5, seed: 2 })
-    const d2 = await addIdsDataset(store, importer, manifest, 'target-2', await sampleSequences(fixture.config, t2, 24, 64, 8), split)
-    v2 = (await acceptCheckpoint(store, proposer, importer, manifest, t2, d2)).version
+    // V1: the fixture + a realistic delta, judged on text sampled from it; V2: V1's target + another, on its own text
+    const { config, tensors } = await tinyModel()
+    const accept = async (name: string, target: Map<string, RawTensor>, seed: number): Promise<VersionInfo> => {
+      await addIdsDataset(w, name, await sampleSequences(config, target, 96, 32, seed), split)
+      const r = await proposeCheckpoint({ store, signer: proposer, checkpoint: await writeCheckpoint(join(dir, name), target), dataset: name, evalWindows: w.evalWindows })
+      const [a] = await runValidator(w, importer)
+      expect(a.outcome.reason, `proposal ${r.proposalId}`).to.equal('ok')
+      const fold = await foldWorld(w)
+      expect(fold.live.proposal).to.equal(r.proposalId)
+      return fold.live
+    }
+    const t1 = shifted(tensors, realisticDeltas(tensors, 1), 1)
+    v1 = await accept('target-1', t1, 7)
+    const t2 = shifted(t1, realisticDeltas(t1, 2), 1)
+    v2 = await accept('target-2', t2, 8)
 
-    const fold = await foldOf(store, manifest)
-    byHand[fold.versions[0].id] = await Promise.all(manifest.units.map(async u => toF32Tensors(await loadUnitTensors(store, manifest, u.unit))))
-    byHand[v1.id] = await candidateUnits(store, manifest, fold.versions[0], fold.proposals.find(p => p.id === v1.proposal) as any)
-    byHand[v2.id] = await candidateUnits(store, manifest, v1, fold.proposals.find(p => p.id === v2.proposal) as any)
+    const fold = await foldWorld(w)
+    for (const v of fold.versions) {
+      byHand[v.id] = await byHandUnits(w, v)
+    }
   })
 
   after(async () => {
-    await store?.stop()
+    await w?.store.stop()
     await removeDir(dir)
   })
 
   it('resolves the live version, any version of the history by prefix, and refuses an unknown one', async () => {
     const versions = createChainModelVersions({ store: () => store })
-    const fold = await foldOf(store, manifest)
+    const fold = await foldWorld(w)
     expect(fold.versions.map(v => v.id)).to.deep.equal([fold.versions[0].id, v1.id, v2.id])
     expect((await versions.resolve(manifest)).id).to.equal(v2.id)
     const old = await versions.resolve(manifest, v1.id.slice(0, 12).toUpperCase())
@@ -115,7 +139,7 @@ describe('learning: versioned loading', function () {
       const pinned = await service.logitsResult(manifest.idHex, IDS, undefined, v1.id.slice(0, 10))
       expect(pinned.version).to.equal(v1.id)
       expect(pinned.logits).to.deep.equal(await logitsOf(manifest, byHand[v1.id]))
-      const v0 = (await foldOf(store, manifest)).versions[0].id
+      const v0 = (await foldWorld(w)).versions[0].id
       const base = await service.logitsResult(manifest.idHex, IDS, undefined, v0)
       expect(base.logits).to.deep.equal(await logitsOf(manifest, byHand[v0]))
       // three different weights, three different results
@@ -137,7 +161,7 @@ describe('learning: versioned loading', function () {
 
   it('show gives the version, its accepted deltas in order and its weights hash (hand-applied weights hashed alike)', async () => {
     const service = new InferenceService({ store: () => store, versions: createChainModelVersions({ store: () => store }) })
-    const fold = await foldOf(store, manifest)
+    const fold = await foldWorld(w)
     const hashOf = (units: F32Tensors[]): string => Buffer.from(weightsHash(units.map((tensors, unit) => ({ unit, tensors })))).toString('hex')
     const live = await service.show(manifest.idHex)
     expect(live.version).to.equal(v2.id)

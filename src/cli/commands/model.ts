@@ -1,9 +1,9 @@
 /** `blyd model import|list|show|logits|init-demo`: models on the chain, via the daemon or in-process. */
 import { resolve } from 'node:path'
 import { UsageError } from '../../daemon/errors.ts'
+import { importModelWithGenesis } from '../../learning/model-genesis.ts'
 import { formatUnitList } from '../../model/chain-loader.ts'
 import { DEMO_DEFAULTS, writeDemoCheckpoint } from '../../model/demo-checkpoint.ts'
-import { importModel } from '../../model/import/importer.ts'
 import { planUnits } from '../../model/qwen3/plan.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
@@ -102,7 +102,7 @@ function importCommand (ctx: CliContext): CommandModule<any, any> {
           online: async client => client.request('model.import', { dir, ...(tokenizer != null ? { tokenizer } : {}), ...(name != null ? { name } : {}) }, {
             onStream: p => { bar.update({ phase: String(p.phase), done: Number(p.done), total: Number(p.total) }) }
           }),
-          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => importModel({
+          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => importModelWithGenesis({
             store, signer: identity.signer, dir, tokenizer, name, onProgress: p => { bar.update(p) }
           }))
         })

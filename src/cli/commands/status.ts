@@ -35,6 +35,21 @@ function servingLine (status: StatusResult): string {
   return `${s.model.slice(0, 12)}${span}: ${s.state}${s.detail != null ? ` (${s.detail})` : ''}${s.sessions != null ? `, ${s.sessions} sessions, ${s.steps ?? 0} steps` : ''}`
 }
 
+/** the validator service: what it measures now, what it attested, its last error */
+function validatorLine (status: StatusResult): string {
+  const v = status.learning?.validator
+  if (v == null) {
+    return '-'
+  }
+  if (v.models.length === 0) {
+    return 'not a validator of any model on chain'
+  }
+  const now = v.validating != null ? `validating ${v.validating.proposal.slice(0, 12)} (${v.validating.phase})` : 'idle'
+  const last = v.last != null ? `; last: ${v.last.proposal.slice(0, 12)} ${v.last.verdict} (${v.last.reason}) in ${v.last.ms} ms` : ''
+  const error = v.lastError != null ? `; last error: ${v.lastError.code}: ${v.lastError.message}` : ''
+  return `${v.models.length} model(s), ${now}, ${v.attested} attested${last}${v.waiting.length > 0 ? `, ${v.waiting.length} waiting` : ''}${error}`
+}
+
 function workersLine (status: StatusResult): string {
   const w = status.workers
   if (w == null) {
@@ -81,6 +96,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['addrs', (status.addrs ?? []).join(' ') || '-'],
         ['connections', String(status.connections ?? 0)],
         ['serving', servingLine(status)],
+        ['validator', validatorLine(status)],
         ['ipc', `${status.ipc.requests} requests, ${errors} errors`]
       ])
     }

@@ -1,0 +1,261 @@
+/**
+ * The structural checks a validator runs on a proposal before measuring it
+ * (protocols/attestation.md, "What a validator checks"), each a reject
+ * reason: the proposal's base is the live version and its governance state
+ * the current one (`stale`); every Delta payload is within the size bound of
+ * its unit (`oversize`: a larger header is refused before any byte is
+ * fetched), decodes canonically with its header's codec (`malformed`),
+ * holds only finite floats (`non-finite`), names the proposal's model and
+ * base (`model`), and only tensors of its unit with their shapes (`shape`);
+ * and no delta body equals one of an earlier proposal (`duplicate`).
+ *
+ * Duplicates: a delta is identified by sha-256 of its canonical body (the
+ * decompressed payload; zstd bytes may differ for one body). A proposal is
+ * a duplicate when one of its (unit, body) pairs is also in another proposal
+ * of the model that this node saw first: the one whose earliest Delta block
+ * this store received first (ties: the smaller proposal id). So a replay of
+ * a proposal (the same deltas again, on any base) and a copy of someone
+ * else's deltas signed as one's own are both rejected, while the original
+ * is judged on its merits. The order is this node's own: a node that
+ * received the copy before the original (a partition) rejects the original
+ * instead, and the quorum decides.
+ */
+import { createHash } from 'node:crypto'
+import { BlockType } from '../chain/types.ts'
+import { DeltaFormatError, DeltaFormatErrorCode } from '../protocols/delta-errors.ts'
+import { MAX_DELTA_BODY, decompressDeltaPayload } from '../protocols/delta.ts'
+import { DeltaField } from '../protocols/learning-blocks.ts'
+import { Reason } from '../protocols/learning-blocks.ts'
+import { readSmallPayload } from './fold/blocks.ts'
+import { readDelta } from './version-weights.ts'
+import type { Hex, ModelFold, ProposalExplain } from './fold/types.ts'
+import type { LoadedDelta } from './version-weights.ts'
+import type { ChainStoreApi, StoredBlock } from '../chain/types.ts'
+import type { ModelManifest } from '../model/chain-loader.ts'
+import type { ManifestUnit } from '../model/import/manifest.ts'
+
+export type CheckResult =
+  | { ok: true, deltas: LoadedDelta[] }
+  | { ok: false, reason: string, detail: string }
+
+function reject (reason: string, detail: string): { ok: false, reason: string, detail: string } {
+  return { ok: false, reason, detail }
+}
+
+function sha256Hex (bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+const utf8 = new TextEncoder()
+
+/**
+ * The largest canonical body a delta of `unit` can have, any codec: per
+ * tensor its name, dims and at most 8 bytes per element (f32: 4; int8: 4
+ * per row + 1; sparse: 8 + 6 per kept element; lowrank: 4r(rows + cols) <=
+ * 8 rows cols), plus the header. Capped at MAX_DELTA_BODY.
+ */
+export function maxUnitDeltaBody (unit: ManifestUnit): number {
+  let n = 64
+  for (const t of unit.tensors) {
+    const elements = t.shape.reduce((a, b) => a * b, 1)
+    n += 32 + utf8.encode(t.name).length + 4 * t.shape.length + 8 * elements
+  }
+  return Math.min(n, MAX_DELTA_BODY)
+}
+
+/** The largest payload (zstd of such a body, incompressible at worst: +1/128 and a frame header). */
+export function maxUnitDeltaPayload (unit: ManifestUnit): number {
+  const body = maxUnitDeltaBody(unit)
+  return body + Math.ceil(body / 128) + 1024
+}
+
+/** `stale` unless the proposal is on the live version in the current governance state. */
+export function checkBase (fold: ModelFold, proposal: ProposalExplain): CheckResult | undefined {
+  if (proposal.base !== fold.live.id) {
+    const known = fold.versions.some(v => v.id === proposal.base)
+    return reject(Reason.STALE, `the proposal applies to version ${proposal.base.slice(0, 12)}${known ? ' (a past version)' : ''}; the live version is ${fold.live.id.slice(0, 12)}`)
+  }
+  if (proposal.governance !== fold.governance.current.id) {
+    return reject(Reason.STALE, `the proposal names governance state ${proposal.governance.slice(0, 12)}; the current one is ${fold.governance.current.id.slice(0, 12)}`)
+  }
+  return undefined
+}
+
+/** `oversize` when a Delta header declares a payload larger than its unit can need (checked before fetching it). */
+export async function checkSizes (store: ChainStoreApi, manifest: ModelManifest, proposal: ProposalExplain): Promise<CheckResult | undefined> {
+  for (const d of proposal.deltas) {
+    const block = await store.get(Buffer.from(d.id, 'hex'))
+    const unit = manifest.units[d.unit]
+    if (block == null || unit == null) {
+      continue
+    }
+    const bound = maxUnitDeltaPayload(unit)
+    if (block.header.payloadSize > BigInt(bound)) {
+      return reject(Reason.OVERSIZE, `delta ${d.id.slice(0, 12)} (unit ${d.unit}) declares a ${block.header.payloadSize}-byte payload; a delta of that unit needs at most ${bound}`)
+    }
+  }
+  return undefined
+}
+
+function formatReason (err: DeltaFormatError): string {
+  if (err.code === DeltaFormatErrorCode.NON_FINITE) {
+    return Reason.NON_FINITE
+  }
+  if (err.code === DeltaFormatErrorCode.TOO_LARGE) {
+    return Reason.OVERSIZE
+  }
+  return Reason.MALFORMED
+}
+
+function bytesField (block: StoredBlock, key: string): string | undefined {
+  const f = block.header.fields.get(key)
+  return f?.kind === 'bytes' ? Buffer.from(f.value).toString('hex') : undefined
+}
+
+/**
+ * Decodes every delta of `proposal` (payloads must be stored: the caller
+ * fetched them) and checks it against the model: see the file comment.
+ * Deltas unit ascending.
+ */
+export async function checkDeltas (store: ChainStoreApi, manifest: ModelManifest, proposal: ProposalExplain): Promise<CheckResult> {
+  const out: LoadedDelta[] = []
+  for (const d of proposal.deltas) {
+    const unit = manifest.units[d.unit]
+    if (unit == null) {
+      return reject(Reason.SHAPE, `delta ${d.id.slice(0, 12)} names unit ${d.unit}; the model has ${manifest.units.length}`)
+    }
+    let loaded: LoadedDelta
+    try {
+      loaded = await readDelta(store, d.id, { maxBodyBytes: maxUnitDeltaBody(unit) })
+    } catch (err) {
+      if (err instanceof DeltaFormatError) {
+        return reject(formatReason(err), `delta ${d.id.slice(0, 12)} (unit ${d.unit}): ${err.code}: ${err.message}`)
+      }
+      throw err
+    }
+    if (bytesField(loaded.block, DeltaField.MODEL) !== manifest.idHex) {
+      return reject(Reason.MODEL, `delta ${d.id.slice(0, 12)} names model ${String(bytesField(loaded.block, DeltaField.MODEL))}, the proposal ${manifest.idHex}`)
+    }
+    if (bytesField(loaded.block, DeltaField.BASE) !== proposal.base) {
+      return reject(Reason.STALE, `delta ${d.id.slice(0, 12)} applies to version ${String(bytesField(loaded.block, DeltaField.BASE))}, the proposal to ${proposal.base}`)
+    }
+    const tensors = loaded.block.header.fields.get(DeltaField.TENSORS)
+    if (tensors?.kind !== 'uint' || tensors.value !== BigInt(loaded.delta.tensors.length)) {
+      return reject(Reason.MALFORMED, `delta ${d.id.slice(0, 12)}: its header says ${String(tensors?.value)} tensors, its payload holds ${loaded.delta.tensors.length}`)
+    }
+    for (const t of loaded.delta.tensors) {
+      const spec = unit.tensors.find(s => s.name === t.name)
+      if (spec == null) {
+        return reject(Reason.SHAPE, `delta ${d.id.slice(0, 12)} (unit ${d.unit}) changes ${t.name}, which unit ${d.unit} does not hold`)
+      }
+      if (spec.shape.length !== t.dims.length || spec.shape.some((x, i) => x !== t.dims[i])) {
+        return reject(Reason.SHAPE, `delta ${d.id.slice(0, 12)}: ${t.name} has dims [${t.dims.join(', ')}], the model [${spec.shape.join(', ')}]`)
+      }
+    }
+    out.push(loaded)
+  }
+  return { ok: true, deltas: out }
+}
+
+/**
+ * sha-256 of each Delta block's canonical body, remembered by block id (a
+ * body never changes). Bodies over their unit's bound, or payloads that do
+ * not decompress, have none (null). Belongs to one validator (no module
+ * state); bounded by `maxEntries`, oldest dropped first.
+ */
+export class DeltaBodyIndex {
+  private readonly hashes: Map<Hex, string | null>
+  private readonly maxEntries: number
+
+  constructor (maxEntries = 4096) {
+    this.hashes = new Map()
+    this.maxEntries = maxEntries
+  }
+
+  remember (id: Hex, body: Uint8Array): string {
+    const hash = sha256Hex(body)
+    this.set(id, hash)
+    return hash
+  }
+
+  /** The body hash of Delta block `id`; undefined when its payload is not stored here. */
+  async hashOf (store: ChainStoreApi, manifest: ModelManifest, id: Hex): Promise<string | null | undefined> {
+    const known = this.hashes.get(id)
+    if (known !== undefined) {
+      return known
+    }
+    const block = await store.get(Buffer.from(id, 'hex'))
+    if (block?.header.type !== BlockType.Delta) {
+      return undefined
+    }
+    const unitField = block.header.fields.get(DeltaField.UNIT)
+    const unit = unitField?.kind === 'uint' ? manifest.units[Number(unitField.value)] : undefined
+    if (unit == null || block.header.payloadSize > BigInt(maxUnitDeltaPayload(unit))) {
+      this.set(id, null)
+      return null
+    }
+    const payload = await readSmallPayload(store, block)
+    if (payload == null) {
+      return undefined
+    }
+    try {
+      return this.remember(id, decompressDeltaPayload(payload, maxUnitDeltaBody(unit)))
+    } catch (err) {
+      if (!(err instanceof DeltaFormatError)) {
+        throw err
+      }
+      this.set(id, null)
+      return null
+    }
+  }
+
+  private set (id: Hex, hash: string | null): void {
+    this.hashes.delete(id)
+    this.hashes.set(id, hash)
+    while (this.hashes.size > this.maxEntries) {
+      this.hashes.delete(this.hashes.keys().next().value as Hex)
+    }
+  }
+}
+
+/** When this store first saw any of a proposal's Delta blocks (ms; Infinity when none is stored). */
+async function firstSeen (store: ChainStoreApi, p: ProposalExplain): Promise<number> {
+  let first = Infinity
+  for (const d of p.deltas) {
+    const block = await store.get(Buffer.from(d.id, 'hex'))
+    if (block != null && block.receivedAt < first) {
+      first = block.receivedAt
+    }
+  }
+  return first
+}
+
+/** `duplicate` when a (unit, body) of `proposal` (its decoded `deltas`) is in a proposal this node saw first (see the file comment). */
+export async function checkDuplicate (store: ChainStoreApi, manifest: ModelManifest, fold: ModelFold, proposal: ProposalExplain, deltas: readonly LoadedDelta[], index: DeltaBodyIndex): Promise<CheckResult | undefined> {
+  const mine = new Map<string, Hex>()
+  for (const d of deltas) {
+    mine.set(`${d.unit}:${index.remember(d.id, d.body)}`, d.id)
+  }
+  const ownFirst = await firstSeen(store, proposal)
+  for (const other of fold.proposals) {
+    if (other.id === proposal.id) {
+      continue
+    }
+    let shared: { unit: number, delta: Hex } | undefined
+    for (const d of other.deltas) {
+      const hash = await index.hashOf(store, manifest, d.id)
+      if (hash != null && mine.has(`${d.unit}:${hash}`)) {
+        shared = { unit: d.unit, delta: d.id }
+        break
+      }
+    }
+    if (shared == null) {
+      continue
+    }
+    const otherFirst = await firstSeen(store, other)
+    if (otherFirst < ownFirst || (otherFirst === ownFirst && other.id < proposal.id)) {
+      return reject(Reason.DUPLICATE, `unit ${shared.unit}: the same delta body as delta ${shared.delta.slice(0, 12)} of proposal ${other.id.slice(0, 12)} (${other.status}), seen first`)
+    }
+  }
+  return undefined
+}
