@@ -231,7 +231,8 @@ export class Daemon {
         store,
         privateKey: identity.privateKey,
         inference: this.inference,
-        logger: this.logger
+        logger: this.logger,
+        versions: this.versions
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
         listen: config.listen,

@@ -32,7 +32,15 @@ function servingLine (status: StatusResult): string {
     return '-'
   }
   const span = s.start != null ? ` layers [${s.start}, ${s.end})` : ` layers ${s.layers}`
-  return `${s.model.slice(0, 12)}${span}: ${s.state}${s.detail != null ? ` (${s.detail})` : ''}${s.sessions != null ? `, ${s.sessions} sessions, ${s.steps ?? 0} steps` : ''}`
+  const version = s.version != null ? `, version ${s.version.slice(0, 12)}` : ''
+  const switching = s.switching != null ? `, switching to ${s.switching.version.slice(0, 12)} (${s.switching.detail})` : ''
+  const draining = (s.draining ?? []).map(d => `, draining ${d.version?.slice(0, 12) ?? 'old span'} (${d.sessions} sessions)`).join('')
+  const weights = s.weights != null ? `, weights ${formatMiB(s.weights.bytes)} in ${s.weights.copies} cop${s.weights.copies === 1 ? 'y' : 'ies'} (bound ${formatMiB(s.weights.boundBytes)})` : ''
+  return `${s.model.slice(0, 12)}${span}: ${s.state}${s.detail != null ? ` (${s.detail})` : ''}${version}${s.sessions != null ? `, ${s.sessions} sessions, ${s.steps ?? 0} steps` : ''}${weights}${switching}${draining}`
+}
+
+function formatMiB (bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`
 }
 
 /** the validator service: what it measures now, what it attested, its last error */
