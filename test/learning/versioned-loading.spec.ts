@@ -90,7 +90,7 @@ describe('learning: versioned loading', function () {
     // V1: the fixture + a realistic delta, judged on text sampled from it; V2: V1's target + another, on its own text
     const { config, tensors } = await tinyModel()
     const accept = async (name: string, target: Map<string, RawTensor>, seed: number): Promise<VersionInfo> => {
-      await addIdsDataset(w, name, await sampleSequences(config, target, 96, 32, seed), split)
+      await addIdsDataset(w, name, await sampleSequences(config, target, 40, 32, seed), split)
       const r = await proposeCheckpoint({ store, signer: proposer, checkpoint: await writeCheckpoint(join(dir, name), target), dataset: name, evalWindows: w.evalWindows })
       const [a] = await runValidator(w, importer)
       expect(a.outcome.reason, `proposal ${r.proposalId}`).to.equal('ok')
