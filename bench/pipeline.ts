@@ -26,6 +26,7 @@ import { SafetensorsCheckpoint } from '../src/model/safetensors/checkpoint.ts'
 import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
 import { createPipelineClient } from '../src/pipeline/pipeline-client.ts'
 import { createStageServer } from '../src/pipeline/stage-server.ts'
+import { silentLogger } from '../src/protocols/logger.ts'
 import type { WeightSource } from '../src/model/weight-source.ts'
 import type { ChildProcess } from 'node:child_process'
 
@@ -112,7 +113,7 @@ async function stage (): Promise<void> {
   const layers = await loadRange(argText('dir'), { start: arg('start', 0), end: arg('end', 0) })
   const counters = stageCounters()
   const node = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
-  const server = createStageServer({ libp2p: node }, { modelId: MODEL_ID, layers })
+  const server = createStageServer({ libp2p: node, logger: silentLogger() }, { modelId: MODEL_ID, layers })
   await server.start()
   out(JSON.stringify({ peerId: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String), start: layers.start, end: layers.end }))
   // any line on stdin: answer what this stage spent per one-position (decode) step so far

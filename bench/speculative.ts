@@ -27,6 +27,7 @@ import { MapWeightSource } from '../src/model/weight-source.ts'
 import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
 import { createPipelineClient } from '../src/pipeline/pipeline-client.ts'
 import { createStageServer } from '../src/pipeline/stage-server.ts'
+import { silentLogger } from '../src/protocols/logger.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 import type { BlyLibp2p } from '../src/net/libp2p-node.ts'
 import type { StageServer } from '../src/pipeline/stage-server.ts'
@@ -73,7 +74,7 @@ async function main (): Promise<void> {
       ranges.push(layers)
       const node = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
       nodes.push(node)
-      const server = createStageServer({ libp2p: node }, { modelId: MODEL_ID, layers, faults: { stepDelayMs: delay } })
+      const server = createStageServer({ libp2p: node, logger: silentLogger() }, { modelId: MODEL_ID, layers, faults: { stepDelayMs: delay } })
       await server.start()
       servers.push(server)
       route.push({ peerId: node.peerId, multiaddrs: node.getMultiaddrs(), start: layers.start, end: layers.end })

@@ -47,7 +47,7 @@
  * - ipcMaxConnections (number 1..65536): IPC connections held at once; one
  * more is answered with an error line and closed
  * - ipcMaxBatch (number 1..100000): calls one JSON-RPC batch may hold
- * - logLevel (string): error | warn | info | debug
+ * - logLevel (string): error | warn | info | debug | trace (daemon/logger.ts)
  */
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'

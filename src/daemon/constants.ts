@@ -48,7 +48,8 @@ export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'wa
 /** tensor-parallel worker threads per model: 'auto' (the rule is in src/model/workers.ts) or a count */
 export const DEFAULT_WORKERS = 'auto'
 export const DEFAULT_LOG_LEVEL = 'info'
-export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
+/** most to least severe; a level writes its lines and those above it (debug: libp2p's own diagnostics too; trace: per-message detail) */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const
 
 /** longest IPC line the daemon accepts; longer lines are answered with an error and skipped */
 export const DEFAULT_IPC_MAX_LINE_BYTES = 16 * 1024 * 1024

@@ -15,6 +15,7 @@ import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
+import { silentLogger } from '../protocols/logger.ts'
 import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
@@ -22,7 +23,6 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
 import { registerLearningMethods } from './learning-methods.ts'
 import { DataDirLock } from './lock.ts'
-import { silentLogger } from './logger.ts'
 import { registerMeshMethods } from './mesh-methods.ts'
 import { registerCoreMethods } from './methods.ts'
 import { DaemonMetrics } from './metrics.ts'
@@ -30,15 +30,16 @@ import { registerModelMethods } from './model-methods.ts'
 import { blydVersion } from './version.ts'
 import type { BlydConfig } from './config.ts'
 import type { Identity } from './identity.ts'
-import type { Logger } from './logger.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ValidatorService } from '../learning/validator-service.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 
 export interface DaemonInit {
   config: BlydConfig
-  logger?: Logger
+  /** every part's logger and libp2p's (default silent; `blyd start` gives daemon/logger.ts's at config.logLevel) */
+  logger?: BlyComponentLogger
 }
 
 export class Daemon {
@@ -48,7 +49,8 @@ export class Daemon {
   readonly inference: InferenceService
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
-  private readonly log: Logger
+  private readonly logger: BlyComponentLogger
+  private readonly log: BlyLogger
   private readonly lock: DataDirLock
   private readonly resolveStopped: () => void
   private identityValue: Identity | undefined
@@ -69,7 +71,8 @@ export class Daemon {
 
   constructor (init: DaemonInit) {
     this.config = init.config
-    this.log = init.logger ?? silentLogger()
+    this.logger = init.logger ?? silentLogger()
+    this.log = this.logger.forComponent('bly:daemon')
     this.lock = new DataDirLock({ dataDir: init.config.dataDir })
     this.metrics = new DaemonMetrics({ chainCounts: async () => this.storeValue?.counts(), ipcStats: () => this.ipc.stats() })
     this.ipc = new IpcServer({
@@ -78,7 +81,7 @@ export class Daemon {
       maxBufferedLineBytes: init.config.ipcMaxBufferedLineBytes,
       maxConnections: init.config.ipcMaxConnections,
       maxBatch: init.config.ipcMaxBatch,
-      logger: this.log,
+      logger: this.logger,
       onRequest: method => { this.metrics.ipcRequests.inc({ method }) },
       onError: (rpcCode, code) => { this.metrics.ipcErrors.inc({ rpc_code: String(rpcCode), code: code ?? '' }) },
       onRefusal: reason => { this.metrics.ipcRefusals.inc({ reason }) },
@@ -223,7 +226,7 @@ export class Daemon {
         store,
         privateKey: identity.privateKey,
         inference: this.inference,
-        log: (level, event, fields) => { this.log[level](event, fields) }
+        logger: this.logger
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
         listen: config.listen,

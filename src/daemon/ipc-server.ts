@@ -26,6 +26,7 @@ import { chmod, lstat, unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { BlydError } from '../protocols/errors.ts'
 import { IPC_STREAM_METHOD, JSONRPC_VERSION, RpcErrorCode } from '../protocols/ipc.ts'
+import { silentLogger } from '../protocols/logger.ts'
 import {
   DEFAULT_IPC_MAX_BATCH, DEFAULT_IPC_MAX_CONNECTIONS, DEFAULT_IPC_MAX_LINE_BYTES, IPC_BATCH_CONCURRENCY, IPC_BUFFERED_LINES_PER_MAX_LINE,
   IPC_HEAVY_LINE_BYTES, IPC_MAX_INFLIGHT_PER_CONNECTION, IPC_MAX_JSON_DEPTH, IPC_MAX_JSON_VALUES, IPC_STOP_DRAIN_MS, IPC_WRITE_HIGH_WATER_BYTES
@@ -34,10 +35,9 @@ import { DaemonErrorCode, InvalidParamsError, IpcError } from './errors.ts'
 import { scanJson } from './json-scan.ts'
 import { SharedLineBudget } from './line-budget.ts'
 import { LineSplitter } from './line-splitter.ts'
-import { silentLogger } from './logger.ts'
 import type { JsonScan } from './json-scan.ts'
-import type { Logger } from './logger.ts'
 import type { IpcLimitsJson, IpcLoadJson, IpcMethodMap, IpcMethods, IpcRefusalsJson, RpcErrorObject, RpcId, RpcResponse } from '../protocols/ipc.ts'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { Server, Socket } from 'node:net'
 
 /** What a handler gets besides its params; `S`: the fields of its method's `stream` notifications. */
@@ -88,7 +88,8 @@ export interface IpcServerInit extends IpcServerEvents {
   maxBufferedLineBytes?: number
   /** default IPC_WRITE_HIGH_WATER_BYTES */
   writeHighWaterBytes?: number
-  logger?: Logger
+  /** logs as bly:daemon:ipc (default silent) */
+  logger?: BlyComponentLogger
 }
 
 export interface IpcStats extends IpcLoadJson {
@@ -171,6 +172,26 @@ async function mapBounded<T, R> (items: readonly T[], concurrency: number, fn: (
 const REFUSED_LINGER_MS = 1000
 
 /**
+ * End a refused connection so that its last line arrives: the line and a
+ * FIN go out, and what the client still sends is read and dropped (the
+ * connection's data handler ignores a closing connection) instead of left
+ * unread, so the client's writes do not fail (EPIPE) and take the unread
+ * error line down with them. The socket is destroyed when the client closes
+ * or after REFUSED_LINGER_MS, whichever comes first.
+ */
+function lingerAndClose (socket: Socket, lastLine?: string): void {
+  const timer = setTimeout(() => { socket.destroy() }, REFUSED_LINGER_MS).unref()
+  socket.once('close', () => { clearTimeout(timer) })
+  socket.on('data', () => {})
+  socket.resume()
+  if (lastLine === undefined) {
+    socket.end()
+  } else {
+    socket.end(lastLine)
+  }
+}
+
+/**
  * `Methods` types the registry: IpcMethods (protocols/ipc.ts) for the
  * daemon, a test's own map for a bare server.
  */
@@ -179,7 +200,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
   readonly limits: IpcLimitsJson
   private readonly maxLineBytes: number
   private readonly maxInflight: number
-  private readonly log: Logger
+  private readonly log: BlyLogger
   private readonly events: IpcServerEvents
   private readonly methods: Map<string, Method>
   private readonly connections: Set<Connection>
@@ -215,7 +236,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
       maxInflightPerConnection: this.maxInflight,
       writeHighWaterBytes: init.writeHighWaterBytes ?? IPC_WRITE_HIGH_WATER_BYTES
     }
-    this.log = init.logger ?? silentLogger()
+    this.log = (init.logger ?? silentLogger()).forComponent('bly:daemon:ipc')
     this.events = { onRequest: init.onRequest, onError: init.onError, onRefusal: init.onRefusal, onBackpressure: init.onBackpressure }
     this.methods = new Map()
     this.connections = new Set()
@@ -384,7 +405,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
       conn.splitter.end()
       this.maybeEnd(conn)
     })
-    socket.on('error', err => { this.log.debug('ipc.connection.error', { error: err.message }) })
+    socket.on('error', err => { this.log('ipc.connection.error', { error: err.message }) })
     socket.on('close', () => {
       this.connections.delete(conn)
       conn.splitter.clear()
@@ -401,12 +422,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
       data: { code: DaemonErrorCode.TOO_MANY_CONNECTIONS, maxConnections: this.limits.maxConnections }
     })
     socket.on('error', () => {})
-    socket.pause()
-    const timer = setTimeout(() => { socket.destroy() }, REFUSED_LINGER_MS).unref()
-    socket.end(JSON.stringify(response) + '\n', () => {
-      clearTimeout(timer)
-      socket.destroy()
-    })
+    lingerAndClose(socket, JSON.stringify(response) + '\n')
   }
 
   /** answer with `response`, stop reading and answering, close (destroyed if the peer does not read it) */
@@ -418,12 +434,7 @@ export class IpcServer<Methods extends IpcMethodMap<Methods> = IpcMethods> {
     conn.closing = true
     conn.splitter.pause()
     conn.splitter.clear()
-    conn.socket.pause()
-    const timer = setTimeout(() => { conn.socket.destroy() }, REFUSED_LINGER_MS).unref()
-    conn.socket.end(() => {
-      clearTimeout(timer)
-      conn.socket.destroy()
-    })
+    lingerAndClose(conn.socket)
   }
 
   private refuse (reason: IpcRefusal): void {

@@ -1,18 +1,19 @@
 /**
- * One line per event: `<iso time> <LEVEL> <event> key=value ...`, written to
- * stderr by default. Values with spaces or quotes are JSON-quoted.
+ * The daemon's logger: one `BlyComponentLogger` (protocols/logger.ts) for
+ * every part and for libp2p itself, writing one line per call at or above
+ * the configured level (config `logLevel`) in the format of log-format.ts,
+ * to stderr by default, e.g.
+ * `2025-01-01T00:00:00.000Z WARN bly:mesh:generate generate.recovered session=1 reason=timeout`.
+ *
+ * A logger's callable form and libp2p's own diagnostics are `debug`,
+ * `trace` is below it; `enabled` is true when `debug` is written (libp2p
+ * checks it before costly formatting). Lines are written synchronously in
+ * call order; nothing is buffered.
  */
 import { LOG_LEVELS } from './constants.ts'
+import { formatLine, formatMessage } from './log-format.ts'
 import type { LogLevel } from './config.ts'
-
-export type LogFields = Record<string, string | number | boolean | bigint | null | undefined>
-
-export interface Logger {
-  error(event: string, fields?: LogFields): void
-  warn(event: string, fields?: LogFields): void
-  info(event: string, fields?: LogFields): void
-  debug(event: string, fields?: LogFields): void
-}
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 
 export interface LoggerInit {
   level: LogLevel
@@ -22,40 +23,29 @@ export interface LoggerInit {
   now?(): number
 }
 
-function formatValue (value: LogFields[string]): string {
-  const s = String(value)
-  return /^[^\s"=]+$/.test(s) ? s : JSON.stringify(s)
-}
-
-export function formatLine (time: number, level: LogLevel, event: string, fields: LogFields = {}): string {
-  let line = `${new Date(time).toISOString()} ${level.toUpperCase()} ${event}`
-  for (const [key, value] of Object.entries(fields)) {
-    if (value !== undefined) {
-      line += ` ${key}=${formatValue(value)}`
-    }
-  }
-  return line + '\n'
-}
-
-export function createLogger (init: LoggerInit): Logger {
+export function createLogger (init: LoggerInit): BlyComponentLogger {
   const threshold = LOG_LEVELS.indexOf(init.level)
   const write = init.write ?? ((line: string) => { process.stderr.write(line) })
   const now = init.now ?? Date.now
-  const at = (level: LogLevel) => (event: string, fields?: LogFields): void => {
-    if (LOG_LEVELS.indexOf(level) <= threshold) {
-      write(formatLine(now(), level, event, fields))
+  const on = (level: LogLevel): boolean => LOG_LEVELS.indexOf(level) <= threshold
+  const forComponent = (component: string): BlyLogger => {
+    const at = (level: LogLevel) => {
+      if (!on(level)) {
+        return (): void => {}
+      }
+      return (formatter: any, ...args: any[]): void => {
+        const { message, fields } = formatMessage(formatter, args)
+        write(formatLine(now(), level, component, message, fields))
+      }
     }
+    return Object.assign(at('debug'), {
+      error: at('error'),
+      warn: at('warn'),
+      info: at('info'),
+      trace: at('trace'),
+      enabled: on('debug'),
+      newScope: (name: string) => forComponent(`${component}:${name}`)
+    })
   }
-  return {
-    error: at('error'),
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug')
-  }
-}
-
-/** A logger that drops everything (for library use without output). */
-export function silentLogger (): Logger {
-  const drop = (): void => {}
-  return { error: drop, warn: drop, info: drop, debug: drop }
+  return { forComponent }
 }

@@ -49,6 +49,7 @@ import type { PipelineSession, Recovery } from '../pipeline/pipeline-client.ts'
 import type { RouteHop } from '../pipeline/route.ts'
 import type { RecoveryJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { PeerId } from '@libp2p/interface'
 
 export interface MeshGeneratorComponents {
@@ -57,7 +58,8 @@ export interface MeshGeneratorComponents {
   inference: InferenceService
   /** the span this node serves, if any */
   spanServer(): SpanServer | undefined
-  log?(level: 'info' | 'warn' | 'error', event: string, fields?: Record<string, string | number | boolean | null | undefined>): void
+  /** logs as bly:mesh:generate */
+  logger: BlyComponentLogger
 }
 
 export interface MeshGeneratorInit {
@@ -114,9 +116,11 @@ export class MeshGenerator {
   private readonly init: MeshGeneratorInit
   /** the embedding + head per model (hex id), loaded on first use */
   private readonly ends: Map<string, Promise<ClientEnds>>
+  private readonly log: BlyLogger
 
   constructor (components: MeshGeneratorComponents, init: MeshGeneratorInit = {}) {
     this.components = components
+    this.log = components.logger.forComponent('bly:mesh:generate')
     this.init = init
     this.ends = new Map()
   }
@@ -179,7 +183,7 @@ export class MeshGenerator {
         }
       },
       onRecovery: (r, sessionId) => {
-        this.components.log?.('warn', 'generate.recovered', {
+        this.log.warn('generate.recovered', {
           session: sessionId,
           peerId: r.peerId,
           reason: r.reason,

@@ -24,9 +24,8 @@ import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
 import type { NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson, SpanJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { PrivateKey } from '@libp2p/interface'
-
-export type MeshLogFields = Record<string, string | number | boolean | null | undefined>
 
 export interface MeshComponents {
   /** the started chain store */
@@ -34,7 +33,8 @@ export interface MeshComponents {
   /** the node's identity key: libp2p identity and record signer */
   privateKey: PrivateKey
   inference: InferenceService
-  log?(level: 'info' | 'warn' | 'error', event: string, fields?: MeshLogFields): void
+  /** every part's logger (bly:mesh as this class's); libp2p gets it too */
+  logger: BlyComponentLogger
 }
 
 export interface MeshInit {
@@ -96,9 +96,11 @@ export class Mesh {
   private networkValue?: BlyNetwork
   private spanServerValue?: SpanServer
   private generator?: MeshGenerator
+  private readonly log: BlyLogger
 
   constructor (components: MeshComponents, init: MeshInit) {
     this.components = components
+    this.log = components.logger.forComponent('bly:mesh')
     this.init = init
     this.policy = new PayloadPolicy({ full: init.full })
   }
@@ -130,7 +132,8 @@ export class Mesh {
         datastorePath: this.init.datastorePath,
         dhtValidator: records.validator,
         dhtSelector: records.selector,
-        blockSync: { wantPayload: block => this.policy.want(block) }
+        blockSync: { wantPayload: block => this.policy.want(block) },
+        logger: this.components.logger
       })
     } catch (err: any) {
       throw new MeshError(MeshErrorCode.NETWORK_START, `cannot start the network (listen ${this.init.listen.join(', ')}): ${String(err?.message ?? err)}`, { cause: err })
@@ -141,7 +144,7 @@ export class Mesh {
       network,
       inference: this.components.inference,
       spanServer: () => this.spanServerValue,
-      log: this.components.log
+      logger: this.components.logger
     }, { stepTimeoutMs: this.init.stepTimeoutMs, stepDeadlineFloorMs: this.init.stepDeadlineFloorMs })
     if (this.init.model != null) {
       const server = createSpanServer({
@@ -151,7 +154,7 @@ export class Mesh {
         policy: this.policy,
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
-        log: (event, fields) => { this.components.log?.(event === 'serve.failed' || event === 'serve.fault-injection' ? 'error' : 'info', event, fields) }
+        logger: this.components.logger
       }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.replanMs != null ? { replanMs: this.init.replanMs } : {}), directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()
@@ -160,7 +163,7 @@ export class Mesh {
 
   /** Withdraws the served span, then stops the network. */
   async stop (): Promise<void> {
-    await this.spanServerValue?.stop().catch(err => { this.components.log?.('error', 'serve.stop.failed', { error: err.message }) })
+    await this.spanServerValue?.stop().catch(err => { this.log.error('serve.stop.failed', { error: err.message }) })
     await this.generator?.stop().catch(() => {})
     this.generator = undefined
     const network = this.networkValue
@@ -175,7 +178,7 @@ export class Mesh {
       return
     }
     network.publish(id).catch((err: Error) => {
-      this.components.log?.('warn', 'gossip.publish.failed', { block: Buffer.from(id).toString('hex'), error: err.message })
+      this.log.warn('gossip.publish.failed', { block: Buffer.from(id).toString('hex'), error: err.message })
     })
   }
 

@@ -25,7 +25,6 @@ export class ProtocolOwners {
     const libp2p = this.libp2p
     return {
       token,
-      logger: libp2p.logger,
       handle: async (protocol, handler, options) => {
         await libp2p.handle(protocol, handler, { ...options, force: true })
         for (const p of Array.isArray(protocol) ? protocol : [protocol]) {

@@ -39,6 +39,7 @@ import type { NodeAnnouncer, SpanStats } from '../net/records/announcer.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
 import type { StageServer } from '../pipeline/stage-server.ts'
 import type { ReplanJson, ServingJson } from '../protocols/ipc-mesh.ts'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 export interface SpanServerComponents {
@@ -51,7 +52,8 @@ export interface SpanServerComponents {
   backend(): string
   /** worker threads for the span's layers (InferenceService.workersFor fits); 0 when absent */
   workersFor?(config: ModelManifest['qwen3']): number
-  log?(event: string, fields?: Record<string, string | number | boolean | null | undefined>): void
+  /** logs as bly:mesh:span-server; the stage server and announcer get it too */
+  logger: BlyComponentLogger
 }
 
 export interface SpanServerInit {
@@ -124,12 +126,14 @@ export class SpanServer {
   /** the move the last re-plan proposed, waiting for the next one to confirm it */
   private proposed?: { start: number, end: number }
   private lastMove?: ReplanJson
+  private readonly log: BlyLogger
 
   constructor (components: SpanServerComponents, init: SpanServerInit) {
     if (!/^[0-9a-f]{64}$/.test(init.model)) {
       throw new MeshError(MeshErrorCode.BAD_SPAN, `model must be a 64-character hex block id, got ${JSON.stringify(init.model)}`)
     }
     this.components = components
+    this.log = components.logger.forComponent('bly:mesh:span-server')
     this.init = init
     this.model = init.model
     this.layersSpec = init.layers
@@ -172,7 +176,7 @@ export class SpanServer {
       }
       this.stateValue = 'error'
       this.detail = String(err?.message ?? err)
-      this.components.log?.('serve.failed', { model: this.model, layers: this.layersSpec, error: this.detail })
+      this.log.error('serve.failed', { model: this.model, layers: this.layersSpec, error: this.detail })
     })
     this.replanning = serving.then(async ({ manifest, announcer }) => this.replanLoop(manifest, announcer, signal)).catch(() => {})
   }
@@ -256,14 +260,14 @@ export class SpanServer {
     const numLayers = manifest.qwen3.numLayers
     const span = this.layersSpec === 'auto' ? await this.autoSpan(manifest, signal) : parseSpan(this.layersSpec, numLayers)
     this.span = span
-    this.components.log?.('serve.span', { model: this.model, start: span.start, end: span.end, layers: numLayers })
+    this.log.info('serve.span', { model: this.model, start: span.start, end: span.end, layers: numLayers })
     const range = await this.fetchAndLoad(manifest, span, signal)
     this.rangeValue = range
     if (this.init.faults != null) {
-      this.components.log?.('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep, corruptOnSignal: this.init.faults.corruptOnSignal, slowOnSignal: this.init.faults.slowOnSignal, slowOnSignalFactor: this.init.faults.slowOnSignalFactor })
+      this.log.error('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep, corruptOnSignal: this.init.faults.corruptOnSignal, slowOnSignal: this.init.faults.slowOnSignal, slowOnSignalFactor: this.init.faults.slowOnSignalFactor })
     }
     this.stage = await this.startStage(range)
-    const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey }, {
+    const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey, logger: this.components.logger }, {
       modelId,
       start: span.start,
       end: span.end,
@@ -276,7 +280,7 @@ export class SpanServer {
     })
     this.announcerValue = announcer
     this.stateValue = 'serving'
-    this.components.log?.('serve.started', { model: this.model, start: span.start, end: span.end, workers: range.workers })
+    this.log.info('serve.started', { model: this.model, start: span.start, end: span.end, workers: range.workers })
     await announcer.start()
     return { manifest, announcer }
   }
@@ -295,7 +299,7 @@ export class SpanServer {
         signal.throwIfAborted()
         const error = String(err?.message ?? err)
         this.lastReplan = { at: Date.now(), moved: false, gain: 0, reason: 'error', error }
-        this.components.log?.('serve.replan.failed', { model: this.model, error })
+        this.log.warn('serve.replan.failed', { model: this.model, error })
       }
     }
   }
@@ -342,7 +346,7 @@ export class SpanServer {
   private async startStage (range: LayerRange): Promise<StageServer> {
     const direct = this.init.directChannel
     const libp2p = this.owners.forStage()
-    const stage = createStageServer({ libp2p }, {
+    const stage = createStageServer({ libp2p, logger: this.components.logger }, {
       modelId: this.model,
       layers: range,
       directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
@@ -388,7 +392,7 @@ export class SpanServer {
       return
     }
     const from = { start: span.start, end: span.end }
-    this.components.log?.('serve.moving', { model: this.model, fromStart: from.start, fromEnd: from.end, toStart: to.start, toEnd: to.end, gain: decision.gain, reason: decision.reason })
+    this.log.info('serve.moving', { model: this.model, fromStart: from.start, fromEnd: from.end, toStart: to.start, toEnd: to.end, gain: decision.gain, reason: decision.reason })
     let next: LayerRange
     try {
       next = await this.fetchAndLoad(manifest, to, signal, true)
@@ -410,9 +414,9 @@ export class SpanServer {
     this.components.policy.unserve(this.model, from.start + 1, from.end + 1)
     this.components.policy.serve(this.model, to.start + 1, to.end + 1)
     this.lastMove = replanJson(decision)
-    this.components.log?.('serve.moved', { model: this.model, fromStart: from.start, fromEnd: from.end, toStart: to.start, toEnd: to.end, gain: decision.gain, reason: decision.reason, workers: next.workers })
+    this.log.info('serve.moved', { model: this.model, fromStart: from.start, fromEnd: from.end, toStart: to.start, toEnd: to.end, gain: decision.gain, reason: decision.reason, workers: next.workers })
     await announcer.moveTo(to.start, to.end).catch((err: Error) => {
-      this.components.log?.('serve.announce.failed', { model: this.model, error: err.message })
+      this.log.warn('serve.announce.failed', { model: this.model, error: err.message })
     })
     await this.drain(old, signal)
     await this.retire(old)
@@ -433,7 +437,7 @@ export class SpanServer {
     }
     await old.stage.stop().catch(() => {})
     await old.range.close().catch(() => {})
-    this.components.log?.('serve.retired', { model: this.model, start: old.span.start, end: old.span.end })
+    this.log.info('serve.retired', { model: this.model, start: old.span.start, end: old.span.end })
   }
 
   private spanStats (): SpanStats {

@@ -21,8 +21,9 @@ import { BanReason } from './peer-penalties.ts'
 import type { BlockSync } from './block-sync.ts'
 import type { PeerPenalties } from './peer-penalties.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
-import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 
 /**
  * Rejections that depend on what this node already holds (a header naming
@@ -46,7 +47,8 @@ export interface BlockGossipInit {
 export interface BlockGossipComponents {
   pubsub: GossipSub
   store: ChainStoreApi
-  logger: ComponentLogger
+  /** logs as bly:net:block-gossip */
+  logger: BlyComponentLogger
   /** when given: orphans' parents and added blocks' payloads are fetched through it */
   sync?: BlockSync
   /** when given: peers whose gossipsub score reaches `banThreshold` are banned through it */
@@ -81,7 +83,7 @@ export class BlockGossip {
   private readonly store: ChainStoreApi
   private readonly sync?: BlockSync
   private readonly penalties?: PeerPenalties
-  private readonly log: Logger
+  private readonly log: BlyLogger
   private readonly maxMessageBytes: number
   private readonly banThreshold: number
   private started: boolean
@@ -92,7 +94,7 @@ export class BlockGossip {
     this.sync = components.sync
     this.penalties = components.penalties
     this.banThreshold = init.banThreshold ?? GOSSIP_SCORE_THRESHOLDS.graylistThreshold
-    this.log = components.logger.forComponent('bly:block-gossip')
+    this.log = components.logger.forComponent('bly:net:block-gossip')
     this.topics = init.topics ?? { A: CHAIN_TOPICS.A, B: CHAIN_TOPICS.B }
     this.maxMessageBytes = init.maxMessageBytes ?? MAX_GOSSIP_MESSAGE_BYTES
     this.stats = { accepted: 0, ignored: 0, rejected: 0, duplicate: 0, orphaned: 0, rejectedByCode: {}, published: 0 }
@@ -156,7 +158,7 @@ export class BlockGossip {
     for (const peerId of this.pubsub.getPeers()) {
       const score = this.peerScore(peerId)
       if (score != null && score <= this.banThreshold && !this.penalties.isBanned(peerId)) {
-        this.log('gossip score of %p is %d: banning it', peerId, score)
+        this.log.info('gossip score of %p is %d: banning it', peerId, score)
         this.penalties.ban(peerId, BanReason.GossipScore)
       }
     }
@@ -195,7 +197,7 @@ export class BlockGossip {
         this.stats.orphaned++
         this.stats.ignored++
         this.sync?.fetchBlocks(peer, [id]).catch((err: Error) => {
-          this.log.error('fetching the parents of an orphan from %p failed - %e', peer, err)
+          this.log.warn('fetching the parents of an orphan from %p failed - %e', peer, err)
         })
         return Result.Ignore
       }
@@ -217,7 +219,7 @@ export class BlockGossip {
     }
     this.stats.accepted++
     this.sync?.fetchWantedPayload(id, { peers: [peer] }).catch((err: Error) => {
-      this.log.error('fetching a payload announced by %p failed - %e', peer, err)
+      this.log.warn('fetching a payload announced by %p failed - %e', peer, err)
     })
     return Result.Accept
   }

@@ -29,7 +29,8 @@ import { serveSyncStream } from './sync-server.ts'
 import type { OrphanFetcherInit } from './orphan-fetcher.ts'
 import type { BanReason, PeerBannedEvent } from './peer-penalties.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/types.ts'
-import type { IdentifyResult, Libp2p, Logger, PeerId } from '@libp2p/interface'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
+import type { IdentifyResult, Libp2p, PeerId } from '@libp2p/interface'
 
 export interface BlockSyncInit {
   protocol?: string
@@ -67,6 +68,8 @@ export interface BlockSyncComponents {
   store: SyncStore
   /** peer scores shared with gossip and the connection gater (default: a private one) */
   penalties?: PeerPenalties
+  /** logs as bly:net:block-sync (the orphan fetcher and the server as its scopes) */
+  logger: BlyComponentLogger
 }
 
 /** What one catch-up with one peer did. */
@@ -194,7 +197,8 @@ export class BlockSync {
   private readonly store: SyncStore
   private readonly orphans: OrphanFetcher
   private readonly init: Required<Omit<BlockSyncInit, 'wantPayload' | 'protocol' | 'orphans'>> & Pick<BlockSyncInit, 'wantPayload'>
-  private readonly log: Logger
+  private readonly log: BlyLogger
+  private readonly serverLog: BlyLogger
   private readonly clients: Map<string, SyncClient>
   private readonly peerSyncs: Map<string, { running: Promise<void>, again: boolean }>
   private readonly payloadFetches: Map<string, Promise<void>>
@@ -219,14 +223,15 @@ export class BlockSync {
       syncOnConnect: init.syncOnConnect ?? true,
       wantPayload: init.wantPayload
     }
-    this.log = components.libp2p.logger.forComponent('bly:block-sync')
+    this.log = components.logger.forComponent('bly:net:block-sync')
+    this.serverLog = this.log.newScope('server')
     this.penalties = components.penalties ?? new PeerPenalties()
     this.counters = { syncs: 0, syncErrors: 0, blocksAdded: 0, chunksFetched: 0, chunkErrors: 0, served: {} }
     this.orphans = new OrphanFetcher({
       missingParents: () => this.store.missingParents?.() ?? [],
       peers: async () => this.rankedSyncPeers(),
       fetch: async (peerId, id, maxDepth, signal) => this.fetchParent(peerId, id, maxDepth, signal),
-      log: components.libp2p.logger.forComponent('bly:block-sync:orphans')
+      log: this.log.newScope('orphans')
     }, init.orphans)
     this.clients = new Map()
     this.peerSyncs = new Map()
@@ -271,6 +276,7 @@ export class BlockSync {
         maxMessageBytes: BLOCK_SYNC_DEFAULTS.maxRequestBytes,
         idleTimeoutMs: this.init.idleTimeoutMs,
         maxInflight: this.init.maxInboundRequestsPerPeer,
+        log: this.serverLog,
         onServed: (type) => {
           this.counters.served[type] = (this.counters.served[type] ?? 0) + 1
         }
@@ -441,7 +447,7 @@ export class BlockSync {
     this.orphans.notify()
     // libp2p redials peers tagged keep-alive* after a restart (peer store persisted)
     this.libp2p.peerStore.merge(peerId, { tags: { [KEEP_ALIVE_TAG]: { value: 50 } } })
-      .catch((err: Error) => { this.log.error('could not tag %p - %e', peerId, err) })
+      .catch((err: Error) => { this.log.warn('could not tag %p - %e', peerId, err) })
     if (this.init.syncOnConnect) {
       this.scheduleSync(peerId)
     }
@@ -449,11 +455,11 @@ export class BlockSync {
 
   private onBanned (evt: Event): void {
     const { peerId, reason, until } = (evt as CustomEvent<PeerBannedEvent>).detail
-    this.log('banning %p (%s) until %s', peerId, reason, new Date(until).toISOString())
+    this.log.info('banning %p (%s) until %s', peerId, reason, new Date(until).toISOString())
     // untagged first, so libp2p's reconnect queue does not redial it on the
     // disconnect (the gater would refuse the dial anyway)
     this.libp2p.peerStore.merge(peerId, { tags: { [KEEP_ALIVE_TAG]: undefined } })
-      .catch((err: Error) => { this.log.error('could not untag %p - %e', peerId, err) })
+      .catch((err: Error) => { this.log.warn('could not untag %p - %e', peerId, err) })
       .finally(() => { this.hangUp(peerId) })
   }
 
@@ -464,7 +470,7 @@ export class BlockSync {
       this.clients.delete(key)
       void client.close()
     }
-    this.libp2p.hangUp(peerId).catch((err: Error) => { this.log.error('could not hang up on %p - %e', peerId, err) })
+    this.libp2p.hangUp(peerId).catch((err: Error) => { this.log('could not hang up on %p - %e', peerId, err) })
   }
 
   private onOrphan (): void {
@@ -504,7 +510,7 @@ export class BlockSync {
           this.log('synced with %p: %o', peerId, result)
         } catch (err) {
           this.counters.syncErrors++
-          this.log.error('sync with %p failed - %e', peerId, err)
+          this.log.warn('sync with %p failed - %e', peerId, err)
         }
       } while (entry.again && this.controller != null)
       this.peerSyncs.delete(key)
@@ -652,11 +658,11 @@ export class BlockSync {
       if (err instanceof ChainError && err.code === ChainErrorCode.CHUNK_LENGTH) {
         // permanent: no peer can ever serve chunks of the lengths this header implies
         result.unsatisfiable++
-        this.log('payload of %s can never complete: %s', hex(id), err.message)
+        this.log.warn('payload of %s can never complete: %s', hex(id), err.message)
         return
       }
       result.payloadErrors++
-      this.log.error('payload of %s incomplete - %e', hex(id), err)
+      this.log.warn('payload of %s incomplete - %e', hex(id), err)
     }
   }
 

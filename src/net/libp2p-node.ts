@@ -18,7 +18,9 @@ import { createLibp2p } from 'libp2p'
 import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL, MUXER_MAX_EARLY_STREAMS, PING_MAX_OUTBOUND_STREAMS } from './constants.ts'
 import { corkWrites } from './cork-writes.ts'
 import { blockGossipOptions } from './gossip-config.ts'
+import { libp2pLogger } from './libp2p-logger.ts'
 import { createNoiseCrypto } from './noise-crypto.ts'
+import type { BlyComponentLogger } from '../protocols/logger.ts'
 import type { GossipSub, GossipsubOpts } from '@libp2p/gossipsub'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
 import type { ConnectionEncrypter, ConnectionGater, Libp2p, PeerDiscovery, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
@@ -59,6 +61,8 @@ export interface BlyLibp2pInit {
   gossip?: Partial<GossipsubOpts>
   /** start the node (default true) */
   start?: boolean
+  /** libp2p's own diagnostics go here, at debug (libp2p-logger.ts); default libp2p's (the DEBUG environment variable) */
+  logger?: BlyComponentLogger
 }
 
 /** Largest DHT record value the default validator accepts. */
@@ -106,6 +110,7 @@ export async function createBlyLibp2p (init: BlyLibp2pInit): Promise<BlyLibp2p> 
   const options: Libp2pOptions<BlyServices> = {
     privateKey: init.privateKey,
     start: false,
+    ...(init.logger != null ? { logger: libp2pLogger(init.logger) } : {}),
     addresses: {
       listen: init.listen ?? DEFAULT_LISTEN,
       announce: init.announce ?? []

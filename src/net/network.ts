@@ -9,6 +9,7 @@
  * application-specific score (P5) is the sync score, weighted
  * SYNC_SCORE_GOSSIP_WEIGHT, so a sync ban sits at gossipsub's graylist.
  */
+import { silentLogger } from '../protocols/logger.ts'
 import { BlockGossip } from './block-gossip.ts'
 import { BlockSync } from './block-sync.ts'
 import { SYNC_SCORE_GOSSIP_WEIGHT } from './constants.ts'
@@ -38,11 +39,12 @@ export class BlyNetwork {
   readonly penalties: PeerPenalties
 
   /** Over an existing libp2p node; pass the `penalties` its gater and gossipsub score were built with, if any. */
-  constructor (libp2p: BlyLibp2p, store: ChainStoreApi, init: Pick<BlyNetworkInit, 'blockGossip' | 'blockSync'> & { penalties?: PeerPenalties } = {}) {
+  constructor (libp2p: BlyLibp2p, store: ChainStoreApi, init: Pick<BlyNetworkInit, 'blockGossip' | 'blockSync' | 'logger'> & { penalties?: PeerPenalties } = {}) {
     this.libp2p = libp2p
     this.penalties = init.penalties ?? new PeerPenalties()
-    this.sync = new BlockSync({ libp2p, store, penalties: this.penalties }, init.blockSync)
-    this.gossip = new BlockGossip({ pubsub: libp2p.services.pubsub, store, logger: libp2p.logger, sync: this.sync, penalties: this.penalties }, init.blockGossip)
+    const logger = init.logger ?? silentLogger()
+    this.sync = new BlockSync({ libp2p, store, penalties: this.penalties, logger }, init.blockSync)
+    this.gossip = new BlockGossip({ pubsub: libp2p.services.pubsub, store, logger, sync: this.sync, penalties: this.penalties }, init.blockGossip)
   }
 
   async start (): Promise<void> {
@@ -84,7 +86,7 @@ export async function createBlyNetwork (init: BlyNetworkInit): Promise<BlyNetwor
     },
     start: false
   })
-  const network = new BlyNetwork(libp2p, store, { blockGossip, blockSync, penalties })
+  const network = new BlyNetwork(libp2p, store, { blockGossip, blockSync, penalties, logger: node.logger })
   try {
     await network.start()
   } catch (err) {

@@ -19,7 +19,8 @@
  * the orphan pool is in memory too.
  */
 import { ORPHAN_FETCH_DEFAULTS } from './constants.ts'
-import type { Logger, PeerId } from '@libp2p/interface'
+import type { BlyLogger } from '../protocols/logger.ts'
+import type { PeerId } from '@libp2p/interface'
 
 export interface OrphanFetcherInit {
   maxOutstanding?: number
@@ -38,7 +39,8 @@ export interface OrphanFetcherComponents {
   peers(): Promise<PeerId[]>
   /** walk `id` and its missing ancestors (at most `maxDepth` headers) from `peerId`; true once `id` is stored */
   fetch(peerId: PeerId, id: Uint8Array, maxDepth: number, signal: AbortSignal): Promise<boolean>
-  log: Logger
+  /** the block exchange's logger, scoped */
+  log: BlyLogger
 }
 
 export interface OrphanFetchStats {
@@ -128,7 +130,7 @@ export class OrphanFetcher {
         await this.roundOnce()
       } while (this.again && this.controller != null)
     } catch (err) {
-      this.components.log.error('orphan parent round failed - %e', err)
+      this.components.log.warn('orphan parent round failed - %e', err)
     } finally {
       this.running = false
     }
@@ -199,7 +201,7 @@ export class OrphanFetcher {
         }
         if (w.attempts >= this.init.maxAttempts) {
           this.stats.abandoned++
-          this.components.log('giving up on missing parent %s after %d tries', key, w.attempts)
+          this.components.log.warn('giving up on missing parent %s after %d tries', key, w.attempts)
           return
         }
         w.nextAt = Date.now() + Math.min(this.init.retryMaxMs, this.init.retryBaseMs * 2 ** (w.attempts - 1))

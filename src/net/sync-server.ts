@@ -10,6 +10,7 @@ import { FrameStream } from './frame-stream.ts'
 import { syncFrameCodec } from './sync-frames.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { SyncFrame, SyncRequest, SyncResponse } from '../protocols/block-sync.ts'
+import type { BlyLogger } from '../protocols/logger.ts'
 import type { Stream } from '@libp2p/interface'
 
 export interface SyncServerInit {
@@ -17,6 +18,8 @@ export interface SyncServerInit {
   maxMessageBytes: number
   idleTimeoutMs: number
   maxInflight: number
+  /** the block exchange's logger, scoped */
+  log: BlyLogger
   /** counts served requests by type (metrics) */
   onServed?(type: SyncRequest['type'], ok: boolean): void
 }
@@ -74,7 +77,7 @@ export function serveSyncStream (stream: Stream, init: SyncServerInit): void {
       response = errorResponse(err)
       init.onServed?.(request.type, false)
       if (response.type === 'error' && response.code === SyncErrorCode.INTERNAL) {
-        stream.log.error('serving %s failed - %e', request.type, err)
+        init.log.error('serving %s on stream %s failed - %e', request.type, stream.id, err)
       }
     }
     await frames.send({ id: frame.id, body: response })
@@ -98,7 +101,7 @@ export function serveSyncStream (stream: Stream, init: SyncServerInit): void {
       inflight++
       respond(frame, request)
         .catch((err: Error) => {
-          stream.log('could not answer %s - %e', request.type, err)
+          init.log('could not answer %s on stream %s - %e', request.type, stream.id, err)
         })
         .finally(() => {
           inflight--

@@ -21,7 +21,7 @@ import type { StageAdmission } from './stage-admission.ts'
 import type { StageCompute } from './stage-compute.ts'
 import type { StageJob } from './stage-session.ts'
 import type { InferFrame, OpenFrame } from '../protocols/infer.ts'
-import type { Logger } from '@libp2p/interface'
+import type { BlyLogger } from '../protocols/logger.ts'
 
 export interface StageProtocolInit {
   /** steps one session may have queued; more is a protocol violation */
@@ -39,7 +39,8 @@ export interface StageProtocolComponents {
   schedule(): void
   /** a step arrival ticket, increasing over the whole server */
   nextTicket(): number
-  log: Logger
+  /** the stage server's logger */
+  log: BlyLogger
 }
 
 /** Protocol counters (part of StageStats). */

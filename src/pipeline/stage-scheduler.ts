@@ -9,7 +9,7 @@
 import { SessionState } from './stage-session.ts'
 import { runsBefore } from './step-order.ts'
 import type { StageJob, StageSession } from './stage-session.ts'
-import type { Logger } from '@libp2p/interface'
+import type { BlyLogger } from '../protocols/logger.ts'
 
 export interface StageSchedulerInit {
   /** a queued step gains one priority level per this many ms it waits */
@@ -23,7 +23,8 @@ export interface StageSchedulerComponents {
   run(s: StageSession, job: StageJob): Promise<void>
   /** after a step of `s` ended (its session may have been released meanwhile) */
   afterStep(s: StageSession): void
-  log: Logger
+  /** the stage server's logger */
+  log: BlyLogger
 }
 
 export class StageScheduler {

@@ -42,7 +42,8 @@ import { SessionState } from './stage-session.ts'
 import type { DirectChannel, DirectChannelServer, DirectChannelServerInit } from './direct-channel/index.ts'
 import type { StageFaults } from './fault-injection.ts'
 import type { StageLayers } from './stage-layers.ts'
-import type { Connection, Libp2p, Logger, Stream } from '@libp2p/interface'
+import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 
 export interface StageServerInit {
   /** the model id clients name in OPEN (e.g. the chain's model manifest id, hex) */
@@ -79,7 +80,9 @@ export interface StageServerInit {
 }
 
 export interface StageServerComponents {
-  libp2p: Pick<Libp2p, 'handle' | 'unhandle' | 'logger'>
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
+  /** logs as bly:pipeline:stage-server */
+  logger: BlyComponentLogger
 }
 
 /** Counters and gauges for status output and node records. */
@@ -153,7 +156,7 @@ export class StageServer {
   readonly layers: StageLayers
   private readonly libp2p: StageServerComponents['libp2p']
   private readonly init: ServerOptions
-  private readonly log: Logger
+  private readonly log: BlyLogger
   private readonly faults?: StageFaults
   private readonly direct?: DirectChannelServer
   /** what partially received frames hold over every stream and direct channel */
@@ -197,7 +200,7 @@ export class StageServer {
     if (this.layers.end <= this.layers.start) {
       throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `a stage needs at least one layer, got [${this.layers.start}, ${this.layers.end})`)
     }
-    this.log = components.libp2p.logger.forComponent('bly:stage-server')
+    this.log = components.logger.forComponent('bly:pipeline:stage-server')
     this.faults = init.faults
     this.frameBudget = new PartialFrameBudget(this.init.maxPartialFrameBytes)
     if (init.directChannel !== false) {
@@ -275,7 +278,7 @@ export class StageServer {
       await direct.start()
       return true
     } catch (err) {
-      this.log.error('direct channel not started, serving over libp2p streams only - %s', errorMessage(err))
+      this.log.warn('direct channel not started, serving over libp2p streams only - %s', errorMessage(err))
       return false
     }
   }

@@ -5,6 +5,7 @@
  */
 import { BLOCK_SYNC_DEFAULTS, BLOCK_SYNC_PROTOCOL } from '../../src/net/constants.ts'
 import { serveSyncStream } from '../../src/net/sync-server.ts'
+import { silentLogger } from '../../src/protocols/logger.ts'
 import type { TestNode } from './helpers.ts'
 import type { ChainStoreApi } from '../../src/chain/types.ts'
 import type { PeerId } from '@libp2p/interface'
@@ -57,6 +58,7 @@ export async function lieOverSync (node: TestNode, lies: Lies): Promise<Served> 
       maxMessageBytes: BLOCK_SYNC_DEFAULTS.maxRequestBytes,
       idleTimeoutMs: BLOCK_SYNC_DEFAULTS.idleTimeoutMs,
       maxInflight: BLOCK_SYNC_DEFAULTS.maxInboundRequestsPerPeer,
+      log: silentLogger().forComponent('test:lying-peer'),
       onServed: (type) => { served.add(connection.remotePeer, type) }
     })
   }, { maxInboundStreams: 8, maxOutboundStreams: 8 })

@@ -4,6 +4,7 @@ import { expect } from 'aegir/chai'
 import { createBlyLibp2p, DHT_PROTOCOL } from '../../src/net/index.ts'
 import { RecordErrorCode } from '../../src/net/records/errors.ts'
 import { createBlyDhtRecords, createNodeAnnouncer, createSwarmView, discoverSpans, nodeRecordKey, RECORD_PROTOCOL, verifyNodeRecord } from '../../src/net/records/index.ts'
+import { silentLogger } from '../../src/protocols/logger.ts'
 import { NODE_RECORD_VERSION, signNodeRecord } from '../../src/protocols/node-record.ts'
 import { waitFor } from './helpers.ts'
 import type { BlyLibp2p } from '../../src/net/index.ts'
@@ -92,7 +93,7 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
   }
 
   async function announce (peer: Peer, start: number, end: number, init: Partial<NodeAnnouncerInit> = {}): Promise<NodeAnnouncer> {
-    const announcer = createNodeAnnouncer({ libp2p: peer.libp2p, privateKey: peer.privateKey }, {
+    const announcer = createNodeAnnouncer({ libp2p: peer.libp2p, privateKey: peer.privateKey, logger: silentLogger() }, {
       modelId,
       start,
       end,
@@ -291,7 +292,7 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
   it('the swarm view refreshes itself and drops spans as they expire', async () => {
     const [a, b, reader] = await startPeers(3)
     await announce(a, 0, 8)
-    const view = createSwarmView({ libp2p: reader.libp2p }, { modelId, layers: LAYERS, refreshIntervalMs: 200 })
+    const view = createSwarmView({ libp2p: reader.libp2p, logger: silentLogger() }, { modelId, layers: LAYERS, refreshIntervalMs: 200 })
     views.push(view)
     await view.start()
     expect(view.spans().map(s => s.start)).to.deep.equal([0])

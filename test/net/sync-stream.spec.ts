@@ -15,6 +15,7 @@ import { SyncClient } from '../../src/net/sync-client.ts'
 import { syncFrameCodec } from '../../src/net/sync-frames.ts'
 import { serveSyncStream } from '../../src/net/sync-server.ts'
 import { HaveStatus, SyncErrorCode, encodeSyncFrame } from '../../src/protocols/block-sync.ts'
+import { silentLogger } from '../../src/protocols/logger.ts'
 import { startNode, stopAll } from './helpers.ts'
 import type { TestNode } from './helpers.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
@@ -60,7 +61,7 @@ describe('net: block-sync client and server on one stream', function () {
   async function pair (serve: boolean, init: { maxInflight?: number, serverInflight?: number, requestTimeoutMs?: number, idleTimeoutMs?: number } = {}): Promise<{ client: SyncClient, inbound: Stream }> {
     const [outbound, inbound] = await streamPair()
     if (serve) {
-      serveSyncStream(inbound, { store, maxMessageBytes: 1 << 20, idleTimeoutMs: 5_000, maxInflight: init.serverInflight ?? 8 })
+      serveSyncStream(inbound, { store, maxMessageBytes: 1 << 20, idleTimeoutMs: 5_000, maxInflight: init.serverInflight ?? 8, log: silentLogger().forComponent('test:sync-server') })
     }
     let opened = false
     const client = new SyncClient({
@@ -98,7 +99,7 @@ describe('net: block-sync client and server on one stream', function () {
 
   it('answers BUSY past the per-stream limit instead of queueing', async () => {
     const [outbound, inbound] = await streamPair()
-    serveSyncStream(inbound, { store, maxMessageBytes: 1 << 20, idleTimeoutMs: 5_000, maxInflight: 1 })
+    serveSyncStream(inbound, { store, maxMessageBytes: 1 << 20, idleTimeoutMs: 5_000, maxInflight: 1, log: silentLogger().forComponent('test:sync-server') })
     const responses: SyncFrame[] = []
     const frames = new FrameStream(outbound, {
       codec: syncFrameCodec,

@@ -18,6 +18,7 @@ import { InferTransport } from '../../src/pipeline/infer-channel.ts'
 import { StageClient } from '../../src/pipeline/stage-client.ts'
 import { embedData } from '../../src/pipeline/stage-layers.ts'
 import { createStageServer } from '../../src/pipeline/stage-server.ts'
+import { silentLogger } from '../../src/protocols/logger.ts'
 import { loadFixture, sourceOf } from '../model/fixtures.ts'
 import { MODEL_ID, startNode, startStage } from './helpers.ts'
 import type { TestStage } from './helpers.ts'
@@ -109,7 +110,7 @@ describe('pipeline/concurrent-open: many sessions to a stage not connected yet',
     cleanup.push(async () => { await node.stop() })
     const layers = await LayerRange.load(fixture.config, sourceOf(fixture), { start: 0, end: 2 })
     cleanup.push(async () => { layers.dispose() })
-    const server = createStageServer({ libp2p: node }, { modelId: MODEL_ID, layers, maxSessions: SESSIONS, maxCachePositions: SESSIONS * MAX_LENGTH })
+    const server = createStageServer({ libp2p: node, logger: silentLogger() }, { modelId: MODEL_ID, layers, maxSessions: SESSIONS, maxCachePositions: SESSIONS * MAX_LENGTH })
     await server.start()
     cleanup.push(async () => { await server.stop() })
     const c = await client()

@@ -2,6 +2,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { createBlyLibp2p } from '../../src/net/libp2p-node.ts'
 import { createStageServer } from '../../src/pipeline/stage-server.ts'
+import { silentLogger } from '../../src/protocols/logger.ts'
 import { sourceOf } from '../model/fixtures.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
 import type { StageServer, StageServerInit } from '../../src/pipeline/stage-server.ts'
@@ -29,7 +30,7 @@ export interface TestStage {
 export async function startStage (fixture: Fixture, start: number, end: number, init: Partial<Omit<StageServerInit, 'layers'>> = {}): Promise<TestStage> {
   const layers = await LayerRange.load(fixture.config, sourceOf(fixture), { start, end, head: end === fixture.config.numLayers })
   const node = await startNode()
-  const server = createStageServer({ libp2p: node }, { modelId: MODEL_ID, ...init, layers })
+  const server = createStageServer({ libp2p: node, logger: silentLogger() }, { modelId: MODEL_ID, ...init, layers })
   await server.start()
   return {
     node,

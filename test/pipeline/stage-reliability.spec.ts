@@ -20,6 +20,7 @@ import { StageClient } from '../../src/pipeline/stage-client.ts'
 import { embedData } from '../../src/pipeline/stage-layers.ts'
 import { createStageServer } from '../../src/pipeline/stage-server.ts'
 import { INFER_PROTOCOL, InferErrorCode, encodeInferFrameBytes, f32Tensor } from '../../src/protocols/infer.ts'
+import { silentLogger } from '../../src/protocols/logger.ts'
 import { loadFixture, maxAbsDiff, sourceOf } from '../model/fixtures.ts'
 import { MODEL_ID, startNode, startStage, waitFor } from './helpers.ts'
 import type { TestStage } from './helpers.ts'
@@ -342,7 +343,7 @@ describe('pipeline/stage reliability: non-finite inputs, malformed prefixes, par
   it('refuses a partial-frame bound smaller than one frame', async () => {
     const s = await stage()
     const init = { modelId: MODEL_ID, layers: s.layers, maxFrameBytes: 1 << 20 }
-    expect(() => createStageServer({ libp2p: client }, { ...init, maxPartialFrameBytes: (1 << 20) - 1 })).to.throw().with.property('code', PipelineErrorCode.INVALID_ARGUMENT)
-    expect(createStageServer({ libp2p: client }, { ...init, maxPartialFrameBytes: 1 << 20 }).stats.maxPartialFrameBytes).to.equal(1 << 20)
+    expect(() => createStageServer({ libp2p: client, logger: silentLogger() }, { ...init, maxPartialFrameBytes: (1 << 20) - 1 })).to.throw().with.property('code', PipelineErrorCode.INVALID_ARGUMENT)
+    expect(createStageServer({ libp2p: client, logger: silentLogger() }, { ...init, maxPartialFrameBytes: 1 << 20 }).stats.maxPartialFrameBytes).to.equal(1 << 20)
   })
 })

@@ -41,8 +41,9 @@ export function startCommand (ctx: CliContext): CommandModule<any, any> {
         flags[key] = argv[camel(CONFIG_SPEC[key].flag)]
       }
       const config = await loadConfig({ dataDir: argv.dataDir, env: ctx.env, flags })
-      const log = createLogger({ level: config.logLevel, write: line => { ctx.stderr(line) } })
-      const daemon = createDaemon({ config, logger: log })
+      const logger = createLogger({ level: config.logLevel, write: line => { ctx.stderr(line) } })
+      const log = logger.forComponent('bly:cli:start')
+      const daemon = createDaemon({ config, logger })
       const onSignal = (signal: NodeJS.Signals): void => {
         log.info('signal', { signal })
         daemon.stop(`received ${signal}`).catch(err => { log.error('daemon.stop.failed', { error: err.message }) })

@@ -15,8 +15,9 @@ import { RecordError, RecordErrorCode } from './errors.ts'
 import { layerProviderKey, nodeRecordKey } from './keys.ts'
 import { RecordServer } from './record-protocol.ts'
 import { verifyNodeRecord } from './verify.ts'
+import type { BlyComponentLogger, BlyLogger } from '../../protocols/logger.ts'
 import type { NodeRecord } from '../../protocols/node-record.ts'
-import type { Libp2p, Logger, PrivateKey } from '@libp2p/interface'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import type { KadDHT } from '@libp2p/kad-dht'
 
 /** Live numbers the announcer reads before signing each record. */
@@ -33,6 +34,8 @@ export interface NodeAnnouncerComponents {
   libp2p: Libp2p<{ dht: KadDHT }>
   /** the node's identity key (the libp2p private key); it signs the records */
   privateKey: PrivateKey
+  /** logs as bly:net:announcer */
+  logger: BlyComponentLogger
 }
 
 export interface NodeAnnouncerInit {
@@ -102,7 +105,7 @@ export class NodeAnnouncer {
   private readonly libp2p: Libp2p<{ dht: KadDHT }>
   private readonly privateKey: PrivateKey
   private readonly settings: Settings
-  private readonly log: Logger
+  private readonly log: BlyLogger
   private readonly server: RecordServer
   private layers: number[]
   private readonly providedAt: Map<number, number>
@@ -147,7 +150,7 @@ export class NodeAnnouncer {
     if (!equalBytes(this.privateKey.publicKey.toMultihash().bytes, this.libp2p.peerId.toMultihash().bytes)) {
       throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, 'the private key is not the libp2p node\'s identity key')
     }
-    this.log = this.libp2p.logger.forComponent('bly:announcer')
+    this.log = components.logger.forComponent('bly:net:announcer')
     this.server = new RecordServer(this.libp2p, async (modelId) => this.serveLive(modelId))
     this.layers = []
     for (let l = init.start; l < init.end; l++) {
@@ -227,7 +230,7 @@ export class NodeAnnouncer {
     this.clearTimer()
     this.controller?.abort(new RecordError(RecordErrorCode.NOT_STARTED, 'announcer stopped'))
     await this.round.catch(() => {})
-    await this.server.stop().catch((err: Error) => { this.log.error('unhandle failed - %e', err) })
+    await this.server.stop().catch((err: Error) => { this.log.warn('unhandle failed - %e', err) })
     this.live = undefined
     if (!this.settings.withdrawOnStop || this.libp2p.status !== 'started') {
       return
@@ -237,9 +240,9 @@ export class NodeAnnouncer {
       const now = Date.now()
       const bytes = await this.buildRecord(now, ZERO_STATS, now)
       const peers = await this.put(bytes, signal)
-      this.log('withdrew %s: tombstone stored by %d peers', this.describe(), peers)
+      this.log.info('withdrew %s: tombstone stored by %d peers', this.describe(), peers)
     } catch (err) {
-      this.log.error('withdrawal tombstone failed - %e', err)
+      this.log.warn('withdrawal tombstone failed - %e', err)
     }
     for (const layer of this.layers) {
       await this.libp2p.services.dht.cancelReprovide(layerProviderKey(this.settings.modelId, layer)).catch(() => {})
@@ -285,7 +288,7 @@ export class NodeAnnouncer {
       if (!this.running) {
         return undefined
       }
-      this.log.error('announcement round failed - %e', err)
+      this.log.warn('announcement round failed - %e', err)
     }
     if (result == null) {
       result = { seq: this.lastSeq, expiresAt: 0, putPeers: 0, providedLayers: 0, unprovidedLayers: this.layers.length }

@@ -8,10 +8,12 @@ import { SWARM_DEFAULTS } from './constants.ts'
 import { discoverSpans } from './discover.ts'
 import { RecordError, RecordErrorCode } from './errors.ts'
 import type { DiscoverSpansOptions, LiveSpan, SwarmLibp2p } from './discover.ts'
-import type { Logger } from '@libp2p/interface'
+import type { BlyComponentLogger, BlyLogger } from '../../protocols/logger.ts'
 
 export interface SwarmViewComponents {
   libp2p: SwarmLibp2p
+  /** logs as bly:net:swarm-view */
+  logger: BlyComponentLogger
 }
 
 export interface SwarmViewInit extends Omit<DiscoverSpansOptions, 'signal'> {
@@ -24,7 +26,7 @@ export interface SwarmViewInit extends Omit<DiscoverSpansOptions, 'signal'> {
 export class SwarmView {
   private readonly libp2p: SwarmLibp2p
   private readonly init: SwarmViewInit
-  private readonly log: Logger
+  private readonly log: BlyLogger
   private readonly refreshIntervalMs: number
   private controller?: AbortController
   private timer?: ReturnType<typeof setTimeout>
@@ -37,7 +39,7 @@ export class SwarmView {
   constructor (components: SwarmViewComponents, init: SwarmViewInit) {
     this.libp2p = components.libp2p
     this.init = init
-    this.log = this.libp2p.logger.forComponent('bly:swarm-view')
+    this.log = components.logger.forComponent('bly:net:swarm-view')
     this.refreshIntervalMs = init.refreshIntervalMs ?? SWARM_DEFAULTS.refreshIntervalMs
     if (!(this.refreshIntervalMs > 0)) {
       throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, 'refreshIntervalMs must be positive')
@@ -60,7 +62,7 @@ export class SwarmView {
       this.onExternalAbort = () => { void this.stop() }
       this.init.signal.addEventListener('abort', this.onExternalAbort, { once: true })
     }
-    await this.refresh().catch((err: Error) => { this.log.error('first refresh failed - %e', err) })
+    await this.refresh().catch((err: Error) => { this.log.warn('first refresh failed - %e', err) })
   }
 
   async stop (): Promise<void> {
@@ -111,7 +113,7 @@ export class SwarmView {
         if (this.controller === controller) {
           this.timer = setTimeout(() => {
             this.timer = undefined
-            this.refresh().catch((err: Error) => { this.log.error('refresh failed - %e', err) })
+            this.refresh().catch((err: Error) => { this.log.warn('refresh failed - %e', err) })
           }, this.refreshIntervalMs)
         }
       }
