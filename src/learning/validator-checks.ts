@@ -27,10 +27,11 @@ import { MAX_DELTA_BODY, decompressDeltaPayload } from '../protocols/delta.ts'
 import { DeltaField } from '../protocols/learning-blocks.ts'
 import { Reason } from '../protocols/learning-blocks.ts'
 import { readSmallPayload } from './fold/blocks.ts'
-import { readDelta } from './version-weights.ts'
+import { LearningError, LearningErrorCode } from './pol-errors.ts'
+import { decodeDeltaBlock } from './version-weights.ts'
 import type { Hex, ModelFold, ProposalExplain } from './fold/types.ts'
 import type { LoadedDelta } from './version-weights.ts'
-import type { ChainStoreApi, StoredBlock } from '../chain/types.ts'
+import type { ChainStoreApi, SignedHeader } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
 import type { ManifestUnit } from '../model/import/manifest.ts'
 
@@ -107,52 +108,90 @@ function formatReason (err: DeltaFormatError): string {
   return Reason.MALFORMED
 }
 
-function bytesField (block: StoredBlock, key: string): string | undefined {
+function bytesField (block: SignedHeader, key: string): string | undefined {
   const f = block.header.fields.get(key)
   return f?.kind === 'bytes' ? Buffer.from(f.value).toString('hex') : undefined
 }
 
 /**
- * Decodes every delta of `proposal` (payloads must be stored: the caller
- * fetched them) and checks it against the model: see the file comment.
- * Deltas unit ascending.
+ * The checks of one Delta block of a proposal on version `base`, on its
+ * header and payload alone (no store; checkDeltas reads them), in order:
+ * it names the model (`model`) and `base` (`stale`); its unit is one of the
+ * model's and its payload within that unit's bound (`oversize`); the
+ * payload decodes canonically with the header's codec (`malformed`;
+ * `oversize` when it decompresses past the bound) to finite floats
+ * (`non-finite`) and as many tensors as the header says (`malformed`);
+ * each tensor is one of the unit's, with its shape (`shape`). The decoded
+ * delta when all pass.
+ */
+export function checkDeltaPayload (manifest: ModelManifest, base: Hex, block: SignedHeader, payload: Uint8Array): { ok: true, delta: LoadedDelta } | { ok: false, reason: string, detail: string } {
+  const id = Buffer.from(block.id).toString('hex').slice(0, 12)
+  const model = bytesField(block, DeltaField.MODEL)
+  if (model !== manifest.idHex) {
+    return reject(Reason.MODEL, `delta ${id} names model ${String(model)}, the proposal ${manifest.idHex}`)
+  }
+  const deltaBase = bytesField(block, DeltaField.BASE)
+  if (deltaBase !== base) {
+    return reject(Reason.STALE, `delta ${id} applies to version ${String(deltaBase)}, the proposal to ${base}`)
+  }
+  const unitField = block.header.fields.get(DeltaField.UNIT)
+  const unit = unitField?.kind === 'uint' ? manifest.units[Number(unitField.value)] : undefined
+  if (unit == null) {
+    return reject(Reason.SHAPE, `delta ${id} names unit ${String(unitField?.value)}; the model has ${manifest.units.length}`)
+  }
+  const bound = maxUnitDeltaPayload(unit)
+  if (payload.length > bound) {
+    return reject(Reason.OVERSIZE, `delta ${id} (unit ${unit.unit}) has a ${payload.length}-byte payload; a delta of that unit needs at most ${bound}`)
+  }
+  let loaded: LoadedDelta
+  try {
+    loaded = decodeDeltaBlock(block, payload, { maxBodyBytes: maxUnitDeltaBody(unit) })
+  } catch (err) {
+    if (err instanceof DeltaFormatError) {
+      return reject(formatReason(err), `delta ${id} (unit ${unit.unit}): ${err.code}: ${err.message}`)
+    }
+    if (err instanceof LearningError) {
+      return reject(Reason.MALFORMED, `delta ${id}: ${err.code}: ${err.message}`)
+    }
+    throw err
+  }
+  const tensors = block.header.fields.get(DeltaField.TENSORS)
+  if (tensors?.kind !== 'uint' || tensors.value !== BigInt(loaded.delta.tensors.length)) {
+    return reject(Reason.MALFORMED, `delta ${id}: its header says ${String(tensors?.value)} tensors, its payload holds ${loaded.delta.tensors.length}`)
+  }
+  for (const t of loaded.delta.tensors) {
+    const spec = unit.tensors.find(s => s.name === t.name)
+    if (spec == null) {
+      return reject(Reason.SHAPE, `delta ${id} (unit ${unit.unit}) changes ${t.name}, which unit ${unit.unit} does not hold`)
+    }
+    if (spec.shape.length !== t.dims.length || spec.shape.some((x, i) => x !== t.dims[i])) {
+      return reject(Reason.SHAPE, `delta ${id}: ${t.name} has dims [${t.dims.join(', ')}], the model [${spec.shape.join(', ')}]`)
+    }
+  }
+  return { ok: true, delta: loaded }
+}
+
+/**
+ * Reads every delta of `proposal` (payloads must be stored: the caller
+ * fetched them; LearningError PAYLOAD_MISSING otherwise) and checks each
+ * with checkDeltaPayload. Deltas unit ascending.
  */
 export async function checkDeltas (store: ChainStoreApi, manifest: ModelManifest, proposal: ProposalExplain): Promise<CheckResult> {
   const out: LoadedDelta[] = []
   for (const d of proposal.deltas) {
-    const unit = manifest.units[d.unit]
-    if (unit == null) {
-      return reject(Reason.SHAPE, `delta ${d.id.slice(0, 12)} names unit ${d.unit}; the model has ${manifest.units.length}`)
+    const block = await store.get(Buffer.from(d.id, 'hex'))
+    if (block?.header.type !== BlockType.Delta) {
+      throw new LearningError(LearningErrorCode.PAYLOAD_MISSING, `no Delta block ${d.id} in the store`)
     }
-    let loaded: LoadedDelta
-    try {
-      loaded = await readDelta(store, d.id, { maxBodyBytes: maxUnitDeltaBody(unit) })
-    } catch (err) {
-      if (err instanceof DeltaFormatError) {
-        return reject(formatReason(err), `delta ${d.id.slice(0, 12)} (unit ${d.unit}): ${err.code}: ${err.message}`)
-      }
-      throw err
+    const payload = await readSmallPayload(store, block)
+    if (payload == null) {
+      throw new LearningError(LearningErrorCode.PAYLOAD_MISSING, `the payload of Delta block ${d.id} is not stored here yet`)
     }
-    if (bytesField(loaded.block, DeltaField.MODEL) !== manifest.idHex) {
-      return reject(Reason.MODEL, `delta ${d.id.slice(0, 12)} names model ${String(bytesField(loaded.block, DeltaField.MODEL))}, the proposal ${manifest.idHex}`)
+    const checked = checkDeltaPayload(manifest, proposal.base, block, payload)
+    if (!checked.ok) {
+      return checked
     }
-    if (bytesField(loaded.block, DeltaField.BASE) !== proposal.base) {
-      return reject(Reason.STALE, `delta ${d.id.slice(0, 12)} applies to version ${String(bytesField(loaded.block, DeltaField.BASE))}, the proposal to ${proposal.base}`)
-    }
-    const tensors = loaded.block.header.fields.get(DeltaField.TENSORS)
-    if (tensors?.kind !== 'uint' || tensors.value !== BigInt(loaded.delta.tensors.length)) {
-      return reject(Reason.MALFORMED, `delta ${d.id.slice(0, 12)}: its header says ${String(tensors?.value)} tensors, its payload holds ${loaded.delta.tensors.length}`)
-    }
-    for (const t of loaded.delta.tensors) {
-      const spec = unit.tensors.find(s => s.name === t.name)
-      if (spec == null) {
-        return reject(Reason.SHAPE, `delta ${d.id.slice(0, 12)} (unit ${d.unit}) changes ${t.name}, which unit ${d.unit} does not hold`)
-      }
-      if (spec.shape.length !== t.dims.length || spec.shape.some((x, i) => x !== t.dims[i])) {
-        return reject(Reason.SHAPE, `delta ${d.id.slice(0, 12)}: ${t.name} has dims [${t.dims.join(', ')}], the model [${spec.shape.join(', ')}]`)
-      }
-    }
-    out.push(loaded)
+    out.push(checked.delta)
   }
   return { ok: true, deltas: out }
 }
