@@ -21,17 +21,24 @@
 import { join } from 'node:path'
 import { zstdCompressSync } from 'node:zlib'
 import { expect } from 'aegir/chai'
+import { readSmallPayload } from '../../src/learning/fold/blocks.ts'
+import { nextVersionId } from '../../src/learning/fold/ids.ts'
 import { importModelWithGenesis } from '../../src/learning/model-genesis.ts'
-import { deltaBlock, proposalBlock } from '../../src/learning/new-blocks.ts'
+import { attestationBlock, deltaBlock, proposalBlock } from '../../src/learning/new-blocks.ts'
+import { rule } from '../../src/learning/pol/rule.ts'
+import { sampleFor, signSeed } from '../../src/learning/pol/seed.ts'
 import { checkDeltaPayload, maxUnitDeltaBody, maxUnitDeltaPayload } from '../../src/learning/validator-checks.ts'
+import { validateProposal } from '../../src/learning/validator.ts'
 import { selectBackend } from '../../src/model/backend.ts'
 import { Prng } from '../../src/model/prng.ts'
 import { compressDeltaBody, encodeDeltaBody } from '../../src/protocols/delta.ts'
 import { expectCode, removeDir, signer, tempDir } from '../chain/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
 import { BodyBuilder } from '../protocols/delta-helpers.ts'
-import { addIdsDataset, addValidator, foldWorld, fromHex, liveState, noiseDiffs, polWorld, proposeRaw, realisticDeltas, runValidator, sampleSequences, shifted, tinyModel, unitDeltas } from './helpers-pol.ts'
+import { addIdsDataset, addValidator, foldWorld, fromHex, hexOf, liveState, noiseDiffs, polWorld, proposeRaw, realisticDeltas, runValidator, sampleSequences, shifted, tinyModel, unitDeltas, writeDeltas, writeProposal } from './helpers-pol.ts'
 import type { Attested, PolWorld, RawDelta } from './helpers-pol.ts'
+import type { BlockSigner, StoredBlock } from '../../src/chain/types.ts'
+import type { ParamsJson, ProposalExplain } from '../../src/learning/fold/types.ts'
 import type { Qwen3Config } from '../../src/model/qwen3/config.ts'
 import type { RawTensor } from '../../src/model/safetensors/dtypes.ts'
 import type { Delta } from '../../src/protocols/delta.ts'
@@ -55,6 +62,11 @@ function normBody (special: Record<number, number> = {}): Uint8Array {
 function f32Delta (name: string, dims: number[], fill: (i: number) => number): Delta {
   const n = dims.reduce((a, b) => a * b, 1)
   return { codec: 'f32', tensors: [{ kind: 'dense', name, dims, values: Float32Array.from({ length: n }, (_, i) => fill(i)) }] }
+}
+
+/** Lets the clock move on, so the next block is received strictly later (receivedAt is in ms). */
+async function tick (): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, 3))
 }
 
 function raw (unit: number, payload: Uint8Array, over: Partial<RawDelta> = {}): RawDelta {
@@ -106,12 +118,12 @@ describe('learning/cheat catalogue (issue 11 item 6)', function () {
   }
 
   /**
-   * Validator A attests every pending proposal; each of `proposals` gets
+   * `validator` (default A) attests every pending proposal it should; each of `proposals` gets
    * `reason`, the fold rejects it with that reason (n = 2, quorum 2: one
    * counted reject decides), and the live version and its weights are `live`.
    */
-  async function rejected (w: PolWorld, proposals: string[], reason: string, live: Live): Promise<Attested[]> {
-    const done = await runValidator(w, A)
+  async function rejected (w: PolWorld, proposals: string[], reason: string, live: Live, validator = A): Promise<Attested[]> {
+    const done = await runValidator(w, validator)
     expect(done.map(d => d.proposal).sort()).to.deep.equal([...proposals].sort())
     for (const d of done) {
       expect(d.outcome.reason, d.outcome.detail).to.equal(reason)
@@ -251,6 +263,134 @@ describe('learning/cheat catalogue (issue 11 item 6)', function () {
       expect(details[3]).to.match(/header says 2 tensors/)
       expect(details[4]).to.match(/ERR_DELTA_NAME_ORDER/)
       expect(details[5]).to.match(/ERR_DELTA_TRAILING_BYTES/)
+    })
+  })
+  describe('around an accepted proposal', () => {
+    const C = signer(3)
+    const E = signer(5)
+    const F = signer(6)
+    const s = {} as {
+      carolDeltas: string[]
+      copy: { proposal: string, deltas: string[] }
+      listed: Error & { code: string }
+      copyAttested: Attested[]
+      afterCopy: Live
+      carol: string
+      v1: Live
+    }
+
+    /** A fabricated accept by `validator`: its real seedSig and sample, and losses that pass the rule (~5% gain). */
+    async function fakeAccept (w: PolWorld, validator: BlockSigner, proposal: string, skew = 0n): Promise<StoredBlock> {
+      const fold = await foldWorld(w)
+      const params = fold.governance.current.params as ParamsJson
+      const seedSig = await signSeed(validator, fromHex(proposal))
+      const windows = sampleFor(seedSig, await w.evalWindows.get(fromHex(env.dataset), w.modelId), params.sampleWindows)
+      const base = windows.map((_, i) => 6_200_000n + BigInt(i % 3) * 1000n)
+      const cand = base.map((b, i) => b - 300_000n - BigInt(i % 2) * 1000n - skew)
+      expect(rule({ base, cand }, [], params).pass).to.equal(true)
+      return w.store.createBlock(attestationBlock({ model: w.modelId, proposal: fromHex(proposal), seedSig, reason: 'ok', measurements: [{ datasetId: fromHex(env.dataset), windows, base, cand }] }), validator)
+    }
+
+    before(async () => {
+      const { w } = env
+      // C publishes the Delta blocks of a truly better checkpoint (chain B); her Proposal is not here yet
+      s.carolDeltas = await writeDeltas(w, C, unitDeltas(w, env.delta))
+      await tick()
+      // M copies their payloads into Delta blocks of her own and proposes them first
+      const copies: RawDelta[] = []
+      for (const id of s.carolDeltas) {
+        const block = await w.store.get(fromHex(id)) as StoredBlock
+        copies.push({ unit: Number(block.header.fields.get('unit')?.value), codec: 'f32', tensors: Number(block.header.fields.get('tensors')?.value), payload: await readSmallPayload(w.store, block) as Uint8Array })
+      }
+      s.copy = await proposeRaw(w, M, copies, { dataset: env.dataset })
+      // ... and tries to propose C's Delta blocks themselves
+      s.listed = await expectCode(writeProposal(w, M, s.carolDeltas, { dataset: env.dataset }), 'ERR_PROPOSAL_BLOCK_DELTA_AUTHOR')
+      s.copyAttested = await runValidator(w, A)
+      s.afterCopy = await liveState(w)
+      // C's Proposal arrives; both validators measure it
+      s.carol = hexOf((await writeProposal(w, C, s.carolDeltas, { dataset: env.dataset })).id)
+      await runValidator(w, A)
+      await runValidator(w, B)
+      s.v1 = await liveState(w)
+    })
+
+    it('another peer re-signing someone else\'s delta as its own proposal: refused by the chain (its blocks), duplicate (copied payloads); the original is accepted', async () => {
+      const { w } = env
+      expect(s.listed.message).to.match(/author/)
+      expect(s.copyAttested.map(a => [a.proposal, a.outcome.reason])).to.deep.equal([[s.copy.proposal, 'duplicate']])
+      expect(s.copyAttested[0].outcome.detail).to.include(s.carolDeltas[0].slice(0, 12))
+      expect(s.afterCopy).to.deep.equal(env.v0)
+      const fold = await foldWorld(w)
+      expect(fold.proposals.find(p => p.id === s.copy.proposal)).to.include({ status: 'rejected', reason: 'duplicate', accepts: 0 })
+      expect(fold.proposals.find(p => p.id === s.carol)).to.include({ status: 'accepted', reason: 'ok', accepts: 2 })
+      expect(s.v1.version).to.equal(hexOf(nextVersionId(fromHex(env.v0.version), fromHex(s.carol))))
+      expect(s.v1.weightsHash).to.not.equal(env.v0.weightsHash)
+    })
+
+    it('a replayed or duplicate proposal: the same block again is one block; the same deltas again (accepted or rejected before) are duplicate', async () => {
+      const { w } = env
+      const before = (await foldWorld(w)).proposals.length
+      expect(await w.store.addBlock(await w.store.getEncoded(fromHex(s.carol)) as Uint8Array)).to.equal('duplicate')
+      expect(await w.store.addBlock(await w.store.getEncoded(fromHex(s.copy.proposal)) as Uint8Array)).to.equal('duplicate')
+      expect((await foldWorld(w)).proposals).to.have.length(before)
+      // C replays her accepted deltas on the new version; M replays the noise delta rejected earlier
+      const replays = [
+        await proposeRaw(w, C, unitDeltas(w, env.delta), { dataset: env.dataset }),
+        await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 1, 5)), { dataset: env.dataset })
+      ]
+      const done = await rejected(w, replays.map(r => r.proposal), 'duplicate', s.v1)
+      expect(done.find(d => d.proposal === replays[0].proposal)?.outcome.detail).to.include(s.carolDeltas[0].slice(0, 12))
+      // the same Delta blocks in a second Proposal (only their author can list them): the later one is the duplicate
+      const fresh = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 1, 13)), { dataset: env.dataset })
+      await tick()
+      const again = hexOf((await writeProposal(w, M, fresh.deltas, { dataset: env.dataset })).id)
+      const judged = await runValidator(w, A)
+      expect(judged.map(a => [a.proposal, a.outcome.reason])).to.have.deep.members([[fresh.proposal, 'insufficient-gain'], [again, 'duplicate']])
+      expect(judged.find(a => a.proposal === again)?.outcome.detail).to.include(fresh.proposal.slice(0, 12))
+      expect((await foldWorld(w)).proposals.find(p => p.id === again)).to.include({ status: 'rejected', reason: 'duplicate' })
+      expect(await liveState(w)).to.deep.equal(s.v1)
+    })
+
+    it('a delta for a stale version: a past version (stale), or one that never existed (never measured; stale when checked)', async () => {
+      const { w } = env
+      const past = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 0.5, 9)), { dataset: env.dataset, base: env.v0.version })
+      await rejected(w, [past.proposal], 'stale', s.v1)
+      const nowhere = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 0.5, 10)), { dataset: env.dataset, base: 'ab'.repeat(32) })
+      expect(await runValidator(w, A)).to.deep.equal([])
+      const fold = await foldWorld(w)
+      const p = fold.proposals.find(x => x.id === nowhere.proposal) as ProposalExplain
+      expect(p).to.include({ status: 'pending', accepts: 0 })
+      const outcome = await validateProposal({ store: w.store, signer: A, manifest: w.manifest, fold, proposal: p, bodies: w.bodies, evalWindows: w.evalWindows })
+      expect(outcome.reason).to.equal('stale')
+      expect(await liveState(w)).to.deep.equal(s.v1)
+    })
+
+    it('attestations from keys outside the set: ignored (not-validator), however good their numbers', async () => {
+      const { w } = env
+      const x = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 1, 11)), { dataset: env.dataset })
+      await fakeAccept(w, E, x.proposal)
+      await fakeAccept(w, F, x.proposal)
+      let p = (await foldWorld(w)).proposals.find(q => q.id === x.proposal) as ProposalExplain
+      expect(p).to.include({ status: 'pending', accepts: 0, rejects: 0 })
+      expect(p.attestations.map(a => [a.verdict, a.counted, a.ignored])).to.deep.equal([['accept', false, 'not-validator'], ['accept', false, 'not-validator']])
+      await rejected(w, [x.proposal], 'insufficient-gain', s.v1, B)
+      p = (await foldWorld(w)).proposals.find(q => q.id === x.proposal) as ProposalExplain
+      expect(p.attestations.filter(a => a.counted)).to.have.length(1)
+    })
+
+    it('two attestations of one proposal by one validator: the same block twice is one; two different ones are both ignored (equivocation)', async () => {
+      const { w } = env
+      const y = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 1, 12)), { dataset: env.dataset })
+      const first = await fakeAccept(w, A, y.proposal)
+      expect(await w.store.addBlock(await w.store.getEncoded(first.id) as Uint8Array)).to.equal('duplicate')
+      let p = (await foldWorld(w)).proposals.find(q => q.id === y.proposal) as ProposalExplain
+      expect(p).to.include({ status: 'pending', accepts: 1 })
+      expect(p.attestations).to.have.length(1)
+      await fakeAccept(w, A, y.proposal, 1000n)
+      p = (await foldWorld(w)).proposals.find(q => q.id === y.proposal) as ProposalExplain
+      expect(p).to.include({ status: 'pending', accepts: 0 })
+      expect(p.attestations.map(a => [a.validator, a.counted, a.ignored])).to.deep.equal([[hexOf(A.publicKey), false, 'equivocation'], [hexOf(A.publicKey), false, 'equivocation']])
+      await rejected(w, [y.proposal], 'insufficient-gain', s.v1, B)
     })
   })
 })
