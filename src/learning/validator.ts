@@ -44,10 +44,11 @@ import type { DatasetWindows } from './dataset-windows.ts'
 import type { EvalWindowsCache } from './fold/eval-windows.ts'
 import type { ModelFold, ParamsJson, ProposalExplain } from './fold/types.ts'
 import type { MeasureOptions } from './pol/measure.ts'
-import type { RuleResult } from './pol/rule.ts'
+import type { RuleParams, RuleResult } from './pol/rule.ts'
 import type { LoadedDelta, UnitWeights } from './version-weights.ts'
 import type { BlockSigner, ChainStoreApi, StoredBlock } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
+import type { Qwen3Config } from '../model/qwen3/config.ts'
 import type { DatasetMeasurement } from '../protocols/attestation.ts'
 
 export interface ValidateInit {
@@ -121,7 +122,7 @@ async function readDatasets (store: ChainStoreApi, manifest: ModelManifest, ids:
 }
 
 /** base + the proposal's deltas (fresh arrays for the changed tensors); `non-finite` when a weight overflows. */
-function candidateOf (live: UnitWeights[], deltas: readonly LoadedDelta[]): UnitWeights[] | { reason: string, detail: string } {
+function candidateOf (live: readonly UnitWeights[], deltas: readonly LoadedDelta[]): UnitWeights[] | { reason: string, detail: string } {
   const out = live.map(u => ({ ...u }))
   for (const d of deltas) {
     const entry = out.find(u => u.unit === d.unit)
@@ -152,7 +153,7 @@ async function structuralChecks (init: ValidateInit, manifest: ModelManifest, pa
   if (!checked.ok) {
     return checked
   }
-  const duplicate = await checkDuplicate(store, manifest, fold, proposal, checked.deltas, init.bodies ?? new DeltaBodyIndex())
+  const duplicate = await checkDuplicate(store, manifest, proposal, checked.deltas, init.bodies ?? new DeltaBodyIndex())
   if (duplicate != null && !duplicate.ok) {
     return duplicate
   }
@@ -191,20 +192,77 @@ export async function validateProposal (init: ValidateInit): Promise<ValidationO
   timings.checksMs = performance.now() - t0
 
   init.onPhase?.('weights')
-  let t = performance.now()
+  const t = performance.now()
   const live = await versionWeights(store, manifest, fold.live)
-  const candidate = candidateOf(live, deltas)
-  if (!Array.isArray(candidate)) {
-    return done(candidate.reason, candidate.detail)
-  }
   timings.weightsMs = performance.now() - t
+  const judged = await judgeCandidate({
+    config: manifest.qwen3,
+    params,
+    live,
+    deltas,
+    datasets,
+    samples,
+    labels: { base: `version ${fold.live.id.slice(0, 12)}`, candidate: `proposal ${proposal.id.slice(0, 12)}` },
+    workers: init.workers,
+    pause: init.pause,
+    signal: init.signal,
+    onPhase: init.onPhase
+  })
+  timings.baseMs = judged.baseMs
+  timings.candidateMs = judged.candidateMs
+  return done(judged.reason, judged.detail, judged.measurements, judged.rule)
+}
 
-  const measure = async (units: UnitWeights[], label: string): Promise<number[][]> => {
-    const model = await loadWholeModel(manifest.qwen3, units, { workers: init.workers, label })
+export interface JudgeInit {
+  config: Qwen3Config
+  params: RuleParams
+  /** the live version's weights (left unchanged) */
+  live: readonly UnitWeights[]
+  /** the proposal's deltas, decoded and checked (checkDeltaPayload) */
+  deltas: readonly LoadedDelta[]
+  /** the proposal's dataset, then the regression datasets */
+  datasets: readonly DatasetWindows[]
+  /** the sampled windows of each dataset, in order */
+  samples: ReadonlyArray<readonly number[]>
+  /** the live version's losses on the samples (micro-nats, per dataset), when already measured: the base is then not loaded */
+  baseLosses?: ReadonlyArray<readonly bigint[]>
+  labels?: { base?: string, candidate?: string }
+  workers?: number
+  pause?: MeasureOptions['pause']
+  signal?: AbortSignal
+  onPhase?(phase: 'base' | 'candidate'): void
+}
+
+export interface Judged {
+  /** `ok`, a rule reason, or `non-finite` / `shape` (the candidate cannot be built or measured) */
+  reason: string
+  detail: string
+  measurements: DatasetMeasurement[]
+  rule?: RuleResult
+  baseMs: number
+  candidateMs: number
+}
+
+/**
+ * Steps 3 and 4 of the file comment for a proposal whose structure passed:
+ * the candidate (live + deltas; a weight that overflows f32: `non-finite`),
+ * the per-window losses of base and candidate on the samples (one whole
+ * model in tfjs at a time; a candidate loss that is not finite:
+ * `non-finite`), and the rule on them.
+ */
+export async function judgeCandidate (init: JudgeInit): Promise<Judged> {
+  const { datasets, samples } = init
+  const timings = { baseMs: 0, candidateMs: 0 }
+  const candidate = candidateOf(init.live, init.deltas)
+  if (!Array.isArray(candidate)) {
+    return { ...candidate, measurements: [], ...timings }
+  }
+  const measure = async (units: readonly UnitWeights[], label?: string): Promise<bigint[][]> => {
+    const model = await loadWholeModel(init.config, units, { workers: init.workers, label })
     try {
-      const out: number[][] = []
+      const out: bigint[][] = []
       for (const [i, d] of datasets.entries()) {
-        out.push(await measureWindows(model, d, samples[i], { pause: init.pause, signal: init.signal }))
+        out.push((await measureWindows(model, d, samples[i], { pause: init.pause, signal: init.signal })).map(toMicroNats))
       }
       return out
     } finally {
@@ -212,27 +270,28 @@ export async function validateProposal (init: ValidateInit): Promise<ValidationO
     }
   }
   init.onPhase?.('base')
-  t = performance.now()
-  const baseLosses = (await measure(live, `version ${fold.live.id.slice(0, 12)}`)).map(list => list.map(toMicroNats))
+  let t = performance.now()
+  const baseLosses = init.baseLosses ?? await measure(init.live, init.labels?.base)
   timings.baseMs = performance.now() - t
   init.onPhase?.('candidate')
   t = performance.now()
   let candLosses: bigint[][]
   try {
-    candLosses = (await measure(candidate, `proposal ${proposal.id.slice(0, 12)}`)).map(list => list.map(toMicroNats))
+    candLosses = await measure(candidate, init.labels?.candidate)
   } catch (err: any) {
     // the base gave finite losses on these windows: a candidate that does not is the proposal's fault
     if (err instanceof RangeError || (err instanceof ModelError && err.code === ModelErrorCode.BAD_INPUT && /non-finite/.test(err.message))) {
-      return done(Reason.NON_FINITE, `the candidate's loss is not finite: ${String(err.message)}`)
+      return { reason: Reason.NON_FINITE, detail: `the candidate's loss is not finite: ${String(err.message)}`, measurements: [], ...timings, candidateMs: performance.now() - t }
     }
     throw err
   }
   timings.candidateMs = performance.now() - t
-  const measurements: DatasetMeasurement[] = datasets.map((d, i) => ({ datasetId: d.datasetId, windows: samples[i], base: baseLosses[i], cand: candLosses[i] }))
+  const measurements: DatasetMeasurement[] = datasets.map((d, i) => ({ datasetId: d.datasetId, windows: [...samples[i]], base: [...baseLosses[i]], cand: candLosses[i] }))
   const [main, ...regressions] = measurements
-  const result = rule(main, regressions, params)
+  const result = rule(main, regressions, init.params)
   const gain = result.gainPpm != null ? `${Number(result.gainPpm) / 1e4}%` : 'n/a'
-  return done(result.reason, `${result.m} windows, gain ${gain}, mean loss ${Number(result.baseSum) / Math.max(1, result.m) / 1e6} -> ${Number(result.candSum) / Math.max(1, result.m) / 1e6} nats`, measurements, result)
+  const detail = `${result.m} windows, gain ${gain}, mean loss ${Number(result.baseSum) / Math.max(1, result.m) / 1e6} -> ${Number(result.candSum) / Math.max(1, result.m) / 1e6} nats`
+  return { reason: result.reason, detail, measurements, rule: result, ...timings }
 }
 
 /** validateProposal(), then the Attestation block written with `init.store` (the daemon's store gossips it). */

@@ -33,7 +33,7 @@ import { readSmallPayload } from './fold/blocks.ts'
 import { LearningError, LearningErrorCode } from './pol-errors.ts'
 import type { F32Tensors } from './f32-tensors.ts'
 import type { Hex, VersionInfo } from './fold/types.ts'
-import type { ChainStoreApi, StoredBlock } from '../chain/types.ts'
+import type { ChainStoreApi, SignedHeader, StoredBlock } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
 import type { Qwen3Config } from '../model/qwen3/config.ts'
 import type { Delta, DeltaCodec } from '../protocols/delta.ts'
@@ -47,10 +47,10 @@ export interface UnitWeights {
   tensors: F32Tensors
 }
 
-/** A Delta block read from the store and decoded. */
+/** A Delta block decoded (read from the store, or a header and payload at hand). */
 export interface LoadedDelta {
   id: Hex
-  block: StoredBlock
+  block: SignedHeader
   unit: number
   codec: DeltaCodec
   delta: Delta
@@ -78,12 +78,30 @@ export interface DeltaExpectation {
 }
 
 /**
- * Reads Delta block `id` and decodes its payload with the codec its header
- * names (every rule of protocols/delta.md checked). LearningError
- * PAYLOAD_MISSING when the block or its payload is not stored here;
- * BAD_VERSION_DELTA when the block is not a Delta (or, with `expect`, not
- * one of that model's unit); the codec's DeltaFormatError when the payload
- * is not a canonical delta.
+ * Decodes `payload` as the payload of Delta block `block` with the codec
+ * its header names (every rule of protocols/delta.md checked). No store:
+ * the caller has the header and the payload. The codec's DeltaFormatError
+ * when the payload is not a canonical delta of that codec; LearningError
+ * BAD_VERSION_DELTA when the header is no Delta header with a codec and
+ * a unit (the store checks those when it takes a block).
+ */
+export function decodeDeltaBlock (block: SignedHeader, payload: Uint8Array, options: { maxBodyBytes?: number } = {}): LoadedDelta {
+  const idHex = toHex(block.id)
+  const codec = block.header.fields.get(DeltaField.CODEC)
+  const unit = block.header.fields.get(DeltaField.UNIT)
+  if (block.header.type !== BlockType.Delta || codec?.kind !== 'string' || !isDeltaCodec(codec.value) || unit?.kind !== 'uint') {
+    throw new LearningError(LearningErrorCode.BAD_VERSION_DELTA, `block ${idHex} is no Delta block with a valid codec and unit field`)
+  }
+  const { delta, body } = decodeDeltaPayload(payload, { codec: codec.value, ...(options.maxBodyBytes != null ? { maxBodyBytes: options.maxBodyBytes } : {}) })
+  return { id: idHex, block, unit: Number(unit.value), codec: codec.value, delta, body }
+}
+
+/**
+ * Reads Delta block `id` and decodes its payload (decodeDeltaBlock).
+ * LearningError PAYLOAD_MISSING when the block or its payload is not
+ * stored here; BAD_VERSION_DELTA when the block is not a Delta (or, with
+ * `expect`, not one of that model's unit); the codec's DeltaFormatError
+ * when the payload is not a canonical delta.
  */
 export async function readDelta (store: ChainStoreApi, id: Uint8Array | Hex, options: { maxBodyBytes?: number, expect?: DeltaExpectation } = {}): Promise<LoadedDelta> {
   const idBytes = typeof id === 'string' ? fromHex(id) : id
@@ -109,8 +127,7 @@ export async function readDelta (store: ChainStoreApi, id: Uint8Array | Hex, opt
   if (payload == null) {
     throw new LearningError(LearningErrorCode.PAYLOAD_MISSING, `the payload of Delta block ${idHex} is not stored here yet (sync it from a peer)`)
   }
-  const { delta, body } = decodeDeltaPayload(payload, { codec: codec.value, ...(options.maxBodyBytes != null ? { maxBodyBytes: options.maxBodyBytes } : {}) })
-  return { id: idHex, block, unit: Number(unit.value), codec: codec.value, delta, body }
+  return decodeDeltaBlock(block, payload, options)
 }
 
 /** A unit's imported tensors as fresh f32 arrays (errors name the block: ModelError BLOCK_MISSING / BLOCK_CORRUPT). */

@@ -77,7 +77,7 @@ export const Reason = {
   SHAPE: 'shape',
   /** a delta for another model */
   MODEL: 'model',
-  /** the same delta payloads as an earlier proposal */
+  /** a delta this node had before: the same Delta blocks in an earlier proposal, or the same payload or body as an earlier Delta block by another author or in a proposal (protocols/attestation.md) */
   DUPLICATE: 'duplicate',
   /** a delta payload larger than its unit can need (refused before it is fetched or decoded) */
   OVERSIZE: 'oversize',

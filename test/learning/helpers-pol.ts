@@ -17,30 +17,38 @@ import { copyFile, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { realisticDelta, rms } from '../../bench/lib/realistic-delta.ts'
 import { addDataset } from '../../src/learning/dataset-store.ts'
+import { encodeDelta } from '../../src/learning/delta-encode.ts'
 import { toF32Tensors, toRawTensors } from '../../src/learning/f32-tensors.ts'
 import { EvalWindowsCache } from '../../src/learning/fold/eval-windows.ts'
 import { importModelWithGenesis } from '../../src/learning/model-genesis.ts'
+import { deltaBlock, proposalBlock } from '../../src/learning/new-blocks.ts'
 import { changeValidators } from '../../src/learning/pol-commands.ts'
 import { foldOf } from '../../src/learning/pol-models.ts'
 import { DeltaBodyIndex } from '../../src/learning/validator-checks.ts'
 import { planWork } from '../../src/learning/validator-service.ts'
 import { attestProposal } from '../../src/learning/validator.ts'
-import { loadModelManifest } from '../../src/model/chain-loader.ts'
+import { versionWeights } from '../../src/learning/version-weights.ts'
+import { weightsHash } from '../../src/learning/weights-hash.ts'
+import { findUnitBlock, loadModelManifest } from '../../src/model/chain-loader.ts'
 import { Prng } from '../../src/model/prng.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { fromFloat32, toFloat32 } from '../../src/model/safetensors/dtypes.ts'
 import { encodeSafetensors } from '../../src/model/safetensors/writer.ts'
 import { Sampler } from '../../src/model/sampling.ts'
 import { MapWeightSource } from '../../src/model/weight-source.ts'
+import { encodeDeltaPayload } from '../../src/protocols/delta.ts'
 import { openStore } from '../chain/helpers.ts'
 import { fixtureDir, loadFixture } from '../model/fixtures.ts'
 import type { ChainStore } from '../../src/chain/index.ts'
 import type { BlockSigner, StoredBlock } from '../../src/chain/types.ts'
+import type { DeltaEncodeOptions } from '../../src/learning/delta-encode.ts'
+import type { F32Tensors } from '../../src/learning/f32-tensors.ts'
 import type { ModelFold } from '../../src/learning/fold/types.ts'
 import type { ValidationOutcome } from '../../src/learning/validator.ts'
 import type { ModelManifest } from '../../src/model/chain-loader.ts'
 import type { Qwen3Config } from '../../src/model/qwen3/config.ts'
 import type { RawTensor } from '../../src/model/safetensors/dtypes.ts'
+import type { DeltaCodec } from '../../src/protocols/delta.ts'
 import type { DatasetJson } from '../../src/protocols/ipc.ts'
 import type { ParamsBody } from '../../src/protocols/params.ts'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
@@ -76,6 +84,18 @@ export function realisticDeltas (base: Map<string, RawTensor>, seed: number, rel
   return out
 }
 
+/** Seeded Gaussian differences of std `scale` x each tensor's RMS (a "random-noise delta"). */
+export function noiseDiffs (base: Map<string, RawTensor>, scale: number, seed: number): Map<string, Float32Array> {
+  const rng = new Prng(seed)
+  const out = new Map<string, Float32Array>()
+  for (const name of [...base.keys()].sort()) {
+    const w = toFloat32(base.get(name) as RawTensor)
+    const std = scale * rms(w)
+    out.set(name, Float32Array.from(w, () => std * rng.normal()))
+  }
+  return out
+}
+
 /** base + k x delta per tensor, stored F32. */
 export function shifted (base: Map<string, RawTensor>, deltas: Map<string, Float32Array>, k: number): Map<string, RawTensor> {
   const out = new Map<string, RawTensor>()
@@ -88,16 +108,9 @@ export function shifted (base: Map<string, RawTensor>, deltas: Map<string, Float
   return out
 }
 
-/** base + seeded Gaussian noise of std `scale` x each tensor's RMS (a "random-noise delta"). */
+/** base + seeded Gaussian noise of std `scale` x each tensor's RMS (noiseDiffs applied). */
 export function noisy (base: Map<string, RawTensor>, scale: number, seed: number): Map<string, RawTensor> {
-  const rng = new Prng(seed)
-  const deltas = new Map<string, Float32Array>()
-  for (const name of [...base.keys()].sort()) {
-    const w = toFloat32(base.get(name) as RawTensor)
-    const std = scale * rms(w)
-    deltas.set(name, Float32Array.from(w, () => std * rng.normal()))
-  }
-  return shifted(base, deltas, 1)
+  return shifted(base, noiseDiffs(base, scale, seed), 1)
 }
 
 /** Writes a checkpoint folder: the fixture's config.json and `tensors` as model.safetensors. */
@@ -241,4 +254,82 @@ export async function runValidator (w: PolWorld, validator: BlockSigner): Promis
     const { block, outcome } = await attestProposal({ store: w.store, signer: validator, manifest: w.manifest, fold, proposal: next.proposal, bodies: w.bodies, evalWindows: w.evalWindows })
     out.push({ validator: key, proposal: next.proposal.id, block, outcome })
   }
+}
+
+/** The live version of the world's model and the hash of its weights (hex). */
+export async function liveState (w: PolWorld): Promise<{ version: string, weightsHash: string }> {
+  const fold = await foldWorld(w)
+  return { version: fold.live.id, weightsHash: hexOf(weightsHash(await versionWeights(w.store, w.manifest, fold.live))) }
+}
+
+/** One Delta block to write by hand: any payload, valid or not. */
+export interface RawDelta {
+  unit: number
+  codec: DeltaCodec
+  /** the header's tensor count */
+  tensors: number
+  payload: Uint8Array
+}
+
+/**
+ * `k` x `diffs` (tensor name -> difference) as one canonical delta per unit
+ * of the world's model that `diffs` touches, encoded with `options.codec`
+ * (default f32), units ascending.
+ */
+export function unitDeltas (w: PolWorld, diffs: Map<string, Float32Array>, k = 1, options: Partial<DeltaEncodeOptions> = {}): RawDelta[] {
+  const out: RawDelta[] = []
+  for (const unit of w.manifest.units) {
+    const tensors: F32Tensors = new Map()
+    for (const t of unit.tensors) {
+      const d = diffs.get(t.name)
+      if (d != null) {
+        tensors.set(t.name, { shape: [...t.shape], values: k === 1 ? d : Float32Array.from(d, x => k * x) })
+      }
+    }
+    const enc = encodeDelta(tensors, { codec: 'f32', ...options })
+    if (enc.delta != null) {
+      out.push({ unit: unit.unit, codec: enc.delta.codec, tensors: enc.delta.tensors.length, payload: encodeDeltaPayload(enc.delta) })
+    }
+  }
+  return out
+}
+
+/** Writes Delta blocks by `author` on `base` (default: the live version), one per entry (parents: the model and the unit's Layer block); their ids. */
+export async function writeDeltas (w: PolWorld, author: BlockSigner, deltas: readonly RawDelta[], base?: string): Promise<string[]> {
+  const baseId = fromHex(base ?? (await foldWorld(w)).live.id)
+  const ids: string[] = []
+  for (const d of deltas) {
+    const layer = await findUnitBlock(w.store, w.manifest, w.manifest.units[d.unit])
+    if (layer == null) {
+      throw new Error(`no layer block of unit ${d.unit}`)
+    }
+    const block = await w.store.createBlock(deltaBlock({ model: w.modelId, layer: layer.id, unit: d.unit, base: baseId, codec: d.codec, tensors: d.tensors, payload: d.payload }), author)
+    ids.push(hexOf(block.id))
+  }
+  return ids
+}
+
+/** Writes a Proposal by `author` of Delta blocks `deltas` on `base` (default: the live version) in the current governance state; its block. */
+export async function writeProposal (w: PolWorld, author: BlockSigner, deltas: readonly string[], options: { dataset: string, base?: string }): Promise<StoredBlock> {
+  const fold = await foldWorld(w)
+  return w.store.createBlock(proposalBlock({
+    model: w.modelId,
+    base: fromHex(options.base ?? fold.live.id),
+    governance: fromHex(fold.governance.current.id),
+    dataset: fromHex(options.dataset),
+    deltas: deltas.map(fromHex),
+    claimedBase: 0n,
+    claimedAfter: 0n
+  }), author)
+}
+
+/**
+ * A proposal written by hand (the blocks `delta propose` writes, with any
+ * payload): writeDeltas() then writeProposal() on `base` (default: the live
+ * version) naming dataset `dataset` (hex id).
+ */
+export async function proposeRaw (w: PolWorld, proposer: BlockSigner, deltas: readonly RawDelta[], options: { dataset: string, base?: string }): Promise<{ proposal: string, deltas: string[] }> {
+  const ids = await writeDeltas(w, proposer, deltas, options.base)
+  const proposal = await writeProposal(w, proposer, ids, options)
+  return { proposal: hexOf(proposal.id), deltas: ids }
 }
