@@ -21,14 +21,16 @@
 import { join } from 'node:path'
 import { zstdCompressSync } from 'node:zlib'
 import { expect } from 'aegir/chai'
+import { loadDatasetWindows } from '../../src/learning/dataset-store.ts'
 import { readSmallPayload } from '../../src/learning/fold/blocks.ts'
 import { nextVersionId } from '../../src/learning/fold/ids.ts'
 import { importModelWithGenesis } from '../../src/learning/model-genesis.ts'
-import { attestationBlock, deltaBlock, proposalBlock } from '../../src/learning/new-blocks.ts'
+import { attestationBlock, deltaBlock, motionBlock, proposalBlock, voteBlock } from '../../src/learning/new-blocks.ts'
 import { rule } from '../../src/learning/pol/rule.ts'
 import { sampleFor, signSeed } from '../../src/learning/pol/seed.ts'
-import { checkDeltaPayload, maxUnitDeltaBody, maxUnitDeltaPayload } from '../../src/learning/validator-checks.ts'
-import { validateProposal } from '../../src/learning/validator.ts'
+import { checkDeltaPayload, checkDeltas, maxUnitDeltaBody, maxUnitDeltaPayload } from '../../src/learning/validator-checks.ts'
+import { judgeCandidate, validateProposal } from '../../src/learning/validator.ts'
+import { versionWeights } from '../../src/learning/version-weights.ts'
 import { selectBackend } from '../../src/model/backend.ts'
 import { Prng } from '../../src/model/prng.ts'
 import { compressDeltaBody, encodeDeltaBody } from '../../src/protocols/delta.ts'
@@ -391,6 +393,83 @@ describe('learning/cheat catalogue (issue 11 item 6)', function () {
       expect(p).to.include({ status: 'pending', accepts: 0 })
       expect(p.attestations.map(a => [a.validator, a.counted, a.ignored])).to.deep.equal([[hexOf(A.publicKey), false, 'equivocation'], [hexOf(A.publicKey), false, 'equivocation']])
       await rejected(w, [y.proposal], 'insufficient-gain', s.v1, B)
+    })
+  })
+  describe('a delta overfit to a public part of the eval data', () => {
+    /**
+     * The eval windows of every dataset are public (the dataset is on chain,
+     * the split is a hash of the window number). The delta here, `delta`
+     * (fixture -> T), fits a chosen part of a dataset's eval windows (the
+     * sequences sampled from T: loss ~5% lower) and is worse on the rest
+     * (random tokens: ~4% higher): what an overfit delta does. Bound: a
+     * validator's sample is a uniform draw of the eval windows that the
+     * proposer cannot predict or steer (pol-seed.spec.ts), so the measured
+     * gain estimates the gain over the whole eval part without bias; fitting
+     * a fraction f of the windows pays about f of its per-window gain, minus
+     * what it costs on the rest, and passes only if the whole eval part
+     * gains minGainPpm with significance. The proposer chooses the dataset,
+     * though: on a dataset it made of the part it fit, the gain is real for
+     * that data. What bounds that is the model's regression datasets
+     * (params): held-out data the proposer does not choose, on which no
+     * proposal may lose more than maxRegressionPpm.
+     */
+    const s = {} as { w: PolWorld, mixed: string, random: string, fitted: number, live: Live }
+
+    before(async () => {
+      const rng = new Prng(21)
+      const randomSeqs = (n: number): number[][] => Array.from({ length: n }, () => Array.from({ length: 32 }, () => Math.floor(rng.next() * env.config.vocabSize)))
+      s.w = await world('overfit')
+      // 24 sequences from T (the part the delta fits) first, then 72 of random tokens: one window each
+      s.fitted = 24
+      s.mixed = (await addIdsDataset(s.w, 'mixed', [...env.seqs.slice(0, s.fitted), ...randomSeqs(72)], { splitTokens: 32, evalPermille: 900 })).id
+      s.random = (await addIdsDataset(s.w, 'held-out', randomSeqs(48), { splitTokens: 32, evalPermille: 1000 })).id
+      s.live = await liveState(s.w)
+    })
+
+    it('the validators\' seeded samples measure the whole eval part: the gain the proposer would see on its part does not carry (insufficient-gain)', async () => {
+      const { w } = s
+      const p = await proposeRaw(w, M, unitDeltas(w, env.delta), { dataset: s.mixed })
+      const fold = await foldWorld(w)
+      const proposal = fold.proposals.find(x => x.id === p.proposal) as ProposalExplain
+      const evalWindows = [...await w.evalWindows.get(fromHex(s.mixed), w.modelId)]
+      const part = evalWindows.filter(x => x < s.fitted)
+      expect(part.length).to.be.within(12, s.fitted)
+      expect(evalWindows.length).to.be.greaterThan(64)
+      // measured on the windows it fit (what it would pick if it could), the delta passes the rule
+      const checked = await checkDeltas(w.store, w.manifest, proposal)
+      if (!checked.ok) {
+        throw new Error(checked.detail)
+      }
+      const mixed = await loadDatasetWindows(w.store, await w.store.get(fromHex(s.mixed)) as StoredBlock, w.manifest)
+      const chosen = await judgeCandidate({ config: env.config, params: fold.governance.current.params as ParamsJson, live: await versionWeights(w.store, w.manifest, fold.live), deltas: checked.deltas, datasets: [mixed], samples: [part] })
+      expect(chosen.reason, chosen.detail).to.equal('ok')
+      // the validators' samples: 64 of the eval windows, chosen by seeds published after the proposal
+      const [a] = await rejected(w, [p.proposal], 'insufficient-gain', s.live)
+      const sample = a.outcome.measurements[0].windows
+      expect(sample).to.have.length(64)
+      const hits = sample.filter(x => x < s.fitted).length
+      // about 64 x part / eval windows of them are in the fitted part (hypergeometric, sd ~3)
+      expect(Math.abs(hits - 64 * part.length / evalWindows.length)).to.be.below(12)
+      expect(Number(a.outcome.rule?.gainPpm)).to.be.below(0)
+    })
+
+    it('a dataset the proposer fit entirely: the gain is real there; the model\'s regression dataset rejects it (regression)', async () => {
+      const { w } = s
+      // the validators name a held-out regression dataset (a params.set motion by A, B's vote)
+      let fold = await foldWorld(w)
+      const motion = await w.store.createBlock(motionBlock(w.modelId, fromHex(fold.governance.current.id), { kind: 'params.set', params: { regressionDatasets: [fromHex(s.random)] } }), A)
+      await w.store.createBlock(voteBlock(w.modelId, motion.id), B)
+      fold = await foldWorld(w)
+      expect(fold.governance.current.params?.regressionDatasets).to.deep.equal([s.random])
+      const live = await liveState(w)
+      expect(live).to.deep.equal(s.live)
+      // M publishes the sequences of the part it fit as a dataset of its own, and proposes on it (int8: another body)
+      const fitted = (await addIdsDataset(w, 'fitted', env.seqs.slice(s.fitted), { splitTokens: 32, evalPermille: 1000, signer: M })).id
+      const p = await proposeRaw(w, M, unitDeltas(w, env.delta, 1, { codec: 'int8' }), { dataset: fitted })
+      const [a] = await rejected(w, [p.proposal], 'regression', live)
+      expect(Number(a.outcome.rule?.gainPpm)).to.be.at.least(5000)
+      expect(a.outcome.measurements.map(m => hexOf(m.datasetId))).to.deep.equal([fitted, s.random])
+      expect(Number(a.outcome.rule?.regressions[0].increasePpm)).to.be.greaterThan(20000)
     })
   })
 })
