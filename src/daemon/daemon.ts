@@ -2,11 +2,16 @@
  * The daemon: owns the data dir lock, the identity, the chain store, the
  * inference service, the mesh (libp2p network, the span served, generation
  * through peers) and the IPC server, started in that order and stopped in
- * reverse. Blocks authored here (`chain.put`, `model.import`) are gossiped.
+ * reverse. Blocks authored here (`chain.put`, `model.import`, `delta
+ * propose`, attestations) are gossiped. The validator service (learning)
+ * starts after the mesh (it fetches payloads through it) and stops before it.
  */
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
+import { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
+import { createChainModelVersions } from '../learning/model-versions.ts'
+import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
@@ -17,6 +22,7 @@ import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './
 import { IpcError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
+import { registerLearningMethods } from './learning-methods.ts'
 import { DataDirLock } from './lock.ts'
 import { registerMeshMethods } from './mesh-methods.ts'
 import { registerCoreMethods } from './methods.ts'
@@ -26,6 +32,8 @@ import { blydVersion } from './version.ts'
 import type { BlydConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { ChainModelVersions } from '../learning/model-versions.ts'
+import type { ValidatorService } from '../learning/validator-service.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
@@ -41,6 +49,8 @@ export class Daemon {
   readonly ipc: IpcServer
   readonly metrics: DaemonMetrics
   readonly inference: InferenceService
+  /** the model versions (the fold over the store): what the inference service and the served span load */
+  readonly versions: ChainModelVersions
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
   private readonly logger: BlyComponentLogger
@@ -52,6 +62,11 @@ export class Daemon {
   /** the store as block authors see it: createBlock also gossips the block */
   private authoringValue: ChainStoreApi | undefined
   private meshValue: Mesh | undefined
+  /** the eval windows of datasets, shared by the fold's readers (IPC) and the validator */
+  private evalWindowsValue: EvalWindowsCache | undefined
+  private validatorValue: ValidatorService | undefined
+  /** generations running through this daemon (the validator defers to them) */
+  private generating: number
   private startedAt: number
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
   private stopping: Promise<void> | undefined
@@ -77,8 +92,10 @@ export class Daemon {
       onBackpressure: () => { this.metrics.ipcBackpressurePauses.inc() }
     })
     this.startedAt = 0
+    this.generating = 0
     this.state = 'idle'
-    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers })
+    this.versions = createChainModelVersions({ store: () => this.store, evalWindows: () => this.evalWindows })
+    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers, versions: this.versions })
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
     this.resolveStopped = resolve
@@ -102,7 +119,8 @@ export class Daemon {
       net: () => {
         const mesh = this.meshValue
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
-      }
+      },
+      learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined
     })
     registerModelMethods({
       ipc: this.ipc,
@@ -110,9 +128,24 @@ export class Daemon {
       signer: () => this.identity.signer,
       inference: this.inference,
       onImported: result => { this.log.info('model.imported', { modelId: result.modelId, blocks: result.blocks, existing: result.existing, bytesWritten: result.bytesWritten }) },
-      generate: async (params, onToken, signal) => this.mesh.generate(params, onToken, signal)
+      generate: async (params, onToken, signal) => {
+        this.generating++
+        try {
+          return await this.mesh.generate(params, onToken, signal)
+        } finally {
+          this.generating--
+        }
+      }
     })
     registerMeshMethods({ ipc: this.ipc, mesh: () => this.mesh })
+    registerLearningMethods({
+      ipc: this.ipc,
+      store: () => this.authoringStore,
+      signer: () => this.identity.signer,
+      evalWindows: () => this.evalWindows,
+      onWritten: () => { this.validatorValue?.kick() },
+      onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) }
+    })
   }
 
   get identity (): Identity {
@@ -134,6 +167,13 @@ export class Daemon {
       throw new IpcError('the daemon is not started')
     }
     return this.authoringValue
+  }
+
+  get evalWindows (): EvalWindowsCache {
+    if (this.evalWindowsValue == null) {
+      throw new IpcError('the daemon is not started')
+    }
+    return this.evalWindowsValue
   }
 
   get mesh (): Mesh {
@@ -175,6 +215,7 @@ export class Daemon {
       const store = createChainStore({ path: join(dataDir, CHAIN_DIR_NAME) })
       await store.start()
       this.storeValue = store
+      this.evalWindowsValue = new EvalWindowsCache({ store })
       const counts = await store.counts()
       this.log.info('chain.opened', { blocksA: counts.A, blocksB: counts.B })
 
@@ -190,7 +231,8 @@ export class Daemon {
         store,
         privateKey: identity.privateKey,
         inference: this.inference,
-        logger: this.logger
+        logger: this.logger,
+        versions: this.versions
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
         listen: config.listen,
@@ -213,6 +255,18 @@ export class Daemon {
       await mesh.start()
       this.meshValue = mesh
       this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
+
+      // measures the proposals of the models whose validator set holds this node's key, in the background
+      const validator = createValidatorService({
+        store: this.authoringValue,
+        signer: identity.signer,
+        logger: mesh.network.libp2p.logger,
+        evalWindows: this.evalWindowsValue,
+        fetchPayload: async (id, options) => { await mesh.network.sync.fetchPayload(id, options) },
+        busy: () => this.generating > 0 || (mesh.serving()?.sessions ?? 0) > 0
+      })
+      validator.start()
+      this.validatorValue = validator
 
       await this.ipc.start()
       this.startedAt = Date.now()
@@ -265,6 +319,11 @@ export class Daemon {
   private async teardown (): Promise<void> {
     this.disarmFaults()
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
+    if (this.validatorValue != null) {
+      // a measurement in progress is aborted: nothing is published for it, and it runs again after a restart
+      await this.validatorValue.stop().catch(err => { this.log.error('validator.stop.failed', { error: err.message }) })
+      this.validatorValue = undefined
+    }
     if (this.meshValue != null) {
       // the announcer withdraws the span before libp2p goes
       await this.meshValue.stop().catch(err => { this.log.error('net.stop.failed', { error: err.message }) })
@@ -275,6 +334,7 @@ export class Daemon {
       await this.storeValue.stop().catch(err => { this.log.error('chain.stop.failed', { error: err.message }) })
       this.storeValue = undefined
       this.authoringValue = undefined
+      this.evalWindowsValue = undefined
     }
     await this.lock.release().catch(err => { this.log.error('lock.release.failed', { error: err.message }) })
   }

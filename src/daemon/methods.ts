@@ -17,6 +17,7 @@ import type { Identity } from './identity.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { LearningStatusJson } from '../protocols/ipc-learning.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
 import type { BackendStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
@@ -37,6 +38,8 @@ export interface MethodContext {
   requestStop(reason: string): void
   /** the network part of `status`: dialable addresses, open connections, the span served */
   net?(): { addrs: string[], connections: number, serving: ServingJson | null } | undefined
+  /** the learning part of `status`: the validator service */
+  learning?(): LearningStatusJson | undefined
 }
 
 export function registerCoreMethods (ctx: MethodContext): void {
@@ -45,6 +48,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
   ipc.register('status', noParams, async () => {
     const info = await chainInfo(ctx.store())
     const stats = ipc.stats()
+    const learning = ctx.learning?.()
     return {
       version: ctx.version,
       peerId: ctx.identity().peerId.toString(),
@@ -57,6 +61,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       ...(ctx.workers != null ? { workers: ctx.workers() } : {}),
       chain: info,
       ...(ctx.net?.() ?? {}),
+      ...(learning != null ? { learning } : {}),
       ipc: stats
     }
   })

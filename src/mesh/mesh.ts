@@ -19,6 +19,7 @@ import type { MeshGenerator } from './mesh-generate.ts'
 import type { SpanServer, StageLimits } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { InferenceService } from '../model/inference-service.ts'
+import type { ModelVersions } from '../model/weights-version.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
@@ -35,6 +36,8 @@ export interface MeshComponents {
   inference: InferenceService
   /** every part's logger (bly:mesh as this class's); libp2p gets it too */
   logger: BlyComponentLogger
+  /** the models' weights versions: the served span follows the live one, generations pin one (absent: imported weights only) */
+  versions?: ModelVersions
 }
 
 export interface MeshInit {
@@ -85,7 +88,8 @@ function spanJson (model: string, s: LiveSpan): SpanJson {
     lastSeen: s.lastSeen,
     expiresAt: s.expiresAt,
     rttMs: s.rttMs ?? null,
-    source: s.source
+    source: s.source,
+    version: s.weightsVersion.length > 0 ? Buffer.from(s.weightsVersion).toString('hex') : null
   }
 }
 
@@ -154,7 +158,8 @@ export class Mesh {
         policy: this.policy,
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
-        logger: this.components.logger
+        logger: this.components.logger,
+        ...(this.components.versions != null ? { versions: this.components.versions } : {})
       }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.replanMs != null ? { replanMs: this.init.replanMs } : {}), directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()

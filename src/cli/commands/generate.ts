@@ -4,7 +4,7 @@ import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../../pipeline/pr
 import { clientConfig, printJson } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { withLocalInference } from '../model-local.ts'
-import { modelArg, parseIdList, refuseWorkersOnline, runOptions } from './model.ts'
+import { modelArg, parseIdList, refuseWorkersOnline, runOptions, versionArg, versionOption } from './model.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
@@ -66,6 +66,10 @@ export function generateParamsFromArgv (argv: any): GenerateParams {
   if (argv.stop !== undefined) {
     params.stop = (Array.isArray(argv.stop) ? argv.stop : [argv.stop]).map(String)
   }
+  const version = versionArg(argv.version)
+  if (version != null) {
+    params.version = version
+  }
   return params
 }
 
@@ -88,6 +92,8 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
       .option('draft', { type: 'string', requiresArg: true, describe: 'speculative decoding: a model on the chain with the same vocabulary drafts tokens (run whole here) for the target to check' })
       .option('speculate', { type: 'number', requiresArg: true, describe: 'draft tokens per round to start with (adapts; default 4; needs --draft)' })
       .option('stop', { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' })
+      .version(false)
+      .options(versionOption)
       .options(runOptions)
       .option('json', { type: 'boolean', describe: 'print one JSON object at the end instead of streaming' }),
     handler: async (argv: any) => {
