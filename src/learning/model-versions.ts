@@ -27,8 +27,9 @@ import type { F32Tensors } from './f32-tensors.ts'
 import type { ModelFold, VersionInfo } from './fold/types.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
+import type { ModelVersions } from '../model/model-versions.ts'
 import type { RawTensor } from '../model/safetensors/dtypes.ts'
-import type { AcceptedDeltaRef, ModelVersions, WeightsVersion } from '../model/weights-version.ts'
+import type { AcceptedDeltaRef, WeightsVersion } from '../model/weights-version.ts'
 
 /** How long a model's fold is reused at most while no block arrives (ms). */
 export const DEFAULT_FOLD_MAX_AGE_MS = 2_000

@@ -9,10 +9,9 @@
  * loader takes a WeightsVersion: for each unit the version changes, the
  * tensors to use instead of the unit's Layer block; every other unit is read
  * from its Layer block as before. learning/model-versions.ts implements
- * ModelVersions over the fold; the daemon and the CLI inject it. Without a
+ * ModelVersions (model-versions.ts) over the fold; the daemon and the CLI inject it. Without a
  * ModelVersions every model is its imported weights, exactly as before.
  */
-import type { ModelManifest } from './chain-loader.ts'
 import type { RawTensor } from './safetensors/dtypes.ts'
 
 /** One accepted delta of a version: the proposal that carried it, the Delta block, its unit (hex ids). */
@@ -44,15 +43,4 @@ export interface WeightsVersion {
    * payload it needs is not stored here.
    */
   weightsHash(): Promise<string | null>
-}
-
-/** The versions of the models on the chain. */
-export interface ModelVersions {
-  /**
-   * Version `version` of `manifest`'s model: a full id or a unique prefix
-   * (>= 8 hex characters) of any version of its history; undefined = the
-   * live version. Throws ModelError ERR_MODEL_VERSION_NOT_FOUND or
-   * ERR_MODEL_VERSION_AMBIGUOUS.
-   */
-  resolve(manifest: ModelManifest, version?: string): Promise<WeightsVersion>
 }
