@@ -356,10 +356,13 @@ describe('learning/cheat catalogue (issue 11 item 6)', function () {
       expect(await liveState(w)).to.deep.equal(s.v1)
     })
 
-    it('a delta for a stale version: a past version (stale), or one that never existed (never measured; stale when checked)', async () => {
+    it('a delta for a stale version: a past version (stale; its rebase is judged on its merits), or one that never existed (never measured; stale when checked)', async () => {
       const { w } = env
       const past = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 0.5, 9)), { dataset: env.dataset, base: env.v0.version })
       await rejected(w, [past.proposal], 'stale', s.v1)
+      // its author proposing the same delta again on the live version (a rebase) is judged on its merits, not as a duplicate
+      const rebased = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 0.5, 9)), { dataset: env.dataset })
+      await rejected(w, [rebased.proposal], 'insufficient-gain', s.v1)
       const nowhere = await proposeRaw(w, M, unitDeltas(w, noiseDiffs(env.base, 0.5, 10)), { dataset: env.dataset, base: 'ab'.repeat(32) })
       expect(await runValidator(w, A)).to.deep.equal([])
       const fold = await foldWorld(w)
