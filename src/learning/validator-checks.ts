@@ -18,13 +18,17 @@
  * is a duplicate when
  * - one of its Delta blocks is also a delta of another proposal that this
  * store received before P (a replay of the same blocks, by their author:
- * the chain refuses anyone else's Delta blocks in a proposal), or
+ * the chain refuses anyone else's Delta blocks in a proposal), unless that
+ * one was rejected only because the governance state moved on, or
  * - one of its deltas d has the payload or body of another Delta block c of
  * the same model and unit that this store received before d, where c is
  * by another author (a copy re-signed as one's own, whether or not the
- * original's Proposal has arrived yet) or is listed by a proposal (the
- * same delta proposed again in new blocks: a replay on another base, or
- * after a rejection).
+ * original's Proposal has arrived yet), or c is listed by a proposal that
+ * was accepted, rejected on its merits, or is pending on P's version (the
+ * same delta proposed again in new blocks). Not a duplicate: the author
+ * re-proposing, on the new version, a delta whose proposal was rejected
+ * only because the version or governance state moved on (stale,
+ * superseded, stale-governance) or is pending on a past version: a rebase.
  * "Before" is this store's (receivedAt, id) order. An original is judged
  * on its merits: its copies arrive after its Delta blocks, which precede
  * its Proposal. The order is this node's own: a node that received a copy
@@ -285,6 +289,28 @@ function samePayload (a: BlockHeader, b: BlockHeader): boolean {
     a.chunkHashes.every((h, i) => Buffer.compare(h, b.chunkHashes[i]) === 0)
 }
 
+/** Reasons a proposal is rejected without its deltas being judged: its author may propose them again on the live version. */
+const UNJUDGED = new Set<string>([Reason.STALE, 'superseded', 'stale-governance'])
+
+/**
+ * Whether `other` (a proposal listing a delta with the same body as one of
+ * `proposal`'s, by the same author) makes `proposal` a replay: it was
+ * accepted, or rejected on the merits of its deltas, or is pending on the
+ * same version. One rejected only because its base or governance state
+ * moved on (stale, superseded, stale-governance), or pending on a past
+ * version, does not: its author re-proposing the unchanged delta of a unit
+ * on the new version (a rebase) is judged on its merits.
+ */
+function judgedOrLive (other: ProposalExplain, proposal: ProposalExplain): boolean {
+  if (other.id === proposal.id) {
+    return false
+  }
+  if (other.status === 'pending') {
+    return other.base === proposal.base
+  }
+  return other.status === 'accepted' || !UNJUDGED.has(other.reason)
+}
+
 /** The stored blocks among `ids` of `type` naming model `modelHex`. */
 async function blocksOf (store: ChainStoreApi, ids: readonly Uint8Array[], type: BlockType, modelHex: string): Promise<StoredBlock[]> {
   const out: StoredBlock[] = []
@@ -312,13 +338,15 @@ async function unitDeltaBlocks (store: ChainStoreApi, manifest: ModelManifest, u
  * delta of a proposal received before it (a replay of the blocks), or one of
  * its deltas has the payload or the canonical body of another Delta block of
  * the same model and unit received before that delta, by another author or
- * listed by a proposal (a copy re-signed as one's own, or a replay in new
- * blocks). Reads headers by index (children of the delta and of the unit's
+ * listed by a proposal judged or pending on the same version (a copy
+ * re-signed as one's own, or a replay in new blocks; not a rebase of a
+ * stale proposal by its author). Reads headers by index (children of the delta and of the unit's
  * Layer blocks); bodies of other deltas from `index` or their stored
  * payloads (a delta whose payload is not here is compared by its header's
- * payload hashes only).
+ * payload hashes only); the statuses of the proposals listing them from
+ * `fold`.
  */
-export async function checkDuplicate (store: ChainStoreApi, manifest: ModelManifest, proposal: ProposalExplain, deltas: readonly LoadedDelta[], index: DeltaBodyIndex): Promise<CheckResult | undefined> {
+export async function checkDuplicate (store: ChainStoreApi, manifest: ModelManifest, fold: ModelFold, proposal: ProposalExplain, deltas: readonly LoadedDelta[], index: DeltaBodyIndex): Promise<CheckResult | undefined> {
   const self = await store.get(Buffer.from(proposal.id, 'hex'))
   if (self == null) {
     throw new LearningError(LearningErrorCode.PAYLOAD_MISSING, `no Proposal block ${proposal.id} in the store`)
@@ -330,7 +358,8 @@ export async function checkDuplicate (store: ChainStoreApi, manifest: ModelManif
     }
     const hash = index.remember(d.id, d.body)
     for (const other of await blocksOf(store, await store.children(mine.id), BlockType.Proposal, manifest.idHex)) {
-      if (Buffer.compare(other.id, self.id) !== 0 && receivedBefore(other, self)) {
+      const explained = fold.proposals.find(x => x.id === toHex(other.id))
+      if (Buffer.compare(other.id, self.id) !== 0 && receivedBefore(other, self) && (explained == null || judgedOrLive(explained, proposal))) {
         return reject(Reason.DUPLICATE, `delta ${d.id.slice(0, 12)} (unit ${d.unit}) is also a delta of proposal ${toHex(other.id).slice(0, 12)}, received before this one`)
       }
     }
@@ -343,8 +372,8 @@ export async function checkDuplicate (store: ChainStoreApi, manifest: ModelManif
         continue
       }
       const byOther = Buffer.compare(c.header.author, mine.header.author) !== 0
-      const listed = (await blocksOf(store, await store.children(c.id), BlockType.Proposal, manifest.idHex)).length > 0
-      if (byOther || listed) {
+      const listedBy = (await blocksOf(store, await store.children(c.id), BlockType.Proposal, manifest.idHex)).map(b => fold.proposals.find(x => x.id === toHex(b.id)))
+      if (byOther || listedBy.some(x => x != null && judgedOrLive(x, proposal))) {
         return reject(Reason.DUPLICATE, `unit ${d.unit}: the same delta as delta ${toHex(c.id).slice(0, 12)}${byOther ? ` by ${toHex(c.header.author).slice(0, 12)}` : ''}, received before delta ${d.id.slice(0, 12)}`)
       }
     }

@@ -153,7 +153,7 @@ async function structuralChecks (init: ValidateInit, manifest: ModelManifest, pa
   if (!checked.ok) {
     return checked
   }
-  const duplicate = await checkDuplicate(store, manifest, proposal, checked.deltas, init.bodies ?? new DeltaBodyIndex())
+  const duplicate = await checkDuplicate(store, manifest, fold, proposal, checked.deltas, init.bodies ?? new DeltaBodyIndex())
   if (duplicate != null && !duplicate.ok) {
     return duplicate
   }

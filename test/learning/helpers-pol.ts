@@ -185,9 +185,10 @@ export interface PolWorld {
   bodies: DeltaBodyIndex
 }
 
-export async function polWorld (dir: string, importer: BlockSigner, options: { params?: ParamsBody } = {}): Promise<PolWorld> {
+/** A chain store in `dir` with the model of checkpoint `options.model` (default: the tiny fixture) imported by `importer`. */
+export async function polWorld (dir: string, importer: BlockSigner, options: { params?: ParamsBody, model?: string } = {}): Promise<PolWorld> {
   const store = await openStore(dir)
-  const imported = await importModelWithGenesis({ store, signer: importer, dir: TINY, ...(options.params != null ? { params: options.params } : {}) })
+  const imported = await importModelWithGenesis({ store, signer: importer, dir: options.model ?? TINY, ...(options.params != null ? { params: options.params } : {}) })
   const modelId = fromHex(imported.modelId)
   return {
     dir,
