@@ -70,7 +70,8 @@ describe('blyd model (CLI)', function () {
       const ids: Record<string, string> = {}
       for (const variant of FIXTURE_VARIANTS) {
         const imported = await runJson(['model', 'import', fixtureDir(variant), '--data-dir', dataDir])
-        expect(imported).to.include({ blocks: 7, existing: 0, units: 6, tokenizer: false })
+        // the manifest, its genesis Params and six layer units
+        expect(imported).to.include({ blocks: 8, existing: 0, units: 6, tokenizer: false })
         ids[variant] = imported.modelId
       }
       await checkFixtures(dataDir, ids, ['--backend', backend])
@@ -131,7 +132,7 @@ describe('blyd model (CLI)', function () {
     const dataDir = join(env.dir, 'twice')
     const first = await runJson(['model', 'import', fixtureDir('untied-bf16-sharded'), '--data-dir', dataDir])
     const info = await runJson(['chain', 'info', '--data-dir', dataDir])
-    expect(info.counts).to.include({ A: 1, B: 6 })
+    expect(info.counts).to.include({ A: 2, B: 6 }) // the manifest and its genesis Params; six units
     const again = await runCli(['model', 'import', fixtureDir('untied-bf16-sharded'), '--data-dir', dataDir])
     expect(again.code, again.stderr).to.equal(0)
     expect(again.stdout.trim()).to.equal(first.modelId)

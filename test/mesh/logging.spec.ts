@@ -88,7 +88,7 @@ describe('logging: every part reaches the daemon log at the level its call site 
     expect(log2).to.not.include('serve.started')
 
     // n3 at info: the mesh's span server at info, the daemon's start and stop; nothing at debug
-    expect(log3).to.match(new RegExp(`^\\S+ INFO bly:mesh:span-server serve\\.started model=${model} start=0 end=4 workers=0$`, 'm'))
+    expect(log3).to.match(new RegExp(`^\\S+ INFO bly:mesh:span-server serve\\.started model=${model} start=0 end=4 workers=0 version=[0-9a-f]{64}$`, 'm'))
     expect(log3).to.match(/^\S+ INFO bly:daemon daemon\.stopped pid=\d+$/m)
     expect(levelsOf(log3)).to.not.have.any.keys('DEBUG', 'TRACE')
     expect(log3).to.not.include('synced with')
