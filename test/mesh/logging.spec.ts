@@ -61,8 +61,10 @@ describe('logging: every part reaches the daemon log at the level its call site 
   it('net, pipeline, mesh and libp2p lines reach stderr at their levels; --log-level filters them', async () => {
     const n1 = await start('n1', ['--log-level', 'debug'])
     const { modelId: model } = await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', n1.dir])
-    const n2 = await start('n2', ['--log-level', 'warn', '--bootstrap', n1.addr, '--model', model, '--layers', '0-4'], { BLYD_TEST_STEP_DELAY_MS: '1' })
-    const n3 = await start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-4'])
+    const [n2, n3] = await Promise.all([
+      start('n2', ['--log-level', 'warn', '--bootstrap', n1.addr, '--model', model, '--layers', '0-4'], { BLYD_TEST_STEP_DELAY_MS: '1' }),
+      start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-4'])
+    ])
 
     for (const n of [n2, n3]) {
       await waitFor(`${n.name} to serve`, async () => (await ipcRequest(n.daemon.socketPath, 'status')).serving?.state === 'serving')
