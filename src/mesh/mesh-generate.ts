@@ -38,6 +38,7 @@ import { planReplacement, routeSpans } from './mesh-route.ts'
 import type { SpanServer } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
+import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { Speculation } from '../model/generation/request.ts'
 import type { TokenModel } from '../model/generation/token-model.ts'
 import type { InferenceService } from '../model/inference-service.ts'
@@ -60,6 +61,8 @@ export interface MeshGeneratorComponents {
   spanServer(): SpanServer | undefined
   /** logs as bly:mesh:generate */
   logger: BlyComponentLogger
+  /** told of each hop's steps and of each failover (the daemon's metrics) */
+  observer?: GenerationObserver
 }
 
 export interface MeshGeneratorInit {
@@ -146,7 +149,7 @@ export class MeshGenerator {
   }
 
   async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
-    const { store, network, inference } = this.components
+    const { store, network, inference, observer } = this.components
     const speculation = speculationOf(params)
     const id = await resolveModelId(store, params.model)
     const manifest = await this.manifest(id, signal)
@@ -182,7 +185,9 @@ export class MeshGenerator {
           return planReplacement(spans, lost, banned).map(toHop)
         }
       },
+      ...(observer?.step != null ? { onStep: (hop: { start: number, end: number }, rows: number, ms: number) => { observer.step?.({ start: hop.start, end: hop.end }, rows, ms) } } : {}),
       onRecovery: (r, sessionId) => {
+        observer?.failover?.(r.reason)
         this.log.warn('generate.recovered', {
           session: sessionId,
           peerId: r.peerId,
