@@ -4,8 +4,11 @@
  * through peers' spans), is counted in the daemon's metrics (tokens as they
  * stream, the generation when it ends, with where it ran and why it ended,
  * the BUSY answers it met), and a failure to find layers is explained by
- * what this node lacks (explainIncomplete).
+ * what this node lacks (explainIncomplete). It yields to the event loop
+ * after each token, so a long local generation does not starve the
+ * daemon's other connections.
  */
+import { setImmediate } from 'node:timers/promises'
 import { MeshErrorCode } from '../mesh/errors.ts'
 import { incompleteModelError, loadModelManifest, missingUnits, resolveModelId } from '../model/chain-loader.ts'
 import { ModelErrorCode } from '../model/errors.ts'
@@ -24,6 +27,9 @@ export function meteredGenerate (run: GenerateFn, metrics: DaemonMetrics): Gener
       const result = await run(params, async t => {
         metrics.tokensGenerated.inc()
         await onToken?.(t)
+        // a local step on the main thread may never leave the microtask queue (tfjs resolves its reads
+        // at once): yield, so the daemon's sockets (IPC, HTTP, libp2p) are served between two tokens
+        await setImmediate()
       }, signal)
       metrics.generations.inc({ via: result.via ?? 'local', finish_reason: result.finishReason })
       if (result.busyWaits != null && result.busyWaits > 0) {

@@ -1,6 +1,7 @@
 /**
- * The OpenAI-compatible routes (protocols/http-api.md): `GET /v1/models`,
- * `POST /v1/chat/completions`, `POST /v1/completions`. A completion runs
+ * The OpenAI-compatible routes (protocols/http-api.md): `GET /v1/models`
+ * (and `/v1/models/{model}`), `POST /v1/chat/completions`,
+ * `POST /v1/completions`. A completion runs
  * through the daemon's one `generate` (daemon/generate.ts: local or through
  * the mesh, counted in the metrics), exactly as `blyd generate` on this
  * daemon would run it.
@@ -24,6 +25,7 @@ import { chatCompletionRequest, completionRequest } from './openai-request.ts'
 import { SseStream } from './sse.ts'
 import type { GenerateFn } from '../generate.ts'
 import type { HttpApi } from './http-api.ts'
+import type { CatalogModel } from './model-catalog.ts'
 import type { OpenAiGeneration } from './openai-request.ts'
 import type { HttpRouteContext } from './router.ts'
 import type { ChainStoreApi } from '../../chain/types.ts'
@@ -39,6 +41,9 @@ export interface OpenAiRoutesContext {
 }
 
 type Kind = 'chat' | 'text'
+
+/** `GET /v1/models/{model}`: one model by id, id prefix or name */
+const MODELS_PATH = '/v1/models/'
 
 function finishReason (blyd: string): OpenAiFinishReason {
   return blyd === 'length' ? 'length' : 'stop'
@@ -119,24 +124,42 @@ async function complete (ctx: OpenAiRoutesContext, http: HttpRouteContext, kind:
   sse.end()
 }
 
+/** The models as `GET /v1/models` lists them: the catalog's with their storage state and live version. */
+async function modelsJson (ctx: OpenAiRoutesContext, models: CatalogModel[]): Promise<OpenAiModelJson[]> {
+  const byId = new Map((await ctx.models()).map(s => [s.id, s]))
+  return models.map(m => {
+    const s = byId.get(m.id)
+    return {
+      id: m.id,
+      object: 'model',
+      created: m.created,
+      owned_by: m.author,
+      blyd: { name: m.name, ...(s?.version != null ? { version: s.version } : {}), complete: s?.complete ?? false }
+    }
+  })
+}
+
 export function registerOpenAiRoutes (api: HttpApi, ctx: OpenAiRoutesContext): void {
   api.route({
     method: 'GET',
     path: '/v1/models',
     handler: async (http) => {
-      const [models, summaries] = await Promise.all([listModels(ctx.store()), ctx.models()])
-      const byId = new Map(summaries.map(s => [s.id, s]))
-      const data: OpenAiModelJson[] = models.map(m => {
-        const s = byId.get(m.id)
-        return {
-          id: m.id,
-          object: 'model',
-          created: m.created,
-          owned_by: m.author,
-          blyd: { name: m.name, ...(s?.version != null ? { version: s.version } : {}), complete: s?.complete ?? false }
-        }
-      })
-      sendJson(http.res, 200, { object: 'list', data })
+      sendJson(http.res, 200, { object: 'list', data: await modelsJson(ctx, await listModels(ctx.store())) })
+    }
+  })
+  api.route({
+    method: 'GET',
+    path: `${MODELS_PATH}*`,
+    handler: async (http) => {
+      const raw = http.url.pathname.slice(MODELS_PATH.length)
+      let name: string
+      try {
+        name = decodeURIComponent(raw)
+      } catch {
+        name = raw
+      }
+      const model = await resolveModel(ctx.store(), name)
+      sendJson(http.res, 200, (await modelsJson(ctx, [model]))[0])
     }
   })
   api.route({
