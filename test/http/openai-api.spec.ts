@@ -245,10 +245,17 @@ describe('http: the OpenAI-compatible API of one daemon', function () {
     expect(err.param).to.equal('model')
     expect(err.type).to.equal('invalid_request_error')
     expect((await apiError(client.models.retrieve('0'.repeat(64)))).status).to.equal(404)
-    // no model named while two are on chain
-    r = await rawError(node.url, '/v1/completions', { method: 'POST', headers: json, body: JSON.stringify({ prompt: 'hi' }) })
-    expect(r.status).to.equal(400)
-    expect(r.error).to.include({ code: 'ambiguous_model', param: 'model' })
+    // no model named while two are on chain (blyd generate says the same)
+    const [cli] = await Promise.all([
+      runCli(['generate', '--prompt-ids', '1,2', '--data-dir', node.dir]),
+      (async () => {
+        r = await rawError(node.url, '/v1/completions', { method: 'POST', headers: json, body: JSON.stringify({ prompt: 'hi' }) })
+        expect(r.status).to.equal(400)
+        expect(r.error).to.include({ code: 'ambiguous_model', param: 'model' })
+      })()
+    ])
+    expect(cli.code, 'a usage error').to.equal(2)
+    expect(cli.stderr).to.include('--model is needed: 2 models are on chain A').and.include(demo).and.include(tiny)
     await stillServing()
 
     // over-limit body: refused without reading it (413), whatever the route

@@ -9,7 +9,7 @@
  * the steps its stage served and the blocks it synced.
  */
 import { expect } from 'aegir/chai'
-import { ipcRequest, makeTempDir, removeDir } from '../daemon/helpers.ts'
+import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
 import { startMeshNode, waitFor } from '../mesh/helpers.ts'
 import { importModel, openaiClient, parsePrometheus, sampleValue, scrape, startHttpNode, writeDemo } from './helpers.ts'
 import type { HttpNode } from './helpers.ts'
@@ -80,18 +80,26 @@ describe('http: the OpenAI-compatible API through a 3-daemon mesh', function () 
     expect(completion.model).to.equal(model)
     expect(completion.blyd.via).to.equal('mesh')
 
+    // the CLI too: generate and model logits without --model (over IPC to node 1), the same tokens
+    const [cli, logits] = await Promise.all([
+      runJson(['generate', '--prompt', 'Hello', '--max-new-tokens', '2', '--temperature', '0', '--data-dir', n1.dir]),
+      runJson(['model', 'logits', '--ids', '1,2', '--data-dir', n1.dir])
+    ])
+    expect(cli.tokens).to.deep.equal(completion.blyd.tokens)
+    expect(logits.logits).to.have.length(2)
+
     const after = await scrape(n1.url)
     const grew = (name: string, labels: Record<string, string>): number => sampleValue(after.samples, name, labels) - sampleValue(before.samples, name, labels)
-    // 4 generations: 6 + 6 + 6 + 2 tokens, each a step through each stage
-    expect(grew('blyd_generations_total', { via: 'mesh' })).to.equal(4)
-    expect(grew('blyd_generate_tokens_total', {})).to.equal(20)
-    expect(grew('blyd_generate_step_seconds_count', { stage: '0-1' })).to.equal(20)
-    expect(grew('blyd_generate_step_seconds_count', { stage: '1-2' })).to.equal(20)
+    // 5 generations: 6 + 6 + 6 + 2 + 2 tokens, each a step through each stage
+    expect(grew('blyd_generations_total', { via: 'mesh' })).to.equal(5)
+    expect(grew('blyd_generate_tokens_total', {})).to.equal(22)
+    expect(grew('blyd_generate_step_seconds_count', { stage: '0-1' })).to.equal(22)
+    expect(grew('blyd_generate_step_seconds_count', { stage: '1-2' })).to.equal(22)
     expect(sampleValue(after.samples, 'blyd_libp2p_connections')).to.be.at.least(2)
     // node 2 (no HTTP listener): the same registry over IPC `metrics`
     const { samples } = parsePrometheus((await ipcRequest(n2.daemon.socketPath, 'metrics')).text)
-    expect(sampleValue(samples, 'blyd_stage_steps_total')).to.be.at.least(20)
-    expect(sampleValue(samples, 'blyd_stage_sessions_opened_total')).to.be.at.least(4)
+    expect(sampleValue(samples, 'blyd_stage_steps_total')).to.be.at.least(22)
+    expect(sampleValue(samples, 'blyd_stage_sessions_opened_total')).to.be.at.least(5)
     expect(sampleValue(samples, 'blyd_sync_blocks_added_total') + sampleValue(samples, 'blyd_gossip_blocks_total', { result: 'accepted' })).to.be.at.least(1)
   })
 })
