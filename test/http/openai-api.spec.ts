@@ -10,6 +10,7 @@
  * follow a generation.
  */
 import { readFile } from 'node:fs/promises'
+import { request } from 'node:http'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import OpenAI from 'openai'
@@ -38,6 +39,31 @@ async function rawStream (url: string, path: string, body: unknown): Promise<Sse
     return e.slice('data: '.length)
   })
   return { status: res.status, contentType: res.headers.get('content-type'), events }
+}
+
+/** POST `body` in 1 KiB chunks (Transfer-Encoding: chunked, no Content-Length); the answer, which may come before the body is sent. */
+async function chunkedPost (url: string, path: string, body: string): Promise<{ status: number, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' } }, res => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (s: string) => { text += s }).on('end', () => { resolve({ status: res.statusCode ?? 0, body: text }) })
+    })
+    // the server may close its side once it answered: what is still being sent then fails, the answer stands
+    req.on('error', reject)
+    let at = 0
+    const next = (): void => {
+      while (at < body.length) {
+        const piece = body.slice(at, at + 1024)
+        at += 1024
+        if (!req.write(piece)) {
+          req.once('drain', next)
+          return
+        }
+      }
+      req.end()
+    }
+    next()
+  })
 }
 
 /** The error `p` rejects with, as the client's APIError. */
@@ -258,10 +284,13 @@ describe('http: the OpenAI-compatible API of one daemon', function () {
     expect(cli.stderr).to.include('--model is needed: 2 models are on chain A').and.include(demo).and.include(tiny)
     await stillServing()
 
-    // over-limit body: refused without reading it (413), whatever the route
+    // over-limit body: refused without reading it (413), whatever the route; chunked (no length declared) as soon as it passes the limit
     err = await apiError(client.completions.create({ model: demo, prompt: 'x'.repeat(MAX_BODY_BYTES), max_tokens: 1 }))
     expect(err.status).to.equal(413)
     expect(err.code).to.equal('request_too_large')
+    const chunked = await chunkedPost(node.url, '/v1/completions', JSON.stringify({ model: demo, prompt: 'x'.repeat(4 * MAX_BODY_BYTES) }))
+    expect(chunked.status).to.equal(413)
+    expect(JSON.parse(chunked.body).error.code).to.equal('request_too_large')
     await stillServing()
 
     // missing key, wrong key, malformed header: 401 before the body is read
@@ -349,5 +378,22 @@ describe('http: the OpenAI-compatible API of one daemon', function () {
     // the IPC metrics method serves the same registry
     const viaIpc = (await ipcRequest(node.daemon.socketPath, 'metrics')).text as string
     expect(viaIpc).to.include('blyd_generate_tokens_total')
+  })
+
+  it('a daemon stopping ends an open stream with an error event, and exits', async () => {
+    const res = await fetch(`${node.url}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: demo, prompt: 'A long story:', max_tokens: 5000, temperature: 0, stream: true }) })
+    expect(res.status).to.equal(200)
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+    const decoder = new TextDecoder()
+    let text = decoder.decode((await reader.read()).value, { stream: true })
+    expect(text).to.match(/^data: /)
+    await ipcRequest(node.daemon.socketPath, 'shutdown')
+    for (let r = await reader.read(); r.done !== true; r = await reader.read()) {
+      text += decoder.decode(r.value, { stream: true })
+    }
+    const events = text.split('\n\n').filter(e => e !== '')
+    const last = JSON.parse(events[events.length - 1].slice('data: '.length))
+    expect(last.error).to.include({ type: 'server_error', code: 'ERR_STOPPING' })
+    expect(await node.daemon.exited).to.deep.equal({ code: 0, signal: null })
   })
 })

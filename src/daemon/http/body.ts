@@ -15,22 +15,53 @@ export interface JsonBodyLimits {
   maxValues: number
 }
 
-/** The body's bytes; HttpApiError BODY_TOO_LARGE past maxBytes. */
+/**
+ * The body's bytes; HttpApiError BODY_TOO_LARGE past maxBytes. A body found
+ * too long is left unread, not destroyed (destroying the request would
+ * take the socket, and the 413 with it): the listener answers, then reads
+ * and drops the rest for a bounded time (http-api.ts).
+ */
 export async function readBody (req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length']
   if (declared != null && Number(declared) > maxBytes) {
     throw new HttpApiError(HttpErrorCode.BODY_TOO_LARGE, `the request body is ${declared} bytes, over the limit of ${maxBytes} (httpMaxBodyBytes)`)
   }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).byteLength
-    if (size > maxBytes) {
-      throw new HttpApiError(HttpErrorCode.BODY_TOO_LARGE, `the request body is over the limit of ${maxBytes} bytes (httpMaxBodyBytes)`)
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const done = (): void => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+      req.off('close', onClose)
     }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks, size)
+    const onData = (chunk: Buffer): void => {
+      size += chunk.byteLength
+      if (size > maxBytes) {
+        done()
+        req.pause()
+        reject(new HttpApiError(HttpErrorCode.BODY_TOO_LARGE, `the request body is over the limit of ${maxBytes} bytes (httpMaxBodyBytes)`))
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = (): void => {
+      done()
+      resolve(Buffer.concat(chunks, size))
+    }
+    const onError = (err: Error): void => {
+      done()
+      reject(err)
+    }
+    const onClose = (): void => {
+      done()
+      reject(new Error('the client closed the connection before its request body ended'))
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onError)
+    req.on('close', onClose)
+  })
 }
 
 /** The body parsed as JSON; HttpApiError BODY_TOO_LARGE or BAD_JSON. */

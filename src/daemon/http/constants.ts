@@ -27,6 +27,13 @@ export const HTTP_API_DEFAULTS = {
   maxJsonValues: IPC_MAX_JSON_VALUES
 } as const
 
+/**
+ * a request answered before its body was read (413, 401...) has what it
+ * still sends read and dropped this long (so the answer reaches it), then
+ * its connection is closed
+ */
+export const BODY_LINGER_MS = 1000
+
 /** bounds of the config keys (typo guards, not tunings) */
 export const MIN_HTTP_BODY_BYTES = 1024
 export const MAX_HTTP_BODY_BYTES = 2 ** 30

@@ -10,6 +10,8 @@
  * unknown path is 404, a known path with another method 405; a generation
  * route past maxConcurrent running generations is 429 at once; then the
  * handler runs, reading the body within maxBodyBytes (413) as JSON (400).
+ * A request answered before its body was read has the rest of its body
+ * read and dropped for at most BODY_LINGER_MS, then its connection closed.
  * Limits: maxConnections sockets at once, headers within headersTimeoutMs,
  * the whole request within requestTimeoutMs (the answer may take longer),
  * idle keep-alive sockets closed after keepAliveTimeoutMs.
@@ -24,7 +26,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import { silentLogger } from '../../protocols/logger.ts'
 import { readJsonBody } from './body.ts'
-import { HTTP_API_DEFAULTS } from './constants.ts'
+import { BODY_LINGER_MS, HTTP_API_DEFAULTS } from './constants.ts'
 import { HttpApiError, HttpErrorCode, errorAnswer } from './errors.ts'
 import { httpUrl } from './listen-address.ts'
 import { HttpRouter } from './router.ts'
@@ -204,7 +206,7 @@ export class HttpApi {
       resolve()
     })
     this.dispatch(req, res, controller.signal, name => { routeName = name }).catch(err => {
-      this.fail(res, err)
+      this.fail(req, res, err)
     })
   }
 
@@ -274,10 +276,12 @@ export class HttpApi {
   }
 
   /** Answer a handler's failure: OpenAI's error shape, as an event when a stream has started. */
-  private fail (res: ServerResponse, err: unknown): void {
+  private fail (req: IncomingMessage, res: ServerResponse, err: unknown): void {
     const { status, body } = errorAnswer(err)
-    if (status >= 500) {
+    if (status === 500) {
       this.log.error('http.request.failed', { status, error: err instanceof Error ? err : String(err) })
+    } else if (status >= 500) {
+      this.log.warn('http.request.failed', { status, code: body.error.code, message: body.error.message })
     } else {
       this.log('http.request.refused', { status, code: body.error.code, message: body.error.message })
     }
@@ -292,12 +296,25 @@ export class HttpApi {
       }
       return
     }
-    if (status === 413) {
-      // the rest of the body is not read: the connection cannot carry another request
-      res.setHeader('connection', 'close')
-    }
     sendJson(res, status, body)
+    if (!req.complete) {
+      dropRestOfBody(req)
+    }
   }
+}
+
+/**
+ * After an answer sent before the request's body was read (413, 401...):
+ * what the client still sends is read and dropped, so its writes do not
+ * fail and take the answer down with them (a socket closed with unread
+ * data resets the connection, and the client may lose the answer), for at
+ * most BODY_LINGER_MS; then the connection is closed.
+ */
+function dropRestOfBody (req: IncomingMessage): void {
+  const timer = setTimeout(() => { req.socket.destroy() }, BODY_LINGER_MS).unref()
+  req.once('end', () => { clearTimeout(timer) })
+  req.once('close', () => { clearTimeout(timer) })
+  req.resume()
 }
 
 /** Answer `body` as JSON with `status`. */

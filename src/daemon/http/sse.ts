@@ -41,12 +41,11 @@ export class SseStream {
       return
     }
     this.startedValue = true
-    this.res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-      ...headers
-    })
+    // set one by one (not as writeHead's object), so getHeader() still reads them: the listener's error path does
+    for (const [name, value] of Object.entries({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', ...headers })) {
+      this.res.setHeader(name, value)
+    }
+    this.res.writeHead(200)
     this.res.flushHeaders()
   }
 
