@@ -96,7 +96,8 @@ describe('http: the OpenAI-compatible API through a 3-daemon mesh', function () 
     expect(grew('blyd_generate_step_seconds_count', { stage: '0-1' })).to.equal(22)
     expect(grew('blyd_generate_step_seconds_count', { stage: '1-2' })).to.equal(22)
     expect(sampleValue(after.samples, 'blyd_libp2p_connections')).to.be.at.least(2)
-    // node 2 (no HTTP listener): the same registry over IPC `metrics`
+    // node 2 has no HTTP listener (off unless --http-listen): the same registry over IPC `metrics`
+    expect((await ipcRequest(n2.daemon.socketPath, 'status')).http).to.equal(null)
     const { samples } = parsePrometheus((await ipcRequest(n2.daemon.socketPath, 'metrics')).text)
     expect(sampleValue(samples, 'blyd_stage_steps_total')).to.be.at.least(22)
     expect(sampleValue(samples, 'blyd_stage_sessions_opened_total')).to.be.at.least(5)

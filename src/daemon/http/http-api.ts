@@ -278,6 +278,11 @@ export class HttpApi {
   /** Answer a handler's failure: OpenAI's error shape, as an event when a stream has started. */
   private fail (req: IncomingMessage, res: ServerResponse, err: unknown): void {
     const { status, body } = errorAnswer(err)
+    if (res.destroyed) {
+      // the client went away: nobody reads an answer, and nothing failed here
+      this.log('http.request.gone', { code: body.error.code, message: body.error.message })
+      return
+    }
     if (status === 500) {
       this.log.error('http.request.failed', { status, error: err instanceof Error ? err : String(err) })
     } else if (status >= 500) {
@@ -285,7 +290,7 @@ export class HttpApi {
     } else {
       this.log('http.request.refused', { status, code: body.error.code, message: body.error.message })
     }
-    if (res.destroyed || res.writableEnded) {
+    if (res.writableEnded) {
       return
     }
     if (res.headersSent) {
