@@ -4,12 +4,17 @@
  * through peers), the IPC server and, when `httpListen` is set, the HTTP
  * listener (the OpenAI-compatible API, /metrics), started in that order
  * and stopped in reverse. Blocks authored here (`chain.put`,
- * `model.import`) are gossiped. IPC `generate` and the HTTP API run one
+ * `model.import`, `delta propose`, attestations) are gossiped. The
+ * validator service (learning) starts after the mesh (it fetches payloads
+ * through it) and stops before it. IPC `generate` and the HTTP API run one
  * generate (daemon/generate.ts), counted in the metrics.
  */
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
+import { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
+import { createChainModelVersions } from '../learning/model-versions.ts'
+import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
@@ -23,6 +28,7 @@ import { explainedGenerate, meteredGenerate } from './generate.ts'
 import { createHttpApi, parseHttpListen, registerMetricsRoute, registerOpenAiRoutes } from './http/index.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
+import { registerLearningMethods } from './learning-methods.ts'
 import { DataDirLock } from './lock.ts'
 import { registerMeshMethods } from './mesh-methods.ts'
 import { registerCoreMethods } from './methods.ts'
@@ -34,6 +40,8 @@ import type { GenerateFn } from './generate.ts'
 import type { HttpApi } from './http/index.ts'
 import type { Identity } from './identity.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { ChainModelVersions } from '../learning/model-versions.ts'
+import type { ValidatorService } from '../learning/validator-service.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { HttpStatusJson } from '../protocols/ipc.ts'
@@ -54,6 +62,8 @@ export class Daemon {
   readonly http: HttpApi | undefined
   /** the daemon's one generate: where the mesh decides, counted in the metrics (IPC and HTTP both call it) */
   readonly generate: GenerateFn
+  /** the model versions (the fold over the store): what the inference service and the served span load */
+  readonly versions: ChainModelVersions
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
   private readonly logger: BlyComponentLogger
@@ -65,6 +75,11 @@ export class Daemon {
   /** the store as block authors see it: createBlock also gossips the block */
   private authoringValue: ChainStoreApi | undefined
   private meshValue: Mesh | undefined
+  /** the eval windows of datasets, shared by the fold's readers (IPC) and the validator */
+  private evalWindowsValue: EvalWindowsCache | undefined
+  private validatorValue: ValidatorService | undefined
+  /** generations running through this daemon (the validator defers to them) */
+  private generating: number
   private startedAt: number
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
   private stopping: Promise<void> | undefined
@@ -100,9 +115,18 @@ export class Daemon {
       onBackpressure: () => { this.metrics.ipcBackpressurePauses.inc() }
     })
     this.startedAt = 0
+    this.generating = 0
     this.state = 'idle'
-    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers, observer: this.metrics.observer })
-    this.generate = meteredGenerate(async (params, onToken, signal) => this.mesh.generate(params, onToken, signal), this.metrics)
+    this.versions = createChainModelVersions({ store: () => this.store, evalWindows: () => this.evalWindows })
+    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers, versions: this.versions, observer: this.metrics.observer })
+    this.generate = meteredGenerate(async (params, onToken, signal) => {
+      this.generating++
+      try {
+        return await this.mesh.generate(params, onToken, signal)
+      } finally {
+        this.generating--
+      }
+    }, this.metrics)
     this.http = this.createHttp(init.config)
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
@@ -128,7 +152,8 @@ export class Daemon {
         const mesh = this.meshValue
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
       },
-      http: () => this.httpStatus()
+      http: () => this.httpStatus(),
+      learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined
     })
     registerModelMethods({
       ipc: this.ipc,
@@ -139,6 +164,14 @@ export class Daemon {
       generate: this.generate
     })
     registerMeshMethods({ ipc: this.ipc, mesh: () => this.mesh })
+    registerLearningMethods({
+      ipc: this.ipc,
+      store: () => this.authoringStore,
+      signer: () => this.identity.signer,
+      evalWindows: () => this.evalWindows,
+      onWritten: () => { this.validatorValue?.kick() },
+      onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) }
+    })
   }
 
   /** The HTTP listener with the OpenAI-compatible routes and /metrics, when httpListen is set. */
@@ -195,6 +228,13 @@ export class Daemon {
     return this.authoringValue
   }
 
+  get evalWindows (): EvalWindowsCache {
+    if (this.evalWindowsValue == null) {
+      throw new IpcError('the daemon is not started')
+    }
+    return this.evalWindowsValue
+  }
+
   get mesh (): Mesh {
     if (this.meshValue == null) {
       throw new IpcError('the daemon is not started')
@@ -234,6 +274,7 @@ export class Daemon {
       const store = createChainStore({ path: join(dataDir, CHAIN_DIR_NAME) })
       await store.start()
       this.storeValue = store
+      this.evalWindowsValue = new EvalWindowsCache({ store })
       const counts = await store.counts()
       this.log.info('chain.opened', { blocksA: counts.A, blocksB: counts.B })
 
@@ -250,6 +291,7 @@ export class Daemon {
         privateKey: identity.privateKey,
         inference: this.inference,
         logger: this.logger,
+        versions: this.versions,
         observer: this.metrics.observer
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
@@ -273,6 +315,18 @@ export class Daemon {
       await mesh.start()
       this.meshValue = mesh
       this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
+
+      // measures the proposals of the models whose validator set holds this node's key, in the background
+      const validator = createValidatorService({
+        store: this.authoringValue,
+        signer: identity.signer,
+        logger: mesh.network.libp2p.logger,
+        evalWindows: this.evalWindowsValue,
+        fetchPayload: async (id, options) => { await mesh.network.sync.fetchPayload(id, options) },
+        busy: () => this.generating > 0 || (mesh.serving()?.sessions ?? 0) > 0
+      })
+      validator.start()
+      this.validatorValue = validator
 
       await this.ipc.start()
       await this.http?.start()
@@ -327,6 +381,11 @@ export class Daemon {
     this.disarmFaults()
     await this.http?.stop().catch(err => { this.log.error('http.stop.failed', { error: err.message }) })
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
+    if (this.validatorValue != null) {
+      // a measurement in progress is aborted: nothing is published for it, and it runs again after a restart
+      await this.validatorValue.stop().catch(err => { this.log.error('validator.stop.failed', { error: err.message }) })
+      this.validatorValue = undefined
+    }
     if (this.meshValue != null) {
       // the announcer withdraws the span before libp2p goes
       await this.meshValue.stop().catch(err => { this.log.error('net.stop.failed', { error: err.message }) })
@@ -337,6 +396,7 @@ export class Daemon {
       await this.storeValue.stop().catch(err => { this.log.error('chain.stop.failed', { error: err.message }) })
       this.storeValue = undefined
       this.authoringValue = undefined
+      this.evalWindowsValue = undefined
     }
     await this.lock.release().catch(err => { this.log.error('lock.release.failed', { error: err.message }) })
   }

@@ -17,6 +17,7 @@ import type { Identity } from './identity.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { LearningStatusJson } from '../protocols/ipc-learning.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
 import type { BackendStatusJson, HttpStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
@@ -39,6 +40,8 @@ export interface MethodContext {
   net?(): { addrs: string[], connections: number, serving: ServingJson | null } | undefined
   /** the HTTP listener part of `status` (null: off) */
   http?(): HttpStatusJson | null
+  /** the learning part of `status`: the validator service */
+  learning?(): LearningStatusJson | undefined
 }
 
 export function registerCoreMethods (ctx: MethodContext): void {
@@ -47,6 +50,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
   ipc.register('status', noParams, async () => {
     const info = await chainInfo(ctx.store())
     const stats = ipc.stats()
+    const learning = ctx.learning?.()
     return {
       version: ctx.version,
       peerId: ctx.identity().peerId.toString(),
@@ -60,6 +64,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       chain: info,
       ...(ctx.net?.() ?? {}),
       ...(ctx.http != null ? { http: ctx.http() } : {}),
+      ...(learning != null ? { learning } : {}),
       ipc: stats
     }
   })

@@ -3,7 +3,7 @@
  * `model.logits` and `generate` (which streams `{ token, text }`).
  */
 import { isAbsolute } from 'node:path'
-import { importModel } from '../model/import/importer.ts'
+import { importModelWithGenesis } from '../learning/model-genesis.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../pipeline/priority.ts'
 import { InvalidParamsError } from './errors.ts'
 import { explainedGenerate } from './generate.ts'
@@ -81,6 +81,14 @@ function chatParam (value: unknown, name: string): GenerateParams['chat'] {
   return value.map(m => ({ role: m.role, content: m.content }))
 }
 
+/** a version id: hex, 8 to 64 characters (a unique prefix of one of the model's versions) */
+function versionId (value: unknown, name: string): string {
+  if (typeof value !== 'string' || !/^[0-9a-fA-F]{8,64}$/.test(value)) {
+    throw new InvalidParamsError(`"${name}" must be a version id: 64 hex characters or a unique prefix of at least 8`)
+  }
+  return value.toLowerCase()
+}
+
 function absolutePath (value: unknown, name: string): string {
   const path = requiredString(value, name)
   if (!isAbsolute(path)) {
@@ -110,16 +118,18 @@ const generateParams = objectParams<{ [K in keyof Required<GenerateParams>]: Gen
   backend: optionalString,
   priority: optional(priorityName),
   draft: optional(requiredString),
-  speculate: optional(integer)
+  speculate: optional(integer),
+  version: optional(versionId)
 })
 
-const logitsParams = objectParams<{ model: string, ids: number[], backend: string | undefined }>({
+const logitsParams = objectParams<{ model: string, ids: number[], backend: string | undefined, version: string | undefined }>({
   model: requiredString,
   ids: tokenIds,
-  backend: optionalString
+  backend: optionalString,
+  version: optional(versionId)
 })
 
-const modelParams = objectParams<{ model: string }>({ model: requiredString })
+const modelParams = objectParams<{ model: string, version: string | undefined }>({ model: requiredString, version: optional(versionId) })
 
 export function registerModelMethods (ctx: ModelMethodContext): void {
   const { ipc, inference } = ctx
@@ -135,7 +145,8 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
       last = now
       pending = pending.then(async () => context.notify({ phase: p.phase, done: p.done, total: p.total })).catch(() => {})
     }
-    const result = await importModel({
+    // the manifest and layers, then the genesis Params block (the importer is the first validator)
+    const result = await importModelWithGenesis({
       store: ctx.store(),
       signer: ctx.signer(),
       dir: params.dir,
@@ -150,9 +161,9 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
   })
 
   ipc.register('model.list', objectParams<NoParams>({}), async () => ({ models: await inference.list() }))
-  ipc.register('model.show', modelParams, async ({ model }) => inference.show(model))
+  ipc.register('model.show', modelParams, async ({ model, version }) => inference.show(model, version))
 
-  ipc.register('model.logits', logitsParams, async (params) => inference.logitsResult(params.model, params.ids, params.backend))
+  ipc.register('model.logits', logitsParams, async (params) => inference.logitsResult(params.model, params.ids, params.backend, params.version))
 
   const generate = explainedGenerate(ctx.generate ?? (async (...args) => inference.generate(...args)), ctx.store)
   ipc.register('generate', generateParams, async (params, context) => generate(params, async t => context.notify({ token: t.token, text: t.text }), context.signal))

@@ -20,6 +20,7 @@ import type { SpanServer, StageLimits } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { InferenceService } from '../model/inference-service.ts'
+import type { ModelVersions } from '../model/model-versions.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
@@ -38,6 +39,8 @@ export interface MeshComponents {
   logger: BlyComponentLogger
   /** told of the steps and failovers of generations through the mesh (the daemon's metrics) */
   observer?: GenerationObserver
+  /** the models' weights versions: the served span follows the live one, generations pin one (absent: imported weights only) */
+  versions?: ModelVersions
 }
 
 export interface MeshInit {
@@ -88,7 +91,8 @@ function spanJson (model: string, s: LiveSpan): SpanJson {
     lastSeen: s.lastSeen,
     expiresAt: s.expiresAt,
     rttMs: s.rttMs ?? null,
-    source: s.source
+    source: s.source,
+    version: s.weightsVersion.length > 0 ? Buffer.from(s.weightsVersion).toString('hex') : null
   }
 }
 
@@ -158,7 +162,8 @@ export class Mesh {
         policy: this.policy,
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
-        logger: this.components.logger
+        logger: this.components.logger,
+        ...(this.components.versions != null ? { versions: this.components.versions } : {})
       }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.replanMs != null ? { replanMs: this.init.replanMs } : {}), directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()

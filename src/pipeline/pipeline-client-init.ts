@@ -15,6 +15,12 @@ export interface PipelineClientInit {
   libp2p: Pick<Libp2p, 'dial' | 'peerStore'>
   /** the model id the stages serve */
   modelId: string
+  /**
+   * the weights version every stage of every session must serve (64 hex
+   * characters; OPEN pins it, a stage on another version refuses with
+   * WRONG_VERSION and is routed around); absent: whatever the stages serve
+   */
+  weightsVersion?: string
   /** the client's own embedding, final norm and head (e.g. LayerRange.load(config, source, { start: 0, end: 0, embedding: true, head: true })) */
   local: LocalEnds
   /** stages covering decoder layers [0, numLayers) in order */
@@ -68,7 +74,7 @@ export interface PipelineClientInit {
   openStage?(hop: ResolvedHop, sessionId: number): PipelineStage | undefined
 }
 
-type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'onStep'
+type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'weightsVersion' | 'onStep'
 
 /** PipelineClientInit with every default filled in. */
 export type PipelineClientConfig = Required<Omit<PipelineClientInit, OptionalInit>> & Pick<PipelineClientInit, OptionalInit>

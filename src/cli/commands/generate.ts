@@ -5,7 +5,7 @@ import { clientConfig, printJson } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { chosenModel, modelArg } from '../model-choice.ts'
 import { withLocalInference } from '../model-local.ts'
-import { parseIdList, refuseWorkersOnline, runOptions } from './model.ts'
+import { parseIdList, refuseWorkersOnline, runOptions, versionArg, versionOption } from './model.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
@@ -70,6 +70,10 @@ export function generateParamsFromArgv (argv: any): GenerateRequest {
   if (argv.stop !== undefined) {
     params.stop = (Array.isArray(argv.stop) ? argv.stop : [argv.stop]).map(String)
   }
+  const version = versionArg(argv.version)
+  if (version != null) {
+    params.version = version
+  }
   return params
 }
 
@@ -92,6 +96,8 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
       .option('draft', { type: 'string', requiresArg: true, describe: 'speculative decoding: a model on the chain with the same vocabulary drafts tokens (run whole here) for the target to check' })
       .option('speculate', { type: 'number', requiresArg: true, describe: 'draft tokens per round to start with (adapts; default 4; needs --draft)' })
       .option('stop', { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' })
+      .version(false)
+      .options(versionOption)
       .options(runOptions)
       .option('json', { type: 'boolean', describe: 'print one JSON object at the end instead of streaming' }),
     handler: async (argv: any) => {
