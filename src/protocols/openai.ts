@@ -73,6 +73,8 @@ export interface OpenAiChatCompletionJson {
   object: 'chat.completion'
   created: number
   model: string
+  /** the weights version the tokens were computed with (hex), when the node reads versions */
+  system_fingerprint?: string
   choices: Array<{ index: number, message: OpenAiChatMessageJson, logprobs: null, finish_reason: OpenAiFinishReason }>
   usage: OpenAiUsageJson
   blyd: BlydCompletionExtras
@@ -93,6 +95,8 @@ export interface OpenAiCompletionJson {
   object: 'text_completion'
   created: number
   model: string
+  /** the weights version the tokens were computed with (hex), when the node reads versions */
+  system_fingerprint?: string
   choices: Array<{ index: number, text: string, logprobs: null, finish_reason: OpenAiFinishReason }>
   usage: OpenAiUsageJson
   blyd: BlydCompletionExtras

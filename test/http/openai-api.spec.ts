@@ -136,6 +136,8 @@ describe('http: the OpenAI-compatible API of one daemon', function () {
     for (const m of list.data) {
       expect(m.created).to.be.a('number')
       expect(m.owned_by).to.match(/^[0-9a-f]{64}$/)
+      // the live weights version, as model list gives it
+      expect((m as any).blyd.version).to.match(/^[0-9a-f]{64}$/)
     }
     for (const name of [demo, demo.slice(0, 10), 'demo']) {
       expect((await client.models.retrieve(name)).id).to.equal(demo)
@@ -155,6 +157,7 @@ describe('http: the OpenAI-compatible API of one daemon', function () {
       expect(res.choices[0].finish_reason).to.equal(reference.finishReason === 'length' ? 'length' : 'stop')
       expect((res as any).blyd.tokens).to.deep.equal(reference.tokens)
       expect((res as any).blyd.via).to.equal('local')
+      expect(res.system_fingerprint, 'the weights version').to.equal(reference.version)
       expect(res.usage).to.deep.equal({ prompt_tokens: reference.promptTokens, completion_tokens: reference.tokens.length, total_tokens: reference.promptTokens + reference.tokens.length })
     }
     // max_completion_tokens is the newer name of max_tokens

@@ -34,8 +34,8 @@ import type { BlydCompletionExtras, OpenAiFinishReason, OpenAiModelJson, OpenAiU
 
 export interface OpenAiRoutesContext {
   store(): ChainStoreApi
-  /** the models' storage state (`model.list`); `version` is read when the node reports it */
-  models(): Promise<Array<ModelSummaryJson & { version?: string }>>
+  /** the models' storage state and live version (`model.list`) */
+  models(): Promise<ModelSummaryJson[]>
   /** the daemon's generate (IPC `generate` runs the same) */
   generate: GenerateFn
 }
@@ -62,6 +62,11 @@ function extrasOf (result: GenerateResult): BlydCompletionExtras {
   }
 }
 
+/** OpenAI's system_fingerprint: the weights version the tokens were computed with, when the node reads versions */
+function fingerprintOf (result: GenerateResult): { system_fingerprint?: string } {
+  return result.version != null ? { system_fingerprint: result.version } : {}
+}
+
 /** A generation stopped by the listener stopping (a client that went away reads nothing). */
 function stoppedError (signal: AbortSignal): BlydError {
   return new BlydError(DaemonErrorCode.STOPPING, `the generation was stopped: ${String((signal.reason as Error)?.message ?? signal.reason)}`)
@@ -79,9 +84,10 @@ async function complete (ctx: OpenAiRoutesContext, http: HttpRouteContext, kind:
       throw stoppedError(signal)
     }
     const finish = finishReason(result.finishReason)
+    const head = { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model: model.id, ...fingerprintOf(result) }
     const body = kind === 'chat'
-      ? { id, object: 'chat.completion', created, model: model.id, choices: [{ index: 0, message: { role: 'assistant', content: result.text }, logprobs: null, finish_reason: finish }], usage: usageOf(result), blyd: extrasOf(result) }
-      : { id, object: 'text_completion', created, model: model.id, choices: [{ index: 0, text: result.text, logprobs: null, finish_reason: finish }], usage: usageOf(result), blyd: extrasOf(result) }
+      ? { ...head, choices: [{ index: 0, message: { role: 'assistant', content: result.text }, logprobs: null, finish_reason: finish }], usage: usageOf(result), blyd: extrasOf(result) }
+      : { ...head, choices: [{ index: 0, text: result.text, logprobs: null, finish_reason: finish }], usage: usageOf(result), blyd: extrasOf(result) }
     sendJson(http.res, 200, body)
     return
   }
