@@ -1,10 +1,13 @@
 /**
  * The daemon: owns the data dir lock, the identity, the chain store, the
  * inference service, the mesh (libp2p network, the span served, generation
- * through peers) and the IPC server, started in that order and stopped in
- * reverse. Blocks authored here (`chain.put`, `model.import`, `delta
- * propose`, attestations) are gossiped. The validator service (learning)
- * starts after the mesh (it fetches payloads through it) and stops before it.
+ * through peers), the IPC server and, when `httpListen` is set, the HTTP
+ * listener (the OpenAI-compatible API, /metrics), started in that order
+ * and stopped in reverse. Blocks authored here (`chain.put`,
+ * `model.import`, `delta propose`, attestations) are gossiped. The
+ * validator service (learning) starts after the mesh (it fetches payloads
+ * through it) and stops before it. IPC `generate` and the HTTP API run one
+ * generate (daemon/generate.ts), counted in the metrics.
  */
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -17,9 +20,12 @@ import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
 import { silentLogger } from '../protocols/logger.ts'
+import { chainTips } from './chain-queries.ts'
 import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
+import { explainedGenerate, meteredGenerate } from './generate.ts'
+import { createHttpApi, parseHttpListen, registerMetricsRoute, registerOpenAiRoutes } from './http/index.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
 import { registerLearningMethods } from './learning-methods.ts'
@@ -30,12 +36,15 @@ import { DaemonMetrics } from './metrics.ts'
 import { registerModelMethods } from './model-methods.ts'
 import { blydVersion } from './version.ts'
 import type { BlydConfig } from './config.ts'
+import type { GenerateFn } from './generate.ts'
+import type { HttpApi } from './http/index.ts'
 import type { Identity } from './identity.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ChainModelVersions } from '../learning/model-versions.ts'
 import type { ValidatorService } from '../learning/validator-service.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
+import type { HttpStatusJson } from '../protocols/ipc.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 
 export interface DaemonInit {
@@ -49,6 +58,10 @@ export class Daemon {
   readonly ipc: IpcServer
   readonly metrics: DaemonMetrics
   readonly inference: InferenceService
+  /** the HTTP listener, when httpListen is set */
+  readonly http: HttpApi | undefined
+  /** the daemon's one generate: where the mesh decides, counted in the metrics (IPC and HTTP both call it) */
+  readonly generate: GenerateFn
   /** the model versions (the fold over the store): what the inference service and the served span load */
   readonly versions: ChainModelVersions
   /** resolves once the daemon has fully stopped */
@@ -78,7 +91,17 @@ export class Daemon {
     this.logger = init.logger ?? silentLogger()
     this.log = this.logger.forComponent('bly:daemon')
     this.lock = new DataDirLock({ dataDir: init.config.dataDir })
-    this.metrics = new DaemonMetrics({ chainCounts: async () => this.storeValue?.counts(), ipcStats: () => this.ipc.stats() })
+    this.metrics = new DaemonMetrics({
+      chainCounts: async () => this.storeValue?.counts(),
+      chainTips: async () => {
+        const info = this.storeValue != null ? await chainTips(this.storeValue) : undefined
+        return info != null ? { A: info.A.length, B: info.B.length } : undefined
+      },
+      ipcStats: () => this.ipc.stats(),
+      netStatus: () => this.meshValue?.netStatus(),
+      serving: () => this.meshValue?.serving(),
+      httpLoad: () => this.http?.load()
+    })
     this.ipc = new IpcServer({
       socketPath: init.config.ipcSocket,
       maxLineBytes: init.config.ipcMaxLineBytes,
@@ -95,7 +118,16 @@ export class Daemon {
     this.generating = 0
     this.state = 'idle'
     this.versions = createChainModelVersions({ store: () => this.store, evalWindows: () => this.evalWindows })
-    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers, versions: this.versions })
+    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers, versions: this.versions, observer: this.metrics.observer })
+    this.generate = meteredGenerate(async (params, onToken, signal) => {
+      this.generating++
+      try {
+        return await this.mesh.generate(params, onToken, signal)
+      } finally {
+        this.generating--
+      }
+    }, this.metrics)
+    this.http = this.createHttp(init.config)
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
     this.resolveStopped = resolve
@@ -120,6 +152,7 @@ export class Daemon {
         const mesh = this.meshValue
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
       },
+      http: () => this.httpStatus(),
       learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined
     })
     registerModelMethods({
@@ -128,14 +161,7 @@ export class Daemon {
       signer: () => this.identity.signer,
       inference: this.inference,
       onImported: result => { this.log.info('model.imported', { modelId: result.modelId, blocks: result.blocks, existing: result.existing, bytesWritten: result.bytesWritten }) },
-      generate: async (params, onToken, signal) => {
-        this.generating++
-        try {
-          return await this.mesh.generate(params, onToken, signal)
-        } finally {
-          this.generating--
-        }
-      }
+      generate: this.generate
     })
     registerMeshMethods({ ipc: this.ipc, mesh: () => this.mesh })
     registerLearningMethods({
@@ -146,6 +172,39 @@ export class Daemon {
       onWritten: () => { this.validatorValue?.kick() },
       onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) }
     })
+  }
+
+  /** The HTTP listener with the OpenAI-compatible routes and /metrics, when httpListen is set. */
+  private createHttp (config: BlydConfig): HttpApi | undefined {
+    const address = config.httpListen != null ? parseHttpListen(config.httpListen) : undefined
+    if (address == null) {
+      return undefined
+    }
+    const http = createHttpApi({
+      logger: this.logger,
+      onRequest: (route, status) => { this.metrics.httpRequests.inc({ route, status: String(status) }) },
+      onRefusal: reason => { this.metrics.httpRefusals.inc({ reason }) }
+    }, {
+      ...address,
+      apiKey: config.httpApiKey,
+      maxBodyBytes: config.httpMaxBodyBytes,
+      maxConcurrent: config.httpMaxConcurrent
+    })
+    registerOpenAiRoutes(http, {
+      store: () => this.store,
+      models: async () => this.inference.list(),
+      generate: explainedGenerate(this.generate, () => this.store)
+    })
+    registerMetricsRoute(http, this.metrics)
+    return http
+  }
+
+  private httpStatus (): HttpStatusJson | null {
+    const url = this.http?.url
+    if (this.http == null || url == null) {
+      return null
+    }
+    return { url, keyRequired: this.http.keyRequired, routes: this.http.router.list(), ...this.http.load() }
   }
 
   get identity (): Identity {
@@ -232,7 +291,8 @@ export class Daemon {
         privateKey: identity.privateKey,
         inference: this.inference,
         logger: this.logger,
-        versions: this.versions
+        versions: this.versions,
+        observer: this.metrics.observer
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
         listen: config.listen,
@@ -269,6 +329,7 @@ export class Daemon {
       this.validatorValue = validator
 
       await this.ipc.start()
+      await this.http?.start()
       this.startedAt = Date.now()
       if (this.state === 'starting') {
         this.state = 'running'
@@ -318,6 +379,7 @@ export class Daemon {
 
   private async teardown (): Promise<void> {
     this.disarmFaults()
+    await this.http?.stop().catch(err => { this.log.error('http.stop.failed', { error: err.message }) })
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
     if (this.validatorValue != null) {
       // a measurement in progress is aborted: nothing is published for it, and it runs again after a restart

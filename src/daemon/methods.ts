@@ -19,7 +19,7 @@ import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { LearningStatusJson } from '../protocols/ipc-learning.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
-import type { BackendStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
+import type { BackendStatusJson, HttpStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export interface MethodContext {
   config: BlydConfig
@@ -38,6 +38,8 @@ export interface MethodContext {
   requestStop(reason: string): void
   /** the network part of `status`: dialable addresses, open connections, the span served */
   net?(): { addrs: string[], connections: number, serving: ServingJson | null } | undefined
+  /** the HTTP listener part of `status` (null: off) */
+  http?(): HttpStatusJson | null
   /** the learning part of `status`: the validator service */
   learning?(): LearningStatusJson | undefined
 }
@@ -61,6 +63,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       ...(ctx.workers != null ? { workers: ctx.workers() } : {}),
       chain: info,
       ...(ctx.net?.() ?? {}),
+      ...(ctx.http != null ? { http: ctx.http() } : {}),
       ...(learning != null ? { learning } : {}),
       ipc: stats
     }

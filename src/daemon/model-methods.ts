@@ -4,13 +4,11 @@
  */
 import { isAbsolute } from 'node:path'
 import { importModelWithGenesis } from '../learning/model-genesis.ts'
-import { MeshErrorCode } from '../mesh/errors.ts'
-import { incompleteModelError, loadModelManifest, missingUnits, resolveModelId } from '../model/chain-loader.ts'
-import { ModelErrorCode } from '../model/errors.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../pipeline/priority.ts'
-import { BlydError } from '../protocols/errors.ts'
 import { InvalidParamsError } from './errors.ts'
+import { explainedGenerate } from './generate.ts'
 import { objectParams, optionalString, requiredString } from './params.ts'
+import type { GenerateFn } from './generate.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { ChainStoreApi, BlockSigner } from '../chain/types.ts'
 import type { ImportProgress } from '../model/import/importer.ts'
@@ -28,7 +26,7 @@ export interface ModelMethodContext {
   /** called after each block an import stored */
   onImported?(result: ModelImportResult): void
   /** runs `generate` instead of the inference service (the daemon routes it through the mesh) */
-  generate?: InferenceService['generate']
+  generate?: GenerateFn
 }
 
 type Check<T> = (value: unknown, name: string) => T
@@ -167,38 +165,6 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
 
   ipc.register('model.logits', logitsParams, async (params) => inference.logitsResult(params.model, params.ids, params.backend, params.version))
 
-  ipc.register('generate', generateParams, async (params, context) => {
-    const run: InferenceService['generate'] = ctx.generate ?? (async (...args) => inference.generate(...args))
-    try {
-      return await run(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
-    } catch (err) {
-      throw await explainIncomplete(ctx.store(), params.model, err)
-    }
-  })
-}
-
-/** errors of a generation that found no layers to run, locally or at a peer */
-const NO_LAYERS: ReadonlySet<string> = new Set([MeshErrorCode.NO_ROUTE, MeshErrorCode.UNAVAILABLE, ModelErrorCode.BLOCK_MISSING])
-
-/**
- * A generation through the mesh runs where the layers are: a node missing
- * some units (e.g. after a crash mid-import) may still generate through
- * peers. When it cannot, the reason to give is the local one: the model is
- * incomplete here, with the units named (ERR_MODEL_INCOMPLETE, the mesh's
- * error as its cause). Other errors pass unchanged.
- */
-async function explainIncomplete (store: ChainStoreApi, model: string, err: unknown): Promise<unknown> {
-  if (!(err instanceof BlydError) || !NO_LAYERS.has(err.code)) {
-    return err
-  }
-  try {
-    const manifest = await loadModelManifest(store, await resolveModelId(store, model))
-    const missing = await missingUnits(store, manifest)
-    if (missing.length === 0) {
-      return err
-    }
-    return incompleteModelError(manifest, missing, `, and no peer serves what is missing (${err.message})`, err)
-  } catch {
-    return err
-  }
+  const generate = explainedGenerate(ctx.generate ?? (async (...args) => inference.generate(...args)), ctx.store)
+  ipc.register('generate', generateParams, async (params, context) => generate(params, async t => context.notify({ token: t.token, text: t.text }), context.signal))
 }

@@ -48,6 +48,7 @@ import { planReplacement, routeSpans } from './mesh-route.ts'
 import type { SpanServer } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
+import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { Speculation } from '../model/generation/request.ts'
 import type { TokenModel } from '../model/generation/token-model.ts'
 import type { InferenceService } from '../model/inference-service.ts'
@@ -71,6 +72,8 @@ export interface MeshGeneratorComponents {
   spanServer(): SpanServer | undefined
   /** logs as bly:mesh:generate */
   logger: BlyComponentLogger
+  /** told of each hop's steps and of each failover (the daemon's metrics) */
+  observer?: GenerationObserver
 }
 
 export interface MeshGeneratorInit {
@@ -214,7 +217,7 @@ export class MeshGenerator {
 
   /** The generation through the pipeline over `run.route` (see the file comment). */
   private async run (params: GenerateParams, run: { manifest: ModelManifest, version: string | undefined, spans: LiveSpan[], route: LiveSpan[], client: ClientEnds, onToken?(t: GenerateTokenJson): void | Promise<void>, signal?: AbortSignal }): Promise<GenerateResult> {
-    const { network, inference } = this.components
+    const { network, inference, observer } = this.components
     const { manifest, version, route, client, onToken, signal } = run
     let spans = run.spans
     const id = manifest.id
@@ -244,7 +247,9 @@ export class MeshGenerator {
           return planReplacement(spans, lost, banned).map(toHop)
         }
       },
+      ...(observer?.step != null ? { onStep: (hop: { start: number, end: number }, rows: number, ms: number) => { observer.step?.({ start: hop.start, end: hop.end }, rows, ms) } } : {}),
       onRecovery: (r, sessionId) => {
+        observer?.failover?.(r.reason)
         this.log.warn('generate.recovered', {
           session: sessionId,
           peerId: r.peerId,

@@ -18,6 +18,7 @@ import { planSwarm } from './swarm-plan.ts'
 import type { MeshGenerator } from './mesh-generate.ts'
 import type { SpanServer, StageLimits } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { ModelVersions } from '../model/model-versions.ts'
 import type { BlyNetwork } from '../net/network.ts'
@@ -36,6 +37,8 @@ export interface MeshComponents {
   inference: InferenceService
   /** every part's logger (bly:mesh as this class's); libp2p gets it too */
   logger: BlyComponentLogger
+  /** told of the steps and failovers of generations through the mesh (the daemon's metrics) */
+  observer?: GenerationObserver
   /** the models' weights versions: the served span follows the live one, generations pin one (absent: imported weights only) */
   versions?: ModelVersions
 }
@@ -148,7 +151,8 @@ export class Mesh {
       network,
       inference: this.components.inference,
       spanServer: () => this.spanServerValue,
-      logger: this.components.logger
+      logger: this.components.logger,
+      ...(this.components.observer != null ? { observer: this.components.observer } : {})
     }, { stepTimeoutMs: this.init.stepTimeoutMs, stepDeadlineFloorMs: this.init.stepDeadlineFloorMs })
     if (this.init.model != null) {
       const server = createSpanServer({

@@ -19,6 +19,7 @@ import { elementCount } from './safetensors/dtypes.ts'
 import { resolveWorkers } from './workers.ts'
 import type { BackendPreference, BackendSelection } from './backend.ts'
 import type { ModelManifest, UnitState } from './chain-loader.ts'
+import type { GenerationObserver } from './generation/observer.ts'
 import type { ModelVersions } from './model-versions.ts'
 import type { LayerRange } from './qwen3/layer-range.ts'
 import type { ChatTokenizer } from './tokenizer.ts'
@@ -45,6 +46,8 @@ export interface InferenceServiceInit {
   maxLoadedModels?: number
   /** tensor-parallel worker threads per loaded model: 'auto' (default, see workers.ts) or a count */
   workers?: WorkersSetting
+  /** told of each step of a local generation (the daemon's metrics) */
+  observer?: GenerationObserver
   /**
    * The versions of the models (learning/model-versions.ts): models load in
    * their live version (or the one a request pins), each version loaded once
@@ -96,6 +99,7 @@ export class InferenceService {
   private readonly preference: BackendPreference
   private readonly maxLoaded: number
   readonly workers: WorkersSetting
+  private readonly observer: GenerationObserver | undefined
   private readonly versions?: ModelVersions
   /** by model id (hex), or `model@version` when versions are read; most recently used last */
   private readonly loaded: Map<string, LoadedModel>
@@ -109,6 +113,7 @@ export class InferenceService {
     this.preference = backendPreference(init.backend)
     this.maxLoaded = Math.max(1, init.maxLoadedModels ?? DEFAULT_MAX_LOADED_MODELS)
     this.workers = init.workers ?? 'auto'
+    this.observer = init.observer
     this.versions = init.versions
     this.loaded = new Map()
     this.queue = Promise.resolve()
@@ -317,6 +322,7 @@ export class InferenceService {
         stop: params.stop,
         ...(speculation != null ? { draft: { model: await this.loadDraft(speculation.draft, m.manifest.qwen3.vocabSize), k: speculation.k } } : {}),
         onToken,
+        ...(this.observer?.step != null ? { onStep: this.observeStep(m.manifest.qwen3.numLayers) } : {}),
         signal
       })
       const seconds = (performance.now() - t0) / 1000
@@ -332,6 +338,12 @@ export class InferenceService {
         ...(m.version != null ? { version: m.version.id } : {})
       }
     })
+  }
+
+  /** the observer's step hook for a whole local model of `layers` decoder layers */
+  private observeStep (layers: number): (positions: number, ms: number) => void {
+    const stage = { start: 0, end: layers }
+    return (positions, ms) => { this.observer?.step?.(stage, positions, ms) }
   }
 
   /**

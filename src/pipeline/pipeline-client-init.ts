@@ -65,6 +65,8 @@ export interface PipelineClientInit {
   replayTolerance?: number
   /** told of every failover as it completes */
   onRecovery?(recovery: Recovery, sessionId: number): void
+  /** told of every step a stage answered on the session's route (failover replays not included): its hop, the rows fed, the ms from send to result */
+  onStep?(hop: ResolvedHop, rows: number, ms: number, sessionId: number): void
   /**
    * A stage for a hop this process serves itself (libp2p cannot dial its own
    * peer id); undefined = open a StageClient to the hop's peer as usual.
@@ -72,7 +74,7 @@ export interface PipelineClientInit {
   openStage?(hop: ResolvedHop, sessionId: number): PipelineStage | undefined
 }
 
-type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'weightsVersion'
+type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'weightsVersion' | 'onStep'
 
 /** PipelineClientInit with every default filled in. */
 export type PipelineClientConfig = Required<Omit<PipelineClientInit, OptionalInit>> & Pick<PipelineClientInit, OptionalInit>

@@ -92,6 +92,8 @@ export interface StatusResult {
   connections?: number
   /** the span this node serves (--model, --layers), null when none */
   serving?: ServingJson | null
+  /** the HTTP listener (--http-listen), null when off */
+  http?: HttpStatusJson | null
   /** the validator service: what it measures now, what it attested, its last error */
   learning?: LearningStatusJson
   ipc: {
@@ -100,6 +102,19 @@ export interface StatusResult {
     /** the most bytes of one unfinished request line the daemon held at any time (at most ipcMaxLineBytes) */
     peakLineBytes: number
   } & IpcLoadJson
+}
+
+/** The HTTP listener as `status` reports it. */
+export interface HttpStatusJson {
+  /** the address bound, http://HOST:PORT */
+  url: string
+  /** whether routes ask for the bearer key (httpApiKey) */
+  keyRequired: boolean
+  /** every route, `METHOD path` */
+  routes: string[]
+  /** requests being handled now, and generations among them (at most httpMaxConcurrent) */
+  requests: number
+  generations: number
 }
 
 /** Refusals of the IPC server's limits, counted since start. */

@@ -8,6 +8,7 @@ import { planUnits } from '../../model/qwen3/plan.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { formatBytes } from '../format.ts'
+import { chosenModel, modelArg } from '../model-choice.ts'
 import { withLocalChain, withLocalInference } from '../model-local.ts'
 import { createProgressBar } from '../progress.ts'
 import type { LogitsResult, ModelDetailsJson, ModelImportResult, ModelSummaryJson } from '../../protocols/ipc.ts'
@@ -37,15 +38,6 @@ export function parseIdList (text: unknown, flag: string): number[] {
     throw new UsageError(`${flag} must be comma-separated token ids like 1,2,3 (got ${JSON.stringify(String(text ?? ''))})`)
   }
   return parts.map(Number)
-}
-
-/** the model id argument: hex, at least 8 characters (a unique prefix) */
-export function modelArg (value: unknown): string {
-  const text = String(value ?? '')
-  if (!/^[0-9a-fA-F]{8,64}$/.test(text)) {
-    throw new UsageError(`--model must be a model id: 64 hex characters or a unique prefix of at least 8 (got ${JSON.stringify(text)})`)
-  }
-  return text.toLowerCase()
 }
 
 /** --version: pin a version of the model's history (yargs' own --version is off in the commands that take it) */
@@ -198,24 +190,25 @@ function logitsCommand (ctx: CliContext): CommandModule<any, any> {
     command: 'logits',
     describe: 'the logits of every position for the given token ids (a fresh session)',
     builder: (y: Argv<any>) => y
-      .option('model', { type: 'string', demandOption: true, requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8)' })
+      .option('model', { type: 'string', requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8); may be omitted when exactly one model is on chain' })
       .option('ids', { type: 'string', demandOption: true, requiresArg: true, describe: 'token ids, comma-separated' })
       .version(false)
       .options(versionOption)
       .options(runOptions)
       .options(json),
     handler: async (argv: any) => {
-      const model = modelArg(argv.model)
+      const given = argv.model !== undefined ? modelArg(argv.model) : undefined
       const ids = parseIdList(argv.ids, '--ids')
       const version = versionArg(argv.version)
       const config = await clientConfig(ctx, argv, { backend: argv.backend, workers: argv.workers })
       const backend = typeof argv.backend === 'string' ? argv.backend : undefined
-      const local = async (dataDir: string): Promise<LogitsResult> => withLocalInference(dataDir, config.backend, async service => service.logitsResult(model, ids, undefined, version), config.workers)
+      const local = async (dataDir: string): Promise<LogitsResult> => withLocalInference(dataDir, config.backend, async service => service.logitsResult(await chosenModel(given, async () => service.list()), ids, undefined, version), config.workers)
       const result = argv.local === true
         ? await local(config.dataDir)
         : await daemonOrOffline<LogitsResult>(config, {
           online: async client => {
             refuseWorkersOnline(argv)
+            const model = await chosenModel(given, async () => (await client.request('model.list')).models)
             return client.request('model.logits', { model, ids, ...(backend != null ? { backend } : {}), ...(version != null ? { version } : {}) })
           },
           offline: local

@@ -104,6 +104,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['addrs', (status.addrs ?? []).join(' ') || '-'],
         ['connections', String(status.connections ?? 0)],
         ['serving', servingLine(status)],
+        ['http', status.http != null ? `${status.http.url}${status.http.keyRequired ? ' (bearer key required)' : ''}` : '-'],
         ['validator', validatorLine(status)],
         ['ipc', `${status.ipc.requests} requests, ${errors} errors`]
       ])
