@@ -2,7 +2,7 @@
  * The daemon: owns the data dir lock, the identity, the chain store, the
  * inference service, the mesh (libp2p network, the span served, generation
  * through peers), the IPC server and, when `httpListen` is set, the HTTP
- * listener (the OpenAI-compatible API, /metrics), started in that order
+ * listener (the OpenAI-compatible API, /metrics, the dashboard), started in that order
  * and stopped in reverse. Blocks authored here (`chain.put`,
  * `model.import`, `delta propose`, attestations) are gossiped. The
  * validator service (learning) starts after the mesh (it fetches payloads
@@ -23,9 +23,10 @@ import { silentLogger } from '../protocols/logger.ts'
 import { chainTips } from './chain-queries.ts'
 import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
+import { dashboardSections } from './dashboard-sections.ts'
 import { IpcError } from './errors.ts'
 import { explainedGenerate, meteredGenerate } from './generate.ts'
-import { createHttpApi, parseHttpListen, registerMetricsRoute, registerOpenAiRoutes } from './http/index.ts'
+import { createDashboardFeed, createHttpApi, parseHttpListen, registerDashboardRoutes, registerMetricsRoute, registerOpenAiRoutes } from './http/index.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
 import { registerLearningMethods } from './learning-methods.ts'
@@ -37,7 +38,7 @@ import { registerModelMethods } from './model-methods.ts'
 import { blydVersion } from './version.ts'
 import type { BlydConfig } from './config.ts'
 import type { GenerateFn } from './generate.ts'
-import type { HttpApi } from './http/index.ts'
+import type { DashboardFeed, HttpApi } from './http/index.ts'
 import type { Identity } from './identity.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ChainModelVersions } from '../learning/model-versions.ts'
@@ -60,6 +61,8 @@ export class Daemon {
   readonly inference: InferenceService
   /** the HTTP listener, when httpListen is set */
   readonly http: HttpApi | undefined
+  /** the dashboard's snapshots and event streams, on the HTTP listener */
+  readonly dashboard: DashboardFeed | undefined
   /** the daemon's one generate: where the mesh decides, counted in the metrics (IPC and HTTP both call it) */
   readonly generate: GenerateFn
   /** the model versions (the fold over the store): what the inference service and the served span load */
@@ -85,6 +88,8 @@ export class Daemon {
   private stopping: Promise<void> | undefined
   private starting: Promise<void> | undefined
   private disarmFaults: () => void = () => {}
+  /** removes the dashboard's peer listeners */
+  private unwatchPeers: () => void = () => {}
 
   constructor (init: DaemonInit) {
     this.config = init.config
@@ -127,6 +132,21 @@ export class Daemon {
         this.generating--
       }
     }, this.metrics)
+    this.dashboard = init.config.httpListen != null
+      ? createDashboardFeed({
+        logger: this.logger,
+        sections: dashboardSections({
+          version: blydVersion(),
+          startedAt: () => this.startedAt,
+          peerId: () => this.identityValue?.peerId.toString(),
+          store: () => this.storeValue,
+          evalWindows: () => this.evalWindowsValue,
+          mesh: () => this.meshValue,
+          inference: this.inference,
+          learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined
+        })
+      })
+      : undefined
     this.http = this.createHttp(init.config)
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
@@ -196,7 +216,26 @@ export class Daemon {
       generate: explainedGenerate(this.generate, () => this.store)
     })
     registerMetricsRoute(http, this.metrics)
+    if (this.dashboard != null) {
+      registerDashboardRoutes(http, this.dashboard)
+    }
     return http
+  }
+
+  /** A peer connecting or leaving kicks the dashboard (a page sees it at once, not at the next interval); returns the undo. */
+  private watchPeers (mesh: Mesh): () => void {
+    const dashboard = this.dashboard
+    if (dashboard == null) {
+      return () => {}
+    }
+    const libp2p = mesh.network.libp2p
+    const kick = (): void => { dashboard.kick() }
+    libp2p.addEventListener('peer:connect', kick)
+    libp2p.addEventListener('peer:disconnect', kick)
+    return () => {
+      libp2p.removeEventListener('peer:connect', kick)
+      libp2p.removeEventListener('peer:disconnect', kick)
+    }
   }
 
   private httpStatus (): HttpStatusJson | null {
@@ -311,9 +350,13 @@ export class Daemon {
         directChannel: directChannelBind(config),
         faults
       })
-      this.authoringValue = publishingStore(store, block => { mesh.publish(block.id) })
+      this.authoringValue = publishingStore(store, block => {
+        mesh.publish(block.id)
+        this.dashboard?.kick()
+      })
       await mesh.start()
       this.meshValue = mesh
+      this.unwatchPeers = this.watchPeers(mesh)
       this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
 
       // measures the proposals of the models whose validator set holds this node's key, in the background
@@ -379,6 +422,9 @@ export class Daemon {
 
   private async teardown (): Promise<void> {
     this.disarmFaults()
+    this.unwatchPeers()
+    // the dashboard's streams end first: the listener then drains the other requests only
+    this.dashboard?.stop()
     await this.http?.stop().catch(err => { this.log.error('http.stop.failed', { error: err.message }) })
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
     if (this.validatorValue != null) {

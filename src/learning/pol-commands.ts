@@ -131,7 +131,7 @@ function motionJson (m: MotionExplain): MotionJson {
   }
 }
 
-function validatorsJson (fold: ModelFold): ValidatorsResult {
+export function validatorsJson (fold: ModelFold): ValidatorsResult {
   const current = fold.governance.current
   return {
     model: fold.model,

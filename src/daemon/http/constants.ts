@@ -44,3 +44,19 @@ export const OPENAI_DEFAULT_TEMPERATURE = 1
 export const OPENAI_COMPLETION_DEFAULT_MAX_TOKENS = 16
 /** stop strings one request may give */
 export const MAX_STOP_STRINGS = 16
+
+/** The dashboard's feed (GET /v1/dashboard/snapshot and /v1/dashboard/events; dashboard-feed.ts). */
+export const DASHBOARD_DEFAULTS = {
+  /** a snapshot is recomputed this often while a page follows the event stream, and sent when it changed */
+  intervalMs: 3_000,
+  /** kick() (a peer connected or left, a block was written) recomputes at once, but not more often than this */
+  minIntervalMs: 250,
+  /** a snapshot younger than this answers GET /v1/dashboard/snapshot without being recomputed */
+  maxAgeMs: 1_000,
+  /** event streams open at once; one more is answered 429 */
+  maxClients: 16,
+  /** a stream with nothing new gets a comment line this often (idle proxies keep it open) */
+  keepaliveMs: 15_000,
+  /** one section (peer discovery, a chain fold) may take this long; past it, it is absent and `errors` says so */
+  sectionTimeoutMs: 10_000
+} as const
