@@ -16,6 +16,7 @@ import { expect } from 'aegir/chai'
 import OpenAI from 'openai'
 import { ipcRequest, makeTempDir, pollUntil, removeDir, runCli } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
+import { ARTIFACTS_DIR, launchChromium } from './browser.ts'
 import { importModel, openaiClient, sampleValue, scrape, startHttpNode, writeDemo } from './helpers.ts'
 import type { HttpNode } from './helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
@@ -383,14 +384,104 @@ describe('http: the OpenAI-compatible API of one daemon', function () {
     expect(viaIpc).to.include('blyd_generate_tokens_total')
   })
 
-  it('a daemon stopping ends an open stream with an error event, and exits', async () => {
+  it('the dashboard: the page loads without the key and asks for it; the snapshot and its event stream ask for the key; at most 16 streams', async () => {
+    const auth = { authorization: `Bearer ${KEY}` }
+    // the page and its files need no key, and go out with a policy that allows this origin's script only
+    for (const path of ['/', '/dashboard', '/dashboard/dashboard.js', '/dashboard/dashboard.css']) {
+      const res = await fetch(`${node.url}${path}`)
+      expect(res.status, path).to.equal(200)
+      expect(res.headers.get('content-security-policy'), path).to.include("script-src 'self'")
+      await res.arrayBuffer()
+    }
+    for (const path of ['/dashboard/%2e%2e%2fpackage.json', '/dashboard/__proto__', '/dashboard/nope.js']) {
+      expect((await rawError(node.url, path, {})).status, path).to.equal(404)
+    }
+    // the data asks for it
+    for (const path of ['/v1/dashboard/snapshot', '/v1/dashboard/events']) {
+      const r = await rawError(node.url, path, {})
+      expect(r.status, path).to.equal(401)
+      expect(r.error.code).to.equal('invalid_api_key')
+    }
+    const [res, status, chain] = await Promise.all([
+      fetch(`${node.url}/v1/dashboard/snapshot`, { headers: auth }),
+      ipcRequest(node.daemon.socketPath, 'status'),
+      ipcRequest(node.daemon.socketPath, 'chain.info')
+    ])
+    expect(res.status).to.equal(200)
+    const snapshot = await res.json() as any
+    expect(snapshot.errors).to.deep.equal({})
+    expect(snapshot.node).to.include({ peerId: status.peerId, backend: 'wasm', serving: null })
+    expect(snapshot.models.map((m: any) => m.id)).to.have.members([demo, tiny])
+    expect(snapshot.chain).to.deep.equal(chain)
+    expect(snapshot.swarm).to.deep.equal({ models: [demo, tiny].sort(), spans: [], connected: [] })
+    expect(snapshot.proposals).to.deep.equal([])
+    expect(snapshot.validators.map((v: any) => v.model)).to.have.members([demo, tiny])
+    expect(snapshot.learning.validator.key).to.match(/^[0-9a-f]{64}$/)
+
+    // at most 16 event streams, each starting with the current snapshot; one more is 429 until one closes
+    const streams = await Promise.all(Array.from({ length: 16 }, async () => {
+      const controller = new AbortController()
+      const r = await fetch(`${node.url}/v1/dashboard/events`, { headers: auth, signal: controller.signal })
+      expect(r.status).to.equal(200)
+      expect(r.headers.get('content-type')).to.match(/^text\/event-stream/)
+      const reader = (r.body as ReadableStream<Uint8Array>).getReader()
+      let text = ''
+      while (!text.includes('\n\n')) {
+        text += new TextDecoder().decode((await reader.read()).value)
+      }
+      expect(text).to.match(/^event: snapshot\nid: \d+\ndata: \{/)
+      expect(JSON.parse(text.split('\n')[2].slice('data: '.length)).node.peerId).to.equal(status.peerId)
+      return controller
+    }))
+    const over = await rawError(node.url, '/v1/dashboard/events', { headers: auth })
+    expect(over.status).to.equal(429)
+    expect(over.error.message).to.include('16 dashboard event streams')
+    streams[0].abort()
+    const replacement = new AbortController()
+    await pollUntil(async () => {
+      const r = await fetch(`${node.url}/v1/dashboard/events`, { headers: auth, signal: replacement.signal })
+      if (r.status !== 200) {
+        await r.arrayBuffer()
+      }
+      return r.status
+    }, s => s === 200, 10_000, 100)
+    for (const c of [...streams.slice(1), replacement]) {
+      c.abort()
+    }
+
+    // in a browser: the page shows the 401 and a key form; with the key, this node
+    const browser = await launchChromium()
+    try {
+      const page = await browser.newPage()
+      await page.goto(`${node.url}/`)
+      const form = page.locator('#auth')
+      await form.waitFor({ state: 'visible', timeout: 20_000 })
+      expect(await page.locator('#auth-message').textContent()).to.match(/^401 Unauthorized: no API key given/)
+      expect(await page.locator('#status').getAttribute('data-state')).to.equal('auth')
+      await page.locator('#auth-key').fill(KEY)
+      await page.locator('#auth button[type=submit]').click()
+      await page.locator(`section[data-section="node"] [data-field="peer-id"]:text-is("${status.peerId}")`).waitFor({ timeout: 20_000 })
+      expect(await form.isHidden()).to.equal(true)
+      expect(await page.locator('section[data-section="models"] tr[data-model]').count()).to.equal(2)
+      await page.screenshot({ path: join(ARTIFACTS_DIR, 'dashboard-key.png'), fullPage: true })
+    } finally {
+      await browser.close()
+    }
+  })
+
+  it('a daemon stopping ends an open stream with an error event, and a dashboard stream, and exits', async () => {
     const res = await fetch(`${node.url}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: demo, prompt: 'A long story:', max_tokens: 5000, temperature: 0, stream: true }) })
     expect(res.status).to.equal(200)
     const reader = (res.body as ReadableStream<Uint8Array>).getReader()
     const decoder = new TextDecoder()
     let text = decoder.decode((await reader.read()).value, { stream: true })
     expect(text).to.match(/^data: /)
+    // a dashboard stream open too: the stop ends it
+    const dashboard = await fetch(`${node.url}/v1/dashboard/events`, { headers: { authorization: `Bearer ${KEY}` } })
+    expect(dashboard.status).to.equal(200)
+    const followed = dashboard.text()
     await ipcRequest(node.daemon.socketPath, 'shutdown')
+    expect(await followed).to.match(/^event: snapshot\n/)
     for (let r = await reader.read(); r.done !== true; r = await reader.read()) {
       text += decoder.decode(r.value, { stream: true })
     }

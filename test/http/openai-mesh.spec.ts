@@ -6,15 +6,20 @@
  * `openai` client on node 1's listener gets its chat completions, streamed
  * or not, from a generation through both peers, equal to IPC `generate` on
  * node 1; node 1's /metrics shows a step latency series per stage, node 2's
- * the steps its stage served and the blocks it synced.
+ * the steps its stage served and the blocks it synced. Node 1's dashboard,
+ * in a headless chromium, shows both spans and drops node 3's when it leaves
+ * (last: node 3 stays down).
  */
+import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
 import { startMeshNode, waitFor } from '../mesh/helpers.ts'
+import { ARTIFACTS_DIR, launchChromium } from './browser.ts'
 import { importModel, openaiClient, parsePrometheus, sampleValue, scrape, startHttpNode, writeDemo } from './helpers.ts'
 import type { HttpNode } from './helpers.ts'
 import type { MeshNode } from '../mesh/helpers.ts'
 import type OpenAI from 'openai'
+import type { Locator } from 'playwright-core'
 
 describe('http: the OpenAI-compatible API through a 3-daemon mesh', function () {
   this.timeout(120_000)
@@ -102,5 +107,61 @@ describe('http: the OpenAI-compatible API through a 3-daemon mesh', function () 
     expect(sampleValue(samples, 'blyd_stage_steps_total')).to.be.at.least(22)
     expect(sampleValue(samples, 'blyd_stage_sessions_opened_total')).to.be.at.least(5)
     expect(sampleValue(samples, 'blyd_sync_blocks_added_total') + sampleValue(samples, 'blyd_gossip_blocks_total', { result: 'accepted' })).to.be.at.least(1)
+  })
+
+  it('the dashboard in a headless chromium shows both peers\' spans, and updates when node 3 leaves; data is shown as text', async () => {
+    const [, n2, n3] = nodes
+    const browser = await launchChromium()
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } })
+      const pageErrors: string[] = []
+      page.on('pageerror', err => { pageErrors.push(err.message) })
+      let navigations = 0
+      page.on('framenavigated', frame => { navigations += frame === page.mainFrame() ? 1 : 0 })
+      await page.goto(`${n1.url}/dashboard`)
+      const spanRow = (peerId: string): Locator => page.locator(`section[data-section="swarm"] tr[data-peer="${peerId}"][data-model="${model}"]`)
+      const connectedRow = (peerId: string): Locator => page.locator(`section[data-section="swarm"] tr[data-connected="${peerId}"]`)
+      await page.locator(`section[data-section="node"] [data-field="peer-id"]:text-is("${n1.peerId}")`).waitFor({ timeout: 30_000 })
+      await spanRow(n2.peerId).waitFor({ timeout: 30_000 })
+      await spanRow(n3.peerId).waitFor({ timeout: 30_000 })
+      // the layers each serves, as `peers` gives them
+      expect(await spanRow(n2.peerId).locator('td').nth(1).textContent()).to.equal('0–1')
+      expect(await spanRow(n3.peerId).locator('td').nth(1).textContent()).to.equal('1–2')
+      expect(await connectedRow(n2.peerId).count()).to.equal(1)
+      expect(await connectedRow(n3.peerId).count()).to.equal(1)
+      // chain counts as chain.info says (the same store: the import wrote every block here)
+      const chain = await ipcRequest(n1.daemon.socketPath, 'chain.info')
+      expect(await page.locator('section[data-section="chain"] tr[data-chain="A"] td').nth(1).textContent()).to.equal(String(chain.counts.A))
+      expect(await page.locator('#status').getAttribute('data-state')).to.equal('live')
+      await page.screenshot({ path: join(ARTIFACTS_DIR, 'dashboard.png'), fullPage: true })
+
+      // node 3 leaves (a clean stop: it withdraws its span): the same page, not reloaded, drops it
+      await n3.daemon.kill('SIGTERM')
+      await spanRow(n3.peerId).waitFor({ state: 'detached', timeout: 30_000 })
+      await connectedRow(n3.peerId).waitFor({ state: 'detached', timeout: 30_000 })
+      expect(await spanRow(n2.peerId).count()).to.equal(1)
+      expect(await connectedRow(n2.peerId).count()).to.equal(1)
+      expect(navigations).to.equal(1)
+      expect(await page.locator('#status').getAttribute('data-state')).to.equal('live')
+      await page.screenshot({ path: join(ARTIFACTS_DIR, 'dashboard-after-leave.png'), fullPage: true })
+      expect(pageErrors).to.deep.equal([])
+
+      // peer ids and model names are data: a snapshot carrying markup shows it as text, and runs nothing
+      const snapshot = await (await fetch(`${n1.url}/v1/dashboard/snapshot`)).json() as any
+      const evil = '<img src=x onerror="window.pwned=1">'
+      snapshot.swarm.spans[0].peerId = evil
+      snapshot.models[0].name = `<script>window.pwned=2</script>${evil}`
+      snapshot.errors = { proposals: evil }
+      const hostile = await browser.newPage()
+      await hostile.route('**/v1/dashboard/events', async route => route.fulfill({ status: 200, contentType: 'text/event-stream', body: `event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n` }))
+      await hostile.goto(`${n1.url}/`)
+      await hostile.locator(`section[data-section="swarm"] tr[data-peer="${evil.replace(/"/g, '\\"')}"]`).waitFor({ timeout: 20_000 })
+      expect(await hostile.locator('section[data-section="models"]').textContent()).to.include(`<script>window.pwned=2</script>${evil}`)
+      expect(await hostile.locator('section[data-section="proposals"] .error').textContent()).to.include(evil)
+      expect(await hostile.locator('main img, main script').count()).to.equal(0)
+      expect(await hostile.evaluate(() => (window as any).pwned)).to.equal(undefined)
+    } finally {
+      await browser.close()
+    }
   })
 })
