@@ -15,6 +15,8 @@ const RETRY_MIN_MS = 1000
 const RETRY_MAX_MS = 15000
 /** nesting shown by the generic renderer; deeper values are shown as JSON */
 const GENERIC_DEPTH = 3
+/** a block id, key or hash: shown shortened by the generic renderer */
+const HEX_ID = /^[0-9a-f]{40,}$/
 
 // snapshots are JSON whose sections may grow fields: the renderers read them untyped
 /* eslint-disable jsdoc/reject-any-type */
@@ -120,6 +122,9 @@ function pairs (pairs) {
  * @returns {Node | string}
  */
 function generic (value, depth = 0) {
+  if (typeof value === 'string' && HEX_ID.test(value)) {
+    return short(value, 16)
+  }
   if (value == null || typeof value !== 'object') {
     return value == null ? '–' : String(value)
   }
@@ -134,7 +139,7 @@ function generic (value, depth = 0) {
       const keys = [...new Set(value.flatMap(v => Object.keys(v)))]
       return table(keys, value.map(v => ({ cells: keys.map(k => generic(v[k], depth + 1)) })))
     }
-    return el('span', {}, [value.map(v => typeof v === 'object' ? JSON.stringify(v) : String(v)).join(', ')])
+    return el('span', {}, value.flatMap((v, i) => [i > 0 ? ', ' : null, typeof v === 'object' ? JSON.stringify(v) : generic(v, depth + 1)]))
   }
   const entries = Object.entries(value)
   return entries.length === 0 ? el('span', { class: 'muted' }, ['none']) : pairs(entries.map(([k, v]) => [k, generic(v, depth + 1)]))
