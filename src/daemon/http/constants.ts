@@ -50,7 +50,7 @@ export const DASHBOARD_DEFAULTS = {
   /** a snapshot is recomputed this often while a page follows the event stream, and sent when it changed */
   intervalMs: 3_000,
   /** kick() (a peer connected or left, a block was written) recomputes at once, but not more often than this */
-  minIntervalMs: 250,
+  minIntervalMs: 1_000,
   /** a snapshot younger than this answers GET /v1/dashboard/snapshot without being recomputed */
   maxAgeMs: 1_000,
   /** event streams open at once; one more is answered 429 */
