@@ -1,16 +1,13 @@
 /** `blyd model import|list|show|logits|init-demo`: models on the chain, via the daemon or in-process. */
 import { resolve } from 'node:path'
 import { UsageError } from '../../daemon/errors.ts'
-import { importModelWithGenesis } from '../../learning/model-genesis.ts'
-import { formatUnitList } from '../../model/chain-loader.ts'
-import { DEMO_DEFAULTS, writeDemoCheckpoint } from '../../model/demo-checkpoint.ts'
-import { planUnits } from '../../model/qwen3/plan.ts'
+import { DEMO_DEFAULTS } from '../../model/demo-defaults.ts'
+import { formatUnitList } from '../../model/unit-list.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { formatBytes } from '../format.ts'
 import { chosenModel, modelArg } from '../model-choice.ts'
 import { withLocalChain, withLocalInference } from '../model-local.ts'
-import { createProgressBar } from '../progress.ts'
 import type { LogitsResult, ModelDetailsJson, ModelImportResult, ModelSummaryJson } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
@@ -87,6 +84,7 @@ function importCommand (ctx: CliContext): CommandModule<any, any> {
       const dir = resolve(String(argv.dir))
       const tokenizer = typeof argv.tokenizer === 'string' ? resolve(argv.tokenizer) : undefined
       const name = typeof argv.name === 'string' ? argv.name : undefined
+      const { createProgressBar } = await import('../progress.ts')
       const bar = createProgressBar()
       let result: ModelImportResult
       try {
@@ -94,7 +92,7 @@ function importCommand (ctx: CliContext): CommandModule<any, any> {
           online: async client => client.request('model.import', { dir, ...(tokenizer != null ? { tokenizer } : {}), ...(name != null ? { name } : {}) }, {
             onStream: p => { bar.update({ phase: String(p.phase), done: Number(p.done), total: Number(p.total) }) }
           }),
-          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => importModelWithGenesis({
+          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => (await import('../../learning/model-genesis.ts')).importModelWithGenesis({
             store, signer: identity.signer, dir, tokenizer, name, onProgress: p => { bar.update(p) }
           }))
         })
@@ -259,6 +257,7 @@ function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
         }
         ints[key] = v
       }
+      const [{ writeDemoCheckpoint }, { planUnits }] = await Promise.all([import('../../model/demo-checkpoint.ts'), import('../../model/qwen3/plan.ts')])
       const cfg = await writeDemoCheckpoint(dir, {
         layers: ints.layers,
         hidden: ints.hidden,
