@@ -24,6 +24,12 @@ export interface DemoCheckpointOptions {
   tokenizer?: boolean
 }
 
+/** True for the config.json of a demo checkpoint (`"blyd_demo": { "random_weights": true }`). */
+export function isDemoConfig (config: Record<string, unknown>): boolean {
+  const demo = config.blyd_demo
+  return demo != null && typeof demo === 'object' && (demo as Record<string, unknown>).random_weights === true
+}
+
 /** Defaults: tiny dims (a ~10 MB bf16 file) so tests stay fast; head_dim deliberately != hidden/heads. */
 export const DEMO_DEFAULTS: Required<DemoCheckpointOptions> = {
   layers: 2,

@@ -323,6 +323,8 @@ export interface ModelSummaryJson {
   manifestStored: boolean
   author: string
   loaded: boolean
+  /** present (true) for a `blyd model init-demo` checkpoint: random weights, its output is meaningless text */
+  randomWeights?: true
   /** the live version's id (hex; protocols/versions.md), when the manifest is stored and the node reads versions */
   version?: string
 }
@@ -378,6 +380,8 @@ export interface GenerateParams {
   prompt?: string
   /** a user message, or a whole conversation, rendered with the model's chat template */
   chat?: string | Array<{ role: string, content: string }>
+  /** Qwen3's thinking switch for `chat` (the template's enable_thinking; false renders an empty think block); unset leaves the template's default (thinking on) */
+  enableThinking?: boolean
   promptIds?: number[]
   maxNewTokens?: number
   temperature?: number
