@@ -90,6 +90,8 @@ export interface StatusResult {
   addrs?: string[]
   /** open libp2p connections */
   connections?: number
+  /** bootstrap peers configured (--bootstrap); 0: the node joins no swarm by itself, it waits to be dialed */
+  bootstrapPeers?: number
   /** the span this node serves (--model, --layers), null when none */
   serving?: ServingJson | null
   /** the HTTP listener (--http-listen), null when off */

@@ -22,7 +22,7 @@ function promptSizes (text: string): number[] {
   return [...text.matchAll(FIGURES)].map(m => Number(m[2]))
 }
 
-describe('blyd chat (pseudo-terminal)', function () {
+describe('blyd chat (pseudo-terminal) and the first hour', function () {
   this.timeout(120_000)
   const env: { dir: string, dataDir: string, daemon?: DaemonProcess, pane?: TmuxPane, tok?: ChatTokenizer } = { dir: '', dataDir: '' }
 
@@ -30,8 +30,10 @@ describe('blyd chat (pseudo-terminal)', function () {
     env.dir = await makeTempDir()
     env.dataDir = join(env.dir, 'data')
     const ck = join(env.dir, 'ck')
-    const init = await runCli(['model', 'init-demo', ck, '--seed', '7'])
+    const init = await runCli(['model', 'init-demo', ck, '--seed', '7', '--data-dir', env.dataDir])
     expect(init.code, init.stderr).to.equal(0)
+    // the next steps keep --data-dir
+    expect(init.stdout).to.include(`blyd model import ${ck} --data-dir ${env.dataDir}\n`).and.include(`blyd chat --data-dir ${env.dataDir}\n`)
     await runJson(['model', 'import', ck, '--data-dir', env.dataDir])
     env.daemon = await startDaemon(env.dataDir)
     const files = bundledQwen3TokenizerFiles()
@@ -87,6 +89,16 @@ describe('blyd chat (pseudo-terminal)', function () {
 
     await pane.line('/exit')
     expect(await pane.exited()).to.equal(0)
+  })
+
+  it('a daemon with no bootstrap peers says it is alone and how to join (log line and status)', async () => {
+    expect(env.daemon?.stderr).to.match(/net\.alone .*no bootstrap peers.*--bootstrap/)
+    const status = await runCli(['status', '--data-dir', env.dataDir])
+    expect(status.code, status.stderr).to.equal(0)
+    const alone = status.stdout.split('\n').find(l => l.startsWith('alone'))
+    expect(alone).to.include('no bootstrap peers').and.include('--bootstrap /ip4/127.0.0.1/tcp/')
+    const json = await runJson(['status', '--data-dir', env.dataDir])
+    expect(json.bootstrapPeers).to.equal(0)
   })
 
   it('--no-thinking renders the empty think block; Ctrl-D ends with status 0', async () => {

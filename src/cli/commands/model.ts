@@ -229,6 +229,18 @@ function logitsCommand (ctx: CliContext): CommandModule<any, any> {
   }
 }
 
+/** The commands that follow `model init-demo`, keeping its --data-dir (quoted for a shell where needed). */
+export function demoNextSteps (dir: string, dataDir: string | undefined, tokenizer: boolean): string {
+  const q = (text: string): string => /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, '\'\\\'\'')}'`
+  const dd = dataDir != null ? ` --data-dir ${q(dataDir)}` : ''
+  const prompt = tokenizer ? '--prompt "Hello"' : '--prompt-ids 1,2,3'
+  return 'next:\n' +
+    `  blyd model import ${q(dir)}${dd}\n` +
+    `  blyd start${dd}    (optional, in another terminal: without a daemon, commands run in-process)\n` +
+    `  blyd generate ${prompt}${dd}\n` +
+    (tokenizer ? `  blyd chat${dd}\n` : '')
+}
+
 function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'init-demo <dir>',
@@ -278,7 +290,7 @@ function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
       }
       ctx.stdout(`wrote a demo checkpoint with RANDOM weights (not a trained model: its output is meaningless) to ${dir}\n` +
         `${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocab ${cfg.vocabSize}, ${parameters} parameters\n` +
-        `next: blyd model import ${dir}\n`)
+        demoNextSteps(dir, typeof argv.dataDir === 'string' ? resolve(argv.dataDir) : undefined, argv.tokenizer !== false))
     }
   }
 }
