@@ -15,7 +15,9 @@ import { join } from 'node:path'
 if (process.env.NODE_COMPILE_CACHE == null && typeof module.enableCompileCache === 'function') {
   try {
     module.enableCompileCache(join(tmpdir(), `blyd-compile-cache-${process.getuid?.() ?? 'user'}`))
-  } catch {}
+  } catch {
+    // no cache: only the speed-up is lost
+  }
 }
 
 const { main } = await import('../src/cli/main.ts')
