@@ -128,7 +128,7 @@ function listCommand (ctx: CliContext): CommandModule<any, any> {
         printJson(ctx, { models })
         return
       }
-      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${incompleteNote(m)}${m.version != null ? `  version ${m.version.slice(0, 16)}` : ''}${m.loaded ? '  loaded' : ''}`)
+      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${incompleteNote(m)}${m.version != null ? `  version ${m.version.slice(0, 16)}` : ''}${m.loaded ? '  loaded' : ''}${m.randomWeights === true ? '  demo: RANDOM weights' : ''}`)
       ctx.stdout(lines.length === 0 ? '' : lines.join('\n') + '\n')
     }
   }
