@@ -11,6 +11,8 @@
 // `blyd start` daemon on a fresh temp data dir (started once, killed at the
 // end). --compare adds the same commands run through another checkout's bin
 // (e.g. the commit before a change), so before and after come from one sitting.
+// With NODE_COMPILE_CACHE set, every process uses that compile cache (the
+// bins' code is then compared alone); without, each bin runs as a user runs it.
 // The last line printed is one JSON object.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -101,7 +103,8 @@ try {
     node: process.version,
     runs,
     loadavg: loadavg().map(round1),
-    compileCache: process.env.NODE_COMPILE_CACHE ?? null,
+    // null: each bin as a user runs it (this checkout's bin/blyd.js enables its own compile cache)
+    compileCacheEnv: process.env.NODE_COMPILE_CACHE ?? null,
     baselineMs: round1(base),
     ...(opts.compare != null ? { compare: resolve(opts.compare) } : {}),
     figures
