@@ -6,7 +6,6 @@
  */
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createChainStore } from '../chain/index.ts'
 import { CHAIN_DIR_NAME } from '../daemon/constants.ts'
 import { DaemonErrorCode, DaemonNotRunningError } from '../daemon/errors.ts'
 import { IpcClient } from '../daemon/ipc-client.ts'
@@ -67,6 +66,8 @@ export async function withOfflineStore<T> (dataDir: string, fn: (store: ChainSto
   const lock = new DataDirLock({ dataDir })
   await lock.acquire()
   try {
+    // loaded here, not at the top: commands that only talk to the daemon never load LevelDB
+    const { createChainStore } = await import('../chain/index.ts')
     const store = createChainStore({ path: join(dataDir, CHAIN_DIR_NAME) })
     await store.start()
     try {

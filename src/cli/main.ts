@@ -8,6 +8,7 @@ import { DaemonErrorCode, UsageError } from '../daemon/errors.ts'
 import { blydVersion } from '../daemon/version.ts'
 import { BlydError } from '../protocols/errors.ts'
 import { chainCommand } from './commands/chain.ts'
+import { chatCommand } from './commands/chat.ts'
 import { dataCommand } from './commands/data.ts'
 import { generateCommand } from './commands/generate.ts'
 import { idCommand } from './commands/id.ts'
@@ -59,13 +60,14 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(modelCommand(ctx))
     .command(dataCommand(ctx))
     .command(generateCommand(ctx))
+    .command(chatCommand(ctx))
     .command(peersCommand(ctx))
     .command(planCommand(ctx))
     .command(deltaCommand(ctx))
     .command(proposalsCommand(ctx))
     .command(proposalCommand(ctx))
     .command(validatorsCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, peers, plan, delta, proposals, proposal or validators (see blyd --help)')
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, chat, peers, plan, delta, proposals, proposal or validators (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())

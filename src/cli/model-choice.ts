@@ -30,3 +30,27 @@ export async function chosenModel (given: unknown, list: () => Promise<ModelSumm
   const named = models.map(m => m.name !== '' ? `${m.id} (${m.name})` : m.id)
   throw new UsageError(`--model is needed: ${models.length} models are on chain A: ${named.join(', ')}`)
 }
+
+/**
+ * The model a command runs on, as chosenModel picks it, with its summary
+ * from `list()` (listed always: absent when `given` names no listed model,
+ * for the daemon to refuse with its own error).
+ */
+export async function chosenModelSummary (given: unknown, list: () => Promise<ModelSummaryJson[]>): Promise<{ id: string, summary?: ModelSummaryJson }> {
+  const models = await list()
+  const id = await chosenModel(given, async () => models)
+  const matching = models.filter(m => m.id.startsWith(id))
+  return matching.length === 1 ? { id, summary: matching[0] } : { id }
+}
+
+/**
+ * What to say on stderr before generating with a model, or null: the demo
+ * checkpoint (`model init-demo`) has random weights, so its output is
+ * meaningless (often blank: its likeliest tokens decode to whitespace).
+ */
+export function randomWeightsNote (summary: ModelSummaryJson | undefined): string | null {
+  if (summary?.randomWeights !== true) {
+    return null
+  }
+  return `note: model ${summary.id.slice(0, 12)} (${summary.name}) is a demo checkpoint with RANDOM weights: its output is meaningless text, often blank lines or whitespace. For real answers import a trained Qwen3 checkpoint (blyd model import DIR) or join a swarm that serves one.\n`
+}

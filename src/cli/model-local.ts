@@ -1,13 +1,12 @@
 /**
  * In-process model work for the CLI when no daemon runs (or with --local):
  * the data dir's chain store under the data dir lock, the node's identity for
- * imports, and an InferenceService on the chosen backend.
+ * imports, and an InferenceService on the chosen backend. The identity
+ * (libp2p keys) and the inference service (tfjs) are imported when used, so
+ * that commands which never run them start without loading them.
  */
 import { mkdir } from 'node:fs/promises'
 import { DATA_DIR_MODE } from '../daemon/constants.ts'
-import { loadOrCreateIdentity } from '../daemon/identity.ts'
-import { createChainModelVersions } from '../learning/model-versions.ts'
-import { createInferenceService } from '../model/inference-service.ts'
 import { withOfflineStore } from './daemon-or-offline.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { Identity } from '../daemon/identity.ts'
@@ -18,6 +17,7 @@ import type { WorkersSetting } from '../model/workers.ts'
 export async function withLocalChain<T> (dataDir: string, fn: (store: ChainStoreApi, identity: Identity) => Promise<T>): Promise<T> {
   await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE })
   return withOfflineStore(dataDir, async store => {
+    const { loadOrCreateIdentity } = await import('../daemon/identity.ts')
     const identity = await loadOrCreateIdentity(dataDir)
     return fn(store, identity)
   })
@@ -31,6 +31,10 @@ export async function withLocalChain<T> (dataDir: string, fn: (store: ChainStore
  * tensor-parallel worker threads for the model's layers (default auto).
  */
 export async function withLocalInference<T> (dataDir: string, backend: string | null, fn: (service: InferenceService) => Promise<T>, workers?: WorkersSetting): Promise<T> {
+  const [{ createInferenceService }, { createChainModelVersions }] = await Promise.all([
+    import('../model/inference-service.ts'),
+    import('../learning/model-versions.ts')
+  ])
   return withOfflineStore(dataDir, async store => {
     const service = createInferenceService({ store: () => store, backend: backend ?? 'auto', maxLoadedModels: 1, workers, versions: createChainModelVersions({ store: () => store }) })
     if (backend != null) {

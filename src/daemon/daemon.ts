@@ -20,6 +20,7 @@ import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
 import { silentLogger } from '../protocols/logger.ts'
+import { aloneHint } from './alone-hint.ts'
 import { chainTips } from './chain-queries.ts'
 import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
@@ -170,7 +171,7 @@ export class Daemon {
       },
       net: () => {
         const mesh = this.meshValue
-        return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
+        return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, bootstrapPeers: this.config.bootstrap.length, serving: mesh.serving() }
       },
       http: () => this.httpStatus(),
       learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined
@@ -358,6 +359,9 @@ export class Daemon {
       this.meshValue = mesh
       this.unwatchPeers = this.watchPeers(mesh)
       this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
+      if (config.bootstrap.length === 0) {
+        this.log.info('net.alone', { hint: aloneHint(mesh.addrs()) })
+      }
 
       // measures the proposals of the models whose validator set holds this node's key, in the background
       const validator = createValidatorService({

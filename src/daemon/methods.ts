@@ -37,7 +37,7 @@ export interface MethodContext {
   /** stop the daemon after the current response went out */
   requestStop(reason: string): void
   /** the network part of `status`: dialable addresses, open connections, the span served */
-  net?(): { addrs: string[], connections: number, serving: ServingJson | null } | undefined
+  net?(): { addrs: string[], connections: number, bootstrapPeers: number, serving: ServingJson | null } | undefined
   /** the HTTP listener part of `status` (null: off) */
   http?(): HttpStatusJson | null
   /** the learning part of `status`: the validator service */

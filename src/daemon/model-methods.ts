@@ -7,7 +7,7 @@ import { importModelWithGenesis } from '../learning/model-genesis.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../pipeline/priority.ts'
 import { InvalidParamsError } from './errors.ts'
 import { explainedGenerate } from './generate.ts'
-import { objectParams, optionalString, requiredString } from './params.ts'
+import { objectParams, optionalBoolean, optionalString, requiredString } from './params.ts'
 import type { GenerateFn } from './generate.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { ChainStoreApi, BlockSigner } from '../chain/types.ts'
@@ -107,6 +107,7 @@ const generateParams = objectParams<{ [K in keyof Required<GenerateParams>]: Gen
   model: requiredString,
   prompt: optional(requiredString),
   chat: optional(chatParam),
+  enableThinking: optionalBoolean,
   promptIds: optional(tokenIds),
   maxNewTokens: optional(integer),
   temperature: optional(finiteNumber),

@@ -293,7 +293,7 @@ export class MeshGenerator {
       target: model,
       prompt,
       tokenizer,
-      eosTokenIds: eosTokenIdsOf(manifest.qwen3.eosTokenIds, tokenizer),
+      eosTokenIds: eosTokenIdsOf(manifest.qwen3.eosTokenIds, tokenizer, params.chat != null),
       sampling: samplingOf(params),
       maxNewTokens: params.maxNewTokens,
       stop: params.stop,

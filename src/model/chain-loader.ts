@@ -14,6 +14,7 @@ import { LayerField, MIN_MODEL_ID_PREFIX } from './import/constants.ts'
 import { parseManifest } from './import/manifest.ts'
 import { LayerRange } from './qwen3/layer-range.ts'
 import { decodeSafetensors } from './safetensors/reader.ts'
+import { formatUnitList } from './unit-list.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
 import type { ManifestUnit, ParsedManifest } from './import/manifest.ts'
 import type { LayerRangeInit } from './qwen3/layer-range.ts'
@@ -147,19 +148,7 @@ export async function missingUnits (store: ChainStoreApi, manifest: ModelManifes
   return (await unitStates(store, manifest)).filter(u => !u.stored).map(u => u.unit)
 }
 
-/** "2, 5-7": ascending unit indexes with runs joined. */
-export function formatUnitList (units: readonly number[]): string {
-  const parts: string[] = []
-  for (let i = 0; i < units.length;) {
-    let j = i
-    while (j + 1 < units.length && units[j + 1] === units[j] + 1) {
-      j++
-    }
-    parts.push(j === i ? String(units[i]) : `${units[i]}-${units[j]}`)
-    i = j + 1
-  }
-  return parts.join(', ')
-}
+export { formatUnitList } from './unit-list.ts'
 
 /** ERR_MODEL_INCOMPLETE naming the missing units of `manifest` (and what they are). */
 export function incompleteModelError (manifest: ModelManifest, missing: readonly number[], context = '', cause?: unknown): ModelError {

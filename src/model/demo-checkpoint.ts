@@ -1,5 +1,6 @@
 import { copyFile, mkdir, open, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { DEMO_DEFAULTS } from './demo-defaults.ts'
 import { ModelError, ModelErrorCode } from './errors.ts'
 import { Prng } from './prng.ts'
 import { parseQwen3Config } from './qwen3/config.ts'
@@ -7,45 +8,12 @@ import { planUnits } from './qwen3/plan.ts'
 import { fromFloat32 } from './safetensors/dtypes.ts'
 import { encodeHeaderFromSpecs } from './safetensors/writer.ts'
 import { bundledQwen3TokenizerFiles } from './tokenizer.ts'
+import type { DemoCheckpointOptions } from './demo-defaults.ts'
 import type { Qwen3Config } from './qwen3/config.ts'
 import type { TensorSpec } from './safetensors/writer.ts'
 
-export interface DemoCheckpointOptions {
-  layers?: number
-  hidden?: number
-  heads?: number
-  kvHeads?: number
-  headDim?: number
-  intermediate?: number
-  /**
-   * Default 151936, Qwen3's own vocab_size: the bundled real tokenizer emits
-   * ids up to 151668, so with the tokenizer the vocab must cover 151669 ids
-   * (the embedding then dominates the size: 151936 x hidden). Only with
-   * tokenizer: false may it be smaller.
-   */
-  vocab?: number
-  seed?: number
-  dtype?: 'F32' | 'BF16'
-  /** default true, as in the small Qwen3 models (halves the file) */
-  tieWordEmbeddings?: boolean
-  /** copy the real Qwen3 tokenizer.json / tokenizer_config.json (default true) */
-  tokenizer?: boolean
-}
-
-/** Defaults: tiny dims (a ~10 MB bf16 file) so tests stay fast; head_dim deliberately != hidden/heads. */
-export const DEMO_DEFAULTS: Required<DemoCheckpointOptions> = {
-  layers: 2,
-  hidden: 32,
-  heads: 4,
-  kvHeads: 2,
-  headDim: 16,
-  intermediate: 64,
-  vocab: 151936,
-  seed: 1,
-  dtype: 'BF16',
-  tieWordEmbeddings: true,
-  tokenizer: true
-}
+export { DEMO_DEFAULTS } from './demo-defaults.ts'
+export type { DemoCheckpointOptions } from './demo-defaults.ts'
 
 /** Ids the bundled Qwen3 tokenizer can emit (0 .. 151668). */
 export const QWEN3_TOKENIZER_ID_COUNT = 151669

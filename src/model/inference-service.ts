@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os'
 import { BlockType, equalBytes } from '../chain/index.ts'
 import { BackendName, selectBackend } from './backend.ts'
 import { loadLayerRangeFromChain, loadModelManifest, resolveModelId, unitStates } from './chain-loader.ts'
+import { isDemoConfig } from './demo-defaults.ts'
 import { ModelError, ModelErrorCode } from './errors.ts'
 import { localTokenModel } from './generation/local-session.ts'
 import { checkPromptParams, eosTokenIdsOf, resolvePrompt, samplingOf, speculationOf } from './generation/request.ts'
@@ -316,7 +317,7 @@ export class InferenceService {
         target: localTokenModel(m.range),
         prompt,
         tokenizer,
-        eosTokenIds: eosTokenIdsOf(m.manifest.qwen3.eosTokenIds, tokenizer),
+        eosTokenIds: eosTokenIdsOf(m.manifest.qwen3.eosTokenIds, tokenizer, params.chat != null),
         sampling: samplingOf(params),
         maxNewTokens: params.maxNewTokens,
         stop: params.stop,
@@ -457,6 +458,7 @@ export class InferenceService {
       manifestStored: block.payloadComplete,
       author: toHex(block.header.author),
       loaded: this.manifestOf(id) != null,
+      ...(manifest != null && isDemoConfig(manifest.config) ? { randomWeights: true } : {}),
       ...(manifest != null && this.versions != null ? await this.versions.resolve(manifest).then(v => ({ version: v.id }), () => ({})) : {})
     }
   }

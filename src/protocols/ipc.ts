@@ -90,6 +90,8 @@ export interface StatusResult {
   addrs?: string[]
   /** open libp2p connections */
   connections?: number
+  /** bootstrap peers configured (--bootstrap); 0: the node joins no swarm by itself, it waits to be dialed */
+  bootstrapPeers?: number
   /** the span this node serves (--model, --layers), null when none */
   serving?: ServingJson | null
   /** the HTTP listener (--http-listen), null when off */
@@ -323,6 +325,8 @@ export interface ModelSummaryJson {
   manifestStored: boolean
   author: string
   loaded: boolean
+  /** present (true) for a `blyd model init-demo` checkpoint: random weights, its output is meaningless text */
+  randomWeights?: true
   /** the live version's id (hex; protocols/versions.md), when the manifest is stored and the node reads versions */
   version?: string
 }
@@ -378,6 +382,8 @@ export interface GenerateParams {
   prompt?: string
   /** a user message, or a whole conversation, rendered with the model's chat template */
   chat?: string | Array<{ role: string, content: string }>
+  /** Qwen3's thinking switch for `chat` (the template's enable_thinking; false renders an empty think block); unset leaves the template's default (thinking on) */
+  enableThinking?: boolean
   promptIds?: number[]
   maxNewTokens?: number
   temperature?: number

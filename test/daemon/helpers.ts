@@ -28,7 +28,7 @@ export interface CliResult {
  * `blyd` does not have: children must run on plain type stripping). Daemons
  * listen on 127.0.0.1 with an OS-chosen port unless a test says otherwise.
  */
-function cleanEnv (extra: Record<string, string> = {}): Record<string, string> {
+export function cleanEnv (extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) {
     if (v != null && !k.startsWith('BLYD_') && k !== 'NODE_OPTIONS') {

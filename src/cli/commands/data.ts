@@ -1,7 +1,6 @@
 /** `blyd data add|list|show`: datasets on chain A, via the daemon or offline. */
 import { resolve } from 'node:path'
 import { UsageError } from '../../daemon/errors.ts'
-import { addDatasetFromFile, listDatasets, showDataset } from '../../learning/dataset-store.ts'
 import { MAX_EVAL_PERMILLE, MAX_SPLIT_TOKENS, MIN_SPLIT_TOKENS } from '../../protocols/dataset.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline, withOfflineStore } from '../daemon-or-offline.ts'
@@ -64,7 +63,7 @@ function addCommand (ctx: CliContext): CommandModule<any, any> {
       const config = await clientConfig(ctx, argv)
       const d = await daemonOrOffline<DatasetJson>(config, {
         online: async client => client.request('data.add', { ...params }),
-        offline: async dataDir => withLocalChain(dataDir, async (store, identity) => addDatasetFromFile({ store, signer: identity.signer, ...params }))
+        offline: async dataDir => withLocalChain(dataDir, async (store, identity) => (await import('../../learning/dataset-store.ts')).addDatasetFromFile({ store, signer: identity.signer, ...params }))
       })
       if (argv.json === true) {
         printJson(ctx, d)
@@ -86,7 +85,7 @@ function listCommand (ctx: CliContext): CommandModule<any, any> {
       const config = await clientConfig(ctx, argv)
       const result = await daemonOrOffline<DataListResult>(config, {
         online: async client => client.request('data.list'),
-        offline: async dataDir => withOfflineStore(dataDir, async store => ({ datasets: await listDatasets(store) }))
+        offline: async dataDir => withOfflineStore(dataDir, async store => ({ datasets: await (await import('../../learning/dataset-store.ts')).listDatasets(store) }))
       })
       if (argv.json === true) {
         printJson(ctx, result)
@@ -120,7 +119,7 @@ function showCommand (ctx: CliContext): CommandModule<any, any> {
       const config = await clientConfig(ctx, argv)
       const d = await daemonOrOffline<DatasetJson>(config, {
         online: async client => client.request('data.show', { dataset, ...(model != null ? { model } : {}) }),
-        offline: async dataDir => withOfflineStore(dataDir, async store => showDataset(store, dataset, model))
+        offline: async dataDir => withOfflineStore(dataDir, async store => (await import('../../learning/dataset-store.ts')).showDataset(store, dataset, model))
       })
       if (argv.json === true) {
         printJson(ctx, d)

@@ -3,10 +3,10 @@ import { UsageError } from '../../daemon/errors.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../../pipeline/priority.ts'
 import { clientConfig, printJson } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
-import { chosenModel, modelArg } from '../model-choice.ts'
+import { chosenModelSummary, modelArg, randomWeightsNote } from '../model-choice.ts'
 import { withLocalInference } from '../model-local.ts'
 import { parseIdList, refuseWorkersOnline, runOptions, versionArg, versionOption } from './model.ts'
-import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../../protocols/ipc.ts'
+import type { GenerateParams, GenerateResult, GenerateTokenJson, ModelSummaryJson } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
 
@@ -30,7 +30,7 @@ export function generateParamsFromArgv (argv: any): GenerateRequest {
   if (given.length !== 1) {
     throw new UsageError('give exactly one of --prompt TEXT, --chat TEXT and --prompt-ids 1,2,3')
   }
-  const params: GenerateRequest = { model: argv.model !== undefined ? modelArg(argv.model) : undefined }
+  const params: GenerateRequest = samplingParamsFromArgv(argv)
   if (argv.prompt !== undefined) {
     params.prompt = String(argv.prompt)
   } else if (argv.chat !== undefined) {
@@ -38,6 +38,21 @@ export function generateParamsFromArgv (argv: any): GenerateRequest {
   } else {
     params.promptIds = parseIdList(argv.promptIds, '--prompt-ids')
   }
+  if (argv.thinking !== undefined) {
+    if (params.chat == null) {
+      throw new UsageError('--thinking and --no-thinking apply to --chat only (a switch of the chat template)')
+    }
+    params.enableThinking = argv.thinking === true
+  }
+  return params
+}
+
+/**
+ * The model and the sampling flags shared by `generate` and `chat`
+ * (samplingOptions): everything of a request but its prompt.
+ */
+export function samplingParamsFromArgv (argv: any): GenerateRequest {
+  const params: GenerateRequest = { model: argv.model !== undefined ? modelArg(argv.model) : undefined }
   const optional: Array<[keyof GenerateRequest, number | undefined]> = [
     ['maxNewTokens', numberOption(argv, 'maxNewTokens', 'max-new-tokens', n => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0')],
     ['temperature', numberOption(argv, 'temperature', 'temperature', n => n >= 0, 'a number >= 0')],
@@ -77,25 +92,36 @@ export function generateParamsFromArgv (argv: any): GenerateRequest {
   return params
 }
 
+/** The flags of a generation shared by `generate` and `chat` (read by samplingParamsFromArgv). */
+export const samplingOptions = {
+  model: { type: 'string', requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8); may be omitted when exactly one model is on chain' },
+  'max-new-tokens': { type: 'number', requiresArg: true, describe: 'most tokens to generate (default 256)' },
+  temperature: { type: 'number', requiresArg: true, describe: '0 = greedy (default 0)' },
+  'top-k': { type: 'number', requiresArg: true, describe: 'sample from the k most likely tokens (0 = off)' },
+  'top-p': { type: 'number', requiresArg: true, describe: 'nucleus sampling threshold (1 = off)' },
+  'repetition-penalty': { type: 'number', requiresArg: true, describe: 'penalty on tokens already seen (1 = off)' },
+  seed: { type: 'number', requiresArg: true, describe: 'sampling seed' },
+  priority: { type: 'string', requiresArg: true, describe: `queue priority at the mesh's stages: ${SESSION_PRIORITY_NAMES.join(', ')} (default interactive)` },
+  draft: { type: 'string', requiresArg: true, describe: 'speculative decoding: a model on the chain with the same vocabulary drafts tokens (run whole here) for the target to check' },
+  speculate: { type: 'number', requiresArg: true, describe: 'draft tokens per round to start with (adapts; default 4; needs --draft)' },
+  stop: { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' }
+} as const
+
+/** --thinking / --no-thinking: Qwen3's enable_thinking switch of the chat template */
+export const thinkingOption = {
+  thinking: { type: 'boolean', describe: 'Qwen3 chat template: let the model think first (--no-thinking: an empty think block; default: the template\'s, thinking on)' }
+} as const
+
 export function generateCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'generate',
     describe: 'generate text (or token ids) from a model on the chain; tokens stream to stdout as they come',
     builder: (y: Argv<any>) => y
-      .option('model', { type: 'string', requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8); may be omitted when exactly one model is on chain' })
       .option('prompt', { type: 'string', requiresArg: true, describe: 'prompt text (encoded as is)' })
       .option('chat', { type: 'string', requiresArg: true, describe: 'a user message, rendered with the model\'s chat template' })
       .option('prompt-ids', { type: 'string', requiresArg: true, describe: 'prompt as token ids, comma-separated' })
-      .option('max-new-tokens', { type: 'number', requiresArg: true, describe: 'most tokens to generate (default 256)' })
-      .option('temperature', { type: 'number', requiresArg: true, describe: '0 = greedy (default 0)' })
-      .option('top-k', { type: 'number', requiresArg: true, describe: 'sample from the k most likely tokens (0 = off)' })
-      .option('top-p', { type: 'number', requiresArg: true, describe: 'nucleus sampling threshold (1 = off)' })
-      .option('repetition-penalty', { type: 'number', requiresArg: true, describe: 'penalty on tokens already seen (1 = off)' })
-      .option('seed', { type: 'number', requiresArg: true, describe: 'sampling seed' })
-      .option('priority', { type: 'string', requiresArg: true, describe: `queue priority at the mesh's stages: ${SESSION_PRIORITY_NAMES.join(', ')} (default interactive)` })
-      .option('draft', { type: 'string', requiresArg: true, describe: 'speculative decoding: a model on the chain with the same vocabulary drafts tokens (run whole here) for the target to check' })
-      .option('speculate', { type: 'number', requiresArg: true, describe: 'draft tokens per round to start with (adapts; default 4; needs --draft)' })
-      .option('stop', { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' })
+      .options(samplingOptions)
+      .options(thinkingOption)
       .version(false)
       .options(versionOption)
       .options(runOptions)
@@ -113,8 +139,15 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
         streamed += piece
         ctx.stdout(piece)
       }
+      const note = (summary: ModelSummaryJson | undefined): void => {
+        const text = randomWeightsNote(summary)
+        if (text != null) {
+          ctx.stderr(text)
+        }
+      }
       const local = async (dataDir: string): Promise<GenerateResult> => withLocalInference(dataDir, config.backend, async service => {
-        const model = await chosenModel(params.model, async () => service.list())
+        const { id: model, summary } = await chosenModelSummary(params.model, async () => service.list())
+        note(summary)
         return service.generate({ ...params, model }, onToken)
       }, config.workers)
       const result = argv.local === true
@@ -122,7 +155,8 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
         : await daemonOrOffline<GenerateResult>(config, {
           online: async client => {
             refuseWorkersOnline(argv)
-            const model = await chosenModel(params.model, async () => (await client.request('model.list')).models)
+            const { id: model, summary } = await chosenModelSummary(params.model, async () => (await client.request('model.list')).models)
+            note(summary)
             return client.request('generate', { ...params, model, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
               onStream: p => { onToken({ token: Number(p.token), text: typeof p.text === 'string' ? p.text : null }) }
             })

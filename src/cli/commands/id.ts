@@ -1,6 +1,5 @@
 /** `blyd id`: the node's PeerId and public key (from the daemon, or the key file when none runs). */
 import { toHex } from '../../daemon/block-json.ts'
-import { loadIdentity } from '../../daemon/identity.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import type { IdResult } from '../../protocols/ipc.ts'
@@ -17,6 +16,7 @@ export function idCommand (ctx: CliContext): CommandModule<any, any> {
       const id = await daemonOrOffline<IdResult>(config, {
         online: async client => client.request('id'),
         offline: async dataDir => {
+          const { loadIdentity } = await import('../../daemon/identity.ts')
           const identity = await loadIdentity(dataDir)
           return { peerId: identity.peerId.toString(), publicKey: toHex(identity.publicKey) }
         }

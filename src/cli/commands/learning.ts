@@ -6,9 +6,6 @@
  */
 import { resolve } from 'node:path'
 import { UsageError } from '../../daemon/errors.ts'
-import { proposeCheckpoint } from '../../learning/delta-propose.ts'
-import { changeValidators, listProposals, listValidators, peerIdOfKey, showProposal } from '../../learning/pol-commands.ts'
-import { createInferenceService } from '../../model/inference-service.ts'
 import { DELTA_CODECS } from '../../protocols/delta.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline, withOfflineStore } from '../daemon-or-offline.ts'
@@ -66,6 +63,7 @@ function proposeCommand (ctx: CliContext): CommandModule<any, any> {
         online: async client => client.request('delta.propose', { ...params }),
         offline: async dataDir => withLocalChain(dataDir, async (store, identity) => {
           // the claimed losses run the model: select the tfjs backend as `model logits` does
+          const [{ createInferenceService }, { proposeCheckpoint }] = await Promise.all([import('../../model/inference-service.ts'), import('../../learning/delta-propose.ts')])
           const service = createInferenceService({ store: () => store, backend: config.backend, maxLoadedModels: 1 })
           await service.start()
           try {
@@ -97,7 +95,14 @@ export function deltaCommand (ctx: CliContext): CommandModule<any, any> {
   }
 }
 
-function proposalLine (p: ProposalJson): string {
+/** the learning commands' chain queries (loaded when a command runs: they bring libp2p's key code) */
+async function polCommands (): Promise<typeof import('../../learning/pol-commands.ts')> {
+  return import('../../learning/pol-commands.ts')
+}
+
+type PeerIdOfKey = (key: string) => string
+
+function proposalLine (p: ProposalJson, peerIdOfKey: PeerIdOfKey): string {
   const gain = p.gain != null ? ` gain ${(p.gain * 100).toFixed(2)}%` : ''
   return `${p.id}  ${p.model.slice(0, 12)}  ${p.status}${p.status === 'accepted' ? '' : ` (${p.reason})`}  ${p.accepts}/${p.quorum ?? '-'} accepts, ${p.rejects} rejects${gain}  by ${peerIdOfKey(p.author)}`
 }
@@ -110,6 +115,7 @@ export function proposalsCommand (ctx: CliContext): CommandModule<any, any> {
     handler: async (argv: any) => {
       const model = argv.model !== undefined ? modelArg(argv.model) : undefined
       const config = await clientConfig(ctx, argv)
+      const { listProposals, peerIdOfKey } = await polCommands()
       const result = await daemonOrOffline<ProposalsResult>(config, {
         online: async client => client.request('proposals', model != null ? { model } : {}),
         offline: async dataDir => withOfflineStore(dataDir, async store => listProposals(store, model != null ? { model } : {}))
@@ -118,12 +124,12 @@ export function proposalsCommand (ctx: CliContext): CommandModule<any, any> {
         printJson(ctx, result)
         return
       }
-      ctx.stdout(result.proposals.length === 0 ? '' : result.proposals.map(proposalLine).join('\n') + '\n')
+      ctx.stdout(result.proposals.length === 0 ? '' : result.proposals.map(p => proposalLine(p, peerIdOfKey)).join('\n') + '\n')
     }
   }
 }
 
-function attestationLine (a: ProposalJson['attestations'][number]): string {
+function attestationLine (a: ProposalJson['attestations'][number], peerIdOfKey: PeerIdOfKey): string {
   const numbers = a.windows != null ? `  ${a.windows} windows, loss ${a.baseLoss?.toFixed(4)} -> ${a.candidateLoss?.toFixed(4)}, gain ${a.gain != null ? (a.gain * 100).toFixed(2) + '%' : '-'}, t ${a.t != null ? a.t.toFixed(2) : '-'}` : ''
   const counted = a.counted ? `counts as ${a.effectiveVerdict} (${a.effectiveReason})` : `ignored (${a.ignored})`
   return `${peerIdOfKey(a.validator)}  ${a.verdict} (${a.reason})  ${counted}${numbers}`
@@ -141,6 +147,7 @@ function showCommand (ctx: CliContext): CommandModule<any, any> {
       const id = String(argv.id)
       const model = argv.model !== undefined ? modelArg(argv.model) : undefined
       const config = await clientConfig(ctx, argv)
+      const { showProposal, peerIdOfKey } = await polCommands()
       const p = await daemonOrOffline<ProposalJson>(config, {
         online: async client => client.request('proposal.show', { id, ...(model != null ? { model } : {}) }),
         offline: async dataDir => withOfflineStore(dataDir, async store => showProposal(store, id, model != null ? { model } : {}))
@@ -160,7 +167,7 @@ function showCommand (ctx: CliContext): CommandModule<any, any> {
         ['claimed', `${Number(p.claimedBase) / 1e6} -> ${Number(p.claimedAfter) / 1e6} nats`],
         ['attestations', `${p.accepts} accept, ${p.rejects} reject, quorum ${p.quorum ?? '-'} of ${p.validators ?? '-'}`],
         ['gain', p.gain != null ? `${(p.gain * 100).toFixed(3)}%` : '-'],
-        ...p.attestations.map((a, i): [string, string] => [`  ${i + 1}`, attestationLine(a)])
+        ...p.attestations.map((a, i): [string, string] => [`  ${i + 1}`, attestationLine(a, peerIdOfKey)])
       ])
     }
   }
@@ -195,6 +202,7 @@ export function validatorsCommand (ctx: CliContext): CommandModule<any, any> {
       }
       const change = params.add != null || params.remove != null
       const config = await clientConfig(ctx, argv)
+      const { changeValidators, listValidators, peerIdOfKey } = await polCommands()
       const r = await daemonOrOffline<ValidatorsResult>(config, {
         online: async client => client.request('validators', params),
         offline: async dataDir => change

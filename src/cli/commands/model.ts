@@ -1,16 +1,13 @@
 /** `blyd model import|list|show|logits|init-demo`: models on the chain, via the daemon or in-process. */
 import { resolve } from 'node:path'
 import { UsageError } from '../../daemon/errors.ts'
-import { importModelWithGenesis } from '../../learning/model-genesis.ts'
-import { formatUnitList } from '../../model/chain-loader.ts'
-import { DEMO_DEFAULTS, writeDemoCheckpoint } from '../../model/demo-checkpoint.ts'
-import { planUnits } from '../../model/qwen3/plan.ts'
+import { DEMO_DEFAULTS } from '../../model/demo-defaults.ts'
+import { formatUnitList } from '../../model/unit-list.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { formatBytes } from '../format.ts'
 import { chosenModel, modelArg } from '../model-choice.ts'
 import { withLocalChain, withLocalInference } from '../model-local.ts'
-import { createProgressBar } from '../progress.ts'
 import type { LogitsResult, ModelDetailsJson, ModelImportResult, ModelSummaryJson } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
@@ -87,6 +84,7 @@ function importCommand (ctx: CliContext): CommandModule<any, any> {
       const dir = resolve(String(argv.dir))
       const tokenizer = typeof argv.tokenizer === 'string' ? resolve(argv.tokenizer) : undefined
       const name = typeof argv.name === 'string' ? argv.name : undefined
+      const { createProgressBar } = await import('../progress.ts')
       const bar = createProgressBar()
       let result: ModelImportResult
       try {
@@ -94,7 +92,7 @@ function importCommand (ctx: CliContext): CommandModule<any, any> {
           online: async client => client.request('model.import', { dir, ...(tokenizer != null ? { tokenizer } : {}), ...(name != null ? { name } : {}) }, {
             onStream: p => { bar.update({ phase: String(p.phase), done: Number(p.done), total: Number(p.total) }) }
           }),
-          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => importModelWithGenesis({
+          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => (await import('../../learning/model-genesis.ts')).importModelWithGenesis({
             store, signer: identity.signer, dir, tokenizer, name, onProgress: p => { bar.update(p) }
           }))
         })
@@ -130,7 +128,7 @@ function listCommand (ctx: CliContext): CommandModule<any, any> {
         printJson(ctx, { models })
         return
       }
-      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${incompleteNote(m)}${m.version != null ? `  version ${m.version.slice(0, 16)}` : ''}${m.loaded ? '  loaded' : ''}`)
+      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${incompleteNote(m)}${m.version != null ? `  version ${m.version.slice(0, 16)}` : ''}${m.loaded ? '  loaded' : ''}${m.randomWeights === true ? '  demo: RANDOM weights' : ''}`)
       ctx.stdout(lines.length === 0 ? '' : lines.join('\n') + '\n')
     }
   }
@@ -231,6 +229,18 @@ function logitsCommand (ctx: CliContext): CommandModule<any, any> {
   }
 }
 
+/** The commands that follow `model init-demo`, keeping its --data-dir (quoted for a shell where needed). */
+export function demoNextSteps (dir: string, dataDir: string | undefined, tokenizer: boolean): string {
+  const q = (text: string): string => /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, '\'\\\'\'')}'`
+  const dd = dataDir != null ? ` --data-dir ${q(dataDir)}` : ''
+  const prompt = tokenizer ? '--prompt "Hello"' : '--prompt-ids 1,2,3'
+  return 'next:\n' +
+    `  blyd model import ${q(dir)}${dd}\n` +
+    `  blyd start${dd}    (optional, in another terminal: without a daemon, commands run in-process)\n` +
+    `  blyd generate ${prompt}${dd}\n` +
+    (tokenizer ? `  blyd chat${dd}\n` : '')
+}
+
 function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'init-demo <dir>',
@@ -259,6 +269,7 @@ function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
         }
         ints[key] = v
       }
+      const [{ writeDemoCheckpoint }, { planUnits }] = await Promise.all([import('../../model/demo-checkpoint.ts'), import('../../model/qwen3/plan.ts')])
       const cfg = await writeDemoCheckpoint(dir, {
         layers: ints.layers,
         hidden: ints.hidden,
@@ -279,7 +290,7 @@ function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
       }
       ctx.stdout(`wrote a demo checkpoint with RANDOM weights (not a trained model: its output is meaningless) to ${dir}\n` +
         `${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocab ${cfg.vocabSize}, ${parameters} parameters\n` +
-        `next: blyd model import ${dir}\n`)
+        demoNextSteps(dir, typeof argv.dataDir === 'string' ? resolve(argv.dataDir) : undefined, argv.tokenizer !== false))
     }
   }
 }

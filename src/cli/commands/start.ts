@@ -1,6 +1,5 @@
 /** `blyd start`: run the daemon in the foreground until SIGINT/SIGTERM or `blyd stop`. */
 import { CONFIG_KEYS, CONFIG_SPEC, loadConfig } from '../../daemon/config.ts'
-import { createDaemon } from '../../daemon/daemon.ts'
 import { UsageError } from '../../daemon/errors.ts'
 import { createLogger } from '../../daemon/logger.ts'
 import type { ConfigKey } from '../../daemon/config.ts'
@@ -43,6 +42,8 @@ export function startCommand (ctx: CliContext): CommandModule<any, any> {
       const config = await loadConfig({ dataDir: argv.dataDir, env: ctx.env, flags })
       const logger = createLogger({ level: config.logLevel, write: line => { ctx.stderr(line) } })
       const log = logger.forComponent('bly:cli:start')
+      // the daemon (libp2p, tfjs, LevelDB) is loaded here so that other commands start without it
+      const { createDaemon } = await import('../../daemon/daemon.ts')
       const daemon = createDaemon({ config, logger })
       const onSignal = (signal: NodeJS.Signals): void => {
         log.info('signal', { signal })

@@ -1,4 +1,5 @@
 /** `blyd status`: what the running daemon is doing. */
+import { aloneHint } from '../../daemon/alone-hint.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { connectOrFail } from '../daemon-or-offline.ts'
 import { formatDuration } from '../format.ts'
@@ -103,6 +104,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['orphans', String(status.chain.counts.orphans)],
         ['addrs', (status.addrs ?? []).join(' ') || '-'],
         ['connections', String(status.connections ?? 0)],
+        ...(status.bootstrapPeers === 0 && (status.connections ?? 0) === 0 ? [['alone', aloneHint(status.addrs ?? [])] satisfies [string, string]] : []),
         ['serving', servingLine(status)],
         ['http', status.http != null ? `${status.http.url}${status.http.keyRequired ? ' (bearer key required)' : ''}` : '-'],
         ['validator', validatorLine(status)],

@@ -38,11 +38,17 @@ export function speculationOf (params: { draft?: string, speculate?: number }): 
   return { draft: params.draft, k }
 }
 
-/** Throws unless the request gives exactly one of prompt, chat and promptIds. */
-export function checkPromptParams (params: Pick<GenerateParams, 'prompt' | 'chat' | 'promptIds'>): void {
+/** The tokens that end a chat turn (Qwen3's end of message and end of text), where the tokenizer has them. */
+export const END_OF_TURN_TOKENS = ['<|im_end|>', '<|endoftext|>'] as const
+
+/** Throws unless the request gives exactly one of prompt, chat and promptIds (and enableThinking only with chat). */
+export function checkPromptParams (params: Pick<GenerateParams, 'prompt' | 'chat' | 'promptIds' | 'enableThinking'>): void {
   const given = [params.prompt, params.chat, params.promptIds].filter(v => v != null).length
   if (given !== 1) {
     throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'give exactly one of prompt, chat and promptIds')
+  }
+  if (params.enableThinking != null && params.chat == null) {
+    throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'enableThinking applies to chat only (it is a switch of the chat template)')
   }
 }
 
@@ -52,7 +58,7 @@ export function checkPromptParams (params: Pick<GenerateParams, 'prompt' | 'chat
  * `tokenizer()` is asked only when needed; text on a model without one is
  * refused with NO_TOKENIZER.
  */
-export function resolvePrompt (params: Pick<GenerateParams, 'prompt' | 'chat' | 'promptIds'>, modelIdHex: string, tokenizer: () => ChatTokenizer | null): ResolvedPrompt {
+export function resolvePrompt (params: Pick<GenerateParams, 'prompt' | 'chat' | 'promptIds' | 'enableThinking'>, modelIdHex: string, tokenizer: () => ChatTokenizer | null): ResolvedPrompt {
   checkPromptParams(params)
   if (params.promptIds != null) {
     return { prompt: params.promptIds, tokenizer: tokenizer() }
@@ -65,14 +71,19 @@ export function resolvePrompt (params: Pick<GenerateParams, 'prompt' | 'chat' | 
     const messages: ChatMessage[] = typeof params.chat === 'string'
       ? [{ role: 'user', content: params.chat }]
       : params.chat.map(m => ({ ...m, role: m.role as ChatMessage['role'] }))
-    return { prompt: t.encodeChat(messages), tokenizer: t }
+    return { prompt: t.encodeChat(messages, params.enableThinking != null ? { enableThinking: params.enableThinking } : {}), tokenizer: t }
   }
   return { prompt: t.encode(params.prompt as string), tokenizer: t }
 }
 
-/** The ids that end a generation: the model config's and the tokenizer's end-of-sequence tokens. */
-export function eosTokenIdsOf (configEos: number[], tokenizer: ChatTokenizer | null): number[] {
-  return [...new Set([...configEos, ...(tokenizer?.eosTokenIds ?? [])])]
+/**
+ * The ids that end a generation: the model config's and the tokenizer's
+ * end-of-sequence tokens, and for a chat (`chat` true) the end-of-turn tokens
+ * too (END_OF_TURN_TOKENS: a base model's config names only one of them).
+ */
+export function eosTokenIdsOf (configEos: number[], tokenizer: ChatTokenizer | null, chat = false): number[] {
+  const turn = chat && tokenizer != null ? END_OF_TURN_TOKENS.map(t => tokenizer.tokenId(t)).filter(id => id != null) : []
+  return [...new Set([...configEos, ...(tokenizer?.eosTokenIds ?? []), ...turn])]
 }
 
 /** The sampling options a request sets (unset ones keep the Sampler's defaults). */
