@@ -14,6 +14,7 @@ import { idCommand } from './commands/id.ts'
 import { modelCommand } from './commands/model.ts'
 import { peersCommand } from './commands/peers.ts'
 import { planCommand } from './commands/plan.ts'
+import { rewardsCommand } from './commands/rewards.ts'
 import { startCommand } from './commands/start.ts'
 import { statusCommand } from './commands/status.ts'
 import { stopCommand } from './commands/stop.ts'
@@ -60,6 +61,7 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(generateCommand(ctx))
     .command(peersCommand(ctx))
     .command(planCommand(ctx))
+    .command(rewardsCommand(ctx))
     .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate or peers (see blyd --help)')
     .recommendCommands()
     .strict()

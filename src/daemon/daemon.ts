@@ -7,16 +7,19 @@
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
+import { ledgerStatus } from '../learning/ledger/commands.ts'
+import { LedgerService } from '../learning/ledger/service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
 import { silentLogger } from '../protocols/logger.ts'
 import { directChannelBind } from './config.ts'
-import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
+import { CHAIN_DIR_NAME, DATA_DIR_MODE, LEDGER_STATUS_MAX_AGE_MS, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
+import { registerLedgerMethods } from './ledger-methods.ts'
 import { DataDirLock } from './lock.ts'
 import { registerMeshMethods } from './mesh-methods.ts'
 import { registerCoreMethods } from './methods.ts'
@@ -41,6 +44,8 @@ export class Daemon {
   readonly ipc: IpcServer
   readonly metrics: DaemonMetrics
   readonly inference: InferenceService
+  /** the BLY ledger folds of this node (caches shared by the rewards methods, status and metrics) */
+  readonly ledger: LedgerService
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
   private readonly logger: BlyComponentLogger
@@ -63,7 +68,12 @@ export class Daemon {
     this.logger = init.logger ?? silentLogger()
     this.log = this.logger.forComponent('bly:daemon')
     this.lock = new DataDirLock({ dataDir: init.config.dataDir })
-    this.metrics = new DaemonMetrics({ chainCounts: async () => this.storeValue?.counts(), ipcStats: () => this.ipc.stats() })
+    this.ledger = new LedgerService({ store: () => this.store })
+    this.metrics = new DaemonMetrics({
+      chainCounts: async () => this.storeValue?.counts(),
+      ipcStats: () => this.ipc.stats(),
+      ledgerTotals: () => this.ledger.folds().map(({ ledger }) => ({ model: ledger.model, minted: ledger.minted, paid: ledger.paid, receiptsPaid: ledger.counts.receiptsPaid, receiptsSkipped: ledger.counts.receiptsSkipped }))
+    })
     this.ipc = new IpcServer({
       socketPath: init.config.ipcSocket,
       maxLineBytes: init.config.ipcMaxLineBytes,
@@ -102,7 +112,8 @@ export class Daemon {
       net: () => {
         const mesh = this.meshValue
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
-      }
+      },
+      ledger: async () => ledgerStatus(this.ledger, this.identity.publicKey, 0, LEDGER_STATUS_MAX_AGE_MS)
     })
     registerModelMethods({
       ipc: this.ipc,
@@ -113,6 +124,16 @@ export class Daemon {
       generate: async (params, onToken, signal) => this.mesh.generate(params, onToken, signal)
     })
     registerMeshMethods({ ipc: this.ipc, mesh: () => this.mesh })
+    registerLedgerMethods({
+      ipc: this.ipc,
+      ledger: () => this.ledger,
+      store: () => this.authoringStore,
+      signer: () => this.identity.signer,
+      onSent: result => {
+        this.metrics.blocksCreated.inc({ chain: 'A' })
+        this.log.info('rewards.sent', { model: result.model, transfer: result.transfer, to: result.to, amount: result.amount, nonce: result.nonce })
+      }
+    })
   }
 
   get identity (): Identity {

@@ -17,6 +17,7 @@ import type { Identity } from './identity.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { LedgerStatusJson } from '../protocols/ipc-ledger.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
 import type { BackendStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
@@ -37,6 +38,8 @@ export interface MethodContext {
   requestStop(reason: string): void
   /** the network part of `status`: dialable addresses, open connections, the span served */
   net?(): { addrs: string[], connections: number, serving: ServingJson | null } | undefined
+  /** the ledger part of `status`: this node's balances and receipts not yet published */
+  ledger?(): Promise<LedgerStatusJson>
 }
 
 export function registerCoreMethods (ctx: MethodContext): void {
@@ -57,6 +60,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       ...(ctx.workers != null ? { workers: ctx.workers() } : {}),
       chain: info,
       ...(ctx.net?.() ?? {}),
+      ...(ctx.ledger != null ? { ledger: await ctx.ledger() } : {}),
       ipc: stats
     }
   })

@@ -6,7 +6,18 @@ import { Counter, Gauge, Registry } from 'prom-client'
 import type { ChainCounts } from '../chain/types.ts'
 import type { IpcLoadJson } from '../protocols/ipc.ts'
 
+/** One model's ledger totals as the metrics read them (from the daemon's last fold of it). */
+export interface LedgerTotals {
+  model: string
+  minted: bigint
+  paid: bigint
+  receiptsPaid: number
+  receiptsSkipped: number
+}
+
 export interface DaemonMetricsInit {
+  /** read when scraped, for the ledger gauges (the last folds: a scrape folds nothing) */
+  ledgerTotals?(): LedgerTotals[]
   /** read when scraped, for the chain block gauges */
   chainCounts?(): Promise<ChainCounts | undefined>
   /** read when scraped, for the IPC load gauges */
@@ -25,6 +36,10 @@ export class DaemonMetrics {
   readonly blocksCreated: Counter<'chain'>
   readonly chainRejections: Counter<'code'>
   readonly chainBlocks: Gauge<'chain'>
+  readonly ledgerMinted: Gauge<'model'>
+  readonly ledgerPaid: Gauge<'model'>
+  readonly ledgerReceipts: Gauge<'model' | 'outcome'>
+  readonly ledgerReceiptEvents: Counter<'event'>
 
   constructor (init: DaemonMetricsInit = {}) {
     this.registry = new Registry()
@@ -65,6 +80,26 @@ export class DaemonMetrics {
         }
       }
     })
+    const ledgerTotals = init.ledgerTotals
+    const ledgerGauge = <L extends string>(name: string, help: string, labelNames: L[], set: (g: Gauge<L>, t: LedgerTotals) => void): Gauge<L> => new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect () {
+        for (const t of ledgerTotals?.() ?? []) {
+          set(this, t)
+        }
+      }
+    })
+    // base units as a float64: exact up to 2^53, the order of magnitude beyond (the exact values: blyd rewards verify)
+    this.ledgerMinted = ledgerGauge('blyd_ledger_minted', 'BLY base units minted on a model\'s ledger (genesis, accepted proposals, agreeing validators), as of the daemon\'s last fold', ['model'], (g, t) => { g.set({ model: t.model }, Number(t.minted)) })
+    this.ledgerPaid = ledgerGauge('blyd_ledger_paid', 'BLY base units clients paid stages for receipts on a model\'s ledger, as of the last fold', ['model'], (g, t) => { g.set({ model: t.model }, Number(t.paid)) })
+    this.ledgerReceipts = ledgerGauge('blyd_ledger_receipts', 'receipts folded on a model\'s ledger by outcome (paid, skipped), as of the last fold', ['model', 'outcome'], (g, t) => {
+      g.set({ model: t.model, outcome: 'paid' }, t.receiptsPaid)
+      g.set({ model: t.model, outcome: 'skipped' }, t.receiptsSkipped)
+    })
+    this.ledgerReceiptEvents = new Counter({ name: 'blyd_ledger_receipts_total', help: 'receipts this node handled: cosigned (as a stage), signed (as a client), refused (a client\'s receipt this stage would not co-sign), published (in a Receipt block)', labelNames: ['event'], registers })
   }
 
   /** the Prometheus text exposition */

@@ -7,6 +7,7 @@
  * stream notifications: the daemon's registrations and the client's requests
  * are both typed by it, so a method's types are written once.
  */
+import type { LedgerStatusJson, RewardsBalanceResult, RewardsExplainParams, RewardsExplainResult, RewardsHistoryResult, RewardsParams, RewardsSendParams, RewardsSendResult, RewardsVerifyResult } from './ipc-ledger.ts'
 import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
@@ -91,6 +92,8 @@ export interface StatusResult {
   connections?: number
   /** the span this node serves (--model, --layers), null when none */
   serving?: ServingJson | null
+  /** this node's BLY balance per model and its receipts not yet published (docs/ledger.md) */
+  ledger?: LedgerStatusJson
   ipc: {
     requests: number
     errors: Record<string, number>
@@ -492,6 +495,11 @@ export interface IpcMethods {
   'net.status': IpcMethod<NoParams, NetStatusJson>
   peers: IpcMethod<PeersParams, PeersResult>
   plan: IpcMethod<PlanParams, PlanResult>
+  'rewards.balance': IpcMethod<RewardsParams, RewardsBalanceResult>
+  'rewards.history': IpcMethod<RewardsParams, RewardsHistoryResult>
+  'rewards.explain': IpcMethod<RewardsExplainParams, RewardsExplainResult>
+  'rewards.send': IpcMethod<RewardsSendParams, RewardsSendResult>
+  'rewards.verify': IpcMethod<NoParams, RewardsVerifyResult>
 }
 
 export type IpcMethodName = keyof IpcMethods & string
@@ -525,7 +533,12 @@ const IPC_METHOD_TABLE: { [K in IpcMethodName]: true } = {
   generate: true,
   'net.status': true,
   peers: true,
-  plan: true
+  plan: true,
+  'rewards.balance': true,
+  'rewards.history': true,
+  'rewards.explain': true,
+  'rewards.send': true,
+  'rewards.verify': true
 }
 
 /** The names of IpcMethods, sorted (what a daemon's `methods` answers). */
