@@ -8,6 +8,8 @@ import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
 import { ledgerStatus } from '../learning/ledger/commands.ts'
+import { createReceiptOutbox } from '../learning/ledger/outbox.ts'
+import { ledgerHead, receiptNonceSpent, receiptTermsRefusal } from '../learning/ledger/query.ts'
 import { LedgerService } from '../learning/ledger/service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
@@ -28,10 +30,16 @@ import { registerModelMethods } from './model-methods.ts'
 import { blydVersion } from './version.ts'
 import type { BlydConfig } from './config.ts'
 import type { Identity } from './identity.ts'
-import type { ChainStoreApi } from '../chain/types.ts'
+import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
+import type { LedgerFold } from '../learning/ledger/fold.ts'
+import type { ReceiptOutbox } from '../learning/ledger/outbox.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
+
+function toHex (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
 
 export interface DaemonInit {
   config: BlydConfig
@@ -57,6 +65,8 @@ export class Daemon {
   /** the store as block authors see it: createBlock also gossips the block */
   private authoringValue: ChainStoreApi | undefined
   private meshValue: Mesh | undefined
+  /** this node's co-signed receipts as a stage, until published */
+  private outboxValue: ReceiptOutbox | undefined
   private startedAt: number
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
   private stopping: Promise<void> | undefined
@@ -113,7 +123,7 @@ export class Daemon {
         const mesh = this.meshValue
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
       },
-      ledger: async () => ledgerStatus(this.ledger, this.identity.publicKey, 0, LEDGER_STATUS_MAX_AGE_MS)
+      ledger: async () => ledgerStatus(this.ledger, this.identity.publicKey, this.outboxValue?.pending ?? 0, LEDGER_STATUS_MAX_AGE_MS)
     })
     registerModelMethods({
       ipc: this.ipc,
@@ -231,6 +241,8 @@ export class Daemon {
         faults
       })
       this.authoringValue = publishingStore(store, block => { mesh.publish(block.id) })
+      this.outboxValue = this.receiptOutbox(identity.signer)
+      this.outboxValue.start()
       await mesh.start()
       this.meshValue = mesh
       this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
@@ -283,9 +295,35 @@ export class Daemon {
     return this.stopping
   }
 
+  /** The stage's receipt outbox: terms, spent nonces and parents read from this node's ledger folds. */
+  private receiptOutbox (signer: BlockSigner): ReceiptOutbox {
+    const recent = async (model: Uint8Array): Promise<LedgerFold> => this.ledger.recent(model, LEDGER_STATUS_MAX_AGE_MS)
+    return createReceiptOutbox({
+      store: () => this.authoringStore,
+      signer,
+      terms: async body => receiptTermsRefusal(await recent(body.model), body),
+      spent: async body => receiptNonceSpent((await recent(body.model)).ledger, toHex(body.client), toHex(body.stage), body.nonce),
+      parents: async model => {
+        const head = ledgerHead((await recent(model)).ledger)
+        return head != null ? [Uint8Array.from(Buffer.from(head.block, 'hex'))] : []
+      },
+      onEvent: (event, count) => {
+        this.metrics.ledgerReceiptEvents.inc({ event }, count)
+        if (event === 'published') {
+          this.metrics.blocksCreated.inc({ chain: 'A' })
+        }
+      }
+    })
+  }
+
   private async teardown (): Promise<void> {
     this.disarmFaults()
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
+    if (this.outboxValue != null) {
+      // publish what was co-signed while the network can still gossip it
+      await this.outboxValue.stop().catch(err => { this.log.error('receipts.flush.failed', { error: err.message }) })
+      this.outboxValue = undefined
+    }
     if (this.meshValue != null) {
       // the announcer withdraws the span before libp2p goes
       await this.meshValue.stop().catch(err => { this.log.error('net.stop.failed', { error: err.message }) })

@@ -11,3 +11,17 @@ export const DEFAULT_EVAL_PERMILLE = 100
  * 10% eval stay under 200 MB; typical datasets take kilobytes.
  */
 export const DEFAULT_EVAL_WINDOWS_CACHE_ENTRIES = 64
+
+/**
+ * Receipts a stage's outbox puts in one Receipt block (protocols/ledger.md
+ * allows up to 4096): 1024 receipts are a 345 KB payload, one chunk, and a
+ * block per 1024 generations served keeps chain A small.
+ */
+export const DEFAULT_RECEIPT_BATCH = 1024
+
+/**
+ * Longest a co-signed receipt waits in the outbox before it is published
+ * (ms): a stage is paid within a minute of serving even when it serves few
+ * generations.
+ */
+export const DEFAULT_RECEIPT_FLUSH_MS = 60_000

@@ -80,8 +80,32 @@ async function blocksOf (store: ChainStoreApi, type: BlockType, modelHex: Hex): 
   return out
 }
 
+/** The four signature outcomes, shared by every receipt (a million receipts hold no million objects). */
+const SIGNATURES = [
+  Object.freeze({ client: false, stage: false }),
+  Object.freeze({ client: true, stage: false }),
+  Object.freeze({ client: false, stage: true }),
+  Object.freeze({ client: true, stage: true })
+] as const
+
+/** One string per distinct key or id of a fold (entries keep references, not copies). */
+type Intern = (bytes: Uint8Array) => Hex
+
+function interner (): Intern {
+  const seen = new Map<string, Hex>()
+  return (bytes) => {
+    const hex = toHex(bytes)
+    const known = seen.get(hex)
+    if (known != null) {
+      return known
+    }
+    seen.set(hex, hex)
+    return hex
+  }
+}
+
 /** The receipts of a Receipt block, decoded, root-checked and signature-checked (through the cache). */
-async function readBatch (store: ChainStoreApi, block: StoredBlock, cache: LedgerCache): Promise<ReceiptBatchInput> {
+async function readBatch (store: ChainStoreApi, block: StoredBlock, cache: LedgerCache, intern: Intern): Promise<ReceiptBatchInput> {
   const payload = await readSmallPayload(store, block)
   if (payload == null) {
     return { status: 'payload-missing' }
@@ -115,17 +139,17 @@ async function readBatch (store: ChainStoreApi, block: StoredBlock, cache: Ledge
   }
   const receipts: ReceiptItem[] = decoded.map((d, i) => ({
     id: toHex(d.id),
-    model: toHex(d.receipt.model),
-    version: toHex(d.receipt.version),
-    governance: toHex(d.receipt.governance),
-    client: toHex(d.receipt.client),
-    stage: toHex(d.receipt.stage),
+    model: intern(d.receipt.model),
+    version: intern(d.receipt.version),
+    governance: intern(d.receipt.governance),
+    client: intern(d.receipt.client),
+    stage: intern(d.receipt.stage),
     nonce: d.receipt.nonce,
     layerStart: d.receipt.layerStart,
     layerEnd: d.receipt.layerEnd,
     positions: d.receipt.positions,
     tokens: d.receipt.tokens,
-    signatures: { client: ((flags as Uint8Array)[i] & 1) !== 0, stage: ((flags as Uint8Array)[i] & 2) !== 0 }
+    signatures: SIGNATURES[(flags as Uint8Array)[i] & 3]
   }))
   return { status: 'ok', receipts }
 }
@@ -199,6 +223,7 @@ export async function foldLedger (store: ChainStoreApi, modelId: Uint8Array, opt
     decoderLayers: decoderLayers(await store.get(modelId))
   }
   const steps: Step[] = []
+  const intern = interner()
   const genesis = learning.genesis
   if (genesis.status === 'ok') {
     const at = await depths.position(fromHex(genesis.block))
@@ -208,7 +233,7 @@ export async function foldLedger (store: ChainStoreApi, modelId: Uint8Array, opt
   for (const block of await blocksOf(store, BlockType.Receipt, modelHex)) {
     const at = await depths.position(block.id)
     const stage = toHex(block.header.author)
-    steps.push({ at, run: async state => { state.receipts(at.block, at, stage, await readBatch(store, block, cache), ctx) } })
+    steps.push({ at, run: async state => { state.receipts(at.block, at, stage, await readBatch(store, block, cache, intern), ctx) } })
   }
   for (const block of await blocksOf(store, BlockType.Transfer, modelHex)) {
     const at = await depths.position(block.id)

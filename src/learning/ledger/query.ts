@@ -5,7 +5,9 @@
  * follow, and a sender's next transfer nonce.
  */
 import { LedgerError, LedgerErrorCode } from './errors.ts'
+import type { LedgerFold } from './fold.ts'
 import type { Hex, LedgerEntry, LedgerResult, Position } from './types.ts'
+import type { ReceiptBody } from '../../protocols/receipt.ts'
 
 export function balanceOf (result: LedgerResult, key: Hex): bigint {
   return result.balances.get(key.toLowerCase()) ?? 0n
@@ -86,4 +88,29 @@ export function nextTransferNonce (result: LedgerResult, sender: Hex): bigint {
     }
   }
   return max + 1n
+}
+
+/** Skips that do not spend a receipt's nonce (protocols/ledger.md): a forgery or a misfiled receipt burns nothing. */
+const UNSPENT: ReadonlySet<string> = new Set(['model', 'not-stage', 'client-signature', 'stage-signature'])
+
+/** True when the fold judged a receipt of (client, stage, nonce): a stage never co-signs that nonce again. */
+export function receiptNonceSpent (result: LedgerResult, client: Hex, stage: Hex, nonce: bigint): boolean {
+  return result.entries.some(e => e.kind === 'receipt' && e.from === client && e.to === stage && e.nonce === nonce && !UNSPENT.has(e.reason ?? ''))
+}
+
+/**
+ * Why a stage of this node would refuse a receipt's terms (its version is
+ * none of the model's versions, its governance state none of the model's
+ * states with params: the fold would skip it), or null.
+ */
+export function receiptTermsRefusal (fold: LedgerFold, r: Pick<ReceiptBody, 'version' | 'governance'>): string | null {
+  const version = Buffer.from(r.version).toString('hex')
+  if (!fold.learning.versions.some(v => v.id === version)) {
+    return `version ${version} is not one of the model's versions`
+  }
+  const governance = Buffer.from(r.governance).toString('hex')
+  if (fold.learning.governance.history.find(g => g.id === governance)?.params == null) {
+    return `governance state ${governance} is not one of the model's states with params`
+  }
+  return null
 }

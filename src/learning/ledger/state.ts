@@ -32,12 +32,18 @@ export class LedgerState {
   readonly counts = { blocks: 0, receiptsPaid: 0, receiptsSkipped: 0, transfersApplied: 0, transfersSkipped: 0 }
   /** receipt ids judged (paid or skipped): permanent, no TTL */
   private readonly spentReceipts = new Set<Hex>()
-  /** `client:stage:nonce` of judged receipts */
+  /** `client:stage:nonce` of judged receipts, keys as account numbers (short strings: a million of them fit) */
   private readonly spentReceiptNonces = new Set<string>()
   /** `sender:nonce` of judged transfers */
   private readonly spentTransferNonces = new Set<string>()
-  /** every source credited so far */
+  /** receipt ids credited so far */
+  private readonly creditedReceipts = new Set<Hex>()
+  /** every other source credited so far (entry ids) */
   private readonly credited = new Set<string>()
+  /** a small number per key seen, for the nonce keys */
+  private readonly accounts = new Map<Hex, number>()
+  /** one `blocks` list per block position, shared by its entries */
+  private readonly blockLists = new Map<Hex, Hex[]>()
 
   constructor (model: Hex) {
     this.model = model
@@ -55,13 +61,33 @@ export class LedgerState {
     this.violations.push(v)
   }
 
-  /** credit `to` once per `source` */
-  private credit (to: Hex, amount: bigint, source: string, at: Position): boolean {
-    if (this.credited.has(source)) {
-      this.violation({ invariant: 'double-credit', at, message: `${source} would credit twice` })
+  private account (key: Hex): number {
+    let n = this.accounts.get(key)
+    if (n == null) {
+      n = this.accounts.size
+      this.accounts.set(key, n)
+    }
+    return n
+  }
+
+  private blocksOf (block: Hex): Hex[] {
+    let list = this.blockLists.get(block)
+    if (list == null) {
+      list = [block]
+      this.blockLists.set(block, list)
+    }
+    return list
+  }
+
+  /** credit `to` once per `source` (a receipt id for receipts, else the entry id) */
+  private credit (to: Hex, amount: bigint, source: { receipt: Hex } | { entry: string }, at: Position): boolean {
+    const seen = 'receipt' in source ? this.creditedReceipts : this.credited
+    const key = 'receipt' in source ? source.receipt : source.entry
+    if (seen.has(key)) {
+      this.violation({ invariant: 'double-credit', at, message: `${'receipt' in source ? 'receipt ' : ''}${key} would credit twice` })
       return false
     }
-    this.credited.add(source)
+    seen.add(key)
     this.balances.set(to, this.balance(to) + amount)
     return true
   }
@@ -73,14 +99,14 @@ export class LedgerState {
       this.record({ ...entry, reason: 'supply' })
       return
     }
-    if (this.credit(to, amount, id, at)) {
+    if (this.credit(to, amount, { entry: id }, at)) {
       this.minted += amount
       this.record({ ...entry, applied: true })
     }
   }
 
   /** move `amount` from `from` to `to` when `from` holds it; returns whether it moved */
-  private move (from: Hex, to: Hex, amount: bigint, source: string, at: Position): boolean {
+  private move (from: Hex, to: Hex, amount: bigint, source: { receipt: Hex } | { entry: string }, at: Position): boolean {
     const have = this.balance(from)
     if (have < amount) {
       return false
@@ -122,8 +148,9 @@ export class LedgerState {
       to: r.stage,
       amount: 0n,
       at,
-      blocks: [block],
+      blocks: this.blocksOf(block),
       receipt: r.id,
+      nonce: r.nonce,
       signatures: r.signatures
     }
     const skip = (reason: SkipReason): void => {
@@ -151,7 +178,7 @@ export class LedgerState {
       skip('replay')
       return
     }
-    const nonceKey = `${r.client}:${r.stage}:${r.nonce}`
+    const nonceKey = `${this.account(r.client)}:${this.account(r.stage)}:${r.nonce}`
     if (this.spentReceiptNonces.has(nonceKey)) {
       skip('nonce-spent')
       return
@@ -186,7 +213,7 @@ export class LedgerState {
       return
     }
     entry.amount = amount
-    if (!this.move(r.client, r.stage, amount, `receipt:${r.id}`, at)) {
+    if (!this.move(r.client, r.stage, amount, { receipt: r.id }, at)) {
       skip('client-balance')
       return
     }
@@ -199,14 +226,14 @@ export class LedgerState {
   transfer (block: Hex, at: Position, from: Hex, to: Hex, amount: bigint, nonce: bigint): void {
     this.counts.blocks++
     const entry: LedgerEntry = { id: `transfer:${block}`, kind: 'transfer', applied: false, from, to, amount, at, blocks: [block], nonce }
-    const nonceKey = `${from}:${nonce}`
+    const nonceKey = `${this.account(from)}:${nonce}`
     if (this.spentTransferNonces.has(nonceKey)) {
       this.counts.transfersSkipped++
       this.record({ ...entry, reason: 'nonce-spent' })
       return
     }
     this.spentTransferNonces.add(nonceKey)
-    if (!this.move(from, to, amount, entry.id, at)) {
+    if (!this.move(from, to, amount, { entry: entry.id }, at)) {
       this.counts.transfersSkipped++
       this.record({ ...entry, reason: 'balance' })
       return
@@ -236,7 +263,7 @@ export class LedgerState {
         this.record({ ...entry, applied: true, amount: 0n })
         continue
       }
-      if (!this.move(p.proposer, v.key, p.validatorReward, id, at)) {
+      if (!this.move(p.proposer, v.key, p.validatorReward, { entry: id }, at)) {
         this.record({ ...entry, reason: 'proposer-balance' })
         continue
       }

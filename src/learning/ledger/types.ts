@@ -44,7 +44,7 @@ export interface LedgerEntry {
   at: Position
   /** every block that produced it (the explanation), `at.block` included */
   blocks: Hex[]
-  /** receipts: the receipt id; transfers: the nonce; proposals: the gain in micro-nats */
+  /** receipts: the receipt id; receipts and transfers: the nonce; proposals: the gain in micro-nats */
   receipt?: Hex
   nonce?: bigint
   gainMicroNats?: bigint
