@@ -7,9 +7,10 @@
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
-import { ledgerStatus } from '../learning/ledger/commands.ts'
+import { ledgerStatus, parsePeerKey } from '../learning/ledger/commands.ts'
 import { createReceiptOutbox } from '../learning/ledger/outbox.ts'
-import { ledgerHead, receiptNonceSpent, receiptTermsRefusal } from '../learning/ledger/query.ts'
+import { balanceOf, ledgerHead, receiptNonceSpent, receiptTermsRefusal } from '../learning/ledger/query.ts'
+import { ClientReceipts, priorityForBalance, stageReceipts } from '../learning/ledger/receipt-exchange.ts'
 import { LedgerService } from '../learning/ledger/service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
@@ -33,12 +34,16 @@ import type { Identity } from './identity.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { LedgerFold } from '../learning/ledger/fold.ts'
 import type { ReceiptOutbox } from '../learning/ledger/outbox.ts'
-import type { Mesh } from '../mesh/mesh.ts'
+import type { Mesh, MeshReceipts } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 
 function toHex (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+function fromHex (hex: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
 export interface DaemonInit {
@@ -217,11 +222,15 @@ export class Daemon {
       // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
       const faults = stageFaultsFromEnv(process.env)
       this.disarmFaults = armFaultSignal(faults, process)
+      const outbox = this.receiptOutbox(identity.signer)
+      this.outboxValue = outbox
+      outbox.start()
       const mesh = createMesh({
         store,
         privateKey: identity.privateKey,
         inference: this.inference,
-        logger: this.logger
+        logger: this.logger,
+        receipts: this.meshReceipts(identity.signer, outbox)
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
         listen: config.listen,
@@ -241,8 +250,6 @@ export class Daemon {
         faults
       })
       this.authoringValue = publishingStore(store, block => { mesh.publish(block.id) })
-      this.outboxValue = this.receiptOutbox(identity.signer)
-      this.outboxValue.start()
       await mesh.start()
       this.meshValue = mesh
       this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
@@ -293,6 +300,37 @@ export class Daemon {
       }
     })()
     return this.stopping
+  }
+
+  /**
+   * The mesh's side of the ledger (docs/ledger.md): the client signs its
+   * receipts on the live version and the current governance state; the
+   * served stage hands receipts to the outbox; a client without balance in
+   * the last fold of the model is served at background priority (a model
+   * not folded yet is folded in the background meanwhile).
+   */
+  private meshReceipts (signer: BlockSigner, outbox: ReceiptOutbox): MeshReceipts {
+    const clients = new ClientReceipts(signer, async model => {
+      const { learning } = await this.ledger.recent(model, LEDGER_STATUS_MAX_AGE_MS)
+      return learning.genesis.status === 'ok' ? { version: fromHex(learning.live.id), governance: fromHex(learning.governance.current.id) } : null
+    })
+    return {
+      client: modelHex => clients.forModel(modelHex),
+      stage: stageReceipts(outbox),
+      priorityFor: (client, modelId, requested) => {
+        const fold = this.ledger.folds().find(f => f.ledger.model === modelId)
+        if (fold == null && /^[0-9a-f]{64}$/.test(modelId)) {
+          void this.ledger.recent(fromHex(modelId), LEDGER_STATUS_MAX_AGE_MS).catch(() => {})
+        }
+        let balance: bigint | undefined
+        try {
+          balance = fold != null ? balanceOf(fold.ledger, toHex(parsePeerKey(client))) : undefined
+        } catch {
+          balance = undefined
+        }
+        return priorityForBalance(balance, requested)
+      }
+    }
   }
 
   /** The stage's receipt outbox: terms, spent nonces and parents read from this node's ledger folds. */

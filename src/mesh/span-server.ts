@@ -37,7 +37,7 @@ import type { LayerRange } from '../model/qwen3/layer-range.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { NodeAnnouncer, SpanStats } from '../net/records/announcer.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
-import type { StageServer } from '../pipeline/stage-server.ts'
+import type { StageReceipts, StageServer } from '../pipeline/stage-server.ts'
 import type { ReplanJson, ServingJson } from '../protocols/ipc-mesh.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -54,6 +54,8 @@ export interface SpanServerComponents {
   workersFor?(config: ModelManifest['qwen3']): number
   /** logs as bly:mesh:span-server; the stage server and announcer get it too */
   logger: BlyComponentLogger
+  /** the stage's receipt handler and admission rule (docs/ledger.md) */
+  receipts?: { stage?: StageReceipts, priorityFor?(client: string, modelId: string, requested: number): number }
 }
 
 export interface SpanServerInit {
@@ -351,7 +353,9 @@ export class SpanServer {
       layers: range,
       directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
       ...this.init.stageLimits,
-      ...(this.init.faults != null ? { faults: this.init.faults } : {})
+      ...(this.init.faults != null ? { faults: this.init.faults } : {}),
+      ...(this.components.receipts?.stage != null ? { receipts: this.components.receipts.stage } : {}),
+      ...(this.components.receipts?.priorityFor != null ? { priorityFor: this.components.receipts.priorityFor } : {})
     })
     await stage.start()
     await this.owners.releaseOthers(libp2p.token)
