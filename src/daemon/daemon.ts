@@ -339,6 +339,7 @@ export class Daemon {
     return createReceiptOutbox({
       store: () => this.authoringStore,
       signer,
+      flushIntervalMs: this.config.receiptFlushMs,
       terms: async body => receiptTermsRefusal(await recent(body.model), body),
       spent: async body => receiptNonceSpent((await recent(body.model)).ledger, toHex(body.client), toHex(body.stage), body.nonce),
       parents: async model => {
