@@ -11,6 +11,7 @@ import { chainCommand } from './commands/chain.ts'
 import { dataCommand } from './commands/data.ts'
 import { generateCommand } from './commands/generate.ts'
 import { idCommand } from './commands/id.ts'
+import { deltaCommand, proposalCommand, proposalsCommand, validatorsCommand } from './commands/learning.ts'
 import { modelCommand } from './commands/model.ts'
 import { peersCommand } from './commands/peers.ts'
 import { planCommand } from './commands/plan.ts'
@@ -61,8 +62,12 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(generateCommand(ctx))
     .command(peersCommand(ctx))
     .command(planCommand(ctx))
+    .command(deltaCommand(ctx))
+    .command(proposalsCommand(ctx))
+    .command(proposalCommand(ctx))
+    .command(validatorsCommand(ctx))
     .command(rewardsCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate or peers (see blyd --help)')
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, peers, plan, delta, proposals, proposal, validators or rewards (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())

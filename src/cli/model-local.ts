@@ -6,6 +6,7 @@
 import { mkdir } from 'node:fs/promises'
 import { DATA_DIR_MODE } from '../daemon/constants.ts'
 import { loadOrCreateIdentity } from '../daemon/identity.ts'
+import { createChainModelVersions } from '../learning/model-versions.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { withOfflineStore } from './daemon-or-offline.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
@@ -23,14 +24,15 @@ export async function withLocalChain<T> (dataDir: string, fn: (store: ChainStore
 }
 
 /**
- * An inference service over the data dir's store, stopped after `fn`. It is
+ * An inference service over the data dir's store (reading the models'
+ * versions from it), stopped after `fn`. It is
  * started on `backend` (which selects the tfjs backend); null leaves it
  * unstarted, for work that reads the chain only (list, show). `workers`:
  * tensor-parallel worker threads for the model's layers (default auto).
  */
 export async function withLocalInference<T> (dataDir: string, backend: string | null, fn: (service: InferenceService) => Promise<T>, workers?: WorkersSetting): Promise<T> {
   return withOfflineStore(dataDir, async store => {
-    const service = createInferenceService({ store: () => store, backend: backend ?? 'auto', maxLoadedModels: 1, workers })
+    const service = createInferenceService({ store: () => store, backend: backend ?? 'auto', maxLoadedModels: 1, workers, versions: createChainModelVersions({ store: () => store }) })
     if (backend != null) {
       await service.start()
     }

@@ -50,6 +50,13 @@
  * more is answered with an error line and closed
  * - ipcMaxBatch (number 1..100000): calls one JSON-RPC batch may hold
  * - logLevel (string): error | warn | info | debug | trace (daemon/logger.ts)
+ * - httpListen (string | null): serve the OpenAI-compatible HTTP API and
+ * /metrics on HOST:PORT, [IPV6]:PORT or PORT (127.0.0.1); null = off
+ * - httpApiKey (string | null): bearer key the HTTP API asks for (null: none;
+ * prefer config.json or BLYD_HTTP_API_KEY to the flag, which `ps` shows)
+ * - httpMaxBodyBytes (number): longest HTTP request body read (413 past it)
+ * - httpMaxConcurrent (number 1..4096): generations the HTTP API runs at
+ * once; one more is answered 429
  */
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
@@ -64,6 +71,8 @@ import {
   MAX_RECORD_TTL_MS, MAX_SOCKET_PATH_BYTES, MAX_STAGE_CACHE_POSITIONS, MAX_STAGE_SESSIONS, MAX_STEP_TIMEOUT_MS, MIN_RECORD_TTL_MS, MIN_STEP_TIMEOUT_MS, SOCKET_FILE_NAME
 } from './constants.ts'
 import { ConfigError } from './errors.ts'
+import { HTTP_API_DEFAULTS, MAX_HTTP_BODY_BYTES, MAX_HTTP_CONCURRENT, MIN_HTTP_BODY_BYTES } from './http/constants.ts'
+import { parseHttpListen } from './http/listen-address.ts'
 import type { WorkersSetting } from '../model/workers.ts'
 
 export type Backend = typeof BACKENDS[number]
@@ -114,6 +123,12 @@ export interface BlydConfig {
   /** calls one JSON-RPC batch may hold */
   ipcMaxBatch: number
   logLevel: LogLevel
+  /** HOST:PORT of the HTTP API (null: off) */
+  httpListen: string | null
+  /** bearer key of the HTTP API (null: none) */
+  httpApiKey: string | null
+  httpMaxBodyBytes: number
+  httpMaxConcurrent: number
 }
 
 /** The keys config.json, env and flags may set (dataDir is resolved separately). */
@@ -401,6 +416,44 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     describe: `log level: ${LOG_LEVELS.join(' | ')}`,
     kind: 'string',
     parse: oneOf(LOG_LEVELS)
+  },
+  httpListen: {
+    env: 'BLYD_HTTP_LISTEN',
+    flag: 'http-listen',
+    describe: `serve the OpenAI-compatible HTTP API and /metrics on HOST:PORT (a PORT alone: ${HTTP_API_DEFAULTS.host}); off by default`,
+    kind: 'string',
+    parse: (value, where) => {
+      if (value !== null && (typeof value !== 'string' || parseHttpListen(value) == null)) {
+        fail(where, `must be HOST:PORT, [IPV6]:PORT or PORT, or null (got ${show(value)})`)
+      }
+      return value
+    }
+  },
+  httpApiKey: {
+    env: 'BLYD_HTTP_API_KEY',
+    flag: 'http-api-key',
+    describe: 'bearer key the HTTP API asks for (Authorization: Bearer KEY); prefer BLYD_HTTP_API_KEY or config.json, a flag shows in ps',
+    kind: 'string',
+    parse: (value, where) => {
+      if (value !== null && (typeof value !== 'string' || !/^[\x21-\x7e]{1,4096}$/.test(value))) {
+        fail(where, 'must be 1 to 4096 printable ASCII characters without spaces, or null')
+      }
+      return value
+    }
+  },
+  httpMaxBodyBytes: {
+    env: 'BLYD_HTTP_MAX_BODY_BYTES',
+    flag: 'http-max-body-bytes',
+    describe: 'longest HTTP API request body read, in bytes; a longer one is answered 413',
+    kind: 'number',
+    parse: integerIn(MIN_HTTP_BODY_BYTES, MAX_HTTP_BODY_BYTES)
+  },
+  httpMaxConcurrent: {
+    env: 'BLYD_HTTP_MAX_CONCURRENT',
+    flag: 'http-max-concurrent',
+    describe: 'generations the HTTP API runs at once; one more is answered 429',
+    kind: 'number',
+    parse: integerIn(1, MAX_HTTP_CONCURRENT)
   }
 }
 
@@ -460,7 +513,11 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     ipcMaxBufferedLineBytes: null,
     ipcMaxConnections: DEFAULT_IPC_MAX_CONNECTIONS,
     ipcMaxBatch: DEFAULT_IPC_MAX_BATCH,
-    logLevel: DEFAULT_LOG_LEVEL
+    logLevel: DEFAULT_LOG_LEVEL,
+    httpListen: null,
+    httpApiKey: null,
+    httpMaxBodyBytes: HTTP_API_DEFAULTS.maxBodyBytes,
+    httpMaxConcurrent: HTTP_API_DEFAULTS.maxConcurrent
   }
 }
 
@@ -603,6 +660,10 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     ipcMaxBufferedLineBytes: bufferedLines ?? IPC_BUFFERED_LINES_PER_MAX_LINE * ipcMaxLineBytes,
     ipcMaxConnections: values.ipcMaxConnections as number,
     ipcMaxBatch: values.ipcMaxBatch as number,
-    logLevel: values.logLevel as LogLevel
+    logLevel: values.logLevel as LogLevel,
+    httpListen: values.httpListen as string | null,
+    httpApiKey: values.httpApiKey as string | null,
+    httpMaxBodyBytes: values.httpMaxBodyBytes as number,
+    httpMaxConcurrent: values.httpMaxConcurrent as number
   }
 }

@@ -1,8 +1,13 @@
 /**
  * The daemon: owns the data dir lock, the identity, the chain store, the
  * inference service, the mesh (libp2p network, the span served, generation
- * through peers) and the IPC server, started in that order and stopped in
- * reverse. Blocks authored here (`chain.put`, `model.import`) are gossiped.
+ * through peers), the IPC server and, when `httpListen` is set, the HTTP
+ * listener (the OpenAI-compatible API, /metrics), started in that order
+ * and stopped in reverse. Blocks authored here (`chain.put`,
+ * `model.import`, `delta propose`, attestations) are gossiped. The
+ * validator service (learning) starts after the mesh (it fetches payloads
+ * through it) and stops before it. IPC `generate` and the HTTP API run one
+ * generate (daemon/generate.ts), counted in the metrics.
  */
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -12,17 +17,24 @@ import { createReceiptOutbox } from '../learning/ledger/outbox.ts'
 import { balanceOf, ledgerHead, receiptNonceSpent, receiptTermsRefusal } from '../learning/ledger/query.ts'
 import { ClientReceipts, priorityForBalance, stageReceipts } from '../learning/ledger/receipt-exchange.ts'
 import { LedgerService } from '../learning/ledger/service.ts'
+import { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
+import { createChainModelVersions } from '../learning/model-versions.ts'
+import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
 import { silentLogger } from '../protocols/logger.ts'
+import { chainTips } from './chain-queries.ts'
 import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, LEDGER_STATUS_MAX_AGE_MS, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { IpcError } from './errors.ts'
+import { explainedGenerate, meteredGenerate } from './generate.ts'
+import { createHttpApi, parseHttpListen, registerMetricsRoute, registerOpenAiRoutes } from './http/index.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
 import { registerLedgerMethods } from './ledger-methods.ts'
+import { registerLearningMethods } from './learning-methods.ts'
 import { DataDirLock } from './lock.ts'
 import { registerMeshMethods } from './mesh-methods.ts'
 import { registerCoreMethods } from './methods.ts'
@@ -30,12 +42,17 @@ import { DaemonMetrics } from './metrics.ts'
 import { registerModelMethods } from './model-methods.ts'
 import { blydVersion } from './version.ts'
 import type { BlydConfig } from './config.ts'
+import type { GenerateFn } from './generate.ts'
+import type { HttpApi } from './http/index.ts'
 import type { Identity } from './identity.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { LedgerFold } from '../learning/ledger/fold.ts'
 import type { ReceiptOutbox } from '../learning/ledger/outbox.ts'
+import type { ChainModelVersions } from '../learning/model-versions.ts'
+import type { ValidatorService } from '../learning/validator-service.ts'
 import type { Mesh, MeshReceipts } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
+import type { HttpStatusJson } from '../protocols/ipc.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 
 function toHex (bytes: Uint8Array): string {
@@ -57,6 +74,12 @@ export class Daemon {
   readonly ipc: IpcServer
   readonly metrics: DaemonMetrics
   readonly inference: InferenceService
+  /** the HTTP listener, when httpListen is set */
+  readonly http: HttpApi | undefined
+  /** the daemon's one generate: where the mesh decides, counted in the metrics (IPC and HTTP both call it) */
+  readonly generate: GenerateFn
+  /** the model versions (the fold over the store): what the inference service and the served span load */
+  readonly versions: ChainModelVersions
   /** the BLY ledger folds of this node (caches shared by the rewards methods, status and metrics) */
   readonly ledger: LedgerService
   /** resolves once the daemon has fully stopped */
@@ -72,6 +95,11 @@ export class Daemon {
   private meshValue: Mesh | undefined
   /** this node's co-signed receipts as a stage, until published */
   private outboxValue: ReceiptOutbox | undefined
+  /** the eval windows of datasets, shared by the fold's readers (IPC) and the validator */
+  private evalWindowsValue: EvalWindowsCache | undefined
+  private validatorValue: ValidatorService | undefined
+  /** generations running through this daemon (the validator defers to them) */
+  private generating: number
   private startedAt: number
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped'
   private stopping: Promise<void> | undefined
@@ -86,7 +114,14 @@ export class Daemon {
     this.ledger = new LedgerService({ store: () => this.store })
     this.metrics = new DaemonMetrics({
       chainCounts: async () => this.storeValue?.counts(),
+      chainTips: async () => {
+        const info = this.storeValue != null ? await chainTips(this.storeValue) : undefined
+        return info != null ? { A: info.A.length, B: info.B.length } : undefined
+      },
       ipcStats: () => this.ipc.stats(),
+      netStatus: () => this.meshValue?.netStatus(),
+      serving: () => this.meshValue?.serving(),
+      httpLoad: () => this.http?.load(),
       ledgerTotals: () => this.ledger.folds().map(({ ledger }) => ({ model: ledger.model, minted: ledger.minted, paid: ledger.paid, receiptsPaid: ledger.counts.receiptsPaid, receiptsSkipped: ledger.counts.receiptsSkipped }))
     })
     this.ipc = new IpcServer({
@@ -102,8 +137,19 @@ export class Daemon {
       onBackpressure: () => { this.metrics.ipcBackpressurePauses.inc() }
     })
     this.startedAt = 0
+    this.generating = 0
     this.state = 'idle'
-    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers })
+    this.versions = createChainModelVersions({ store: () => this.store, evalWindows: () => this.evalWindows })
+    this.inference = createInferenceService({ store: () => this.store, backend: init.config.backend, workers: init.config.workers, versions: this.versions, observer: this.metrics.observer })
+    this.generate = meteredGenerate(async (params, onToken, signal) => {
+      this.generating++
+      try {
+        return await this.mesh.generate(params, onToken, signal)
+      } finally {
+        this.generating--
+      }
+    }, this.metrics)
+    this.http = this.createHttp(init.config)
     const { promise, resolve } = Promise.withResolvers<void>()
     this.stopped = promise
     this.resolveStopped = resolve
@@ -128,6 +174,8 @@ export class Daemon {
         const mesh = this.meshValue
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, serving: mesh.serving() }
       },
+      http: () => this.httpStatus(),
+      learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined,
       ledger: async () => ledgerStatus(this.ledger, this.identity.publicKey, this.outboxValue?.pending ?? 0, LEDGER_STATUS_MAX_AGE_MS)
     })
     registerModelMethods({
@@ -136,9 +184,17 @@ export class Daemon {
       signer: () => this.identity.signer,
       inference: this.inference,
       onImported: result => { this.log.info('model.imported', { modelId: result.modelId, blocks: result.blocks, existing: result.existing, bytesWritten: result.bytesWritten }) },
-      generate: async (params, onToken, signal) => this.mesh.generate(params, onToken, signal)
+      generate: this.generate
     })
     registerMeshMethods({ ipc: this.ipc, mesh: () => this.mesh })
+    registerLearningMethods({
+      ipc: this.ipc,
+      store: () => this.authoringStore,
+      signer: () => this.identity.signer,
+      evalWindows: () => this.evalWindows,
+      onWritten: () => { this.validatorValue?.kick() },
+      onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) }
+    })
     registerLedgerMethods({
       ipc: this.ipc,
       ledger: () => this.ledger,
@@ -149,6 +205,39 @@ export class Daemon {
         this.log.info('rewards.sent', { model: result.model, transfer: result.transfer, to: result.to, amount: result.amount, nonce: result.nonce })
       }
     })
+  }
+
+  /** The HTTP listener with the OpenAI-compatible routes and /metrics, when httpListen is set. */
+  private createHttp (config: BlydConfig): HttpApi | undefined {
+    const address = config.httpListen != null ? parseHttpListen(config.httpListen) : undefined
+    if (address == null) {
+      return undefined
+    }
+    const http = createHttpApi({
+      logger: this.logger,
+      onRequest: (route, status) => { this.metrics.httpRequests.inc({ route, status: String(status) }) },
+      onRefusal: reason => { this.metrics.httpRefusals.inc({ reason }) }
+    }, {
+      ...address,
+      apiKey: config.httpApiKey,
+      maxBodyBytes: config.httpMaxBodyBytes,
+      maxConcurrent: config.httpMaxConcurrent
+    })
+    registerOpenAiRoutes(http, {
+      store: () => this.store,
+      models: async () => this.inference.list(),
+      generate: explainedGenerate(this.generate, () => this.store)
+    })
+    registerMetricsRoute(http, this.metrics)
+    return http
+  }
+
+  private httpStatus (): HttpStatusJson | null {
+    const url = this.http?.url
+    if (this.http == null || url == null) {
+      return null
+    }
+    return { url, keyRequired: this.http.keyRequired, routes: this.http.router.list(), ...this.http.load() }
   }
 
   get identity (): Identity {
@@ -170,6 +259,13 @@ export class Daemon {
       throw new IpcError('the daemon is not started')
     }
     return this.authoringValue
+  }
+
+  get evalWindows (): EvalWindowsCache {
+    if (this.evalWindowsValue == null) {
+      throw new IpcError('the daemon is not started')
+    }
+    return this.evalWindowsValue
   }
 
   get mesh (): Mesh {
@@ -211,6 +307,7 @@ export class Daemon {
       const store = createChainStore({ path: join(dataDir, CHAIN_DIR_NAME) })
       await store.start()
       this.storeValue = store
+      this.evalWindowsValue = new EvalWindowsCache({ store })
       const counts = await store.counts()
       this.log.info('chain.opened', { blocksA: counts.A, blocksB: counts.B })
 
@@ -230,6 +327,8 @@ export class Daemon {
         privateKey: identity.privateKey,
         inference: this.inference,
         logger: this.logger,
+        versions: this.versions,
+        observer: this.metrics.observer,
         receipts: this.meshReceipts(identity.signer, outbox)
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
@@ -254,7 +353,20 @@ export class Daemon {
       this.meshValue = mesh
       this.log.info('net.started', { peerId: identity.peerId.toString(), addrs: mesh.addrs().join(' '), bootstrap: config.bootstrap.length, full: config.full })
 
+      // measures the proposals of the models whose validator set holds this node's key, in the background
+      const validator = createValidatorService({
+        store: this.authoringValue,
+        signer: identity.signer,
+        logger: mesh.network.libp2p.logger,
+        evalWindows: this.evalWindowsValue,
+        fetchPayload: async (id, options) => { await mesh.network.sync.fetchPayload(id, options) },
+        busy: () => this.generating > 0 || (mesh.serving()?.sessions ?? 0) > 0
+      })
+      validator.start()
+      this.validatorValue = validator
+
       await this.ipc.start()
+      await this.http?.start()
       this.startedAt = Date.now()
       if (this.state === 'starting') {
         this.state = 'running'
@@ -357,7 +469,13 @@ export class Daemon {
 
   private async teardown (): Promise<void> {
     this.disarmFaults()
+    await this.http?.stop().catch(err => { this.log.error('http.stop.failed', { error: err.message }) })
     await this.ipc.stop().catch(err => { this.log.error('ipc.stop.failed', { error: err.message }) })
+    if (this.validatorValue != null) {
+      // a measurement in progress is aborted: nothing is published for it, and it runs again after a restart
+      await this.validatorValue.stop().catch(err => { this.log.error('validator.stop.failed', { error: err.message }) })
+      this.validatorValue = undefined
+    }
     if (this.outboxValue != null) {
       // publish what was co-signed while the network can still gossip it
       await this.outboxValue.stop().catch(err => { this.log.error('receipts.flush.failed', { error: err.message }) })
@@ -373,6 +491,7 @@ export class Daemon {
       await this.storeValue.stop().catch(err => { this.log.error('chain.stop.failed', { error: err.message }) })
       this.storeValue = undefined
       this.authoringValue = undefined
+      this.evalWindowsValue = undefined
     }
     await this.lock.release().catch(err => { this.log.error('lock.release.failed', { error: err.message }) })
   }

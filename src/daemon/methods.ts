@@ -18,8 +18,9 @@ import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { LedgerStatusJson } from '../protocols/ipc-ledger.ts'
+import type { LearningStatusJson } from '../protocols/ipc-learning.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
-import type { BackendStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
+import type { BackendStatusJson, HttpStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
 export interface MethodContext {
   config: BlydConfig
@@ -40,6 +41,10 @@ export interface MethodContext {
   net?(): { addrs: string[], connections: number, serving: ServingJson | null } | undefined
   /** the ledger part of `status`: this node's balances and receipts not yet published */
   ledger?(): Promise<LedgerStatusJson>
+  /** the HTTP listener part of `status` (null: off) */
+  http?(): HttpStatusJson | null
+  /** the learning part of `status`: the validator service */
+  learning?(): LearningStatusJson | undefined
 }
 
 export function registerCoreMethods (ctx: MethodContext): void {
@@ -48,6 +53,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
   ipc.register('status', noParams, async () => {
     const info = await chainInfo(ctx.store())
     const stats = ipc.stats()
+    const learning = ctx.learning?.()
     return {
       version: ctx.version,
       peerId: ctx.identity().peerId.toString(),
@@ -61,6 +67,8 @@ export function registerCoreMethods (ctx: MethodContext): void {
       chain: info,
       ...(ctx.net?.() ?? {}),
       ...(ctx.ledger != null ? { ledger: await ctx.ledger() } : {}),
+      ...(ctx.http != null ? { http: ctx.http() } : {}),
+      ...(learning != null ? { learning } : {}),
       ipc: stats
     }
   })

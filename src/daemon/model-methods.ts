@@ -3,14 +3,12 @@
  * `model.logits` and `generate` (which streams `{ token, text }`).
  */
 import { isAbsolute } from 'node:path'
-import { MeshErrorCode } from '../mesh/errors.ts'
-import { incompleteModelError, loadModelManifest, missingUnits, resolveModelId } from '../model/chain-loader.ts'
-import { ModelErrorCode } from '../model/errors.ts'
-import { importModel } from '../model/import/importer.ts'
+import { importModelWithGenesis } from '../learning/model-genesis.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../pipeline/priority.ts'
-import { BlydError } from '../protocols/errors.ts'
 import { InvalidParamsError } from './errors.ts'
+import { explainedGenerate } from './generate.ts'
 import { objectParams, optionalString, requiredString } from './params.ts'
+import type { GenerateFn } from './generate.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { ChainStoreApi, BlockSigner } from '../chain/types.ts'
 import type { ImportProgress } from '../model/import/importer.ts'
@@ -28,7 +26,7 @@ export interface ModelMethodContext {
   /** called after each block an import stored */
   onImported?(result: ModelImportResult): void
   /** runs `generate` instead of the inference service (the daemon routes it through the mesh) */
-  generate?: InferenceService['generate']
+  generate?: GenerateFn
 }
 
 type Check<T> = (value: unknown, name: string) => T
@@ -83,6 +81,14 @@ function chatParam (value: unknown, name: string): GenerateParams['chat'] {
   return value.map(m => ({ role: m.role, content: m.content }))
 }
 
+/** a version id: hex, 8 to 64 characters (a unique prefix of one of the model's versions) */
+function versionId (value: unknown, name: string): string {
+  if (typeof value !== 'string' || !/^[0-9a-fA-F]{8,64}$/.test(value)) {
+    throw new InvalidParamsError(`"${name}" must be a version id: 64 hex characters or a unique prefix of at least 8`)
+  }
+  return value.toLowerCase()
+}
+
 function absolutePath (value: unknown, name: string): string {
   const path = requiredString(value, name)
   if (!isAbsolute(path)) {
@@ -112,16 +118,18 @@ const generateParams = objectParams<{ [K in keyof Required<GenerateParams>]: Gen
   backend: optionalString,
   priority: optional(priorityName),
   draft: optional(requiredString),
-  speculate: optional(integer)
+  speculate: optional(integer),
+  version: optional(versionId)
 })
 
-const logitsParams = objectParams<{ model: string, ids: number[], backend: string | undefined }>({
+const logitsParams = objectParams<{ model: string, ids: number[], backend: string | undefined, version: string | undefined }>({
   model: requiredString,
   ids: tokenIds,
-  backend: optionalString
+  backend: optionalString,
+  version: optional(versionId)
 })
 
-const modelParams = objectParams<{ model: string }>({ model: requiredString })
+const modelParams = objectParams<{ model: string, version: string | undefined }>({ model: requiredString, version: optional(versionId) })
 
 export function registerModelMethods (ctx: ModelMethodContext): void {
   const { ipc, inference } = ctx
@@ -137,7 +145,8 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
       last = now
       pending = pending.then(async () => context.notify({ phase: p.phase, done: p.done, total: p.total })).catch(() => {})
     }
-    const result = await importModel({
+    // the manifest and layers, then the genesis Params block (the importer is the first validator)
+    const result = await importModelWithGenesis({
       store: ctx.store(),
       signer: ctx.signer(),
       dir: params.dir,
@@ -152,42 +161,10 @@ export function registerModelMethods (ctx: ModelMethodContext): void {
   })
 
   ipc.register('model.list', objectParams<NoParams>({}), async () => ({ models: await inference.list() }))
-  ipc.register('model.show', modelParams, async ({ model }) => inference.show(model))
+  ipc.register('model.show', modelParams, async ({ model, version }) => inference.show(model, version))
 
-  ipc.register('model.logits', logitsParams, async (params) => inference.logitsResult(params.model, params.ids, params.backend))
+  ipc.register('model.logits', logitsParams, async (params) => inference.logitsResult(params.model, params.ids, params.backend, params.version))
 
-  ipc.register('generate', generateParams, async (params, context) => {
-    const run: InferenceService['generate'] = ctx.generate ?? (async (...args) => inference.generate(...args))
-    try {
-      return await run(params, async t => context.notify({ token: t.token, text: t.text }), context.signal)
-    } catch (err) {
-      throw await explainIncomplete(ctx.store(), params.model, err)
-    }
-  })
-}
-
-/** errors of a generation that found no layers to run, locally or at a peer */
-const NO_LAYERS: ReadonlySet<string> = new Set([MeshErrorCode.NO_ROUTE, MeshErrorCode.UNAVAILABLE, ModelErrorCode.BLOCK_MISSING])
-
-/**
- * A generation through the mesh runs where the layers are: a node missing
- * some units (e.g. after a crash mid-import) may still generate through
- * peers. When it cannot, the reason to give is the local one: the model is
- * incomplete here, with the units named (ERR_MODEL_INCOMPLETE, the mesh's
- * error as its cause). Other errors pass unchanged.
- */
-async function explainIncomplete (store: ChainStoreApi, model: string, err: unknown): Promise<unknown> {
-  if (!(err instanceof BlydError) || !NO_LAYERS.has(err.code)) {
-    return err
-  }
-  try {
-    const manifest = await loadModelManifest(store, await resolveModelId(store, model))
-    const missing = await missingUnits(store, manifest)
-    if (missing.length === 0) {
-      return err
-    }
-    return incompleteModelError(manifest, missing, `, and no peer serves what is missing (${err.message})`, err)
-  } catch {
-    return err
-  }
+  const generate = explainedGenerate(ctx.generate ?? (async (...args) => inference.generate(...args)), ctx.store)
+  ipc.register('generate', generateParams, async (params, context) => generate(params, async t => context.notify({ token: t.token, text: t.text }), context.signal))
 }

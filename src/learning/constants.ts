@@ -25,3 +25,27 @@ export const DEFAULT_RECEIPT_BATCH = 1024
  * generations.
  */
 export const DEFAULT_RECEIPT_FLUSH_MS = 60_000
+
+/**
+ * Eval windows `delta propose` measures its claimed losses on (the first
+ * ones of the dataset's eval part): information only, so a cap that keeps
+ * proposing cheap; the default sampleWindows, so the claim is on as many
+ * windows as each validator measures.
+ */
+export const DEFAULT_CLAIM_WINDOWS = 64
+
+/** The validator service looks for work this often (it also wakes when told a block arrived). */
+export const DEFAULT_VALIDATOR_POLL_MS = 2000
+
+/** After a local failure (a payload it could not fetch, an error), a proposal is tried again after this long. */
+export const DEFAULT_VALIDATOR_RETRY_MS = 10_000
+
+/**
+ * Longest the validator waits before each eval window while inference is
+ * busy (generations, served sessions): validation runs below inference,
+ * but is never starved for more than this per window.
+ */
+export const DEFAULT_VALIDATOR_MAX_DEFER_MS = 1000
+
+/** How often the validator re-checks whether inference is still busy while it defers. */
+export const VALIDATOR_BUSY_POLL_MS = 25

@@ -11,8 +11,15 @@ export const SPAN_SERVER_DEFAULTS = {
   autoSettleMs: 3_000,
   /** `--layers auto`: re-plan this often (0 = never) */
   replanMs: 30_000,
-  /** after a move, the old stage finishes its open sessions for at most this long, then stops (the rest fail over) */
-  drainMs: 30_000
+  /**
+   * after a move or a version switch, the old stage finishes its open
+   * sessions for at most this long, then stops and its weights are freed
+   * (the rest fail over, to holders of their version): the time two copies
+   * of the span's weights may coexist
+   */
+  drainMs: 30_000,
+  /** how often the span server reads the model's live weights version (the fold is cached while no block arrives) */
+  versionPollMs: 1_000
 } as const
 
 /** Mesh generation defaults. */

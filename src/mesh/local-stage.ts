@@ -3,7 +3,9 @@
  * node's own span (libp2p does not dial itself). Same contract as a remote
  * StageClient: forward hidden states at positions, truncate, close; its own
  * KV cache per session, on the LayerRange the stage server also serves, for
- * the hop's layers (the whole span or a sub-range of it).
+ * the hop's layers (the whole span or a sub-range of it). `onClose` is called
+ * once, when the stage closes (the span server counts the sessions on its
+ * weights so it frees them only after the last one).
  */
 import { PipelineError, PipelineErrorCode } from '../pipeline/errors.ts'
 import type { PipelineStage } from '../pipeline/pipeline-stage.ts'
@@ -13,10 +15,12 @@ import type { AbortOptions } from '@libp2p/interface'
 export class LocalStage implements PipelineStage {
   private readonly layers: StageLayers
   private session: StageKv | undefined
+  private onClose?: () => void
 
-  constructor (layers: StageLayers, range?: { start: number, end: number }) {
+  constructor (layers: StageLayers, range?: { start: number, end: number }, onClose?: () => void) {
     this.layers = layers
     this.session = layers.createSession(range)
+    this.onClose = onClose
   }
 
   async forward (data: Float32Array, rows: number, cols: number, startPos: number, options: AbortOptions = {}): Promise<{ rows: number, cols: number, startPos: number, data: Float32Array }> {
@@ -42,5 +46,8 @@ export class LocalStage implements PipelineStage {
   async close (): Promise<void> {
     this.session?.dispose()
     this.session = undefined
+    const onClose = this.onClose
+    this.onClose = undefined
+    onClose?.()
   }
 }

@@ -20,6 +20,17 @@
  * those known at the start have none left), with the stage's history
  * replayed (pipeline-client.ts). The result lists the failovers in
  * `recoveries` and each is logged as generate.recovered.
+ *
+ * Versions: a generation is pinned to one weights version from its first
+ * token to its last: `params.version`, else the model's live version when
+ * it starts (the inference service's ModelVersions). Only spans whose node
+ * record names that version are routed over, for the start and for
+ * failover; every OPEN pins it (a stage that moved to another version
+ * refuses with WRONG_VERSION and is routed around); the client's own
+ * embedding and head are loaded in it; and a local run is pinned to it. A
+ * generation running when a new version is accepted so finishes on the
+ * version it started with (its stages keep their old weights until their
+ * sessions end: span-server.ts). The result names the version.
  */
 import { BlockType } from '../chain/types.ts'
 import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
@@ -33,16 +44,17 @@ import { createPipelineClient } from '../pipeline/pipeline-client.ts'
 import { priorityOf } from '../pipeline/priority.ts'
 import { MESH_GENERATE_DEFAULTS } from './constants.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
-import { LocalStage } from './local-stage.ts'
 import { planReplacement, routeSpans } from './mesh-route.ts'
 import type { SpanServer } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
+import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { Speculation } from '../model/generation/request.ts'
 import type { TokenModel } from '../model/generation/token-model.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { LayerRange } from '../model/qwen3/layer-range.ts'
 import type { ChatTokenizer } from '../model/tokenizer.ts'
+import type { WeightsVersion } from '../model/weights-version.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { ClientReceipts } from '../pipeline/pipeline-client-init.ts'
@@ -63,6 +75,8 @@ export interface MeshGeneratorComponents {
   logger: BlyComponentLogger
   /** the client's receipt signer for a model (docs/ledger.md); absent = no receipts */
   receipts?(modelHex: string): ClientReceipts | undefined
+  /** told of each hop's steps and of each failover (the daemon's metrics) */
+  observer?: GenerationObserver
 }
 
 export interface MeshGeneratorInit {
@@ -76,6 +90,20 @@ interface ClientEnds {
   manifest: ModelManifest
   ends: LayerRange
   tokenizer: ChatTokenizer | null
+}
+
+/** Loaded client ends of one (model, version), and the generations using them. */
+interface EndsEntry {
+  ends: Promise<ClientEnds>
+  users: number
+}
+
+/** The spans of `spans` serving weights version `version` (all of them when no version is pinned). */
+export function spansOfVersion<S extends { weightsVersion: Uint8Array }> (spans: readonly S[], version: string | undefined): S[] {
+  if (version == null) {
+    return [...spans]
+  }
+  return spans.filter(s => s.weightsVersion.length > 0 && Buffer.from(s.weightsVersion).toString('hex') === version)
 }
 
 /**
@@ -95,7 +123,7 @@ function recoveryJson (r: Recovery): RecoveryJson {
 }
 
 /** The generate result of a generation through the mesh: the tokens, then where it ran and what happened on the way. */
-function meshResult (result: Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'>, run: { promptTokens: number, seconds: number, backend: string, route: ReadonlyArray<{ peerId: PeerId, start: number, end: number }>, self: PeerId, session?: PipelineSession, firstTokenMs?: number }): GenerateResult {
+function meshResult (result: Pick<GenerateResult, 'tokens' | 'text' | 'finishReason' | 'speculative'>, run: { promptTokens: number, seconds: number, backend: string, route: ReadonlyArray<{ peerId: PeerId, start: number, end: number }>, self: PeerId, session?: PipelineSession, firstTokenMs?: number, version?: string }): GenerateResult {
   const stats = run.session?.stats
   return {
     tokens: result.tokens,
@@ -110,15 +138,20 @@ function meshResult (result: Pick<GenerateResult, 'tokens' | 'text' | 'finishRea
     recoveries: (run.session?.recoveries ?? []).map(recoveryJson),
     ...(run.firstTokenMs != null ? { firstTokenMs: Math.round(run.firstTokenMs * 10) / 10 } : {}),
     busyWaits: run.session?.busyWaits ?? 0,
-    ...(result.speculative != null ? { speculative: result.speculative } : {})
+    ...(result.speculative != null ? { speculative: result.speculative } : {}),
+    ...(run.version != null ? { version: run.version } : {})
   }
 }
 
 export class MeshGenerator {
   private readonly components: MeshGeneratorComponents
   private readonly init: MeshGeneratorInit
-  /** the embedding + head per model (hex id), loaded on first use */
-  private readonly ends: Map<string, Promise<ClientEnds>>
+  /**
+   * the embedding + head per model and version (`model@version`), loaded on
+   * first use; an entry no generation uses is freed once another version of
+   * the model is asked for (so at most the versions in use + the latest)
+   */
+  private readonly ends: Map<string, EndsEntry>
   private readonly log: BlyLogger
 
   constructor (components: MeshGeneratorComponents, init: MeshGeneratorInit = {}) {
@@ -132,7 +165,7 @@ export class MeshGenerator {
     const all = [...this.ends.values()]
     this.ends.clear()
     for (const p of all) {
-      const e = await p.catch(() => undefined)
+      const e = await p.ends.catch(() => undefined)
       e?.ends.dispose()
     }
   }
@@ -150,19 +183,50 @@ export class MeshGenerator {
 
   async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
     const { store, network, inference } = this.components
-    const speculation = speculationOf(params)
     const id = await resolveModelId(store, params.model)
     const manifest = await this.manifest(id, signal)
     const numLayers = manifest.qwen3.numLayers
-    let spans = await this.spans(id, numLayers, signal)
+    // the version every token of this generation is computed with
+    const pinned = await inference.versionOf(manifest, params.version)
+    const version = pinned?.id
+    const spans = spansOfVersion(await this.spans(id, numLayers, signal), version)
     const self = network.libp2p.peerId
     const others = spans.filter(s => !s.peerId.equals(self))
     if (others.length === 0 && await this.storesAllUnits(manifest)) {
-      const result = await inference.generate({ ...params, model: manifest.idHex }, onToken, signal)
+      const result = await inference.generate({ ...params, model: manifest.idHex, ...(version != null ? { version } : {}) }, onToken, signal)
       return { ...result, via: 'local', route: [{ peerId: self.toString(), start: 0, end: numLayers, self: true }] }
     }
-    const route = routeSpans(spans, numLayers)
-    const client = await this.clientEnds(manifest, signal)
+    const route = this.routeOf(spans, numLayers, version)
+    const key = `${manifest.idHex}@${version ?? ''}`
+    const client = await this.acquireEnds(key, manifest, pinned, signal)
+    try {
+      return await this.run(params, { manifest, version, spans, route, client, onToken, signal })
+    } finally {
+      this.releaseEnds(key)
+    }
+  }
+
+  /** routeSpans over the spans of the pinned version, the error naming the version when none covers the model. */
+  private routeOf (spans: LiveSpan[], numLayers: number, version: string | undefined): LiveSpan[] {
+    try {
+      return routeSpans(spans, numLayers)
+    } catch (err: any) {
+      if (version != null && err instanceof MeshError && err.code === MeshErrorCode.NO_ROUTE) {
+        throw new MeshError(MeshErrorCode.NO_ROUTE, `${err.message} among the spans serving weights version ${version}`, { cause: err })
+      }
+      throw err
+    }
+  }
+
+  /** The generation through the pipeline over `run.route` (see the file comment). */
+  private async run (params: GenerateParams, run: { manifest: ModelManifest, version: string | undefined, spans: LiveSpan[], route: LiveSpan[], client: ClientEnds, onToken?(t: GenerateTokenJson): void | Promise<void>, signal?: AbortSignal }): Promise<GenerateResult> {
+    const { network, inference, observer } = this.components
+    const { manifest, version, route, client, onToken, signal } = run
+    let spans = run.spans
+    const id = manifest.id
+    const numLayers = manifest.qwen3.numLayers
+    const self = network.libp2p.peerId
+    const speculation = speculationOf(params)
     const own = this.components.spanServer()
     const { prompt, tokenizer } = resolvePrompt(params, manifest.idHex, () => client.tokenizer)
     // the announced throughput is the whole span's: ms per position through it bounds any part of it
@@ -172,6 +236,7 @@ export class MeshGenerator {
       ...(receipts != null ? { receipts } : {}),
       libp2p: network.libp2p,
       modelId: manifest.idHex,
+      ...(version != null ? { weightsVersion: version } : {}),
       local: client.ends,
       route: route.map(toHop),
       priority: priorityOf(params.priority ?? 'interactive'),
@@ -182,12 +247,14 @@ export class MeshGenerator {
         try {
           return planReplacement(spans, lost, banned).map(toHop)
         } catch {
-          // the spans known at the start have no holder left: ask the swarm again
-          spans = await this.spans(id, numLayers, options.signal ?? signal)
+          // the spans known at the start have no holder left: ask the swarm again (holders of this version only)
+          spans = spansOfVersion(await this.spans(id, numLayers, options.signal ?? signal), version)
           return planReplacement(spans, lost, banned).map(toHop)
         }
       },
+      ...(observer?.step != null ? { onStep: (hop: { start: number, end: number }, rows: number, ms: number) => { observer.step?.({ start: hop.start, end: hop.end }, rows, ms) } } : {}),
       onRecovery: (r, sessionId) => {
+        observer?.failover?.(r.reason)
         this.log.warn('generate.recovered', {
           session: sessionId,
           peerId: r.peerId,
@@ -207,11 +274,10 @@ export class MeshGenerator {
         if (!hop.peerId.equals(self)) {
           return undefined
         }
-        const range = own?.range
-        if (range == null || hop.start < range.start || hop.end > range.end) {
+        if (own == null) {
           throw new MeshError(MeshErrorCode.NO_ROUTE, `this node no longer serves layers [${hop.start}, ${hop.end})`)
         }
-        return new LocalStage(range, { start: hop.start, end: hop.end })
+        return own.openLocal(hop, version)
       }
     })
     let session: PipelineSession | undefined
@@ -248,7 +314,8 @@ export class MeshGenerator {
       route: used?.route ?? route,
       self,
       session: used,
-      firstTokenMs
+      firstTokenMs,
+      ...(version != null ? { version } : {})
     })
   }
 
@@ -271,17 +338,44 @@ export class MeshGenerator {
     return true
   }
 
-  private async clientEnds (manifest: ModelManifest, signal?: AbortSignal): Promise<ClientEnds> {
-    let entry = this.ends.get(manifest.idHex)
+  /** The client ends of `key` (model@version), loaded on first use, counted as used until releaseEnds(key). */
+  private async acquireEnds (key: string, manifest: ModelManifest, version: WeightsVersion | undefined, signal?: AbortSignal): Promise<ClientEnds> {
+    let entry = this.ends.get(key)
     if (entry == null) {
-      entry = this.loadEnds(manifest, signal)
-      this.ends.set(manifest.idHex, entry)
-      entry.catch(() => { this.ends.delete(manifest.idHex) })
+      const ends = this.loadEnds(manifest, version, signal)
+      const created: EndsEntry = { ends, users: 0 }
+      entry = created
+      this.ends.set(key, created)
+      ends.catch(() => {
+        if (this.ends.get(key) === created) {
+          this.ends.delete(key)
+        }
+      })
     }
-    return entry
+    entry.users++
+    // the ends of another version of this model that no generation uses are freed
+    for (const [k, e] of [...this.ends]) {
+      if (k !== key && k.startsWith(`${manifest.idHex}@`) && e.users === 0) {
+        this.ends.delete(k)
+        e.ends.then(c => { c.ends.dispose() }, () => {})
+      }
+    }
+    try {
+      return await entry.ends
+    } catch (err) {
+      entry.users--
+      throw err
+    }
   }
 
-  private async loadEnds (manifest: ModelManifest, signal?: AbortSignal): Promise<ClientEnds> {
+  private releaseEnds (key: string): void {
+    const entry = this.ends.get(key)
+    if (entry != null) {
+      entry.users = Math.max(0, entry.users - 1)
+    }
+  }
+
+  private async loadEnds (manifest: ModelManifest, version: WeightsVersion | undefined, signal?: AbortSignal): Promise<ClientEnds> {
     const { store } = this.components
     const last = manifest.units.length - 1
     for (const unit of [manifest.units[0], manifest.units[last]]) {
@@ -293,7 +387,17 @@ export class MeshGenerator {
         await this.fetch(block.id, `the ${unit.kind} unit`, signal)
       }
     }
-    const ends = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 0, embedding: true, head: true })
+    // the version's deltas of the embedding and the head
+    for (const d of version?.acceptedDeltas ?? []) {
+      if (d.unit !== manifest.units[0].unit && d.unit !== manifest.units[last].unit) {
+        continue
+      }
+      const block = await store.get(Uint8Array.from(Buffer.from(d.delta, 'hex')))
+      if (block != null && !block.payloadComplete) {
+        await this.fetch(block.id, `delta ${d.delta} of unit ${d.unit}`, signal)
+      }
+    }
+    const ends = await loadLayerRangeFromChain(store, manifest, { start: 0, end: 0, embedding: true, head: true }, version)
     return { manifest, ends, tokenizer: manifest.tokenizer != null ? tokenizerFromManifest(manifest.tokenizer) : null }
   }
 

@@ -18,7 +18,9 @@ import { planSwarm } from './swarm-plan.ts'
 import type { MeshGenerator } from './mesh-generate.ts'
 import type { SpanServer, StageLimits } from './span-server.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
+import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { InferenceService } from '../model/inference-service.ts'
+import type { ModelVersions } from '../model/model-versions.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
@@ -37,6 +39,10 @@ export interface MeshComponents {
   inference: InferenceService
   /** every part's logger (bly:mesh as this class's); libp2p gets it too */
   logger: BlyComponentLogger
+  /** told of the steps and failovers of generations through the mesh (the daemon's metrics) */
+  observer?: GenerationObserver
+  /** the models' weights versions: the served span follows the live one, generations pin one (absent: imported weights only) */
+  versions?: ModelVersions
   /** the ledger's receipt exchange and admission rule (docs/ledger.md); absent = no receipts */
   receipts?: MeshReceipts
 }
@@ -99,7 +105,8 @@ function spanJson (model: string, s: LiveSpan): SpanJson {
     lastSeen: s.lastSeen,
     expiresAt: s.expiresAt,
     rttMs: s.rttMs ?? null,
-    source: s.source
+    source: s.source,
+    version: s.weightsVersion.length > 0 ? Buffer.from(s.weightsVersion).toString('hex') : null
   }
 }
 
@@ -159,6 +166,7 @@ export class Mesh {
       inference: this.components.inference,
       spanServer: () => this.spanServerValue,
       logger: this.components.logger,
+      ...(this.components.observer != null ? { observer: this.components.observer } : {}),
       ...(this.components.receipts?.client != null ? { receipts: this.components.receipts.client } : {})
     }, { stepTimeoutMs: this.init.stepTimeoutMs, stepDeadlineFloorMs: this.init.stepDeadlineFloorMs })
     if (this.init.model != null) {
@@ -170,6 +178,7 @@ export class Mesh {
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
         logger: this.components.logger,
+        ...(this.components.versions != null ? { versions: this.components.versions } : {}),
         ...(this.components.receipts != null ? { receipts: this.components.receipts } : {})
       }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.replanMs != null ? { replanMs: this.init.replanMs } : {}), directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server

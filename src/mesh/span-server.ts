@@ -15,6 +15,20 @@
  * stage protocols over: protocol-handover.ts), announces the new span, then
  * lets the old stage's open sessions finish (at most `drainMs`; the rest
  * fail over) before it stops the old stage and frees the old weights.
+ *
+ * Weights versions (with `versions` injected): the span loads in the
+ * model's live version (protocols/versions.md) and the stage and the node
+ * record name it. Every `versionPollMs` it reads the live version again
+ * (the fold, cached while no block arrives); when a proposal was accepted,
+ * it switches the same way it moves: it waits for the new version's delta
+ * payloads of its units (asking peers for them), loads the span in the new
+ * version beside the old, starts the new stage (new sessions, which pin the
+ * new version, go to it), announces the new version, then lets the old
+ * stage's sessions (pinned to the old version) finish, at most `drainMs`,
+ * and frees the old weights. Moves and switches run one at a time and
+ * each returns only once the old copy is freed, so the span's weights are
+ * held at most twice (span-weights.ts states the bound; status() reports
+ * it under `weights`).
  */
 import { freemem } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -22,23 +36,29 @@ import { findUnitBlock, loadLayerRangeFromChain, loadModelManifest } from '../mo
 import { createNodeAnnouncer } from '../net/records/announcer.ts'
 import { dhtHasPeers } from '../net/records/dht-peers.ts'
 import { discoverSpans } from '../net/records/discover.ts'
+import { PipelineError, PipelineErrorCode } from '../pipeline/errors.ts'
 import { createStageServer } from '../pipeline/stage-server.ts'
+import { InferErrorCode } from '../protocols/infer.ts'
 import { SPAN_SERVER_DEFAULTS } from './constants.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
+import { LocalStage } from './local-stage.ts'
 import { ProtocolOwners } from './protocol-handover.ts'
 import { decideReplan } from './span-replan.ts'
 import { parseSpan } from './span-spec.ts'
+import { missingSpanDeltas, spanF32Bytes, spanWeightsBound } from './span-weights.ts'
 import { chooseAutoSpan } from './swarm-plan.ts'
 import type { PayloadPolicy } from './payload-policy.ts'
 import type { ReplanDecision } from './span-replan.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
+import type { ModelVersions } from '../model/model-versions.ts'
 import type { LayerRange } from '../model/qwen3/layer-range.ts'
+import type { WeightsVersion } from '../model/weights-version.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { NodeAnnouncer, SpanStats } from '../net/records/announcer.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
 import type { StageReceipts, StageServer } from '../pipeline/stage-server.ts'
-import type { ReplanJson, ServingJson } from '../protocols/ipc-mesh.ts'
+import type { ReplanJson, ServingJson, VersionSwitchJson } from '../protocols/ipc-mesh.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -54,6 +74,12 @@ export interface SpanServerComponents {
   workersFor?(config: ModelManifest['qwen3']): number
   /** logs as bly:mesh:span-server; the stage server and announcer get it too */
   logger: BlyComponentLogger
+  /**
+   * The models' weights versions (learning/model-versions.ts): the span is
+   * served in the live version and follows it. Absent: the imported
+   * weights, no version named anywhere.
+   */
+  versions?: ModelVersions
   /** the stage's receipt handler and admission rule (docs/ledger.md) */
   receipts?: { stage?: StageReceipts, priorityFor?(client: string, modelId: string, requested: number): number }
 }
@@ -73,8 +99,10 @@ export interface SpanServerInit {
   replicas?: number
   /** `--layers auto`: re-plan this often, in ms (default SPAN_SERVER_DEFAULTS.replanMs); 0 = never */
   replanMs?: number
-  /** after a move, how long the old stage may finish its open sessions before it stops (default SPAN_SERVER_DEFAULTS.drainMs) */
+  /** after a move or a version switch, how long the old stage may finish its open sessions before it stops (default SPAN_SERVER_DEFAULTS.drainMs) */
   drainMs?: number
+  /** read the live weights version this often, in ms (default SPAN_SERVER_DEFAULTS.versionPollMs) */
+  versionPollMs?: number
   /** a re-plan moves this node only for a bottleneck gain above this fraction (default the planner's, 0.15) */
   minGain?: number
   /**
@@ -101,6 +129,7 @@ interface Served {
   span: { start: number, end: number }
   range: LayerRange
   stage: StageServer
+  version?: WeightsVersion
 }
 
 export class SpanServer {
@@ -120,6 +149,16 @@ export class SpanServer {
   private span?: { start: number, end: number }
   private rangeValue?: LayerRange
   private stage?: StageServer
+  private versionValue?: WeightsVersion
+  /** this node's own generations running on each loaded range (LocalStage), so a range is freed only after its last */
+  private readonly localSessions: Map<LayerRange, number>
+  /** moves and version switches, one at a time */
+  private transitions: Promise<void>
+  /** the version switch in progress: where it stands */
+  private switching?: { version: string, since: number, detail: string }
+  private lastSwitch?: VersionSwitchJson
+  /** the version loop: settles when it stops */
+  private versionWatch?: Promise<void>
   private announcerValue?: NodeAnnouncer
   private readonly owners: ProtocolOwners
   /** old stages finishing their sessions after a move */
@@ -128,6 +167,7 @@ export class SpanServer {
   /** the move the last re-plan proposed, waiting for the next one to confirm it */
   private proposed?: { start: number, end: number }
   private lastMove?: ReplanJson
+  private manifest?: ModelManifest
   private readonly log: BlyLogger
 
   constructor (components: SpanServerComponents, init: SpanServerInit) {
@@ -144,6 +184,8 @@ export class SpanServer {
     this.stateValue = 'stopped'
     this.owners = new ProtocolOwners(components.network.libp2p)
     this.retiring = new Set()
+    this.localSessions = new Map()
+    this.transitions = Promise.resolve()
     const replanMs = init.replanMs ?? SPAN_SERVER_DEFAULTS.replanMs
     if (!Number.isSafeInteger(replanMs) || replanMs < 0) {
       throw new MeshError(MeshErrorCode.BAD_SPAN, `replanMs must be a whole number of ms >= 0, got ${replanMs}`)
@@ -161,6 +203,38 @@ export class SpanServer {
 
   get announcer (): NodeAnnouncer | undefined {
     return this.announcerValue
+  }
+
+  /** The weights version served (its id, hex), once loaded; undefined without versions. */
+  get version (): string | undefined {
+    return this.stateValue === 'serving' ? this.versionValue?.id : undefined
+  }
+
+  /**
+   * A stage in this process over the span served now, for a hop of this
+   * node's own generation (libp2p does not dial itself): layers [hop.start,
+   * hop.end) of the span, in weights version `version` (when given). The
+   * span's weights are kept until the stage closes. Throws PipelineError
+   * REMOTE (remote code WRONG_VERSION) when the span serves another version,
+   * MeshError NO_ROUTE when it no longer holds those layers.
+   */
+  openLocal (hop: { start: number, end: number }, version?: string): LocalStage {
+    const range = this.range
+    if (range == null || hop.start < range.start || hop.end > range.end) {
+      throw new MeshError(MeshErrorCode.NO_ROUTE, `this node no longer serves layers [${hop.start}, ${hop.end})`)
+    }
+    if (version != null && version !== this.versionValue?.id) {
+      throw new PipelineError(PipelineErrorCode.REMOTE, `this node serves weights version ${this.versionValue?.id ?? '(none named)'} of model ${this.model}, not ${version}`, { remoteCode: InferErrorCode.WRONG_VERSION })
+    }
+    this.localSessions.set(range, (this.localSessions.get(range) ?? 0) + 1)
+    return new LocalStage(range, { start: hop.start, end: hop.end }, () => {
+      const n = (this.localSessions.get(range) ?? 1) - 1
+      if (n > 0) {
+        this.localSessions.set(range, n)
+      } else {
+        this.localSessions.delete(range)
+      }
+    })
   }
 
   /** Starts the background work; resolves at once. */
@@ -181,6 +255,7 @@ export class SpanServer {
       this.log.error('serve.failed', { model: this.model, layers: this.layersSpec, error: this.detail })
     })
     this.replanning = serving.then(async ({ manifest, announcer }) => this.replanLoop(manifest, announcer, signal)).catch(() => {})
+    this.versionWatch = serving.then(async ({ manifest, announcer }) => this.versionLoop(manifest, announcer, signal)).catch(() => {})
   }
 
   /** Resolves once serving (or throws when serving failed or stopped). */
@@ -201,15 +276,20 @@ export class SpanServer {
     controller.abort(new MeshError(MeshErrorCode.NOT_STARTED, 'span server stopped'))
     await this.run?.catch(() => {})
     await this.replanning
+    await this.versionWatch
+    await this.transitions
     await this.announcerValue?.stop().catch(() => {})
     this.announcerValue = undefined
     await this.stage?.stop().catch(() => {})
     this.stage = undefined
     await this.rangeValue?.close().catch(() => {})
     this.rangeValue = undefined
+    this.versionValue = undefined
     for (const old of [...this.retiring]) {
       await this.retire(old)
     }
+    this.localSessions.clear()
+    this.switching = undefined
     this.stateValue = 'stopped'
   }
 
@@ -240,8 +320,42 @@ export class SpanServer {
         : {}),
       ...(this.announcerValue?.lastResult != null ? { announced: { seq: this.announcerValue.lastResult.seq, expiresAt: this.announcerValue.lastResult.expiresAt, putPeers: this.announcerValue.lastResult.putPeers } } : {}),
       ...(this.lastReplan != null ? { replan: this.lastReplan } : {}),
-      ...(this.lastMove != null ? { lastMove: this.lastMove } : {})
+      ...(this.lastMove != null ? { lastMove: this.lastMove } : {}),
+      ...this.versionStatus()
     }
+  }
+
+  /** status()'s version fields: the version served, the memory its weights take and the bound, draining copies, the switch in progress and the last one. */
+  private versionStatus (): Partial<ServingJson> {
+    const manifest = this.manifest
+    const out: Partial<ServingJson> = {}
+    if (this.versionValue != null) {
+      out.version = this.versionValue.id
+    }
+    if (manifest != null && this.span != null && this.rangeValue != null) {
+      const copies = [{ span: this.span }, ...this.retiring]
+      out.weights = {
+        bytes: copies.reduce((n, c) => n + spanF32Bytes(manifest, c.span), 0),
+        copies: copies.length,
+        spanBytes: spanF32Bytes(manifest, this.span),
+        boundBytes: spanWeightsBound(manifest, this.span)
+      }
+    }
+    if (this.retiring.size > 0) {
+      out.draining = [...this.retiring].map(old => ({
+        ...(old.version != null ? { version: old.version.id } : {}),
+        start: old.span.start,
+        end: old.span.end,
+        sessions: old.stage.stats.sessions + (this.localSessions.get(old.range) ?? 0)
+      }))
+    }
+    if (this.switching != null) {
+      out.switching = { ...this.switching }
+    }
+    if (this.lastSwitch != null) {
+      out.lastSwitch = this.lastSwitch
+    }
+    return out
   }
 
   private async serve (signal: AbortSignal): Promise<{ manifest: ModelManifest, announcer: NodeAnnouncer }> {
@@ -259,20 +373,24 @@ export class SpanServer {
       }
       return loadModelManifest(store, modelId)
     })
+    this.manifest = manifest
     const numLayers = manifest.qwen3.numLayers
     const span = this.layersSpec === 'auto' ? await this.autoSpan(manifest, signal) : parseSpan(this.layersSpec, numLayers)
     this.span = span
     this.log.info('serve.span', { model: this.model, start: span.start, end: span.end, layers: numLayers })
-    const range = await this.fetchAndLoad(manifest, span, signal)
+    const version = await this.components.versions?.resolve(manifest)
+    const range = await this.fetchAndLoad(manifest, span, signal, false, version)
     this.rangeValue = range
+    this.versionValue = version
     if (this.init.faults != null) {
       this.log.error('serve.fault-injection', { model: this.model, warning: 'test-only fault injection is ON', stepDelayMs: this.init.faults.stepDelayMs, corruptFromStep: this.init.faults.corruptFromStep, corruptOnSignal: this.init.faults.corruptOnSignal, slowOnSignal: this.init.faults.slowOnSignal, slowOnSignalFactor: this.init.faults.slowOnSignalFactor })
     }
-    this.stage = await this.startStage(range)
+    this.stage = await this.startStage(range, version)
     const announcer = createNodeAnnouncer({ libp2p: network.libp2p, privateKey: this.components.privateKey, logger: this.components.logger }, {
       modelId,
       start: span.start,
       end: span.end,
+      ...(version != null ? { weightsVersion: Uint8Array.from(Buffer.from(version.id, 'hex')) } : {}),
       // what the planners of other nodes read: whether this node may move, and its memory when configured
       movable: this.layersSpec === 'auto',
       memoryBytes: this.init.memoryBytes ?? 0,
@@ -282,7 +400,7 @@ export class SpanServer {
     })
     this.announcerValue = announcer
     this.stateValue = 'serving'
-    this.log.info('serve.started', { model: this.model, start: span.start, end: span.end, workers: range.workers })
+    this.log.info('serve.started', { model: this.model, start: span.start, end: span.end, workers: range.workers, version: version?.id })
     await announcer.start()
     return { manifest, announcer }
   }
@@ -296,7 +414,7 @@ export class SpanServer {
     while (true) {
       await sleep(replanMs, undefined, { signal })
       try {
-        await this.replan(manifest, announcer, signal)
+        await this.exclusive(async () => this.replan(manifest, announcer, signal))
       } catch (err: any) {
         signal.throwIfAborted()
         const error = String(err?.message ?? err)
@@ -306,11 +424,16 @@ export class SpanServer {
     }
   }
 
-  /** Marks the span's units wanted (units 1..L are decoder layers 0..L-1), waits for their blocks and loads them. */
-  private async fetchAndLoad (manifest: ModelManifest, span: { start: number, end: number }, signal: AbortSignal, moving = false): Promise<LayerRange> {
+  /**
+   * Marks the span's units wanted (units 1..L are decoder layers 0..L-1),
+   * waits for their blocks and, in `version`, for the payloads of the
+   * version's deltas of those units, and loads them in that version.
+   * `moving`: the span served now stays up meanwhile (a move or a switch).
+   */
+  private async fetchAndLoad (manifest: ModelManifest, span: { start: number, end: number }, signal: AbortSignal, moving = false, version?: WeightsVersion): Promise<LayerRange> {
     const { store, policy } = this.components
     policy.serve(this.model, span.start + 1, span.end + 1)
-    const what = moving ? `moving to [${span.start}, ${span.end}): ` : ''
+    const what = moving ? `${this.switching != null ? `switching to version ${this.switching.version.slice(0, 16)}` : `moving to [${span.start}, ${span.end})`}: ` : ''
     if (!moving) {
       this.stateValue = 'waiting-blocks'
     }
@@ -326,8 +449,17 @@ export class SpanServer {
           }
         }
       }
-      this.detail = `${what}${missing} of ${units.length} layer blocks`
-      return missing === 0 ? true : undefined
+      const deltas = version != null ? await missingSpanDeltas(store, version, span) : []
+      for (const d of deltas) {
+        if (d.stored) {
+          this.kick(Uint8Array.from(Buffer.from(d.id, 'hex')))
+        }
+      }
+      this.detail = `${what}${missing} of ${units.length} layer blocks${deltas.length > 0 ? `, ${deltas.length} delta payloads of version ${version?.id.slice(0, 16) ?? ''}` : ''}`
+      if (this.switching != null) {
+        this.switching.detail = this.detail
+      }
+      return missing === 0 && deltas.length === 0 ? true : undefined
     })
     if (moving) {
       this.detail = `${what}loading`
@@ -336,7 +468,7 @@ export class SpanServer {
       this.stateValue = 'loading'
     }
     const workers = this.components.workersFor?.(manifest.qwen3) ?? 0
-    const range = await loadLayerRangeFromChain(store, manifest, { start: span.start, end: span.end, workers })
+    const range = await loadLayerRangeFromChain(store, manifest, { start: span.start, end: span.end, workers }, version)
     if (signal.aborted) {
       await range.close()
       signal.throwIfAborted()
@@ -344,12 +476,13 @@ export class SpanServer {
     return range
   }
 
-  /** A started stage server over `range`; it takes the stage protocols over from any stage before it. */
-  private async startStage (range: LayerRange): Promise<StageServer> {
+  /** A started stage server over `range` (weights version `version`); it takes the stage protocols over from any stage before it. */
+  private async startStage (range: LayerRange, version?: WeightsVersion): Promise<StageServer> {
     const direct = this.init.directChannel
     const libp2p = this.owners.forStage()
     const stage = createStageServer({ libp2p, logger: this.components.logger }, {
       modelId: this.model,
+      ...(version != null ? { weightsVersion: version.id } : {}),
       layers: range,
       directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
       ...this.init.stageLimits,
@@ -399,18 +532,18 @@ export class SpanServer {
     this.log.info('serve.moving', { model: this.model, fromStart: from.start, fromEnd: from.end, toStart: to.start, toEnd: to.end, gain: decision.gain, reason: decision.reason })
     let next: LayerRange
     try {
-      next = await this.fetchAndLoad(manifest, to, signal, true)
+      next = await this.fetchAndLoad(manifest, to, signal, true, this.versionValue)
     } finally {
       this.detail = undefined
     }
     let nextStage: StageServer
     try {
-      nextStage = await this.startStage(next)
+      nextStage = await this.startStage(next, this.versionValue)
     } catch (err) {
       await next.close().catch(() => {})
       throw err
     }
-    const old: Served = { span: from, range, stage }
+    const old: Served = { span: from, range, stage, ...(this.versionValue != null ? { version: this.versionValue } : {}) }
     this.retiring.add(old)
     this.stage = nextStage
     this.rangeValue = next
@@ -429,7 +562,7 @@ export class SpanServer {
   /** Waits (at most drainMs, or until stopped) for the old stage's open sessions to end. */
   private async drain (old: Served, signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + (this.init.drainMs ?? SPAN_SERVER_DEFAULTS.drainMs)
-    while (old.stage.stats.sessions > 0 && Date.now() < deadline && !signal.aborted) {
+    while ((old.stage.stats.sessions > 0 || (this.localSessions.get(old.range) ?? 0) > 0) && Date.now() < deadline && !signal.aborted) {
       await sleep(this.pollMs, undefined, { signal }).catch(() => {})
     }
   }
@@ -441,7 +574,90 @@ export class SpanServer {
     }
     await old.stage.stop().catch(() => {})
     await old.range.close().catch(() => {})
-    this.log.info('serve.retired', { model: this.model, start: old.span.start, end: old.span.end })
+    this.localSessions.delete(old.range)
+    this.log.info('serve.retired', { model: this.model, start: old.span.start, end: old.span.end, version: old.version?.id })
+  }
+
+  /** Runs `fn` after every move or switch before it (one transition at a time). */
+  private async exclusive (fn: () => Promise<void>): Promise<void> {
+    const run = this.transitions.then(fn)
+    this.transitions = run.catch(() => {})
+    return run
+  }
+
+  /** With versions: every versionPollMs, switch to the live version when it changed (a failed try is logged and tried again). */
+  private async versionLoop (manifest: ModelManifest, announcer: NodeAnnouncer, signal: AbortSignal): Promise<void> {
+    const versions = this.components.versions
+    if (versions == null) {
+      return
+    }
+    const pollMs = this.init.versionPollMs ?? SPAN_SERVER_DEFAULTS.versionPollMs
+    let lastError = ''
+    while (true) {
+      await sleep(pollMs, undefined, { signal })
+      try {
+        const live = await versions.resolve(manifest)
+        if (live.id !== this.versionValue?.id) {
+          await this.exclusive(async () => this.switchVersion(manifest, announcer, versions, signal))
+        }
+        lastError = ''
+      } catch (err: any) {
+        signal.throwIfAborted()
+        const error = String(err?.message ?? err)
+        if (error !== lastError) {
+          this.log.warn('serve.version.failed', { model: this.model, error })
+          lastError = error
+        }
+        if (this.switching != null) {
+          this.switching.detail = `failed, retrying: ${error}`
+        }
+      }
+    }
+  }
+
+  /** Serve the live version instead of the one served now (see the file comment); returns once the old copy is freed. */
+  private async switchVersion (manifest: ModelManifest, announcer: NodeAnnouncer, versions: ModelVersions, signal: AbortSignal): Promise<void> {
+    const live = await versions.resolve(manifest)
+    const span = this.span
+    const range = this.rangeValue
+    const stage = this.stage
+    const from = this.versionValue
+    if (live.id === from?.id || span == null || range == null || stage == null) {
+      return
+    }
+    const t0 = Date.now()
+    this.switching = { version: live.id, since: t0, detail: 'loading' }
+    this.log.info('serve.version.switching', { model: this.model, from: from?.id, to: live.id, start: span.start, end: span.end })
+    let next: LayerRange
+    let nextStage: StageServer
+    try {
+      next = await this.fetchAndLoad(manifest, span, signal, true, live)
+      try {
+        nextStage = await this.startStage(next, live)
+      } catch (err) {
+        await next.close().catch(() => {})
+        throw err
+      }
+    } finally {
+      this.detail = undefined
+      this.switching = undefined
+    }
+    const old: Served = { span: { ...span }, range, stage, ...(from != null ? { version: from } : {}) }
+    this.retiring.add(old)
+    this.stage = nextStage
+    this.rangeValue = next
+    this.versionValue = live
+    const loadedMs = Date.now() - t0
+    this.log.info('serve.version.switched', { model: this.model, from: from?.id, to: live.id, loadedMs, draining: old.stage.stats.sessions + (this.localSessions.get(range) ?? 0) })
+    this.lastSwitch = { at: t0, ...(from != null ? { from: from.id } : {}), to: live.id, loadedMs }
+    // the record names the new version at once (the live record served directly is re-signed now); the DHT put runs beside the drain
+    const announced = announcer.setWeightsVersion(Uint8Array.from(Buffer.from(live.id, 'hex'))).catch((err: Error) => {
+      this.log.warn('serve.announce.failed', { model: this.model, error: err.message })
+    })
+    await this.drain(old, signal)
+    await announced
+    await this.retire(old)
+    this.lastSwitch = { ...this.lastSwitch, drainedMs: Date.now() - t0 }
   }
 
   private spanStats (): SpanStats {

@@ -19,6 +19,7 @@ import type { ManifestUnit, ParsedManifest } from './import/manifest.ts'
 import type { LayerRangeInit } from './qwen3/layer-range.ts'
 import type { RawTensor } from './safetensors/dtypes.ts'
 import type { WeightSource } from './weight-source.ts'
+import type { WeightsVersion } from './weights-version.ts'
 
 /** A manifest read from the chain, with its block's id and author. */
 export interface ModelManifest extends ParsedManifest {
@@ -215,13 +216,17 @@ export interface ChainWeightSourceInit {
   start: number
   /** one past the last unit served */
   end: number
+  /** the weights version to serve: its changed units are read from it instead of their Layer blocks (default: the imported weights) */
+  version?: WeightsVersion
 }
 
 /**
- * WeightSource over the layer blocks of units [start, end) of one model.
- * Units are read on first use; one decoded unit is kept (LayerRange.load asks
- * unit by unit), so memory stays at about one unit's payload. With tied
- * embeddings a range holding the head also serves embed_tokens from unit 0.
+ * WeightSource over the layer blocks of units [start, end) of one model,
+ * in one weights version when given one (the units the version changes come
+ * from it, float32, instead of from their Layer blocks). Units are read on
+ * first use; one decoded unit is kept (LayerRange.load asks unit by unit), so
+ * memory stays at about one unit's payload (or its float32 tensors). With
+ * tied embeddings a range holding the head also serves embed_tokens from unit 0.
  */
 export class ChainWeightSource implements WeightSource {
   readonly label: string
@@ -231,6 +236,8 @@ export class ChainWeightSource implements WeightSource {
   private readonly manifest: ModelManifest
   private readonly unitOf: Map<string, number>
   private readonly allowed: Set<number>
+  private readonly version?: WeightsVersion
+  private readonly changed: ReadonlySet<number>
   private current: { unit: number, tensors: Promise<Map<string, RawTensor>> } | undefined
 
   constructor (init: ChainWeightSourceInit) {
@@ -243,7 +250,9 @@ export class ChainWeightSource implements WeightSource {
     this.manifest = manifest
     this.start = start
     this.end = end
-    this.label = `chain model ${manifest.idHex}`
+    this.version = init.version
+    this.changed = new Set(init.version?.changedUnits ?? [])
+    this.label = `chain model ${manifest.idHex}${init.version != null ? ` version ${init.version.id}` : ''}`
     this.unitOf = new Map()
     for (const u of manifest.units) {
       for (const t of u.tensors) {
@@ -273,12 +282,23 @@ export class ChainWeightSource implements WeightSource {
       return undefined
     }
     if (this.current?.unit !== unit) {
-      const tensors = loadUnitTensors(this.store, this.manifest, unit)
+      const tensors = this.readUnit(unit)
       tensors.catch(() => {})
       this.current = { unit, tensors }
     }
     const tensors = await this.current.tensors
     return tensors.get(name)
+  }
+
+  /** The unit's tensors in the version served: from the version when it changes the unit, else from the Layer block. */
+  private async readUnit (unit: number): Promise<Map<string, RawTensor>> {
+    if (this.version != null && this.changed.has(unit)) {
+      const tensors = await this.version.unitTensors(unit)
+      if (tensors != null) {
+        return tensors
+      }
+    }
+    return loadUnitTensors(this.store, this.manifest, unit)
   }
 
   /** Drops the decoded unit held (call once the weights are loaded). */
@@ -288,11 +308,12 @@ export class ChainWeightSource implements WeightSource {
 }
 
 /**
- * Loads a LayerRange of `manifest`'s model from the chain. Every unit the
- * range needs is checked first: when some are not stored locally it throws
- * ERR_MODEL_INCOMPLETE naming all of them, before any weight is read.
+ * Loads a LayerRange of `manifest`'s model from the chain, in weights
+ * version `version` when given (default: the imported weights). Every unit
+ * the range needs is checked first: when some are not stored locally it
+ * throws ERR_MODEL_INCOMPLETE naming all of them, before any weight is read.
  */
-export async function loadLayerRangeFromChain (store: ChainStoreApi, manifest: ModelManifest, init: LayerRangeInit): Promise<LayerRange> {
+export async function loadLayerRangeFromChain (store: ChainStoreApi, manifest: ModelManifest, init: LayerRangeInit, version?: WeightsVersion): Promise<LayerRange> {
   const head = manifest.qwen3.numLayers + 1
   // the units this range reads: decoder layer i is unit i + 1; a tied head reads the embedding (unit 0)
   const needs = (u: number): boolean => (u >= init.start + 1 && u < init.end + 1) ||
@@ -302,7 +323,7 @@ export async function loadLayerRangeFromChain (store: ChainStoreApi, manifest: M
   if (missing.length > 0) {
     throw incompleteModelError(manifest, missing)
   }
-  const source = new ChainWeightSource({ store, manifest, ...ChainWeightSource.unitRange(manifest.qwen3.numLayers, init) })
+  const source = new ChainWeightSource({ store, manifest, ...ChainWeightSource.unitRange(manifest.qwen3.numLayers, init), ...(version != null ? { version } : {}) })
   try {
     return await LayerRange.load(manifest.qwen3, source, init)
   } finally {

@@ -52,7 +52,11 @@ export const ModelErrorCode = {
   /** a checkpoint folder that cannot be imported (missing files, extra tensors) */
   BAD_CHECKPOINT: 'ERR_BAD_CHECKPOINT',
   /** the checkpoint changed on disk while it was being imported */
-  CHECKPOINT_CHANGED: 'ERR_CHECKPOINT_CHANGED'
+  CHECKPOINT_CHANGED: 'ERR_CHECKPOINT_CHANGED',
+  /** no version of the model's history has that id (or id prefix), or this process reads no versions */
+  VERSION_NOT_FOUND: 'ERR_MODEL_VERSION_NOT_FOUND',
+  /** a version id prefix that matches more than one version of the model */
+  VERSION_AMBIGUOUS: 'ERR_MODEL_VERSION_AMBIGUOUS'
 } as const
 
 export type ModelErrorCodeValue = typeof ModelErrorCode[keyof typeof ModelErrorCode]

@@ -19,8 +19,11 @@ import { elementCount } from './safetensors/dtypes.ts'
 import { resolveWorkers } from './workers.ts'
 import type { BackendPreference, BackendSelection } from './backend.ts'
 import type { ModelManifest, UnitState } from './chain-loader.ts'
+import type { GenerationObserver } from './generation/observer.ts'
+import type { ModelVersions } from './model-versions.ts'
 import type { LayerRange } from './qwen3/layer-range.ts'
 import type { ChatTokenizer } from './tokenizer.ts'
+import type { WeightsVersion } from './weights-version.ts'
 import type { WorkersSetting } from './workers.ts'
 import type { ChainStoreApi, StoredBlock } from '../chain/index.ts'
 import type { BackendStatusJson, GenerateParams, GenerateResult, GenerateTokenJson, LogitsResult, ModelDetailsJson, ModelSummaryJson, WorkersStatusJson } from '../protocols/ipc.ts'
@@ -43,11 +46,22 @@ export interface InferenceServiceInit {
   maxLoadedModels?: number
   /** tensor-parallel worker threads per loaded model: 'auto' (default, see workers.ts) or a count */
   workers?: WorkersSetting
+  /** told of each step of a local generation (the daemon's metrics) */
+  observer?: GenerationObserver
+  /**
+   * The versions of the models (learning/model-versions.ts): models load in
+   * their live version (or the one a request pins), each version loaded once
+   * and kept like a model of its own. Absent: every model is its imported
+   * weights and a request naming a version fails (ERR_MODEL_VERSION_NOT_FOUND).
+   */
+  versions?: ModelVersions
 }
 
 interface LoadedModel {
   manifest: ModelManifest
   range: LayerRange
+  /** the weights version loaded (absent without a ModelVersions) */
+  version?: WeightsVersion
   /** undefined until first needed; null for a token-id-only model */
   tokenizer?: ChatTokenizer | null
 }
@@ -85,7 +99,9 @@ export class InferenceService {
   private readonly preference: BackendPreference
   private readonly maxLoaded: number
   readonly workers: WorkersSetting
-  /** most recently used last */
+  private readonly observer: GenerationObserver | undefined
+  private readonly versions?: ModelVersions
+  /** by model id (hex), or `model@version` when versions are read; most recently used last */
   private readonly loaded: Map<string, LoadedModel>
   private selection: BackendSelection | undefined
   private selectionError: (Error & { tried?: BackendSelection['tried'] }) | undefined
@@ -97,6 +113,8 @@ export class InferenceService {
     this.preference = backendPreference(init.backend)
     this.maxLoaded = Math.max(1, init.maxLoadedModels ?? DEFAULT_MAX_LOADED_MODELS)
     this.workers = init.workers ?? 'auto'
+    this.observer = init.observer
+    this.versions = init.versions
     this.loaded = new Map()
     this.queue = Promise.resolve()
     this.started = false
@@ -158,7 +176,7 @@ export class InferenceService {
     return {
       setting: this.workers,
       cores: availableParallelism(),
-      loaded: [...this.loaded.entries()].map(([model, m]) => ({ model, workers: m.range.workers }))
+      loaded: [...this.loaded.values()].map(m => ({ model: m.manifest.idHex, workers: m.range.workers }))
     }
   }
 
@@ -176,10 +194,11 @@ export class InferenceService {
     return out
   }
 
-  async show (model: string): Promise<ModelDetailsJson> {
+  /** One model in detail; with versions read, `version` (default the live one) with its accepted deltas and weights hash. */
+  async show (model: string, version?: string): Promise<ModelDetailsJson> {
     const store = this.storeOf()
     const id = await resolveModelId(store, model)
-    const manifest = this.loaded.get(toHex(id))?.manifest ?? await loadModelManifest(store, id)
+    const manifest = this.manifestOf(toHex(id)) ?? await loadModelManifest(store, id)
     const block = await store.get(id) as StoredBlock
     const states = await unitStates(store, manifest)
     const summary = await this.summary(store, block, { manifest, states })
@@ -213,25 +232,68 @@ export class InferenceService {
       dtypes: [...dtypes].sort(),
       bytes: manifest.units.reduce((n, u) => n + u.bytes, 0),
       parameters,
-      unitBlocks
+      unitBlocks,
+      ...await this.versionDetails(manifest, version)
     }
   }
 
-  /** Logits [ids.length][vocab] of `ids` fed to a fresh session. */
-  async logits (model: string, ids: number[], backend?: string): Promise<number[][]> {
-    return (await this.logitsResult(model, ids, backend)).logits
+  /** `show`'s version fields: nothing without versions read. */
+  private async versionDetails (manifest: ModelManifest, version: string | undefined): Promise<Partial<ModelDetailsJson>> {
+    const v = await this.versionOf(manifest, version)
+    if (v == null || this.versions == null) {
+      return {}
+    }
+    const live = version == null ? v : await this.versions.resolve(manifest)
+    const weightsHash = await v.weightsHash()
+    return {
+      version: v.id,
+      versionIndex: v.index,
+      liveVersion: live.id,
+      acceptedDeltas: v.acceptedDeltas.map(d => ({ proposal: d.proposal, delta: d.delta, unit: d.unit })),
+      weightsHash
+    }
   }
 
-  /** logits() with the backend and the worker threads that computed them (the `model.logits` result). */
-  async logitsResult (model: string, ids: number[], backend?: string): Promise<LogitsResult> {
+  /**
+   * The weights version `version` (default the live one) of `manifest`'s
+   * model; undefined when this service reads no versions (and no version
+   * was asked for).
+   */
+  async versionOf (manifest: ModelManifest, version?: string): Promise<WeightsVersion | undefined> {
+    if (this.versions == null) {
+      if (version != null) {
+        throw new ModelError(ModelErrorCode.VERSION_NOT_FOUND, `version ${version} asked for, but this node reads no model versions`)
+      }
+      return undefined
+    }
+    return this.versions.resolve(manifest, version)
+  }
+
+  /** The manifest of a loaded model (any version), if one is loaded. */
+  private manifestOf (modelHex: string): ModelManifest | undefined {
+    for (const m of this.loaded.values()) {
+      if (m.manifest.idHex === modelHex) {
+        return m.manifest
+      }
+    }
+    return undefined
+  }
+
+  /** Logits [ids.length][vocab] of `ids` fed to a fresh session (in `version`, default the live one). */
+  async logits (model: string, ids: number[], backend?: string, version?: string): Promise<number[][]> {
+    return (await this.logitsResult(model, ids, backend, version)).logits
+  }
+
+  /** logits() with the backend, the worker threads and the version that computed them (the `model.logits` result). */
+  async logitsResult (model: string, ids: number[], backend?: string, version?: string): Promise<LogitsResult> {
     this.checkBackend(backend)
     return this.exclusive(async () => {
-      const m = await this.load(model)
+      const m = await this.load(model, version)
       const session = m.range.createSession()
       try {
         const t = await m.range.forwardTokensAsync(session, ids)
         try {
-          return { logits: await t.array(), backend: this.backendName ?? 'none', workers: m.range.workers }
+          return { logits: await t.array(), backend: this.backendName ?? 'none', workers: m.range.workers, ...(m.version != null ? { version: m.version.id } : {}) }
         } finally {
           t.dispose()
         }
@@ -241,13 +303,13 @@ export class InferenceService {
     })
   }
 
-  /** Generates from a prompt (text, chat or ids), calling `onToken` for each token as it comes. */
+  /** Generates from a prompt (text, chat or ids) in `params.version` (default the live one), calling `onToken` for each token as it comes. */
   async generate (params: Omit<GenerateParams, 'backend'> & { backend?: string }, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {
     this.checkBackend(params.backend)
     checkPromptParams(params)
     const speculation = speculationOf(params)
     return this.exclusive(async () => {
-      const m = await this.load(params.model)
+      const m = await this.load(params.model, params.version)
       const { prompt, tokenizer } = resolvePrompt(params, m.manifest.idHex, () => this.tokenizerOf(m))
       const t0 = performance.now()
       const result = await runGeneration({
@@ -260,6 +322,7 @@ export class InferenceService {
         stop: params.stop,
         ...(speculation != null ? { draft: { model: await this.loadDraft(speculation.draft, m.manifest.qwen3.vocabSize), k: speculation.k } } : {}),
         onToken,
+        ...(this.observer?.step != null ? { onStep: this.observeStep(m.manifest.qwen3.numLayers) } : {}),
         signal
       })
       const seconds = (performance.now() - t0) / 1000
@@ -271,9 +334,16 @@ export class InferenceService {
         finishReason: result.finishReason,
         backend: this.backendName ?? 'none',
         workers: m.range.workers,
-        ...(result.speculative != null ? { speculative: result.speculative } : {})
+        ...(result.speculative != null ? { speculative: result.speculative } : {}),
+        ...(m.version != null ? { version: m.version.id } : {})
       }
     })
+  }
+
+  /** the observer's step hook for a whole local model of `layers` decoder layers */
+  private observeStep (layers: number): (positions: number, ms: number) => void {
+    const stage = { start: 0, end: layers }
+    return (positions, ms) => { this.observer?.step?.(stage, positions, ms) }
   }
 
   /**
@@ -288,7 +358,7 @@ export class InferenceService {
   private async loadDraft (model: string, vocab: number): Promise<LayerRange> {
     const store = this.storeOf()
     const id = await resolveModelId(store, model)
-    const manifest = this.loaded.get(toHex(id))?.manifest ?? await loadModelManifest(store, id)
+    const manifest = this.manifestOf(toHex(id)) ?? await loadModelManifest(store, id)
     if (manifest.qwen3.vocabSize !== vocab) {
       throw new ModelError(ModelErrorCode.BAD_OPTIONS, `draft model ${manifest.idHex} has a vocabulary of ${manifest.qwen3.vocabSize} tokens, the target ${vocab}: a draft must share the target's vocabulary`)
     }
@@ -315,26 +385,31 @@ export class InferenceService {
     }
   }
 
-  /** The loaded model (loading it from the chain when needed); call inside exclusive(). */
-  private async load (model: string): Promise<LoadedModel> {
+  /**
+   * The loaded model in `version` (default the live one), loading it from
+   * the chain when needed; each version is an entry of the LRU of its own
+   * (dropped, its weights freed, like a model). Call inside exclusive().
+   */
+  private async load (model: string, version?: string): Promise<LoadedModel> {
     const store = this.storeOf()
     const id = await resolveModelId(store, model)
-    const key = toHex(id)
+    const manifest = this.manifestOf(toHex(id)) ?? await loadModelManifest(store, id)
+    const weights = await this.versionOf(manifest, version)
+    const key = weights == null ? manifest.idHex : `${manifest.idHex}@${weights.id}`
     const cached = this.loaded.get(key)
     if (cached != null) {
       this.loaded.delete(key)
       this.loaded.set(key, cached)
       return cached
     }
-    const manifest = await loadModelManifest(store, id)
     while (this.loaded.size >= this.maxLoaded) {
       const [oldest, m] = this.loaded.entries().next().value as [string, LoadedModel]
       this.loaded.delete(oldest)
       await m.range.close()
     }
     const workers = this.workersFor(manifest.qwen3)
-    const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: manifest.qwen3.numLayers, embedding: true, head: true, workers })
-    const entry: LoadedModel = { manifest, range }
+    const range = await loadLayerRangeFromChain(store, manifest, { start: 0, end: manifest.qwen3.numLayers, embedding: true, head: true, workers }, weights)
+    const entry: LoadedModel = { manifest, range, ...(weights != null ? { version: weights } : {}) }
     this.loaded.set(key, entry)
     return entry
   }
@@ -353,7 +428,7 @@ export class InferenceService {
     const missing: number[] = []
     let manifest = known?.manifest
     if (manifest == null && block.payloadComplete) {
-      manifest = this.loaded.get(id)?.manifest ?? await loadModelManifest(store, block.id).catch(() => undefined)
+      manifest = this.manifestOf(id) ?? await loadModelManifest(store, block.id).catch(() => undefined)
     }
     if (manifest != null) {
       const states = known?.states ?? await unitStates(store, manifest)
@@ -381,7 +456,8 @@ export class InferenceService {
       missingUnits: missing,
       manifestStored: block.payloadComplete,
       author: toHex(block.header.author),
-      loaded: this.loaded.has(id)
+      loaded: this.manifestOf(id) != null,
+      ...(manifest != null && this.versions != null ? await this.versions.resolve(manifest).then(v => ({ version: v.id }), () => ({})) : {})
     }
   }
 

@@ -15,6 +15,12 @@ export interface PipelineClientInit {
   libp2p: Pick<Libp2p, 'dial' | 'peerStore'>
   /** the model id the stages serve */
   modelId: string
+  /**
+   * the weights version every stage of every session must serve (64 hex
+   * characters; OPEN pins it, a stage on another version refuses with
+   * WRONG_VERSION and is routed around); absent: whatever the stages serve
+   */
+  weightsVersion?: string
   /** the client's own embedding, final norm and head (e.g. LayerRange.load(config, source, { start: 0, end: 0, embedding: true, head: true })) */
   local: LocalEnds
   /** stages covering decoder layers [0, numLayers) in order */
@@ -59,6 +65,8 @@ export interface PipelineClientInit {
   replayTolerance?: number
   /** told of every failover as it completes */
   onRecovery?(recovery: Recovery, sessionId: number): void
+  /** told of every step a stage answered on the session's route (failover replays not included): its hop, the rows fed, the ms from send to result */
+  onStep?(hop: ResolvedHop, rows: number, ms: number, sessionId: number): void
   /**
    * A stage for a hop this process serves itself (libp2p cannot dial its own
    * peer id); undefined = open a StageClient to the hop's peer as usual.
@@ -89,7 +97,7 @@ export interface ClientReceipts {
   sign(work: StageWork): Promise<{ body: Uint8Array, clientSig: Uint8Array } | null>
 }
 
-type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'receipts'
+type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'weightsVersion' | 'onStep' | 'receipts'
 
 /** PipelineClientInit with every default filled in. */
 export type PipelineClientConfig = Required<Omit<PipelineClientInit, OptionalInit>> & Pick<PipelineClientInit, OptionalInit>

@@ -186,6 +186,7 @@ export class PipelineSession implements VerifyingSession {
       const ms = performance.now() - t
       this.stats.stageMs[index] += ms
       this.deadlines.record(workerOf(hop), rows, ms)
+      this.config.onStep?.(hop, rows, ms, this.sessionId)
       return { data: r.data, stages: 1 }
     } catch (err) {
       const reason = failureReason(err, options.signal)

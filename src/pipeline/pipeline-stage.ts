@@ -20,6 +20,8 @@ export interface PipelineStage {
 export interface StageOpenInit {
   libp2p: Pick<Libp2p, 'dial' | 'peerStore'>
   modelId: string
+  /** the weights version the stages must serve (OPEN pins it) */
+  weightsVersion?: string
   protocol?: string
   maxLength: number
   priority: number
@@ -48,6 +50,7 @@ export async function openPipelineStage (init: StageOpenInit, hop: ResolvedHop, 
     libp2p: init.libp2p,
     peer: hop.peerId,
     modelId: init.modelId,
+    ...(init.weightsVersion != null ? { weightsVersion: init.weightsVersion } : {}),
     start: hop.start,
     end: hop.end,
     sessionId,

@@ -14,6 +14,8 @@ import type { OpenFrame } from '../protocols/infer.ts'
 
 export interface StageAdmissionInit {
   modelId: string
+  /** the weights version the layers are (64 hex characters); an OPEN pinning another is refused WRONG_VERSION; undefined: any pin is refused */
+  weightsVersion: string | undefined
   maxSessions: number
   maxCachePositions: number
   /** positions granted to an OPEN that asks for 0, and the most one may ask for */
@@ -91,17 +93,9 @@ export class StageAdmission {
       return { status: 'rejected', code, message }
     }
     const { start, end } = this.components.layers
-    if (frame.version !== INFER_WIRE_VERSION) {
-      return reject(InferErrorCode.UNSUPPORTED_VERSION, `wire version ${frame.version} is not ${INFER_WIRE_VERSION}`)
-    }
-    if (frame.modelId !== this.init.modelId) {
-      return reject(InferErrorCode.WRONG_MODEL, `this stage serves model ${this.init.modelId}, not ${frame.modelId}`)
-    }
-    if (frame.start < start || frame.end > end || frame.start >= frame.end) {
-      return reject(InferErrorCode.WRONG_RANGE, `this stage holds layers [${start}, ${end}): [${frame.start}, ${frame.end}) is not a non-empty part of them`)
-    }
-    if ((frame.flags & OpenFlags.LOGITS) !== 0 && (!this.components.layers.hasHead || frame.end !== end)) {
-      return reject(InferErrorCode.WRONG_RANGE, this.components.layers.hasHead ? `logits come after layer ${end - 1}, the session ends at ${frame.end}` : 'this stage does not hold the head')
+    const refusal = this.refusal(frame)
+    if (refusal != null) {
+      return reject(refusal.code, refusal.message)
     }
     const maxLength = frame.maxLength === 0 ? this.init.defaultMaxLength : frame.maxLength
     if (maxLength > this.init.defaultMaxLength) {
@@ -136,6 +130,28 @@ export class StageAdmission {
     this.counters.peakReservedPositions = Math.max(this.counters.peakReservedPositions, this.reservedPositions)
     this.counters.peakSessions = Math.max(this.counters.peakSessions, open + 1)
     return { status: 'open', maxLength, hiddenSize: this.components.layers.config.hiddenSize }
+  }
+
+  /** Why this stage cannot serve what `frame` asks for (wire version, model, weights version, layers, head), or undefined. */
+  private refusal (frame: OpenFrame): { code: InferErrorCode, message: string } | undefined {
+    const { start, end, hasHead } = this.components.layers
+    if (frame.version !== INFER_WIRE_VERSION) {
+      return { code: InferErrorCode.UNSUPPORTED_VERSION, message: `wire version ${frame.version} is not ${INFER_WIRE_VERSION}` }
+    }
+    if (frame.modelId !== this.init.modelId) {
+      return { code: InferErrorCode.WRONG_MODEL, message: `this stage serves model ${this.init.modelId}, not ${frame.modelId}` }
+    }
+    const served = this.init.weightsVersion
+    if (frame.weightsVersion != null && frame.weightsVersion !== served) {
+      return { code: InferErrorCode.WRONG_VERSION, message: `this stage serves ${served != null ? `weights version ${served}` : 'no named weights version'} of model ${this.init.modelId}, not ${frame.weightsVersion}` }
+    }
+    if (frame.start < start || frame.end > end || frame.start >= frame.end) {
+      return { code: InferErrorCode.WRONG_RANGE, message: `this stage holds layers [${start}, ${end}): [${frame.start}, ${frame.end}) is not a non-empty part of them` }
+    }
+    if ((frame.flags & OpenFlags.LOGITS) !== 0 && (!hasHead || frame.end !== end)) {
+      return { code: InferErrorCode.WRONG_RANGE, message: hasHead ? `logits come after layer ${end - 1}, the session ends at ${frame.end}` : 'this stage does not hold the head' }
+    }
+    return undefined
   }
 
   /**

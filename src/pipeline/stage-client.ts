@@ -26,6 +26,8 @@ export interface StageClientInit {
   /** the stage: a peer id (addresses already known to the peer store) or multiaddrs ending in /p2p/<id> */
   peer: PeerId | Multiaddr | Multiaddr[]
   modelId: string
+  /** pin the session to this weights version (64 hex characters): a stage serving another refuses with WRONG_VERSION */
+  weightsVersion?: string
   start: number
   end: number
   sessionId: number
@@ -164,7 +166,8 @@ export class StageClient {
         end: init.end,
         maxLength: init.maxLength ?? PIPELINE_CLIENT_DEFAULTS.maxLength,
         priority: init.priority ?? PIPELINE_CLIENT_DEFAULTS.priority,
-        flags: init.flags ?? 0
+        flags: init.flags ?? 0,
+        ...(init.weightsVersion != null ? { weightsVersion: init.weightsVersion } : {})
       })
       await opened.promise
     } finally {

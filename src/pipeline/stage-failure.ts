@@ -2,6 +2,7 @@
  * Which failures of a stage are worth routing around, and the checks a
  * RESULT must pass (shape, position, finite values) before a session uses it.
  */
+import { InferErrorCode } from '../protocols/infer.ts'
 import { PipelineError, PipelineErrorCode } from './errors.ts'
 import { firstNonFinite } from './finite.ts'
 
@@ -15,6 +16,8 @@ export const FailureReason = {
   MALFORMED: 'malformed',
   /** the stage answered ERROR */
   ERROR: 'error',
+  /** the stage serves another weights version than the session's (ERROR WRONG_VERSION at OPEN) */
+  VERSION: 'version',
   /** the stage answered BUSY */
   BUSY: 'busy',
   /** replayed outputs disagree with what the lost stage produced */
@@ -45,7 +48,7 @@ export function failureReason (err: unknown, signal?: AbortSignal): FailureReaso
     case PipelineErrorCode.BUSY:
       return FailureReason.BUSY
     case PipelineErrorCode.REMOTE:
-      return FailureReason.ERROR
+      return err.remoteCode === InferErrorCode.WRONG_VERSION ? FailureReason.VERSION : FailureReason.ERROR
     default:
       return undefined
   }

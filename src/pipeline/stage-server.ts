@@ -49,6 +49,12 @@ import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 export interface StageServerInit {
   /** the model id clients name in OPEN (e.g. the chain's model manifest id, hex) */
   modelId: string
+  /**
+   * the weights version `layers` are (64 hex characters, protocols/versions.md):
+   * an OPEN pinning another version is refused WRONG_VERSION (absent: every
+   * pinned OPEN is refused; unpinned OPENs are served either way)
+   */
+  weightsVersion?: string
   /** the layers served; the server never disposes them */
   layers: StageLayers
   protocol?: string
@@ -112,6 +118,8 @@ export interface StageServerComponents {
 /** Counters and gauges for status output and node records. */
 export interface StageStats {
   modelId: string
+  /** the weights version served, when named */
+  weightsVersion?: string
   start: number
   end: number
   /** sessions open now, and the most allowed */
@@ -198,10 +206,19 @@ function errorMessage (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-type ServerOptions = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults' | 'directChannel' | 'receipts' | 'priorityFor'>>
+/** `v` when it is a weights version id (64 lowercase hex characters) or undefined; else ERR_INVALID_ARGUMENT. */
+function checkedWeightsVersion (v: string | undefined): string | undefined {
+  if (v != null && !/^[0-9a-f]{64}$/.test(v)) {
+    throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `weightsVersion must be 64 lowercase hex characters, got ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+type ServerOptions = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults' | 'directChannel' | 'weightsVersion' | 'receipts' | 'priorityFor'>>
 
 export class StageServer {
   readonly modelId: string
+  readonly weightsVersion?: string
   readonly layers: StageLayers
   private readonly libp2p: StageServerComponents['libp2p']
   private readonly init: ServerOptions
@@ -222,6 +239,7 @@ export class StageServer {
   constructor (components: StageServerComponents, init: StageServerInit) {
     this.libp2p = components.libp2p
     this.modelId = init.modelId
+    this.weightsVersion = checkedWeightsVersion(init.weightsVersion)
     this.layers = init.layers
     const d = STAGE_SERVER_DEFAULTS
     this.init = {
@@ -260,7 +278,7 @@ export class StageServer {
         handler: (channel, remotePeer) => { this.acceptDirect(channel, remotePeer) }
       })
     }
-    this.admission = new StageAdmission({ layers: this.layers, isStarted: () => this.started }, { modelId: this.modelId, ...this.init })
+    this.admission = new StageAdmission({ layers: this.layers, isStarted: () => this.started }, { modelId: this.modelId, weightsVersion: this.weightsVersion, ...this.init })
     this.compute = new StageCompute({ layers: this.layers, ...(this.faults != null ? { faults: new StageFaultInjector(this.faults) } : {}) })
     this.scheduler = new StageScheduler({
       sessions: () => this.admission.sessions,
@@ -363,6 +381,7 @@ export class StageServer {
     const reserved = this.admission.reserved
     return {
       modelId: this.modelId,
+      ...(this.weightsVersion != null ? { weightsVersion: this.weightsVersion } : {}),
       start: this.layers.start,
       end: this.layers.end,
       sessions: open,

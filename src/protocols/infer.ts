@@ -50,8 +50,17 @@ export const OpenFlags = {
   /** the stage holding the head returns logits instead of hidden states */
   LOGITS: 1,
   /** with LOGITS: logits of every row of a FORWARD, not only the last */
-  ALL_ROWS: 2
+  ALL_ROWS: 2,
+  /**
+   * the OPEN pins a weights version: its 32 bytes follow the model id, and a
+   * stage that does not serve that version refuses with WRONG_VERSION
+   * (protocols/versions.md; set by the client, never given as an option)
+   */
+  VERSION: 4
 } as const
+
+/** Bytes of a weights version id in OPEN (sha256). */
+export const WEIGHTS_VERSION_BYTES = 32
 
 /** Codes of ERROR frames. */
 export const InferErrorCode = {
@@ -84,7 +93,13 @@ export const InferErrorCode = {
    * session's KV cache or any tensor op sees them (nothing is computed, the
    * cache is as it was); the session stays
    */
-  NON_FINITE_INPUT: 13
+  NON_FINITE_INPUT: 13,
+  /**
+   * OPEN pins a weights version this stage does not serve (it serves
+   * another version of the model, e.g. it moved to a newer one): the
+   * client routes to a holder of that version
+   */
+  WRONG_VERSION: 14
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type InferErrorCode = typeof InferErrorCode[keyof typeof InferErrorCode]
@@ -110,7 +125,10 @@ export interface OpenFrame {
   maxLength: number
   /** 0-255, higher is served first when steps of several sessions wait */
   priority: number
+  /** OpenFlags; VERSION is set by the encoder exactly when weightsVersion is given */
   flags: number
+  /** the weights version the session is pinned to (64 lowercase hex characters); absent: whatever the stage serves */
+  weightsVersion?: string
 }
 
 export interface OpenOkFrame {
@@ -295,31 +313,42 @@ function header (size: number, type: number): { buf: Uint8Array, view: DataView 
   return { buf, view: new DataView(buf.buffer) }
 }
 
+/** OPEN's body: the fixed header, the model id, and the weights version when pinned (flag VERSION set exactly then). */
+function encodeOpen (frame: OpenFrame): Uint8Array {
+  checkU8('version', frame.version)
+  checkU8('priority', frame.priority)
+  checkU8('flags', frame.flags)
+  for (const k of ['sessionId', 'start', 'end', 'maxLength'] as const) {
+    checkU32(k, frame[k])
+  }
+  const id = utf8Encoder.encode(frame.modelId)
+  if (id.length > MAX_MODEL_ID_BYTES) {
+    throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `model id longer than ${MAX_MODEL_ID_BYTES} bytes`)
+  }
+  const pinned = frame.weightsVersion
+  if (pinned != null && !/^[0-9a-f]{64}$/.test(pinned)) {
+    throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `weightsVersion must be 64 lowercase hex characters, got ${JSON.stringify(pinned)}`)
+  }
+  const { buf, view } = header(OPEN_HEADER_BYTES + id.length + (pinned != null ? WEIGHTS_VERSION_BYTES : 0), InferFrameType.OPEN)
+  buf[1] = frame.version
+  buf[2] = frame.priority
+  buf[3] = pinned != null ? frame.flags | OpenFlags.VERSION : frame.flags & ~OpenFlags.VERSION
+  view.setUint32(4, frame.sessionId, true)
+  view.setUint32(8, frame.start, true)
+  view.setUint32(12, frame.end, true)
+  view.setUint32(16, frame.maxLength, true)
+  view.setUint16(20, id.length, true)
+  buf.set(id, OPEN_HEADER_BYTES)
+  if (pinned != null) {
+    buf.set(Buffer.from(pinned, 'hex'), OPEN_HEADER_BYTES + id.length)
+  }
+  return buf
+}
+
 function encodeBody (frame: InferFrame): { body: Uint8Array, payload?: Uint8Array } {
   switch (frame.type) {
-    case 'open': {
-      checkU8('version', frame.version)
-      checkU8('priority', frame.priority)
-      checkU8('flags', frame.flags)
-      for (const k of ['sessionId', 'start', 'end', 'maxLength'] as const) {
-        checkU32(k, frame[k])
-      }
-      const id = utf8Encoder.encode(frame.modelId)
-      if (id.length > MAX_MODEL_ID_BYTES) {
-        throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `model id longer than ${MAX_MODEL_ID_BYTES} bytes`)
-      }
-      const { buf, view } = header(OPEN_HEADER_BYTES + id.length, InferFrameType.OPEN)
-      buf[1] = frame.version
-      buf[2] = frame.priority
-      buf[3] = frame.flags
-      view.setUint32(4, frame.sessionId, true)
-      view.setUint32(8, frame.start, true)
-      view.setUint32(12, frame.end, true)
-      view.setUint32(16, frame.maxLength, true)
-      view.setUint16(20, id.length, true)
-      buf.set(id, OPEN_HEADER_BYTES)
-      return { body: buf }
-    }
+    case 'open':
+      return { body: encodeOpen(frame) }
     case 'open-ok': {
       const { buf, view } = header(OPEN_OK_BYTES, InferFrameType.OPEN_OK)
       view.setUint32(4, frame.sessionId, true)
@@ -435,6 +464,37 @@ function readText (body: Uint8Array, at: number, len: number, max: number, what:
   }
 }
 
+/** OPEN (its header length checked by the caller); with flag VERSION, exactly 32 bytes of weights version follow the model id. */
+function decodeOpen (body: Uint8Array, view: DataView): OpenFrame {
+  const start = view.getUint32(8, true)
+  const end = view.getUint32(12, true)
+  if (end <= start) {
+    throw badFrame(`OPEN range [${start}, ${end}) is empty`)
+  }
+  const flags = body[3]
+  const idLength = view.getUint16(20, true)
+  const pinned = (flags & OpenFlags.VERSION) !== 0
+  const textEnd = OPEN_HEADER_BYTES + idLength
+  if (pinned) {
+    expectLength(body, textEnd + WEIGHTS_VERSION_BYTES, 'OPEN with a weights version')
+  }
+  const frame: OpenFrame = {
+    type: 'open',
+    version: body[1],
+    priority: body[2],
+    flags,
+    sessionId: view.getUint32(4, true),
+    start,
+    end,
+    maxLength: view.getUint32(16, true),
+    modelId: readText(pinned ? body.subarray(0, textEnd) : body, OPEN_HEADER_BYTES, idLength, MAX_MODEL_ID_BYTES, 'OPEN model id')
+  }
+  if (pinned) {
+    frame.weightsVersion = Buffer.from(body.subarray(textEnd, textEnd + WEIGHTS_VERSION_BYTES)).toString('hex')
+  }
+  return frame
+}
+
 /**
  * Decodes one frame body (without its length prefix). Tensor bytes stay a
  * view into `body`. Throws ERR_INFER_BAD_FRAME on anything malformed.
@@ -450,25 +510,9 @@ export function decodeInferFrame (body: Uint8Array): InferFrame {
     }
   }
   switch (body[0]) {
-    case InferFrameType.OPEN: {
+    case InferFrameType.OPEN:
       need(OPEN_HEADER_BYTES, 'OPEN')
-      const start = view.getUint32(8, true)
-      const end = view.getUint32(12, true)
-      if (end <= start) {
-        throw badFrame(`OPEN range [${start}, ${end}) is empty`)
-      }
-      return {
-        type: 'open',
-        version: body[1],
-        priority: body[2],
-        flags: body[3],
-        sessionId: view.getUint32(4, true),
-        start,
-        end,
-        maxLength: view.getUint32(16, true),
-        modelId: readText(body, OPEN_HEADER_BYTES, view.getUint16(20, true), MAX_MODEL_ID_BYTES, 'OPEN model id')
-      }
-    }
+      return decodeOpen(body, view)
     case InferFrameType.OPEN_OK:
       expectLength(body, OPEN_OK_BYTES, 'OPEN_OK')
       return { type: 'open-ok', sessionId: view.getUint32(4, true), maxLength: view.getUint32(8, true), hiddenSize: view.getUint32(12, true) }

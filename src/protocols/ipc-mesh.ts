@@ -39,6 +39,33 @@ export interface ServingJson {
   replan?: ReplanJson
   /** the latest re-plan that moved this node */
   lastMove?: ReplanJson
+  /** the weights version served (hex; protocols/versions.md), once loaded */
+  version?: string
+  /**
+   * The span's weights in memory (float32): `bytes` now over `copies` copies
+   * (1 serving; 2 while a move or a version switch drains the old copy's
+   * sessions), one copy's `spanBytes`, and `boundBytes`, the most it ever
+   * holds: 2 copies + the largest unit being materialised (docs/pipeline.md)
+   */
+  weights?: { bytes: number, copies: number, spanBytes: number, boundBytes: number }
+  /** old copies still finishing their sessions after a move or a switch (each freed at its last session or drainMs) */
+  draining?: Array<{ version?: string, start: number, end: number, sessions: number }>
+  /** the version switch in progress: the version loading, since when, and what it waits for */
+  switching?: { version: string, since: number, detail: string }
+  /** the latest version switch */
+  lastSwitch?: VersionSwitchJson
+}
+
+/** A span server's move to a newly accepted weights version. */
+export interface VersionSwitchJson {
+  /** when it started (ms since the epoch) */
+  at: number
+  from?: string
+  to: string
+  /** ms from the start until the new version served new sessions (delta payloads fetched, weights loaded, stage up) */
+  loadedMs: number
+  /** ms from the start until the old copy was freed (its last session ended, or drainMs) */
+  drainedMs?: number
 }
 
 /** One re-plan of a `--layers auto` node (src/mesh/span-replan.ts). */
@@ -129,6 +156,8 @@ export interface SpanJson {
   rttMs: number | null
   /** 'direct': asked the peer; 'dht': its stored record (peer unreachable); 'self': this node */
   source: 'direct' | 'dht' | 'self'
+  /** the weights version the span serves (hex; protocols/versions.md); null when its record names none */
+  version: string | null
 }
 
 /** Result of `peers`. */

@@ -8,6 +8,7 @@
  * are both typed by it, so a method's types are written once.
  */
 import type { LedgerStatusJson, RewardsBalanceResult, RewardsExplainParams, RewardsExplainResult, RewardsHistoryResult, RewardsParams, RewardsSendParams, RewardsSendResult, RewardsVerifyResult } from './ipc-ledger.ts'
+import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
 import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
@@ -94,12 +95,29 @@ export interface StatusResult {
   serving?: ServingJson | null
   /** this node's BLY balance per model and its receipts not yet published (docs/ledger.md) */
   ledger?: LedgerStatusJson
+  /** the HTTP listener (--http-listen), null when off */
+  http?: HttpStatusJson | null
+  /** the validator service: what it measures now, what it attested, its last error */
+  learning?: LearningStatusJson
   ipc: {
     requests: number
     errors: Record<string, number>
     /** the most bytes of one unfinished request line the daemon held at any time (at most ipcMaxLineBytes) */
     peakLineBytes: number
   } & IpcLoadJson
+}
+
+/** The HTTP listener as `status` reports it. */
+export interface HttpStatusJson {
+  /** the address bound, http://HOST:PORT */
+  url: string
+  /** whether routes ask for the bearer key (httpApiKey) */
+  keyRequired: boolean
+  /** every route, `METHOD path` */
+  routes: string[]
+  /** requests being handled now, and generations among them (at most httpMaxConcurrent) */
+  requests: number
+  generations: number
 }
 
 /** Refusals of the IPC server's limits, counted since start. */
@@ -279,8 +297,12 @@ export interface ModelImportProgressJson {
 export interface ModelImportResult {
   modelId: string
   name: string
+  /** the model's blocks: the manifest, one per unit, and the genesis Params block */
   blocks: number
+  /** how many of those were already in the store */
   existing: number
+  /** the genesis Params block id (hex): the importer's key is the model's first validator */
+  params?: string
   bytes: number
   bytesWritten: number
   units: number
@@ -304,6 +326,22 @@ export interface ModelSummaryJson {
   manifestStored: boolean
   author: string
   loaded: boolean
+  /** the live version's id (hex; protocols/versions.md), when the manifest is stored and the node reads versions */
+  version?: string
+}
+
+/** Params of `model.show`. */
+export interface ModelShowParams {
+  model: string
+  /** a version of the model's history (hex id or a unique prefix of >= 8) to describe instead of the live one */
+  version?: string
+}
+
+/** One accepted delta of a version, in the order the deltas apply. */
+export interface AcceptedDeltaJson {
+  proposal: string
+  delta: string
+  unit: number
 }
 
 /** Result of `model.show`. */
@@ -325,6 +363,16 @@ export interface ModelDetailsJson extends ModelSummaryJson {
   bytes: number
   parameters: number
   unitBlocks: Array<{ unit: number, kind: string, layer?: number, bytes: number, sha256: string, block: string | null, stored: boolean }>
+  /** the version described (the live one unless the request named one); with it: */
+  version?: string
+  /** that version's index in the model's history (0 = the imported weights) */
+  versionIndex?: number
+  /** the live version's id (differs from `version` when an earlier one was asked for) */
+  liveVersion?: string
+  /** the accepted deltas of that version, in the order they apply */
+  acceptedDeltas?: AcceptedDeltaJson[]
+  /** the weights hash of that version (hex, learning/weights-hash.ts over every unit); null when some unit or delta is not stored here */
+  weightsHash?: string | null
 }
 
 /** Params of `generate`: exactly one of prompt, chat, promptIds. */
@@ -349,6 +397,8 @@ export interface GenerateParams {
   draft?: string
   /** draft tokens per round to start with (adapts; needs draft) */
   speculate?: number
+  /** pin a version of the model's history (hex id or a unique prefix of >= 8); default the live version when the generation starts */
+  version?: string
 }
 
 /** How speculative decoding went (`generate` with draft). */
@@ -384,6 +434,8 @@ export interface GenerateResult extends Partial<GenerateRouteJson> {
   workers?: number
   /** present when the request named a draft model */
   speculative?: SpeculativeJson
+  /** the weights version every token was computed with (hex), when the node reads versions */
+  version?: string
 }
 
 /** Params / result of `model.logits`: logits [ids.length][vocab] of a fresh session. */
@@ -391,6 +443,8 @@ export interface LogitsParams {
   model: string
   ids: number[]
   backend?: string
+  /** a version of the model's history (hex id or a unique prefix of >= 8); default the live one */
+  version?: string
 }
 
 export interface LogitsResult {
@@ -398,6 +452,8 @@ export interface LogitsResult {
   backend: string
   /** tensor-parallel worker threads that ran the layers (0: the main thread) */
   workers?: number
+  /** the weights version the logits were computed with (hex), when the node reads versions */
+  version?: string
 }
 
 /** Params of `data.add`: the daemon reads `path` (absolute: the socket is local, the daemon's cwd is not the caller's). */
@@ -489,12 +545,16 @@ export interface IpcMethods {
   shutdown: IpcMethod<NoParams, { stopping: boolean, pid: number }>
   'model.import': IpcMethod<ModelImportParams, ModelImportResult, ModelImportProgressJson>
   'model.list': IpcMethod<NoParams, { models: ModelSummaryJson[] }>
-  'model.show': IpcMethod<{ model: string }, ModelDetailsJson>
+  'model.show': IpcMethod<ModelShowParams, ModelDetailsJson>
   'model.logits': IpcMethod<LogitsParams, LogitsResult>
   generate: IpcMethod<GenerateParams, GenerateResult, GenerateTokenJson>
   'net.status': IpcMethod<NoParams, NetStatusJson>
   peers: IpcMethod<PeersParams, PeersResult>
   plan: IpcMethod<PlanParams, PlanResult>
+  'delta.propose': IpcMethod<ProposeParams, ProposeResultJson>
+  proposals: IpcMethod<ProposalsParams, ProposalsResult>
+  'proposal.show': IpcMethod<ProposalShowParams, ProposalJson>
+  validators: IpcMethod<ValidatorsParams, ValidatorsResult>
   'rewards.balance': IpcMethod<RewardsParams, RewardsBalanceResult>
   'rewards.history': IpcMethod<RewardsParams, RewardsHistoryResult>
   'rewards.explain': IpcMethod<RewardsExplainParams, RewardsExplainResult>
@@ -534,6 +594,10 @@ const IPC_METHOD_TABLE: { [K in IpcMethodName]: true } = {
   'net.status': true,
   peers: true,
   plan: true,
+  'delta.propose': true,
+  proposals: true,
+  'proposal.show': true,
+  validators: true,
   'rewards.balance': true,
   'rewards.history': true,
   'rewards.explain': true,

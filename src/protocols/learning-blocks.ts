@@ -77,8 +77,12 @@ export const Reason = {
   SHAPE: 'shape',
   /** a delta for another model */
   MODEL: 'model',
-  /** the same delta payloads as an earlier proposal */
+  /** a delta this node had before: the same Delta blocks in an earlier proposal, or the same payload or body as an earlier Delta block by another author or in a proposal (protocols/attestation.md) */
   DUPLICATE: 'duplicate',
+  /** a delta payload larger than its unit can need (refused before it is fetched or decoded) */
+  OVERSIZE: 'oversize',
+  /** the proposal's dataset (or a regression dataset) cannot be read as the model's data (e.g. ids outside its vocabulary) */
+  DATASET: 'dataset',
   /** fewer than 2 sampled windows: no paired test possible */
   TOO_FEW_WINDOWS: 'too-few-windows',
   /** relative gain below minGainPpm */

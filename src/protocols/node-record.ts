@@ -13,7 +13,9 @@
  * through the whole span, x1000); 10 free_sessions uint32; 11 queue_length
  * uint32 (queued work in whole-span steps, rounded up); 12 seq uint64 (strictly increasing per peer); 13 expires_at uint64
  * (unix ms); 14 memory_bytes uint64 (bytes the node devotes to layers, its
- * span included; 0 = not said).
+ * span included; 0 = not said); 15 weights_version bytes (32: the id of the
+ * weights version the span serves, protocols/versions.md; absent = not
+ * said, a node that knows no versions).
  *
  * SignedNodeRecord: 1 record bytes, 2 signature (64 bytes) over
  * NODE_RECORD_SIGNING_DOMAIN || record bytes.
@@ -55,8 +57,12 @@ const F = {
   queueLength: 11,
   seq: 12,
   expiresAt: 13,
-  memoryBytes: 14
+  memoryBytes: 14,
+  weightsVersion: 15
 } as const
+
+/** Bytes of a weights version id (sha256). */
+export const WEIGHTS_VERSION_LENGTH = 32
 
 export interface NodeRecord {
   version: number
@@ -76,6 +82,8 @@ export interface NodeRecord {
   movable: boolean
   /** bytes the node devotes to layers, its span included (0 = not said) */
   memoryBytes: number
+  /** the weights version the span serves (32 bytes), empty when not said */
+  weightsVersion: Uint8Array
   /** compute backend name, e.g. `tensorflow`, `wasm`, `cpu` */
   backend: string
   /** measured tokens per second through the whole span, in thousandths */
@@ -109,6 +117,20 @@ function checkUint (name: string, value: number, max: number): void {
   }
 }
 
+function checkWeightsVersion (v: Uint8Array): void {
+  if (v.length !== 0 && v.length !== WEIGHTS_VERSION_LENGTH) {
+    throw encodingError(`weights version is ${v.length} bytes, expected ${WEIGHTS_VERSION_LENGTH} (or none)`)
+  }
+}
+
+function decodeBackend (bytes: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+  } catch (err) {
+    throw encodingError('backend is not valid UTF-8', err)
+  }
+}
+
 /** The canonical encoding of `record`. Throws ERR_RECORD_ENCODING when a field cannot be encoded. */
 export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   if (record.version !== NODE_RECORD_VERSION) {
@@ -128,6 +150,7 @@ export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   checkUint('seq', record.seq, Number.MAX_SAFE_INTEGER)
   checkUint('expiresAt', record.expiresAt, Number.MAX_SAFE_INTEGER)
   checkUint('memoryBytes', record.memoryBytes, Number.MAX_SAFE_INTEGER)
+  checkWeightsVersion(record.weightsVersion)
   const w = new PbWriter(256)
   w.tag(F.version, WireType.Varint).uint32(record.version)
   w.tag(F.peerId, WireType.LengthDelimited).bytes(record.peerId)
@@ -169,6 +192,9 @@ export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   if (record.memoryBytes !== 0) {
     w.tag(F.memoryBytes, WireType.Varint).uint64(BigInt(record.memoryBytes))
   }
+  if (record.weightsVersion.length !== 0) {
+    w.tag(F.weightsVersion, WireType.LengthDelimited).bytes(record.weightsVersion)
+  }
   return w.finish()
 }
 
@@ -208,6 +234,7 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
     holdsHead: false,
     movable: false,
     memoryBytes: 0,
+    weightsVersion: new Uint8Array(0),
     backend: '',
     throughputMilli: 0,
     freeSessions: 0,
@@ -250,11 +277,7 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
           break
         case F.backend:
           expectWireType(field, wt, WireType.LengthDelimited)
-          try {
-            record.backend = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(r.bytes())
-          } catch (err) {
-            throw encodingError('backend is not valid UTF-8', err)
-          }
+          record.backend = decodeBackend(r.bytes())
           break
         case F.throughputMilli:
           expectWireType(field, wt, WireType.Varint)
@@ -279,6 +302,10 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
         case F.memoryBytes:
           expectWireType(field, wt, WireType.Varint)
           record.memoryBytes = safeUint64(r, 'memoryBytes')
+          break
+        case F.weightsVersion:
+          expectWireType(field, wt, WireType.LengthDelimited)
+          record.weightsVersion = r.bytes()
           break
         default:
           throw encodingError(`unknown node record field ${field}`)

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { makeTempDir, removeDir, runCli, runJson, startDaemon } from '../daemon/helpers.ts'
+import { makeTempDir, removeDir, runCli, runCliAll, runJson, startDaemon } from '../daemon/helpers.ts'
 import type { CliResult } from '../daemon/helpers.ts'
 import type { DaemonProcess } from '../daemon/helpers.ts'
 
@@ -31,33 +31,41 @@ describe('blyd CLI', function () {
   })
 
   it('prints help for the top level and for subcommands', async () => {
-    const top = await runCli(['--help'])
+    const [top, put, start] = await runCliAll([{ args: ['--help'] }, { args: ['chain', 'put', '--help'] }, { args: ['start', '--help'] }])
     expect(top.code).to.equal(0)
     for (const cmd of ['start', 'stop', 'status', 'id', 'chain']) {
       expect(top.stdout).to.include(`blyd ${cmd}`)
     }
-    const put = await runCli(['chain', 'put', '--help'])
     expect(put.code).to.equal(0)
     expect(put.stdout).to.include('--payload').and.include('--data-dir')
-    const start = await runCli(['start', '--help'])
     expect(start.stdout).to.include('--log-level').and.include('--backend')
   })
 
   it('rejects bad flags, commands and arguments with one line and exit 2', async () => {
-    expectOneLineError(await runCli(['status', '--bogus']), 2, 'Unknown argument: bogus')
-    expectOneLineError(await runCli(['frobnicate']), 2, 'frobnicate')
-    expectOneLineError(await runCli([]), 2, 'name a command')
-    expectOneLineError(await runCli(['chain']), 2, 'name a chain command')
-    expectOneLineError(await runCli(['chain', 'get', 'not-hex', '--data-dir', dir ?? '']), 2, '64 hex characters')
-    expectOneLineError(await runCli(['chain', 'put', '--data-dir', dir ?? '']), 2, 'payload')
-    expectOneLineError(await runCli(['chain', 'put', '--payload', 'x', '--type', 'weird']), 2, 'weird')
-    expectOneLineError(await runCli(['status', '--data-dir']), 2, 'data-dir')
+    const cases: Array<[string[], string]> = [
+      [['status', '--bogus'], 'Unknown argument: bogus'],
+      [['frobnicate'], 'frobnicate'],
+      [[], 'name a command'],
+      [['chain'], 'name a chain command'],
+      [['chain', 'get', 'not-hex', '--data-dir', dir ?? ''], '64 hex characters'],
+      [['chain', 'put', '--data-dir', dir ?? ''], 'payload'],
+      [['chain', 'put', '--payload', 'x', '--type', 'weird'], 'weird'],
+      [['status', '--data-dir'], 'data-dir']
+    ]
+    // each is refused while parsing, before anything is read or written: independent, so run side by side
+    const results = await runCliAll(cases.map(([args]) => ({ args })))
+    results.forEach((r, i) => { expectOneLineError(r, 2, cases[i][1]) })
   })
 
   it('rejects bad configuration with one line naming the source', async () => {
     const dataDir = dir ?? ''
-    expectOneLineError(await runCli(['start', '--data-dir', dataDir, '--log-level', 'loud']), 1, '--log-level: must be one of')
-    expectOneLineError(await runCli(['start', '--data-dir', dataDir], { env: { BLYD_BACKEND: 'quantum' } }), 1, 'BLYD_BACKEND')
+    // both are refused by the configuration check, before the data dir is touched: run side by side
+    const [flag, env] = await runCliAll([
+      { args: ['start', '--data-dir', dataDir, '--log-level', 'loud'] },
+      { args: ['start', '--data-dir', dataDir], env: { BLYD_BACKEND: 'quantum' } }
+    ])
+    expectOneLineError(flag, 1, '--log-level: must be one of')
+    expectOneLineError(env, 1, 'BLYD_BACKEND')
     await writeFile(join(dataDir, 'config.json'), JSON.stringify({ colour: 'blue' }))
     expectOneLineError(await runCli(['start', '--data-dir', dataDir]), 1, 'unknown key "colour"')
   })
@@ -65,19 +73,28 @@ describe('blyd CLI', function () {
   it('shows a stack trace only with BLYD_DEBUG=1', async () => {
     const dataDir = dir ?? ''
     await writeFile(join(dataDir, 'config.json'), '{')
-    const quiet = await runCli(['start', '--data-dir', dataDir])
+    const [quiet, loud] = await runCliAll([
+      { args: ['start', '--data-dir', dataDir] },
+      { args: ['start', '--data-dir', dataDir], env: { BLYD_DEBUG: '1' } }
+    ])
     expect(quiet.stderr).to.not.match(/^\s+at /m)
-    const loud = await runCli(['start', '--data-dir', dataDir], { env: { BLYD_DEBUG: '1' } })
     expect(loud.code).to.equal(1)
     expect(loud.stderr).to.match(/^\s+at /m)
   })
 
   it('says when no daemon runs (exit 3) for daemon-only commands', async () => {
     const dataDir = dir ?? ''
-    expectOneLineError(await runCli(['status', '--data-dir', dataDir]), 3, 'no blyd daemon is running')
-    expectOneLineError(await runCli(['stop', '--data-dir', dataDir]), 3, 'no blyd daemon is running')
-    expectOneLineError(await runCli(['chain', 'put', '--payload', '/etc/hostname', '--data-dir', dataDir]), 3, 'no blyd daemon is running')
-    expectOneLineError(await runCli(['chain', 'info', '--data-dir', join(dataDir, 'missing')]), 3, 'no data dir')
+    // none of them writes anything: run side by side
+    const [status, stop, put, info] = await runCliAll([
+      { args: ['status', '--data-dir', dataDir] },
+      { args: ['stop', '--data-dir', dataDir] },
+      { args: ['chain', 'put', '--payload', '/etc/hostname', '--data-dir', dataDir] },
+      { args: ['chain', 'info', '--data-dir', join(dataDir, 'missing')] }
+    ])
+    expectOneLineError(status, 3, 'no blyd daemon is running')
+    expectOneLineError(stop, 3, 'no blyd daemon is running')
+    expectOneLineError(put, 3, 'no blyd daemon is running')
+    expectOneLineError(info, 3, 'no data dir')
   })
 
   it('reads the data dir offline when no daemon runs, with the same answers', async () => {

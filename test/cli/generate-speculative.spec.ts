@@ -25,7 +25,12 @@ describe('blyd generate --draft (CLI)', function () {
   it('a model drafting for itself gives its greedy tokens, all drafts accepted; a draft of another vocabulary is refused', async () => {
     const dataDir = join(env.dir, 'data')
     const exp: Expected = JSON.parse(await readFile(join(fixtureDir('untied-f32'), 'expected.json'), 'utf8'))
-    const { modelId } = await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', dataDir])
+    const demoDir = join(env.dir, 'demo')
+    // the import and the demo checkpoint (written outside the data dir, imported below) are independent: side by side
+    const [{ modelId }] = await Promise.all([
+      runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', dataDir]),
+      runJson(['model', 'init-demo', demoDir, '--vocab', '64', '--no-tokenizer', '--json'])
+    ])
     const gen = await runJson(['generate', '--model', modelId, '--draft', modelId, '--speculate', '4', '--temperature', '0',
       '--prompt-ids', exp.greedy.prompt.join(','), '--max-new-tokens', '16', '--local', '--json', '--data-dir', dataDir])
     expect(gen.tokens).to.deep.equal(exp.greedy.tokens.slice(0, 16))
@@ -37,8 +42,6 @@ describe('blyd generate --draft (CLI)', function () {
     // every accepted draft saves a target step
     expect(gen.speculative.targetSteps).to.be.below(16)
 
-    const demoDir = join(env.dir, 'demo')
-    await runJson(['model', 'init-demo', demoDir, '--vocab', '64', '--no-tokenizer', '--json'])
     const demo = await runJson(['model', 'import', demoDir, '--data-dir', dataDir])
     const refused = await runCli(['generate', '--model', modelId, '--draft', demo.modelId, '--prompt-ids', '1,2', '--max-new-tokens', '4', '--local', '--data-dir', dataDir])
     expect(refused.code, refused.stderr).to.not.equal(0)

@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { ChatTokenizer, bundledQwen3TokenizerFiles } from '../../src/model/tokenizer.ts'
-import { makeTempDir, removeDir, runCli, runJson, startDaemon } from '../daemon/helpers.ts'
+import { makeTempDir, removeDir, runCli, runCliAll, runJson, startDaemon } from '../daemon/helpers.ts'
 import { DAMAGES, damagedCopy } from '../model/checkpoint-damage.ts'
 import { FIXTURE_VARIANTS, fixtureDir, maxAbsDiff } from '../model/fixtures.ts'
 import type { CliResult, DaemonProcess } from '../daemon/helpers.ts'
@@ -70,7 +70,8 @@ describe('blyd model (CLI)', function () {
       const ids: Record<string, string> = {}
       for (const variant of FIXTURE_VARIANTS) {
         const imported = await runJson(['model', 'import', fixtureDir(variant), '--data-dir', dataDir])
-        expect(imported).to.include({ blocks: 7, existing: 0, units: 6, tokenizer: false })
+        // the manifest, its genesis Params and six layer units
+        expect(imported).to.include({ blocks: 8, existing: 0, units: 6, tokenizer: false })
         ids[variant] = imported.modelId
       }
       await checkFixtures(dataDir, ids, ['--backend', backend])
@@ -119,19 +120,23 @@ describe('blyd model (CLI)', function () {
 
   it('rejects bad --workers values with one line', async () => {
     const dataDir = join(env.dir, 'bad-workers')
+    const cases: Array<{ args: string[], env?: Record<string, string>, says: string }> = []
     for (const bad of ['-1', '65', 'many', '1.5']) {
-      expectOneLineError(await runCli(['model', 'logits', '--model', 'abcdef01', '--ids', '1', '--local', '--workers', bad, '--data-dir', dataDir]), `--workers: must be "auto" or an integer from 0 to 64 (got "${bad}")`)
-      expectOneLineError(await runCli(['generate', '--model', 'abcdef01', '--prompt-ids', '1', '--local', '--workers', bad, '--data-dir', dataDir]), '--workers: must be "auto"')
+      cases.push({ args: ['model', 'logits', '--model', 'abcdef01', '--ids', '1', '--local', '--workers', bad, '--data-dir', dataDir], says: `--workers: must be "auto" or an integer from 0 to 64 (got "${bad}")` })
+      cases.push({ args: ['generate', '--model', 'abcdef01', '--prompt-ids', '1', '--local', '--workers', bad, '--data-dir', dataDir], says: '--workers: must be "auto"' })
     }
-    expectOneLineError(await runCli(['start', '--workers', 'many', '--data-dir', dataDir]), '--workers: must be "auto"')
-    expectOneLineError(await runCli(['model', 'logits', '--model', 'abcdef01', '--ids', '1', '--local', '--data-dir', dataDir], { env: { BLYD_WORKERS: 'x' } }), 'BLYD_WORKERS: must be "auto"')
+    cases.push({ args: ['start', '--workers', 'many', '--data-dir', dataDir], says: '--workers: must be "auto"' })
+    cases.push({ args: ['model', 'logits', '--model', 'abcdef01', '--ids', '1', '--local', '--data-dir', dataDir], env: { BLYD_WORKERS: 'x' }, says: 'BLYD_WORKERS: must be "auto"' })
+    // each is refused by the option check, before the data dir is touched: independent, so run side by side
+    const results = await runCliAll(cases)
+    results.forEach((r, i) => { expectOneLineError(r, cases[i].says) })
   })
 
   it('imports the same checkpoint twice with the same id and no new blocks', async () => {
     const dataDir = join(env.dir, 'twice')
     const first = await runJson(['model', 'import', fixtureDir('untied-bf16-sharded'), '--data-dir', dataDir])
     const info = await runJson(['chain', 'info', '--data-dir', dataDir])
-    expect(info.counts).to.include({ A: 1, B: 6 })
+    expect(info.counts).to.include({ A: 2, B: 6 }) // the manifest and its genesis Params; six units
     const again = await runCli(['model', 'import', fixtureDir('untied-bf16-sharded'), '--data-dir', dataDir])
     expect(again.code, again.stderr).to.equal(0)
     expect(again.stdout.trim()).to.equal(first.modelId)
@@ -214,10 +219,17 @@ describe('blyd model (CLI)', function () {
 
   it('rejects bad model arguments with one line', async () => {
     const dataDir = join(env.dir, 'args')
-    expectOneLineError(await runCli(['generate', '--model', 'abc', '--prompt', 'x', '--data-dir', dataDir]), 'unique prefix of at least 8')
-    expectOneLineError(await runCli(['generate', '--model', 'abcdef01', '--data-dir', dataDir]), 'exactly one of')
-    expectOneLineError(await runCli(['model', 'logits', '--model', 'abcdef01', '--ids', '1,x', '--data-dir', dataDir]), '--ids must be')
-    expectOneLineError(await runCli(['generate', '--model', 'abcdef01', '--prompt', 'x', '--top-p', '2', '--data-dir', dataDir]), '--top-p')
+    // refused by the argument checks before the data dir is touched: independent, so run side by side
+    const [prefix, neither, ids, topP] = await runCliAll([
+      { args: ['generate', '--model', 'abc', '--prompt', 'x', '--data-dir', dataDir] },
+      { args: ['generate', '--model', 'abcdef01', '--data-dir', dataDir] },
+      { args: ['model', 'logits', '--model', 'abcdef01', '--ids', '1,x', '--data-dir', dataDir] },
+      { args: ['generate', '--model', 'abcdef01', '--prompt', 'x', '--top-p', '2', '--data-dir', dataDir] }
+    ])
+    expectOneLineError(prefix, 'unique prefix of at least 8')
+    expectOneLineError(neither, 'exactly one of')
+    expectOneLineError(ids, '--ids must be')
+    expectOneLineError(topP, '--top-p')
     await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', dataDir])
     expectOneLineError(await runCli(['generate', '--model', 'abcdef01', '--prompt-ids', '1', '--data-dir', dataDir]), 'no model on chain A')
   })

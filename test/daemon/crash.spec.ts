@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { expect } from 'aegir/chai'
 import { IpcClient } from '../../src/daemon/ipc-client.ts'
-import { ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from './helpers.ts'
+import { ipcRequest, makeTempDir, mapConcurrently, removeDir, runCli, runJson, startDaemon } from './helpers.ts'
 import type { DaemonProcess } from './helpers.ts'
 
 const MiB = 1024 * 1024
@@ -109,18 +109,21 @@ describe('crash safety (SIGKILL during a put)', function () {
     daemons.push(second)
     expect(second.stderr).to.include('lock.stale')
 
-    const report = await runJson(['chain', 'verify', '--data-dir', dataDir])
+    // read-only queries to the restarted daemon (each get writes its own file): two at a time
+    const [report, info] = await mapConcurrently([['chain', 'verify'], ['chain', 'info']], async args => runJson([...args, '--data-dir', dataDir]))
     expect(report.issues).to.deep.equal([])
     expect(report.ok).to.equal(true)
     expect(report.blocks).to.equal(acked.length)
 
-    const info = await runJson(['chain', 'info', '--data-dir', dataDir])
     expect(info.counts).to.include({ A: acked.length, B: 0, total: acked.length })
     expect(info.tips.A).to.deep.equal([acked[acked.length - 1].id])
 
-    for (const block of acked) {
+    const gets = await mapConcurrently(acked, async block => {
       const out = join(workDir, `out-${block.id}`)
-      const got = await runJson(['chain', 'get', block.id, '--payload-out', out, '--data-dir', dataDir])
+      return { out, got: await runJson(['chain', 'get', block.id, '--payload-out', out, '--data-dir', dataDir]) }
+    })
+    for (const [i, { out, got }] of gets.entries()) {
+      const block = acked[i]
       expect(got.payloadComplete).to.equal(true)
       expect(got.payloadSize).to.equal(String(block.size))
       expect(got.payloadOut.sha256).to.equal(block.sha256)

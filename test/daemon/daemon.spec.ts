@@ -7,7 +7,7 @@ import { expect } from 'aegir/chai'
 import { DEFAULT_IPC_MAX_LINE_BYTES } from '../../src/daemon/constants.ts'
 import { IpcClient } from '../../src/daemon/ipc-client.ts'
 import { IPC_METHOD_NAMES } from '../../src/protocols/ipc.ts'
-import { DaemonProcess, ipcRequest, makeTempDir, removeDir, runCli, runJson, startDaemon } from './helpers.ts'
+import { DaemonProcess, ipcRequest, makeTempDir, mapConcurrently, removeDir, runCli, runJson, startDaemon } from './helpers.ts'
 import { RawSocket } from './raw-socket.ts'
 
 async function exists (path: string): Promise<boolean> {
@@ -48,7 +48,8 @@ describe('daemon process', function () {
   it('starts, reports status, refuses a second daemon, stops cleanly and keeps its identity', async () => {
     const dataDir = dir ?? ''
     const d = await daemon()
-    const status = await runJson(['status', '--data-dir', dataDir])
+    // the JSON and the human form of status, side by side
+    const [status, human] = await Promise.all([runJson(['status', '--data-dir', dataDir]), runCli(['status', '--data-dir', dataDir])])
     expect(status.pid).to.equal(d.pid)
     expect(status.peerId).to.match(/^12D3KooW/)
     // auto picks the best backend that starts and says why the others did not
@@ -61,7 +62,6 @@ describe('daemon process', function () {
     expect(status.uptimeMs).to.be.a('number')
     // the daemon registers exactly the methods of the typed map
     expect((await ipcRequest(d.socketPath, 'methods')).methods).to.deep.equal(IPC_METHOD_NAMES)
-    const human = await runCli(['status', '--data-dir', dataDir])
     expect(human.code).to.equal(0)
     expect(human.stdout).to.include(status.peerId).and.include('backend')
 
@@ -201,15 +201,19 @@ describe('daemon process', function () {
     const plain = await runCli(['chain', 'put', '--payload', file, '--data-dir', dataDir])
     expect(plain.code).to.equal(0)
     const second = plain.stdout.trim()
-    const block = await runJson(['chain', 'get', second, '--data-dir', dataDir])
+    const out = join(dataDir, 'out.txt')
+    // read-only queries to the daemon: two at a time
+    const [block, tips, got, report] = await mapConcurrently([
+      ['chain', 'get', second],
+      ['chain', 'tips'],
+      ['chain', 'get', second.toUpperCase(), '--payload-out', out],
+      ['chain', 'verify']
+    ], async args => runJson([...args, '--data-dir', dataDir]))
     expect(block).to.include({ id: second, chain: 'A', type: 'note', payloadSize: '12' })
     expect(block.parents).to.deep.equal([first.id])
-    expect(await runJson(['chain', 'tips', '--data-dir', dataDir])).to.deep.equal({ A: [second], B: [] })
-    const out = join(dataDir, 'out.txt')
-    const got = await runJson(['chain', 'get', second.toUpperCase(), '--payload-out', out, '--data-dir', dataDir])
+    expect(tips).to.deep.equal({ A: [second], B: [] })
     expect(got.id).to.equal(second)
     expect(await readFile(out, 'utf8')).to.equal('hello chain\n')
-    const report = await runJson(['chain', 'verify', '--data-dir', dataDir])
     expect(report).to.include({ ok: true, blocks: 2 })
   })
 })

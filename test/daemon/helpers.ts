@@ -74,6 +74,36 @@ export async function runCli (args: string[], options: { env?: Record<string, st
   return { code, signal, stdout, stderr }
 }
 
+/**
+ * `fn` over `items`, `concurrency` at a time; the results in the order of
+ * `items`. For independent `blyd` commands only: ones that share no state
+ * (refused before they touch a data dir, or read-only queries to a running
+ * daemon). A command's start is mostly one core's work, so two at a time keep
+ * both cores of a 2-core machine busy.
+ */
+export async function mapConcurrently<T, R> (items: readonly T[], fn: (item: T, index: number) => Promise<R>, concurrency = 2): Promise<R[]> {
+  const results: R[] = new Array(items.length)
+  let next = 0
+  let failed = false
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length && !failed) {
+      const i = next++
+      try {
+        results[i] = await fn(items[i], i)
+      } catch (err) {
+        failed = true // the other lanes start nothing more
+        throw err
+      }
+    }
+  }))
+  return results
+}
+
+/** Run independent `blyd` commands two at a time (see mapConcurrently); the results in order. */
+export async function runCliAll (calls: ReadonlyArray<{ args: string[], env?: Record<string, string> }>): Promise<CliResult[]> {
+  return mapConcurrently(calls, async ({ args, env }) => runCli(args, env != null ? { env } : {}))
+}
+
 /** Run `blyd ARGS --json` and parse stdout; throws with stderr when it fails. */
 export async function runJson<T = any> (args: string[], options: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<T> {
   const r = await runCli([...args, '--json'], options)

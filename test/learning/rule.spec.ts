@@ -5,7 +5,7 @@
  */
 import { expect } from 'aegir/chai'
 import { defaultParams } from '../../src/learning/params-defaults.ts'
-import { floorDiv, quorum, rule, tStatistic, toMicroNats } from '../../src/learning/pol/rule.ts'
+import { floorDiv, quorum, rule, studentScaleMilli, tStatistic, tThresholdMilli, toMicroNats } from '../../src/learning/pol/rule.ts'
 
 const P = defaultParams()
 
@@ -51,13 +51,14 @@ describe('learning/pol/rule', () => {
     expect(rule(pairs([0, 0], [0, 0]), [], P)).to.include({ reason: 'insufficient-gain', gainPpm: null })
   })
 
-  it('not-significant: S1^2 (m-1) 1e6 < tCritMilli^2 (m S2 - S1^2), at the boundary', () => {
-    // d = (+3, -1): S1 = 2, S2 = 10, m = 2 -> t = 2 / sqrt((20 - 4) / 1) = 0.5
+  it('not-significant: S1^2 (m-1) 1e6 < tEff^2 (m S2 - S1^2), tEff = tCritMilli scaled to Student\'s t at m - 1 df, at the boundary', () => {
+    // d = (+3, -1): S1 = 2, S2 = 10, m = 2 -> t = 2 / sqrt((20 - 4) / 1) = 0.5; at df 1 tEff = ceil(tCrit x 6314 / 1645)
     const base = [1000, 1000]
-    const half = rule(pairs(base, [997, 1001]), [], { ...P, minGainPpm: 0, tCritMilli: 500 })
+    // tCrit 130: ceil(130 x 6314 / 1645) = 499 <= 500; tCrit 131: 503 > 500
+    const half = rule(pairs(base, [997, 1001]), [], { ...P, minGainPpm: 0, tCritMilli: 130 })
     expect(half).to.include({ pass: true, reason: 'ok' })
     expect(tStatistic(half)).to.equal(0.5)
-    expect(rule(pairs(base, [997, 1001]), [], { ...P, minGainPpm: 0, tCritMilli: 501 })).to.include({ reason: 'not-significant' })
+    expect(rule(pairs(base, [997, 1001]), [], { ...P, minGainPpm: 0, tCritMilli: 131 })).to.include({ reason: 'not-significant' })
     // all differences equal: zero spread, any positive S1 is significant
     expect(rule(pairs(base, [990, 990]), [], { ...P, tCritMilli: 100_000 })).to.include({ pass: true })
     // S1 <= 0 never is, even with tCritMilli 0
@@ -93,5 +94,26 @@ describe('learning/pol/rule', () => {
     for (const bad of [Number.NaN, Infinity, -Infinity, -0.1]) {
       expect(() => toMicroNats(bad)).to.throw(RangeError)
     }
+  })
+
+  it('few windows need a larger t: the threshold follows Student\'s t, never below the normal quantile, and reaches it past 1000 df', () => {
+    expect(tThresholdMilli(1645, 2)).to.equal(6314n)
+    expect(tThresholdMilli(1645, 17)).to.equal(1746n)
+    expect(tThresholdMilli(1645, 65)).to.equal(1671n)
+    expect(tThresholdMilli(1645, 5000)).to.equal(1645n)
+    let previous = studentScaleMilli(1)
+    for (let df = 2; df <= 2000; df++) {
+      const v = studentScaleMilli(df)
+      expect(v <= previous && v >= 1645n, `df ${df}`).to.equal(true)
+      previous = v
+    }
+    // t = 2 over 2 windows (d = 30, 10) passed the normal 1.645 before; at 1 df it needs 6.314
+    const d = [1000, 1000]
+    const noisy = rule(pairs(d, [970, 990]), [], { ...P, minGainPpm: 0 })
+    expect(tStatistic(noisy)).to.equal(2)
+    expect(noisy.reason).to.equal('not-significant')
+    // the same t over many windows passes: 64 windows alternating d = 30, 10 have t far above 1.669
+    const many = rule(pairs(Array(64).fill(1000), Array.from({ length: 64 }, (_, i) => i % 2 === 0 ? 970 : 990)), [], { ...P, minGainPpm: 0 })
+    expect(many.reason).to.equal('ok')
   })
 })

@@ -1,6 +1,7 @@
 import { expect } from 'aegir/chai'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
 import { MeshErrorCode } from '../../src/mesh/errors.ts'
+import { spansOfVersion } from '../../src/mesh/mesh-generate.ts'
 import { measuredLayerMs, planReplacement, routeSpans } from '../../src/mesh/mesh-route.ts'
 import { PayloadPolicy } from '../../src/mesh/payload-policy.ts'
 import { parseSpan } from '../../src/mesh/span-spec.ts'
@@ -125,6 +126,28 @@ describe('mesh: routing through findRoute (RTT + compute + queue wait)', () => {
 
 describe('mesh: --layers auto and blyd plan through the partition planner', () => {
   const base: SwarmViewInit = { layerBytes: [10, 10, 10, 10, 10, 10], spans: [], self: 'me', memoryBytes: 30 }
+
+  it('versions: a generation routes, and fails over, only over the spans of its weights version', () => {
+    const v0 = new Uint8Array(32).fill(1)
+    const v1 = new Uint8Array(32).fill(2)
+    const hex = (v: Uint8Array): string => Buffer.from(v).toString('hex')
+    const spans = [
+      { ...span('old-a', 0, 2), weightsVersion: v0 },
+      { ...span('old-b', 2, 4), weightsVersion: v0 },
+      // the cheapest whole span, but on the new version
+      { ...span('new-whole', 0, 4, { throughputMilli: 100_000 }), weightsVersion: v1 },
+      // a span that names no version is nobody's
+      { ...span('unnamed', 2, 4), weightsVersion: new Uint8Array(0) }
+    ]
+    expect(hops(routeSpans(spans, 4))).to.deep.equal(['new-whole:0-4'])
+    expect(hops(routeSpans(spansOfVersion(spans, hex(v0)), 4))).to.deep.equal(['old-a:0-2', 'old-b:2-4'])
+    expect(hops(routeSpans(spansOfVersion(spans, hex(v1)), 4))).to.deep.equal(['new-whole:0-4'])
+    // old-b lost: no other holder of v0 has [2, 4), whatever other versions hold
+    expect(codeOf(() => planReplacement(spansOfVersion(spans, hex(v0)), { start: 2, end: 4 }, new Set(['old-b'])))).to.equal(MeshErrorCode.NO_ROUTE)
+    expect(hops(planReplacement(spans, { start: 2, end: 4 }, new Set(['old-b'])))).to.not.include('old-b:2-4')
+    // no pin: every span
+    expect(spansOfVersion(spans, undefined)).to.have.length(4)
+  })
 
   it('builds the swarm view: equal memory (at least the span held), speed from the announced throughput', () => {
     const view = swarmView({ ...base, spans: [span('x', 0, 4, { throughputMilli: 5000 }), span('y', 4, 6, { throughputMilli: 0 })] })

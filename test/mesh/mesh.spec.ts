@@ -55,9 +55,12 @@ describe('mesh: daemons on 127.0.0.1', function () {
     const n1 = await start('n1')
     const imported = await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', n1.dir])
     model = imported.modelId
-    const n2 = await start('n2', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-2', '--record-ttl-ms', String(RECORD_TTL_MS)])
-    // node 3 runs its span on 2 tensor-parallel worker threads (node 2 on its main thread)
-    const n3 = await start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '2-4', '--record-ttl-ms', String(RECORD_TTL_MS), '--workers', '2'])
+    // node 3 runs its span on 2 tensor-parallel worker threads (node 2 on its main thread); the two start side by side
+    const [n2, n3] = await Promise.all([
+      start('n2', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-2', '--record-ttl-ms', String(RECORD_TTL_MS)]),
+      start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '2-4', '--record-ttl-ms', String(RECORD_TTL_MS), '--workers', '2'])
+    ])
+    nodes.splice(1, 2, n2, n3) // the later cases address them by position, whichever came up first
 
     // status: identity and dialable addresses
     const status = await runJson(['status', '--data-dir', n3.dir])
@@ -75,8 +78,9 @@ describe('mesh: daemons on 127.0.0.1', function () {
       const infos = await Promise.all([n2, n3].map(chainInfo))
       return infos.every(i => JSON.stringify(i) === JSON.stringify(reference))
     })
-    for (const n of [n2, n3]) {
-      expect(await runJson(['chain', 'info', '--data-dir', n.dir])).to.deep.equal(reference)
+    // read-only queries, one per daemon: side by side
+    for (const info of await Promise.all([n2, n3].map(async n => runJson(['chain', 'info', '--data-dir', n.dir])))) {
+      expect(info).to.deep.equal(reference)
     }
 
     // both spans live, then a greedy generation on node 3 goes through both
@@ -84,9 +88,8 @@ describe('mesh: daemons on 127.0.0.1', function () {
       const live = await spans(n3)
       return live.some(s => s.peerId === n2.peerId && s.start === 0 && s.end === 2) && live.some(s => s.peerId === n3.peerId && s.start === 2 && s.end === 4)
     })
-    const served = (await runJson(['status', '--data-dir', n2.dir])).serving
-    expect(served).to.include({ model, state: 'serving', start: 0, end: 2, workers: 0 })
-    const n3Status = await runJson(['status', '--data-dir', n3.dir])
+    const [n2Status, n3Status] = await Promise.all([n2, n3].map(async n => runJson(['status', '--data-dir', n.dir])))
+    expect(n2Status.serving).to.include({ model, state: 'serving', start: 0, end: 2, workers: 0 })
     expect(n3Status.serving).to.include({ state: 'serving', start: 2, end: 4, workers: 2 })
     expect(n3Status.workers).to.include({ setting: 2, serving: 2 })
 
@@ -107,7 +110,11 @@ describe('mesh: daemons on 127.0.0.1', function () {
     expect(text.stdout.trim().split(/\s+/).map(Number)).to.deep.equal(tokens)
 
     // blyd plan: coverage per layer from the live spans, the bottleneck, and what the planner proposes
-    const plan = await runJson(['plan', '--model', model, '--json', '--data-dir', n1.dir])
+    // (read-only queries to two daemons: the plan and node 3's model view, side by side)
+    const [plan, show] = await Promise.all([
+      runJson(['plan', '--model', model, '--json', '--data-dir', n1.dir]),
+      runJson(['model', 'show', model, '--data-dir', n3.dir])
+    ])
     expect(plan.model).to.equal(model)
     expect(plan.layers).to.equal(4)
     expect(plan.coverage.map((c: any) => c.holders)).to.deep.equal([[n2.peerId], [n2.peerId], [n3.peerId], [n3.peerId]])
@@ -118,7 +125,6 @@ describe('mesh: daemons on 127.0.0.1', function () {
     expect(plan.moves.filter((m: any) => m.reason === 'leave')).to.deep.equal([])
 
     // a node without --full stores the payloads it serves plus the embedding and head, not the others
-    const show = await runJson(['model', 'show', model, '--data-dir', n3.dir])
     expect(show.unitBlocks.map((u: any) => u.stored)).to.deep.equal([true, false, false, true, true, true])
   })
 

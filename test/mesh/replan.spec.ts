@@ -63,8 +63,7 @@ describe('mesh: --layers auto re-plans and moves into the hole a departure left'
     const expectSpans = async (node: Node, want: Array<[Node, number, number]>): Promise<boolean> =>
       await spansOn(node) === want.map(([n, s, e]) => `${n.peerId}:${s}-${e}`).sort().join(' ')
 
-    const b1 = await start('b1', [...common, '--layers', '0-2'])
-    const b2 = await start('b2', [...common, '--layers', '0-2'])
+    const [b1, b2] = await Promise.all([start('b1', [...common, '--layers', '0-2']), start('b2', [...common, '--layers', '0-2'])])
     await waitFor('B1 and B2 to serve [0, 2)', async () => expectSpans(a, [[b1, 0, 2], [b2, 0, 2]]), 60_000)
 
     const auto = [...common, '--layers', 'auto', '--replan-ms', '1000', '--memory-bytes', String(MEMORY_BYTES)]

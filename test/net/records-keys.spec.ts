@@ -43,6 +43,7 @@ describe('net/records: node record keys, validator and selector', () => {
       holdsHead: true,
       movable: false,
       memoryBytes: 0,
+      weightsVersion: new Uint8Array(0),
       backend: 'wasm',
       throughputMilli: 12_345,
       freeSessions: 3,

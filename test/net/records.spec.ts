@@ -165,6 +165,7 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
       holdsHead: false,
       movable: false,
       memoryBytes: 0,
+      weightsVersion: new Uint8Array(0),
       backend: 'cpu',
       throughputMilli: 1,
       freeSessions: 1,

@@ -6,6 +6,7 @@ import { PipelineErrorCode } from '../../src/pipeline/errors.ts'
 import { InferTransport } from '../../src/pipeline/infer-channel.ts'
 import { inferFrameCodec } from '../../src/pipeline/infer-frames.ts'
 import { StageClient } from '../../src/pipeline/stage-client.ts'
+import { FailureReason, failureReason } from '../../src/pipeline/stage-failure.ts'
 import { embedData } from '../../src/pipeline/stage-layers.ts'
 import { INFER_PROTOCOL, InferErrorCode, OpenFlags, ResultKind, encodeInferFrameBytes, encodeVarint } from '../../src/protocols/infer.ts'
 import { loadFixture, maxAbsDiff, sourceOf } from '../model/fixtures.ts'
@@ -160,6 +161,26 @@ describe('pipeline/stage-server', function () {
     expect([out.kind, out.rows, out.cols]).to.deep.equal([ResultKind.LOGITS, 1, fixture.config.vocabSize])
     expect(maxAbsDiff(out.data, fixture.expected.greedy.step_logits[0])).to.be.below(1e-3)
     await expect(session(wide, { start: 0, end: 3, flags: OpenFlags.LOGITS })).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.WRONG_RANGE)
+  })
+
+  it('serves sessions pinned to its weights version and refuses another version with WRONG_VERSION (an unpinned session is served)', async () => {
+    const v1 = '11'.repeat(32)
+    const v2 = '22'.repeat(32)
+    const s = await stage(0, 2, { weightsVersion: v1 })
+    const h = fixture.config.hiddenSize
+    const rows = prompt.length / h
+    const pinned = await session(s, { weightsVersion: v1 })
+    const out = await pinned.forward(prompt, rows, h, 0)
+    const unpinned = await session(s)
+    expect((await unpinned.forward(prompt, rows, h, 0)).data).to.deep.equal(out.data)
+    const err = await session(s, { weightsVersion: v2 }).then(() => undefined, (e: any) => e)
+    expect(err).to.have.property('remoteCode', InferErrorCode.WRONG_VERSION)
+    expect(err.message).to.include(v1).and.include(v2)
+    expect(failureReason(err)).to.equal(FailureReason.VERSION)
+    expect(s.server.stats).to.include({ weightsVersion: v1, rejected: 1 })
+    // a stage that names no version refuses every pin
+    const plain = await stage(2, 4)
+    await expect(session(plain, { weightsVersion: v1 })).to.eventually.be.rejected.with.property('remoteCode', InferErrorCode.WRONG_VERSION)
   })
 
   it('answers BUSY at once when its sessions or its cache room are full', async () => {

@@ -24,6 +24,7 @@ describe('protocols/infer codec', () => {
   const hidden = Float32Array.from({ length: 3 * 8 }, (_, i) => i * 0.5 - 3)
   const frames: InferFrame[] = [
     { type: 'open', version: 1, sessionId: 0xfffffffe, modelId: 'model-ü-1', start: 4, end: 9, maxLength: 2048, priority: 200, flags: OpenFlags.LOGITS | OpenFlags.ALL_ROWS },
+    { type: 'open', version: 1, sessionId: 3, modelId: 'model-v', start: 0, end: 2, maxLength: 0, priority: 2, flags: OpenFlags.VERSION, weightsVersion: 'ab'.repeat(32) },
     { type: 'open-ok', sessionId: 7, maxLength: 4096, hiddenSize: 4096 },
     { type: 'busy', sessionId: 7, retryAfterMs: 250, message: '16 of 16 sessions in use' },
     { type: 'error', code: InferErrorCode.TOO_LONG, seq: 12, message: 'too long' },
@@ -138,6 +139,30 @@ describe('protocols/infer codec', () => {
       notUtf8[notUtf8.length - 1] = 0xff
       expectBad(notUtf8, /not UTF-8/)
       expectBad(open.subarray(0, open.length - 1), /OPEN model id frame/)
+    })
+
+    it('OPEN pinning a weights version: the flag is set exactly when the version is given, 32 bytes follow the model id, nothing else', () => {
+      const v = '0f'.repeat(32)
+      const plain = body({ type: 'open', version: 1, sessionId: 1, modelId: 'm', start: 2, end: 4, maxLength: 0, priority: 0, flags: OpenFlags.VERSION })
+      // the flag alone is dropped by the encoder: the frame pins nothing
+      expect(plain[3] & OpenFlags.VERSION).to.equal(0)
+      expect(decodeInferFrame(plain)).to.not.have.property('weightsVersion')
+      const pinned = body({ type: 'open', version: 1, sessionId: 1, modelId: 'm', start: 2, end: 4, maxLength: 0, priority: 0, flags: 0, weightsVersion: v })
+      expect(pinned.length).to.equal(plain.length + 32)
+      expect(pinned[3] & OpenFlags.VERSION).to.equal(OpenFlags.VERSION)
+      expect(decodeInferFrame(pinned)).to.include({ modelId: 'm', weightsVersion: v })
+      // the flag without the 32 bytes, or with a byte more or less
+      const flagOnly = plain.slice()
+      flagOnly[3] |= OpenFlags.VERSION
+      expectBad(flagOnly, /OPEN with a weights version frame/)
+      expectBad(pinned.subarray(0, pinned.length - 1), /OPEN with a weights version frame/)
+      expectBad(new Uint8Array([...pinned, 0]), /OPEN with a weights version frame/)
+      // 32 trailing bytes without the flag are not a model id
+      const noFlag = pinned.slice()
+      noFlag[3] &= ~OpenFlags.VERSION
+      expectBad(noFlag, /OPEN model id frame/)
+      expect(() => encodeInferFrame({ type: 'open', version: 1, sessionId: 1, modelId: 'm', start: 0, end: 1, maxLength: 0, priority: 0, flags: 0, weightsVersion: 'AB'.repeat(32) }))
+        .to.throw(/64 lowercase hex/).with.property('code', PipelineErrorCode.INVALID_ARGUMENT)
     })
 
     it('the encoder refuses values that do not fit the wire', () => {

@@ -44,6 +44,7 @@ describe('protocols/node-record codec', () => {
       holdsHead: true,
       movable: false,
       memoryBytes: 0,
+      weightsVersion: new Uint8Array(0),
       backend: 'wasm',
       throughputMilli: 12_345,
       freeSessions: 3,
@@ -56,7 +57,7 @@ describe('protocols/node-record codec', () => {
 
   describe('codec', () => {
     it('round-trips every field and is canonical', () => {
-      const r = recordOf({ start: 0, holdsEmbedding: true, movable: true, memoryBytes: 17_179_869_184 })
+      const r = recordOf({ start: 0, holdsEmbedding: true, movable: true, memoryBytes: 17_179_869_184, weightsVersion: new Uint8Array(randomBytes(32)) })
       const bytes = encodeNodeRecord(r)
       const back = decodeNodeRecord(bytes)
       expect(back).to.deep.equal({ ...r, addrs: r.addrs.map(a => new Uint8Array(a)) })
@@ -77,6 +78,22 @@ describe('protocols/node-record codec', () => {
       await expectCode(() => decodeNodeRecord(bytes.subarray(0, bytes.length - 1)), RecordErrorCode.ENCODING)
       await expectCode(() => encodeNodeRecord(recordOf({ modelId: new Uint8Array(31) })), RecordErrorCode.ENCODING)
       await expectCode(() => encodeNodeRecord(recordOf({ throughputMilli: 1.5 })), RecordErrorCode.ENCODING)
+    })
+
+    it('carries the weights version (field 15, 32 bytes) or leaves it out, and refuses another length', async () => {
+      const weightsVersion = new Uint8Array(randomBytes(32))
+      const bytes = encodeNodeRecord(recordOf({ weightsVersion }))
+      expect(decodeNodeRecord(bytes).weightsVersion).to.deep.equal(weightsVersion)
+      // not said: no field 15 at all
+      const plain = encodeNodeRecord(recordOf())
+      expect(bytes.length - plain.length).to.equal(2 + 32)
+      expect(decodeNodeRecord(plain).weightsVersion).to.have.length(0)
+      await expectCode(() => encodeNodeRecord(recordOf({ weightsVersion: new Uint8Array(31) })), RecordErrorCode.ENCODING)
+      const short = new Uint8Array([...plain, ...new PbWriter().tag(15, WireType.LengthDelimited).bytes(new Uint8Array(31)).finish()])
+      await expectCode(() => decodeNodeRecord(short), RecordErrorCode.ENCODING)
+      // an empty field 15 written explicitly is not canonical
+      const empty = new Uint8Array([...plain, ...new PbWriter().tag(15, WireType.LengthDelimited).bytes(new Uint8Array(0)).finish()])
+      await expectCode(() => decodeNodeRecord(empty), RecordErrorCode.ENCODING)
     })
 
     it('signs with the peer key and detects tampering', async () => {

@@ -3,8 +3,9 @@ import { UsageError } from '../../daemon/errors.ts'
 import { SESSION_PRIORITY_NAMES, isSessionPriorityName } from '../../pipeline/priority.ts'
 import { clientConfig, printJson } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
+import { chosenModel, modelArg } from '../model-choice.ts'
 import { withLocalInference } from '../model-local.ts'
-import { modelArg, parseIdList, refuseWorkersOnline, runOptions } from './model.ts'
+import { parseIdList, refuseWorkersOnline, runOptions, versionArg, versionOption } from './model.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../../protocols/ipc.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
@@ -20,13 +21,16 @@ function numberOption (argv: any, key: string, flag: string, check: (n: number) 
   return v
 }
 
+/** A generate request with the model as given (undefined: the only model on chain, see chosenModel). */
+export type GenerateRequest = Omit<GenerateParams, 'model'> & { model: string | undefined }
+
 /** The generate request the flags describe. */
-export function generateParamsFromArgv (argv: any): GenerateParams {
+export function generateParamsFromArgv (argv: any): GenerateRequest {
   const given = ['prompt', 'chat', 'promptIds'].filter(k => argv[k] !== undefined)
   if (given.length !== 1) {
     throw new UsageError('give exactly one of --prompt TEXT, --chat TEXT and --prompt-ids 1,2,3')
   }
-  const params: GenerateParams = { model: modelArg(argv.model) }
+  const params: GenerateRequest = { model: argv.model !== undefined ? modelArg(argv.model) : undefined }
   if (argv.prompt !== undefined) {
     params.prompt = String(argv.prompt)
   } else if (argv.chat !== undefined) {
@@ -34,7 +38,7 @@ export function generateParamsFromArgv (argv: any): GenerateParams {
   } else {
     params.promptIds = parseIdList(argv.promptIds, '--prompt-ids')
   }
-  const optional: Array<[keyof GenerateParams, number | undefined]> = [
+  const optional: Array<[keyof GenerateRequest, number | undefined]> = [
     ['maxNewTokens', numberOption(argv, 'maxNewTokens', 'max-new-tokens', n => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0')],
     ['temperature', numberOption(argv, 'temperature', 'temperature', n => n >= 0, 'a number >= 0')],
     ['topK', numberOption(argv, 'topK', 'top-k', n => Number.isSafeInteger(n) && n >= 0, 'an integer >= 0')],
@@ -66,6 +70,10 @@ export function generateParamsFromArgv (argv: any): GenerateParams {
   if (argv.stop !== undefined) {
     params.stop = (Array.isArray(argv.stop) ? argv.stop : [argv.stop]).map(String)
   }
+  const version = versionArg(argv.version)
+  if (version != null) {
+    params.version = version
+  }
   return params
 }
 
@@ -74,7 +82,7 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
     command: 'generate',
     describe: 'generate text (or token ids) from a model on the chain; tokens stream to stdout as they come',
     builder: (y: Argv<any>) => y
-      .option('model', { type: 'string', demandOption: true, requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8)' })
+      .option('model', { type: 'string', requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8); may be omitted when exactly one model is on chain' })
       .option('prompt', { type: 'string', requiresArg: true, describe: 'prompt text (encoded as is)' })
       .option('chat', { type: 'string', requiresArg: true, describe: 'a user message, rendered with the model\'s chat template' })
       .option('prompt-ids', { type: 'string', requiresArg: true, describe: 'prompt as token ids, comma-separated' })
@@ -88,6 +96,8 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
       .option('draft', { type: 'string', requiresArg: true, describe: 'speculative decoding: a model on the chain with the same vocabulary drafts tokens (run whole here) for the target to check' })
       .option('speculate', { type: 'number', requiresArg: true, describe: 'draft tokens per round to start with (adapts; default 4; needs --draft)' })
       .option('stop', { type: 'string', array: true, requiresArg: true, describe: 'stop when the text contains this (repeatable)' })
+      .version(false)
+      .options(versionOption)
       .options(runOptions)
       .option('json', { type: 'boolean', describe: 'print one JSON object at the end instead of streaming' }),
     handler: async (argv: any) => {
@@ -103,13 +113,17 @@ export function generateCommand (ctx: CliContext): CommandModule<any, any> {
         streamed += piece
         ctx.stdout(piece)
       }
-      const local = async (dataDir: string): Promise<GenerateResult> => withLocalInference(dataDir, config.backend, async service => service.generate(params, onToken), config.workers)
+      const local = async (dataDir: string): Promise<GenerateResult> => withLocalInference(dataDir, config.backend, async service => {
+        const model = await chosenModel(params.model, async () => service.list())
+        return service.generate({ ...params, model }, onToken)
+      }, config.workers)
       const result = argv.local === true
         ? await local(config.dataDir)
         : await daemonOrOffline<GenerateResult>(config, {
           online: async client => {
             refuseWorkersOnline(argv)
-            return client.request('generate', { ...params, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
+            const model = await chosenModel(params.model, async () => (await client.request('model.list')).models)
+            return client.request('generate', { ...params, model, ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}) }, {
               onStream: p => { onToken({ token: Number(p.token), text: typeof p.text === 'string' ? p.text : null }) }
             })
           },

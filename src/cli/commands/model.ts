@@ -1,13 +1,14 @@
 /** `blyd model import|list|show|logits|init-demo`: models on the chain, via the daemon or in-process. */
 import { resolve } from 'node:path'
 import { UsageError } from '../../daemon/errors.ts'
+import { importModelWithGenesis } from '../../learning/model-genesis.ts'
 import { formatUnitList } from '../../model/chain-loader.ts'
 import { DEMO_DEFAULTS, writeDemoCheckpoint } from '../../model/demo-checkpoint.ts'
-import { importModel } from '../../model/import/importer.ts'
 import { planUnits } from '../../model/qwen3/plan.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { formatBytes } from '../format.ts'
+import { chosenModel, modelArg } from '../model-choice.ts'
 import { withLocalChain, withLocalInference } from '../model-local.ts'
 import { createProgressBar } from '../progress.ts'
 import type { LogitsResult, ModelDetailsJson, ModelImportResult, ModelSummaryJson } from '../../protocols/ipc.ts'
@@ -39,11 +40,19 @@ export function parseIdList (text: unknown, flag: string): number[] {
   return parts.map(Number)
 }
 
-/** the model id argument: hex, at least 8 characters (a unique prefix) */
-export function modelArg (value: unknown): string {
-  const text = String(value ?? '')
+/** --version: pin a version of the model's history (yargs' own --version is off in the commands that take it) */
+export const versionOption = {
+  version: { type: 'string', requiresArg: true, describe: 'a version of the model\'s history: its id or a unique prefix of >= 8 hex characters (default: the live version)' }
+} as const
+
+/** The --version argument (hex, 8 to 64 characters), lowercased; undefined when not given. */
+export function versionArg (value: unknown): string | undefined {
+  if (value === undefined) {
+    return undefined
+  }
+  const text = String(value)
   if (!/^[0-9a-fA-F]{8,64}$/.test(text)) {
-    throw new UsageError(`--model must be a model id: 64 hex characters or a unique prefix of at least 8 (got ${JSON.stringify(text)})`)
+    throw new UsageError(`--version must be a version id: 64 hex characters or a unique prefix of at least 8 (got ${JSON.stringify(text)})`)
   }
   return text.toLowerCase()
 }
@@ -85,7 +94,7 @@ function importCommand (ctx: CliContext): CommandModule<any, any> {
           online: async client => client.request('model.import', { dir, ...(tokenizer != null ? { tokenizer } : {}), ...(name != null ? { name } : {}) }, {
             onStream: p => { bar.update({ phase: String(p.phase), done: Number(p.done), total: Number(p.total) }) }
           }),
-          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => importModel({
+          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => importModelWithGenesis({
             store, signer: identity.signer, dir, tokenizer, name, onProgress: p => { bar.update(p) }
           }))
         })
@@ -121,23 +130,38 @@ function listCommand (ctx: CliContext): CommandModule<any, any> {
         printJson(ctx, { models })
         return
       }
-      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${incompleteNote(m)}${m.loaded ? '  loaded' : ''}`)
+      const lines = models.map(m => `${m.id}  ${m.name}  ${m.unitsStored}/${m.units} units${incompleteNote(m)}${m.version != null ? `  version ${m.version.slice(0, 16)}` : ''}${m.loaded ? '  loaded' : ''}`)
       ctx.stdout(lines.length === 0 ? '' : lines.join('\n') + '\n')
     }
   }
 }
 
+/** `model show`'s rows about the weights version (none from a node that reads no versions). */
+function versionRows (d: ModelDetailsJson): Array<[string, string]> {
+  if (d.version == null) {
+    return []
+  }
+  const deltas = d.acceptedDeltas ?? []
+  const units = [...new Set(deltas.map(a => a.unit))].sort((a, b) => a - b)
+  return [
+    ['version', `${d.version} (#${d.versionIndex ?? 0}${d.version === d.liveVersion ? ', live' : `, live is ${d.liveVersion ?? '?'}`})`],
+    ['accepted deltas', `${deltas.length}${deltas.length > 0 ? ` (units ${formatUnitList(units)})` : ''}`],
+    ['weights hash', d.weightsHash ?? 'unknown (some unit or delta is not stored here)']
+  ]
+}
+
 function showCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'show <model>',
-    describe: 'one model\'s config, tokenizer and layer blocks',
-    builder: (y: Argv<any>) => y.positional('model', { type: 'string', describe: 'model id (hex, or a unique prefix of >= 8)' }).options(json),
+    describe: 'one model\'s config, tokenizer, layer blocks and weights version (the live one, or --version)',
+    builder: (y: Argv<any>) => y.positional('model', { type: 'string', describe: 'model id (hex, or a unique prefix of >= 8)' }).version(false).options(versionOption).options(json),
     handler: async (argv: any) => {
       const model = modelArg(argv.model)
+      const version = versionArg(argv.version)
       const config = await clientConfig(ctx, argv)
       const d = await daemonOrOffline<ModelDetailsJson>(config, {
-        online: async client => client.request('model.show', { model }),
-        offline: async dataDir => withLocalInference(dataDir, null, async service => service.show(model))
+        online: async client => client.request('model.show', { model, ...(version != null ? { version } : {}) }),
+        offline: async dataDir => withLocalInference(dataDir, null, async service => service.show(model, version))
       })
       if (argv.json === true) {
         printJson(ctx, d)
@@ -154,6 +178,7 @@ function showCommand (ctx: CliContext): CommandModule<any, any> {
         ['parameters', `${d.parameters} (${d.dtypes.join(', ')}, ${formatBytes(d.bytes)})`],
         ['tokenizer', d.tokenizer.present ? `yes${d.tokenizer.chatTemplate ? ', chat template' : ''}` : 'none (token ids only)'],
         ['stored', `${d.unitsStored}/${d.units} units${incompleteNote(d)}`],
+        ...versionRows(d),
         ...d.unitBlocks.map((u): [string, string] => [`unit ${u.unit}`, `${u.kind}${u.layer != null ? ` ${u.layer}` : ''}  ${u.block ?? 'missing'}${u.block != null && !u.stored ? ' (payload not stored)' : ''}`])
       ])
     }
@@ -165,27 +190,31 @@ function logitsCommand (ctx: CliContext): CommandModule<any, any> {
     command: 'logits',
     describe: 'the logits of every position for the given token ids (a fresh session)',
     builder: (y: Argv<any>) => y
-      .option('model', { type: 'string', demandOption: true, requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8)' })
+      .option('model', { type: 'string', requiresArg: true, describe: 'model id (hex, or a unique prefix of >= 8); may be omitted when exactly one model is on chain' })
       .option('ids', { type: 'string', demandOption: true, requiresArg: true, describe: 'token ids, comma-separated' })
+      .version(false)
+      .options(versionOption)
       .options(runOptions)
       .options(json),
     handler: async (argv: any) => {
-      const model = modelArg(argv.model)
+      const given = argv.model !== undefined ? modelArg(argv.model) : undefined
       const ids = parseIdList(argv.ids, '--ids')
+      const version = versionArg(argv.version)
       const config = await clientConfig(ctx, argv, { backend: argv.backend, workers: argv.workers })
       const backend = typeof argv.backend === 'string' ? argv.backend : undefined
-      const local = async (dataDir: string): Promise<LogitsResult> => withLocalInference(dataDir, config.backend, async service => service.logitsResult(model, ids), config.workers)
+      const local = async (dataDir: string): Promise<LogitsResult> => withLocalInference(dataDir, config.backend, async service => service.logitsResult(await chosenModel(given, async () => service.list()), ids, undefined, version), config.workers)
       const result = argv.local === true
         ? await local(config.dataDir)
         : await daemonOrOffline<LogitsResult>(config, {
           online: async client => {
             refuseWorkersOnline(argv)
-            return client.request('model.logits', { model, ids, ...(backend != null ? { backend } : {}) })
+            const model = await chosenModel(given, async () => (await client.request('model.list')).models)
+            return client.request('model.logits', { model, ids, ...(backend != null ? { backend } : {}), ...(version != null ? { version } : {}) })
           },
           offline: local
         })
       if (argv.json === true) {
-        printJson(ctx, { logits: result.logits, backend: result.backend, ...(result.workers != null ? { workers: result.workers } : {}) })
+        printJson(ctx, { logits: result.logits, backend: result.backend, ...(result.workers != null ? { workers: result.workers } : {}), ...(result.version != null ? { version: result.version } : {}) })
         return
       }
       const lines = result.logits.map((row, i) => {

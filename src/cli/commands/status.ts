@@ -32,7 +32,30 @@ function servingLine (status: StatusResult): string {
     return '-'
   }
   const span = s.start != null ? ` layers [${s.start}, ${s.end})` : ` layers ${s.layers}`
-  return `${s.model.slice(0, 12)}${span}: ${s.state}${s.detail != null ? ` (${s.detail})` : ''}${s.sessions != null ? `, ${s.sessions} sessions, ${s.steps ?? 0} steps` : ''}`
+  const version = s.version != null ? `, version ${s.version.slice(0, 12)}` : ''
+  const switching = s.switching != null ? `, switching to ${s.switching.version.slice(0, 12)} (${s.switching.detail})` : ''
+  const draining = (s.draining ?? []).map(d => `, draining ${d.version?.slice(0, 12) ?? 'old span'} (${d.sessions} sessions)`).join('')
+  const weights = s.weights != null ? `, weights ${formatMiB(s.weights.bytes)} in ${s.weights.copies} cop${s.weights.copies === 1 ? 'y' : 'ies'} (bound ${formatMiB(s.weights.boundBytes)})` : ''
+  return `${s.model.slice(0, 12)}${span}: ${s.state}${s.detail != null ? ` (${s.detail})` : ''}${version}${s.sessions != null ? `, ${s.sessions} sessions, ${s.steps ?? 0} steps` : ''}${weights}${switching}${draining}`
+}
+
+function formatMiB (bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`
+}
+
+/** the validator service: what it measures now, what it attested, its last error */
+function validatorLine (status: StatusResult): string {
+  const v = status.learning?.validator
+  if (v == null) {
+    return '-'
+  }
+  if (v.models.length === 0) {
+    return 'not a validator of any model on chain'
+  }
+  const now = v.validating != null ? `validating ${v.validating.proposal.slice(0, 12)} (${v.validating.phase})` : 'idle'
+  const last = v.last != null ? `; last: ${v.last.proposal.slice(0, 12)} ${v.last.verdict} (${v.last.reason}) in ${v.last.ms} ms` : ''
+  const error = v.lastError != null ? `; last error: ${v.lastError.code}: ${v.lastError.message}` : ''
+  return `${v.models.length} model(s), ${now}, ${v.attested} attested${last}${v.waiting.length > 0 ? `, ${v.waiting.length} waiting` : ''}${error}`
 }
 
 function workersLine (status: StatusResult): string {
@@ -92,6 +115,8 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['connections', String(status.connections ?? 0)],
         ['serving', servingLine(status)],
         ['rewards', ledgerLine(status)],
+        ['http', status.http != null ? `${status.http.url}${status.http.keyRequired ? ' (bearer key required)' : ''}` : '-'],
+        ['validator', validatorLine(status)],
         ['ipc', `${status.ipc.requests} requests, ${errors} errors`]
       ])
     }

@@ -9,7 +9,11 @@
  * For m pairs (base_i, cand_i) of the proposal's dataset: d_i = base_i -
  * cand_i, S1 = sum d_i, S2 = sum d_i^2, B = sum base_i. It passes iff
  * m >= 2; gain_ppm = floor(S1 x 1e6 / B) >= minGainPpm (B > 0); S1 > 0 and
- * S1^2 x (m - 1) x 1e6 >= tCritMilli^2 x (m x S2 - S1^2); and for every
+ * S1^2 x (m - 1) x 1e6 >= tEff^2 x (m x S2 - S1^2), where tEff =
+ * ceil(tCritMilli x T95[m - 1] / 1645) scales the parameter (a normal
+ * quantile) by Student's t over the normal one-sided 95% quantile at m - 1
+ * degrees of freedom (studentScaleMilli), so few windows need a larger
+ * statistic; and for every
  * regression dataset (sum cand - sum base) x 1e6 <= maxRegressionPpm x
  * sum base. The first condition that fails names the reason.
  */
@@ -17,6 +21,34 @@ import { Reason } from '../../protocols/learning-blocks.ts'
 import type { Params } from '../../protocols/params.ts'
 
 const PPM = 1_000_000n
+
+/**
+ * Student's t one-sided 95% quantile x 1000 for df = 1..30 (index df - 1),
+ * then a step table for larger df (the value at the step's lower end, so
+ * never below the true quantile), reaching the normal 1645 past df 1000.
+ */
+const T95_MILLI = [6314, 2920, 2353, 2132, 2015, 1943, 1895, 1860, 1833, 1812, 1796, 1782, 1771, 1761, 1753, 1746, 1740, 1734, 1729, 1725, 1721, 1717, 1714, 1711, 1708, 1706, 1703, 1701, 1699, 1697]
+const T95_STEPS_MILLI: ReadonlyArray<readonly [number, number]> = [[40, 1697], [60, 1684], [120, 1671], [1000, 1658]]
+const NORMAL_95_MILLI = 1645n
+
+/** Student's t over the normal one-sided 95% quantile at `df` degrees of freedom, as a numerator over 1645. */
+export function studentScaleMilli (df: number): bigint {
+  if (df <= T95_MILLI.length) {
+    return BigInt(T95_MILLI[Math.max(1, df) - 1])
+  }
+  for (const [upTo, value] of T95_STEPS_MILLI) {
+    if (df <= upTo) {
+      return BigInt(value)
+    }
+  }
+  return NORMAL_95_MILLI
+}
+
+/** The t threshold (x1000) for m pairs: tCritMilli scaled by studentScaleMilli(m - 1) / 1645, rounded up. */
+export function tThresholdMilli (tCritMilli: number, m: number): bigint {
+  const scaled = BigInt(tCritMilli) * studentScaleMilli(m - 1)
+  return (scaled + NORMAL_95_MILLI - 1n) / NORMAL_95_MILLI
+}
 
 /** One dataset's paired losses in micro-nats: entry i of both lists is window i of the sample. */
 export interface PairedLosses {
@@ -99,7 +131,7 @@ export function rule (main: PairedLosses, regressions: readonly PairedLosses[], 
   if (gainPpm == null || gainPpm < BigInt(params.minGainPpm)) {
     return result(false, Reason.INSUFFICIENT_GAIN)
   }
-  const t = BigInt(params.tCritMilli)
+  const t = tThresholdMilli(params.tCritMilli, m)
   const mm = BigInt(m)
   if (s1 <= 0n || s1 * s1 * (mm - 1n) * PPM < t * t * (mm * s2 - s1 * s1)) {
     return result(false, Reason.NOT_SIGNIFICANT)

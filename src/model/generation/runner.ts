@@ -31,6 +31,8 @@ export interface RunGenerationInit<S extends VerifyingSession> {
   /** speculative decoding: a whole local model with the target's vocabulary drafts `k` tokens a round (k adapts) */
   draft?: { model: LayerRange, k: number }
   onToken?(t: GenerateTokenJson): void | Promise<void>
+  /** told of every target step of plain decoding: positions fed, ms it took (not called in speculative decoding) */
+  onStep?(positions: number, ms: number): void
   signal?: AbortSignal
 }
 
@@ -48,8 +50,19 @@ export async function runGeneration<S extends VerifyingSession> (init: RunGenera
 
 /** One token per target step: generate() with its Sampler and stop rules. */
 async function runPlain<S extends VerifyingSession> (init: RunGenerationInit<S>): Promise<RunGenerationResult> {
-  const { tokenizer } = init
-  const it = generate(init.target, init.prompt, {
+  const { tokenizer, onStep } = init
+  const target: TokenModel<S> = onStep == null
+    ? init.target
+    : {
+        createSession: () => init.target.createSession(),
+        nextLogits: async (session, ids) => {
+          const t = performance.now()
+          const logits = await init.target.nextLogits(session, ids)
+          onStep(ids.length, performance.now() - t)
+          return logits
+        }
+      }
+  const it = generate(target, init.prompt, {
     maxNewTokens: init.maxNewTokens,
     eosTokenIds: init.eosTokenIds,
     stopStrings: init.stop,

@@ -7,7 +7,7 @@
  * (expiresAt = now, higher seq) replaces the live one and the layer keys are
  * no longer re-provided.
  */
-import { MODEL_ID_LENGTH, NODE_RECORD_VERSION, signNodeRecord } from '../../protocols/node-record.ts'
+import { MODEL_ID_LENGTH, NODE_RECORD_VERSION, WEIGHTS_VERSION_LENGTH, signNodeRecord } from '../../protocols/node-record.ts'
 import { equalBytes } from '../../protocols/pb-wire.ts'
 import { ANNOUNCER_DEFAULTS, NODE_RECORD_LIMITS } from './constants.ts'
 import { dhtHasPeers } from './dht-peers.ts'
@@ -51,6 +51,8 @@ export interface NodeAnnouncerInit {
   movable?: boolean
   /** bytes the node devotes to layers, its span included, for the planners of others (default 0 = not said) */
   memoryBytes?: number
+  /** the weights version the span serves (32 bytes; protocols/versions.md), default not said; setWeightsVersion changes it */
+  weightsVersion?: Uint8Array
   /** backend name ([a-z0-9._-], at most 32 bytes) */
   backend: string
   /** live stats, read before every signature; zeros when absent or when it throws */
@@ -92,7 +94,7 @@ export interface AnnounceResult {
 }
 
 type Required2<T> = { [K in keyof T]-?: T[K] }
-type Settings = Required2<Omit<NodeAnnouncerInit, 'stats' | 'signal' | 'holdsEmbedding' | 'holdsHead' | 'movable' | 'memoryBytes'>> & Pick<NodeAnnouncerInit, 'stats' | 'signal'> & { holdsEmbedding: boolean, holdsHead: boolean, movable: boolean, memoryBytes: number }
+type Settings = Required2<Omit<NodeAnnouncerInit, 'stats' | 'signal' | 'holdsEmbedding' | 'holdsHead' | 'movable' | 'memoryBytes' | 'weightsVersion'>> & Pick<NodeAnnouncerInit, 'stats' | 'signal'> & { holdsEmbedding: boolean, holdsHead: boolean, movable: boolean, memoryBytes: number, weightsVersion: Uint8Array }
 
 const ZERO_STATS: SpanStats = { throughputMilli: 0, freeSessions: 0, queueLength: 0 }
 
@@ -132,6 +134,7 @@ export class NodeAnnouncer {
       holdsHead: init.holdsHead ?? false,
       movable: init.movable ?? false,
       memoryBytes: init.memoryBytes ?? 0,
+      weightsVersion: init.weightsVersion ?? new Uint8Array(0),
       backend: init.backend,
       stats: init.stats,
       signal: init.signal,
@@ -173,6 +176,9 @@ export class NodeAnnouncer {
     }
     if (!Number.isInteger(s.start) || !Number.isInteger(s.end) || s.start < 0 || s.end <= s.start || s.end > NODE_RECORD_LIMITS.maxLayers) {
       bad(`bad span [${s.start}, ${s.end})`)
+    }
+    if (s.weightsVersion.length !== 0 && s.weightsVersion.length !== WEIGHTS_VERSION_LENGTH) {
+      bad(`a weights version is ${WEIGHTS_VERSION_LENGTH} bytes, got ${s.weightsVersion.length}`)
     }
     if (!/^[a-z0-9._-]+$/.test(s.backend) || s.backend.length > NODE_RECORD_LIMITS.maxBackendBytes) {
       bad(`bad backend name ${JSON.stringify(s.backend)}`)
@@ -368,6 +374,7 @@ export class NodeAnnouncer {
       holdsHead: s.holdsHead,
       movable: s.movable,
       memoryBytes: s.memoryBytes,
+      weightsVersion: s.weightsVersion,
       backend: s.backend,
       throughputMilli: stats.throughputMilli,
       freeSessions: stats.freeSessions,
@@ -460,6 +467,20 @@ export class NodeAnnouncer {
         await this.libp2p.services.dht.cancelReprovide(layerProviderKey(this.settings.modelId, layer)).catch(() => {})
       }
     }
+    return this.running ? this.announce() : undefined
+  }
+
+  /**
+   * Announce weights version `version` (32 bytes) from now on (the span
+   * moved to a newly accepted version): the record names it at once (a new
+   * round, a higher seq). The span and the layer keys are unchanged.
+   */
+  async setWeightsVersion (version: Uint8Array): Promise<AnnounceResult | undefined> {
+    if (version.length !== WEIGHTS_VERSION_LENGTH) {
+      throw new RecordError(RecordErrorCode.INVALID_ARGUMENT, `a weights version is ${WEIGHTS_VERSION_LENGTH} bytes, got ${version.length}`)
+    }
+    this.settings.weightsVersion = Uint8Array.from(version)
+    this.live = undefined
     return this.running ? this.announce() : undefined
   }
 

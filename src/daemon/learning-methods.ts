@@ -1,0 +1,115 @@
+/**
+ * IPC methods of the learning path: `delta.propose` (the daemon reads the
+ * checkpoint folder at the absolute path given: the socket is local, so
+ * caller and daemon share the file system), `proposals`, `proposal.show`
+ * and `validators` (list; with add/remove it publishes a motion or a vote).
+ * Blocks are written with the daemon's publishing store, so they are
+ * gossiped.
+ *
+ * Proposals and validator changes run one at a time (a queue in this
+ * registration, not module state): two proposals at once would hold two
+ * whole models in memory, and two changes at once could both publish a
+ * motion where the second should vote.
+ */
+import { isAbsolute } from 'node:path'
+import { proposeCheckpoint } from '../learning/delta-propose.ts'
+import { changeValidators, listProposals, listValidators, showProposal } from '../learning/pol-commands.ts'
+import { DELTA_CODECS } from '../protocols/delta.ts'
+import { InvalidParamsError } from './errors.ts'
+import { objectParams, oneOf, optionalString, requiredString } from './params.ts'
+import type { IpcServer } from './ipc-server.ts'
+import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
+import type { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
+import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, ValidatorsParams } from '../protocols/ipc-learning.ts'
+
+export interface LearningMethodContext {
+  ipc: IpcServer
+  /** the publishing store: blocks written are gossiped */
+  store(): ChainStoreApi
+  signer(): BlockSigner
+  /** the daemon's eval windows cache (shared with the validator service) */
+  evalWindows(): EvalWindowsCache
+  /** tensor-parallel workers for the proposer's forward passes */
+  workers?(): number
+  /** called after a proposal or a governance block was written (the validator service looks at once) */
+  onWritten?(): void
+  onProposed?(result: ProposeResultJson): void
+}
+
+function absolutePath (value: unknown, name: string): string {
+  const path = requiredString(value, name)
+  if (!isAbsolute(path)) {
+    throw new InvalidParamsError(`"${name}" must be an absolute path (the daemon's working directory is not the caller's)`)
+  }
+  return path
+}
+
+function optionalNumber (value: unknown, name: string): number | undefined {
+  if (value === undefined) {
+    return undefined
+  }
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new InvalidParamsError(`"${name}" must be a finite number`)
+  }
+  return value
+}
+
+function optionalInteger (value: unknown, name: string): number | undefined {
+  if (value !== undefined && !Number.isSafeInteger(value)) {
+    throw new InvalidParamsError(`"${name}" must be an integer`)
+  }
+  return value as number | undefined
+}
+
+const proposeParams = objectParams<{ [K in keyof Required<ProposeParams>]: ProposeParams[K] }>({
+  model: optionalString,
+  checkpoint: absolutePath,
+  dataset: requiredString,
+  codec: oneOf(DELTA_CODECS),
+  density: optionalNumber,
+  rank: optionalInteger,
+  claimWindows: optionalInteger
+})
+
+const proposalsParams = objectParams<{ [K in keyof Required<ProposalsParams>]: ProposalsParams[K] }>({ model: optionalString })
+
+const showParams = objectParams<{ [K in keyof Required<ProposalShowParams>]: ProposalShowParams[K] }>({ id: requiredString, model: optionalString })
+
+const validatorsParams = objectParams<{ [K in keyof Required<ValidatorsParams>]: ValidatorsParams[K] }>({ model: optionalString, add: optionalString, remove: optionalString })
+
+export function registerLearningMethods (ctx: LearningMethodContext): void {
+  const { ipc } = ctx
+  let writing: Promise<unknown> = Promise.resolve()
+  const serial = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = writing.then(fn)
+    writing = run.catch(() => {})
+    return run
+  }
+
+  ipc.register('delta.propose', proposeParams, async (params, context) => {
+    const result = await serial(async () => proposeCheckpoint({
+      store: ctx.store(),
+      signer: ctx.signer(),
+      ...params,
+      evalWindows: ctx.evalWindows(),
+      workers: ctx.workers?.() ?? 0,
+      signal: context.signal
+    }))
+    ctx.onProposed?.(result)
+    ctx.onWritten?.()
+    return result
+  })
+
+  ipc.register('proposals', proposalsParams, async (params) => listProposals(ctx.store(), { ...params, evalWindows: ctx.evalWindows() }))
+
+  ipc.register('proposal.show', showParams, async ({ id, model }) => showProposal(ctx.store(), id, { ...(model != null ? { model } : {}), evalWindows: ctx.evalWindows() }))
+
+  ipc.register('validators', validatorsParams, async (params) => {
+    if (params.add == null && params.remove == null) {
+      return listValidators(ctx.store(), { ...(params.model != null ? { model: params.model } : {}), evalWindows: ctx.evalWindows() })
+    }
+    const result = await serial(async () => changeValidators(ctx.store(), ctx.signer(), { ...params, evalWindows: ctx.evalWindows() }))
+    ctx.onWritten?.()
+    return result
+  })
+}

@@ -1,0 +1,231 @@
+/**
+ * Issue 11's acceptance, with three real `blyd` daemons on 127.0.0.1:
+ *
+ * - node 1 imports the tiny fixture (its key is the model's first
+ * validator) and a dataset, and serves layers [0, 2); node 2 (`--full`)
+ * serves [2, 4) and proposes; node 3 (`--full`, serving nothing) is added
+ * to the validator set with `validators --add` (then the quorum is 2 of 2);
+ * - the checkpoint that truly lowers the eval loss: T = the fixture + a
+ * seeded realistic delta (helpers-pol.ts: low-rank dominated, relRms 2),
+ * and the dataset = token ids sampled from T itself, so T's cross-entropy
+ * on held-out windows is lower than the fixture's by KL(T || fixture)
+ * (~4.5% of the loss); the checkpoint that does not: the fixture plus
+ * random noise of its own RMS;
+ * - a generation running across the acceptance: node 1 starts it (the live
+ * version V0 then) through its own span and node 2's; once node 1 has
+ * attested, node 3 is down and node 2 is paused (SIGSTOP) in the middle of
+ * the generation; node 3 comes back, attests, the proposal is accepted and
+ * node 1 switches its span to V1 (its V0 copy kept for the running
+ * session: two copies, the bound in its status); node 2 resumes, the
+ * generation finishes on V0: the fixture's reference tokens. So the
+ * generation provably spans the acceptance, with no wall-clock race.
+ *
+ * The daemons are shared by both tests (one before()), and killed after.
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { expect } from 'aegir/chai'
+import { IpcClient } from '../../src/daemon/ipc-client.ts'
+import { initialVersionId, nextVersionId } from '../../src/learning/fold/ids.ts'
+import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
+import { startMeshNode, waitFor } from '../mesh/helpers.ts'
+import { TINY, hexOf, jsonl, noisy, realisticDeltas, sampleSequences, shifted, tinyModel, writeCheckpoint } from './helpers-pol.ts'
+import type { MeshNode } from '../mesh/helpers.ts'
+import type { Expected } from '../model/fixtures.ts'
+
+const SPLIT = { splitTokens: 32, evalPermille: 500 }
+
+describe('learning acceptance: three daemons on 127.0.0.1', function () {
+  this.timeout(240_000)
+  let root: string
+  const nodes: MeshNode[] = []
+  let n1: MeshNode
+  let n2: MeshNode
+  let n3: MeshNode
+  let model: string
+  let expected: Expected
+  let good: string
+  let bad: string
+  /** greedy tokens of the improved checkpoint, imported fresh and run --local */
+  let improvedTokens: number[]
+  let v0: string
+  let v1: string
+
+  const request = async <T = any>(n: MeshNode, method: string, params?: Record<string, unknown>): Promise<T> => ipcRequest<T>(n.daemon.socketPath, method, params)
+  const show = async (n: MeshNode): Promise<any> => request(n, 'model.show', { model })
+  const serving = async (n: MeshNode): Promise<any> => (await request(n, 'status')).serving
+  const greedy = (tokens: number): Record<string, unknown> => ({ model, promptIds: expected.greedy.prompt, maxNewTokens: tokens, temperature: 0 })
+
+  async function startN3 (): Promise<MeshNode> {
+    return startMeshNode(root, 'n3', ['--bootstrap', n1.addr, '--full'])
+  }
+
+  before(async () => {
+    root = await makeTempDir()
+    expected = JSON.parse(await readFile(join(TINY, 'expected.json'), 'utf8'))
+    const { config, tensors } = await tinyModel()
+    const target = shifted(tensors, realisticDeltas(tensors, 1), 1)
+    good = await writeCheckpoint(join(root, 'good'), target)
+    bad = await writeCheckpoint(join(root, 'noise'), noisy(tensors, 1, 5))
+    const datasetFile = join(root, 'target-samples.jsonl')
+    await writeFile(datasetFile, jsonl(await sampleSequences(config, target, 40, 32, 7)))
+
+    // the improved checkpoint's own tokens: imported fresh into a data dir of its own, run --local (no daemon there)
+    const fresh = join(root, 'fresh')
+    await mkdir(fresh, { recursive: true })
+    const improved = (async () => {
+      const { modelId } = await runJson(['model', 'import', good, '--data-dir', fresh])
+      const gen = await runJson(['generate', '--model', modelId, '--prompt-ids', expected.greedy.prompt.join(','), '--temperature', '0', '--max-new-tokens', String(expected.greedy.tokens.length), '--local', '--backend', 'cpu', '--workers', '0', '--data-dir', fresh])
+      return gen.tokens as number[]
+    })()
+
+    // node 1 imports the model (offline, so it starts serving it at once); its key is the first validator
+    const imported = await runJson(['model', 'import', TINY, '--data-dir', join(root, 'n1')])
+    model = imported.modelId
+    v0 = hexOf(initialVersionId(Buffer.from(model, 'hex')))
+    // node 1 generates across the acceptance: a paused stage must not be given up on (step deadline floor 60 s)
+    n1 = await startMeshNode(root, 'n1', ['--model', model, '--layers', '0-2', '--step-timeout-ms', '120000', '--step-deadline-floor-ms', '60000'])
+    nodes.push(n1)
+    // node 2's stage is slowed (100 ms a step) so a generation through it can be paused halfway
+    ;[n2, n3] = await Promise.all([
+      startMeshNode(root, 'n2', ['--bootstrap', n1.addr, '--full', '--model', model, '--layers', '2-4'], { BLYD_TEST_STEP_DELAY_MS: '100' }),
+      startN3()
+    ])
+    nodes.push(n2, n3)
+
+    await request(n1, 'data.add', { path: datasetFile, name: 'target-samples', model, format: 'ids', ...SPLIT })
+    // node 3 joins the validator set: a 1-member set's motion applies at once
+    const added = await request(n1, 'validators', { model, add: n3.peerId })
+    expect(added.validators.map((v: any) => v.peerId)).to.have.members([n1.peerId, n3.peerId])
+    await waitFor('every node to hold the model, the dataset and the 2-validator set', async () => {
+      const sets = await Promise.all(nodes.map(async n => request(n, 'validators', { model })))
+      return sets.every(s => s.validators.length === 2 && s.quorum === 2)
+    }, 30_000)
+    await waitFor('both spans served in V0', async () => {
+      const spans = (await request(n1, 'peers', { model })).spans
+      return spans.length === 2 && spans.every((s: any) => s.version === v0)
+    }, 30_000)
+    improvedTokens = await improved
+  })
+
+  after(async () => {
+    for (const n of nodes) {
+      if (n.daemon.running) {
+        process.kill(n.daemon.pid, 'SIGCONT')
+      }
+    }
+    await Promise.allSettled(nodes.map(async n => n.daemon.kill()))
+    await removeDir(root)
+  })
+
+  it('a checkpoint that lowers the loss is accepted; every node moves to one version with bit-identical weights; the mesh generates the checkpoint\'s tokens; a generation across the acceptance finishes on the old version', async () => {
+    for (const n of nodes) {
+      expect(await show(n)).to.include({ version: v0, liveVersion: v0, versionIndex: 0 })
+    }
+    // node 3 is down while node 1 attests: the proposal waits for the second of two validators
+    await n3.daemon.kill('SIGTERM')
+    const proposed = await request(n2, 'delta.propose', { model, checkpoint: good, dataset: 'target-samples' })
+    expect(proposed.base).to.equal(v0)
+    v1 = hexOf(nextVersionId(Buffer.from(v0, 'hex'), Buffer.from(proposed.proposalId, 'hex')))
+    const first = await waitFor('node 1 to attest', async () => {
+      const p = await request(n1, 'proposal.show', { id: proposed.proposalId, model })
+      return p.attestations.length === 1 ? p : undefined
+    }, 60_000)
+    expect(first).to.include({ status: 'pending' })
+    expect(first.attestations[0]).to.include({ verdict: 'accept', reason: 'ok' })
+
+    // node 1 generates through [0, 2) (its own) and node 2's [2, 4), on V0; node 2 is paused after the first token
+    const client = await IpcClient.connect({ socketPath: n1.daemon.socketPath })
+    const streamed: number[] = []
+    const firstToken = Promise.withResolvers<void>()
+    let settled = false
+    const running = client.request('generate', greedy(expected.greedy.tokens.length) as any, {
+      onStream: (t: any) => {
+        streamed.push(t.token)
+        if (streamed.length === 1) {
+          process.kill(n2.daemon.pid, 'SIGSTOP')
+          firstToken.resolve()
+        }
+      }
+    }).finally(() => { settled = true })
+    running.catch(() => {})
+    await firstToken.promise
+
+    try {
+      // node 3 comes back, attests; the proposal is accepted and node 1 moves its span to V1
+      nodes[2] = n3 = await startN3()
+      await waitFor('node 1 to serve V1', async () => (await serving(n1)).version === v1 ? true : undefined, 60_000)
+      const during = await serving(n1)
+      // the generation is still running: it started before the acceptance and waits on node 2
+      expect(settled, 'the generation outlasted the acceptance').to.equal(false)
+      expect(streamed.length).to.be.below(expected.greedy.tokens.length)
+      // the V0 copy stays for the running session: two copies of the span, within the bound
+      expect(during.draining).to.deep.equal([{ version: v0, start: 0, end: 2, sessions: 1 }])
+      expect(during.weights.copies).to.equal(2)
+      expect(during.weights.bytes).to.equal(2 * during.weights.spanBytes)
+      expect(during.weights.bytes).to.be.at.most(during.weights.boundBytes)
+      expect(during.lastSwitch).to.include({ from: v0, to: v1 })
+    } finally {
+      process.kill(n2.daemon.pid, 'SIGCONT')
+    }
+    const across = await running
+    client.close()
+    expect(across.version).to.equal(v0)
+    expect(across.via).to.equal('mesh')
+    expect(across.tokens).to.deep.equal(expected.greedy.tokens)
+    expect(across.recoveries).to.deep.equal([])
+
+    // every node: the same version, the same accepted deltas, bit-identical weights
+    const shown = await waitFor('all three nodes to report V1', async () => {
+      const all = await Promise.all(nodes.map(show))
+      return all.every(d => d.version === v1 && d.weightsHash != null) ? all : undefined
+    }, 60_000)
+    for (const d of shown) {
+      expect(d).to.include({ version: v1, liveVersion: v1, versionIndex: 1, weightsHash: shown[0].weightsHash })
+      expect(d.acceptedDeltas.map((a: any) => a.delta)).to.deep.equal(proposed.deltaIds)
+    }
+    expect(shown[0].weightsHash).to.match(/^[0-9a-f]{64}$/)
+    const proposal = await request(n3, 'proposal.show', { id: proposed.proposalId, model })
+    expect(proposal).to.include({ status: 'accepted', accepts: 2 })
+
+    // both spans serve V1 alone (old copies freed), and the mesh generates the improved checkpoint's tokens
+    await waitFor('both spans on V1 with one copy each', async () => {
+      const [a, b] = await Promise.all([serving(n1), serving(n2)])
+      const spans = (await request(n3, 'peers', { model })).spans
+      return [a, b].every(s => s.version === v1 && s.weights.copies === 1 && s.draining == null) && spans.length === 2 && spans.every((s: any) => s.version === v1)
+    }, 60_000)
+    const after = await request(n3, 'generate', greedy(expected.greedy.tokens.length))
+    expect(after).to.include({ via: 'mesh', version: v1 })
+    expect(after.route.map((h: any) => [h.peerId, h.start, h.end])).to.deep.equal([[n1.peerId, 0, 2], [n2.peerId, 2, 4]])
+    expect(after.tokens).to.deep.equal(improvedTokens)
+    expect(improvedTokens).to.not.deep.equal(expected.greedy.tokens)
+
+    // --version pins V0: no span serves it any more, node 1 holds every unit, so it runs there, on V0
+    const pinned = await request(n1, 'generate', { ...greedy(expected.greedy.tokens.length), version: v0.slice(0, 12) })
+    expect(pinned).to.include({ via: 'local', version: v0 })
+    expect(pinned.tokens).to.deep.equal(expected.greedy.tokens)
+  })
+
+  it('a checkpoint that does not lower the loss is rejected; the version stays the same everywhere', async () => {
+    const before = await Promise.all(nodes.map(show))
+    const proposed = await request(n2, 'delta.propose', { model, checkpoint: bad, dataset: 'target-samples' })
+    expect(proposed.base).to.equal(v1)
+    const judged = await waitFor('every node to see the proposal rejected', async () => {
+      const all = await Promise.all(nodes.map(async n => request(n, 'proposal.show', { id: proposed.proposalId, model })))
+      return all.every(p => p.status === 'rejected') ? all : undefined
+    }, 60_000)
+    for (const p of judged) {
+      expect(p.reason).to.equal(judged[0].reason)
+      expect(p.reason).to.not.equal('ok')
+    }
+    const after = await Promise.all(nodes.map(show))
+    for (let i = 0; i < nodes.length; i++) {
+      expect(after[i]).to.include({ version: v1, weightsHash: before[i].weightsHash })
+      expect(after[i].acceptedDeltas).to.deep.equal(before[i].acceptedDeltas)
+    }
+    for (const s of await Promise.all([serving(n1), serving(n2)])) {
+      expect(s).to.include({ version: v1 })
+    }
+  })
+})
