@@ -90,6 +90,8 @@ export interface StageWork {
   positions: number
   /** the session's one-position steps: the tokens decoded */
   tokens: number
+  /** the weights version the session pinned (hex), if any: the receipt names it */
+  version?: string
 }
 
 /** The client's receipt signer: the canonical receipt body of `work` and the client's signature of it, or null for none. */

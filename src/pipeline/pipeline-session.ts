@@ -44,11 +44,11 @@ export interface PipelineSessionStats {
 }
 
 /** Signs and sends the RECEIPT of a remote stage that ran positions (a stage of this process, or one that ran none, gets none). */
-async function sendReceipt (receipts: ClientReceipts, stage: PipelineStage, hop: ResolvedHop | undefined, sessionId: number, tokens: number): Promise<void> {
+async function sendReceipt (receipts: ClientReceipts, stage: PipelineStage, hop: ResolvedHop | undefined, sessionId: number, tokens: number, version: string | undefined): Promise<void> {
   if (!(stage instanceof StageClient) || hop == null || stage.positions < 1) {
     return
   }
-  const signed = await receipts.sign({ stage: hop.peerId.toString(), sessionId, start: stage.start, end: stage.end, positions: stage.positions, tokens: Math.min(tokens, stage.positions) })
+  const signed = await receipts.sign({ stage: hop.peerId.toString(), sessionId, start: stage.start, end: stage.end, positions: stage.positions, tokens: Math.min(tokens, stage.positions), ...(version != null ? { version } : {}) })
   if (signed != null) {
     await stage.receipt(signed.body, signed.clientSig)
   }
@@ -246,7 +246,7 @@ export class PipelineSession implements VerifyingSession {
     this.current.stages = []
     const receipts = this.config.receipts
     if (receipts != null) {
-      await Promise.allSettled(stages.map(async (s, i) => sendReceipt(receipts, s, hops[i], this.sessionId, this.decodeSteps)))
+      await Promise.allSettled(stages.map(async (s, i) => sendReceipt(receipts, s, hops[i], this.sessionId, this.decodeSteps, this.config.weightsVersion)))
     }
     await Promise.allSettled(stages.map(async s => s.close()))
   }

@@ -254,7 +254,7 @@ export class StageProtocol {
           .catch(() => s.frames.abort(new PipelineError(PipelineErrorCode.BUSY, admitted.message)))
         return
       default:
-        s.opened = { modelId: frame.modelId, start: frame.start, end: frame.end }
+        s.opened = { modelId: frame.modelId, start: frame.start, end: frame.end, ...(frame.weightsVersion != null ? { weightsVersion: frame.weightsVersion } : {}) }
         this.armIdle(s)
         s.frames.send({ type: 'open-ok', sessionId: frame.sessionId, maxLength: admitted.maxLength, hiddenSize: admitted.hiddenSize }).catch(() => {})
     }

@@ -197,7 +197,7 @@ function ledgerHooks (init: Pick<StageServerInit, 'receipts' | 'priorityFor'>): 
       if (s.opened == null) {
         throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, 'a RECEIPT for a session that was never opened')
       }
-      await receipts.cosign({ sessionId: s.sessionId, modelId: s.opened.modelId, client: s.remotePeer, start: s.opened.start, end: s.opened.end, positions: s.positions }, frame.body, frame.clientSig)
+      await receipts.cosign({ sessionId: s.sessionId, modelId: s.opened.modelId, client: s.remotePeer, start: s.opened.start, end: s.opened.end, positions: s.positions, ...(s.opened.weightsVersion != null ? { version: s.opened.weightsVersion } : {}) }, frame.body, frame.clientSig)
     }
   }
 }

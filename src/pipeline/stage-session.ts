@@ -44,7 +44,7 @@ export class StageSession {
   /** a job of this session is being computed now */
   busy: boolean
   /** what OPEN_OK granted: the model and the layers [start, end) the session runs (for its receipt) */
-  opened?: { modelId: string, start: number, end: number }
+  opened?: { modelId: string, start: number, end: number, weightsVersion?: string }
   /** positions this stage ran its layers on in this session (rows of the FORWARDs it computed) */
   positions: number
   private timer?: ReturnType<typeof setTimeout>

@@ -3,9 +3,10 @@
  * chain store: it co-signs a client-signed receipt only when it describes
  * the session the stage served (and refuses, one case each, another stage,
  * another client, other layers, other positions, more tokens than
- * positions, a bad client signature, refused terms, a reused or spent
- * nonce), publishes its receipts as Receipt blocks by batch, on its timer
- * and on stop, and the ledger fold pays exactly what it co-signed.
+ * positions, a bad client signature, another version than the session
+ * pinned, refused terms, a reused or spent nonce), publishes its receipts
+ * as Receipt blocks by batch, on its timer and on stop, and the ledger fold
+ * pays exactly what it co-signed.
  */
 import { expect } from 'aegir/chai'
 import { checkLedger } from '../../src/learning/ledger/check.ts'
@@ -105,7 +106,7 @@ describe('learning/ledger: a stage\'s receipt outbox', function () {
     expect(balance(ledger, client)).to.equal(10_000n - 20n)
   })
 
-  it('refuses, one case each, and keeps nothing: another stage, client, layers, positions; more tokens than positions; a bad signature', async () => {
+  it('refuses, one case each, and keeps nothing: another stage, client, layers, positions; more tokens than positions; a bad signature; another version than the session pinned', async () => {
     const box = make()
     const cases: Array<[Partial<ReceiptBody>, Partial<ServedSession>, RegExp, typeof client?]> = [
       [{ stage: other.publicKey }, {}, /another stage/],
@@ -114,7 +115,9 @@ describe('learning/ledger: a stage\'s receipt outbox', function () {
       [{ model: new Uint8Array(32).fill(5) }, {}, /another model or layers/],
       [{ positions: 11 }, {}, /claims 11 positions, the stage ran 10/],
       [{ tokens: 11 }, {}, /11 tokens over 10 positions/],
-      [{}, {}, /signature of the receipt does not verify/, other]
+      [{}, {}, /signature of the receipt does not verify/, other],
+      // a session that pinned a weights version: the receipt must name it
+      [{}, { version: new Uint8Array(32).fill(7) }, /names version [0-9a-f]{64}, the session ran 0707/]
     ]
     for (const [over, session, message, by] of cases) {
       const [bytes, sig] = await clientSigned(body(over), by)

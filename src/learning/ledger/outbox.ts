@@ -42,6 +42,8 @@ export interface ServedSession {
   layerEnd: number
   /** positions the stage ran its layers on */
   positions: number
+  /** the weights version the session's OPEN pinned, if any: the receipt must name it */
+  version?: Uint8Array
 }
 
 export interface ReceiptOutboxInit {
@@ -72,6 +74,9 @@ function sessionMismatch (r: ReceiptBody, served: ServedSession, stage: Uint8Arr
   }
   if (toHex(r.model) !== toHex(served.model) || r.layerStart !== served.layerStart || r.layerEnd !== served.layerEnd) {
     return `the receipt names another model or layers than the session ([${r.layerStart}, ${r.layerEnd}) vs [${served.layerStart}, ${served.layerEnd}))`
+  }
+  if (served.version != null && toHex(r.version) !== toHex(served.version)) {
+    return `the receipt names version ${toHex(r.version)}, the session ran ${toHex(served.version)}`
   }
   if (r.positions !== served.positions || r.positions < 1) {
     return `the receipt claims ${r.positions} positions, the stage ran ${served.positions}`

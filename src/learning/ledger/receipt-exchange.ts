@@ -31,6 +31,8 @@ export interface ClientStageWork {
   end: number
   positions: number
   tokens: number
+  /** the weights version the session pinned (hex); absent: the live version */
+  version?: string
 }
 
 /** A session as the stage served it (pipeline ServedStageSession). */
@@ -43,6 +45,8 @@ export interface StageServedWork {
   start: number
   end: number
   positions: number
+  /** the weights version the OPEN pinned (hex), if any */
+  version?: string
 }
 
 /** The terms a client signs: the version served and the governance state whose price applies. */
@@ -56,7 +60,7 @@ export interface ClientReceiptSignerInit {
   model: Uint8Array
   /** the client's identity */
   signer: BlockSigner
-  /** the terms now (the live version, the current governance state); null: sign nothing */
+  /** the terms now (the live version, the current governance state); null: sign nothing. A session that pinned a version names that one instead of the live one */
   terms(): Promise<ReceiptTerms | null>
   /** ms since the epoch (tests) */
   now?(): number
@@ -82,7 +86,7 @@ export class ClientReceiptSigner {
     const session = createHash('sha256').update(this.salt).update(String(work.sessionId)).digest().subarray(0, 16)
     const body = encodeReceiptBody({
       model: this.init.model,
-      version: terms.version,
+      version: work.version != null ? fromHex(work.version) : terms.version,
       governance: terms.governance,
       session: new Uint8Array(session),
       client: this.init.signer.publicKey,
@@ -137,7 +141,8 @@ export function stageReceipts (outbox: Pick<ReceiptOutbox, 'cosign'>): { cosign(
         client: parsePeerKey(served.client),
         layerStart: served.start,
         layerEnd: served.end,
-        positions: served.positions
+        positions: served.positions,
+        ...(served.version != null ? { version: fromHex(served.version) } : {})
       })
     }
   }
