@@ -153,8 +153,18 @@ try {
       const session = new Uint8Array(16)
       new DataView(session.buffer).setUint32(0, built)
       batch.push(await coSignReceipt({
-        model, version, governance, session, client: client.publicKey, stage: stage.publicKey,
-        nonce: BigInt(built + 1), layerStart: 0, layerEnd: 4 + (built % 32), positions: 16 + (built % 1024), tokens: 8, time: 1_700_000_000_000n + BigInt(built)
+        model,
+        version,
+        governance,
+        session,
+        client: client.publicKey,
+        stage: stage.publicKey,
+        nonce: BigInt(built + 1),
+        layerStart: 0,
+        layerEnd: 4 + (built % 32),
+        positions: 16 + (built % 1024),
+        tokens: 8,
+        time: 1_700_000_000_000n + BigInt(built)
       }, client, stage))
     }
     if (samples.length < 2000) {
@@ -180,7 +190,7 @@ try {
   const peakCold = peakRss()
   if (cold.counts.receiptsPaid !== RECEIPTS || cold.violations.length > 0) {
     const reasons = new Map<string, number>()
-    for (const e of cold.entries) { reasons.set(e.reason ?? "applied", (reasons.get(e.reason ?? "applied") ?? 0) + 1) }
+    for (const e of cold.entries) { reasons.set(e.reason ?? 'applied', (reasons.get(e.reason ?? 'applied') ?? 0) + 1) }
     throw new Error(`the fold paid ${cold.counts.receiptsPaid} of ${RECEIPTS} receipts, ${cold.violations.length} violations: ${JSON.stringify([...reasons])} ${JSON.stringify(cold.problems.slice(0, 3))}`)
   }
   const t1 = performance.now()

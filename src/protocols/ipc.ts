@@ -7,8 +7,8 @@
  * stream notifications: the daemon's registrations and the client's requests
  * are both typed by it, so a method's types are written once.
  */
-import type { LedgerStatusJson, RewardsBalanceResult, RewardsExplainParams, RewardsExplainResult, RewardsHistoryResult, RewardsParams, RewardsSendParams, RewardsSendResult, RewardsVerifyResult } from './ipc-ledger.ts'
 import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
+import type { LedgerStatusJson, RewardsBalanceResult, RewardsExplainParams, RewardsExplainResult, RewardsHistoryResult, RewardsParams, RewardsSendParams, RewardsSendResult, RewardsVerifyResult } from './ipc-ledger.ts'
 import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
