@@ -324,25 +324,38 @@ describe('learning acceptance: three daemons on 127.0.0.1', function () {
     add(n2.peerId, gain * perMicroNat)
     minted += gain * perMicroNat
 
+    // every node, once the stages' Receipt blocks reached it
+    const folded = await waitFor('every node to fold the three receipts', async () => {
+      const all = await Promise.all(nodes.map(async n => request(n, 'rewards.verify')))
+      return all.every(v => v.models.length === 1 && v.models[0].receiptsPaid + v.models[0].receiptsSkipped >= receipts) ? all : undefined
+    }, 30_000)
+
     // the rejected proposal: its proposer (node 2) pays each counted rejecting validator, in key order, while its balance covers it
+    // at the fee's position in the fold (docs/ledger.md's order: depth, then block id; both proposals sit at the same depth,
+    // so whether the accepted one's reward comes first depends on the ids): node 2's history gives that order
     const rejected = await request(n1, 'proposal.show', { id: rejectedId, model })
     expect(rejected.status).to.equal('rejected')
     const rejecters = rejected.attestations.filter((a: any) => a.counted === true && a.effectiveVerdict === 'reject').map((a: any) => a.validator as string).sort()
     expect(rejecters).to.have.length(rejected.rejects)
     expect(rejecters.length).to.be.above(0)
-    for (const key of rejecters) {
-      if ((want.get(n2.peerId) ?? 0n) >= validatorReward) {
+    const history: any[] = (await request(n1, 'rewards.history', { model, peer: n2.peerId })).entries
+    const fees = history.filter(e => e.kind === 'fee' && String(e.id).startsWith(`fee:${rejectedId}:`))
+    expect(fees.map(e => e.to)).to.deep.equal(rejecters)
+    for (const fee of fees) {
+      const at = history.indexOf(fee)
+      const before = at > 0 ? BigInt(history[at - 1].balanceAfter) : 0n
+      expect(fee.amount).to.equal(String(validatorReward))
+      if (before >= validatorReward) {
+        expect(fee).to.include({ applied: true, from: keyOf.get(n2.peerId), change: String(-validatorReward) })
         add(n2.peerId, -validatorReward)
-        add(peerOfKey(key), validatorReward)
+        add(peerOfKey(fee.to), validatorReward)
+      } else {
+        expect(fee).to.include({ applied: false, reason: 'proposer-balance', change: '0' })
       }
     }
 
-    // every node, once the stages' Receipt blocks reached it: exactly these balances, the same total minted
+    // exactly these balances on every node, the same total minted
     const wanted = nodes.map(n => ({ peer: n.peerId, balance: String(want.get(n.peerId)) }))
-    const folded = await waitFor('every node to fold the three receipts', async () => {
-      const all = await Promise.all(nodes.map(async n => request(n, 'rewards.verify')))
-      return all.every(v => v.models.length === 1 && v.models[0].receiptsPaid + v.models[0].receiptsSkipped >= receipts) ? all : undefined
-    }, 30_000)
     for (const v of folded) {
       expect(v.ok).to.equal(true)
       expect(v.models[0]).to.include({ model, receiptsPaid: receipts, receiptsSkipped: 0, transfersApplied: 1, minted: String(minted), accounts: 3 })
