@@ -12,6 +12,7 @@ import { ID_LENGTH } from './constants.ts'
 import { ChainError, ChainErrorCode } from './errors.ts'
 import { BLOCK_TYPE_CHAIN, BlockType, ChainId } from './types.ts'
 import { isLearningBlockType, validateLearningHeader, validateLearningParents } from './validate-learning.ts'
+import { isLedgerBlockType, validateLedgerHeader, validateLedgerParents } from './validate-ledger.ts'
 import type { ChainLimits } from './constants.ts'
 import type { BlockHeader, DecodedBlock, SignedHeader } from './types.ts'
 import type { KeyObject } from 'node:crypto'
@@ -101,7 +102,8 @@ export function validateSizes (header: BlockHeader, limits: ChainLimits, blockId
 
 /**
  * Chain and per-type field rules that need no other block: ERR_BLOCK_TYPE,
- * the Dataset rules, and the learning blocks' (validate-learning.ts).
+ * the Dataset rules, the learning blocks' (validate-learning.ts) and the
+ * ledger blocks' (validate-ledger.ts).
  */
 export function validateType (header: BlockHeader, blockIdHex?: string): void {
   const opts = { blockId: blockIdHex }
@@ -132,6 +134,7 @@ export function validateType (header: BlockHeader, blockIdHex?: string): void {
     validateDatasetHeader(header, blockIdHex)
   }
   validateLearningHeader(header, blockIdHex)
+  validateLedgerHeader(header, blockIdHex)
 }
 
 /**
@@ -289,8 +292,9 @@ export function decodeAndValidate (signedHeaderBytes: Uint8Array, options: Decod
 /**
  * Rules that need the parents (all present): a Layer block's manifest parent
  * must be a ModelManifest authored by the same key — only the manifest's
- * publisher may publish base layer blocks of that model; the Dataset and the
- * learning blocks' parent rules (validate-learning.ts).
+ * publisher may publish base layer blocks of that model; the Dataset, the
+ * learning blocks' (validate-learning.ts) and the ledger blocks'
+ * (validate-ledger.ts) parent rules.
  */
 export function validateAgainstParents (block: SignedHeader, parents: Map<string, SignedHeader>): void {
   const idHex = toHex(block.id)
@@ -300,6 +304,10 @@ export function validateAgainstParents (block: SignedHeader, parents: Map<string
   }
   if (isLearningBlockType(block.header.type)) {
     validateLearningParents(block, parents)
+    return
+  }
+  if (isLedgerBlockType(block.header.type)) {
+    validateLedgerParents(block, parents)
     return
   }
   const layer = layerCoordinates(block.header)

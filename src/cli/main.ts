@@ -16,6 +16,7 @@ import { deltaCommand, proposalCommand, proposalsCommand, validatorsCommand } fr
 import { modelCommand } from './commands/model.ts'
 import { peersCommand } from './commands/peers.ts'
 import { planCommand } from './commands/plan.ts'
+import { rewardsCommand } from './commands/rewards.ts'
 import { startCommand } from './commands/start.ts'
 import { statusCommand } from './commands/status.ts'
 import { stopCommand } from './commands/stop.ts'
@@ -67,7 +68,8 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(proposalsCommand(ctx))
     .command(proposalCommand(ctx))
     .command(validatorsCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, chat, peers, plan, delta, proposals, proposal or validators (see blyd --help)')
+    .command(rewardsCommand(ctx))
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, chat, peers, plan, delta, proposals, proposal, validators or rewards (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())

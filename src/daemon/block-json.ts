@@ -28,6 +28,8 @@ const TYPE_NAMES: Record<number, string> = {
   [BlockType.Motion]: 'motion',
   [BlockType.Vote]: 'vote',
   [BlockType.Params]: 'params',
+  [BlockType.Receipt]: 'receipt',
+  [BlockType.Transfer]: 'transfer',
   [BlockType.Layer]: 'layer',
   [BlockType.Delta]: 'delta'
 }

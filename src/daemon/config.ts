@@ -29,6 +29,8 @@
  * - replanMs (number 0..86400000): `--layers auto` re-plans this often and moves
  * to another span when the swarm gains clearly and no layer loses its last
  * holder (default 30 s); 0 = plan once at join
+ * - receiptFlushMs (number 1..86400000): the longest a receipt this node's stage
+ * co-signed waits before it is published in a Receipt block (docs/ledger.md)
  * - directChannel ("on" | "off"): stage traffic to this node's served span over
  * a direct TLS 1.3-PSK channel offered over the libp2p connection (clients
  * fall back to the libp2p stream when it fails); off = libp2p streams only
@@ -59,6 +61,7 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
+import { DEFAULT_RECEIPT_FLUSH_MS } from '../learning/constants.ts'
 import { SPAN_SERVER_DEFAULTS } from '../mesh/constants.ts'
 import { MAX_WORKERS, parseWorkersSetting } from '../model/workers.ts'
 import { PIPELINE_CLIENT_DEFAULTS, STAGE_SERVER_DEFAULTS } from '../pipeline/constants.ts'
@@ -99,6 +102,8 @@ export interface BlydConfig {
   replicas: number
   /** --layers auto: re-plan period in ms (0: never) */
   replanMs: number
+  /** the longest a co-signed receipt waits to be published (ms) */
+  receiptFlushMs: number
   /** stage traffic over a direct TLS channel ('on') or libp2p streams only ('off') */
   directChannel: DirectChannelMode
   /** interface the direct channel binds (null: the listen host, else 0.0.0.0) */
@@ -318,6 +323,13 @@ export const CONFIG_SPEC: Record<ConfigKey, KeySpec> = {
     kind: 'number',
     parse: integerIn(0, 86_400_000)
   },
+  receiptFlushMs: {
+    env: 'BLYD_RECEIPT_FLUSH_MS',
+    flag: 'receipt-flush-ms',
+    describe: 'the longest a receipt this node\'s stage co-signed waits before it is published in a Receipt block (ms)',
+    kind: 'number',
+    parse: integerIn(1, 86_400_000)
+  },
   directChannel: {
     env: 'BLYD_DIRECT_CHANNEL',
     flag: 'direct-channel',
@@ -490,6 +502,7 @@ function defaults (dataDir: string): Record<ConfigKey, unknown> {
     memoryBytes: null,
     replicas: 1,
     replanMs: SPAN_SERVER_DEFAULTS.replanMs,
+    receiptFlushMs: DEFAULT_RECEIPT_FLUSH_MS,
     directChannel: DEFAULT_DIRECT_CHANNEL,
     directChannelHost: null,
     directChannelPort: DEFAULT_DIRECT_CHANNEL_PORT,
@@ -636,6 +649,7 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<BlydConf
     memoryBytes: values.memoryBytes as number | null,
     replicas: values.replicas as number,
     replanMs: values.replanMs as number,
+    receiptFlushMs: values.receiptFlushMs as number,
     directChannel: values.directChannel as DirectChannelMode,
     directChannelHost: values.directChannelHost as string | null,
     directChannelPort: values.directChannelPort as number,

@@ -107,3 +107,6 @@ export const MAX_SOCKET_PATH_BYTES = 103
 
 /** block type accepted by `chain.put` when none is given */
 export const DEFAULT_PUT_TYPE = 'note'
+
+/** How old the ledger fold behind `status` and the metrics may be (ms) before it is folded again (docs/ledger.md). */
+export const LEDGER_STATUS_MAX_AGE_MS = 5_000

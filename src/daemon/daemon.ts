@@ -13,6 +13,11 @@ import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createChainStore } from '../chain/index.ts'
 import { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
+import { ledgerStatus, parsePeerKey } from '../learning/ledger/commands.ts'
+import { createReceiptOutbox } from '../learning/ledger/outbox.ts'
+import { balanceOf, ledgerHead, receiptNonceSpent, receiptTermsRefusal } from '../learning/ledger/query.ts'
+import { ClientReceipts, priorityForBalance, stageReceipts } from '../learning/ledger/receipt-exchange.ts'
+import { LedgerService } from '../learning/ledger/service.ts'
 import { createChainModelVersions } from '../learning/model-versions.ts'
 import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
@@ -23,7 +28,7 @@ import { silentLogger } from '../protocols/logger.ts'
 import { aloneHint } from './alone-hint.ts'
 import { chainTips } from './chain-queries.ts'
 import { directChannelBind } from './config.ts'
-import { CHAIN_DIR_NAME, DATA_DIR_MODE, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
+import { CHAIN_DIR_NAME, DATA_DIR_MODE, LEDGER_STATUS_MAX_AGE_MS, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { dashboardSections } from './dashboard-sections.ts'
 import { IpcError } from './errors.ts'
 import { explainedGenerate, meteredGenerate } from './generate.ts'
@@ -31,6 +36,7 @@ import { createDashboardFeed, createHttpApi, parseHttpListen, registerDashboardR
 import { loadOrCreateIdentity } from './identity.ts'
 import { IpcServer } from './ipc-server.ts'
 import { registerLearningMethods } from './learning-methods.ts'
+import { registerLedgerMethods } from './ledger-methods.ts'
 import { DataDirLock } from './lock.ts'
 import { registerMeshMethods } from './mesh-methods.ts'
 import { registerCoreMethods } from './methods.ts'
@@ -41,13 +47,23 @@ import type { BlydConfig } from './config.ts'
 import type { GenerateFn } from './generate.ts'
 import type { DashboardFeed, HttpApi } from './http/index.ts'
 import type { Identity } from './identity.ts'
-import type { ChainStoreApi } from '../chain/types.ts'
+import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
+import type { LedgerFold } from '../learning/ledger/fold.ts'
+import type { ReceiptOutbox } from '../learning/ledger/outbox.ts'
 import type { ChainModelVersions } from '../learning/model-versions.ts'
 import type { ValidatorService } from '../learning/validator-service.ts'
-import type { Mesh } from '../mesh/mesh.ts'
+import type { Mesh, MeshReceipts } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { HttpStatusJson } from '../protocols/ipc.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
+
+function toHex (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
+function fromHex (hex: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(hex, 'hex'))
+}
 
 export interface DaemonInit {
   config: BlydConfig
@@ -68,6 +84,8 @@ export class Daemon {
   readonly generate: GenerateFn
   /** the model versions (the fold over the store): what the inference service and the served span load */
   readonly versions: ChainModelVersions
+  /** the BLY ledger folds of this node (caches shared by the rewards methods, status and metrics) */
+  readonly ledger: LedgerService
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
   private readonly logger: BlyComponentLogger
@@ -79,6 +97,8 @@ export class Daemon {
   /** the store as block authors see it: createBlock also gossips the block */
   private authoringValue: ChainStoreApi | undefined
   private meshValue: Mesh | undefined
+  /** this node's co-signed receipts as a stage, until published */
+  private outboxValue: ReceiptOutbox | undefined
   /** the eval windows of datasets, shared by the fold's readers (IPC) and the validator */
   private evalWindowsValue: EvalWindowsCache | undefined
   private validatorValue: ValidatorService | undefined
@@ -97,6 +117,7 @@ export class Daemon {
     this.logger = init.logger ?? silentLogger()
     this.log = this.logger.forComponent('bly:daemon')
     this.lock = new DataDirLock({ dataDir: init.config.dataDir })
+    this.ledger = new LedgerService({ store: () => this.store })
     this.metrics = new DaemonMetrics({
       chainCounts: async () => this.storeValue?.counts(),
       chainTips: async () => {
@@ -106,7 +127,8 @@ export class Daemon {
       ipcStats: () => this.ipc.stats(),
       netStatus: () => this.meshValue?.netStatus(),
       serving: () => this.meshValue?.serving(),
-      httpLoad: () => this.http?.load()
+      httpLoad: () => this.http?.load(),
+      ledgerTotals: () => this.ledger.folds().map(({ ledger }) => ({ model: ledger.model, minted: ledger.minted, paid: ledger.paid, receiptsPaid: ledger.counts.receiptsPaid, receiptsSkipped: ledger.counts.receiptsSkipped }))
     })
     this.ipc = new IpcServer({
       socketPath: init.config.ipcSocket,
@@ -144,7 +166,8 @@ export class Daemon {
           evalWindows: () => this.evalWindowsValue,
           mesh: () => this.meshValue,
           inference: this.inference,
-          learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined
+          learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined,
+          ledger: async () => this.identityValue != null ? ledgerStatus(this.ledger, this.identityValue.publicKey, this.outboxValue?.pending ?? 0, LEDGER_STATUS_MAX_AGE_MS) : undefined
         })
       })
       : undefined
@@ -174,7 +197,8 @@ export class Daemon {
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, bootstrapPeers: this.config.bootstrap.length, serving: mesh.serving() }
       },
       http: () => this.httpStatus(),
-      learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined
+      learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined,
+      ledger: async () => ledgerStatus(this.ledger, this.identity.publicKey, this.outboxValue?.pending ?? 0, LEDGER_STATUS_MAX_AGE_MS)
     })
     registerModelMethods({
       ipc: this.ipc,
@@ -192,6 +216,16 @@ export class Daemon {
       evalWindows: () => this.evalWindows,
       onWritten: () => { this.validatorValue?.kick() },
       onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) }
+    })
+    registerLedgerMethods({
+      ipc: this.ipc,
+      ledger: () => this.ledger,
+      store: () => this.authoringStore,
+      signer: () => this.identity.signer,
+      onSent: result => {
+        this.metrics.blocksCreated.inc({ chain: 'A' })
+        this.log.info('rewards.sent', { model: result.model, transfer: result.transfer, to: result.to, amount: result.amount, nonce: result.nonce })
+      }
     })
   }
 
@@ -326,13 +360,17 @@ export class Daemon {
       // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
       const faults = stageFaultsFromEnv(process.env)
       this.disarmFaults = armFaultSignal(faults, process)
+      const outbox = this.receiptOutbox(identity.signer)
+      this.outboxValue = outbox
+      outbox.start()
       const mesh = createMesh({
         store,
         privateKey: identity.privateKey,
         inference: this.inference,
         logger: this.logger,
         versions: this.versions,
-        observer: this.metrics.observer
+        observer: this.metrics.observer,
+        receipts: this.meshReceipts(identity.signer, outbox)
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
         listen: config.listen,
@@ -424,6 +462,59 @@ export class Daemon {
     return this.stopping
   }
 
+  /**
+   * The mesh's side of the ledger (docs/ledger.md): the client signs its
+   * receipts on the live version and the current governance state; the
+   * served stage hands receipts to the outbox; a client without balance in
+   * the last fold of the model is served at background priority (a model
+   * not folded yet is folded in the background meanwhile).
+   */
+  private meshReceipts (signer: BlockSigner, outbox: ReceiptOutbox): MeshReceipts {
+    const clients = new ClientReceipts(signer, async model => {
+      const { learning } = await this.ledger.recent(model, LEDGER_STATUS_MAX_AGE_MS)
+      return learning.genesis.status === 'ok' ? { version: fromHex(learning.live.id), governance: fromHex(learning.governance.current.id) } : null
+    })
+    return {
+      client: modelHex => clients.forModel(modelHex),
+      stage: stageReceipts(outbox),
+      priorityFor: (client, modelId, requested) => {
+        const fold = this.ledger.folds().find(f => f.ledger.model === modelId)
+        if (fold == null && /^[0-9a-f]{64}$/.test(modelId)) {
+          void this.ledger.recent(fromHex(modelId), LEDGER_STATUS_MAX_AGE_MS).catch(() => {})
+        }
+        let balance: bigint | undefined
+        try {
+          balance = fold != null ? balanceOf(fold.ledger, toHex(parsePeerKey(client))) : undefined
+        } catch {
+          balance = undefined
+        }
+        return priorityForBalance(balance, requested)
+      }
+    }
+  }
+
+  /** The stage's receipt outbox: terms, spent nonces and parents read from this node's ledger folds. */
+  private receiptOutbox (signer: BlockSigner): ReceiptOutbox {
+    const recent = async (model: Uint8Array): Promise<LedgerFold> => this.ledger.recent(model, LEDGER_STATUS_MAX_AGE_MS)
+    return createReceiptOutbox({
+      store: () => this.authoringStore,
+      signer,
+      flushIntervalMs: this.config.receiptFlushMs,
+      terms: async body => receiptTermsRefusal(await recent(body.model), body),
+      spent: async body => receiptNonceSpent((await recent(body.model)).ledger, toHex(body.client), toHex(body.stage), body.nonce),
+      parents: async model => {
+        const head = ledgerHead((await recent(model)).ledger)
+        return head != null ? [Uint8Array.from(Buffer.from(head.block, 'hex'))] : []
+      },
+      onEvent: (event, count) => {
+        this.metrics.ledgerReceiptEvents.inc({ event }, count)
+        if (event === 'published') {
+          this.metrics.blocksCreated.inc({ chain: 'A' })
+        }
+      }
+    })
+  }
+
   private async teardown (): Promise<void> {
     this.disarmFaults()
     this.unwatchPeers()
@@ -435,6 +526,11 @@ export class Daemon {
       // a measurement in progress is aborted: nothing is published for it, and it runs again after a restart
       await this.validatorValue.stop().catch(err => { this.log.error('validator.stop.failed', { error: err.message }) })
       this.validatorValue = undefined
+    }
+    if (this.outboxValue != null) {
+      // publish what was co-signed while the network can still gossip it
+      await this.outboxValue.stop().catch(err => { this.log.error('receipts.flush.failed', { error: err.message }) })
+      this.outboxValue = undefined
     }
     if (this.meshValue != null) {
       // the announcer withdraws the span before libp2p goes

@@ -18,6 +18,7 @@ import type { IpcServer } from './ipc-server.ts'
 import type { DaemonMetrics } from './metrics.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { LearningStatusJson } from '../protocols/ipc-learning.ts'
+import type { LedgerStatusJson } from '../protocols/ipc-ledger.ts'
 import type { ServingJson } from '../protocols/ipc-mesh.ts'
 import type { BackendStatusJson, HttpStatusJson, WorkersStatusJson } from '../protocols/ipc.ts'
 
@@ -38,6 +39,8 @@ export interface MethodContext {
   requestStop(reason: string): void
   /** the network part of `status`: dialable addresses, open connections, the span served */
   net?(): { addrs: string[], connections: number, bootstrapPeers: number, serving: ServingJson | null } | undefined
+  /** the ledger part of `status`: this node's balances and receipts not yet published */
+  ledger?(): Promise<LedgerStatusJson>
   /** the HTTP listener part of `status` (null: off) */
   http?(): HttpStatusJson | null
   /** the learning part of `status`: the validator service */
@@ -63,6 +66,7 @@ export function registerCoreMethods (ctx: MethodContext): void {
       ...(ctx.workers != null ? { workers: ctx.workers() } : {}),
       chain: info,
       ...(ctx.net?.() ?? {}),
+      ...(ctx.ledger != null ? { ledger: await ctx.ledger() } : {}),
       ...(ctx.http != null ? { http: ctx.http() } : {}),
       ...(learning != null ? { learning } : {}),
       ipc: stats

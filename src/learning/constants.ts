@@ -13,6 +13,20 @@ export const DEFAULT_EVAL_PERMILLE = 100
 export const DEFAULT_EVAL_WINDOWS_CACHE_ENTRIES = 64
 
 /**
+ * Receipts a stage's outbox puts in one Receipt block (protocols/ledger.md
+ * allows up to 4096): 1024 receipts are a 345 KB payload, one chunk, and a
+ * block per 1024 generations served keeps chain A small.
+ */
+export const DEFAULT_RECEIPT_BATCH = 1024
+
+/**
+ * Longest a co-signed receipt waits in the outbox before it is published
+ * (ms): a stage is paid within a minute of serving even when it serves few
+ * generations.
+ */
+export const DEFAULT_RECEIPT_FLUSH_MS = 60_000
+
+/**
  * Eval windows `delta propose` measures its claimed losses on (the first
  * ones of the dataset's eval part): information only, so a cap that keeps
  * proposing cheap; the default sampleWindows, so the claim is on as many

@@ -44,6 +44,22 @@ export const PARAMS_DEFAULTS: { [K in keyof Params]: ParamDefault<Params[K]> } =
   [ParamKey.REGRESSION_DATASETS]: {
     value: [],
     reason: 'none until the model\'s validators name held-out datasets (params.set): a dataset id cannot be known before the dataset is on chain'
+  },
+  [ParamKey.GENESIS_ALLOCATION]: {
+    value: 1_000_000_000_000,
+    reason: 'the importer\'s float to fund the first clients (docs/ledger.md): 2.7 x 10^7 generations of 1000 positions on a 36-layer model at the default price, and 10^4 below the u64 bound so rewards can be minted for a very long time; read from the genesis params only'
+  },
+  [ParamKey.PRICE_LAYER_POSITION]: {
+    value: 1,
+    reason: 'the smallest unit per decoder layer per position: serving is paid from the first position and every price is an exact integer (a 36-layer model\'s 1000-position generation costs 36 000 for the whole pipeline)'
+  },
+  [ParamKey.REWARD_PER_MICRO_NAT]: {
+    value: 1000,
+    reason: 'the minimum accepted gain (0.5%) on an eval loss of ~3 nats is ~15 000 micro-nats, which mints 1.5 x 10^7: the price of ~400 such generations, so improving the model pays like serving much of it'
+  },
+  [ParamKey.VALIDATOR_REWARD]: {
+    value: 1_000_000,
+    reason: 'about what a validator\'s measurement would cost at the inference price: 2 passes x 64 windows x 128 tokens x 36..60 layers = 0.6..1.0 x 10^6 base units'
   }
 }
 
@@ -56,7 +72,11 @@ export function defaultParams (): Params {
     maxRegressionPpm: PARAMS_DEFAULTS.maxRegressionPpm.value,
     tCritMilli: PARAMS_DEFAULTS.tCritMilli.value,
     sampleWindows: PARAMS_DEFAULTS.sampleWindows.value,
-    regressionDatasets: [...PARAMS_DEFAULTS.regressionDatasets.value]
+    regressionDatasets: [...PARAMS_DEFAULTS.regressionDatasets.value],
+    genesisAllocation: PARAMS_DEFAULTS.genesisAllocation.value,
+    priceLayerPosition: PARAMS_DEFAULTS.priceLayerPosition.value,
+    rewardPerMicroNat: PARAMS_DEFAULTS.rewardPerMicroNat.value,
+    validatorReward: PARAMS_DEFAULTS.validatorReward.value
   }
 }
 

@@ -57,6 +57,7 @@ import type { ChatTokenizer } from '../model/tokenizer.ts'
 import type { WeightsVersion } from '../model/weights-version.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
+import type { ClientReceipts } from '../pipeline/pipeline-client-init.ts'
 import type { PipelineSession, Recovery } from '../pipeline/pipeline-client.ts'
 import type { RouteHop } from '../pipeline/route.ts'
 import type { RecoveryJson } from '../protocols/ipc-mesh.ts'
@@ -72,6 +73,8 @@ export interface MeshGeneratorComponents {
   spanServer(): SpanServer | undefined
   /** logs as bly:mesh:generate */
   logger: BlyComponentLogger
+  /** the client's receipt signer for a model (docs/ledger.md); absent = no receipts */
+  receipts?(modelHex: string): ClientReceipts | undefined
   /** told of each hop's steps and of each failover (the daemon's metrics) */
   observer?: GenerationObserver
 }
@@ -228,7 +231,9 @@ export class MeshGenerator {
     const { prompt, tokenizer } = resolvePrompt(params, manifest.idHex, () => client.tokenizer)
     // the announced throughput is the whole span's: ms per position through it bounds any part of it
     const toHop = (s: LiveSpan): RouteHop => ({ peerId: s.peerId, multiaddrs: s.addrs, start: s.start, end: s.end, ...(s.throughputMilli > 0 ? { msPerPosition: 1e6 / s.throughputMilli } : {}) })
+    const receipts = this.components.receipts?.(manifest.idHex)
     const pipeline = createPipelineClient({
+      ...(receipts != null ? { receipts } : {}),
       libp2p: network.libp2p,
       modelId: manifest.idHex,
       ...(version != null ? { weightsVersion: version } : {}),

@@ -24,6 +24,8 @@ import type { ModelVersions } from '../model/model-versions.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
+import type { ClientReceipts } from '../pipeline/pipeline-client-init.ts'
+import type { StageReceipts } from '../pipeline/stage-server.ts'
 import type { NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson, SpanJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
@@ -41,6 +43,18 @@ export interface MeshComponents {
   observer?: GenerationObserver
   /** the models' weights versions: the served span follows the live one, generations pin one (absent: imported weights only) */
   versions?: ModelVersions
+  /** the ledger's receipt exchange and admission rule (docs/ledger.md); absent = no receipts */
+  receipts?: MeshReceipts
+}
+
+/** What the mesh asks of the ledger (the daemon supplies it; docs/ledger.md). */
+export interface MeshReceipts {
+  /** the client's receipt signer for generations on a model (hex id); undefined = none */
+  client?(modelHex: string): ClientReceipts | undefined
+  /** takes the served stage's receipts */
+  stage?: StageReceipts
+  /** the priority a client's session gets on the served stage, at most what it asks */
+  priorityFor?(client: string, modelId: string, requested: number): number
 }
 
 export interface MeshInit {
@@ -152,7 +166,8 @@ export class Mesh {
       inference: this.components.inference,
       spanServer: () => this.spanServerValue,
       logger: this.components.logger,
-      ...(this.components.observer != null ? { observer: this.components.observer } : {})
+      ...(this.components.observer != null ? { observer: this.components.observer } : {}),
+      ...(this.components.receipts?.client != null ? { receipts: this.components.receipts.client } : {})
     }, { stepTimeoutMs: this.init.stepTimeoutMs, stepDeadlineFloorMs: this.init.stepDeadlineFloorMs })
     if (this.init.model != null) {
       const server = createSpanServer({
@@ -163,7 +178,8 @@ export class Mesh {
         backend: () => this.components.inference.backendName ?? 'none',
         workersFor: config => this.components.inference.workersFor(config),
         logger: this.components.logger,
-        ...(this.components.versions != null ? { versions: this.components.versions } : {})
+        ...(this.components.versions != null ? { versions: this.components.versions } : {}),
+        ...(this.components.receipts != null ? { receipts: this.components.receipts } : {})
       }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.replanMs != null ? { replanMs: this.init.replanMs } : {}), directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()

@@ -57,7 +57,7 @@ import type { WeightsVersion } from '../model/weights-version.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { NodeAnnouncer, SpanStats } from '../net/records/announcer.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
-import type { StageServer } from '../pipeline/stage-server.ts'
+import type { StageReceipts, StageServer } from '../pipeline/stage-server.ts'
 import type { ReplanJson, ServingJson, VersionSwitchJson } from '../protocols/ipc-mesh.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -80,6 +80,8 @@ export interface SpanServerComponents {
    * weights, no version named anywhere.
    */
   versions?: ModelVersions
+  /** the stage's receipt handler and admission rule (docs/ledger.md) */
+  receipts?: { stage?: StageReceipts, priorityFor?(client: string, modelId: string, requested: number): number }
 }
 
 export interface SpanServerInit {
@@ -484,7 +486,9 @@ export class SpanServer {
       layers: range,
       directChannel: direct === false ? false : { host: direct?.host ?? '0.0.0.0', port: direct?.port ?? 0 },
       ...this.init.stageLimits,
-      ...(this.init.faults != null ? { faults: this.init.faults } : {})
+      ...(this.init.faults != null ? { faults: this.init.faults } : {}),
+      ...(this.components.receipts?.stage != null ? { receipts: this.components.receipts.stage } : {}),
+      ...(this.components.receipts?.priorityFor != null ? { priorityFor: this.components.receipts.priorityFor } : {})
     })
     await stage.start()
     await this.owners.releaseOthers(libp2p.token)

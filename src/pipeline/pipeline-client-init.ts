@@ -72,9 +72,34 @@ export interface PipelineClientInit {
    * peer id); undefined = open a StageClient to the hop's peer as usual.
    */
   openStage?(hop: ResolvedHop, sessionId: number): PipelineStage | undefined
+  /**
+   * Signs, at the session's close, the receipt of each remote stage's work
+   * (docs/ledger.md): sent as a RECEIPT before CLOSE. Absent = no receipts.
+   */
+  receipts?: ClientReceipts
 }
 
-type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'weightsVersion' | 'onStep'
+/** What one remote stage did in a session, as the client counted it (rows of the RESULTs it received). */
+export interface StageWork {
+  /** the stage's peer id */
+  stage: string
+  sessionId: number
+  /** decoder layers [start, end) it ran */
+  start: number
+  end: number
+  positions: number
+  /** the session's one-position steps: the tokens decoded */
+  tokens: number
+  /** the weights version the session pinned (hex), if any: the receipt names it */
+  version?: string
+}
+
+/** The client's receipt signer: the canonical receipt body of `work` and the client's signature of it, or null for none. */
+export interface ClientReceipts {
+  sign(work: StageWork): Promise<{ body: Uint8Array, clientSig: Uint8Array } | null>
+}
+
+type OptionalInit = 'protocol' | 'openStage' | 'reroute' | 'onRecovery' | 'weightsVersion' | 'onStep' | 'receipts'
 
 /** PipelineClientInit with every default filled in. */
 export type PipelineClientConfig = Required<Omit<PipelineClientInit, OptionalInit>> & Pick<PipelineClientInit, OptionalInit>

@@ -21,12 +21,13 @@ import { PeerBans } from './peer-bans.ts'
 import { stepDeadlineInit } from './pipeline-client-init.ts'
 import { FailedStage, openPipelineStage } from './pipeline-stage.ts'
 import { SessionRoute } from './session-route.ts'
+import { StageClient } from './stage-client.ts'
 import { checkStageResult, failureReason } from './stage-failure.ts'
 import { truncateInputs } from './stage-history.ts'
 import { embedData, logitsData } from './stage-layers.ts'
 import { StepDeadlines } from './step-deadline.ts'
 import type { Recovery } from './failover.ts'
-import type { PipelineClientConfig } from './pipeline-client-init.ts'
+import type { ClientReceipts, PipelineClientConfig } from './pipeline-client-init.ts'
 import type { PipelineStage } from './pipeline-stage.ts'
 import type { ResolvedHop } from './route.ts'
 import type { StageInput } from './stage-history.ts'
@@ -40,6 +41,17 @@ export interface PipelineSessionStats {
   stageMs: number[]
   /** milliseconds in the local embedding + head */
   localMs: number
+}
+
+/** Signs and sends the RECEIPT of a remote stage that ran positions (a stage of this process, or one that ran none, gets none). */
+async function sendReceipt (receipts: ClientReceipts, stage: PipelineStage, hop: ResolvedHop | undefined, sessionId: number, tokens: number, version: string | undefined): Promise<void> {
+  if (!(stage instanceof StageClient) || hop == null || stage.positions < 1) {
+    return
+  }
+  const signed = await receipts.sign({ stage: hop.peerId.toString(), sessionId, start: stage.start, end: stage.end, positions: stage.positions, tokens: Math.min(tokens, stage.positions), ...(version != null ? { version } : {}) })
+  if (signed != null) {
+    await stage.receipt(signed.body, signed.clientSig)
+  }
 }
 
 export class PipelineSession implements VerifyingSession {
@@ -57,6 +69,8 @@ export class PipelineSession implements VerifyingSession {
   private chain: Promise<unknown>
   private pos: number
   private closed: boolean
+  /** one-position steps: the tokens decoded (a receipt's `tokens`) */
+  private decodeSteps: number
 
   constructor (client: { readonly init: PipelineClientConfig }, hops: ResolvedHop[]) {
     const c = client.init
@@ -89,6 +103,7 @@ export class PipelineSession implements VerifyingSession {
     this.chain = Promise.resolve()
     this.pos = 0
     this.closed = false
+    this.decodeSteps = 0
   }
 
   /** Positions the stages have cached. */
@@ -222,12 +237,17 @@ export class PipelineSession implements VerifyingSession {
     })
   }
 
-  /** CLOSEs every stage session (idempotent). */
+  /** CLOSEs every stage session (idempotent), each remote stage's RECEIPT first when the client signs receipts. */
   async close (): Promise<void> {
     this.closed = true
     await this.opening?.catch(() => {})
     const stages = this.current.stages
+    const hops = this.current.hops
     this.current.stages = []
+    const receipts = this.config.receipts
+    if (receipts != null) {
+      await Promise.allSettled(stages.map(async (s, i) => sendReceipt(receipts, s, hops[i], this.sessionId, this.decodeSteps, this.config.weightsVersion)))
+    }
     await Promise.allSettled(stages.map(async s => s.close()))
   }
 
@@ -288,6 +308,9 @@ export class PipelineSession implements VerifyingSession {
     this.pos += rows
     this.stats.steps++
     this.stats.positions += rows
+    if (rows === 1) {
+      this.decodeSteps++
+    }
     t = performance.now()
     const from = options.allRows === true ? 0 : rows - 1
     const logits = await logitsData(local, hidden, rows, hiddenSize, from)

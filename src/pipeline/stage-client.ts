@@ -75,6 +75,8 @@ export class StageClient {
   readonly end: number
   /** positions the stage granted */
   maxLength: number
+  /** positions the stage ran for this session: rows of the RESULTs received (what its receipt claims) */
+  positions: number
   /** what the frames travel over */
   readonly transport: InferTransportValue
   private readonly frames: InferChannel
@@ -90,6 +92,7 @@ export class StageClient {
     this.start = init.start
     this.end = init.end
     this.maxLength = 0
+    this.positions = 0
     this.stage = init.stage
     this.stepTimeoutMs = init.stepTimeoutMs ?? PIPELINE_CLIENT_DEFAULTS.stepTimeoutMs
     this.pending = new Map()
@@ -180,7 +183,15 @@ export class StageClient {
     const result = this.expect(seq, options.signal, options.timeoutMs ?? this.stepTimeoutMs)
     this.frames.send({ type: 'forward', sessionId: this.sessionId, seq, startPos, tensor: f32Tensor(data, rows, cols) })
       .catch((err: Error) => { this.settle(seq, undefined, err) })
-    return result
+    const r = await result
+    this.positions += rows
+    return r
+  }
+
+  /** Sends the session's RECEIPT (body and the client's signature; docs/ledger.md), before close(). */
+  async receipt (body: Uint8Array, clientSig: Uint8Array): Promise<void> {
+    this.assertOpen()
+    await this.frames.send({ type: 'receipt', sessionId: this.sessionId, body, clientSig })
   }
 
   /** Drops cached positions from `length` on (ordered with the steps around it; errors show up on the next step). */

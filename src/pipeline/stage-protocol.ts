@@ -20,7 +20,7 @@ import type { InferChannel, InferChannelHandlers } from './infer-channel.ts'
 import type { StageAdmission } from './stage-admission.ts'
 import type { StageCompute } from './stage-compute.ts'
 import type { StageJob } from './stage-session.ts'
-import type { InferFrame, OpenFrame } from '../protocols/infer.ts'
+import type { InferFrame, OpenFrame, ReceiptFrame } from '../protocols/infer.ts'
 import type { BlyLogger } from '../protocols/logger.ts'
 
 export interface StageProtocolInit {
@@ -41,6 +41,10 @@ export interface StageProtocolComponents {
   nextTicket(): number
   /** the stage server's logger */
   log: BlyLogger
+  /** a client's RECEIPT of an open session (protocols/ledger.md): check it, co-sign it, keep it; throws to refuse */
+  receipt?(s: StageSession, frame: ReceiptFrame): Promise<void>
+  /** the priority a client's session gets, given the one its OPEN asks for (docs/ledger.md: no balance = background); absent = as asked */
+  priorityFor?(client: string, modelId: string, requested: number): number
 }
 
 /** Protocol counters (part of StageStats). */
@@ -53,6 +57,9 @@ export interface ProtocolCounters {
   errors: number
   /** streams aborted for a frame that did not decode or broke the protocol */
   malformed: number
+  /** RECEIPTs co-signed, and those refused (they did not match the session, or no receipt handler) */
+  receipts: number
+  receiptsRefused: number
 }
 
 function errorMessage (err: unknown): string {
@@ -67,7 +74,7 @@ export class StageProtocol {
   constructor (components: StageProtocolComponents, init: StageProtocolInit) {
     this.components = components
     this.init = init
-    this.counters = { closed: 0, expired: 0, errors: 0, malformed: 0 }
+    this.counters = { closed: 0, expired: 0, errors: 0, malformed: 0, receipts: 0, receiptsRefused: 0 }
   }
 
   /**
@@ -151,7 +158,11 @@ export class StageProtocol {
         return
       }
       const out = await this.components.compute.forward(s, job)
-      if (out == null || s.state !== SessionState.OPEN) {
+      if (out == null) {
+        return
+      }
+      s.positions += job.tensor.rows
+      if (s.state !== SessionState.OPEN) {
         return
       }
       s.frames.send({ type: 'result', sessionId: s.sessionId, seq: job.seq, startPos: job.startPos, kind: out.kind, tensor: f32Tensor(out.data, out.rows, out.cols) }).catch(() => {})
@@ -215,13 +226,23 @@ export class StageProtocol {
         this.components.admission.release(s)
         void s.frames.close()
         return
+      case 'receipt':
+        if (frame.sessionId !== s.sessionId) {
+          this.counters.malformed++
+          void this.fail(s, InferErrorCode.NOT_OPEN, 0, `session ${frame.sessionId} is not open on this stream`, true)
+          return
+        }
+        this.receipt(s, frame)
+        return
       default:
         this.counters.malformed++
         void this.fail(s, InferErrorCode.BAD_REQUEST, 0, `unexpected ${frame.type.toUpperCase()} frame from a client`, true)
     }
   }
 
-  private open (s: StageSession, frame: OpenFrame): void {
+  private open (s: StageSession, asked: OpenFrame): void {
+    const priorityFor = this.components.priorityFor
+    const frame = priorityFor != null ? { ...asked, priority: Math.min(asked.priority, priorityFor(s.remotePeer, asked.modelId, asked.priority)) } : asked
     const admitted = this.components.admission.admit(s, frame)
     switch (admitted.status) {
       case 'rejected':
@@ -233,9 +254,23 @@ export class StageProtocol {
           .catch(() => s.frames.abort(new PipelineError(PipelineErrorCode.BUSY, admitted.message)))
         return
       default:
+        s.opened = { modelId: frame.modelId, start: frame.start, end: frame.end, ...(frame.weightsVersion != null ? { weightsVersion: frame.weightsVersion } : {}) }
         this.armIdle(s)
         s.frames.send({ type: 'open-ok', sessionId: frame.sessionId, maxLength: admitted.maxLength, hiddenSize: admitted.hiddenSize }).catch(() => {})
     }
+  }
+
+  /** A RECEIPT: handed to the receipt handler (no answer either way: the stage's payment is the stage's business). */
+  private receipt (s: StageSession, frame: ReceiptFrame): void {
+    const handler = this.components.receipt
+    if (handler == null) {
+      this.counters.receiptsRefused++
+      return
+    }
+    handler(s, frame).then(() => { this.counters.receipts++ }, (err: unknown) => {
+      this.counters.receiptsRefused++
+      this.components.log('receipt of session %d refused - %s', s.sessionId, errorMessage(err))
+    })
   }
 
   private armIdle (s: StageSession): void {

@@ -42,6 +42,7 @@ import { SessionState } from './stage-session.ts'
 import type { DirectChannel, DirectChannelServer, DirectChannelServerInit } from './direct-channel/index.ts'
 import type { StageFaults } from './fault-injection.ts'
 import type { StageLayers } from './stage-layers.ts'
+import type { StageProtocolComponents } from './stage-protocol.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 
@@ -83,6 +84,29 @@ export interface StageServerInit {
   directChannel?: false | Omit<DirectChannelServerInit, 'handler' | 'frameBudget'>
   /** FAULT INJECTION FOR TESTS ONLY (see fault-injection.ts); absent = a well-behaved stage */
   faults?: StageFaults
+  /** what takes the clients' RECEIPTs (docs/ledger.md); absent = receipts are refused (counted) */
+  receipts?: StageReceipts
+  /** the priority a client's session gets, at most what its OPEN asks (docs/ledger.md: a client without balance is served at background); absent = as asked */
+  priorityFor?(client: string, modelId: string, requested: number): number
+}
+
+/** A session as the stage served it, for its receipt. */
+export interface ServedStageSession {
+  sessionId: number
+  /** the model id the session opened (hex) */
+  modelId: string
+  /** the client's peer id */
+  client: string
+  /** decoder layers [start, end) the session ran */
+  start: number
+  end: number
+  /** positions the stage ran its layers on */
+  positions: number
+}
+
+/** The stage's receipt handler: checks the client-signed receipt against `served`, co-signs and keeps it; throws to refuse. */
+export interface StageReceipts {
+  cosign(served: ServedStageSession, body: Uint8Array, clientSig: Uint8Array): Promise<void>
 }
 
 export interface StageServerComponents {
@@ -142,6 +166,9 @@ export interface StageStats {
   nonFinite: number
   /** streams aborted for a frame that did not decode or broke the protocol */
   malformed: number
+  /** RECEIPTs co-signed, and refused */
+  receipts: number
+  receiptsRefused: number
   /**
    * bytes held now by frames being received (each counted at its declared
    * length), the most held at any time, and the bound (maxPartialFrameBytes)
@@ -151,6 +178,28 @@ export interface StageStats {
   maxPartialFrameBytes: number
   /** frames refused (ERROR OVERLOADED, stream aborted) because they did not fit that bound */
   partialFramesRefused: number
+}
+
+/**
+ * The protocol's ledger hooks (docs/ledger.md): the receipt hook hands a
+ * session's RECEIPT to `receipts` with what the stage counted (none without
+ * a handler); priorityFor as given.
+ */
+function ledgerHooks (init: Pick<StageServerInit, 'receipts' | 'priorityFor'>): Pick<StageProtocolComponents, 'receipt' | 'priorityFor'> {
+  const { receipts, priorityFor } = init
+  const hooks: Pick<StageProtocolComponents, 'receipt' | 'priorityFor'> = priorityFor != null ? { priorityFor } : {}
+  if (receipts == null) {
+    return hooks
+  }
+  return {
+    ...hooks,
+    receipt: async (s, frame) => {
+      if (s.opened == null) {
+        throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, 'a RECEIPT for a session that was never opened')
+      }
+      await receipts.cosign({ sessionId: s.sessionId, modelId: s.opened.modelId, client: s.remotePeer, start: s.opened.start, end: s.opened.end, positions: s.positions, ...(s.opened.weightsVersion != null ? { version: s.opened.weightsVersion } : {}) }, frame.body, frame.clientSig)
+    }
+  }
 }
 
 function errorMessage (err: unknown): string {
@@ -165,7 +214,7 @@ function checkedWeightsVersion (v: string | undefined): string | undefined {
   return v
 }
 
-type ServerOptions = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults' | 'directChannel' | 'weightsVersion'>>
+type ServerOptions = Required<Omit<StageServerInit, 'layers' | 'modelId' | 'faults' | 'directChannel' | 'weightsVersion' | 'receipts' | 'priorityFor'>>
 
 export class StageServer {
   readonly modelId: string
@@ -242,7 +291,8 @@ export class StageServer {
       compute: this.compute,
       schedule: () => { this.scheduler.schedule() },
       nextTicket: () => this.ticket++,
-      log: this.log
+      log: this.log,
+      ...ledgerHooks(init)
     }, this.init)
     this.directAccepted = 0
     this.ticket = 0

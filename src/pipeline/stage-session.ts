@@ -43,6 +43,10 @@ export class StageSession {
   readonly jobs: Array<{ job: StageJob, ticket: number, queuedAt: number }>
   /** a job of this session is being computed now */
   busy: boolean
+  /** what OPEN_OK granted: the model and the layers [start, end) the session runs (for its receipt) */
+  opened?: { modelId: string, start: number, end: number, weightsVersion?: string }
+  /** positions this stage ran its layers on in this session (rows of the FORWARDs it computed) */
+  positions: number
   private timer?: ReturnType<typeof setTimeout>
 
   constructor (frames: InferChannel, remotePeer: string) {
@@ -57,6 +61,7 @@ export class StageSession {
     this.kv = null
     this.jobs = []
     this.busy = false
+    this.positions = 0
   }
 
   /** what the session holds of the server's cache budget, in whole-span positions */

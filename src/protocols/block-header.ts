@@ -50,6 +50,10 @@ export const BlockType = {
   Vote: 7,
   /** a model's genesis parameters, by the manifest's author (chain A) */
   Params: 8,
+  /** a batch of inference receipts co-signed by clients and the block's author, a stage (chain A; protocols/ledger.md) */
+  Receipt: 9,
+  /** a move of BLY from its author to another key on a model's ledger (chain A; protocols/ledger.md) */
+  Transfer: 10,
   /** one unit of a model's weights: embedding, a decoder layer, or final norm + head (chain B) */
   Layer: 16,
   /** one unit's weight difference against a version (chain B; protocols/learning-blocks.md) */
@@ -67,6 +71,8 @@ export const BLOCK_TYPE_CHAIN: Record<BlockType, ChainId> = {
   [BlockType.Motion]: ChainId.A,
   [BlockType.Vote]: ChainId.A,
   [BlockType.Params]: ChainId.A,
+  [BlockType.Receipt]: ChainId.A,
+  [BlockType.Transfer]: ChainId.A,
   [BlockType.Layer]: ChainId.B,
   [BlockType.Delta]: ChainId.B
 }

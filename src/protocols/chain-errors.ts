@@ -95,6 +95,20 @@ export const ChainErrorCode = {
   PARAMS_PARENT: 'ERR_PARAMS_BLOCK_PARENT',
   /** a Params block not authored by its model manifest's author */
   PARAMS_AUTHOR: 'ERR_PARAMS_BLOCK_AUTHOR',
+  /** a Receipt block's header fields: one missing, of the wrong kind, `receipts` not in 1..MAX_RECEIPTS_PER_BLOCK, or one it may not carry */
+  RECEIPT_FIELDS: 'ERR_RECEIPT_BLOCK_FIELDS',
+  /** a Receipt block's payload: none, or not the size of a batch of `receipts` receipts */
+  RECEIPT_PAYLOAD: 'ERR_RECEIPT_BLOCK_PAYLOAD',
+  /** a Receipt block not listing its model manifest, or whose model is not a ModelManifest */
+  RECEIPT_PARENT: 'ERR_RECEIPT_BLOCK_PARENT',
+  /** a Transfer block's header fields: one missing, of the wrong kind, an amount of 0, or one it may not carry */
+  TRANSFER_FIELDS: 'ERR_TRANSFER_BLOCK_FIELDS',
+  /** a Transfer block whose `to` is its author (a transfer to oneself moves nothing) */
+  TRANSFER_RECIPIENT: 'ERR_TRANSFER_BLOCK_RECIPIENT',
+  /** a Transfer block with a payload (it has none) */
+  TRANSFER_PAYLOAD: 'ERR_TRANSFER_BLOCK_PAYLOAD',
+  /** a Transfer block not listing its model manifest, or whose model is not a ModelManifest */
+  TRANSFER_PARENT: 'ERR_TRANSFER_BLOCK_PARENT',
   /** the store's index disagrees with the blocks and chunks it holds (found by verify, never raised) */
   INDEX: 'ERR_INDEX',
   /** bad argument from a local caller (not a peer) */

@@ -6,6 +6,7 @@
  * bytes appended as they are (no JSON, no copy on the send side).
  */
 import { PipelineError, PipelineErrorCode } from './pipeline-errors.ts'
+import { RECEIPT_BODY_BYTES } from './receipt.ts'
 
 export const INFER_PROTOCOL = '/bly/infer/1.0.0'
 
@@ -21,7 +22,9 @@ export const InferFrameType = {
   FORWARD: 5,
   RESULT: 6,
   TRUNCATE: 7,
-  CLOSE: 8
+  CLOSE: 8,
+  /** the client's signed receipt of the session's work on this stage, before CLOSE (protocols/ledger.md) */
+  RECEIPT: 9
 } as const
 
 /** Element type of a tensor payload. Only F32 is computed today; F16 has its code reserved. */
@@ -184,7 +187,21 @@ export interface CloseFrame {
   sessionId: number
 }
 
-export type InferFrame = OpenFrame | OpenOkFrame | BusyFrame | ErrorFrame | ForwardFrame | ResultFrame | TruncateFrame | CloseFrame
+/**
+ * The client's receipt of what this stage ran in the session (the receipt
+ * body of protocols/ledger.md and the client's signature of it); the stage
+ * checks it against its own count, co-signs and publishes it. No answer.
+ */
+export interface ReceiptFrame {
+  type: 'receipt'
+  sessionId: number
+  /** RECEIPT_BODY_BYTES */
+  body: Uint8Array
+  /** 64 bytes */
+  clientSig: Uint8Array
+}
+
+export type InferFrame = OpenFrame | OpenOkFrame | BusyFrame | ErrorFrame | ForwardFrame | ResultFrame | TruncateFrame | CloseFrame | ReceiptFrame
 
 /** Longest model id (UTF-8 bytes) and error / busy message carried. */
 export const MAX_MODEL_ID_BYTES = 256
@@ -198,6 +215,7 @@ const BUSY_HEADER_BYTES = 14
 const ERROR_HEADER_BYTES = 10
 const TRUNCATE_BYTES = 16
 const CLOSE_BYTES = 8
+const RECEIPT_FRAME_BYTES = 8 + RECEIPT_BODY_BYTES + 64
 
 const U32_MAX = 0xffffffff
 const utf8Encoder = new TextEncoder()
@@ -389,6 +407,17 @@ function encodeBody (frame: InferFrame): { body: Uint8Array, payload?: Uint8Arra
       view.setUint32(4, frame.sessionId, true)
       return { body: buf }
     }
+    case 'receipt': {
+      checkU32('sessionId', frame.sessionId)
+      if (frame.body.length !== RECEIPT_BODY_BYTES || frame.clientSig.length !== 64) {
+        throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `a RECEIPT carries a ${RECEIPT_BODY_BYTES}-byte body and a 64-byte signature`)
+      }
+      const { buf, view } = header(RECEIPT_FRAME_BYTES, InferFrameType.RECEIPT)
+      view.setUint32(4, frame.sessionId, true)
+      buf.set(frame.body, 8)
+      buf.set(frame.clientSig, 8 + RECEIPT_BODY_BYTES)
+      return { body: buf }
+    }
     default:
       throw new PipelineError(PipelineErrorCode.INVALID_ARGUMENT, `unknown frame type ${(frame as { type: string }).type}`)
   }
@@ -536,6 +565,9 @@ export function decodeInferFrame (body: Uint8Array): InferFrame {
     case InferFrameType.CLOSE:
       expectLength(body, CLOSE_BYTES, 'CLOSE')
       return { type: 'close', sessionId: view.getUint32(4, true) }
+    case InferFrameType.RECEIPT:
+      expectLength(body, RECEIPT_FRAME_BYTES, 'RECEIPT')
+      return { type: 'receipt', sessionId: view.getUint32(4, true), body: body.slice(8, 8 + RECEIPT_BODY_BYTES), clientSig: body.slice(8 + RECEIPT_BODY_BYTES) }
     default:
       throw badFrame(`unknown frame type ${body[0]}`)
   }

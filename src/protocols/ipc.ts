@@ -8,6 +8,7 @@
  * are both typed by it, so a method's types are written once.
  */
 import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
+import type { LedgerStatusJson, RewardsBalanceResult, RewardsExplainParams, RewardsExplainResult, RewardsHistoryResult, RewardsParams, RewardsSendParams, RewardsSendResult, RewardsVerifyResult } from './ipc-ledger.ts'
 import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
@@ -94,6 +95,8 @@ export interface StatusResult {
   bootstrapPeers?: number
   /** the span this node serves (--model, --layers), null when none */
   serving?: ServingJson | null
+  /** this node's BLY balance per model and its receipts not yet published (docs/ledger.md) */
+  ledger?: LedgerStatusJson
   /** the HTTP listener (--http-listen), null when off */
   http?: HttpStatusJson | null
   /** the validator service: what it measures now, what it attested, its last error */
@@ -558,6 +561,11 @@ export interface IpcMethods {
   proposals: IpcMethod<ProposalsParams, ProposalsResult>
   'proposal.show': IpcMethod<ProposalShowParams, ProposalJson>
   validators: IpcMethod<ValidatorsParams, ValidatorsResult>
+  'rewards.balance': IpcMethod<RewardsParams, RewardsBalanceResult>
+  'rewards.history': IpcMethod<RewardsParams, RewardsHistoryResult>
+  'rewards.explain': IpcMethod<RewardsExplainParams, RewardsExplainResult>
+  'rewards.send': IpcMethod<RewardsSendParams, RewardsSendResult>
+  'rewards.verify': IpcMethod<NoParams, RewardsVerifyResult>
 }
 
 export type IpcMethodName = keyof IpcMethods & string
@@ -595,7 +603,12 @@ const IPC_METHOD_TABLE: { [K in IpcMethodName]: true } = {
   'delta.propose': true,
   proposals: true,
   'proposal.show': true,
-  validators: true
+  validators: true,
+  'rewards.balance': true,
+  'rewards.history': true,
+  'rewards.explain': true,
+  'rewards.send': true,
+  'rewards.verify': true
 }
 
 /** The names of IpcMethods, sorted (what a daemon's `methods` answers). */

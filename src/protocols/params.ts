@@ -31,7 +31,15 @@ export const ParamKey = {
   MAX_REGRESSION_PPM: 'maxRegressionPpm',
   T_CRIT_MILLI: 'tCritMilli',
   SAMPLE_WINDOWS: 'sampleWindows',
-  REGRESSION_DATASETS: 'regressionDatasets'
+  REGRESSION_DATASETS: 'regressionDatasets',
+  /** the ledger (protocols/ledger.md): base units minted to the importer by the genesis params */
+  GENESIS_ALLOCATION: 'genesisAllocation',
+  /** base units a client pays a stage per decoder layer per position */
+  PRICE_LAYER_POSITION: 'priceLayerPosition',
+  /** base units minted to an accepted proposal's author per micro-nat of measured gain */
+  REWARD_PER_MICRO_NAT: 'rewardPerMicroNat',
+  /** base units per validator whose counted attestation matched a proposal's outcome */
+  VALIDATOR_REWARD: 'validatorReward'
 } as const
 // eslint-disable-next-line @typescript-eslint/no-redeclare
 export type ParamKey = typeof ParamKey[keyof typeof ParamKey]
@@ -51,6 +59,14 @@ export interface Params {
   sampleWindows: number
   /** Dataset block ids checked for regressions, strictly ascending */
   regressionDatasets: Uint8Array[]
+  /** ledger: base units minted to the importer (read from the genesis params only) */
+  genesisAllocation: number
+  /** ledger: base units per decoder layer per position a client pays a stage */
+  priceLayerPosition: number
+  /** ledger: base units minted to an accepted proposal's author per micro-nat of gain */
+  rewardPerMicroNat: number
+  /** ledger: base units per validator whose counted attestation matched the outcome */
+  validatorReward: number
 }
 
 /** A params body: any subset of the keys. */
@@ -61,6 +77,13 @@ export const MAX_REGRESSION_DATASETS = 16
 
 /** Most eval windows a validator may sample per dataset. */
 export const MAX_SAMPLE_WINDOWS = 4096
+
+/**
+ * Largest value of a ledger amount key: amounts are u64 on the wire, and a
+ * params value is a JS number in code, so the keys stop at 2^53 - 1 (the
+ * ledger computes in bigint from there).
+ */
+export const MAX_PARAM_AMOUNT = Number.MAX_SAFE_INTEGER
 
 interface UintSpec { kind: 'uint', min: number, max: number }
 interface IdsSpec { kind: 'ids', max: number }
@@ -73,7 +96,11 @@ export const PARAM_KEYS: Record<ParamKey, UintSpec | IdsSpec> = {
   [ParamKey.MAX_REGRESSION_PPM]: { kind: 'uint', min: 0, max: 1_000_000 },
   [ParamKey.T_CRIT_MILLI]: { kind: 'uint', min: 0, max: 100_000 },
   [ParamKey.SAMPLE_WINDOWS]: { kind: 'uint', min: 2, max: MAX_SAMPLE_WINDOWS },
-  [ParamKey.REGRESSION_DATASETS]: { kind: 'ids', max: MAX_REGRESSION_DATASETS }
+  [ParamKey.REGRESSION_DATASETS]: { kind: 'ids', max: MAX_REGRESSION_DATASETS },
+  [ParamKey.GENESIS_ALLOCATION]: { kind: 'uint', min: 0, max: MAX_PARAM_AMOUNT },
+  [ParamKey.PRICE_LAYER_POSITION]: { kind: 'uint', min: 0, max: MAX_PARAM_AMOUNT },
+  [ParamKey.REWARD_PER_MICRO_NAT]: { kind: 'uint', min: 0, max: MAX_PARAM_AMOUNT },
+  [ParamKey.VALIDATOR_REWARD]: { kind: 'uint', min: 0, max: MAX_PARAM_AMOUNT }
 }
 
 /** The keys in canonical (bytewise ascending) order. */

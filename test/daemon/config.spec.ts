@@ -119,6 +119,17 @@ describe('daemon config', () => {
     }
   })
 
+  it('receiptFlushMs: 60 s by default, from config.json, env or flag; 0 and non-integers refused', async () => {
+    expect((await loadConfig({ dataDir: dir, env: {} })).receiptFlushMs).to.equal(60_000)
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ receiptFlushMs: 500 }))
+    expect((await loadConfig({ dataDir: dir, env: {} })).receiptFlushMs).to.equal(500)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_RECEIPT_FLUSH_MS: '2000' } })).receiptFlushMs).to.equal(2000)
+    expect((await loadConfig({ dataDir: dir, env: { BLYD_RECEIPT_FLUSH_MS: '2000' }, flags: { receiptFlushMs: '100' } })).receiptFlushMs).to.equal(100)
+    for (const bad of ['0', '-1', '1.5', 'soon']) {
+      expect((await rejection(loadConfig({ dataDir: dir, env: {}, flags: { receiptFlushMs: bad } }))).message).to.match(/^--receipt-flush-ms: /)
+    }
+  })
+
   it('stepDeadlineFloorMs: 1 s by default, from config.json, env or flag; the step timeout stays the ceiling', async () => {
     const defaults = await loadConfig({ dataDir: dir, env: {} })
     expect(defaults.stepDeadlineFloorMs).to.equal(1000)

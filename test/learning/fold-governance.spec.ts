@@ -57,7 +57,7 @@ describe('learning/fold: governance', function () {
       index: 0,
       motion: null,
       validators: [key(alice)],
-      params: { quorumNum: 2, quorumDen: 3, minGainPpm: 7000, maxRegressionPpm: 20000, tCritMilli: 1645, sampleWindows: 64, regressionDatasets: [] },
+      params: { quorumNum: 2, quorumDen: 3, minGainPpm: 7000, maxRegressionPpm: 20000, tCritMilli: 1645, sampleWindows: 64, regressionDatasets: [], genesisAllocation: 1_000_000_000_000, priceLayerPosition: 1, rewardPerMicroNat: 1000, validatorReward: 1_000_000 },
       quorum: 1
     })
   })

@@ -81,9 +81,10 @@ export class World {
     this.importer = importer
   }
 
-  /** manifest, `units` layers, a dataset, and the genesis Params (unless `genesis` is null) */
-  async init (options: { units?: number, genesis?: ParamsBody | null } = {}): Promise<this> {
-    this.model = await this.add(header({ author: this.importer.publicKey, type: BlockType.ModelManifest }), this.importer)
+  /** manifest, `units` layers, a dataset, and the genesis Params (unless `genesis` is null); `manifestUnits`: the manifest declares its units (as an import does) */
+  async init (options: { units?: number, genesis?: ParamsBody | null, manifestUnits?: number } = {}): Promise<this> {
+    const fields = options.manifestUnits != null ? fieldMap({ units: uint(options.manifestUnits) }) : new Map()
+    this.model = await this.add(header({ author: this.importer.publicKey, type: BlockType.ModelManifest, fields }), this.importer)
     for (let unit = 0; unit < (options.units ?? 3); unit++) {
       this.layers.push(await this.add(layerHeader(this.importer, this.model, unit), this.importer))
     }

@@ -5,6 +5,7 @@ import {
   decodeInferFrame, encodeInferFrame, encodeInferFrameBytes, encodeVarint, f32Tensor, tensorF32
 } from '../../src/protocols/infer.ts'
 import { PipelineErrorCode } from '../../src/protocols/pipeline-errors.ts'
+import { RECEIPT_BODY_BYTES } from '../../src/protocols/receipt.ts'
 import type { InferFrame } from '../../src/protocols/infer.ts'
 
 /** Frame body without its varint prefix, through the decoder the streams use. */
@@ -30,7 +31,8 @@ describe('protocols/infer codec', () => {
     { type: 'forward', sessionId: 7, seq: 3, startPos: 17, tensor: f32Tensor(hidden, 3, 8) },
     { type: 'result', sessionId: 7, seq: 3, startPos: 17, kind: ResultKind.LOGITS, tensor: f32Tensor(hidden, 4, 6) },
     { type: 'truncate', sessionId: 7, seq: 4, length: 11 },
-    { type: 'close', sessionId: 7 }
+    { type: 'close', sessionId: 7 },
+    { type: 'receipt', sessionId: 7, body: Uint8Array.from({ length: RECEIPT_BODY_BYTES }, (_, i) => i % 251), clientSig: new Uint8Array(64).fill(9) }
   ]
 
   for (const frame of frames) {
@@ -182,6 +184,15 @@ describe('protocols/infer codec', () => {
   })
 
   it('frame type bytes are stable', () => {
-    expect(InferFrameType).to.deep.equal({ OPEN: 1, OPEN_OK: 2, BUSY: 3, ERROR: 4, FORWARD: 5, RESULT: 6, TRUNCATE: 7, CLOSE: 8 })
+    expect(InferFrameType).to.deep.equal({ OPEN: 1, OPEN_OK: 2, BUSY: 3, ERROR: 4, FORWARD: 5, RESULT: 6, TRUNCATE: 7, CLOSE: 8, RECEIPT: 9 })
+  })
+
+  it('a RECEIPT is exactly type, session id, the receipt body and the 64-byte signature', () => {
+    const frame: InferFrame = { type: 'receipt', sessionId: 3, body: new Uint8Array(RECEIPT_BODY_BYTES).fill(1), clientSig: new Uint8Array(64).fill(2) }
+    const bytes = body(frame)
+    expect(bytes.length).to.equal(8 + RECEIPT_BODY_BYTES + 64)
+    expectBad(bytes.subarray(0, bytes.length - 1), /RECEIPT frame is 280 bytes, expected 281/)
+    expectBad(Uint8Array.of(...bytes, 0), /RECEIPT frame is 282 bytes, expected 281/)
+    expect(() => encodeInferFrame({ ...frame, clientSig: new Uint8Array(63) } as InferFrame)).to.throw(/a RECEIPT carries/)
   })
 })

@@ -11,7 +11,7 @@ import type { Params } from '../../src/protocols/params.ts'
 
 const A = new Uint8Array(32).fill(0xaa)
 const B = new Uint8Array(32).fill(0xbb)
-const FULL: Params = { quorumNum: 2, quorumDen: 3, minGainPpm: 5000, maxRegressionPpm: 20000, tCritMilli: 1645, sampleWindows: 64, regressionDatasets: [A, B] }
+const FULL: Params = { quorumNum: 2, quorumDen: 3, minGainPpm: 5000, maxRegressionPpm: 20000, tCritMilli: 1645, sampleWindows: 64, regressionDatasets: [A, B], genesisAllocation: 1_000_000_000_000, priceLayerPosition: 1, rewardPerMicroNat: 1000, validatorReward: 1_000_000 }
 
 function expectCode (fn: () => unknown, code: string): void {
   try {
@@ -26,7 +26,7 @@ function expectCode (fn: () => unknown, code: string): void {
 
 describe('protocols/params', () => {
   it('keys in bytewise order; the body: version, count, (keyLen, key, value) entries (golden bytes)', () => {
-    expect(PARAM_KEY_ORDER).to.deep.equal(['maxRegressionPpm', 'minGainPpm', 'quorumDen', 'quorumNum', 'regressionDatasets', 'sampleWindows', 'tCritMilli'])
+    expect(PARAM_KEY_ORDER).to.deep.equal(['genesisAllocation', 'maxRegressionPpm', 'minGainPpm', 'priceLayerPosition', 'quorumDen', 'quorumNum', 'regressionDatasets', 'rewardPerMicroNat', 'sampleWindows', 'tCritMilli', 'validatorReward'])
     const bytes = encodeParams({ quorumNum: 2, quorumDen: 3 })
     expect(Buffer.from(bytes).toString('hex')).to.equal(
       '0102' +
@@ -85,6 +85,12 @@ describe('protocols/params', () => {
     expectCode(() => encodeParams({ regressionDatasets: [B, A] }), 'ERR_PARAMS_DATASET_ORDER')
     expectCode(() => encodeParams({ regressionDatasets: [A.subarray(1)] }), 'ERR_PARAMS_DATASET_ORDER')
     expectCode(() => encodeParams({ quota: 1 } as any), 'ERR_PARAMS_UNKNOWN_KEY')
+    // ledger amounts: integers 0 .. 2^53 - 1 (u64 on the wire, checked on decode)
+    expect(decodeParams(encodeParams({ genesisAllocation: Number.MAX_SAFE_INTEGER, priceLayerPosition: 0 }))).to.deep.equal({ genesisAllocation: Number.MAX_SAFE_INTEGER, priceLayerPosition: 0 })
+    expectCode(() => encodeParams({ validatorReward: -1 }), 'ERR_PARAMS_RANGE')
+    expectCode(() => encodeParams({ rewardPerMicroNat: 2 ** 53 }), 'ERR_PARAMS_RANGE')
+    const amountKey = Buffer.from('validatorReward')
+    expectCode(() => decodeParams(Uint8Array.from([1, 1, amountKey.length, ...amountKey, 0, 0, 0, 0, 0, 0, 0x20, 0])), 'ERR_PARAMS_RANGE')
     expect(canonicalDatasetIds([B, A, B])).to.deep.equal([A, B])
   })
 

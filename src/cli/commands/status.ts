@@ -71,6 +71,16 @@ function workersLine (status: StatusResult): string {
   return `${w.setting} (${w.cores} cores)${used.length > 0 ? `; in use: ${used.join(', ')}` : ''}`
 }
 
+/** this node's BLY balance per model and its receipts not yet published */
+function ledgerLine (status: StatusResult): string {
+  const l = status.ledger
+  if (l == null) {
+    return '-'
+  }
+  const balances = l.balances.map(b => `${b.balance} on ${b.model.slice(0, 12)}`).join(', ') || 'no model'
+  return `${balances}; ${l.pendingReceipts} receipts pending${l.error != null ? ` (${l.error})` : ''}`
+}
+
 export function statusCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'status',
@@ -106,6 +116,7 @@ export function statusCommand (ctx: CliContext): CommandModule<any, any> {
         ['connections', String(status.connections ?? 0)],
         ...(status.bootstrapPeers === 0 && (status.connections ?? 0) === 0 ? [['alone', aloneHint(status.addrs ?? [])] satisfies [string, string]] : []),
         ['serving', servingLine(status)],
+        ['rewards', ledgerLine(status)],
         ['http', status.http != null ? `${status.http.url}${status.http.keyRequired ? ' (bearer key required)' : ''}` : '-'],
         ['validator', validatorLine(status)],
         ['ipc', `${status.ipc.requests} requests, ${errors} errors`]

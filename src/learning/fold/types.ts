@@ -116,6 +116,10 @@ export interface ParamsJson {
   tCritMilli: number
   sampleWindows: number
   regressionDatasets: Hex[]
+  genesisAllocation: number
+  priceLayerPosition: number
+  rewardPerMicroNat: number
+  validatorReward: number
 }
 
 /** One state of the governance history. */
