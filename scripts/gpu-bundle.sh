@@ -19,7 +19,7 @@ cp "$node_bin" "$stage/bin/node"
 
 node_modules/.bin/esbuild scripts/gpu-check/check.ts --bundle --platform=node --format=esm --target=node22 \
   --external:webgpu --external:@tensorflow/tfjs-node-gpu --external:@tensorflow/tfjs-node \
-  --banner:js="import { createRequire as __blydRequire } from 'node:module'; const require = __blydRequire(import.meta.url);" \
+  --banner:js="import { createRequire as __blydRequire } from 'node:module'; import { fileURLToPath as __blydPath } from 'node:url'; import { dirname as __blydDir } from 'node:path'; const require = __blydRequire(import.meta.url); const __filename = __blydPath(import.meta.url); const __dirname = __blydDir(__filename);" \
   --log-level=warning --outfile="$stage/check.mjs"
 
 mkdir -p "$stage/node_modules/webgpu/dist/linux-x64" "$stage/node_modules/@tensorflow/tfjs-backend-wasm/dist"

@@ -7,6 +7,7 @@
 import { expect } from 'aegir/chai'
 import { selectBackend } from '../../src/model/backend.ts'
 import { ModelErrorCode } from '../../src/model/errors.ts'
+import { InferenceService } from '../../src/model/inference-service.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { tf } from '../../src/model/qwen3/tf.ts'
 import { argmax } from '../../src/model/sampling.ts'
@@ -59,6 +60,15 @@ describe('model/webgpu backend', function () {
     expect(resolveWorkers('auto', config, { backend: 'webgpu', cores: 16 })).to.equal(0)
     expect(() => resolveWorkers(2, config, { backend: 'webgpu' })).to.throw(/cannot run on webgpu/).with.property('code', ModelErrorCode.BAD_INPUT)
     expect(resolveWorkers(0, config, { backend: 'webgpu' })).to.equal(0)
+  })
+
+  it('an inference service asked for webgpu with worker threads refuses to start, in one line', async () => {
+    await requireWebGpu()
+    const service = new InferenceService({ store: () => { throw new Error('no store needed') }, backend: 'webgpu', workers: 2 })
+    const err = await service.start().then(() => undefined, (e: Error) => e)
+    expect(err?.message).to.match(/^--workers 2 cannot run on webgpu .*use --workers 0 or auto$/)
+    expect(err?.message).to.not.include('\n')
+    expect(service.backendStatus()).to.include({ name: 'webgpu' })
   })
 })
 
