@@ -10,28 +10,39 @@
 // JSON object as the last line.
 //
 //   npm run bench -- inference [--workers N] [--prefill 512] [--steps 24] [--backend wasm]
+//                              [--gpu-bandwidth-gbs N] [--gpu-tflops N]
 //
 // --workers 0 runs the layer on the main thread (no tensor parallelism).
+// --backend webgpu: the layer on the WebGPU adapter (Dawn), main thread only.
+// On a software adapter (lavapipe: it runs on this CPU) the CPU floors stand;
+// on a hardware adapter WebGPU reports no memory bandwidth or FLOP rate, so
+// the floors come from --gpu-bandwidth-gbs / --gpu-tflops (the datasheet's
+// figures, named in the JSON) and are null without them.
 import { spawnSync } from 'node:child_process'
 import { availableParallelism, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { selectBackend } from '../src/model/backend.ts'
 import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
+import { describeAdapter } from '../src/model/webgpu-adapter.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
 import { randomLayer } from './lib/random-layer.ts'
 import type { BackendPreference } from '../src/model/backend.ts'
 
 const { values: opts } = parseArgs({
   options: {
-    workers: { type: 'string', default: String(availableParallelism()) },
+    workers: { type: 'string' },
     prefill: { type: 'string', default: '512' },
     steps: { type: 'string', default: '24' },
-    backend: { type: 'string', default: 'wasm' }
+    backend: { type: 'string', default: 'wasm' },
+    'gpu-bandwidth-gbs': { type: 'string' },
+    'gpu-tflops': { type: 'string' }
   }
 })
 
-const WORKERS = Number(opts.workers)
+const WORKERS = Number(opts.workers ?? (opts.backend === 'webgpu' ? 0 : availableParallelism()))
+const GPU_BANDWIDTH_GBS = opts['gpu-bandwidth-gbs'] != null ? Number(opts['gpu-bandwidth-gbs']) : undefined
+const GPU_TFLOPS = opts['gpu-tflops'] != null ? Number(opts['gpu-tflops']) : undefined
 const PREFILL = Number(opts.prefill)
 const STEPS = Number(opts.steps)
 
@@ -112,7 +123,9 @@ const nativeBefore = measureNative()
 say(`  numpy (${nativeBefore.blas}): sgemv 1 GiB ${fmt(nativeBefore.sgemvGBs)} GB/s, single-thread sum ${fmt(nativeBefore.sumGBs)} GB/s, sgemm ${fmt(nativeBefore.sgemmGflops)} GFLOP/s`)
 
 const sel = await selectBackend(opts.backend as BackendPreference)
-say(`backend ${sel.name}${sel.features != null ? ` (simd ${String(sel.features.simd)}, wasm threads ${String(sel.features.threads)})` : ''}, ${WORKERS === 0 ? 'main thread' : `${WORKERS} worker threads (tensor parallel)`}`)
+say(`backend ${sel.name}${sel.features != null ? ` (simd ${String(sel.features.simd)}, wasm threads ${String(sel.features.threads)})` : ''}${sel.adapter != null ? ` on ${describeAdapter(sel.adapter)}` : ''}, ${WORKERS === 0 ? 'main thread' : `${WORKERS} worker threads (tensor parallel)`}`)
+/** a hardware GPU: the CPU's numpy rates are no floor for it */
+const onGpu = sel.adapter != null && !sel.adapter.fallback
 
 const { tensors, params, linearParams } = randomLayer(CONFIG)
 const layerBytes = params * 4
@@ -164,8 +177,12 @@ say('measuring native bandwidth and sgemm again ...')
 const nativeAfter = measureNative()
 say(`  numpy: sgemv 1 GiB ${fmt(nativeAfter.sgemvGBs)} GB/s, single-thread sum ${fmt(nativeAfter.sumGBs)} GB/s, sgemm ${fmt(nativeAfter.sgemmGflops)} GFLOP/s`)
 
-const bandwidthGBs = Math.max(nativeBefore.sgemvGBs, nativeAfter.sgemvGBs)
-const blasGflops = Math.max(nativeBefore.sgemmGflops, nativeAfter.sgemmGflops)
+const cpuBandwidthGBs = Math.max(nativeBefore.sgemvGBs, nativeAfter.sgemvGBs)
+const cpuBlasGflops = Math.max(nativeBefore.sgemmGflops, nativeAfter.sgemmGflops)
+// on a hardware GPU the floors are the datasheet figures given, else NaN (null in the JSON)
+const bandwidthGBs = onGpu ? (GPU_BANDWIDTH_GBS ?? NaN) : cpuBandwidthGBs
+const gpuGflops = GPU_TFLOPS != null ? GPU_TFLOPS * 1000 : NaN
+const blasGflops = onGpu ? gpuGflops : cpuBlasGflops
 const decodeFloorMs = layerBytes / (bandwidthGBs * 1e9) * 1000
 // linear layers 2 * T * params, plus causal attention: QK^T and PV over T(T+1)/2 (query, key) pairs per head
 const prefillFlops = 2 * PREFILL * linearParams + 2 * 2 * nH * d * (PREFILL * (PREFILL + 1) / 2)
@@ -178,23 +195,45 @@ say(`decode  (context ${PREFILL}..${PREFILL + STEPS}, median of ${STEPS}): ${fmt
 say(`prefill (${PREFILL} positions, best of 2): ${fmt(prefillMs)} ms = ${fmt(prefillFlops / prefillMs / 1e6)} GFLOP/s, floor ${fmt(prefillFloorMs)} ms = ${fmt(prefillFlops / 1e9)} GFLOP / ${fmt(blasGflops)} GFLOP/s -> ${fmt(prefillRatio, 2)}x floor`)
 say(`load average now ${fmt(loadavg()[0], 2)} (was ${fmt(load0, 2)}): other work on the machine skews both sides`)
 
+function gpuBandwidthMethod (): string {
+  return GPU_BANDWIDTH_GBS != null
+    ? 'the GPU\'s memory bandwidth as given by --gpu-bandwidth-gbs (its datasheet figure; WebGPU does not report it)'
+    : 'none: a hardware GPU, and WebGPU does not report its memory bandwidth (give --gpu-bandwidth-gbs)'
+}
+
+function gpuBlasMethod (): string {
+  return GPU_TFLOPS != null ? 'the GPU\'s float32 rate as given by --gpu-tflops (its datasheet figure)' : 'none: a hardware GPU (give --gpu-tflops)'
+}
+
+/** a figure for the JSON: null when it is not known (NaN) */
+function num (x: number, digits: number): number | null {
+  return Number.isFinite(x) ? Number(fmt(x, digits)) : null
+}
+
 process.stdout.write(JSON.stringify({
   decodeMs: Number(fmt(decodeMs, 3)),
   decodeBestMs: Number(fmt(decodeBestMs, 3)),
-  decodeFloorMs: Number(fmt(decodeFloorMs, 3)),
-  decodeRatio: Number(fmt(decodeRatio, 3)),
+  decodeFloorMs: num(decodeFloorMs, 3),
+  decodeRatio: num(decodeRatio, 3),
   decodeContext: PREFILL,
   prefillMs: Number(fmt(prefillMs, 1)),
-  prefillFloorMs: Number(fmt(prefillFloorMs, 1)),
-  prefillRatio: Number(fmt(prefillRatio, 2)),
+  prefillFloorMs: num(prefillFloorMs, 1),
+  prefillRatio: num(prefillRatio, 2),
   prefillPositions: PREFILL,
   prefillGflop: Number(fmt(prefillFlops / 1e9, 2)),
   layerBytes,
-  bandwidthGBs: Number(fmt(bandwidthGBs, 2)),
-  bandwidthMethod: 'best of 10 numpy float32 sgemv (multi-threaded OpenBLAS) over a 16384x16384 (1 GiB) matrix, measured before and after the layer runs, max taken',
+  bandwidthGBs: num(bandwidthGBs, 2),
+  bandwidthMethod: onGpu
+    ? gpuBandwidthMethod()
+    : `best of 10 numpy float32 sgemv (multi-threaded OpenBLAS) over a 16384x16384 (1 GiB) matrix, measured before and after the layer runs, max taken${sel.adapter != null ? ' (the software adapter runs on this CPU)' : ''}`,
   singleThreadSumGBs: Number(fmt(Math.max(nativeBefore.sumGBs, nativeAfter.sumGBs), 2)),
-  blasGflops: Number(fmt(blasGflops, 1)),
-  blasMethod: `best of 5 numpy float32 4096^3 matmul (${nativeBefore.blas}), before and after, max taken`,
+  blasGflops: num(blasGflops, 1),
+  blasMethod: onGpu
+    ? gpuBlasMethod()
+    : `best of 5 numpy float32 4096^3 matmul (${nativeBefore.blas}), before and after, max taken`,
+  cpuBandwidthGBs: Number(fmt(cpuBandwidthGBs, 2)),
+  cpuBlasGflops: Number(fmt(cpuBlasGflops, 1)),
+  adapter: sel.adapter ?? null,
   backend: sel.name,
   features: { ...(sel.features ?? {}), workers: WORKERS, cores: availableParallelism() },
   hugePages: sel.hugePages ?? null,

@@ -44,7 +44,7 @@ export const DEFAULT_DIRECT_CHANNEL = 'on'
 export const DEFAULT_DIRECT_CHANNEL_PORT = 0
 export const DEFAULT_BACKEND = 'auto'
 /** tfjs-node-gpu and tfjs-node both mean the native 'tensorflow' backend (the gpu package is tried first) */
-export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const
+export const BACKENDS = ['auto', 'tensorflow', 'tfjs-node-gpu', 'tfjs-node', 'webgpu', 'wasm', 'cpu'] as const
 /** tensor-parallel worker threads per model: 'auto' (the rule is in src/model/workers.ts) or a count */
 export const DEFAULT_WORKERS = 'auto'
 export const DEFAULT_LOG_LEVEL = 'info'

@@ -23,6 +23,7 @@ import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
+import { describeAdapter } from '../model/webgpu-adapter.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
 import { silentLogger } from '../protocols/logger.ts'
 import { aloneHint } from './alone-hint.ts'
@@ -354,7 +355,7 @@ export class Daemon {
 
       await this.inference.start()
       const backend = this.inference.backendStatus()
-      this.log.info('backend.selected', { backend: backend.name, tried: backend.tried.map(t => `${t.name}: ${t.ok ? 'ok' : t.reason ?? 'failed'}`).join('; ') })
+      this.log.info('backend.selected', { backend: backend.name, ...(backend.adapter != null ? { adapter: describeAdapter(backend.adapter) } : {}), tried: backend.tried.map(t => `${t.name}: ${t.ok ? 'ok' : t.reason ?? 'failed'}`).join('; ') })
 
       const { config } = this
       // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)

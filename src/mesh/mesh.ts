@@ -8,6 +8,7 @@
 import { freemem } from 'node:os'
 import { BlockType } from '../chain/types.ts'
 import { loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
+import { recordAdapterName } from '../model/webgpu-adapter.ts'
 import { createBlyNetwork } from '../net/network.ts'
 import { createBlyDhtRecords } from '../net/records/dht-records.ts'
 import { MeshError, MeshErrorCode } from './errors.ts'
@@ -97,6 +98,7 @@ function spanJson (model: string, s: LiveSpan): SpanJson {
     start: s.start,
     end: s.end,
     backend: s.backend,
+    adapter: s.adapter != null && s.adapter !== '' ? s.adapter : null,
     tokensPerSecond: s.throughputMilli / 1000,
     freeSessions: s.freeSessions,
     queueLength: s.queueLength,
@@ -176,6 +178,7 @@ export class Mesh {
         privateKey: this.components.privateKey,
         policy: this.policy,
         backend: () => this.components.inference.backendName ?? 'none',
+        adapter: () => recordAdapterName(this.components.inference.backendStatus().adapter),
         workersFor: config => this.components.inference.workersFor(config),
         logger: this.components.logger,
         ...(this.components.versions != null ? { versions: this.components.versions } : {}),
@@ -304,7 +307,8 @@ export class Mesh {
       memoryBytes,
       ...(params.idlePeers === true ? { idlePeers: libp2p.getPeers().map(p => p.toString()).filter(p => !serving.has(p)) } : {})
     }, { replicas: params.replicas ?? this.init.replicas ?? 1 })
-    return { model: manifest.idHex, memoryBytes, memoryEstimated: this.init.memoryBytes == null, ...report }
+    const adapter = recordAdapterName(this.components.inference.backendStatus().adapter)
+    return { model: manifest.idHex, memoryBytes, memoryEstimated: this.init.memoryBytes == null, backend: this.components.inference.backendName, adapter: adapter !== '' ? adapter : null, ...report }
   }
 
   async generate (params: GenerateParams, onToken?: (t: GenerateTokenJson) => void | Promise<void>, signal?: AbortSignal): Promise<GenerateResult> {

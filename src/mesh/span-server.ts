@@ -70,6 +70,8 @@ export interface SpanServerComponents {
   policy: PayloadPolicy
   /** the compute backend's name, for the record */
   backend(): string
+  /** the GPU adapter the span runs on, for the record ('' or absent: none) */
+  adapter?(): string
   /** worker threads for the span's layers (InferenceService.workersFor fits); 0 when absent */
   workersFor?(config: ModelManifest['qwen3']): number
   /** logs as bly:mesh:span-server; the stage server and announcer get it too */
@@ -395,6 +397,7 @@ export class SpanServer {
       movable: this.layersSpec === 'auto',
       memoryBytes: this.init.memoryBytes ?? 0,
       backend: this.components.backend(),
+      adapter: this.components.adapter?.() ?? '',
       ttlMs: this.init.recordTtlMs,
       stats: () => this.spanStats()
     })

@@ -38,6 +38,10 @@ export interface SwarmSpan {
   memoryBytes?: number
   /** the node runs `--layers auto` (absent = true, as for this node) */
   movable?: boolean
+  /** the compute backend its record names */
+  backend?: string
+  /** the GPU adapter its record names ('' or absent: none said) */
+  adapter?: string
 }
 
 export interface SwarmViewInit {
@@ -61,6 +65,9 @@ export interface SwarmNode extends PlannerNode {
   speedEstimated: boolean
   /** memory not announced: this node's memory assumed */
   memoryEstimated: boolean
+  /** the backend and GPU adapter its record names */
+  backend?: string
+  adapter?: string
 }
 
 export interface SwarmView {
@@ -97,6 +104,8 @@ interface PeerFigures {
   speed?: number
   memoryBytes?: number
   pinned?: boolean
+  backend?: string
+  adapter?: string
 }
 
 function peerFigures (shape: ModelShape, s: SwarmSpan, self: boolean): PeerFigures {
@@ -108,7 +117,9 @@ function peerFigures (shape: ModelShape, s: SwarmSpan, self: boolean): PeerFigur
     ...(Number.isFinite(milli) && milli > 0 ? { speed: speedFromSpanThroughput(shape, span, milli / 1000) } : {}),
     // this node's own figures come from its config, not its record
     ...(!self && Number.isSafeInteger(memory) && memory > 0 ? { memoryBytes: memory } : {}),
-    ...(!self && s.movable === false ? { pinned: true } : {})
+    ...(!self && s.movable === false ? { pinned: true } : {}),
+    ...(s.backend != null && s.backend !== '' ? { backend: s.backend } : {}),
+    ...(s.adapter != null && s.adapter !== '' ? { adapter: s.adapter } : {})
   }
 }
 
@@ -144,7 +155,9 @@ export function swarmView (init: SwarmViewInit): SwarmView {
     speedEstimated: p.speed == null,
     memoryEstimated: p.memoryBytes == null && id !== init.self,
     ...(p.pinned === true ? { pinned: true } : {}),
-    ...(p.span != null ? { span: p.span } : {})
+    ...(p.span != null ? { span: p.span } : {}),
+    ...(p.backend != null ? { backend: p.backend } : {}),
+    ...(p.adapter != null ? { adapter: p.adapter } : {})
   }))
   const current = nodes.flatMap(n => n.span != null ? [{ id: n.id, ...n.span }] : [])
   return { shape, nodes, current }
@@ -181,7 +194,7 @@ export function planSwarm (init: SwarmViewInit, options: { replicas?: number } =
   return {
     layers: view.shape.layers,
     replicas,
-    nodes: view.nodes.map(n => ({ peerId: n.id, start: n.span?.start ?? null, end: n.span?.end ?? null, memoryBytes: n.memoryBytes, memoryEstimated: n.memoryEstimated, speed: n.speed, speedEstimated: n.speedEstimated, pinned: n.pinned === true, self: n.id === init.self })),
+    nodes: view.nodes.map(n => ({ peerId: n.id, start: n.span?.start ?? null, end: n.span?.end ?? null, memoryBytes: n.memoryBytes, memoryEstimated: n.memoryEstimated, speed: n.speed, speedEstimated: n.speedEstimated, pinned: n.pinned === true, self: n.id === init.self, backend: n.backend ?? null, adapter: n.adapter ?? null })),
     coverage: holders.map((h, layer) => ({ layer, holders: h, tokensPerSecond: now.layerThroughput[layer] })),
     current: metricsJson(now),
     moves: moved.moves,

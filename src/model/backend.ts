@@ -3,11 +3,14 @@ import { dirname, join } from 'node:path'
 import { ModelError, ModelErrorCode } from './errors.ts'
 import { adviseWasmHugePages } from './huge-pages.ts'
 import { tf } from './qwen3/tf.ts'
+import { startWebGpu, WEBGPU_SOFTWARE_ENV } from './webgpu.ts'
 import type { HugePagesStatus } from './huge-pages.ts'
+import type { WebGpuAdapterInfo } from './webgpu.ts'
 
 export const BackendName = {
   AUTO: 'auto',
   TENSORFLOW: 'tensorflow',
+  WEBGPU: 'webgpu',
   WASM: 'wasm',
   CPU: 'cpu'
 } as const
@@ -19,11 +22,15 @@ export interface BackendAttempt {
   name: string
   ok: boolean
   reason?: string
+  /** webgpu: the adapter found (also when it was refused, e.g. a software one under auto) */
+  adapter?: WebGpuAdapterInfo
 }
 
 export interface BackendSelection {
-  /** the tfjs backend now active: 'tensorflow', 'wasm' or 'cpu' */
+  /** the tfjs backend now active: 'tensorflow', 'webgpu', 'wasm' or 'cpu' */
   name: string
+  /** webgpu only: the adapter and the device limits that bound buffer sizes */
+  adapter?: WebGpuAdapterInfo
   /** wasm only: SIMD and threads as detected */
   features?: { simd: boolean, threads: boolean, threadCount: number }
   /** wasm only: whether the wasm memory (the weights) sits on transparent huge pages (huge-pages.ts) */
@@ -36,19 +43,26 @@ export interface SelectBackendOptions {
   threads?: number
   /** wasm: advise huge pages for the wasm memory (default true; huge-pages.ts) */
   hugePages?: boolean
+  /**
+   * webgpu: accept a software (fallback) adapter such as lavapipe. Default:
+   * true when webgpu is asked for by name, else whether the environment sets
+   * BLYD_WEBGPU_SOFTWARE=1 (under auto a software adapter is slower than wasm).
+   */
+  allowSoftwareAdapter?: boolean
 }
 
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const
 
 /**
  * Activates the best available tfjs backend for `preference`:
- * auto = tfjs-node-gpu -> tfjs-node -> wasm -> cpu. Packages that are not
+ * auto = tfjs-node-gpu -> tfjs-node -> webgpu (a hardware adapter) -> wasm
+ * -> cpu. Packages that are not
  * installed fail gracefully and their reason is recorded in `tried`.
  * An explicit preference that cannot start throws ERR_BACKEND_UNAVAILABLE.
  */
 export async function selectBackend (preference: BackendPreference = 'auto', options: SelectBackendOptions = {}): Promise<BackendSelection> {
   if (!Object.values(BackendName).includes(preference)) {
-    throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `unknown backend ${JSON.stringify(preference)}, expected auto, tensorflow, wasm or cpu`)
+    throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `unknown backend ${JSON.stringify(preference)}, expected auto, tensorflow, webgpu, wasm or cpu`)
   }
   const tried: BackendAttempt[] = []
   if (preference === 'auto' || preference === 'tensorflow') {
@@ -64,6 +78,12 @@ export async function selectBackend (preference: BackendPreference = 'auto', opt
       } catch (err: any) {
         tried.push({ name: pkg, ok: false, reason: reasonOf(err) })
       }
+    }
+  }
+  if (preference === 'auto' || preference === 'webgpu') {
+    const started = await tryWebGpu(preference, options, tried)
+    if (started != null) {
+      return started
     }
   }
   if (preference === 'auto' || preference === 'wasm') {
@@ -112,6 +132,27 @@ async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolea
   const memory = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.buffer
   const hugePages = adviseWasmHugePages(memory instanceof ArrayBuffer ? memory : undefined, { off: options.hugePages === false })
   return { simd, threads, threadCount: wasm.getThreadsCount(), hugePages }
+}
+
+/** webgpu: the selection when it starts, else undefined with the reason (and any adapter found) in `tried` */
+async function tryWebGpu (preference: BackendPreference, options: SelectBackendOptions, tried: BackendAttempt[]): Promise<BackendSelection | undefined> {
+  const allowSoftware = options.allowSoftwareAdapter ?? (preference === 'webgpu' || process.env[WEBGPU_SOFTWARE_ENV] === '1')
+  try {
+    const adapter = await startWebGpu({ allowSoftware })
+    tried.push({ name: 'webgpu', ok: true, adapter })
+    return { name: 'webgpu', adapter, tried }
+  } catch (err: any) {
+    tried.push({ name: 'webgpu', ok: false, reason: webgpuReasonOf(err), ...(err?.adapter != null ? { adapter: err.adapter } : {}) })
+    return undefined
+  }
+}
+
+/** why webgpu did not start, with the install hint when a package is missing */
+function webgpuReasonOf (err: any): string {
+  if (err?.code === 'ERR_MODULE_NOT_FOUND') {
+    return 'not installed (optional dependencies webgpu and @tensorflow/tfjs-backend-webgpu)'
+  }
+  return reasonOf(err)
 }
 
 function reasonOf (err: any): string {

@@ -74,10 +74,11 @@ export function backendPreference (name: string | undefined): BackendPreference 
     case 'tensorflow':
     case 'tfjs-node':
     case 'tfjs-node-gpu': return BackendName.TENSORFLOW
+    case 'webgpu': return BackendName.WEBGPU
     case 'wasm': return BackendName.WASM
     case 'cpu': return BackendName.CPU
     default:
-      throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `unknown backend ${JSON.stringify(name)}, expected auto, tensorflow, wasm or cpu`)
+      throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `unknown backend ${JSON.stringify(name)}, expected auto, tensorflow, webgpu, wasm or cpu`)
   }
 }
 
@@ -133,6 +134,9 @@ export class InferenceService {
     tf.env().set('PROD', true)
     try {
       this.selection = await selectBackend(this.preference)
+      if (this.selection.name === 'webgpu' && typeof this.workers === 'number' && this.workers > 0) {
+        throw new ModelError(ModelErrorCode.BAD_INPUT, `--workers ${this.workers} cannot run on webgpu (one GPU device per process, no worker threads): use --workers 0 or auto`)
+      }
     } catch (err: any) {
       this.selectionError = err
       throw err
@@ -152,8 +156,8 @@ export class InferenceService {
   /** The backend as `status` reports it. */
   backendStatus (): BackendStatusJson {
     if (this.selection != null) {
-      const { name, tried, hugePages } = this.selection
-      return { name, preference: this.preference, tried, ...(hugePages != null ? { hugePages } : {}) }
+      const { name, tried, hugePages, adapter } = this.selection
+      return { name, preference: this.preference, tried, ...(hugePages != null ? { hugePages } : {}), ...(adapter != null ? { adapter } : {}) }
     }
     return {
       name: null,

@@ -36,7 +36,7 @@ export function parseWorkersSetting (value: unknown): WorkersSetting | undefined
 }
 
 export interface ResolveWorkersOptions {
-  /** the tfjs backend running ('tensorflow', 'wasm', 'cpu') */
+  /** the tfjs backend running ('tensorflow', 'webgpu', 'wasm', 'cpu') */
   backend: string | null
   /** cores to use under `auto`, default os.availableParallelism() */
   cores?: number
@@ -46,7 +46,8 @@ export interface ResolveWorkersOptions {
  * The worker count for a model's layers. A count is used as given (0: the
  * calling thread; LayerRange.load checks that kv heads and the intermediate
  * size divide by it). `auto` gives 0 for narrow layers, on the native
- * tensorflow backend (multi-threaded already) and on one core; otherwise the
+ * tensorflow backend (multi-threaded already), on webgpu (one device per
+ * process: a count > 0 is refused there) and on one core; otherwise the
  * largest count <= cores that kv heads and the intermediate size divide by.
  */
 export function resolveWorkers (setting: WorkersSetting, config: Qwen3Config, options: ResolveWorkersOptions): number {
@@ -54,10 +55,13 @@ export function resolveWorkers (setting: WorkersSetting, config: Qwen3Config, op
     if (!Number.isSafeInteger(setting) || setting < 0 || setting > MAX_WORKERS) {
       throw new ModelError(ModelErrorCode.BAD_INPUT, `workers must be "auto" or an integer from 0 to ${MAX_WORKERS} (got ${String(setting)})`)
     }
+    if (setting > 0 && options.backend === 'webgpu') {
+      throw new ModelError(ModelErrorCode.BAD_INPUT, `workers ${setting} cannot run on webgpu (one GPU device per process, no worker threads): use --workers 0 or auto`)
+    }
     return setting
   }
   const cores = Math.min(options.cores ?? availableParallelism(), MAX_WORKERS)
-  if (options.backend === 'tensorflow' || cores < 2 || config.hiddenSize < AUTO_WORKERS_MIN_HIDDEN) {
+  if (options.backend === 'tensorflow' || options.backend === 'webgpu' || cores < 2 || config.hiddenSize < AUTO_WORKERS_MIN_HIDDEN) {
     return 0
   }
   for (let n = cores; n >= 2; n--) {

@@ -139,6 +139,8 @@ export interface SpanJson {
   start: number
   end: number
   backend: string
+  /** the GPU adapter the span runs on (node record field 16), null when none said */
+  adapter: string | null
   /** tokens per second through the span as the peer measured it */
   tokensPerSecond: number
   /** sessions the peer can still accept */
@@ -256,7 +258,7 @@ export interface SwarmPlanReport {
   layers: number
   replicas: number
   /** memoryEstimated: the node's record says no memory (this node's assumed); pinned: a fixed span the planner never moves */
-  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, memoryEstimated: boolean, speed: number, speedEstimated: boolean, pinned: boolean, self: boolean }>
+  nodes: Array<{ peerId: string, start: number | null, end: number | null, memoryBytes: number, memoryEstimated: boolean, speed: number, speedEstimated: boolean, pinned: boolean, self: boolean, backend: string | null, adapter: string | null }>
   /** per layer: who holds it now and the tokens/s it can pass */
   coverage: Array<{ layer: number, holders: string[], tokensPerSecond: number }>
   /** now: the bottleneck layer and its tokens/s, the fewest holders, the layers nobody holds */
@@ -275,4 +277,7 @@ export interface PlanResult extends SwarmPlanReport {
   memoryBytes: number
   /** true when it is os.freemem() here, not the config's memoryBytes */
   memoryEstimated: boolean
+  /** this node's backend and GPU adapter (null when none); on webgpu memoryBytes is device memory from --memory-bytes */
+  backend: string | null
+  adapter: string | null
 }

@@ -241,15 +241,29 @@ export interface PutResult {
 
 /** Backend selection as `status` reports it: the one that runs, and why the others did not. */
 export interface BackendStatusJson {
-  /** the tfjs backend in use ('tensorflow', 'wasm', 'cpu'), or null when none could start */
+  /** the tfjs backend in use ('tensorflow', 'webgpu', 'wasm', 'cpu'), or null when none could start */
   name: string | null
-  /** the configured preference: auto | tensorflow | wasm | cpu */
+  /** the configured preference: auto | tensorflow | webgpu | wasm | cpu */
   preference: string
-  tried: Array<{ name: string, ok: boolean, reason?: string }>
+  /** each backend tried in order; webgpu's names the adapter found, also when it was refused */
+  tried: Array<{ name: string, ok: boolean, reason?: string, adapter?: WebGpuAdapterJson }>
+  /** webgpu: the adapter in use and the device limits that bound buffer sizes */
+  adapter?: WebGpuAdapterJson
   /** wasm: whether the weights sit on transparent huge pages */
   hugePages?: HugePagesStatusJson
   /** why no backend runs, when name is null */
   error?: string
+}
+
+/** A WebGPU adapter as Dawn describes it (src/model/webgpu.ts). */
+export interface WebGpuAdapterJson {
+  vendor: string
+  architecture: string
+  device: string
+  description: string
+  /** a software (fallback) adapter such as lavapipe */
+  fallback: boolean
+  limits: { maxBufferSize: number, maxStorageBufferBindingSize: number }
 }
 
 /** the kernel's THP mode for anonymous memory, as /sys/kernel/mm/transparent_hugepage/enabled shows it */

@@ -15,7 +15,11 @@
  * (unix ms); 14 memory_bytes uint64 (bytes the node devotes to layers, its
  * span included; 0 = not said); 15 weights_version bytes (32: the id of the
  * weights version the span serves, protocols/versions.md; absent = not
- * said, a node that knows no versions).
+ * said, a node that knows no versions); 16 adapter string (the GPU adapter
+ * the span runs on, "vendor architecture device" as WebGPU names it, e.g.
+ * "nvidia hopper NVIDIA H200"; absent = no GPU adapter said). On a GPU
+ * backend memory_bytes is the device memory the planner may use (WebGPU does
+ * not report it: the operator's --memory-bytes).
  *
  * SignedNodeRecord: 1 record bytes, 2 signature (64 bytes) over
  * NODE_RECORD_SIGNING_DOMAIN || record bytes.
@@ -58,7 +62,8 @@ const F = {
   seq: 12,
   expiresAt: 13,
   memoryBytes: 14,
-  weightsVersion: 15
+  weightsVersion: 15,
+  adapter: 16
 } as const
 
 /** Bytes of a weights version id (sha256). */
@@ -84,8 +89,10 @@ export interface NodeRecord {
   memoryBytes: number
   /** the weights version the span serves (32 bytes), empty when not said */
   weightsVersion: Uint8Array
-  /** compute backend name, e.g. `tensorflow`, `wasm`, `cpu` */
+  /** compute backend name, e.g. `tensorflow`, `webgpu`, `wasm`, `cpu` */
   backend: string
+  /** the GPU adapter the span runs on ("vendor architecture device"); absent or empty = none said */
+  adapter?: string
   /** measured tokens per second through the whole span, in thousandths */
   throughputMilli: number
   /** sessions the node can still accept */
@@ -123,16 +130,16 @@ function checkWeightsVersion (v: Uint8Array): void {
   }
 }
 
-function decodeBackend (bytes: Uint8Array): string {
+function decodeUtf8 (bytes: Uint8Array, name: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
   } catch (err) {
-    throw encodingError('backend is not valid UTF-8', err)
+    throw encodingError(`${name} is not valid UTF-8`, err)
   }
 }
 
-/** The canonical encoding of `record`. Throws ERR_RECORD_ENCODING when a field cannot be encoded. */
-export function encodeNodeRecord (record: NodeRecord): Uint8Array {
+/** Throws ERR_RECORD_ENCODING when a field of `record` cannot be encoded. */
+function checkEncodable (record: NodeRecord): void {
   if (record.version !== NODE_RECORD_VERSION) {
     throw encodingError(`unsupported node record version ${record.version}`)
   }
@@ -151,6 +158,11 @@ export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   checkUint('expiresAt', record.expiresAt, Number.MAX_SAFE_INTEGER)
   checkUint('memoryBytes', record.memoryBytes, Number.MAX_SAFE_INTEGER)
   checkWeightsVersion(record.weightsVersion)
+}
+
+/** The canonical encoding of `record`. Throws ERR_RECORD_ENCODING when a field cannot be encoded. */
+export function encodeNodeRecord (record: NodeRecord): Uint8Array {
+  checkEncodable(record)
   const w = new PbWriter(256)
   w.tag(F.version, WireType.Varint).uint32(record.version)
   w.tag(F.peerId, WireType.LengthDelimited).bytes(record.peerId)
@@ -195,6 +207,9 @@ export function encodeNodeRecord (record: NodeRecord): Uint8Array {
   if (record.weightsVersion.length !== 0) {
     w.tag(F.weightsVersion, WireType.LengthDelimited).bytes(record.weightsVersion)
   }
+  if (record.adapter != null && record.adapter.length > 0) {
+    w.tag(F.adapter, WireType.LengthDelimited).bytes(utf8Encoder.encode(record.adapter))
+  }
   return w.finish()
 }
 
@@ -219,6 +234,78 @@ function setFlags (record: NodeRecord, flags: number): void {
   record.holdsEmbedding = (flags & NodeRecordFlags.Embedding) !== 0
   record.holdsHead = (flags & NodeRecordFlags.Head) !== 0
   record.movable = (flags & NodeRecordFlags.Movable) !== 0
+}
+
+/** Reads one field of a node record into `record`; throws on an unknown field or a wrong wire type. */
+function readField (record: NodeRecord, r: PbReader, field: number, wt: number): void {
+  switch (field) {
+    case F.version:
+      expectWireType(field, wt, WireType.Varint)
+      record.version = r.uint32()
+      break
+    case F.peerId:
+      expectWireType(field, wt, WireType.LengthDelimited)
+      record.peerId = r.bytes()
+      break
+    case F.addrs:
+      expectWireType(field, wt, WireType.LengthDelimited)
+      record.addrs.push(r.bytes())
+      break
+    case F.modelId:
+      expectWireType(field, wt, WireType.LengthDelimited)
+      record.modelId = r.bytes()
+      break
+    case F.start:
+      expectWireType(field, wt, WireType.Varint)
+      record.start = r.uint32()
+      break
+    case F.end:
+      expectWireType(field, wt, WireType.Varint)
+      record.end = r.uint32()
+      break
+    case F.flags:
+      expectWireType(field, wt, WireType.Varint)
+      setFlags(record, r.uint32())
+      break
+    case F.backend:
+      expectWireType(field, wt, WireType.LengthDelimited)
+      record.backend = decodeUtf8(r.bytes(), 'backend')
+      break
+    case F.throughputMilli:
+      expectWireType(field, wt, WireType.Varint)
+      record.throughputMilli = safeUint64(r, 'throughputMilli')
+      break
+    case F.freeSessions:
+      expectWireType(field, wt, WireType.Varint)
+      record.freeSessions = r.uint32()
+      break
+    case F.queueLength:
+      expectWireType(field, wt, WireType.Varint)
+      record.queueLength = r.uint32()
+      break
+    case F.seq:
+      expectWireType(field, wt, WireType.Varint)
+      record.seq = safeUint64(r, 'seq')
+      break
+    case F.expiresAt:
+      expectWireType(field, wt, WireType.Varint)
+      record.expiresAt = safeUint64(r, 'expiresAt')
+      break
+    case F.memoryBytes:
+      expectWireType(field, wt, WireType.Varint)
+      record.memoryBytes = safeUint64(r, 'memoryBytes')
+      break
+    case F.weightsVersion:
+      expectWireType(field, wt, WireType.LengthDelimited)
+      record.weightsVersion = r.bytes()
+      break
+    case F.adapter:
+      expectWireType(field, wt, WireType.LengthDelimited)
+      record.adapter = decodeUtf8(r.bytes(), 'adapter')
+      break
+    default:
+      throw encodingError(`unknown node record field ${field}`)
+  }
 }
 
 /** Strictly decode canonical node record bytes (structure only: no signature, range or expiry checks). */
@@ -246,70 +333,7 @@ export function decodeNodeRecord (bytes: Uint8Array): NodeRecord {
     const r = new PbReader(bytes)
     while (!r.done()) {
       const [field, wt] = r.tag()
-      switch (field) {
-        case F.version:
-          expectWireType(field, wt, WireType.Varint)
-          record.version = r.uint32()
-          break
-        case F.peerId:
-          expectWireType(field, wt, WireType.LengthDelimited)
-          record.peerId = r.bytes()
-          break
-        case F.addrs:
-          expectWireType(field, wt, WireType.LengthDelimited)
-          record.addrs.push(r.bytes())
-          break
-        case F.modelId:
-          expectWireType(field, wt, WireType.LengthDelimited)
-          record.modelId = r.bytes()
-          break
-        case F.start:
-          expectWireType(field, wt, WireType.Varint)
-          record.start = r.uint32()
-          break
-        case F.end:
-          expectWireType(field, wt, WireType.Varint)
-          record.end = r.uint32()
-          break
-        case F.flags:
-          expectWireType(field, wt, WireType.Varint)
-          setFlags(record, r.uint32())
-          break
-        case F.backend:
-          expectWireType(field, wt, WireType.LengthDelimited)
-          record.backend = decodeBackend(r.bytes())
-          break
-        case F.throughputMilli:
-          expectWireType(field, wt, WireType.Varint)
-          record.throughputMilli = safeUint64(r, 'throughputMilli')
-          break
-        case F.freeSessions:
-          expectWireType(field, wt, WireType.Varint)
-          record.freeSessions = r.uint32()
-          break
-        case F.queueLength:
-          expectWireType(field, wt, WireType.Varint)
-          record.queueLength = r.uint32()
-          break
-        case F.seq:
-          expectWireType(field, wt, WireType.Varint)
-          record.seq = safeUint64(r, 'seq')
-          break
-        case F.expiresAt:
-          expectWireType(field, wt, WireType.Varint)
-          record.expiresAt = safeUint64(r, 'expiresAt')
-          break
-        case F.memoryBytes:
-          expectWireType(field, wt, WireType.Varint)
-          record.memoryBytes = safeUint64(r, 'memoryBytes')
-          break
-        case F.weightsVersion:
-          expectWireType(field, wt, WireType.LengthDelimited)
-          record.weightsVersion = r.bytes()
-          break
-        default:
-          throw encodingError(`unknown node record field ${field}`)
-      }
+      readField(record, r, field, wt)
     }
   } catch (err) {
     if (err instanceof WireError) {

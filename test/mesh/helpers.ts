@@ -36,11 +36,12 @@ export interface MeshNode {
   addr: string
 }
 
-/** Start a daemon in `root/name` (cpu backend, no worker threads unless `args` set --workers) and read its peer id and first address. */
+/** Start a daemon in `root/name` (cpu backend unless `args` set --backend, no worker threads unless they set --workers) and read its peer id and first address. */
 export async function startMeshNode (root: string, name: string, args: string[] = [], env: Record<string, string> = {}): Promise<MeshNode> {
   const dir = join(root, name)
   const workers = args.includes('--workers') ? [] : ['--workers', '0']
-  const daemon = await startDaemon(dir, ['--backend', 'cpu', ...workers, ...args], env)
+  const backend = args.includes('--backend') ? [] : ['--backend', 'cpu']
+  const daemon = await startDaemon(dir, [...backend, ...workers, ...args], env)
   const status = await ipcRequest(daemon.socketPath, 'status')
   return { name, dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
 }

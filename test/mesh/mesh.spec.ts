@@ -2,7 +2,7 @@
  * Acceptance tests of the mesh with real `blyd` daemons as child processes on
  * 127.0.0.1: node 1 imports the tiny fixture, the others get every block over
  * the network, two nodes serve half of the layers each, a greedy generation
- * through them equals the reference, a late joiner catches up, a restarted
+ * through them (one stage on webgpu, one on wasm) equals the reference, a late joiner catches up, a restarted
  * node redials its peers, and a killed node's span record expires from
  * `blyd peers`.
  */
@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { ipcRequest, makeTempDir, removeDir, runCli, runJson } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
+import { WEBGPU_INSTALL_HINT } from '../model/require-webgpu.ts'
 import { startMeshNode, waitFor } from './helpers.ts'
 import type { MeshNode } from './helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
@@ -55,10 +56,13 @@ describe('mesh: daemons on 127.0.0.1', function () {
     const n1 = await start('n1')
     const imported = await runJson(['model', 'import', fixtureDir('untied-f32'), '--data-dir', n1.dir])
     model = imported.modelId
-    // node 3 runs its span on 2 tensor-parallel worker threads (node 2 on its main thread); the two start side by side
+    // node 2 runs its span on the GPU backend (webgpu: the software Vulkan adapter without a GPU, .ci/run
+    // installs it; no skip), node 3 on wasm with 2 tensor-parallel worker threads; the two start side by side
     const [n2, n3] = await Promise.all([
-      start('n2', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-2', '--record-ttl-ms', String(RECORD_TTL_MS)]),
-      start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '2-4', '--record-ttl-ms', String(RECORD_TTL_MS), '--workers', '2'])
+      start('n2', ['--bootstrap', n1.addr, '--model', model, '--layers', '0-2', '--record-ttl-ms', String(RECORD_TTL_MS), '--backend', 'webgpu']).catch(err => {
+        throw new Error(`${WEBGPU_INSTALL_HINT}: ${String(err?.message ?? err)}`)
+      }),
+      start('n3', ['--bootstrap', n1.addr, '--model', model, '--layers', '2-4', '--record-ttl-ms', String(RECORD_TTL_MS), '--backend', 'wasm', '--workers', '2'])
     ])
     nodes.splice(1, 2, n2, n3) // the later cases address them by position, whichever came up first
 
@@ -90,6 +94,13 @@ describe('mesh: daemons on 127.0.0.1', function () {
     })
     const [n2Status, n3Status] = await Promise.all([n2, n3].map(async n => runJson(['status', '--data-dir', n.dir])))
     expect(n2Status.serving).to.include({ model, state: 'serving', start: 0, end: 2, workers: 0 })
+    // the webgpu stage names its adapter in status and in its node record (peers, plan)
+    expect(n2Status.backend).to.equal('webgpu')
+    expect(n2Status.inference.adapter.vendor).to.be.a('string').and.not.equal('')
+    expect(n3Status.backend).to.equal('wasm')
+    const n2Span = (await spans(n1)).find(s => s.peerId === n2.peerId)
+    expect(n2Span).to.include({ backend: 'webgpu' })
+    expect(n2Span.adapter).to.be.a('string').and.include(n2Status.inference.adapter.vendor)
     expect(n3Status.serving).to.include({ state: 'serving', start: 2, end: 4, workers: 2 })
     expect(n3Status.workers).to.include({ setting: 2, serving: 2 })
 
@@ -123,6 +134,7 @@ describe('mesh: daemons on 127.0.0.1', function () {
     expect(plan.coverage[plan.current.bottleneckLayer].tokensPerSecond).to.equal(Math.min(...plan.coverage.map((c: any) => c.tokensPerSecond)))
     expect(plan.proposed.metrics.uncoveredLayers).to.deep.equal([])
     expect(plan.moves.filter((m: any) => m.reason === 'leave')).to.deep.equal([])
+    expect(plan.nodes.find((n: any) => n.peerId === n2.peerId)).to.include({ backend: 'webgpu', adapter: n2Span.adapter })
 
     // a node without --full stores the payloads it serves plus the embedding and head, not the others
     expect(show.unitBlocks.map((u: any) => u.stored)).to.deep.equal([true, false, false, true, true, true])

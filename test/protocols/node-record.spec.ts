@@ -96,6 +96,22 @@ describe('protocols/node-record codec', () => {
       await expectCode(() => decodeNodeRecord(empty), RecordErrorCode.ENCODING)
     })
 
+    it('carries the GPU adapter (field 16, UTF-8) or leaves it out', async () => {
+      const adapter = 'nvidia hopper NVIDIA H200'
+      const bytes = encodeNodeRecord(recordOf({ backend: 'webgpu', adapter }))
+      expect(decodeNodeRecord(bytes)).to.include({ backend: 'webgpu', adapter })
+      const plain = encodeNodeRecord(recordOf({ backend: 'webgpu' }))
+      // tag 16 takes two bytes, then one length byte
+      expect(bytes.length - plain.length).to.equal(3 + adapter.length)
+      expect(decodeNodeRecord(plain).adapter).to.equal(undefined)
+      // empty = not said: no field at all, and an explicit empty field is not canonical
+      expect(encodeNodeRecord(recordOf({ backend: 'webgpu', adapter: '' }))).to.deep.equal(plain)
+      const empty = new Uint8Array([...plain, ...new PbWriter().tag(16, WireType.LengthDelimited).bytes(new Uint8Array(0)).finish()])
+      await expectCode(() => decodeNodeRecord(empty), RecordErrorCode.ENCODING)
+      const badUtf8 = new Uint8Array([...plain, ...new PbWriter().tag(16, WireType.LengthDelimited).bytes(new Uint8Array([0xff, 0xfe])).finish()])
+      await expectCode(() => decodeNodeRecord(badUtf8), RecordErrorCode.ENCODING)
+    })
+
     it('signs with the peer key and detects tampering', async () => {
       const signed = await signNodeRecord(recordOf(), key)
       const opened = await openSignedNodeRecord(signed)

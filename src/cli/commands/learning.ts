@@ -41,7 +41,7 @@ function proposeCommand (ctx: CliContext): CommandModule<any, any> {
       .option('codec', { type: 'string', choices: [...DELTA_CODECS], describe: 'delta codec (default f32, lossless)' })
       .option('density', { type: 'string', requiresArg: true, describe: 'sparse: fraction of each tensor kept, (0, 1] (default 0.01)' })
       .option('rank', { type: 'string', requiresArg: true, describe: 'lowrank: rank of each 2-D tensor (default 16)' })
-      .option('backend', { type: 'string', choices: ['auto', 'tensorflow', 'wasm', 'cpu'], describe: 'offline: the tfjs backend the claimed losses run on' })
+      .option('backend', { type: 'string', choices: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'], describe: 'offline: the tfjs backend the claimed losses run on' })
       .options(json),
     handler: async (argv: any) => {
       const params: ProposeParams = {

@@ -17,7 +17,7 @@ const json = { json: { type: 'boolean', describe: 'print one JSON object' } } as
 /** --local, --backend and --workers, shared by the commands that run the model */
 export const runOptions = {
   local: { type: 'boolean', describe: 'run in this process on the data dir\'s chain, without a daemon' },
-  backend: { type: 'string', choices: ['auto', 'tensorflow', 'wasm', 'cpu'], describe: 'tfjs backend (with a daemon: the one it must be running)' },
+  backend: { type: 'string', choices: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'], describe: 'tfjs backend (with a daemon: the one it must be running)' },
   workers: { type: 'string', requiresArg: true, describe: 'in-process runs: tensor-parallel worker threads, auto or 0..64 (a daemon uses its own: blyd start --workers)' }
 } as const
 

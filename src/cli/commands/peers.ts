@@ -30,7 +30,7 @@ export function peersCommand (ctx: CliContext): CommandModule<any, any> {
       const now = Date.now()
       const rows: Array<[string, string]> = result.spans.map(s => [
         `${s.model.slice(0, 12)} [${s.start}, ${s.end})`,
-        `${s.peerId}${s.source === 'self' ? ' (self)' : ''}  seen ${formatDuration(Math.max(0, now - s.lastSeen))} ago  rtt ${s.rttMs == null ? '-' : `${s.rttMs} ms`}  ${s.backend}  ${s.tokensPerSecond.toFixed(1)} tok/s  ${s.freeSessions} free sessions  queue ${s.queueLength}${s.version != null ? `  version ${s.version.slice(0, 12)}` : ''}`
+        `${s.peerId}${s.source === 'self' ? ' (self)' : ''}  seen ${formatDuration(Math.max(0, now - s.lastSeen))} ago  rtt ${s.rttMs == null ? '-' : `${s.rttMs} ms`}  ${s.backend}${s.adapter != null ? ` on ${s.adapter}` : ''}${s.memoryBytes != null ? `  memory ${s.memoryBytes} bytes` : ''}  ${s.tokensPerSecond.toFixed(1)} tok/s  ${s.freeSessions} free sessions  queue ${s.queueLength}${s.version != null ? `  version ${s.version.slice(0, 12)}` : ''}`
       ])
       if (rows.length === 0) {
         rows.push(['spans', result.models.length === 0 ? 'no model on the local chain' : 'none live'])

@@ -14,6 +14,14 @@ function metrics (m: MetricsJson): string {
   return `bottleneck layer ${m.bottleneckLayer} at ${m.bottleneckTokensPerSecond.toFixed(2)} tok/s (bound ${m.throughputBound.toFixed(2)})  min holders ${m.minHolders}${m.replicasMet ? '' : ' (short of replicas)'}${missing}`
 }
 
+/** one row per planned node: its span, memory, backend and GPU adapter */
+function nodeRows (result: PlanResult): Array<[string, string]> {
+  return result.nodes.map(n => [
+    `node ${short(n.peerId)}${n.self ? ' (self)' : ''}`,
+    `${n.start != null ? `[${n.start}, ${n.end ?? '?'})` : 'idle'}  memory ${n.memoryBytes} bytes${n.memoryEstimated ? ' (estimated)' : ''}  ${n.backend ?? '-'}${n.adapter != null ? ` on ${n.adapter}` : ''}`
+  ])
+}
+
 export function planCommand (ctx: CliContext): CommandModule<any, any> {
   return {
     command: 'plan',
@@ -42,8 +50,10 @@ export function planCommand (ctx: CliContext): CommandModule<any, any> {
         return
       }
       const rows: Array<[string, string]> = [
-        ['model', `${result.model} (${result.layers} layers, replicas ${result.replicas}, memory ${result.memoryBytes} bytes per node${result.memoryEstimated ? ', estimated' : ''})`]
+        ['model', `${result.model} (${result.layers} layers, replicas ${result.replicas}, memory ${result.memoryBytes} bytes per node${result.memoryEstimated ? ', estimated' : ''})`],
+        ['this node', `${result.backend ?? 'no backend'}${result.adapter != null ? ` on ${result.adapter}` : ''}`]
       ]
+      rows.push(...nodeRows(result))
       for (const c of result.coverage) {
         rows.push([`layer ${c.layer}`, `${c.tokensPerSecond.toFixed(2)} tok/s  ${c.holders.length} holder${c.holders.length === 1 ? '' : 's'}${c.holders.length > 0 ? ': ' + c.holders.map(short).join(' ') : ''}`])
       }

@@ -1,5 +1,6 @@
 /** `blyd status`: what the running daemon is doing. */
 import { aloneHint } from '../../daemon/alone-hint.ts'
+import { describeAdapter } from '../../model/webgpu-adapter.ts'
 import { clientConfig, printJson, printTable } from '../context.ts'
 import { connectOrFail } from '../daemon-or-offline.ts'
 import { formatDuration } from '../format.ts'
@@ -14,7 +15,8 @@ function backendLine (status: StatusResult): string {
     return status.backend
   }
   const failed = inf.tried.filter(t => !t.ok).map(t => `${t.name}: ${t.reason ?? 'failed'}`)
-  const head = inf.name ?? `none (${inf.error ?? 'not started'})`
+  const adapter = inf.adapter != null ? ` on ${describeAdapter(inf.adapter)}` : ''
+  const head = (inf.name != null ? `${inf.name}${adapter}` : null) ?? `none (${inf.error ?? 'not started'})`
   return `${head} (preference ${inf.preference}${failed.length > 0 ? `; not used: ${failed.join('; ')}` : ''})`
 }
 

@@ -1,3 +1,4 @@
+import { runningWebGpuAdapter } from '../webgpu.ts'
 import { kvLength } from './kv-cache.ts'
 import { readLayerShards } from './layer-shard.ts'
 import { applyRope, causalMask, headAttention, rmsNorm } from './ops.ts'
@@ -57,6 +58,15 @@ function apply (x: Tensor2D, w: Tensor2D[]): Tensor2D {
 }
 
 /**
+ * LINEAR_BLOCK_BYTES, or less where the running webgpu device binds less in
+ * one storage buffer (each column block is one tfjs tensor, one buffer).
+ */
+export function linearBlockBytes (): number {
+  const binding = runningWebGpuAdapter()?.limits.maxStorageBufferBindingSize
+  return binding != null && binding > 0 && tf.getBackend() === 'webgpu' ? Math.min(LINEAR_BLOCK_BYTES, binding) : LINEAR_BLOCK_BYTES
+}
+
+/**
  * One Qwen3 decoder layer, or one tensor-parallel shard of it (a subset of
  * the heads and of the MLP columns, see LayerShardData): attention (GQA,
  * q/k norm, RoPE) and SiLU-gated MLP, pre-norm residuals.
@@ -82,7 +92,7 @@ export class DecoderLayer {
   /** The whole layer `index`, read from `source`. */
   static async load (config: Qwen3Config, source: WeightSource, index: number): Promise<DecoderLayer> {
     const [data] = await readLayerShards(config, source, index, 1)
-    return DecoderLayer.fromShard(config, data)
+    return DecoderLayer.fromShard(config, data, linearBlockBytes())
   }
 
   /** Builds the layer (or shard) from its float32 weights; linear weights in column blocks of at most `blockBytes`. */

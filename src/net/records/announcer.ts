@@ -55,6 +55,8 @@ export interface NodeAnnouncerInit {
   weightsVersion?: Uint8Array
   /** backend name ([a-z0-9._-], at most 32 bytes) */
   backend: string
+  /** the GPU adapter the span runs on (printable ASCII, at most 128 bytes), default none said */
+  adapter?: string
   /** live stats, read before every signature; zeros when absent or when it throws */
   stats?(): SpanStats | Promise<SpanStats>
   /** record lifetime (default 10 min) */
@@ -94,13 +96,20 @@ export interface AnnounceResult {
 }
 
 type Required2<T> = { [K in keyof T]-?: T[K] }
-type Settings = Required2<Omit<NodeAnnouncerInit, 'stats' | 'signal' | 'holdsEmbedding' | 'holdsHead' | 'movable' | 'memoryBytes' | 'weightsVersion'>> & Pick<NodeAnnouncerInit, 'stats' | 'signal'> & { holdsEmbedding: boolean, holdsHead: boolean, movable: boolean, memoryBytes: number, weightsVersion: Uint8Array }
+type Settings = Required2<Omit<NodeAnnouncerInit, 'stats' | 'signal' | 'holdsEmbedding' | 'holdsHead' | 'movable' | 'memoryBytes' | 'weightsVersion' | 'adapter'>> & Pick<NodeAnnouncerInit, 'stats' | 'signal'> & { holdsEmbedding: boolean, holdsHead: boolean, movable: boolean, memoryBytes: number, weightsVersion: Uint8Array, adapter: string }
 
 const ZERO_STATS: SpanStats = { throughputMilli: 0, freeSessions: 0, queueLength: 0 }
 
 function toUint (value: unknown, max: number): number {
   const n = typeof value === 'number' && Number.isFinite(value) ? Math.floor(value) : 0
   return Math.min(Math.max(n, 0), max)
+}
+
+/** An adapter name the record may carry: printable ASCII, no outer spaces, at most maxAdapterBytes ('' = none). */
+function checkAdapterName (adapter: string, bad: (what: string) => never): void {
+  if (adapter.length > NODE_RECORD_LIMITS.maxAdapterBytes || !/^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/.test(adapter)) {
+    bad(`bad adapter name ${JSON.stringify(adapter.slice(0, 40))}: printable ASCII, at most ${NODE_RECORD_LIMITS.maxAdapterBytes} bytes`)
+  }
 }
 
 export class NodeAnnouncer {
@@ -136,6 +145,7 @@ export class NodeAnnouncer {
       memoryBytes: init.memoryBytes ?? 0,
       weightsVersion: init.weightsVersion ?? new Uint8Array(0),
       backend: init.backend,
+      adapter: init.adapter ?? '',
       stats: init.stats,
       signal: init.signal,
       ttlMs: init.ttlMs ?? ANNOUNCER_DEFAULTS.ttlMs,
@@ -183,6 +193,7 @@ export class NodeAnnouncer {
     if (!/^[a-z0-9._-]+$/.test(s.backend) || s.backend.length > NODE_RECORD_LIMITS.maxBackendBytes) {
       bad(`bad backend name ${JSON.stringify(s.backend)}`)
     }
+    checkAdapterName(s.adapter, bad)
     if (!(s.ttlMs > 0) || s.ttlMs > NODE_RECORD_LIMITS.maxTtlMs) {
       bad(`ttlMs must be in (0, ${NODE_RECORD_LIMITS.maxTtlMs}]`)
     }
@@ -376,6 +387,7 @@ export class NodeAnnouncer {
       memoryBytes: s.memoryBytes,
       weightsVersion: s.weightsVersion,
       backend: s.backend,
+      ...(s.adapter !== '' ? { adapter: s.adapter } : {}),
       throughputMilli: stats.throughputMilli,
       freeSessions: stats.freeSessions,
       queueLength: stats.queueLength,

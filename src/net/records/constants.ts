@@ -22,6 +22,8 @@ export const NODE_RECORD_LIMITS = {
   maxAddrBytes: 256,
   /** longest backend name (bytes of [a-z0-9._-]) */
   maxBackendBytes: 32,
+  /** longest GPU adapter name (bytes of printable ASCII) */
+  maxAdapterBytes: 128,
   /** decoder layers a span may reach (exclusive end bound) */
   maxLayers: 4096,
   /** how far in the future a record may expire */

@@ -37,6 +37,8 @@ export interface VerifiedNodeRecord {
 }
 
 const BACKEND_NAME = /^[a-z0-9._-]+$/
+/** printable ASCII, no leading or trailing space (empty = none said) */
+const ADAPTER_NAME = /^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/
 
 function rangeError (message: string): RecordError {
   return new RecordError(RecordErrorCode.RANGE, message)
@@ -55,6 +57,9 @@ function checkRanges (record: NodeRecord, maxLayers: number): Multiaddr[] {
   }
   if (record.backend.length > NODE_RECORD_LIMITS.maxBackendBytes || !BACKEND_NAME.test(record.backend)) {
     throw rangeError(`bad backend name ${JSON.stringify(record.backend.slice(0, 40))}`)
+  }
+  if (record.adapter != null && (record.adapter.length > NODE_RECORD_LIMITS.maxAdapterBytes || !ADAPTER_NAME.test(record.adapter))) {
+    throw rangeError(`bad adapter name ${JSON.stringify(record.adapter.slice(0, 40))}`)
   }
   if (record.seq === 0) {
     throw rangeError('sequence number 0')
