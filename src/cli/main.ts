@@ -18,6 +18,7 @@ import { planCommand } from './commands/plan.ts'
 import { startCommand } from './commands/start.ts'
 import { statusCommand } from './commands/status.ts'
 import { stopCommand } from './commands/stop.ts'
+import { trainCommand } from './commands/train.ts'
 import type { CliContext } from './context.ts'
 
 export const ExitCode = {
@@ -65,7 +66,8 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(proposalsCommand(ctx))
     .command(proposalCommand(ctx))
     .command(validatorsCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, peers, plan, delta, proposals, proposal or validators (see blyd --help)')
+    .command(trainCommand(ctx))
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, peers, plan, delta, proposals, proposal, validators or train (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())
