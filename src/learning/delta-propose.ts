@@ -41,9 +41,9 @@ import { foldOf, pickModel, requireGenesis } from './pol-models.ts'
 import { loadWholeModel, unitWeights } from './version-weights.ts'
 import { weightDiff } from './weight-diff.ts'
 import type { DatasetWindows } from './dataset-windows.ts'
+import type { F32Tensors } from './f32-tensors.ts'
 import type { EvalWindowsCache } from './fold/eval-windows.ts'
 import type { UnitWeights } from './version-weights.ts'
-import type { F32Tensors } from './f32-tensors.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { ModelManifest } from '../model/chain-loader.ts'
 import type { ImportSource } from '../model/import/checkpoint-source.ts'
@@ -162,7 +162,7 @@ export async function proposeCheckpoint (init: ProposeInit): Promise<ProposeResu
       checkSameArchitecture(manifest, source)
       ck = await SafetensorsCheckpoint.open(source.dir)
       return source.dir
-    }, async (_unit, names) => await checkpointUnit(ck as SafetensorsCheckpoint, names))
+    }, async (_unit, names) => checkpointUnit(ck as SafetensorsCheckpoint, names))
   } finally {
     await ck?.close()
   }
@@ -175,7 +175,7 @@ export async function proposeCheckpoint (init: ProposeInit): Promise<ProposeResu
  * from step 2 on (diff against the live weights, codec, claims, blocks).
  */
 export async function proposeWeights (init: Omit<ProposeInit, 'checkpoint'>, candidate: ReadonlyMap<string, Float32Array>, label = 'trained weights'): Promise<ProposeResultJson> {
-  return await proposeUnits({ ...init, checkpoint: label }, async manifest => {
+  return proposeUnits({ ...init, checkpoint: label }, async manifest => {
     const known = new Map(manifest.units.flatMap(u => u.tensors.map(t => [t.name, t.shape.reduce((a, b) => a * b, 1)] as const)))
     for (const [name, values] of candidate) {
       if (known.get(name) !== values.length) {

@@ -56,8 +56,8 @@ export interface LocalTrainInit {
   /** --full: the delta codec (f32 or int8; default f32) */
   codec?: DeltaCodec
   scheduler?: MicroStepScheduler
-  onStep?: (r: StepReport & { steps: number, tokensPerSecond: number }) => void
-  onEval?: (step: number, loss: number) => void
+  onStep?(r: StepReport & { steps: number, tokensPerSecond: number }): void
+  onEval?(step: number, loss: number): void
   signal?: AbortSignal
 }
 

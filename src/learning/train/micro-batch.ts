@@ -52,8 +52,11 @@ export function * microBatchUnits (stage: TrainStage, ids: ArrayLike<number>, sc
 /** Runs one micro-batch's units back to back; returns its loss. */
 export function microBatchGradients (stage: TrainStage, ids: ArrayLike<number>, scale: number): number {
   const result: MicroBatchResult = { loss: NaN }
-  for (const _ of microBatchUnits(stage, ids, scale, result)) {
+  const units = microBatchUnits(stage, ids, scale, result)
+  let done = false
+  while (!done) {
     // the units run as the generator advances
+    done = units.next().done === true
   }
   return result.loss
 }

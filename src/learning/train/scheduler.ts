@@ -15,9 +15,9 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { TrainError, TrainErrorCode } from './errors.ts'
 
 interface Task {
-  run: () => unknown
-  resolve: (v: any) => void
-  reject: (e: unknown) => void
+  run(): unknown
+  resolve(v: any): void
+  reject(e: unknown): void
 }
 
 export class MicroStepScheduler {
@@ -35,7 +35,7 @@ export class MicroStepScheduler {
 
   /** Queues an inference task: it runs before the next training unit. */
   async inference<T> (run: () => T | Promise<T>): Promise<T> {
-    return await new Promise<T>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve, reject })
     })
   }

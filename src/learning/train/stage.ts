@@ -10,28 +10,28 @@
  * Work units, each one layer x one micro-batch (a sequence [T]):
  * - forwardLayer(l, x): the layer's output, no tape (the caller keeps x);
  * - backwardLayer(l, x, dy): recomputes the layer from its input x under
- *   tf.grads (activation checkpointing: a stage keeps only each layer's
- *   input per micro-batch), adds the trainable tensors' gradients times
- *   `scale` to their accumulators, returns dx;
+ * tf.grads (activation checkpointing: a stage keeps only each layer's
+ * input per micro-batch), adds the trainable tensors' gradients times
+ * `scale` to their accumulators, returns dx;
  * - headLoss(h, ids, scale?): the mean next-token cross-entropy of the
- *   sequence; with a scale, also the head's gradients and dh.
+ * sequence; with a scale, also the head's gradients and dh.
  *
  * LoRA: for a projection W [out, in] (stored here transposed, [in, out], as
  * inference does) y = x W + (alpha / r) (x A) B with A [in, r] (seeded
  * uniform +-1/sqrt(in)) and B [r, out] (zeros), so training starts at the
  * base model exactly. The candidate weight is W^T + (alpha / r) (A B)^T.
  */
+import { Prng } from '../../model/prng.ts'
 import { attentionInputs, attentionOutput, headLogits, mlpOutput } from '../../model/qwen3/layer-math.ts'
 import { causalMask } from '../../model/qwen3/ops.ts'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerTensorNames } from '../../model/qwen3/plan.ts'
-import { Prng } from '../../model/prng.ts'
 import { RopeTable } from '../../model/qwen3/rope.ts'
 import { tf } from '../../model/qwen3/tf.ts'
+import { TrainError, TrainErrorCode } from './errors.ts'
 import { frozenMatMul, trainMatMul } from './grad-ops.ts'
 import { TrainParam } from './param.ts'
-import { TrainError, TrainErrorCode } from './errors.ts'
-import type { LayerDims, LayerLinears, LayerNorms } from '../../model/qwen3/layer-math.ts'
 import type { Qwen3Config } from '../../model/qwen3/config.ts'
+import type { LayerDims, LayerLinears, LayerNorms } from '../../model/qwen3/layer-math.ts'
 import type { Tensor, Tensor1D, Tensor2D } from '../../model/qwen3/tf.ts'
 
 export const PROJECTIONS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const

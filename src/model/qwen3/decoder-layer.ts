@@ -1,6 +1,6 @@
 import { kvLength } from './kv-cache.ts'
-import { readLayerShards } from './layer-shard.ts'
 import { attentionInputs, attentionOutput, mlpOutput } from './layer-math.ts'
+import { readLayerShards } from './layer-shard.ts'
 import { causalMask } from './ops.ts'
 import { tf } from './tf.ts'
 import type { WeightSource } from '../weight-source.ts'

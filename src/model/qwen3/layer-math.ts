@@ -21,10 +21,10 @@ export interface LayerNorms {
 
 /** x [T, in] -> x @ W [T, out] for each projection group (q/k/v and gate/up fused along out). */
 export interface LayerLinears {
-  qkv: (x: Tensor2D) => Tensor2D
-  o: (x: Tensor2D) => Tensor2D
-  gateUp: (x: Tensor2D) => Tensor2D
-  down: (x: Tensor2D) => Tensor2D
+  qkv(x: Tensor2D): Tensor2D
+  o(x: Tensor2D): Tensor2D
+  gateUp(x: Tensor2D): Tensor2D
+  down(x: Tensor2D): Tensor2D
 }
 
 export interface LayerDims {

@@ -1,7 +1,7 @@
 /** Shared pieces of the training tests: the tiny fixture's weights as f32 and a whole-model stage. */
-import { toFloat32 } from '../../../src/model/safetensors/dtypes.ts'
 import { TrainStage } from '../../../src/learning/train/stage.ts'
 import { PROJECTIONS } from '../../../src/learning/train/stage.ts'
+import { toFloat32 } from '../../../src/model/safetensors/dtypes.ts'
 import { loadFixture } from '../../model/fixtures.ts'
 import type { TrainMode } from '../../../src/learning/train/stage.ts'
 import type { Qwen3Config } from '../../../src/model/qwen3/config.ts'

@@ -86,29 +86,30 @@ describe('learning/train micro-step trainer', function () {
     const f = await loadFixture('untied-f32')
     const model = await LayerRange.load(f.config, new MapWeightSource(f.tensors), { start: 0, end: f.config.numLayers, embedding: true, head: true })
     const busy = new MicroStepScheduler()
-    let stop = false
-    let ended = false
+    const flags = { stop: false, ended: false }
     let decoded = 0
     const generation = (async () => {
       let session = model.createSession()
       let token = 1
-      while (!stop) {
+      while (!flags.stop) {
         if (session.length >= 200) {
           session.dispose()
           session = model.createSession()
         }
-        const logits = await busy.inference(async () => await model.nextLogits(session, [token]))
+        const s = session
+        const input = [token]
+        const logits = await busy.inference(async () => model.nextLogits(s, input))
         token = logits.indexOf(Math.max(...logits))
         decoded++
       }
       session.dispose()
-    })().finally(() => { ended = true })
+    })().finally(() => { flags.ended = true })
     let b: Awaited<ReturnType<typeof train>>
     try {
       b = await train(loraMode(4), opts, busy)
     } finally {
-      stop = true
-      while (!ended) {
+      flags.stop = true
+      while (!flags.ended) {
         // let the generation's last queued step run
         await busy.run([][Symbol.iterator]())
         await new Promise(resolve => setImmediate(resolve))
