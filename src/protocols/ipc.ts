@@ -7,7 +7,7 @@
  * stream notifications: the daemon's registrations and the client's requests
  * are both typed by it, so a method's types are written once.
  */
-import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
+import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, TrainParams, TrainProgressJson, TrainResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
 import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
 export const JSONRPC_VERSION = '2.0'
@@ -552,6 +552,7 @@ export interface IpcMethods {
   proposals: IpcMethod<ProposalsParams, ProposalsResult>
   'proposal.show': IpcMethod<ProposalShowParams, ProposalJson>
   validators: IpcMethod<ValidatorsParams, ValidatorsResult>
+  train: IpcMethod<TrainParams, TrainResultJson, TrainProgressJson>
 }
 
 export type IpcMethodName = keyof IpcMethods & string
@@ -589,7 +590,8 @@ const IPC_METHOD_TABLE: { [K in IpcMethodName]: true } = {
   'delta.propose': true,
   proposals: true,
   'proposal.show': true,
-  validators: true
+  validators: true,
+  train: true
 }
 
 /** The names of IpcMethods, sorted (what a daemon's `methods` answers). */

@@ -3,12 +3,14 @@
  * opened in the CLI process), on the tiny fixture with an ids dataset: the
  * JSON interface of issue 12 exactly, --propose writing a real proposal
  * (visible to `blyd proposal show`), --full, and bad flags as one-line
- * usage errors.
+ * usage errors; then the same job through a running daemon (the IPC `train`
+ * method) gives the same losses as the offline run (before any proposal
+ * exists: the daemon's key is the validator and could change the live version).
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { makeTempDir, removeDir, runCli, runJson } from '../daemon/helpers.ts'
+import { makeTempDir, removeDir, runCli, runJson, startDaemon } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
 
 /** the JSON fields the issue names: an interface for scripts outside this repository */
@@ -37,27 +39,16 @@ describe('blyd train (CLI)', function () {
     await removeDir(dir)
   })
 
-  it('--json prints the interface fields; --propose writes a proposal', async () => {
-    const r = await runJson(['train', '--dataset', 'low-ids', '--steps', '4', '--batch', '2', '--seq', '20', '--lora-rank', '2', '--lr', '0.01', '--eval-every', '2', '--propose', '--backend', 'wasm', ...dd], { timeoutMs: 240_000 })
-    expect(Object.keys(r).sort()).to.deep.equal(INTERFACE_FIELDS)
-    expect(r.steps).to.equal(4)
-    expect(r.losses).to.have.length(4)
-    expect(r.losses.every((l: number) => Number.isFinite(l) && l > 0)).to.equal(true)
-    expect(Object.keys(r.evalLoss).sort()).to.deep.equal(['after', 'before'])
-    expect(r.tokensPerSecond).to.be.greaterThan(0)
-    expect(r.proposalId).to.match(/^[0-9a-f]{64}$/)
-    const shown = await runJson(['proposal', 'show', r.proposalId, ...dd])
-    expect(shown.id).to.equal(r.proposalId)
-    expect(shown.status).to.equal('pending')
-  })
+  const fullArgs = (): string[] => ['train', '--dataset', 'low-ids', '--steps', '2', '--batch', '1', '--seq', '20', '--full', '--lr', '0.001', '--seed', '7', ...dd]
+  let offline: any
 
   it('--full without --propose: proposalId null; the same seed gives the same losses', async () => {
-    const args = ['train', '--dataset', 'low-ids', '--steps', '2', '--batch', '1', '--seq', '20', '--full', '--lr', '0.001', '--seed', '7', '--backend', 'wasm', ...dd]
-    const a = await runJson(args, { timeoutMs: 240_000 })
-    const b = await runJson(args, { timeoutMs: 240_000 })
+    const a = await runJson([...fullArgs(), '--backend', 'wasm'], { timeoutMs: 240_000 })
+    const b = await runJson([...fullArgs(), '--backend', 'wasm'], { timeoutMs: 240_000 })
     expect(a.proposalId).to.equal(null)
     expect(b.losses).to.deep.equal(a.losses)
     expect(b.evalLoss).to.deep.equal(a.evalLoss)
+    offline = a
   })
 
   it('bad flags are one-line usage errors', async () => {
@@ -71,5 +62,33 @@ describe('blyd train (CLI)', function () {
       expect(r.stdout).to.equal('')
       expect(r.stderr.trim().split('\n'), r.stderr).to.have.length(1)
     }
+  })
+
+  it('through a running daemon (IPC train): the same job gives the same losses', async () => {
+    expect(offline, 'the offline run above').to.not.equal(undefined)
+    const daemon = await startDaemon(dd[1], ['--backend', 'wasm'])
+    try {
+      const r = await runJson(fullArgs(), { timeoutMs: 240_000 })
+      expect(Object.keys(r).sort()).to.deep.equal(INTERFACE_FIELDS)
+      expect(r.losses).to.deep.equal(offline.losses)
+      expect(r.evalLoss).to.deep.equal(offline.evalLoss)
+      expect(r.proposalId).to.equal(null)
+    } finally {
+      await daemon.kill()
+    }
+  })
+
+  it('--json prints the interface fields; --propose writes a proposal', async () => {
+    const r = await runJson(['train', '--dataset', 'low-ids', '--steps', '4', '--batch', '2', '--seq', '20', '--lora-rank', '2', '--lr', '0.01', '--eval-every', '2', '--propose', '--backend', 'wasm', ...dd], { timeoutMs: 240_000 })
+    expect(Object.keys(r).sort()).to.deep.equal(INTERFACE_FIELDS)
+    expect(r.steps).to.equal(4)
+    expect(r.losses).to.have.length(4)
+    expect(r.losses.every((l: number) => Number.isFinite(l) && l > 0)).to.equal(true)
+    expect(Object.keys(r.evalLoss).sort()).to.deep.equal(['after', 'before'])
+    expect(r.tokensPerSecond).to.be.greaterThan(0)
+    expect(r.proposalId).to.match(/^[0-9a-f]{64}$/)
+    const shown = await runJson(['proposal', 'show', r.proposalId, ...dd])
+    expect(shown.id).to.equal(r.proposalId)
+    expect(shown.status).to.equal('pending')
   })
 })

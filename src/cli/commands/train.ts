@@ -1,10 +1,10 @@
 /**
  * `blyd train --model ID --dataset NAME --steps N [--lr X] [--batch B]
  * [--seq T] [--lora-rank R | --full] [--seed S] [--eval-every K]
- * [--propose] [--json]` (issue 12): trains on the local chain's live
- * weights in this process (learning/train/local-train.ts). A running daemon
- * holds the data dir, and it has no `train` IPC method yet: the command then
- * says so (stop the daemon, or run it on a data dir no daemon uses).
+ * [--propose] [--json]` (issue 12): trains on the live weights
+ * (learning/train/local-train.ts) in the running daemon over IPC (`train`:
+ * the job's units wait for the daemon's inference), or in this process on
+ * the data dir when no daemon runs.
  * Progress on a terminal (stderr): a bar with the step, the train loss and
  * tokens/s, and a line per eval loss; --json prints one object:
  * {"steps", "losses", "evalLoss": {"before", "after"}, "tokensPerSecond", "proposalId"}.
@@ -14,10 +14,10 @@ import { UsageError } from '../../daemon/errors.ts'
 import { trainLocal } from '../../learning/train/local-train.ts'
 import { createInferenceService } from '../../model/inference-service.ts'
 import { clientConfig, printJson } from '../context.ts'
-import { connectIfRunning } from '../daemon-or-offline.ts'
+import { daemonOrOffline } from '../daemon-or-offline.ts'
 import { modelArg } from '../model-choice.ts'
 import { withLocalChain } from '../model-local.ts'
-import type { TrainResultJson } from '../../learning/train/local-train.ts'
+import type { TrainResultJson } from '../../protocols/ipc-learning.ts'
 import type { CliContext } from '../context.ts'
 import type { Argv, CommandModule } from 'yargs'
 
@@ -68,51 +68,58 @@ export function trainCommand (ctx: CliContext): CommandModule<any, any> {
         ...(argv.model !== undefined ? { model: modelArg(argv.model) } : {})
       }
       const config = await clientConfig(ctx, argv, { backend: argv.backend })
-      const client = await connectIfRunning(config)
-      if (client != null) {
-        client.close()
-        throw new UsageError(`a blyd daemon is running on ${config.dataDir} and holds its chain: blyd train runs in-process only for now (no "train" IPC method yet); stop the daemon first`)
-      }
       const tty = process.stderr.isTTY === true && argv.json !== true
       const bar = tty
         ? new cliProgress.SingleBar({ stream: process.stderr, format: 'train [{bar}] {value}/{total} steps | loss {loss} | {tps} tok/s | eval {eval}', hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
         : null
       let evalText = '-'
       let started = false
-      const r: TrainResultJson = await withLocalChain(config.dataDir, async (store, identity) => {
-        // select the tfjs backend as `delta propose` does
-        const service = createInferenceService({ store: () => store, backend: config.backend, maxLoadedModels: 1 })
-        await service.start()
-        try {
-          return await trainLocal({
-            store,
-            signer: identity.signer,
-            ...params,
-            onEval: (step, loss) => {
-              evalText = loss.toFixed(4)
-              if (bar == null && argv.json !== true) {
-                ctx.stderr(`step ${step}: eval loss ${evalText}\n`)
+      const onEval = (step: number, loss: number): void => {
+        evalText = loss.toFixed(4)
+        if (bar == null && argv.json !== true) {
+          ctx.stderr(`step ${step}: eval loss ${evalText}\n`)
+        } else {
+          bar?.update({ eval: evalText })
+        }
+      }
+      const onStep = (s: { step: number, steps: number, loss: number, tokensPerSecond: number }): void => {
+        if (bar != null) {
+          if (!started) {
+            bar.start(s.steps, 0, { loss: '-', tps: '-', eval: evalText })
+            started = true
+          }
+          bar.update(s.step, { loss: s.loss.toFixed(4), tps: s.tokensPerSecond.toFixed(0), eval: evalText })
+        } else if (argv.json !== true) {
+          ctx.stderr(`step ${s.step}/${s.steps}: loss ${s.loss.toFixed(4)}, ${s.tokensPerSecond.toFixed(0)} tok/s\n`)
+        }
+      }
+      let r: TrainResultJson
+      try {
+        r = await daemonOrOffline<TrainResultJson>(config, {
+          // the daemon runs the job between its inference work and streams the progress
+          online: async client => client.request('train', params, {
+            onStream: p => {
+              if (p.kind === 'eval') {
+                onEval(p.step, p.loss)
               } else {
-                bar?.update({ eval: evalText })
-              }
-            },
-            onStep: s => {
-              if (bar != null) {
-                if (!started) {
-                  bar.start(s.steps, 0, { loss: '-', tps: '-', eval: evalText })
-                  started = true
-                }
-                bar.update(s.step, { loss: s.loss.toFixed(4), tps: s.tokensPerSecond.toFixed(0), eval: evalText })
-              } else if (argv.json !== true) {
-                ctx.stderr(`step ${s.step}/${s.steps}: loss ${s.loss.toFixed(4)}, ${s.tokensPerSecond.toFixed(0)} tok/s\n`)
+                onStep(p)
               }
             }
+          }),
+          offline: async dataDir => withLocalChain(dataDir, async (store, identity) => {
+            // select the tfjs backend as `delta propose` does
+            const service = createInferenceService({ store: () => store, backend: config.backend, maxLoadedModels: 1 })
+            await service.start()
+            try {
+              return await trainLocal({ store, signer: identity.signer, ...params, onEval, onStep })
+            } finally {
+              await service.stop()
+            }
           })
-        } finally {
-          bar?.stop()
-          await service.stop()
-        }
-      })
+        })
+      } finally {
+        bar?.stop()
+      }
       if (argv.json === true) {
         printJson(ctx, r)
         return

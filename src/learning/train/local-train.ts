@@ -31,6 +31,7 @@ import { PROJECTIONS, TrainStage } from './stage.ts'
 import type { StepReport } from './job.ts'
 import type { BlockSigner, ChainStoreApi } from '../../chain/types.ts'
 import type { DeltaCodec } from '../../protocols/delta.ts'
+import type { TrainResultJson } from '../../protocols/ipc-learning.ts'
 
 export interface LocalTrainInit {
   store: ChainStoreApi
@@ -59,15 +60,6 @@ export interface LocalTrainInit {
   onStep?(r: StepReport & { steps: number, tokensPerSecond: number }): void
   onEval?(step: number, loss: number): void
   signal?: AbortSignal
-}
-
-/** The JSON of `blyd train` (the interface of issue 12: keep the field names). */
-export interface TrainResultJson {
-  steps: number
-  losses: number[]
-  evalLoss: { before: number, after: number }
-  tokensPerSecond: number
-  proposalId: string | null
 }
 
 function check (ok: boolean, message: string): void {

@@ -11,8 +11,23 @@
  * inference task must not touch it, so a job's result does not depend on
  * how often or when it was preempted.
  */
-import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import { performance } from 'node:perf_hooks'
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises'
 import { TrainError, TrainErrorCode } from './errors.ts'
+
+export interface MicroStepSchedulerInit {
+  /**
+   * True while inference the scheduler does not queue is running (a
+   * daemon's generations and served sessions): before each unit the
+   * scheduler waits while it holds, polling every `busyPollMs`, at most
+   * `maxDeferMs` per unit (so a session left open cannot stop a job).
+   */
+  busy?(): boolean
+  busyPollMs?: number
+  maxDeferMs?: number
+}
+
+export const SCHEDULER_DEFAULTS = { busyPollMs: 5, maxDeferMs: 2000 } as const
 
 interface Task {
   run(): unknown
@@ -26,11 +41,33 @@ export class MicroStepScheduler {
   preemptions: number
   /** training units run */
   units: number
+  /** units that waited for busy() inference, and the ms waited */
+  deferrals: number
+  deferredMs: number
+  private readonly init: MicroStepSchedulerInit
 
-  constructor () {
+  constructor (init: MicroStepSchedulerInit = {}) {
     this.queue = []
     this.preemptions = 0
     this.units = 0
+    this.deferrals = 0
+    this.deferredMs = 0
+    this.init = init
+  }
+
+  /** Waits while busy() (at most maxDeferMs). */
+  private async defer (signal?: AbortSignal): Promise<void> {
+    const busy = this.init.busy
+    if (busy == null || !busy()) {
+      return
+    }
+    const start = performance.now()
+    const max = this.init.maxDeferMs ?? SCHEDULER_DEFAULTS.maxDeferMs
+    this.deferrals++
+    while (busy() && performance.now() - start < max && signal?.aborted !== true) {
+      await sleep(this.init.busyPollMs ?? SCHEDULER_DEFAULTS.busyPollMs)
+    }
+    this.deferredMs += Math.round(performance.now() - start)
   }
 
   /** Queues an inference task: it runs before the next training unit. */
@@ -61,6 +98,7 @@ export class MicroStepScheduler {
   async run (job: Iterator<unknown>, signal?: AbortSignal): Promise<void> {
     for (;;) {
       await this.drain()
+      await this.defer(signal)
       if (signal?.aborted === true) {
         throw new TrainError(TrainErrorCode.ABORTED, 'the training job was aborted', { cause: signal.reason })
       }
