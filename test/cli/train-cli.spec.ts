@@ -10,7 +10,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { makeTempDir, removeDir, runCli, runJson, startDaemon } from '../daemon/helpers.ts'
+import { makeTempDir, removeDir, runCliAll, runJson, startDaemon } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
 
 /** the JSON fields the issue names: an interface for scripts outside this repository */
@@ -52,13 +52,13 @@ describe('blyd train (CLI)', function () {
   })
 
   it('bad flags are one-line usage errors', async () => {
-    for (const args of [
+    const results = await runCliAll([
       ['train', '--dataset', 'low-ids', '--steps', '0'],
       ['train', '--dataset', 'low-ids', '--steps', '2', '--lr', '-1'],
       ['train', '--dataset', 'low-ids', '--steps', '2', '--full', '--lora-rank', '4']
-    ]) {
-      const r = await runCli([...args, ...dd])
-      expect(r.code, r.stderr).to.not.equal(0)
+    ].map(args => ({ args: [...args, ...dd] })))
+    for (const r of results) {
+      expect(r.code, r.stderr).to.equal(2)
       expect(r.stdout).to.equal('')
       expect(r.stderr.trim().split('\n'), r.stderr).to.have.length(1)
     }
