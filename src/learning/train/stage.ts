@@ -440,7 +440,8 @@ export class TrainStage {
    */
   candidate (): Map<string, Float32Array> {
     const out = new Map<string, Float32Array>()
-    const { values } = { values: (p: TrainParam, rows: number, cols: number) => transpose(p.values, rows, cols) }
+    // trainable linears are held [in, out]: back to the stored [out, in]
+    const values = (p: TrainParam, inp: number, outDim: number): Float32Array => transpose(p.values, inp, outDim)
     for (const layer of this.layers) {
       for (const n of Object.values(layer.norms)) {
         if (n.param != null) {
