@@ -6,9 +6,9 @@
 // 3072, 16 x 128 query heads, 8 kv heads) with random weights
 // (bench/lib/random-layer.ts; the same layer for every index). Per mode
 // (LoRA rank r on q,k,v,o,gate,up,down, and --full): forward units then
-// backward units (each recomputes its layer under tf.grads: activation
-// checkpointing) for one sequence of T tokens with a fixed upstream
-// gradient; best of --runs after one warm-up. Also: the trainer's own
+// backward units (each recomputes its layer under tf.grads, replaying the
+// linear products the forward unit kept) for one sequence of T tokens with
+// a fixed upstream gradient; best of --runs after one warm-up. Also: the trainer's own
 // forward unit (no tape).
 // Human lines, then one JSON object as the last line.
 //
@@ -16,7 +16,7 @@
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { TrainStage, PROJECTIONS } from '../src/learning/train/stage.ts'
+import { ProjectionCache, TrainStage, PROJECTIONS } from '../src/learning/train/stage.ts'
 import { selectBackend } from '../src/model/backend.ts'
 import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
@@ -100,10 +100,10 @@ say(`forward only (inference LayerRange.forward, prefill of ${T}): ${inferMs.toF
 function trainFigures (full: boolean): { forwardMs: number, stepMs: number, tps: number, forwardTps: number, ratio: number, trainable: number } {
   const stage = new TrainStage({ config, weights: f32, start: 0, end: LAYERS, embedding: false, head: false, seed: 1, mode: { full, rank: RANK, alpha: RANK, targets: PROJECTIONS } })
   try {
-    const forward = (): Tensor2D[] => {
+    const forward = (cache?: ProjectionCache): Tensor2D[] => {
       const inputs = [x]
       for (let l = 0; l < LAYERS; l++) {
-        inputs.push(stage.forwardLayer(l, inputs[l]))
+        inputs.push(stage.forwardLayer(l, inputs[l], cache))
       }
       return inputs
     }
@@ -113,10 +113,11 @@ function trainFigures (full: boolean): { forwardMs: number, stepMs: number, tps:
       tf.dispose(inputs.slice(1))
     })
     const stepMs = best(() => {
-      const inputs = forward()
+      const cache = new ProjectionCache()
+      const inputs = forward(cache)
       let dy = dyTop
       for (let l = LAYERS - 1; l >= 0; l--) {
-        const dx = stage.backwardLayer(l, inputs[l], dy, 1)
+        const dx = stage.backwardLayer(l, inputs[l], dy, 1, cache)
         if (dy !== dyTop) {
           dy.dispose()
         }
@@ -149,7 +150,7 @@ const fig = (f: typeof lora): Record<string, number> => ({ forwardMs: round(f.fo
 process.stdout.write(JSON.stringify({
   bench: 'train',
   backend: backend.name,
-  recompute: 'each backward unit recomputes its layer (activation checkpointing): LoRA forward+backward = 2 forwards + 1 input-gradient pass, so ~0.33x is its ceiling',
+  recompute: 'each backward unit recomputes its layer under tf.grads, replaying the linear products its forward unit kept (ProjectionCache), so the big matMuls run once forward and once (input gradient; plus dW under --full) backward',
   shape: { layers: LAYERS, hidden: H, intermediate: 3 * H, heads: H / 64, kvHeads: H / 128, headDim: 128, seq: T, paramsPerLayer: layer.params },
   baseline: { forwardOnlyMs: round(inferMs, 1), forwardOnlyTokensPerSecond: round(inferTps, 1) },
   lora: { rank: RANK, ...fig(lora) },

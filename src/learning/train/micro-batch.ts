@@ -7,6 +7,7 @@
  * back to back.
  */
 import { tf } from '../../model/qwen3/tf.ts'
+import { ProjectionCache } from './stage.ts'
 import type { TrainStage } from './stage.ts'
 import type { Tensor2D } from '../../model/qwen3/tf.ts'
 
@@ -24,12 +25,13 @@ export interface MicroBatchResult {
  */
 export function * microBatchUnits (stage: TrainStage, ids: ArrayLike<number>, scale: number, result: MicroBatchResult): Generator<string, void, void> {
   const inputs: Tensor2D[] = []
+  const cache = new ProjectionCache()
   let dy: Tensor2D | null = null
   try {
     let x = stage.embed(ids)
     for (let l = stage.start; l < stage.end; l++) {
       inputs.push(x)
-      x = stage.forwardLayer(l, x)
+      x = stage.forwardLayer(l, x, cache)
       yield `forward ${l}`
     }
     inputs.push(x)
@@ -38,13 +40,14 @@ export function * microBatchUnits (stage: TrainStage, ids: ArrayLike<number>, sc
     dy = head.dh
     yield 'head'
     for (let l = stage.end - 1; l >= stage.start; l--) {
-      const dx = stage.backwardLayer(l, inputs[l - stage.start], dy, scale)
+      const dx = stage.backwardLayer(l, inputs[l - stage.start], dy, scale, cache)
       dy.dispose()
       dy = dx
       yield `backward ${l}`
     }
   } finally {
     tf.dispose(inputs)
+    cache.dispose()
     dy?.dispose()
   }
 }

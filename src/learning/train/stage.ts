@@ -108,6 +108,9 @@ export class TrainStage {
   private readonly dims: LayerDims
   private readonly base: ReadonlyMap<string, Float32Array>
   private readonly frozen: Tensor[]
+  /** set during a forward unit given a ProjectionCache / a backward unit replaying it */
+  private record: Map<object, Tensor2D> | null
+  private replay: Map<object, Tensor2D> | null
 
   constructor (init: TrainStageInit) {
     const { config, weights, mode } = init
@@ -124,6 +127,8 @@ export class TrainStage {
     this.base = weights
     this.params = []
     this.frozen = []
+    this.record = null
+    this.replay = null
     this.layers = []
     this.rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings)
     this.dims = { heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, eps: config.rmsNormEps }
@@ -253,9 +258,25 @@ export class TrainStage {
     return layer
   }
 
+  /**
+   * The base product x W of a linear (or a fused group): recorded by a
+   * forward unit into `projections`, replayed by the backward unit of the
+   * same layer and micro-batch (its inputs and W are bit-identical then:
+   * the weights change only in the optimizer unit), so the recomputation
+   * skips the big matMuls and keeps their gradients.
+   */
+  private baseProduct (key: object, x: Tensor2D, run: (cached?: Tensor2D) => Tensor2D): Tensor2D {
+    const cached = this.replay?.get(key)
+    const y = run(cached)
+    if (this.record != null) {
+      this.record.set(key, tf.keep(tf.clone(y)))
+    }
+    return y
+  }
+
   /** y = x W (+ the adapter) for one projection. */
-  private static project (lin: Linear, x: Tensor2D): Tensor2D {
-    const base = lin.param != null ? trainMatMul(x, lin.param.tensor as Tensor2D) : frozenMatMul(x, lin.w as Tensor2D, lin.wT)
+  private project (lin: Linear, x: Tensor2D): Tensor2D {
+    const base = this.baseProduct(lin, x, cached => lin.param != null ? trainMatMul(x, lin.param.tensor as Tensor2D, cached) : frozenMatMul(x, lin.w as Tensor2D, lin.wT, cached))
     return lin.lora == null ? base : tf.add(base, TrainStage.adapter(lin, x)) as Tensor2D
   }
 
@@ -266,8 +287,8 @@ export class TrainStage {
   }
 
   /** A fused group (q|k|v or gate|up): the frozen fused product plus the adapters' outputs side by side. */
-  private static fused (w: [Tensor2D, Tensor2D], parts: Linear[], x: Tensor2D): Tensor2D {
-    const base = frozenMatMul(x, w[0], w[1])
+  private fused (w: [Tensor2D, Tensor2D], parts: Linear[], x: Tensor2D): Tensor2D {
+    const base = this.baseProduct(w, x, cached => frozenMatMul(x, w[0], w[1], cached))
     if (parts.every(p => p.lora == null)) {
       return base
     }
@@ -282,16 +303,16 @@ export class TrainStage {
     const p = layer.proj
     const lin: LayerLinears = this.mode.full
       ? {
-          qkv: x => tf.concat([TrainStage.project(p.q, x), TrainStage.project(p.k, x), TrainStage.project(p.v, x)], 1),
-          o: x => TrainStage.project(p.o, x),
-          gateUp: x => tf.concat([TrainStage.project(p.gate, x), TrainStage.project(p.up, x)], 1),
-          down: x => TrainStage.project(p.down, x)
+          qkv: x => tf.concat([this.project(p.q, x), this.project(p.k, x), this.project(p.v, x)], 1),
+          o: x => this.project(p.o, x),
+          gateUp: x => tf.concat([this.project(p.gate, x), this.project(p.up, x)], 1),
+          down: x => this.project(p.down, x)
         }
       : {
-          qkv: x => TrainStage.fused(layer.qkv as [Tensor2D, Tensor2D], [p.q, p.k, p.v], x),
-          o: x => TrainStage.project(p.o, x),
-          gateUp: x => TrainStage.fused(layer.gateUp as [Tensor2D, Tensor2D], [p.gate, p.up], x),
-          down: x => TrainStage.project(p.down, x)
+          qkv: x => this.fused(layer.qkv as [Tensor2D, Tensor2D], [p.q, p.k, p.v], x),
+          o: x => this.project(p.o, x),
+          gateUp: x => this.fused(layer.gateUp as [Tensor2D, Tensor2D], [p.gate, p.up], x),
+          down: x => this.project(p.down, x)
         }
     return { norms, lin }
   }
@@ -340,21 +361,37 @@ export class TrainStage {
     return tf.add(x2, mlpOutput(x2, norms, lin, this.dims.eps)) as Tensor2D
   }
 
-  /** Work unit: layer l forward on x [T, hidden]; a new tensor, x stays the caller's. */
-  forwardLayer (l: number, x: Tensor2D): Tensor2D {
+  /**
+   * Work unit: layer l forward on x [T, hidden]; a new tensor, x stays the
+   * caller's. With `cache`, the layer's linear products are kept there for
+   * backwardLayer (memory: the [T, out] outputs of every projection).
+   */
+  forwardLayer (l: number, x: Tensor2D, cache?: ProjectionCache): Tensor2D {
     const layer = this.layerAt(l)
-    return tf.tidy(() => this.layerForward(layer, x))
+    this.record = cache?.layer(l) ?? null
+    try {
+      return tf.tidy(() => this.layerForward(layer, x))
+    } finally {
+      this.record = null
+    }
   }
 
   /**
    * Work unit: layer l backward. Recomputes the layer on its input x under
-   * tf.grads, adds `scale` x the gradients of its trainable tensors to their
-   * accumulators, returns dL/dx (a new tensor).
+   * tf.grads (replaying the products forwardLayer kept in `cache`, then
+   * freeing them), adds `scale` x the gradients of its trainable tensors to
+   * their accumulators, returns dL/dx (a new tensor).
    */
-  backwardLayer (l: number, x: Tensor2D, dy: Tensor2D, scale: number): Tensor2D {
+  backwardLayer (l: number, x: Tensor2D, dy: Tensor2D, scale: number, cache?: ProjectionCache): Tensor2D {
     const layer = this.layerAt(l)
     const params = this.layerParams(l)
-    return this.backward(params, x, dy, scale, (xi) => this.layerForward(layer, xi))
+    this.replay = cache?.layer(l) ?? null
+    try {
+      return this.backward(params, x, dy, scale, (xi) => this.layerForward(layer, xi))
+    } finally {
+      this.replay = null
+      cache?.drop(l)
+    }
   }
 
   private backward (params: TrainParam[], x: Tensor2D, dy: Tensor | null, scale: number, f: (x: Tensor2D) => Tensor): Tensor2D {
@@ -374,7 +411,7 @@ export class TrainStage {
   private logits (h: Tensor2D): Tensor2D {
     const norm = (this.finalNorm?.param?.tensor as Tensor1D | undefined) ?? this.finalNorm?.tensor as Tensor1D
     const head = this.lmHead as Linear
-    return headLogits(h, norm, x => TrainStage.project(head, x), this.config.rmsNormEps)
+    return headLogits(h, norm, x => this.project(head, x), this.config.rmsNormEps)
   }
 
   /** Mean next-token cross-entropy of the sequence: logits of rows 0..T-2 against ids[1..T-1] (one-hot weights; a scalar). */
@@ -491,5 +528,33 @@ export class TrainStage {
       p.dispose()
     }
     this.rope.dispose()
+  }
+}
+
+/** The linear products of one micro-batch's forward units, per layer, for its backward units. */
+export class ProjectionCache {
+  private readonly layers = new Map<number, Map<object, Tensor2D>>()
+
+  layer (l: number): Map<object, Tensor2D> {
+    let m = this.layers.get(l)
+    if (m == null) {
+      m = new Map()
+      this.layers.set(l, m)
+    }
+    return m
+  }
+
+  drop (l: number): void {
+    const m = this.layers.get(l)
+    if (m != null) {
+      tf.dispose([...m.values()])
+      this.layers.delete(l)
+    }
+  }
+
+  dispose (): void {
+    for (const l of [...this.layers.keys()]) {
+      this.drop(l)
+    }
   }
 }

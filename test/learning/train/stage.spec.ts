@@ -7,11 +7,12 @@
  */
 import { expect } from 'aegir/chai'
 import { windowCrossEntropy } from '../../../src/learning/eval-loss.ts'
-import { sequenceLoss } from '../../../src/learning/train/micro-batch.ts'
+import { microBatchGradients, sequenceLoss } from '../../../src/learning/train/micro-batch.ts'
 import { selectBackend } from '../../../src/model/backend.ts'
 import { Prng } from '../../../src/model/prng.ts'
 import { LayerRange } from '../../../src/model/qwen3/layer-range.ts'
 import { planUnits } from '../../../src/model/qwen3/plan.ts'
+import { tf } from '../../../src/model/qwen3/tf.ts'
 import { MapWeightSource } from '../../../src/model/weight-source.ts'
 import { FULL, loraMode, tinyWeights, wholeStage } from './helpers.ts'
 import type { TrainStage } from '../../../src/learning/train/stage.ts'
@@ -67,6 +68,22 @@ describe('learning/train stage = inference math', function () {
       expect(Math.abs(sequenceLoss(stage, SEQ) - ref)).to.be.at.most(1e-5 * ref)
     } finally {
       stage.dispose()
+    }
+  })
+
+  it('a micro-batch\'s units free every tensor they make (the kept linear products included)', () => {
+    const { config, weights } = env
+    for (const mode of [loraMode(4), FULL]) {
+      const stage = wholeStage(config, weights, mode)
+      try {
+        microBatchGradients(stage, SEQ, 1)
+        const tensors = tf.memory().numTensors
+        microBatchGradients(stage, SEQ, 1)
+        sequenceLoss(stage, SEQ)
+        expect(tf.memory().numTensors).to.equal(tensors)
+      } finally {
+        stage.dispose()
+      }
     }
   })
 
