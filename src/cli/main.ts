@@ -20,6 +20,7 @@ import { rewardsCommand } from './commands/rewards.ts'
 import { startCommand } from './commands/start.ts'
 import { statusCommand } from './commands/status.ts'
 import { stopCommand } from './commands/stop.ts'
+import { trainCommand } from './commands/train.ts'
 import type { CliContext } from './context.ts'
 
 export const ExitCode = {
@@ -69,7 +70,8 @@ export async function main (argv: string[], options: MainOptions = {}): Promise<
     .command(proposalCommand(ctx))
     .command(validatorsCommand(ctx))
     .command(rewardsCommand(ctx))
-    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, chat, peers, plan, delta, proposals, proposal, validators or rewards (see blyd --help)')
+    .command(trainCommand(ctx))
+    .demandCommand(1, 'name a command: start, stop, status, id, chain, model, data, generate, chat, peers, plan, delta, proposals, proposal, validators, rewards or train (see blyd --help)')
     .recommendCommands()
     .strict()
     .version(blydVersion())

@@ -216,7 +216,8 @@ export class Daemon {
       signer: () => this.identity.signer,
       evalWindows: () => this.evalWindows,
       onWritten: () => { this.validatorValue?.kick() },
-      onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) }
+      onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) },
+      busy: () => this.generating > 0 || (this.meshValue?.serving()?.sessions ?? 0) > 0
     })
     registerLedgerMethods({
       ipc: this.ipc,

@@ -14,13 +14,15 @@
 import { isAbsolute } from 'node:path'
 import { proposeCheckpoint } from '../learning/delta-propose.ts'
 import { changeValidators, listProposals, listValidators, showProposal } from '../learning/pol-commands.ts'
+import { trainLocal } from '../learning/train/local-train.ts'
+import { MicroStepScheduler } from '../learning/train/scheduler.ts'
 import { DELTA_CODECS } from '../protocols/delta.ts'
 import { InvalidParamsError } from './errors.ts'
 import { objectParams, oneOf, optionalString, requiredString } from './params.ts'
 import type { IpcServer } from './ipc-server.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
-import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, ValidatorsParams } from '../protocols/ipc-learning.ts'
+import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, TrainParams, ValidatorsParams } from '../protocols/ipc-learning.ts'
 
 export interface LearningMethodContext {
   ipc: IpcServer
@@ -34,6 +36,8 @@ export interface LearningMethodContext {
   /** called after a proposal or a governance block was written (the validator service looks at once) */
   onWritten?(): void
   onProposed?(result: ProposeResultJson): void
+  /** true while inference runs (generations, served sessions): a training job's units wait for it */
+  busy?(): boolean
 }
 
 function absolutePath (value: unknown, name: string): string {
@@ -71,6 +75,34 @@ const proposeParams = objectParams<{ [K in keyof Required<ProposeParams>]: Propo
   claimWindows: optionalInteger
 })
 
+function optionalBoolean (value: unknown, name: string): boolean | undefined {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new InvalidParamsError(`"${name}" must be a boolean`)
+  }
+  return value as boolean | undefined
+}
+
+function requiredInteger (value: unknown, name: string): number {
+  if (!Number.isSafeInteger(value)) {
+    throw new InvalidParamsError(`"${name}" must be an integer`)
+  }
+  return value as number
+}
+
+const trainParams = objectParams<{ [K in keyof Required<TrainParams>]: TrainParams[K] }>({
+  model: optionalString,
+  dataset: requiredString,
+  steps: requiredInteger,
+  lr: optionalNumber,
+  batch: optionalInteger,
+  seq: optionalInteger,
+  loraRank: optionalInteger,
+  full: optionalBoolean,
+  seed: optionalInteger,
+  evalEvery: optionalInteger,
+  propose: optionalBoolean
+})
+
 const proposalsParams = objectParams<{ [K in keyof Required<ProposalsParams>]: ProposalsParams[K] }>({ model: optionalString })
 
 const showParams = objectParams<{ [K in keyof Required<ProposalShowParams>]: ProposalShowParams[K] }>({ id: requiredString, model: optionalString })
@@ -97,6 +129,26 @@ export function registerLearningMethods (ctx: LearningMethodContext): void {
     }))
     ctx.onProposed?.(result)
     ctx.onWritten?.()
+    return result
+  })
+
+  // one job at a time (it holds the whole model's weights); its units yield to the daemon's inference
+  let training: Promise<unknown> = Promise.resolve()
+  ipc.register('train', trainParams, async (params, context) => {
+    const run = training.then(async () => trainLocal({
+      store: ctx.store(),
+      signer: ctx.signer(),
+      ...params,
+      scheduler: new MicroStepScheduler({ busy: ctx.busy }),
+      onStep: s => { context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {}) },
+      onEval: (step, loss) => { context.notify({ kind: 'eval', step, loss }).catch(() => {}) },
+      signal: context.signal
+    }))
+    training = run.catch(() => {})
+    const result = await run
+    if (result.proposalId != null) {
+      ctx.onWritten?.()
+    }
     return result
   })
 

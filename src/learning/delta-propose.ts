@@ -41,6 +41,7 @@ import { foldOf, pickModel, requireGenesis } from './pol-models.ts'
 import { loadWholeModel, unitWeights } from './version-weights.ts'
 import { weightDiff } from './weight-diff.ts'
 import type { DatasetWindows } from './dataset-windows.ts'
+import type { F32Tensors } from './f32-tensors.ts'
 import type { EvalWindowsCache } from './fold/eval-windows.ts'
 import type { UnitWeights } from './version-weights.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
@@ -154,6 +155,47 @@ async function claimedLosses (config: Qwen3Config, live: UnitWeights[], candidat
 
 /** Computes, checks and writes a proposal of `init.checkpoint` (see the file comment). */
 export async function proposeCheckpoint (init: ProposeInit): Promise<ProposeResultJson> {
+  let ck: SafetensorsCheckpoint | undefined
+  try {
+    return await proposeUnits(init, async manifest => {
+      const source = await openImportSource(init.checkpoint)
+      checkSameArchitecture(manifest, source)
+      ck = await SafetensorsCheckpoint.open(source.dir)
+      return source.dir
+    }, async (_unit, names) => checkpointUnit(ck as SafetensorsCheckpoint, names))
+  } finally {
+    await ck?.close()
+  }
+}
+
+/**
+ * A proposal of weights held in memory (the trainer's result): `candidate`
+ * maps tensor names to their new f32 values (stored layout); every other
+ * tensor of the model stays the live one. The same path as a checkpoint
+ * from step 2 on (diff against the live weights, codec, claims, blocks).
+ */
+export async function proposeWeights (init: Omit<ProposeInit, 'checkpoint'>, candidate: ReadonlyMap<string, Float32Array>, label = 'trained weights'): Promise<ProposeResultJson> {
+  return proposeUnits({ ...init, checkpoint: label }, async manifest => {
+    const known = new Map(manifest.units.flatMap(u => u.tensors.map(t => [t.name, t.shape.reduce((a, b) => a * b, 1)] as const)))
+    for (const [name, values] of candidate) {
+      if (known.get(name) !== values.length) {
+        throw new LearningError(LearningErrorCode.CHECKPOINT, `${label}: ${name} (${values.length} values) is not a tensor of model ${manifest.idHex}${known.has(name) ? ` (it has ${known.get(name) ?? 0})` : ''}`)
+      }
+    }
+    return label
+  }, async (_unit, names, live) => {
+    const out = new Map<string, RawTensor>()
+    for (const name of names) {
+      const values = candidate.get(name) ?? live.get(name)?.values as Float32Array
+      const shape = live.get(name)?.shape as number[]
+      out.set(name, { dtype: 'F32', shape: [...shape], data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) })
+    }
+    return out
+  })
+}
+
+/** Steps 2 to 4 of the file comment, with the candidate tensors of each unit from `readUnit`. */
+async function proposeUnits (init: ProposeInit, checkSource: (manifest: ModelManifest) => Promise<string>, readUnit: (unit: number, names: string[], live: F32Tensors) => Promise<Map<string, RawTensor>>): Promise<ProposeResultJson> {
   const { store, signer } = init
   const { codec, claimWindows } = checkOptions(init)
   const modelId = await pickModel(store, init.model)
@@ -168,43 +210,37 @@ export async function proposeCheckpoint (init: ProposeInit): Promise<ProposeResu
     throw new LearningError(LearningErrorCode.OPTION, `dataset ${toHex(datasetBlock.id)} has ${evalWindows.length} eval window(s): validators need at least 2 to measure a gain (add more data or raise its eval-permille)`)
   }
 
-  const source = await openImportSource(init.checkpoint)
-  checkSameArchitecture(manifest, source)
+  const sourceLabel = await checkSource(manifest)
   const liveUnits: UnitWeights[] = []
   const candUnits: UnitWeights[] = []
   const deltas: UnitDelta[] = []
-  const ck = await SafetensorsCheckpoint.open(source.dir)
-  try {
-    for (const unit of manifest.units) {
-      init.signal?.throwIfAborted()
-      const tensors = await unitWeights(store, manifest, unit.unit, live)
-      liveUnits.push({ unit: unit.unit, tensors })
-      const diff = weightDiff(await checkpointUnit(ck, unit.tensors.map(t => t.name)), tensors)
-      const enc = encodeDelta(diff.diffs, { codec, density: init.density, rank: init.rank })
-      if (enc.delta == null) {
-        candUnits.push({ unit: unit.unit, tensors })
-        continue
-      }
-      const payload = encodeDeltaPayload(enc.delta)
-      // the candidate exactly as validators will compute it: from the payload's bytes
-      const decoded = decodeDeltaPayload(payload, { codec }).delta
-      candUnits.push({ unit: unit.unit, tensors: applyDelta(tensors, decoded) })
-      deltas.push({
-        unit: unit.unit,
-        payload,
-        tensors: enc.delta.tensors.length,
-        params: enc.params,
-        maxAbsError: enc.maxAbsError,
-        errorSquares: enc.tensors.reduce((s, t) => s + t.errorSquares, 0),
-        diffSquares: enc.tensors.reduce((s, t) => s + t.diffSquares, 0),
-        inexact: diff.inexact
-      })
+  for (const unit of manifest.units) {
+    init.signal?.throwIfAborted()
+    const tensors = await unitWeights(store, manifest, unit.unit, live)
+    liveUnits.push({ unit: unit.unit, tensors })
+    const diff = weightDiff(await readUnit(unit.unit, unit.tensors.map(t => t.name), tensors), tensors)
+    const enc = encodeDelta(diff.diffs, { codec, density: init.density, rank: init.rank })
+    if (enc.delta == null) {
+      candUnits.push({ unit: unit.unit, tensors })
+      continue
     }
-  } finally {
-    await ck.close()
+    const payload = encodeDeltaPayload(enc.delta)
+    // the candidate exactly as validators will compute it: from the payload's bytes
+    const decoded = decodeDeltaPayload(payload, { codec }).delta
+    candUnits.push({ unit: unit.unit, tensors: applyDelta(tensors, decoded) })
+    deltas.push({
+      unit: unit.unit,
+      payload,
+      tensors: enc.delta.tensors.length,
+      params: enc.params,
+      maxAbsError: enc.maxAbsError,
+      errorSquares: enc.tensors.reduce((s, t) => s + t.errorSquares, 0),
+      diffSquares: enc.tensors.reduce((s, t) => s + t.diffSquares, 0),
+      inexact: diff.inexact
+    })
   }
   if (deltas.length === 0) {
-    throw new LearningError(LearningErrorCode.NO_CHANGE, `${source.dir} holds exactly the live weights of model ${manifest.idHex} (version ${live.id.slice(0, 12)}): nothing to propose`)
+    throw new LearningError(LearningErrorCode.NO_CHANGE, `${sourceLabel} holds exactly the live weights of model ${manifest.idHex} (version ${live.id.slice(0, 12)}): nothing to propose`)
   }
 
   const claimed = evalWindows.slice(0, claimWindows)

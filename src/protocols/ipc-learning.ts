@@ -212,3 +212,37 @@ export interface ValidatorStatusJson {
 export interface LearningStatusJson {
   validator: ValidatorStatusJson
 }
+
+/** `train` (issue 12): a training job in the daemon, between its inference work. */
+export interface TrainParams {
+  /** model id (hex or unique prefix of >= 8); default: the only model on chain A */
+  model?: string
+  /** dataset name or id prefix */
+  dataset: string
+  steps: number
+  lr?: number
+  batch?: number
+  seq?: number
+  loraRank?: number
+  full?: boolean
+  seed?: number
+  evalEvery?: number
+  propose?: boolean
+}
+
+/** The result of `blyd train` / `train` (the interface of issue 12: keep the field names). */
+export interface TrainResultJson {
+  steps: number
+  /** mean train loss of each step */
+  losses: number[]
+  /** eval loss before the first step and after the last */
+  evalLoss: { before: number, after: number }
+  tokensPerSecond: number
+  /** the proposal written with `propose`, else null */
+  proposalId: string | null
+}
+
+/** Streamed by `train`: a step done, or an eval loss measured (step 0: before training). */
+export type TrainProgressJson =
+  | { kind: 'step', step: number, steps: number, loss: number, tokensPerSecond: number }
+  | { kind: 'eval', step: number, loss: number }

@@ -7,7 +7,7 @@
  * stream notifications: the daemon's registrations and the client's requests
  * are both typed by it, so a method's types are written once.
  */
-import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
+import type { LearningStatusJson, ProposalJson, ProposalShowParams, ProposalsParams, ProposalsResult, ProposeParams, ProposeResultJson, TrainParams, TrainProgressJson, TrainResultJson, ValidatorsParams, ValidatorsResult } from './ipc-learning.ts'
 import type { LedgerStatusJson, RewardsBalanceResult, RewardsExplainParams, RewardsExplainResult, RewardsHistoryResult, RewardsParams, RewardsSendParams, RewardsSendResult, RewardsVerifyResult } from './ipc-ledger.ts'
 import type { GenerateRouteJson, NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson } from './ipc-mesh.ts'
 
@@ -580,6 +580,7 @@ export interface IpcMethods {
   'rewards.explain': IpcMethod<RewardsExplainParams, RewardsExplainResult>
   'rewards.send': IpcMethod<RewardsSendParams, RewardsSendResult>
   'rewards.verify': IpcMethod<NoParams, RewardsVerifyResult>
+  train: IpcMethod<TrainParams, TrainResultJson, TrainProgressJson>
 }
 
 export type IpcMethodName = keyof IpcMethods & string
@@ -622,7 +623,8 @@ const IPC_METHOD_TABLE: { [K in IpcMethodName]: true } = {
   'rewards.history': true,
   'rewards.explain': true,
   'rewards.send': true,
-  'rewards.verify': true
+  'rewards.verify': true,
+  train: true
 }
 
 /** The names of IpcMethods, sorted (what a daemon's `methods` answers). */

@@ -1,11 +1,13 @@
 import { runningWebGpuAdapter } from '../webgpu.ts'
 import { kvLength } from './kv-cache.ts'
+import { attentionInputs, attentionOutput, mlpOutput } from './layer-math.ts'
 import { readLayerShards } from './layer-shard.ts'
-import { applyRope, causalMask, headAttention, rmsNorm } from './ops.ts'
+import { causalMask } from './ops.ts'
 import { tf } from './tf.ts'
 import type { WeightSource } from '../weight-source.ts'
 import type { Qwen3Config } from './config.ts'
 import type { LayerKv } from './kv-cache.ts'
+import type { LayerDims, LayerLinears } from './layer-math.ts'
 import type { LayerShardData } from './layer-shard.ts'
 import type { RopeTable } from './rope.ts'
 import type { Tensor, Tensor1D, Tensor2D } from './tf.ts'
@@ -79,6 +81,9 @@ export class DecoderLayer {
   readonly inter: number
   private readonly config: Qwen3Config
   private readonly w: LayerWeights
+  /** the projections of layer-math.ts: x @ W over the column blocks */
+  private readonly lin: LayerLinears
+  private readonly dims: LayerDims
 
   private constructor (config: Qwen3Config, data: LayerShardData, w: LayerWeights) {
     this.index = data.layer
@@ -87,6 +92,13 @@ export class DecoderLayer {
     this.inter = data.inter
     this.config = config
     this.w = w
+    this.lin = {
+      qkv: x => apply(x, w.qkv),
+      o: x => apply(x, w.o),
+      gateUp: x => apply(x, w.gateUp),
+      down: x => apply(x, w.down)
+    }
+    this.dims = { heads: data.heads, kvHeads: data.kvHeads, headDim: config.headDim, eps: config.rmsNormEps }
   }
 
   /** The whole layer `index`, read from `source`. */
@@ -144,30 +156,15 @@ export class DecoderLayer {
    * without the residual; appends the shard's keys and values to `kv`.
    */
   attention (x: Tensor2D, kv: LayerKv, rope: RopeTable): Tensor2D {
-    const { headDim: d, rmsNormEps: eps } = this.config
-    const nH = this.heads
-    const kvH = this.kvHeads
-    const group = nH / kvH
-    const w = this.w
     const t = x.shape[0]
     const past = kvLength(kv)
     const [out, keys, valuesT] = tf.tidy(() => {
-      const h = rmsNorm(x, w.inputNorm, eps)
       const { cos, sin } = rope.slice(past, t)
-      const [qf, kf, vf] = tf.split(apply(h, w.qkv), [nH * d, kvH * d, kvH * d], 1)
-      const q = applyRope(rmsNorm(tf.reshape(qf, [t, nH, d]), w.qNorm, eps), cos, sin)
-      const k = applyRope(rmsNorm(tf.reshape(kf, [t, kvH, d]), w.kNorm, eps), cos, sin)
-      // per kv head: keys [t, d] appended below the cache, values [d, t] to its right
-      const kNew = tf.unstack(tf.transpose(k, [1, 0, 2])) as Tensor2D[]
-      const vNew = tf.unstack(tf.transpose(tf.reshape(vf, [t, kvH, d]), [1, 2, 0])) as Tensor2D[]
-      const keys = kv.k == null ? kNew : kNew.map((kn, i) => tf.concat([(kv.k as Tensor2D[])[i], kn], 0))
-      const valuesT = kv.vT == null ? vNew : vNew.map((vn, i) => tf.concat([(kv.vT as Tensor2D[])[i], vn], 1))
-      // query head j uses kv head floor(j / group): per kv head qT [d, group * t]
-      const qT = tf.unstack(tf.transpose(tf.reshape(tf.transpose(tf.mul(q, 1 / Math.sqrt(d)), [1, 0, 2]), [kvH, group * t, d]), [0, 2, 1])) as Tensor2D[]
+      const fresh = attentionInputs(x, this.w, this.lin, this.dims, cos, sin)
+      const keys = kv.k == null ? fresh.keys : fresh.keys.map((kn, i) => tf.concat([(kv.k as Tensor2D[])[i], kn], 0))
+      const valuesT = kv.vT == null ? fresh.valuesT : fresh.valuesT.map((vn, i) => tf.concat([(kv.vT as Tensor2D[])[i], vn], 1))
       const mask = t > 1 ? causalMask(t, past + t) : null
-      const heads = tf.stack(qT.map((qh, i) => headAttention(qh, keys[i], valuesT[i], group, t, mask)))
-      const ctx = tf.reshape(tf.transpose(tf.reshape(heads, [nH, t, d]), [1, 0, 2]), [t, nH * d]) as Tensor2D
-      return [apply(ctx, w.o), keys, valuesT] as [Tensor2D, Tensor2D[], Tensor2D[]]
+      return [attentionOutput(fresh.qT, keys, valuesT, mask, this.lin, this.dims), keys, valuesT] as [Tensor2D, Tensor2D[], Tensor2D[]]
     })
     // concat made new tensors: the old cache goes
     tf.dispose([...(kv.k ?? []), ...(kv.vT ?? [])])
@@ -178,13 +175,7 @@ export class DecoderLayer {
 
   /** This shard's share of down(silu(gate(h)) * up(h)) with h = post_norm(x2), [T, hidden], without the residual. */
   mlp (x2: Tensor2D): Tensor2D {
-    const w = this.w
-    return tf.tidy(() => {
-      const h2 = rmsNorm(x2, w.postNorm, this.config.rmsNormEps)
-      const [g, u] = tf.split(apply(h2, w.gateUp), 2, 1)
-      const act = tf.mul(tf.mul(g, tf.sigmoid(g)), u) as Tensor2D
-      return apply(act, w.down)
-    })
+    return tf.tidy(() => mlpOutput(x2, this.w, this.lin, this.config.rmsNormEps))
   }
 
   dispose (): void {

@@ -1,8 +1,8 @@
 import { ModelError, ModelErrorCode } from '../errors.ts'
 import { DecoderLayer } from './decoder-layer.ts'
 import { KvSession } from './kv-cache.ts'
+import { headLogits } from './layer-math.ts'
 import { assertShardable, readLayerShards } from './layer-shard.ts'
-import { rmsNorm } from './ops.ts'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD } from './plan.ts'
 import { RopeTable } from './rope.ts'
 import { ShardPool } from './shard-pool.ts'
@@ -346,12 +346,9 @@ export class LayerRange {
       throw new ModelError(ModelErrorCode.BAD_INPUT, 'this shard does not hold the head')
     }
     const norm = this.finalNorm
-    return tf.tidy(() => {
-      const h = rmsNorm(hidden, norm, this.config.rmsNormEps)
-      return this.headWeight != null
-        ? tf.matMul(h, this.headWeight)
-        : tf.matMul(h, this.tiedHead as Tensor2D, false, true)
-    })
+    const head = this.headWeight
+    const tied = this.tiedHead as Tensor2D
+    return tf.tidy(() => headLogits(hidden, norm, h => head != null ? tf.matMul(h, head) : tf.matMul(h, tied, false, true), this.config.rmsNormEps))
   }
 
   /** Runs new token ids through the whole model (isComplete only, a session of every layer); returns logits [T, vocab]. */

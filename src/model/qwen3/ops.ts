@@ -39,16 +39,17 @@ export function causalMask (queries: number, keys: number): Tensor {
  * context [group * T, d]. Both products keep the cache as the left operand:
  * on tfjs-wasm they run on XNNPACK's GEMM with only the small right operand
  * packed (a batched matMul would take the scalar fallback kernel: 17 vs 3 ms
- * for 4 heads at 4096 positions, measured).
+ * for 4 heads at 4096 positions, measured). `mm` is the matMul (training
+ * passes one with a fast gradient; see src/learning/train/ops-grad.ts).
  */
-export function headAttention (qT: Tensor2D, keys: Tensor2D, valuesT: Tensor2D, group: number, t: number, mask: Tensor | null): Tensor2D {
+export function headAttention (qT: Tensor2D, keys: Tensor2D, valuesT: Tensor2D, group: number, t: number, mask: Tensor | null, mm: (a: Tensor2D, b: Tensor2D) => Tensor2D = (a, b) => tf.matMul(a, b)): Tensor2D {
   return tf.tidy(() => {
     const s = keys.shape[0]
-    let scores: Tensor = tf.transpose(tf.matMul(keys, qT))
+    let scores: Tensor = tf.transpose(mm(keys, qT))
     if (mask != null) {
       scores = tf.reshape(tf.add(tf.reshape(scores, [group, t, s]), mask), [group * t, s])
     }
     const probs = tf.softmax(scores) as Tensor2D
-    return tf.transpose(tf.matMul(valuesT, tf.transpose(probs)))
+    return tf.transpose(mm(valuesT, tf.transpose(probs) as Tensor2D))
   })
 }

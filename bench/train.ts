@@ -1,0 +1,160 @@
+// Train bench (issue 12 item 6, first figure): forward+backward tokens/s of
+// the trainer's work units against the forward-only tokens/s of the same
+// decoder layers through the inference path (LayerRange.forward, a prefill
+// of the same T tokens), on one thread of the chosen backend (default wasm).
+// The layers are a Qwen3-0.6B shape by default (hidden 1024, intermediate
+// 3072, 16 x 128 query heads, 8 kv heads) with random weights
+// (bench/lib/random-layer.ts; the same layer for every index). Per mode
+// (LoRA rank r on q,k,v,o,gate,up,down, and --full): forward units then
+// backward units (each recomputes its layer under tf.grads, replaying the
+// linear products the forward unit kept) for one sequence of T tokens with
+// a fixed upstream gradient; best of --runs after one warm-up. Also: the trainer's own
+// forward unit (no tape).
+// Human lines, then one JSON object as the last line.
+//
+//   npm run bench -- train [--layers 2] [--seq 128] [--rank 8] [--runs 3] [--backend wasm] [--hidden 1024]
+import { loadavg } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import { ProjectionCache, TrainStage, PROJECTIONS } from '../src/learning/train/stage.ts'
+import { selectBackend } from '../src/model/backend.ts'
+import { parseQwen3Config } from '../src/model/qwen3/config.ts'
+import { LayerRange } from '../src/model/qwen3/layer-range.ts'
+import { tf } from '../src/model/qwen3/tf.ts'
+import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
+import { MapWeightSource } from '../src/model/weight-source.ts'
+import { randomLayer } from './lib/random-layer.ts'
+import type { Tensor2D } from '../src/model/qwen3/tf.ts'
+import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
+
+const { values: opts } = parseArgs({
+  options: {
+    layers: { type: 'string', default: '2' },
+    seq: { type: 'string', default: '128' },
+    rank: { type: 'string', default: '8' },
+    runs: { type: 'string', default: '3' },
+    backend: { type: 'string', default: 'wasm' },
+    hidden: { type: 'string', default: '1024' },
+    'no-full': { type: 'boolean', default: false }
+  }
+})
+const LAYERS = Number(opts.layers)
+const T = Number(opts.seq)
+const RANK = Number(opts.rank)
+const RUNS = Number(opts.runs)
+const H = Number(opts.hidden)
+const say = (s: string): void => { process.stderr.write(s + '\n') }
+const round = (x: number, d = 3): number => Number(x.toFixed(d))
+
+const config = parseQwen3Config({
+  model_type: 'qwen3',
+  vocab_size: 1024,
+  hidden_size: H,
+  intermediate_size: 3 * H,
+  num_hidden_layers: LAYERS,
+  num_attention_heads: H / 64,
+  num_key_value_heads: H / 128,
+  head_dim: 128,
+  max_position_embeddings: 4096
+})
+
+const load0 = loadavg()[0]
+const backend = await selectBackend(opts.backend as any)
+const layer = randomLayer(config)
+const raw = new Map<string, RawTensor>()
+for (let l = 0; l < LAYERS; l++) {
+  for (const [name, t] of layer.tensors) {
+    raw.set(name.replace('model.layers.0.', `model.layers.${l}.`), t)
+  }
+}
+const f32 = new Map([...raw].map(([n, t]) => [n, toFloat32(t)]))
+say(`train bench: ${LAYERS} layer(s) hidden ${H}, ${layer.params} params each, T = ${T}, backend ${backend.name}, runs ${RUNS}`)
+
+function best (fn: () => void): number {
+  fn()
+  let b = Infinity
+  for (let r = 0; r < RUNS; r++) {
+    const t0 = performance.now()
+    fn()
+    b = Math.min(b, performance.now() - t0)
+  }
+  return b
+}
+
+const x = tf.randomNormal([T, H], 0, 1, 'float32', 7) as Tensor2D
+const dyTop = tf.randomNormal([T, H], 0, 1e-3, 'float32', 8) as Tensor2D
+
+// forward only, the inference path
+const model = await LayerRange.load(config, new MapWeightSource(raw), { start: 0, end: LAYERS })
+const inferMs = best(() => {
+  const s = model.createSession()
+  const y = model.forward(s, x)
+  y.dataSync()
+  y.dispose()
+  s.dispose()
+})
+model.dispose()
+const inferTps = T / inferMs * 1000
+say(`forward only (inference LayerRange.forward, prefill of ${T}): ${inferMs.toFixed(1)} ms, ${inferTps.toFixed(0)} tok/s`)
+
+function trainFigures (full: boolean): { forwardMs: number, stepMs: number, tps: number, forwardTps: number, ratio: number, trainable: number } {
+  const stage = new TrainStage({ config, weights: f32, start: 0, end: LAYERS, embedding: false, head: false, seed: 1, mode: { full, rank: RANK, alpha: RANK, targets: PROJECTIONS } })
+  try {
+    const forward = (cache?: ProjectionCache): Tensor2D[] => {
+      const inputs = [x]
+      for (let l = 0; l < LAYERS; l++) {
+        inputs.push(stage.forwardLayer(l, inputs[l], cache))
+      }
+      return inputs
+    }
+    const forwardMs = best(() => {
+      const inputs = forward()
+      inputs[LAYERS].dataSync()
+      tf.dispose(inputs.slice(1))
+    })
+    const stepMs = best(() => {
+      const cache = new ProjectionCache()
+      const inputs = forward(cache)
+      let dy = dyTop
+      for (let l = LAYERS - 1; l >= 0; l--) {
+        const dx = stage.backwardLayer(l, inputs[l], dy, 1, cache)
+        if (dy !== dyTop) {
+          dy.dispose()
+        }
+        dy = dx
+      }
+      dy.dataSync()
+      dy.dispose()
+      tf.dispose(inputs.slice(1))
+      for (const p of stage.params) {
+        p.grad.fill(0)
+      }
+    })
+    const tps = T / stepMs * 1000
+    return { forwardMs, stepMs, tps, forwardTps: T / forwardMs * 1000, ratio: tps / inferTps, trainable: stage.params.reduce((n, p) => n + p.values.length, 0) }
+  } finally {
+    stage.dispose()
+  }
+}
+
+const lora = trainFigures(false)
+say(`LoRA r=${RANK}: trainer forward ${lora.forwardMs.toFixed(1)} ms (${lora.forwardTps.toFixed(0)} tok/s); forward+backward ${lora.stepMs.toFixed(1)} ms, ${lora.tps.toFixed(0)} tok/s = ${lora.ratio.toFixed(3)}x forward-only (goal >= 0.5)`)
+const full = opts['no-full'] ? null : trainFigures(true)
+if (full != null) {
+  say(`full: trainer forward ${full.forwardMs.toFixed(1)} ms; forward+backward ${full.stepMs.toFixed(1)} ms, ${full.tps.toFixed(0)} tok/s = ${full.ratio.toFixed(3)}x forward-only`)
+}
+say(`load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
+tf.dispose([x, dyTop])
+
+const fig = (f: typeof lora): Record<string, number> => ({ forwardMs: round(f.forwardMs, 1), forwardBackwardMs: round(f.stepMs, 1), tokensPerSecond: round(f.tps, 1), trainerForwardTokensPerSecond: round(f.forwardTps, 1), ratioVsForwardOnly: round(f.ratio), trainableParams: f.trainable })
+process.stdout.write(JSON.stringify({
+  bench: 'train',
+  backend: backend.name,
+  recompute: 'each backward unit recomputes its layer under tf.grads, replaying the linear products its forward unit kept (ProjectionCache), so the big matMuls run once forward and once (input gradient; plus dW under --full) backward',
+  shape: { layers: LAYERS, hidden: H, intermediate: 3 * H, heads: H / 64, kvHeads: H / 128, headDim: 128, seq: T, paramsPerLayer: layer.params },
+  baseline: { forwardOnlyMs: round(inferMs, 1), forwardOnlyTokensPerSecond: round(inferTps, 1) },
+  lora: { rank: RANK, ...fig(lora) },
+  full: full == null ? null : fig(full),
+  goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5 },
+  loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) }
+}) + '\n')

@@ -1,0 +1,170 @@
+/**
+ * `blyd train` in one process: the model's live weights (chain A's fold,
+ * the imported units plus every accepted delta), the dataset's train
+ * windows, a whole-model TrainStage, the job run by a MicroStepScheduler
+ * (the daemon's inference would queue on it), the eval loss on the
+ * dataset's first eval windows before, every `evalEvery` steps and after,
+ * and with `propose` the trained tensors proposed through the
+ * Proof-of-Learning path exactly as `blyd delta propose` does
+ * (delta-propose.ts proposeWeights: lowrank codec for LoRA, f32 for --full).
+ *
+ * Ordering and durability: nothing is written to the chain unless
+ * `propose` is set and the whole job ended; then the Delta blocks and the
+ * Proposal as delta-propose.ts writes them. Memory: the live weights in f32
+ * (4 bytes per parameter), the frozen weights in tfjs twice (W and W^T) and
+ * per trainable tensor five f32 arrays (values, gradient, two moments,
+ * plus its tfjs copy).
+ */
+import { performance } from 'node:perf_hooks'
+import { loadModelManifest } from '../../model/chain-loader.ts'
+import { findDataset, loadDatasetWindows } from '../dataset-store.ts'
+import { windowTokens } from '../dataset-windows.ts'
+import { proposeWeights } from '../delta-propose.ts'
+import { foldOf, pickModel, requireGenesis } from '../pol-models.ts'
+import { versionWeights } from '../version-weights.ts'
+import { TRAIN_DEFAULTS } from './constants.ts'
+import { cutSequences, DataOrder } from './data-order.ts'
+import { TrainError, TrainErrorCode } from './errors.ts'
+import { TrainJob } from './job.ts'
+import { MicroStepScheduler } from './scheduler.ts'
+import { PROJECTIONS, TrainStage } from './stage.ts'
+import type { StepReport } from './job.ts'
+import type { BlockSigner, ChainStoreApi } from '../../chain/types.ts'
+import type { DeltaCodec } from '../../protocols/delta.ts'
+import type { TrainResultJson } from '../../protocols/ipc-learning.ts'
+
+export interface LocalTrainInit {
+  store: ChainStoreApi
+  signer: BlockSigner
+  /** model id (hex or unique prefix); default: the only model on chain A */
+  model?: string
+  /** dataset name or id prefix */
+  dataset: string
+  steps: number
+  lr?: number
+  batch?: number
+  /** tokens per training sequence (windows are cut into pieces of at most this) */
+  seq?: number
+  /** LoRA rank (ignored with full) */
+  loraRank?: number
+  full?: boolean
+  seed?: number
+  /** eval loss every this many steps (0: only before and after) */
+  evalEvery?: number
+  /** eval windows measured (the dataset's first ones) */
+  evalWindows?: number
+  propose?: boolean
+  /** --full: the delta codec (f32 or int8; default f32) */
+  codec?: DeltaCodec
+  scheduler?: MicroStepScheduler
+  onStep?(r: StepReport & { steps: number, tokensPerSecond: number }): void
+  onEval?(step: number, loss: number): void
+  signal?: AbortSignal
+}
+
+function check (ok: boolean, message: string): void {
+  if (!ok) {
+    throw new TrainError(TrainErrorCode.OPTION, message)
+  }
+}
+
+/** Runs a training job on the local chain's live weights (see the file comment). */
+export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson> {
+  const o = { ...TRAIN_DEFAULTS, ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & LocalTrainInit
+  check(Number.isSafeInteger(o.steps) && o.steps >= 1, `--steps must be a positive integer (got ${o.steps})`)
+  check(Number.isFinite(o.lr) && o.lr > 0, `--lr must be a positive number (got ${o.lr})`)
+  check(Number.isSafeInteger(o.batch) && o.batch >= 1, `--batch must be a positive integer (got ${o.batch})`)
+  check(Number.isSafeInteger(o.seq) && o.seq >= 2, `--seq must be an integer >= 2 (got ${o.seq})`)
+  check(Number.isSafeInteger(o.loraRank) && o.loraRank >= 1 && o.loraRank <= 0xffff, `--lora-rank must be an integer from 1 to 65535 (got ${o.loraRank})`)
+  check(Number.isSafeInteger(o.seed) && o.seed >= 0, `--seed must be a non-negative integer (got ${o.seed})`)
+  check(Number.isSafeInteger(o.evalEvery) && o.evalEvery >= 0, `--eval-every must be a non-negative integer (got ${o.evalEvery})`)
+  const { store } = init
+  const modelId = await pickModel(store, init.model)
+  const manifest = await loadModelManifest(store, modelId)
+  const fold = await foldOf(store, modelId)
+  requireGenesis(fold)
+  const datasetBlock = await findDataset(store, init.dataset)
+  const data = await loadDatasetWindows(store, datasetBlock, manifest)
+  const train = cutSequences(Array.from(data.split.trainWindows, w => windowTokens(data, w)), o.seq)
+  const held = cutSequences(Array.from(data.split.evalWindows.subarray(0, o.evalWindows), w => windowTokens(data, w)), o.seq)
+  if (held.length === 0) {
+    throw new TrainError(TrainErrorCode.DATA, `dataset ${init.dataset} has no eval window to measure the eval loss on`)
+  }
+  const weights = new Map<string, Float32Array>()
+  for (const u of await versionWeights(store, manifest, fold.live)) {
+    for (const [name, t] of u.tensors) {
+      weights.set(name, t.values)
+    }
+  }
+  const config = manifest.qwen3
+  const full = o.full === true
+  const stage = new TrainStage({
+    config,
+    weights,
+    start: 0,
+    end: config.numLayers,
+    embedding: true,
+    head: true,
+    seed: o.seed,
+    mode: { full, rank: o.loraRank, alpha: o.loraRank * o.alphaPerRank, targets: PROJECTIONS }
+  })
+  try {
+    const job = new TrainJob({ stage, data: new DataOrder(train, o.seed), steps: o.steps, batch: o.batch, optimizer: { lr: o.lr, warmup: Math.min(o.warmup, o.steps) } })
+    const scheduler = init.scheduler ?? new MicroStepScheduler()
+    const before = { loss: NaN }
+    const after = { loss: NaN }
+    let trainMs = 0
+    let evalDue = 0
+    const units = function * (): Generator<string, void, void> {
+      yield * job.evalUnits(held, before)
+      init.onEval?.(0, before.loss)
+      const it = job.units(r => {
+        if (o.evalEvery > 0 && r.step % o.evalEvery === 0 && r.step < o.steps) {
+          evalDue = r.step
+        }
+        init.onStep?.({ ...r, steps: o.steps, tokensPerSecond: job.tokens / Math.max(trainMs, 1e-3) * 1000 })
+      })
+      for (;;) {
+        const t0 = performance.now()
+        const r = it.next()
+        trainMs += performance.now() - t0
+        if (r.done === true) {
+          break
+        }
+        yield r.value
+        if (evalDue > 0) {
+          const mid = { loss: NaN }
+          yield * job.evalUnits(held, mid)
+          init.onEval?.(evalDue, mid.loss)
+          evalDue = 0
+        }
+      }
+      yield * job.evalUnits(held, after)
+      init.onEval?.(o.steps, after.loss)
+    }
+    await scheduler.run(units(), init.signal)
+    let proposalId: string | null = null
+    if (init.propose === true) {
+      const codec: DeltaCodec = full ? (init.codec ?? 'f32') : 'lowrank'
+      const r = await proposeWeights({
+        store,
+        signer: init.signer,
+        model: manifest.idHex,
+        dataset: init.dataset,
+        codec,
+        ...(full ? {} : { rank: o.loraRank }),
+        signal: init.signal
+      }, stage.candidate(), `the trained weights (${full ? 'full' : `LoRA rank ${o.loraRank}`}, ${o.steps} steps)`)
+      proposalId = r.proposalId
+    }
+    return {
+      steps: o.steps,
+      losses: [...job.losses],
+      evalLoss: { before: before.loss, after: after.loss },
+      tokensPerSecond: job.tokens / Math.max(trainMs, 1e-3) * 1000,
+      proposalId
+    }
+  } finally {
+    stage.dispose()
+  }
+}

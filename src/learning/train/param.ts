@@ -1,0 +1,63 @@
+/**
+ * A trainable tensor of a training stage: its float32 values (the master
+ * copy the optimizer updates in place), the tfjs tensor the math reads
+ * (re-uploaded after each update), the gradient accumulated over a step's
+ * micro-batches, and the AdamW moments. Plain typed arrays, so a stage's
+ * whole training state can be copied, compared byte for byte, or sent to
+ * another process.
+ */
+import { tf } from '../../model/qwen3/tf.ts'
+import type { Tensor } from '../../model/qwen3/tf.ts'
+
+export class TrainParam {
+  readonly name: string
+  readonly shape: number[]
+  readonly values: Float32Array
+  readonly grad: Float32Array
+  readonly m: Float32Array
+  readonly v: Float32Array
+  /** AdamW's decoupled weight decay applies (matrices yes, norm weights no) */
+  readonly decay: boolean
+  private current: Tensor | null
+
+  constructor (name: string, shape: number[], values: Float32Array, decay: boolean) {
+    const n = shape.reduce((a, b) => a * b, 1)
+    if (values.length !== n) {
+      throw new RangeError(`${name}: ${values.length} values for shape [${shape.join(', ')}]`)
+    }
+    this.name = name
+    this.shape = shape
+    this.values = values
+    this.grad = new Float32Array(n)
+    this.m = new Float32Array(n)
+    this.v = new Float32Array(n)
+    this.decay = decay
+    this.current = null
+  }
+
+  /** The values as a tfjs tensor (kept outside any tidy; replaced after each update). */
+  get tensor (): Tensor {
+    if (this.current == null) {
+      this.current = tf.keep(tf.tensor(this.values, this.shape))
+    }
+    return this.current
+  }
+
+  /** Adds `g` (this parameter's gradient of one micro-batch) times `scale` to the step's gradient. */
+  accumulate (g: Float32Array, scale: number): void {
+    const acc = this.grad
+    for (let i = 0; i < acc.length; i++) {
+      acc[i] += g[i] * scale
+    }
+  }
+
+  /** The values changed: the next read uploads them again. */
+  invalidate (): void {
+    this.current?.dispose()
+    this.current = null
+  }
+
+  dispose (): void {
+    this.invalidate()
+  }
+}

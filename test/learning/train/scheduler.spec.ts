@@ -1,0 +1,73 @@
+/**
+ * The micro-step scheduler's rules: queued inference runs before the next
+ * training unit, in order; a task queued while inference runs waits for
+ * the next boundary (a job always gets a unit per round); units wait while
+ * busy() holds, at most maxDeferMs each; an abort ends the job with
+ * ERR_TRAIN_ABORTED. Counters, no clocks asserted.
+ */
+import { expect } from 'aegir/chai'
+import { TrainErrorCode } from '../../../src/learning/train/errors.ts'
+import { MicroStepScheduler } from '../../../src/learning/train/scheduler.ts'
+
+function * job (log: string[], n: number): Generator<string, void, void> {
+  for (let i = 0; i < n; i++) {
+    log.push(`unit ${i}`)
+    yield `unit ${i}`
+  }
+}
+
+describe('learning/train micro-step scheduler', () => {
+  it('runs queued inference first, in order, and a unit between rounds', async () => {
+    const s = new MicroStepScheduler()
+    const log: string[] = []
+    const a = s.inference(() => { log.push('a'); return 1 })
+    const b = s.inference(async () => {
+      log.push('b')
+      // queued while inference runs: waits for the next boundary
+      void s.inference(() => { log.push('c') })
+      return 2
+    })
+    await s.run(job(log, 2))
+    expect(await a).to.equal(1)
+    expect(await b).to.equal(2)
+    expect(log).to.deep.equal(['a', 'b', 'unit 0', 'c', 'unit 1'])
+    expect(s.preemptions).to.equal(3)
+    expect(s.units).to.equal(2)
+  })
+
+  it('an inference task that throws rejects its caller only', async () => {
+    const s = new MicroStepScheduler()
+    const log: string[] = []
+    const bad = s.inference(() => { throw new Error('boom') })
+    await s.run(job(log, 1))
+    await expect(bad).to.eventually.be.rejectedWith('boom')
+    expect(log).to.deep.equal(['unit 0'])
+  })
+
+  it('units wait while busy() holds, at most maxDeferMs each', async () => {
+    let polls = 0
+    const s = new MicroStepScheduler({ busy: () => polls++ < 5, busyPollMs: 1, maxDeferMs: 10_000 })
+    const log: string[] = []
+    await s.run(job(log, 3))
+    expect(log).to.have.length(3)
+    expect(s.deferrals).to.equal(1)
+    const stuck = new MicroStepScheduler({ busy: () => true, busyPollMs: 1, maxDeferMs: 5 })
+    await stuck.run(job(log, 2))
+    expect(stuck.units).to.equal(2)
+    expect(stuck.deferrals).to.equal(3)
+  })
+
+  it('an abort ends the job with ERR_TRAIN_ABORTED', async () => {
+    const s = new MicroStepScheduler()
+    const controller = new AbortController()
+    const log: string[] = []
+    const gen = (function * () {
+      yield * job(log, 2)
+      controller.abort()
+      yield * job(log, 5)
+    })()
+    const err = await s.run(gen, controller.signal).catch(e => e)
+    expect(err.code).to.equal(TrainErrorCode.ABORTED)
+    expect(log).to.have.length(3)
+  })
+})
