@@ -22,6 +22,7 @@ import { objectParams, oneOf, optionalString, requiredString } from './params.ts
 import type { IpcServer } from './ipc-server.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
+import type { TrainJobLog } from '../learning/train/job-log.ts'
 import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, TrainParams, ValidatorsParams } from '../protocols/ipc-learning.ts'
 
 export interface LearningMethodContext {
@@ -38,6 +39,8 @@ export interface LearningMethodContext {
   onProposed?(result: ProposeResultJson): void
   /** true while inference runs (generations, served sessions): a training job's units wait for it */
   busy?(): boolean
+  /** the record of training jobs that status and the dashboard show */
+  trainJobs?: TrainJobLog
 }
 
 function absolutePath (value: unknown, name: string): string {
@@ -135,16 +138,30 @@ export function registerLearningMethods (ctx: LearningMethodContext): void {
   // one job at a time (it holds the whole model's weights); its units yield to the daemon's inference
   let training: Promise<unknown> = Promise.resolve()
   ipc.register('train', trainParams, async (params, context) => {
+    const job = ctx.trainJobs?.queue(params)
     const run = training.then(async () => trainLocal({
       store: ctx.store(),
       signer: ctx.signer(),
       ...params,
       scheduler: new MicroStepScheduler({ busy: ctx.busy }),
-      onStep: s => { context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {}) },
-      onEval: (step, loss) => { context.notify({ kind: 'eval', step, loss }).catch(() => {}) },
+      onStep: s => {
+        if (job != null) {
+          ctx.trainJobs?.step(job, s)
+        }
+        context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {})
+      },
+      onEval: (step, loss) => {
+        if (job != null) {
+          ctx.trainJobs?.evaluated(job, step, loss)
+        }
+        context.notify({ kind: 'eval', step, loss }).catch(() => {})
+      },
       signal: context.signal
     }))
     training = run.catch(() => {})
+    if (job != null) {
+      run.then(r => { ctx.trainJobs?.done(job, r) }, err => { ctx.trainJobs?.failed(job, err) })
+    }
     const result = await run
     if (result.proposalId != null) {
       ctx.onWritten?.()

@@ -73,6 +73,13 @@ describe('blyd train (CLI)', function () {
       expect(r.losses).to.deep.equal(offline.losses)
       expect(r.evalLoss).to.deep.equal(offline.evalLoss)
       expect(r.proposalId).to.equal(null)
+      // status (and the dashboard) show the job with its loss curve
+      const status = await runJson(['status', '--json', ...dd])
+      const jobs = status.learning.training
+      expect(jobs).to.have.length(1)
+      expect(jobs[0]).to.include({ id: 1, dataset: 'low-ids', state: 'done', steps: 2, step: 2, lossStride: 1, proposalId: null, error: null })
+      expect(jobs[0].losses).to.deep.equal(r.losses)
+      expect(jobs[0].evalLosses.map((e: any) => e.loss)).to.deep.equal([r.evalLoss.before, r.evalLoss.after])
     } finally {
       await daemon.kill()
     }
