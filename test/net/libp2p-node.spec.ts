@@ -46,7 +46,8 @@ describe('net: the libp2p node', function () {
     // same key, same directory, no bootstrap list: the peer store alone leads back to n1
     const again = await startNode({ datastorePath: join(dir, 'peers'), dir, privateKey: first.privateKey })
     nodes.push(again)
-    await waitFor('the restarted node to redial n1', () => again.net.libp2p.getConnections(n1.net.libp2p.peerId).length > 0)
+    // libp2p's reconnect queue dials keep-alive peers at start, retrying with back-off: a bound for a loaded 2-core box
+    await waitFor('the restarted node to redial n1', () => again.net.libp2p.getConnections(n1.net.libp2p.peerId).length > 0, 30_000)
     // and the reconnect catches n1 up on what was authored while apart
     await waitFor('n1 to fetch the block', async () => n1.store.has(block.id))
   })
