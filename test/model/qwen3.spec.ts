@@ -5,6 +5,7 @@ import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { planUnits } from '../../src/model/qwen3/plan.ts'
 import { tf } from '../../src/model/qwen3/tf.ts'
 import { argmax } from '../../src/model/sampling.ts'
+import { checkFullLogits, checkGreedy } from './fixture-checks.ts'
 import { FIXTURE_VARIANTS, loadFixture, maxAbsDiff, sourceOf } from './fixtures.ts'
 import type { Fixture } from './fixtures.ts'
 
@@ -57,36 +58,12 @@ for (const backend of ['wasm', 'cpu'] as const) {
       })
 
       it('full-sequence logits match the reference', async () => {
-        const session = model.createSession()
-        try {
-          const got = await rows(model.forwardTokens(session, fixture.expected.sequence))
-          expect(got).to.have.length(fixture.expected.sequence.length)
-          for (let i = 0; i < got.length; i++) {
-            expect(maxAbsDiff(got[i], fixture.expected.full_logits[i]), `position ${i}`).to.be.below(TOL)
-          }
-        } finally {
-          session.dispose()
-        }
+        await checkFullLogits(model, fixture, TOL)
       })
 
       it('greedy decoding through the KV cache gives the reference tokens', async () => {
-        const session = model.createSession()
-        const { prompt, tokens, step_logits: stepLogits } = fixture.expected.greedy
-        try {
-          const got: number[] = []
-          let feed = prompt
-          for (let i = 0; i < tokens.length; i++) {
-            const logits = await model.nextLogits(session, feed)
-            expect(maxAbsDiff(logits, stepLogits[i]), `step ${i}`).to.be.below(TOL)
-            const id = argmax(logits)
-            got.push(id)
-            feed = [id]
-          }
-          expect(got).to.deep.equal(tokens)
-          expect(session.length).to.equal(prompt.length + tokens.length - 1)
-        } finally {
-          session.dispose()
-        }
+        const { prompt, tokens } = fixture.expected.greedy
+        expect(await checkGreedy(model, fixture, TOL)).to.equal(prompt.length + tokens.length - 1)
       })
 
       it('KV-cache decoding equals full recompute, for any prefill split', async () => {

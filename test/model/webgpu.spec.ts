@@ -10,10 +10,10 @@ import { ModelErrorCode } from '../../src/model/errors.ts'
 import { InferenceService } from '../../src/model/inference-service.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { tf } from '../../src/model/qwen3/tf.ts'
-import { argmax } from '../../src/model/sampling.ts'
 import { hasGpuDeviceNode } from '../../src/model/webgpu-adapter.ts'
 import { resolveWorkers } from '../../src/model/workers.ts'
-import { FIXTURE_VARIANTS, loadFixture, maxAbsDiff, sourceOf } from './fixtures.ts'
+import { checkFullLogits, checkGreedy } from './fixture-checks.ts'
+import { FIXTURE_VARIANTS, loadFixture, sourceOf } from './fixtures.ts'
 import { requireWebGpu } from './require-webgpu.ts'
 import type { Fixture } from './fixtures.ts'
 
@@ -107,37 +107,11 @@ for (const variant of FIXTURE_VARIANTS) {
     })
 
     it('full-sequence logits match the reference within 1e-4', async () => {
-      const session = model.createSession()
-      try {
-        const t = model.forwardTokens(session, fixture.expected.sequence)
-        const got = await t.array()
-        t.dispose()
-        expect(got).to.have.length(fixture.expected.sequence.length)
-        for (let i = 0; i < got.length; i++) {
-          expect(maxAbsDiff(got[i], fixture.expected.full_logits[i]), `position ${i}`).to.be.below(TOL)
-        }
-      } finally {
-        session.dispose()
-      }
+      await checkFullLogits(model, fixture, TOL)
     })
 
     it('greedy decoding through the KV cache gives the reference tokens exactly', async () => {
-      const session = model.createSession()
-      const { prompt, tokens, step_logits: stepLogits } = fixture.expected.greedy
-      try {
-        const got: number[] = []
-        let feed = prompt
-        for (let i = 0; i < tokens.length; i++) {
-          const logits = await model.nextLogits(session, feed)
-          expect(maxAbsDiff(logits, stepLogits[i]), `step ${i}`).to.be.below(TOL)
-          const id = argmax(logits)
-          got.push(id)
-          feed = [id]
-        }
-        expect(got).to.deep.equal(tokens)
-      } finally {
-        session.dispose()
-      }
+      await checkGreedy(model, fixture, TOL)
     })
   })
 }
