@@ -28,7 +28,9 @@ export const TrainFrameType = {
   PARAMS: 13,
   CLOSE: 14,
   CLOSED: 15,
-  ERROR: 16
+  ERROR: 16,
+  /** FORWARD's layout; forward only (eval loss): nothing is held, no gradient, any time */
+  EVAL: 17
 } as const
 
 /** Codes of ERROR frames. */
@@ -99,7 +101,7 @@ export interface JobFrame<T> {
 }
 
 export interface ForwardFrame {
-  type: typeof TrainFrameType.FORWARD
+  type: typeof TrainFrameType.FORWARD | typeof TrainFrameType.EVAL
   job: string
   step: number
   micro: number
@@ -360,6 +362,7 @@ export function encodeTrainBody (frame: TrainFrame): Uint8Array {
         .u32(frame.seed).u32(frame.batch).f64(frame.lr).f64(frame.beta1).f64(frame.beta2).f64(frame.eps).f64(frame.weightDecay).f64(frame.clip).u32(frame.warmup)
       break
     case TrainFrameType.FORWARD:
+    case TrainFrameType.EVAL:
       w.text(frame.job).u32(frame.step).u32(frame.micro).u32s(frame.ids).tensor(frame.x)
       break
     case TrainFrameType.ACTIVATIONS:
@@ -436,6 +439,7 @@ export function decodeTrainFrame (body: Uint8Array): TrainFrame {
       break
     }
     case TrainFrameType.FORWARD:
+    case TrainFrameType.EVAL:
       frame = { type, job: r.text('the job id'), step: r.u32('step'), micro: r.u32('micro'), ids: r.u32s('the ids'), x: r.tensor('the activations') }
       break
     case TrainFrameType.ACTIVATIONS:

@@ -34,6 +34,7 @@ describe('protocols/train codec (/bly/train/1.0.0)', () => {
     },
     { type: TrainFrameType.OPENED, job: 'j' },
     { type: TrainFrameType.FORWARD, job: 'j', step: 7, micro: 1, ids: Uint32Array.of(5, 17, 511), x },
+    { type: TrainFrameType.EVAL, job: 'j', step: 0, micro: 0, ids: Uint32Array.of(5, 17, 511), x },
     { type: TrainFrameType.ACTIVATIONS, job: 'j', step: 7, micro: 1, x },
     { type: TrainFrameType.LOSS, job: 'j', step: 7, micro: 1, loss: 6.123456789012345 },
     { type: TrainFrameType.BACKWARD, job: 'j', step: 7, micro: 0, x: { rows: 0, cols: 0, data: new Float32Array(0) } },

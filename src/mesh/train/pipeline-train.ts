@@ -23,7 +23,9 @@
  * running total), so the clip factor is the same float; the loss is summed
  * in micro-batch order. A stage's answer holding a non-finite value is
  * refused (TrainProtocolError NON_FINITE naming the stage): nothing of that
- * step is applied on any stage, and the job ends.
+ * step is applied on any stage, and the job ends. The eval loss (before the
+ * first step, after the last) goes through the same stages forward only
+ * (EVAL frames).
  */
 import { performance } from 'node:perf_hooks'
 import { ADAMW_DEFAULTS } from '../../learning/train/adamw.ts'
@@ -59,6 +61,8 @@ export interface PipelineTrainInit {
   /** consecutive ranges covering [0, numLayers) */
   route: TrainHop[]
   data: DataOrder
+  /** sequences the eval loss is measured on before and after (forward only, EVAL frames) */
+  evalSequences?: readonly Uint32Array[]
   steps: number
   batch: number
   optimizer: Partial<AdamWOptions> & { lr: number }
@@ -73,6 +77,8 @@ export interface PipelineTrainResult {
   steps: number
   /** the mean training loss of each step */
   losses: number[]
+  /** the mean loss of `evalSequences` before the first step and after the last (NaN without them) */
+  evalLoss: { before: number, after: number }
   tokensPerSecond: number
   /** the trained tensors of every stage by checkpoint name (stored layout): TrainStage.candidate() of the whole model */
   candidate: Map<string, Float32Array>
@@ -139,6 +145,39 @@ export async function runPipelineTraining (init: PipelineTrainInit): Promise<Pip
       clip: optimizer.clip,
       warmup: optimizer.warmup
     }, TrainFrameType.OPENED)))
+    /** One sequence through every stage (FORWARD: held for its BACKWARD; EVAL: forward only): its loss. */
+    const forward = async (type: typeof TrainFrameType.FORWARD | typeof TrainFrameType.EVAL, step: number, micro: number, ids: Uint32Array): Promise<number> => {
+      const e = embed.embed(ids)
+      let x: F32Tensor = { rows: e.shape[0], cols: e.shape[1], data: e.dataSync() as Float32Array }
+      e.dispose()
+      const what = type === TrainFrameType.EVAL ? `eval sequence ${micro}` : `micro-batch ${micro} (step ${step})`
+      for (let s = 0; s < last; s++) {
+        const r = await clients[s].request<TensorReplyFrame<typeof TrainFrameType.ACTIVATIONS>>({ type, job: init.job, step, micro, ids, x }, TrainFrameType.ACTIVATIONS, step, micro)
+        if (r.x.rows !== x.rows || r.x.cols !== x.cols) {
+          throw new TrainProtocolError(TrainProtocolErrorCode.BAD_REPLY, `stage ${s} answered activations [${r.x.rows}, ${r.x.cols}] to [${x.rows}, ${x.cols}]`, { stage: s })
+        }
+        if (!allFinite(r.x.data)) {
+          throw nonFinite(s, `the activations of ${what}`)
+        }
+        x = r.x
+      }
+      const r = await clients[last].request<LossFrame>({ type, job: init.job, step, micro, ids, x }, TrainFrameType.LOSS, step, micro)
+      if (!Number.isFinite(r.loss)) {
+        throw nonFinite(last, `the loss of ${what}`)
+      }
+      return r.loss
+    }
+    /** The mean loss of the eval sequences under the stages' current weights (summed in order, as evalUnits does). */
+    const evalLoss = async (): Promise<number> => {
+      const seqs = init.evalSequences ?? []
+      const each = await Promise.all(seqs.map(async (ids, i) => forward(TrainFrameType.EVAL, 0, i, ids)))
+      let sum = 0
+      for (const l of each) {
+        sum += l
+      }
+      return seqs.length === 0 ? NaN : sum / seqs.length
+    }
+    const before = await evalLoss()
     const losses: number[] = []
     let tokens = 0
     let ms = 0
@@ -146,26 +185,7 @@ export async function runPipelineTraining (init: PipelineTrainInit): Promise<Pip
       const t0 = performance.now()
       const seqs = Array.from({ length: batch }, () => init.data.take())
       // GPipe forward: every micro-batch through every stage (pipelined; each stage serves in arrival order)
-      const stepLosses = await Promise.all(seqs.map(async (ids, micro) => {
-        const e = embed.embed(ids)
-        let x: F32Tensor = { rows: e.shape[0], cols: e.shape[1], data: e.dataSync() as Float32Array }
-        e.dispose()
-        for (let s = 0; s < last; s++) {
-          const r = await clients[s].request<TensorReplyFrame<typeof TrainFrameType.ACTIVATIONS>>({ type: TrainFrameType.FORWARD, job: init.job, step, micro, ids, x }, TrainFrameType.ACTIVATIONS, step, micro)
-          if (r.x.rows !== x.rows || r.x.cols !== x.cols) {
-            throw new TrainProtocolError(TrainProtocolErrorCode.BAD_REPLY, `stage ${s} answered activations [${r.x.rows}, ${r.x.cols}] to [${x.rows}, ${x.cols}]`, { stage: s })
-          }
-          if (!allFinite(r.x.data)) {
-            throw nonFinite(s, `the activations of micro-batch ${micro} (step ${step})`)
-          }
-          x = r.x
-        }
-        const r = await clients[last].request<LossFrame>({ type: TrainFrameType.FORWARD, job: init.job, step, micro, ids, x }, TrainFrameType.LOSS, step, micro)
-        if (!Number.isFinite(r.loss)) {
-          throw nonFinite(last, `the loss of micro-batch ${micro} (step ${step})`)
-        }
-        return r.loss
-      }))
+      const stepLosses = await Promise.all(seqs.map(async (ids, micro) => forward(TrainFrameType.FORWARD, step, micro, ids)))
       // GPipe backward: from the head down, micro-batches in order
       await Promise.all(seqs.map(async (ids, micro) => {
         let dy: F32Tensor = { rows: 0, cols: 0, data: new Float32Array(0) }
@@ -201,6 +221,7 @@ export async function runPipelineTraining (init: PipelineTrainInit): Promise<Pip
       ms += performance.now() - t0
       init.onStep?.({ step, loss, tokens: stepTokens, gradNorm: Math.sqrt(squares) })
     }
+    const after = await evalLoss()
     const candidate = new Map<string, Float32Array>()
     for (const c of clients) {
       const r = await c.request<ParamsFrame>({ type: TrainFrameType.FETCH_PARAMS, job: init.job }, TrainFrameType.PARAMS)
@@ -212,7 +233,7 @@ export async function runPipelineTraining (init: PipelineTrainInit): Promise<Pip
       }
     }
     await Promise.all(clients.map(async c => c.request({ type: TrainFrameType.CLOSE, job: init.job } satisfies TrainFrame, TrainFrameType.CLOSED)))
-    return { steps, losses, tokensPerSecond: tokens / Math.max(ms, 1e-3) * 1000, candidate }
+    return { steps, losses, evalLoss: { before, after }, tokensPerSecond: tokens / Math.max(ms, 1e-3) * 1000, candidate }
   } finally {
     await Promise.all(clients.map(async c => { await c.close() }))
     embed.dispose()

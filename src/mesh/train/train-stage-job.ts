@@ -144,6 +144,34 @@ export class TrainStageJob {
     this.forwards++
   }
 
+  /**
+   * EVAL units: the layers (and the head's loss) on one sequence under the
+   * current weights, forward only: nothing held, no gradient, the job's
+   * state untouched (so allowed at any point of a step).
+   */
+  * evaluate (ids: Uint32Array, x: F32Tensor, out: { x?: F32Tensor, loss?: number }): Generator<string, void, void> {
+    if (ids.length !== x.rows) {
+      throw refuse(TrainWireError.BAD_REQUEST, `${ids.length} token ids for ${x.rows} rows of activations`)
+    }
+    let cur = this.tensor(x, 'the activations')
+    try {
+      for (let l = this.stage.start; l < this.stage.end; l++) {
+        const y = this.stage.forwardLayer(l, cur)
+        cur.dispose()
+        cur = y
+        yield `eval ${l}`
+      }
+      if (this.stage.hasHead) {
+        out.loss = this.stage.headLoss(cur, ids).loss
+        yield 'eval head'
+      } else {
+        out.x = { rows: x.rows, cols: x.cols, data: cur.dataSync() as Float32Array }
+      }
+    } finally {
+      cur.dispose()
+    }
+  }
+
   /** BACKWARD units of micro-batch `micro` (every layer in reverse); `out` gets dL/dx of the stage's input. */
   * backward (step: number, micro: number, dy: F32Tensor, out: { x?: F32Tensor }): Generator<string, void, void> {
     this.expectStep(step, 'BACKWARD')

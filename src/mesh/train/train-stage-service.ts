@@ -200,6 +200,14 @@ export class TrainStageService {
           ? { type: TrainFrameType.ACTIVATIONS, job: frame.job, step: frame.step, micro: frame.micro, x: out.x }
           : { type: TrainFrameType.LOSS, job: frame.job, step: frame.step, micro: frame.micro, loss: out.loss as number }
       }
+      case TrainFrameType.EVAL: {
+        const job = this.jobOf(frame.job, streamJob)
+        const out: { x?: F32Tensor, loss?: number } = {}
+        await this.work(job.evaluate(frame.ids, frame.x, out))
+        return out.x != null
+          ? { type: TrainFrameType.ACTIVATIONS, job: frame.job, step: frame.step, micro: frame.micro, x: out.x }
+          : { type: TrainFrameType.LOSS, job: frame.job, step: frame.step, micro: frame.micro, loss: out.loss as number }
+      }
       case TrainFrameType.BACKWARD: {
         const job = this.jobOf(frame.job, streamJob)
         const out: { x?: F32Tensor } = {}
