@@ -18,7 +18,7 @@ import { createTrainStageService } from '../../src/mesh/train/train-stage-servic
 import { selectBackend } from '../../src/model/backend.ts'
 import { silentLogger } from '../../src/protocols/logger.ts'
 import { TrainProtocolErrorCode } from '../../src/protocols/train-errors.ts'
-import { TRAIN_PROTOCOL, TrainFrameType, TrainWireError } from '../../src/protocols/train.ts'
+import { OpenJobFlags, TRAIN_PROTOCOL, TrainFrameType, TrainWireError } from '../../src/protocols/train.ts'
 import { corpus, loraMode, tinyWeights, wholeStage } from '../learning/train/helpers.ts'
 import { startNode } from '../pipeline/helpers.ts'
 import type { TrainMode } from '../../src/learning/train/stage.ts'
@@ -26,7 +26,7 @@ import type { TrainHop } from '../../src/mesh/train/pipeline-train.ts'
 import type { TrainStageService, TrainStageServiceInit } from '../../src/mesh/train/train-stage-service.ts'
 import type { Qwen3Config } from '../../src/model/qwen3/config.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
-import type { TensorReplyFrame } from '../../src/protocols/train.ts'
+import type { LossFrame, OpenJobFrame, TensorReplyFrame } from '../../src/protocols/train.ts'
 
 const MODEL = 'qwen3-tiny-untied-f32'
 
@@ -58,6 +58,30 @@ describe('mesh/train pipeline-parallel training over 4 loopback stages', functio
 
   function hop (node: BlyLibp2p, start: number, end: number): TrainHop {
     return { start, end, connect: async () => driver.dialProtocol(node.getMultiaddrs(), TRAIN_PROTOCOL) }
+  }
+
+  function openJob (job: string, start: number, end: number, head: boolean): OpenJobFrame {
+    return {
+      type: TrainFrameType.OPEN_JOB,
+      job,
+      model: MODEL,
+      version: '',
+      start,
+      end,
+      flags: head ? OpenJobFlags.HEAD : 0,
+      rank: 4,
+      alpha: 4,
+      targets: 0x7f,
+      seed: 1,
+      batch: 1,
+      lr: 1e-3,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      clip: 1,
+      warmup: 0
+    }
   }
 
   before(async () => {
@@ -183,29 +207,34 @@ describe('mesh/train pipeline-parallel training over 4 loopback stages', functio
     }
   })
 
+  it('a stage yields to the node\'s inference (busy() defers its units) and hosts at most maxJobs jobs', async () => {
+    let inference = 0
+    const busyStage = await startService(weights, { busy: () => inference-- > 0, maxJobs: 1 })
+    const open = { ...openJob('busy', 0, 4, true), batch: 1 }
+    const a = new TrainStageClient(await driver.dialProtocol(busyStage.node.getMultiaddrs(), TRAIN_PROTOCOL), { stage: 0, timeoutMs: 30_000, maxFrameBytes: 1 << 20 })
+    const b = new TrainStageClient(await driver.dialProtocol(busyStage.node.getMultiaddrs(), TRAIN_PROTOCOL), { stage: 0, timeoutMs: 30_000, maxFrameBytes: 1 << 20 })
+    try {
+      await a.request(open, TrainFrameType.OPENED)
+      // a second job past maxJobs: BUSY
+      const e = await b.request({ ...open, job: 'busy-2' }, TrainFrameType.OPENED).then(() => null, (err: Error) => err)
+      expect(e).to.have.property('remoteCode', TrainWireError.BUSY)
+      // inference running (busy() true for its next 5 polls): the stage's next unit waits for it
+      inference = 5
+      const ids = Uint32Array.of(1, 2, 3)
+      const x = { rows: 3, cols: config.hiddenSize, data: new Float32Array(3 * config.hiddenSize).fill(0.5) }
+      const r = await a.request<LossFrame>({ type: TrainFrameType.EVAL, job: 'busy', step: 0, micro: 0, ids, x }, TrainFrameType.LOSS)
+      expect(Number.isFinite(r.loss)).to.equal(true)
+      expect(inference).to.be.at.most(0)
+      expect(busyStage.service.stats.deferrals).to.be.at.least(1)
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
   it('a stage refuses NaN activations (NON_FINITE) and a micro-batch past its memory bound (BUSY), keeping the job', async () => {
     const small = await startService(weights, { maxJobBytes: 1 })
-    const open = (start: number, end: number, head: boolean) => ({
-      type: TrainFrameType.OPEN_JOB,
-      job: 'faults',
-      model: MODEL,
-      version: '',
-      start,
-      end,
-      flags: head ? 2 : 0,
-      rank: 4,
-      alpha: 4,
-      targets: 0x7f,
-      seed: 1,
-      batch: 1,
-      lr: 1e-3,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0,
-      clip: 1,
-      warmup: 0
-    } as const)
+    const open = (start: number, end: number, head: boolean): OpenJobFrame => openJob('faults', start, end, head)
     const ids = Uint32Array.of(1, 2, 3)
     const nan = { rows: 3, cols: config.hiddenSize, data: new Float32Array(3 * config.hiddenSize).fill(0.5) }
     nan.data[7] = NaN
