@@ -44,8 +44,8 @@ export interface TrainWeights {
 }
 
 export interface TrainStageServiceInit {
-  /** the weights of `model` at `version` ('' = the live version); throws (or null) when not served */
-  weights(model: string, version: string): Promise<TrainWeights | null>
+  /** the weights of `model` at `version` ('' = the live version) that layers [start, end) (and the head) need; throws (or null) when not served */
+  weights(model: string, version: string, layers: { start: number, end: number, head: boolean }): Promise<TrainWeights | null>
   /** true while the node's inference runs: training units wait (MicroStepScheduler's rule) */
   busy?(): boolean
   maxJobs?: number
@@ -251,7 +251,7 @@ export class TrainStageService {
     }
     let w: TrainWeights | null
     try {
-      w = await this.init.weights(f.model, f.version)
+      w = await this.init.weights(f.model, f.version, { start: f.start, end: f.end, head: (f.flags & OpenJobFlags.HEAD) !== 0 })
     } catch (err) {
       throw refuse(TrainWireError.WRONG_MODEL, `model ${f.model} (version ${f.version === '' ? 'live' : f.version}) is not served here - ${(err as Error).message}`)
     }
