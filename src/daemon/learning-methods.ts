@@ -22,7 +22,8 @@ import { objectParams, oneOf, optionalString, requiredString } from './params.ts
 import type { IpcServer } from './ipc-server.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
-import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, TrainParams, ValidatorsParams } from '../protocols/ipc-learning.ts'
+import type { LocalTrainInit } from '../learning/train/local-train.ts'
+import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, TrainParams, TrainResultJson, ValidatorsParams } from '../protocols/ipc-learning.ts'
 
 export interface LearningMethodContext {
   ipc: IpcServer
@@ -38,6 +39,8 @@ export interface LearningMethodContext {
   onProposed?(result: ProposeResultJson): void
   /** true while inference runs (generations, served sessions): a training job's units wait for it */
   busy?(): boolean
+  /** `train` with via 'mesh': the job through the mesh's span holders (absent: the network is not up) */
+  trainViaMesh?(init: Omit<LocalTrainInit, 'store' | 'signer'> & { signer: BlockSigner }): Promise<TrainResultJson>
 }
 
 function absolutePath (value: unknown, name: string): string {
@@ -100,7 +103,8 @@ const trainParams = objectParams<{ [K in keyof Required<TrainParams>]: TrainPara
   full: optionalBoolean,
   seed: optionalInteger,
   evalEvery: optionalInteger,
-  propose: optionalBoolean
+  propose: optionalBoolean,
+  via: oneOf(['local', 'mesh'] as const)
 })
 
 const proposalsParams = objectParams<{ [K in keyof Required<ProposalsParams>]: ProposalsParams[K] }>({ model: optionalString })
@@ -135,10 +139,27 @@ export function registerLearningMethods (ctx: LearningMethodContext): void {
   // one job at a time (it holds the whole model's weights); its units yield to the daemon's inference
   let training: Promise<unknown> = Promise.resolve()
   ipc.register('train', trainParams, async (params, context) => {
+    const { via, ...job } = params
+    if (via === 'mesh') {
+      if (ctx.trainViaMesh == null) {
+        throw new InvalidParamsError('train via mesh needs the network (the daemon runs without it)')
+      }
+      const result = await ctx.trainViaMesh({
+        signer: ctx.signer(),
+        ...job,
+        onStep: s => { context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {}) },
+        onEval: (step, loss) => { context.notify({ kind: 'eval', step, loss }).catch(() => {}) },
+        signal: context.signal
+      })
+      if (result.proposalId != null) {
+        ctx.onWritten?.()
+      }
+      return result
+    }
     const run = training.then(async () => trainLocal({
       store: ctx.store(),
       signer: ctx.signer(),
-      ...params,
+      ...job,
       scheduler: new MicroStepScheduler({ busy: ctx.busy }),
       onStep: s => { context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {}) },
       onEval: (step, loss) => { context.notify({ kind: 'eval', step, loss }).catch(() => {}) },
