@@ -64,9 +64,11 @@ describe('mesh/train blyd train through stages on the chain\'s live weights', fu
     const [driver, s1, s2] = nodes
     const hop = (node: BlyLibp2p, start: number, end: number): TrainHop => ({ start, end, connect: async () => driver.dialProtocol(node.getMultiaddrs(), TRAIN_PROTOCOL) })
     const steps: number[] = []
-    const r = await trainThroughStages({ store: w.store, signer: P, ...opts, propose: true, route: [hop(s1, 0, 3), hop(s2, 3, 4)], onStep: s => { steps.push(s.step) } })
+    const evals: number[] = []
+    const r = await trainThroughStages({ store: w.store, signer: P, ...opts, evalEvery: 2, propose: true, route: [hop(s1, 0, 3), hop(s2, 3, 4)], onStep: s => { steps.push(s.step) }, onEval: step => { evals.push(step) } })
     expect(Object.keys(r).sort()).to.deep.equal(['evalLoss', 'losses', 'proposalId', 'steps', 'tokensPerSecond'])
     expect(steps).to.deep.equal([1, 2, 3, 4])
+    expect(evals).to.deep.equal([0, 2, 4])
     expect(r.losses).to.have.length(4)
     for (let i = 0; i < 4; i++) {
       expect(Math.abs(r.losses[i] - local.losses[i]) / local.losses[i], `step ${i + 1}`).to.be.at.most(1e-5)

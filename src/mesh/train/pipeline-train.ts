@@ -40,7 +40,7 @@ import type { DataOrder } from '../../learning/train/data-order.ts'
 import type { StepReport } from '../../learning/train/job.ts'
 import type { TrainMode } from '../../learning/train/stage.ts'
 import type { Qwen3Config } from '../../model/qwen3/config.ts'
-import type { F32Tensor, LossFrame, ParamsFrame, ScalarFrame, TensorReplyFrame, TrainFrame } from '../../protocols/train.ts'
+import type { F32Tensor, LossFrame, OpenJobFrame, ParamsFrame, ScalarFrame, TensorReplyFrame, TrainFrame } from '../../protocols/train.ts'
 import type { Stream } from '@libp2p/interface'
 
 /** One hop of the route: layers [start, end) on the peer `connect` opens a /bly/train/1.0.0 stream to. */
@@ -63,6 +63,10 @@ export interface PipelineTrainInit {
   data: DataOrder
   /** sequences the eval loss is measured on before and after (forward only, EVAL frames) */
   evalSequences?: readonly Uint32Array[]
+  /** also measure the eval loss after every this many steps (0: before and after only) */
+  evalEvery?: number
+  /** each eval loss measured (step 0: before the first step) */
+  onEval?(step: number, loss: number): void
   steps: number
   batch: number
   optimizer: Partial<AdamWOptions> & { lr: number }
@@ -105,13 +109,60 @@ function checkRoute (route: readonly TrainHop[], layers: number): void {
   }
 }
 
+/** The OPEN_JOB of hop `s` of the route. */
+function openJobFrame (init: PipelineTrainInit, optimizer: AdamWOptions, s: number): OpenJobFrame {
+  let targets = 0
+  PROJECTION_BITS.forEach((p, i) => { if (init.mode.targets.includes(p)) { targets |= 1 << i } })
+  const hop = init.route[s]
+  return {
+    type: TrainFrameType.OPEN_JOB,
+    job: init.job,
+    model: init.model,
+    version: init.version,
+    start: hop.start,
+    end: hop.end,
+    flags: (init.mode.full ? OpenJobFlags.FULL : 0) | (s === init.route.length - 1 ? OpenJobFlags.HEAD : 0),
+    rank: init.mode.full ? 0 : init.mode.rank,
+    alpha: init.mode.alpha,
+    targets,
+    seed: init.seed,
+    batch: init.batch,
+    lr: optimizer.lr,
+    beta1: optimizer.beta1,
+    beta2: optimizer.beta2,
+    eps: optimizer.eps,
+    weightDecay: optimizer.weightDecay,
+    clip: optimizer.clip,
+    warmup: optimizer.warmup
+  }
+}
+
+function checkInit (init: PipelineTrainInit): void {
+  checkRoute(init.route, init.config.numLayers)
+  if (!Number.isSafeInteger(init.steps) || init.steps < 1 || !Number.isSafeInteger(init.batch) || init.batch < 1) {
+    throw invalid(`steps and batch must be positive integers (got ${init.steps}, ${init.batch})`)
+  }
+}
+
+/** Every stage's trained tensors by name (FETCH_PARAMS), refused when one is not finite. */
+async function fetchParams (clients: readonly TrainStageClient[], job: string): Promise<Map<string, Float32Array>> {
+  const candidate = new Map<string, Float32Array>()
+  for (const c of clients) {
+    const r = await c.request<ParamsFrame>({ type: TrainFrameType.FETCH_PARAMS, job }, TrainFrameType.PARAMS)
+    for (const t of r.tensors) {
+      if (!allFinite(t.data)) {
+        throw nonFinite(c.stage, `trained tensor ${t.name}`)
+      }
+      candidate.set(t.name, t.data)
+    }
+  }
+  return candidate
+}
+
 /** Runs the job over the route (see the file comment); the stages' jobs are closed at the end, whatever happened. */
 export async function runPipelineTraining (init: PipelineTrainInit): Promise<PipelineTrainResult> {
   const { config, route, steps, batch } = init
-  checkRoute(route, config.numLayers)
-  if (!Number.isSafeInteger(steps) || steps < 1 || !Number.isSafeInteger(batch) || batch < 1) {
-    throw invalid(`steps and batch must be positive integers (got ${steps}, ${batch})`)
-  }
+  checkInit(init)
   const optimizer: AdamWOptions = { ...ADAMW_DEFAULTS, ...init.optimizer }
   const timeoutMs = init.requestTimeoutMs ?? PIPELINE_TRAIN_DEFAULTS.requestTimeoutMs
   const maxFrameBytes = init.maxFrameBytes ?? PIPELINE_TRAIN_DEFAULTS.maxFrameBytes
@@ -122,29 +173,7 @@ export async function runPipelineTraining (init: PipelineTrainInit): Promise<Pip
       clients.push(new TrainStageClient(await route[s].connect(), { stage: s, timeoutMs, maxFrameBytes }))
     }
     const last = route.length - 1
-    let targets = 0
-    PROJECTION_BITS.forEach((p, i) => { if (init.mode.targets.includes(p)) { targets |= 1 << i } })
-    await Promise.all(clients.map(async (c, s) => c.request({
-      type: TrainFrameType.OPEN_JOB,
-      job: init.job,
-      model: init.model,
-      version: init.version,
-      start: route[s].start,
-      end: route[s].end,
-      flags: (init.mode.full ? OpenJobFlags.FULL : 0) | (s === last ? OpenJobFlags.HEAD : 0),
-      rank: init.mode.full ? 0 : init.mode.rank,
-      alpha: init.mode.alpha,
-      targets,
-      seed: init.seed,
-      batch,
-      lr: optimizer.lr,
-      beta1: optimizer.beta1,
-      beta2: optimizer.beta2,
-      eps: optimizer.eps,
-      weightDecay: optimizer.weightDecay,
-      clip: optimizer.clip,
-      warmup: optimizer.warmup
-    }, TrainFrameType.OPENED)))
+    await Promise.all(clients.map(async (c, s) => c.request(openJobFrame(init, optimizer, s), TrainFrameType.OPENED)))
     /** One sequence through every stage (FORWARD: held for its BACKWARD; EVAL: forward only): its loss. */
     const forward = async (type: typeof TrainFrameType.FORWARD | typeof TrainFrameType.EVAL, step: number, micro: number, ids: Uint32Array): Promise<number> => {
       const e = embed.embed(ids)
@@ -178,6 +207,7 @@ export async function runPipelineTraining (init: PipelineTrainInit): Promise<Pip
       return seqs.length === 0 ? NaN : sum / seqs.length
     }
     const before = await evalLoss()
+    init.onEval?.(0, before)
     const losses: number[] = []
     let tokens = 0
     let ms = 0
@@ -220,18 +250,14 @@ export async function runPipelineTraining (init: PipelineTrainInit): Promise<Pip
       tokens += stepTokens
       ms += performance.now() - t0
       init.onStep?.({ step, loss, tokens: stepTokens, gradNorm: Math.sqrt(squares) })
-    }
-    const after = await evalLoss()
-    const candidate = new Map<string, Float32Array>()
-    for (const c of clients) {
-      const r = await c.request<ParamsFrame>({ type: TrainFrameType.FETCH_PARAMS, job: init.job }, TrainFrameType.PARAMS)
-      for (const t of r.tensors) {
-        if (!allFinite(t.data)) {
-          throw nonFinite(c.stage, `trained tensor ${t.name}`)
-        }
-        candidate.set(t.name, t.data)
+      const every = init.evalEvery ?? 0
+      if (every > 0 && step % every === 0 && step < steps) {
+        init.onEval?.(step, await evalLoss())
       }
     }
+    const after = await evalLoss()
+    init.onEval?.(steps, after)
+    const candidate = await fetchParams(clients, init.job)
     await Promise.all(clients.map(async c => c.request({ type: TrainFrameType.CLOSE, job: init.job } satisfies TrainFrame, TrainFrameType.CLOSED)))
     return { steps, losses, evalLoss: { before, after }, tokensPerSecond: tokens / Math.max(ms, 1e-3) * 1000, candidate }
   } finally {

@@ -41,6 +41,8 @@ export async function trainThroughStages (init: StagesTrainInit): Promise<TrainR
     route: init.route,
     data: new DataOrder(train, o.seed),
     evalSequences: held,
+    evalEvery: o.evalEvery,
+    ...(init.onEval != null ? { onEval: init.onEval } : {}),
     steps: o.steps,
     batch: o.batch,
     optimizer: { lr: o.lr, warmup: Math.min(o.warmup, o.steps) },
@@ -51,8 +53,6 @@ export async function trainThroughStages (init: StagesTrainInit): Promise<TrainR
       init.onStep?.({ ...s, steps: o.steps, tokensPerSecond: tokens / Math.max(performance.now() - t0, 1e-3) * 1000 })
     }
   })
-  init.onEval?.(0, r.evalLoss.before)
-  init.onEval?.(o.steps, r.evalLoss.after)
   const proposalId = init.propose === true ? await proposeTrained(init, inputs, r.candidate) : null
   return { steps: o.steps, losses: r.losses, evalLoss: r.evalLoss, tokensPerSecond: r.tokensPerSecond, proposalId }
 }
