@@ -19,6 +19,7 @@ import { balanceOf, ledgerHead, receiptNonceSpent, receiptTermsRefusal } from '.
 import { ClientReceipts, priorityForBalance, stageReceipts } from '../learning/ledger/receipt-exchange.ts'
 import { LedgerService } from '../learning/ledger/service.ts'
 import { createChainModelVersions } from '../learning/model-versions.ts'
+import { TrainJobLog } from '../learning/train/job-log.ts'
 import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
@@ -87,6 +88,8 @@ export class Daemon {
   readonly versions: ChainModelVersions
   /** the BLY ledger folds of this node (caches shared by the rewards methods, status and metrics) */
   readonly ledger: LedgerService
+  /** the training jobs run through this daemon (`train` over IPC), for status and the dashboard */
+  readonly trainJobs: TrainJobLog
   /** resolves once the daemon has fully stopped */
   readonly stopped: Promise<void>
   private readonly logger: BlyComponentLogger
@@ -119,6 +122,7 @@ export class Daemon {
     this.log = this.logger.forComponent('bly:daemon')
     this.lock = new DataDirLock({ dataDir: init.config.dataDir })
     this.ledger = new LedgerService({ store: () => this.store })
+    this.trainJobs = new TrainJobLog()
     this.metrics = new DaemonMetrics({
       chainCounts: async () => this.storeValue?.counts(),
       chainTips: async () => {
@@ -168,6 +172,7 @@ export class Daemon {
           mesh: () => this.meshValue,
           inference: this.inference,
           learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined,
+          training: () => this.trainJobs.jobs(),
           ledger: async () => this.identityValue != null ? ledgerStatus(this.ledger, this.identityValue.publicKey, this.outboxValue?.pending ?? 0, LEDGER_STATUS_MAX_AGE_MS) : undefined
         })
       })
@@ -198,7 +203,7 @@ export class Daemon {
         return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, bootstrapPeers: this.config.bootstrap.length, serving: mesh.serving() }
       },
       http: () => this.httpStatus(),
-      learning: () => this.validatorValue != null ? { validator: this.validatorValue.status() } : undefined,
+      learning: () => this.validatorValue != null ? { validator: this.validatorValue.status(), training: this.trainJobs.jobs() } : undefined,
       ledger: async () => ledgerStatus(this.ledger, this.identity.publicKey, this.outboxValue?.pending ?? 0, LEDGER_STATUS_MAX_AGE_MS)
     })
     registerModelMethods({
@@ -223,7 +228,8 @@ export class Daemon {
           throw new InvalidParamsError('train via mesh needs the network (the daemon runs without it)')
         }
         return this.meshValue.train(init)
-      }
+      },
+      trainJobs: this.trainJobs
     })
     registerLedgerMethods({
       ipc: this.ipc,

@@ -4,7 +4,8 @@
  * `node` (status' identity, backend and serving part), `models` (model
  * list), `swarm` (peers: the live spans from the DHT records, the connected
  * peers), `chain` (chain info), `proposals` and `validators` (one fold per
- * model for both), `learning` (the validator service), `ledger` (this node's balances and
+ * model for both), `learning` (the validator service), `training` (the daemon's training
+ * jobs with their loss curves), `ledger` (this node's balances and
  * pending receipts, as in status). A part the daemon
  * does not run yet (before start) makes its section absent. Adding a
  * section (a ledger's balances) is one entry here; the page shows it.
@@ -18,7 +19,7 @@ import type { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { DashboardNodeJson, DashboardValidatorsJson } from '../protocols/dashboard.ts'
-import type { LearningStatusJson, ProposalJson } from '../protocols/ipc-learning.ts'
+import type { LearningStatusJson, ProposalJson, TrainJobJson } from '../protocols/ipc-learning.ts'
 import type { LedgerStatusJson } from '../protocols/ipc-ledger.ts'
 
 export interface DashboardSectionsContext {
@@ -31,6 +32,8 @@ export interface DashboardSectionsContext {
   mesh(): Mesh | undefined
   inference: InferenceService
   learning(): LearningStatusJson | undefined
+  /** the daemon's recent training jobs with their loss curves */
+  training(): TrainJobJson[]
   /** this node's balances and pending receipts, as `status` gives them */
   ledger(): Promise<LedgerStatusJson | undefined>
 }
@@ -82,6 +85,7 @@ export function dashboardSections (ctx: DashboardSectionsContext): Record<string
     proposals: async () => (await learningView())?.proposals,
     validators: async () => (await learningView())?.validators,
     learning: () => ctx.learning(),
+    training: () => ctx.training(),
     ledger: async () => ctx.ledger()
   }
 }

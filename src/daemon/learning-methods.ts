@@ -22,6 +22,7 @@ import { objectParams, oneOf, optionalString, requiredString } from './params.ts
 import type { IpcServer } from './ipc-server.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
+import type { TrainJobLog } from '../learning/train/job-log.ts'
 import type { LocalTrainInit } from '../learning/train/local-train.ts'
 import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, TrainParams, TrainResultJson, ValidatorsParams } from '../protocols/ipc-learning.ts'
 
@@ -41,6 +42,8 @@ export interface LearningMethodContext {
   busy?(): boolean
   /** `train` with via 'mesh': the job through the mesh's span holders (absent: the network is not up) */
   trainViaMesh?(init: Omit<LocalTrainInit, 'store' | 'signer'> & { signer: BlockSigner }): Promise<TrainResultJson>
+  /** the record of training jobs that status and the dashboard show */
+  trainJobs?: TrainJobLog
 }
 
 function absolutePath (value: unknown, name: string): string {
@@ -138,34 +141,43 @@ export function registerLearningMethods (ctx: LearningMethodContext): void {
 
   // one job at a time (it holds the whole model's weights); its units yield to the daemon's inference
   let training: Promise<unknown> = Promise.resolve()
-  ipc.register('train', trainParams, async (params, context) => {
-    const { via, ...job } = params
-    if (via === 'mesh') {
-      if (ctx.trainViaMesh == null) {
-        throw new InvalidParamsError('train via mesh needs the network (the daemon runs without it)')
+  ipc.register('train', trainParams, async (request, context) => {
+    const { via, ...params } = request
+    const job = ctx.trainJobs?.queue(params)
+    const onStep = (s: { step: number, steps: number, loss: number, tokensPerSecond: number }): void => {
+      if (job != null) {
+        ctx.trainJobs?.step(job, s)
       }
-      const result = await ctx.trainViaMesh({
-        signer: ctx.signer(),
-        ...job,
-        onStep: s => { context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {}) },
-        onEval: (step, loss) => { context.notify({ kind: 'eval', step, loss }).catch(() => {}) },
-        signal: context.signal
-      })
-      if (result.proposalId != null) {
-        ctx.onWritten?.()
-      }
-      return result
+      context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {})
     }
-    const run = training.then(async () => trainLocal({
-      store: ctx.store(),
-      signer: ctx.signer(),
-      ...job,
-      scheduler: new MicroStepScheduler({ busy: ctx.busy }),
-      onStep: s => { context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {}) },
-      onEval: (step, loss) => { context.notify({ kind: 'eval', step, loss }).catch(() => {}) },
-      signal: context.signal
-    }))
-    training = run.catch(() => {})
+    const onEval = (step: number, loss: number): void => {
+      if (job != null) {
+        ctx.trainJobs?.evaluated(job, step, loss)
+      }
+      context.notify({ kind: 'eval', step, loss }).catch(() => {})
+    }
+    const mesh = ctx.trainViaMesh
+    if (via === 'mesh' && mesh == null) {
+      throw new InvalidParamsError('train via mesh needs the network (the daemon runs without it)')
+    }
+    // via mesh: the stages hold the layers (no local whole-model job to wait for); else one local job at a time
+    const run = via === 'mesh' && mesh != null
+      ? mesh({ signer: ctx.signer(), ...params, onStep, onEval, signal: context.signal })
+      : training.then(async () => trainLocal({
+        store: ctx.store(),
+        signer: ctx.signer(),
+        ...params,
+        scheduler: new MicroStepScheduler({ busy: ctx.busy }),
+        onStep,
+        onEval,
+        signal: context.signal
+      }))
+    if (via !== 'mesh') {
+      training = run.catch(() => {})
+    }
+    if (job != null) {
+      run.then(r => { ctx.trainJobs?.done(job, r) }, err => { ctx.trainJobs?.failed(job, err) })
+    }
     const result = await run
     if (result.proposalId != null) {
       ctx.onWritten?.()

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path'
 import { ModelError, ModelErrorCode } from './errors.ts'
 import { adviseWasmHugePages } from './huge-pages.ts'
 import { tf } from './qwen3/tf.ts'
+import { hasGpuDeviceNode } from './webgpu-adapter.ts'
 import { startWebGpu, WEBGPU_SOFTWARE_ENV } from './webgpu.ts'
 import type { HugePagesStatus } from './huge-pages.ts'
 import type { WebGpuAdapterInfo } from './webgpu.ts'
@@ -49,6 +50,11 @@ export interface SelectBackendOptions {
    * BLYD_WEBGPU_SOFTWARE=1 (under auto a software adapter is slower than wasm).
    */
   allowSoftwareAdapter?: boolean
+  /**
+   * webgpu under auto without a software opt-in: whether a GPU device node
+   * exists (webgpu-adapter.ts hasGpuDeviceNode); without one Dawn is not opened
+   */
+  hasGpuDeviceNode?(): boolean
 }
 
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const
@@ -137,6 +143,10 @@ async function startWasm (options: SelectBackendOptions): Promise<{ simd: boolea
 /** webgpu: the selection when it starts, else undefined with the reason (and any adapter found) in `tried` */
 async function tryWebGpu (preference: BackendPreference, options: SelectBackendOptions, tried: BackendAttempt[]): Promise<BackendSelection | undefined> {
   const allowSoftware = options.allowSoftwareAdapter ?? (preference === 'webgpu' || process.env[WEBGPU_SOFTWARE_ENV] === '1')
+  if (!allowSoftware && !(options.hasGpuDeviceNode ?? hasGpuDeviceNode)()) {
+    tried.push({ name: 'webgpu', ok: false, reason: `no GPU device node (/dev/nvidiactl, /dev/dri/renderD*), so not probed: only a software adapter could answer; used only with --backend webgpu or ${WEBGPU_SOFTWARE_ENV}=1` })
+    return undefined
+  }
   try {
     const adapter = await startWebGpu({ allowSoftware })
     tried.push({ name: 'webgpu', ok: true, adapter })

@@ -1,3 +1,5 @@
+import { existsSync, readdirSync } from 'node:fs'
+
 /** A WebGPU adapter as blyd reports it (no tfjs import: the CLI formats it). */
 export interface WebGpuAdapterInfo {
   vendor: string
@@ -33,4 +35,26 @@ export function recordAdapterName (a: WebGpuAdapterInfo | undefined): string {
     .replace(/ +/g, ' ')
     .trim()
   return name.slice(0, 128).trim()
+}
+
+/**
+ * Whether this machine shows a GPU device node: NVIDIA's (/dev/nvidiactl) or
+ * a DRM render node (/dev/dri/renderD*, every Mesa hardware driver). Under
+ * `auto`, webgpu is probed only when one exists: without one only a
+ * software adapter could answer, which auto refuses anyway, and opening Dawn
+ * costs start-up time and prints its warnings on stderr. Off Linux: true (probe).
+ */
+export function hasGpuDeviceNode (platform: string = process.platform, exists: (path: string) => boolean = existsSync, list: (dir: string) => string[] = safeReaddir): boolean {
+  if (platform !== 'linux') {
+    return true
+  }
+  return exists('/dev/nvidiactl') || list('/dev/dri').some(name => name.startsWith('renderD'))
+}
+
+function safeReaddir (dir: string): string[] {
+  try {
+    return readdirSync(dir)
+  } catch {
+    return []
+  }
 }

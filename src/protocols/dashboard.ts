@@ -8,7 +8,8 @@
  * a key it has no renderer for as a generic table, so readers must ignore
  * keys they do not know.
  */
-import type { ProposalsResult, LearningStatusJson, ValidatorsResult } from './ipc-learning.ts'
+import type { ProposalsResult, LearningStatusJson, TrainJobJson, ValidatorsResult } from './ipc-learning.ts'
+import type { LedgerStatusJson } from './ipc-ledger.ts'
 import type { PeersResult, ServingJson } from './ipc-mesh.ts'
 import type { ChainInfoJson, ModelSummaryJson } from './ipc.ts'
 
@@ -50,6 +51,10 @@ export interface DashboardSnapshotJson {
   validators?: DashboardValidatorsJson[]
   /** the validator service of this node */
   learning?: LearningStatusJson
+  /** the daemon's recent training jobs with their loss curves */
+  training?: TrainJobJson[]
+  /** this node's balances and pending receipts, as in status */
+  ledger?: LedgerStatusJson
   /** sections that failed this time: their name and the error's message */
   errors: Record<string, string>
   /** sections a later part adds (balances...): rendered generically */

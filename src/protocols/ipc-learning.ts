@@ -211,6 +211,37 @@ export interface ValidatorStatusJson {
 
 export interface LearningStatusJson {
   validator: ValidatorStatusJson
+  /** the daemon's recent training jobs (`train` over IPC), newest last */
+  training?: TrainJobJson[]
+}
+
+/**
+ * One training job of a daemon, as status and the dashboard show it: its
+ * loss curve holds every `lossStride`-th step's mean train loss (the stride
+ * doubles whenever the curve would pass its bound, so a long job keeps a
+ * bounded, evenly spaced curve).
+ */
+export interface TrainJobJson {
+  /** the daemon's job number, from 1 */
+  id: number
+  /** the model as asked (hex, prefix, or null: the only one) */
+  model: string | null
+  dataset: string
+  state: 'queued' | 'running' | 'done' | 'failed'
+  steps: number
+  /** steps done */
+  step: number
+  /** mean train loss of steps lossStride, 2 x lossStride, ... */
+  losses: number[]
+  lossStride: number
+  /** eval losses measured (step 0: before training) */
+  evalLosses: Array<{ step: number, loss: number }>
+  tokensPerSecond: number | null
+  proposalId: string | null
+  error: string | null
+  /** ms since the epoch */
+  queuedAt: number
+  endedAt: number | null
 }
 
 /** `train` (issue 12): a training job in the daemon, between its inference work. */

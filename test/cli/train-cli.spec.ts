@@ -74,6 +74,13 @@ describe('blyd train (CLI)', function () {
       expect(r.losses).to.deep.equal(offline.losses)
       expect(r.evalLoss).to.deep.equal(offline.evalLoss)
       expect(r.proposalId).to.equal(null)
+      // status (and the dashboard) show the job with its loss curve
+      const shown = await runJson(['status', '--json', ...dd])
+      const jobs = shown.learning.training
+      expect(jobs).to.have.length(1)
+      expect(jobs[0]).to.include({ id: 1, dataset: 'low-ids', state: 'done', steps: 2, step: 2, lossStride: 1, proposalId: null, error: null })
+      expect(jobs[0].losses).to.deep.equal(r.losses)
+      expect(jobs[0].evalLosses.map((e: any) => e.loss)).to.deep.equal([r.evalLoss.before, r.evalLoss.after])
 
       // --via mesh: a second daemon holds every layer (its span record) and the job goes through it over /bly/train/1.0.0
       const status = await ipcRequest(daemon.socketPath, 'status')
@@ -94,6 +101,11 @@ describe('blyd train (CLI)', function () {
         }
         expect(Math.abs(m.evalLoss.after - offline.evalLoss.after) / offline.evalLoss.after).to.be.at.most(1e-5)
         expect(m.proposalId).to.equal(null)
+        // the daemon's job log shows the mesh job like a local one
+        const after = (await ipcRequest(daemon.socketPath, 'status')).learning.training
+        expect(after).to.have.length(2)
+        expect(after[1]).to.include({ state: 'done', steps: 2, step: 2 })
+        expect(after[1].losses).to.deep.equal(m.losses)
       } finally {
         await holder.kill()
       }

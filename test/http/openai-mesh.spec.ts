@@ -152,6 +152,9 @@ describe('http: the OpenAI-compatible API through a 3-daemon mesh', function () 
       snapshot.swarm.spans[0].peerId = evil
       snapshot.models[0].name = `<script>window.pwned=2</script>${evil}`
       snapshot.errors = { proposals: evil }
+      // a training job (the shape status.learning.training and the snapshot's `training` give): its loss curve
+      const losses = [5.5, 5.1, 4.8, 4.6, 4.5, 4.3]
+      snapshot.training = [{ id: 1, model: null, dataset: evil, state: 'done', steps: 6, step: 6, losses, lossStride: 1, evalLosses: [{ step: 0, loss: 5.6 }, { step: 6, loss: 4.4 }], tokensPerSecond: 120, proposalId: null, error: null, queuedAt: Date.now(), endedAt: Date.now() }]
       const hostile = await browser.newPage()
       await hostile.route('**/v1/dashboard/events', async route => route.fulfill({ status: 200, contentType: 'text/event-stream', body: `event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n` }))
       await hostile.goto(`${n1.url}/`)
@@ -159,6 +162,14 @@ describe('http: the OpenAI-compatible API through a 3-daemon mesh', function () 
       expect(await hostile.locator('section[data-section="models"]').textContent()).to.include(`<script>window.pwned=2</script>${evil}`)
       expect(await hostile.locator('section[data-section="proposals"] .error').textContent()).to.include(evil)
       expect(await hostile.locator('main img, main script').count()).to.equal(0)
+      const job = hostile.locator('section[data-section="training"] tr[data-job="1"]')
+      expect(await job.locator('td').nth(1).textContent()).to.equal(evil)
+      const points = (await job.locator('svg.loss-curve polyline.train').getAttribute('points'))?.trim().split(/\s+/) ?? []
+      expect(points).to.have.length(losses.length)
+      // the curve falls: y grows downwards in SVG
+      const ys = points.map(p => Number(p.split(',')[1]))
+      expect(ys[ys.length - 1]).to.be.greaterThan(ys[0])
+      expect(await job.locator('svg.loss-curve circle.eval').count()).to.equal(2)
       expect(await hostile.evaluate(() => (window as any).pwned)).to.equal(undefined)
     } finally {
       await browser.close()

@@ -11,6 +11,7 @@ import { InferenceService } from '../../src/model/inference-service.ts'
 import { LayerRange } from '../../src/model/qwen3/layer-range.ts'
 import { tf } from '../../src/model/qwen3/tf.ts'
 import { argmax } from '../../src/model/sampling.ts'
+import { hasGpuDeviceNode } from '../../src/model/webgpu-adapter.ts'
 import { resolveWorkers } from '../../src/model/workers.ts'
 import { FIXTURE_VARIANTS, loadFixture, maxAbsDiff, sourceOf } from './fixtures.ts'
 import { requireWebGpu } from './require-webgpu.ts'
@@ -40,7 +41,14 @@ describe('model/webgpu backend', function () {
 
   it('auto uses a software adapter only when opted in, and says why not', async () => {
     const named = await requireWebGpu()
-    const sel = await selectBackend('auto', { allowSoftwareAdapter: false })
+    // without a GPU device node, auto does not even open Dawn (its warnings would reach every command's stderr)
+    const unprobed = await selectBackend('auto', { allowSoftwareAdapter: false, hasGpuDeviceNode: () => false })
+    const skipped = unprobed.tried.find(t => t.name === 'webgpu')
+    expect(skipped?.ok).to.equal(false)
+    expect(skipped?.reason).to.include('no GPU device node').and.include('software adapter')
+    expect(skipped?.adapter).to.equal(undefined)
+    expect(unprobed.name).to.not.equal('webgpu')
+    const sel = await selectBackend('auto', { allowSoftwareAdapter: false, hasGpuDeviceNode: () => true })
     const webgpu = sel.tried.find(t => t.name === 'webgpu')
     expect(webgpu, 'auto tries webgpu').to.not.equal(undefined)
     if (named.adapter?.fallback === true) {
@@ -48,11 +56,20 @@ describe('model/webgpu backend', function () {
       expect(webgpu?.reason).to.include('software adapter')
       expect(webgpu?.adapter?.fallback).to.equal(true)
       expect(sel.name).to.not.equal('webgpu')
-      const opted = await selectBackend('auto', { allowSoftwareAdapter: true })
+      const opted = await selectBackend('auto', { allowSoftwareAdapter: true, hasGpuDeviceNode: () => false })
       expect(opted.name).to.be.oneOf(['tensorflow', 'webgpu'])
     } else {
       expect(sel.name).to.be.oneOf(['tensorflow', 'webgpu'])
     }
+  })
+
+  it('a GPU device node is NVIDIA\'s control node or a DRM render node (Linux); elsewhere auto probes', () => {
+    const none = (): string[] => []
+    expect(hasGpuDeviceNode('linux', () => false, none)).to.equal(false)
+    expect(hasGpuDeviceNode('linux', p => p === '/dev/nvidiactl', none)).to.equal(true)
+    expect(hasGpuDeviceNode('linux', () => false, d => d === '/dev/dri' ? ['card0', 'renderD128'] : [])).to.equal(true)
+    expect(hasGpuDeviceNode('linux', () => false, d => d === '/dev/dri' ? ['card0'] : [])).to.equal(false)
+    expect(hasGpuDeviceNode('darwin', () => false, none)).to.equal(true)
   })
 
   it('refuses worker threads on webgpu in one line', () => {

@@ -105,6 +105,59 @@ function table (head, rows) {
   ])
 }
 
+const SVG_NS = 'http://www.w3.org/2000/svg'
+
+/** @type {Record<string, string>} a training job's state -> its badge style */
+const JOB_STATE_STYLE = { done: 'accepted', failed: 'error' }
+
+/**
+ * A loss curve as an inline SVG line (train loss per step; eval losses as
+ * dots), scaled to its own range; the points are numbers, never markup.
+ *
+ * @param {Json} job
+ */
+function lossCurve (job) {
+  const width = 320
+  const height = 90
+  const pad = 4
+  /** @type {Array<[number, number]>} */
+  const train = (Array.isArray(job.losses) ? job.losses : []).map((/** @type {unknown} */ l, /** @type {number} */ i) => [(i + 1) * Number(job.lossStride ?? 1), Number(l)])
+  /** @type {Array<[number, number]>} */
+  const evals = (Array.isArray(job.evalLosses) ? job.evalLosses : []).map((/** @type {Json} */ e) => [Number(e.step), Number(e.loss)])
+  const points = [...train, ...evals].filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
+  const svg = document.createElementNS(SVG_NS, 'svg')
+  svg.setAttribute('class', 'loss-curve')
+  svg.setAttribute('width', String(width))
+  svg.setAttribute('height', String(height))
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`)
+  svg.setAttribute('role', 'img')
+  svg.setAttribute('aria-label', `loss curve of job ${String(job.id)}`)
+  if (points.length === 0) {
+    return svg
+  }
+  const maxX = Math.max(1, Number(job.steps) || 0, ...points.map(p => p[0]))
+  const ys = points.map(p => p[1])
+  const minY = Math.min(...ys)
+  const spanY = Math.max(1e-9, Math.max(...ys) - minY)
+  /** @param {[number, number]} p */
+  const at = (p) => [pad + (width - 2 * pad) * p[0] / maxX, height - pad - (height - 2 * pad) * (p[1] - minY) / spanY]
+  const line = document.createElementNS(SVG_NS, 'polyline')
+  line.setAttribute('class', 'train')
+  line.setAttribute('fill', 'none')
+  line.setAttribute('points', train.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(p => at(p).map(v => v.toFixed(1)).join(',')).join(' '))
+  svg.append(line)
+  for (const e of evals) {
+    const [cx, cy] = at(e)
+    const dot = document.createElementNS(SVG_NS, 'circle')
+    dot.setAttribute('class', 'eval')
+    dot.setAttribute('cx', cx.toFixed(1))
+    dot.setAttribute('cy', cy.toFixed(1))
+    dot.setAttribute('r', '3')
+    svg.append(dot)
+  }
+  return svg
+}
+
 /**
  * A two-column table of name -> value.
  *
@@ -268,6 +321,29 @@ const SECTIONS = {
         ])
   },
   learning: { title: 'Validator service', render: (learning) => [generic(learning.validator ?? learning)] },
+  training: {
+    title: 'Training jobs',
+    render: (jobs) => jobs.length === 0
+      ? [el('p', { class: 'muted' }, ['no training jobs on this node (blyd train)'])]
+      : [table(['job', 'dataset', 'state', 'step', 'train loss', 'eval loss', 'tokens/s', 'proposal', 'loss curve'], jobs.map((/** @type {Json} */ j) => {
+          const evals = Array.isArray(j.evalLosses) ? j.evalLosses : []
+          const losses = Array.isArray(j.losses) ? j.losses : []
+          return {
+            attrs: { 'data-job': String(j.id) },
+            cells: [
+              String(j.id),
+              String(j.dataset ?? ''),
+              el('span', {}, [badge(String(j.state), JOB_STATE_STYLE[j.state] ?? 'pending'), ' ', String(j.error ?? '')]),
+              `${num(j.step)} / ${num(j.steps)}`,
+              losses.length > 0 ? num(losses[losses.length - 1], 4) : '–',
+              evals.length > 0 ? `${num(evals[0].loss, 4)} → ${num(evals[evals.length - 1].loss, 4)}` : '–',
+              num(j.tokensPerSecond),
+              j.proposalId != null ? short(j.proposalId) : '–',
+              lossCurve(j)
+            ]
+          }
+        }))]
+  },
   ledger: { title: 'Ledger and balances', render: (ledger) => [generic(ledger)] },
   balances: { title: 'Balances', render: (balances) => [generic(balances)] }
 }
