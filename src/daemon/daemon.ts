@@ -32,7 +32,7 @@ import { chainTips } from './chain-queries.ts'
 import { directChannelBind } from './config.ts'
 import { CHAIN_DIR_NAME, DATA_DIR_MODE, LEDGER_STATUS_MAX_AGE_MS, P2P_DIR_NAME, STOP_TIMEOUT_MS } from './constants.ts'
 import { dashboardSections } from './dashboard-sections.ts'
-import { IpcError } from './errors.ts'
+import { InvalidParamsError, IpcError } from './errors.ts'
 import { explainedGenerate, meteredGenerate } from './generate.ts'
 import { createDashboardFeed, createHttpApi, parseHttpListen, registerDashboardRoutes, registerMetricsRoute, registerOpenAiRoutes } from './http/index.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -223,6 +223,12 @@ export class Daemon {
       onWritten: () => { this.validatorValue?.kick() },
       onProposed: result => { this.log.info('delta.proposed', { proposal: result.proposalId, model: result.model, deltas: result.deltaIds.length, bytes: result.bytes }) },
       busy: () => this.generating > 0 || (this.meshValue?.serving()?.sessions ?? 0) > 0,
+      trainViaMesh: async (init) => {
+        if (this.meshValue == null) {
+          throw new InvalidParamsError('train via mesh needs the network (the daemon runs without it)')
+        }
+        return this.meshValue.train(init)
+      },
       trainJobs: this.trainJobs
     })
     registerLedgerMethods({
@@ -378,7 +384,8 @@ export class Daemon {
         logger: this.logger,
         versions: this.versions,
         observer: this.metrics.observer,
-        receipts: this.meshReceipts(identity.signer, outbox)
+        receipts: this.meshReceipts(identity.signer, outbox),
+        busy: () => this.generating > 0 || (this.meshValue?.serving()?.sessions ?? 0) > 0
       }, {
         datastorePath: join(dataDir, P2P_DIR_NAME),
         listen: config.listen,

@@ -23,7 +23,8 @@ import type { IpcServer } from './ipc-server.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { EvalWindowsCache } from '../learning/fold/eval-windows.ts'
 import type { TrainJobLog } from '../learning/train/job-log.ts'
-import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, TrainParams, ValidatorsParams } from '../protocols/ipc-learning.ts'
+import type { LocalTrainInit } from '../learning/train/local-train.ts'
+import type { ProposalShowParams, ProposalsParams, ProposeParams, ProposeResultJson, TrainParams, TrainResultJson, ValidatorsParams } from '../protocols/ipc-learning.ts'
 
 export interface LearningMethodContext {
   ipc: IpcServer
@@ -39,6 +40,8 @@ export interface LearningMethodContext {
   onProposed?(result: ProposeResultJson): void
   /** true while inference runs (generations, served sessions): a training job's units wait for it */
   busy?(): boolean
+  /** `train` with via 'mesh': the job through the mesh's span holders (absent: the network is not up) */
+  trainViaMesh?(init: Omit<LocalTrainInit, 'store' | 'signer'> & { signer: BlockSigner }): Promise<TrainResultJson>
   /** the record of training jobs that status and the dashboard show */
   trainJobs?: TrainJobLog
 }
@@ -103,7 +106,8 @@ const trainParams = objectParams<{ [K in keyof Required<TrainParams>]: TrainPara
   full: optionalBoolean,
   seed: optionalInteger,
   evalEvery: optionalInteger,
-  propose: optionalBoolean
+  propose: optionalBoolean,
+  via: oneOf(['local', 'mesh'] as const)
 })
 
 const proposalsParams = objectParams<{ [K in keyof Required<ProposalsParams>]: ProposalsParams[K] }>({ model: optionalString })
@@ -137,28 +141,40 @@ export function registerLearningMethods (ctx: LearningMethodContext): void {
 
   // one job at a time (it holds the whole model's weights); its units yield to the daemon's inference
   let training: Promise<unknown> = Promise.resolve()
-  ipc.register('train', trainParams, async (params, context) => {
+  ipc.register('train', trainParams, async (request, context) => {
+    const { via, ...params } = request
     const job = ctx.trainJobs?.queue(params)
-    const run = training.then(async () => trainLocal({
-      store: ctx.store(),
-      signer: ctx.signer(),
-      ...params,
-      scheduler: new MicroStepScheduler({ busy: ctx.busy }),
-      onStep: s => {
-        if (job != null) {
-          ctx.trainJobs?.step(job, s)
-        }
-        context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {})
-      },
-      onEval: (step, loss) => {
-        if (job != null) {
-          ctx.trainJobs?.evaluated(job, step, loss)
-        }
-        context.notify({ kind: 'eval', step, loss }).catch(() => {})
-      },
-      signal: context.signal
-    }))
-    training = run.catch(() => {})
+    const onStep = (s: { step: number, steps: number, loss: number, tokensPerSecond: number }): void => {
+      if (job != null) {
+        ctx.trainJobs?.step(job, s)
+      }
+      context.notify({ kind: 'step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }).catch(() => {})
+    }
+    const onEval = (step: number, loss: number): void => {
+      if (job != null) {
+        ctx.trainJobs?.evaluated(job, step, loss)
+      }
+      context.notify({ kind: 'eval', step, loss }).catch(() => {})
+    }
+    const mesh = ctx.trainViaMesh
+    if (via === 'mesh' && mesh == null) {
+      throw new InvalidParamsError('train via mesh needs the network (the daemon runs without it)')
+    }
+    // via mesh: the stages hold the layers (no local whole-model job to wait for); else one local job at a time
+    const run = via === 'mesh' && mesh != null
+      ? mesh({ signer: ctx.signer(), ...params, onStep, onEval, signal: context.signal })
+      : training.then(async () => trainLocal({
+        store: ctx.store(),
+        signer: ctx.signer(),
+        ...params,
+        scheduler: new MicroStepScheduler({ busy: ctx.busy }),
+        onStep,
+        onEval,
+        signal: context.signal
+      }))
+    if (via !== 'mesh') {
+      training = run.catch(() => {})
+    }
     if (job != null) {
       run.then(r => { ctx.trainJobs?.done(job, r) }, err => { ctx.trainJobs?.failed(job, err) })
     }

@@ -41,3 +41,26 @@ export const MESH_ROUTE_DEFAULTS = {
    */
   hopOverheadMs: 1
 } as const
+
+/** Train stage service defaults (/bly/train/1.0.0, mesh/train/train-stage-service.ts). */
+export const TRAIN_STAGE_DEFAULTS = {
+  /** jobs a stage hosts at once; one more OPEN_JOB is answered BUSY */
+  maxJobs: 2,
+  /**
+   * bytes of activations one job may hold (each micro-batch's layer inputs,
+   * linear products and head gradient until its BACKWARD): a FORWARD past
+   * it is answered BUSY. 256 MiB: a step of 8 micro-batches of 128 tokens
+   * on a 0.6B model's 7-layer stage fits
+   */
+  maxJobBytes: 256 * 1024 * 1024,
+  /** largest frame accepted (a FORWARD of 4096 tokens x 4096 hidden f32 is 64 MiB) */
+  maxFrameBytes: 80 * 1024 * 1024,
+  maxInboundStreams: 32
+} as const
+
+/** Pipeline-training driver defaults (mesh/train/pipeline-train.ts). */
+export const PIPELINE_TRAIN_DEFAULTS = {
+  /** longest wait for one answer of a stage (a FORWARD of a whole stage's layers under load included) */
+  requestTimeoutMs: 120_000,
+  maxFrameBytes: 80 * 1024 * 1024
+} as const

@@ -7,6 +7,7 @@
  */
 import { freemem } from 'node:os'
 import { BlockType } from '../chain/types.ts'
+import { pickModel } from '../learning/pol-models.ts'
 import { loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
 import { recordAdapterName } from '../model/webgpu-adapter.ts'
 import { createBlyNetwork } from '../net/network.ts'
@@ -16,8 +17,14 @@ import { createMeshGenerator } from './mesh-generate.ts'
 import { PayloadPolicy } from './payload-policy.ts'
 import { createSpanServer, layerBytesOf } from './span-server.ts'
 import { planSwarm } from './swarm-plan.ts'
+import { chainTrainWeights } from './train/chain-train-weights.ts'
+import { trainRoute } from './train/mesh-train.ts'
+import { trainThroughStages } from './train/stages-train.ts'
+import { createTrainStageService } from './train/train-stage-service.ts'
 import type { MeshGenerator } from './mesh-generate.ts'
 import type { SpanServer, StageLimits } from './span-server.ts'
+import type { StagesTrainInit } from './train/stages-train.ts'
+import type { TrainStageService } from './train/train-stage-service.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { InferenceService } from '../model/inference-service.ts'
@@ -27,6 +34,7 @@ import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
 import type { ClientReceipts } from '../pipeline/pipeline-client-init.ts'
 import type { StageReceipts } from '../pipeline/stage-server.ts'
+import type { TrainResultJson } from '../protocols/ipc-learning.ts'
 import type { NetStatusJson, PeersParams, PeersResult, PlanParams, PlanResult, ServingJson, SpanJson } from '../protocols/ipc-mesh.ts'
 import type { GenerateParams, GenerateResult, GenerateTokenJson } from '../protocols/ipc.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
@@ -46,6 +54,8 @@ export interface MeshComponents {
   versions?: ModelVersions
   /** the ledger's receipt exchange and admission rule (docs/ledger.md); absent = no receipts */
   receipts?: MeshReceipts
+  /** true while the node's inference runs (its generations, its served sessions): training jobs hosted here wait */
+  busy?(): boolean
 }
 
 /** What the mesh asks of the ledger (the daemon supplies it; docs/ledger.md). */
@@ -119,6 +129,7 @@ export class Mesh {
   private networkValue?: BlyNetwork
   private spanServerValue?: SpanServer
   private generator?: MeshGenerator
+  private trainService?: TrainStageService
   private readonly log: BlyLogger
 
   constructor (components: MeshComponents, init: MeshInit) {
@@ -186,11 +197,21 @@ export class Mesh {
       }, { model: this.init.model, layers: this.init.layers ?? 'auto', recordTtlMs: this.init.recordTtlMs, memoryBytes: this.init.memoryBytes, replicas: this.init.replicas, ...(this.init.replanMs != null ? { replanMs: this.init.replanMs } : {}), directChannel: this.init.directChannel, ...(this.init.stageLimits != null ? { stageLimits: this.init.stageLimits } : {}), ...(this.init.faults != null ? { faults: this.init.faults } : {}) })
       this.spanServerValue = server
       await server.start()
+      // a span holder also hosts training jobs on its layers (/bly/train/1.0.0, background priority)
+      const busy = this.components.busy
+      const train = createTrainStageService({ libp2p: network.libp2p, logger: this.components.logger }, {
+        weights: chainTrainWeights(this.components.store),
+        busy: () => busy?.() ?? (this.serving()?.sessions ?? 0) > 0
+      })
+      await train.start()
+      this.trainService = train
     }
   }
 
   /** Withdraws the served span, then stops the network. */
   async stop (): Promise<void> {
+    await this.trainService?.stop().catch(() => {})
+    this.trainService = undefined
     await this.spanServerValue?.stop().catch(err => { this.log.error('serve.stop.failed', { error: err.message }) })
     await this.generator?.stop().catch(() => {})
     this.generator = undefined
@@ -316,6 +337,22 @@ export class Mesh {
       throw new MeshError(MeshErrorCode.NOT_STARTED, 'the network is not started')
     }
     return this.generator.generate(params, onToken, signal)
+  }
+
+  /**
+   * `blyd train --via mesh`: the job through the span holders of the model
+   * (trainThroughStages over trainRoute); the same JSON as `blyd train`.
+   */
+  async train (init: Omit<StagesTrainInit, 'store' | 'route'>): Promise<TrainResultJson> {
+    if (this.generator == null) {
+      throw new MeshError(MeshErrorCode.NOT_STARTED, 'the network is not started')
+    }
+    const { store } = this.components
+    const id = await pickModel(store, init.model)
+    const manifest = await loadModelManifest(store, id)
+    const spans = await this.generator.spans(id, manifest.qwen3.numLayers, init.signal)
+    const route = trainRoute(this.network.libp2p, spans, manifest.qwen3.numLayers)
+    return trainThroughStages({ ...init, model: manifest.idHex, store, route })
   }
 }
 

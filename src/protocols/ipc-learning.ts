@@ -259,6 +259,8 @@ export interface TrainParams {
   seed?: number
   evalEvery?: number
   propose?: boolean
+  /** 'mesh': through the span holders of the model over /bly/train/1.0.0 (pipeline-parallel); default 'local' */
+  via?: 'local' | 'mesh'
 }
 
 /** The result of `blyd train` / `train` (the interface of issue 12: keep the field names). */

@@ -5,12 +5,13 @@
  * (visible to `blyd proposal show`), --full, and bad flags as one-line
  * usage errors; then the same job through a running daemon (the IPC `train`
  * method) gives the same losses as the offline run (before any proposal
- * exists: the daemon's key is the validator and could change the live version).
+ * exists: the daemon's key is the validator and could change the live version),
+ * and with --via mesh through a second daemon holding the layers (/bly/train).
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'aegir/chai'
-import { makeTempDir, removeDir, runCliAll, runJson, startDaemon } from '../daemon/helpers.ts'
+import { ipcRequest, makeTempDir, removeDir, runCliAll, runJson, startDaemon } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
 
 /** the JSON fields the issue names: an interface for scripts outside this repository */
@@ -74,12 +75,40 @@ describe('blyd train (CLI)', function () {
       expect(r.evalLoss).to.deep.equal(offline.evalLoss)
       expect(r.proposalId).to.equal(null)
       // status (and the dashboard) show the job with its loss curve
-      const status = await runJson(['status', '--json', ...dd])
-      const jobs = status.learning.training
+      const shown = await runJson(['status', '--json', ...dd])
+      const jobs = shown.learning.training
       expect(jobs).to.have.length(1)
       expect(jobs[0]).to.include({ id: 1, dataset: 'low-ids', state: 'done', steps: 2, step: 2, lossStride: 1, proposalId: null, error: null })
       expect(jobs[0].losses).to.deep.equal(r.losses)
       expect(jobs[0].evalLosses.map((e: any) => e.loss)).to.deep.equal([r.evalLoss.before, r.evalLoss.after])
+
+      // --via mesh: a second daemon holds every layer (its span record) and the job goes through it over /bly/train/1.0.0
+      const status = await ipcRequest(daemon.socketPath, 'status')
+      const model = (await ipcRequest(daemon.socketPath, 'model.list')).models[0].id as string
+      const holder = await startDaemon(join(dir, 'holder'), ['--backend', 'wasm', '--bootstrap', status.addrs[0], '--model', model, '--layers', '0-4', '--full'])
+      try {
+        const peer = (await ipcRequest(holder.socketPath, 'status')).peerId
+        const deadline = Date.now() + 60_000
+        while (!(await ipcRequest(daemon.socketPath, 'peers', { model })).spans.some((sp: any) => sp.peerId === peer && sp.start === 0 && sp.end === 4)) {
+          expect(Date.now(), 'the holder to serve and announce layers [0, 4)').to.be.below(deadline)
+          await new Promise(resolve => setTimeout(resolve, 200))
+        }
+        const m = await runJson([...fullArgs(), '--via', 'mesh'], { timeoutMs: 240_000 })
+        expect(Object.keys(m).sort()).to.deep.equal(INTERFACE_FIELDS)
+        expect(m.losses).to.have.length(offline.losses.length)
+        for (let i = 0; i < m.losses.length; i++) {
+          expect(Math.abs(m.losses[i] - offline.losses[i]) / offline.losses[i], `step ${i + 1}`).to.be.at.most(1e-5)
+        }
+        expect(Math.abs(m.evalLoss.after - offline.evalLoss.after) / offline.evalLoss.after).to.be.at.most(1e-5)
+        expect(m.proposalId).to.equal(null)
+        // the daemon's job log shows the mesh job like a local one
+        const after = (await ipcRequest(daemon.socketPath, 'status')).learning.training
+        expect(after).to.have.length(2)
+        expect(after[1]).to.include({ state: 'done', steps: 2, step: 2 })
+        expect(after[1].losses).to.deep.equal(m.losses)
+      } finally {
+        await holder.kill()
+      }
     } finally {
       await daemon.kill()
     }

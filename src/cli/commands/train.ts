@@ -1,10 +1,12 @@
 /**
  * `blyd train --model ID --dataset NAME --steps N [--lr X] [--batch B]
  * [--seq T] [--lora-rank R | --full] [--seed S] [--eval-every K]
- * [--propose] [--json]` (issue 12): trains on the live weights
+ * [--propose] [--via mesh] [--json]` (issue 12): trains on the live weights
  * (learning/train/local-train.ts) in the running daemon over IPC (`train`:
  * the job's units wait for the daemon's inference), or in this process on
- * the data dir when no daemon runs.
+ * the data dir when no daemon runs. `--via mesh` (daemon only): the job goes
+ * through the span holders of the model, pipeline-parallel over
+ * /bly/train/1.0.0 (mesh/train/), with the same JSON.
  * Progress on a terminal (stderr): a bar with the step, the train loss and
  * tokens/s, and a line per eval loss; --json prints one object:
  * {"steps", "losses", "evalLoss": {"before", "after"}, "tokensPerSecond", "proposalId"}.
@@ -48,6 +50,7 @@ export function trainCommand (ctx: CliContext): CommandModule<any, any> {
       .option('eval-every', { type: 'string', requiresArg: true, describe: 'eval loss every K steps (default: before and after only)' })
       .option('propose', { type: 'boolean', describe: 'propose the result (Delta blocks + a Proposal) as `blyd delta propose` does' })
       .option('backend', { type: 'string', choices: ['auto', 'tensorflow', 'wasm', 'cpu'], describe: 'the tfjs backend the job runs on' })
+      .option('via', { type: 'string', choices: ['local', 'mesh'], describe: 'mesh: pipeline-parallel through the span holders of the model (/bly/train/1.0.0; needs a running daemon); default local' })
       .option('json', { type: 'boolean', describe: 'print one JSON object' })
       .conflicts('full', 'lora-rank'),
     handler: async (argv: any) => {
@@ -62,6 +65,7 @@ export function trainCommand (ctx: CliContext): CommandModule<any, any> {
         evalEvery: num(argv.evalEvery, '--eval-every', int(0), 'a non-negative integer'),
         full: argv.full === true,
         propose: argv.propose === true,
+        ...(argv.via === 'mesh' ? { via: 'mesh' as const } : {}),
         ...(argv.model !== undefined ? { model: modelArg(argv.model) } : {})
       }
       const config = await clientConfig(ctx, argv, { backend: argv.backend })
@@ -106,6 +110,9 @@ export function trainCommand (ctx: CliContext): CommandModule<any, any> {
             }
           }),
           offline: async dataDir => withLocalChain(dataDir, async (store, identity) => {
+            if (params.via === 'mesh') {
+              throw new UsageError('--via mesh needs a running daemon (blyd start): the job goes through its mesh')
+            }
             const [{ createInferenceService }, { trainLocal }] = await Promise.all([import('../../model/inference-service.ts'), import('../../learning/train/local-train.ts')])
             // select the tfjs backend as `delta propose` does
             const service = createInferenceService({ store: () => store, backend: config.backend, maxLoadedModels: 1 })

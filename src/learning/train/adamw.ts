@@ -27,9 +27,14 @@ export interface AdamWOptions {
 
 export const ADAMW_DEFAULTS: Omit<AdamWOptions, 'lr'> = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, clip: 1, warmup: 0 }
 
-/** Sum of the squares of the accumulated gradients (float64, in order). */
-export function sumSquares (params: readonly TrainParam[]): number {
-  let s = 0
+/**
+ * Sum of the squares of the accumulated gradients (float64, in order),
+ * added one by one onto `from`: a pipeline's stages continue the running
+ * total of the stages before them, so the global total is the same float
+ * as one process's over the same tensors in the same order.
+ */
+export function sumSquares (params: readonly TrainParam[], from = 0): number {
+  let s = from
   for (const p of params) {
     for (const g of p.grad) {
       s += g * g

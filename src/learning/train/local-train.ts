@@ -29,9 +29,12 @@ import { TrainJob } from './job.ts'
 import { MicroStepScheduler } from './scheduler.ts'
 import { PROJECTIONS, TrainStage } from './stage.ts'
 import type { StepReport } from './job.ts'
+import type { TrainMode } from './stage.ts'
 import type { BlockSigner, ChainStoreApi } from '../../chain/types.ts'
+import type { ModelManifest } from '../../model/chain-loader.ts'
 import type { DeltaCodec } from '../../protocols/delta.ts'
 import type { TrainResultJson } from '../../protocols/ipc-learning.ts'
+import type { ModelFold } from '../fold/types.ts'
 
 export interface LocalTrainInit {
   store: ChainStoreApi
@@ -68,8 +71,21 @@ function check (ok: boolean, message: string): void {
   }
 }
 
-/** Runs a training job on the local chain's live weights (see the file comment). */
-export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson> {
+/** What a job on the chain's live weights starts from: the options resolved, the model, its data. */
+export interface TrainJobInputs {
+  o: typeof TRAIN_DEFAULTS & LocalTrainInit
+  manifest: ModelManifest
+  fold: ModelFold
+  /** the dataset's train windows cut into sequences of at most `seq` tokens */
+  train: Uint32Array[]
+  /** the eval sequences (the dataset's first `evalWindows` eval windows) */
+  held: Uint32Array[]
+  full: boolean
+  mode: TrainMode
+}
+
+/** Checks the options and reads the model and the dataset of a job (the one-process trainer's and the pipeline driver's). */
+export async function trainJobInputs (init: LocalTrainInit): Promise<TrainJobInputs> {
   const o = { ...TRAIN_DEFAULTS, ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & LocalTrainInit
   check(Number.isSafeInteger(o.steps) && o.steps >= 1, `--steps must be a positive integer (got ${o.steps})`)
   check(Number.isFinite(o.lr) && o.lr > 0, `--lr must be a positive number (got ${o.lr})`)
@@ -90,6 +106,31 @@ export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson
   if (held.length === 0) {
     throw new TrainError(TrainErrorCode.DATA, `dataset ${init.dataset} has no eval window to measure the eval loss on`)
   }
+  const full = o.full === true
+  return { o, manifest, fold, train, held, full, mode: { full, rank: o.loraRank, alpha: o.loraRank * o.alphaPerRank, targets: PROJECTIONS } }
+}
+
+/** Proposes a job's trained tensors through the Proof-of-Learning path (as `blyd delta propose` does): its proposal id. */
+export async function proposeTrained (init: LocalTrainInit, inputs: TrainJobInputs, candidate: Map<string, Float32Array>): Promise<string> {
+  const { o, full, manifest } = inputs
+  const codec: DeltaCodec = full ? (init.codec ?? 'f32') : 'lowrank'
+  const r = await proposeWeights({
+    store: init.store,
+    signer: init.signer,
+    model: manifest.idHex,
+    dataset: init.dataset,
+    codec,
+    ...(full ? {} : { rank: o.loraRank }),
+    signal: init.signal
+  }, candidate, `the trained weights (${full ? 'full' : `LoRA rank ${o.loraRank}`}, ${o.steps} steps)`)
+  return r.proposalId
+}
+
+/** Runs a training job on the local chain's live weights (see the file comment). */
+export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson> {
+  const inputs = await trainJobInputs(init)
+  const { o, manifest, fold, train, held, mode } = inputs
+  const { store } = init
   const weights = new Map<string, Float32Array>()
   for (const u of await versionWeights(store, manifest, fold.live)) {
     for (const [name, t] of u.tensors) {
@@ -97,7 +138,6 @@ export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson
     }
   }
   const config = manifest.qwen3
-  const full = o.full === true
   const stage = new TrainStage({
     config,
     weights,
@@ -106,7 +146,7 @@ export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson
     embedding: true,
     head: true,
     seed: o.seed,
-    mode: { full, rank: o.loraRank, alpha: o.loraRank * o.alphaPerRank, targets: PROJECTIONS }
+    mode
   })
   try {
     const job = new TrainJob({ stage, data: new DataOrder(train, o.seed), steps: o.steps, batch: o.batch, optimizer: { lr: o.lr, warmup: Math.min(o.warmup, o.steps) } })
@@ -145,17 +185,7 @@ export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson
     await scheduler.run(units(), init.signal)
     let proposalId: string | null = null
     if (init.propose === true) {
-      const codec: DeltaCodec = full ? (init.codec ?? 'f32') : 'lowrank'
-      const r = await proposeWeights({
-        store,
-        signer: init.signer,
-        model: manifest.idHex,
-        dataset: init.dataset,
-        codec,
-        ...(full ? {} : { rank: o.loraRank }),
-        signal: init.signal
-      }, stage.candidate(), `the trained weights (${full ? 'full' : `LoRA rank ${o.loraRank}`}, ${o.steps} steps)`)
-      proposalId = r.proposalId
+      proposalId = await proposeTrained(init, inputs, stage.candidate())
     }
     return {
       steps: o.steps,

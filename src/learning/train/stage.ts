@@ -18,8 +18,9 @@
  *
  * LoRA: for a projection W [out, in] (stored here transposed, [in, out], as
  * inference does) y = x W + (alpha / r) (x A) B with A [in, r] (seeded
- * uniform +-1/sqrt(in)) and B [r, out] (zeros), so training starts at the
- * base model exactly. The candidate weight is W^T + (alpha / r) (A B)^T.
+ * uniform +-1/sqrt(in), one Prng(seed) stream over layers 0.. in order, so
+ * a stage of layers [s, e) draws exactly what a whole-model stage draws
+ * there) and B [r, out] (zeros), so training starts at the base model exactly. The candidate weight is W^T + (alpha / r) (A B)^T.
  */
 import { Prng } from '../../model/prng.ts'
 import { attentionInputs, attentionOutput, headLogits, mlpOutput } from '../../model/qwen3/layer-math.ts'
@@ -149,6 +150,14 @@ export class TrainStage {
       q: [numHeads * d, h], k: [numKvHeads * d, h], v: [numKvHeads * d, h], o: [h, numHeads * d], gate: [inter, h], up: [inter, h], down: [h, inter]
     }
     const scale = mode.alpha / mode.rank
+    if (!mode.full) {
+      // the adapters of layers [0, start) take their draws first, so a stage of any range
+      // starts with exactly the adapters a whole-model stage of the same seed has there
+      const perLayer = PROJECTIONS.filter(p => mode.targets.includes(p)).reduce((n, p) => n + shapes[p][1] * mode.rank, 0)
+      for (let n = init.start * perLayer; n > 0; n--) {
+        rng.next()
+      }
+    }
     for (let i = init.start; i < init.end; i++) {
       const names = layerTensorNames(i)
       const norm = (name: string): { tensor?: Tensor1D, param?: TrainParam } => {

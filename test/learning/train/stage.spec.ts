@@ -8,6 +8,7 @@
 import { expect } from 'aegir/chai'
 import { windowCrossEntropy } from '../../../src/learning/eval-loss.ts'
 import { microBatchGradients, sequenceLoss } from '../../../src/learning/train/micro-batch.ts'
+import { TrainStage } from '../../../src/learning/train/stage.ts'
 import { selectBackend } from '../../../src/model/backend.ts'
 import { Prng } from '../../../src/model/prng.ts'
 import { LayerRange } from '../../../src/model/qwen3/layer-range.ts'
@@ -15,7 +16,6 @@ import { planUnits } from '../../../src/model/qwen3/plan.ts'
 import { tf } from '../../../src/model/qwen3/tf.ts'
 import { MapWeightSource } from '../../../src/model/weight-source.ts'
 import { FULL, loraMode, tinyWeights, wholeStage } from './helpers.ts'
-import type { TrainStage } from '../../../src/learning/train/stage.ts'
 import type { Qwen3Config } from '../../../src/model/qwen3/config.ts'
 import type { RawTensor } from '../../../src/model/safetensors/dtypes.ts'
 
@@ -68,6 +68,26 @@ describe('learning/train stage = inference math', function () {
       expect(Math.abs(sequenceLoss(stage, SEQ) - ref)).to.be.at.most(1e-5 * ref)
     } finally {
       stage.dispose()
+    }
+  })
+
+  it('a stage of layers [s, e) starts with the adapters a whole-model stage of the same seed has there (pipeline stages)', () => {
+    const { config, weights } = env
+    const mode = { ...loraMode(4), targets: ['q', 'v', 'down'] as const }
+    const whole = wholeStage(config, weights, mode, 9)
+    const part = new TrainStage({ config, weights, mode, seed: 9, start: 2, end: 4, embedding: false, head: true })
+    try {
+      const want = whole.params.filter(p => /layers\.[23]\./.test(p.name))
+      expect(part.params.map(p => p.name)).to.deep.equal(want.map(p => p.name))
+      expect(want.length).to.equal(2 * 3 * 2)
+      for (let i = 0; i < want.length; i++) {
+        expect(Buffer.from(part.params[i].values.buffer).equals(Buffer.from(want[i].values.buffer)), want[i].name).to.equal(true)
+      }
+      // and differ from layer 0's (the stream was advanced, not restarted)
+      expect(Buffer.from(part.params[0].values.buffer).equals(Buffer.from(whole.params[0].values.buffer))).to.equal(false)
+    } finally {
+      whole.dispose()
+      part.dispose()
     }
   })
 

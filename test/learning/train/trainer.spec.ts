@@ -11,28 +11,12 @@ import { cutSequences, DataOrder } from '../../../src/learning/train/data-order.
 import { TrainJob } from '../../../src/learning/train/job.ts'
 import { MicroStepScheduler } from '../../../src/learning/train/scheduler.ts'
 import { selectBackend } from '../../../src/model/backend.ts'
-import { Prng } from '../../../src/model/prng.ts'
 import { LayerRange } from '../../../src/model/qwen3/layer-range.ts'
 import { MapWeightSource } from '../../../src/model/weight-source.ts'
 import { loadFixture } from '../../model/fixtures.ts'
-import { loraMode, tinyWeights, wholeStage } from './helpers.ts'
+import { corpus, loraMode, tinyWeights, wholeStage } from './helpers.ts'
 import type { TrainMode } from '../../../src/learning/train/stage.ts'
 import type { Qwen3Config } from '../../../src/model/qwen3/config.ts'
-
-/** A tiny corpus with structure to learn: noisy runs of a few repeating motifs. */
-function corpus (count: number, length: number, seed: number): Uint32Array[] {
-  const rng = new Prng(seed)
-  const motifs = [[5, 17, 33, 2], [100, 101, 102, 103, 104], [250, 7, 250, 9]]
-  const out: Uint32Array[] = []
-  for (let s = 0; s < count; s++) {
-    const ids: number[] = []
-    while (ids.length < length) {
-      ids.push(...motifs[Math.floor(rng.next() * motifs.length)])
-    }
-    out.push(Uint32Array.from(ids.slice(0, length)))
-  }
-  return out
-}
 
 function bytesOf (a: Float32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength)
