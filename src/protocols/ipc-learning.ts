@@ -253,10 +253,13 @@ export interface TrainParams {
   steps: number
   lr?: number
   batch?: number
+  /** tokens per training sequence (the dataset's windows are cut into pieces of at most this) */
   seq?: number
+  /** LoRA rank (ignored with full) */
   loraRank?: number
   full?: boolean
   seed?: number
+  /** eval loss every this many steps (0: only before and after) */
   evalEvery?: number
   propose?: boolean
   /** 'mesh': through the span holders of the model over /bly/train/1.0.0 (pipeline-parallel); default 'local' */

@@ -33,30 +33,19 @@ import type { TrainMode } from './stage.ts'
 import type { BlockSigner, ChainStoreApi } from '../../chain/types.ts'
 import type { ModelManifest } from '../../model/chain-loader.ts'
 import type { DeltaCodec } from '../../protocols/delta.ts'
-import type { TrainResultJson } from '../../protocols/ipc-learning.ts'
+import type { TrainParams, TrainResultJson } from '../../protocols/ipc-learning.ts'
 import type { ModelFold } from '../fold/types.ts'
 
-export interface LocalTrainInit {
+/**
+ * The job's options are `train`'s IPC params (protocols/ipc-learning.ts:
+ * seq = tokens per training sequence, windows cut into pieces of at most
+ * this; loraRank ignored with full; evalEvery 0 = before and after only).
+ */
+export interface LocalTrainInit extends Omit<TrainParams, 'via'> {
   store: ChainStoreApi
   signer: BlockSigner
-  /** model id (hex or unique prefix); default: the only model on chain A */
-  model?: string
-  /** dataset name or id prefix */
-  dataset: string
-  steps: number
-  lr?: number
-  batch?: number
-  /** tokens per training sequence (windows are cut into pieces of at most this) */
-  seq?: number
-  /** LoRA rank (ignored with full) */
-  loraRank?: number
-  full?: boolean
-  seed?: number
-  /** eval loss every this many steps (0: only before and after) */
-  evalEvery?: number
   /** eval windows measured (the dataset's first ones) */
   evalWindows?: number
-  propose?: boolean
   /** --full: the delta codec (f32 or int8; default f32) */
   codec?: DeltaCodec
   scheduler?: MicroStepScheduler
