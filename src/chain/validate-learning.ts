@@ -12,6 +12,7 @@
 import { verify } from 'node:crypto'
 import { MAX_ATTESTATION_BYTES } from '../protocols/attestation.ts'
 import { isDeltaCodec } from '../protocols/delta.ts'
+import { toHex } from '../protocols/hex.ts'
 import {
   AttestationField, DeltaField, MotionField, MotionKind, POL_SEED_DOMAIN, ParamsField, ProposalField, REASON_PATTERN,
   Reason, Verdict, VoteField, isMotionKind
@@ -29,10 +30,6 @@ import type { BlockHeader, SignedHeader } from './types.ts'
 type FieldKind = 'id' | 'sig' | 'uint' | 'uint32' | 'string'
 
 interface Opts { blockId?: string }
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 const TYPE_NAMES: Partial<Record<BlockType, string>> = {
   [BlockType.Delta]: 'Delta',

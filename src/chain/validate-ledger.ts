@@ -11,6 +11,7 @@
  * (receipt signatures, the Merkle root, who is paid) or the whole chain
  * (balances, nonces) is the ledger fold's business (src/learning/ledger/).
  */
+import { toHex } from '../protocols/hex.ts'
 import { equalBytes } from '../protocols/pb-wire.ts'
 import { MAX_RECEIPTS_PER_BLOCK, ReceiptField, receiptBatchBytes } from '../protocols/receipt.ts'
 import { TransferField } from '../protocols/transfer.ts'
@@ -32,10 +33,6 @@ const RULES: Partial<Record<BlockType, { name: string, fields: Record<string, Fi
     fields: { [TransferField.MODEL]: 'id', [TransferField.TO]: 'id', [TransferField.AMOUNT]: 'uint', [TransferField.NONCE]: 'uint' },
     codes: { fields: ChainErrorCode.TRANSFER_FIELDS, payload: ChainErrorCode.TRANSFER_PAYLOAD, parent: ChainErrorCode.TRANSFER_PARENT }
   }
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 }
 
 /** True for the block types this file checks. */

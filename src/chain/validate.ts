@@ -6,6 +6,7 @@
  */
 import { decodeBlockHeader, decodeSignedBlockHeader } from '../protocols/block-header.ts'
 import { DATASET_NAME_PATTERN, DatasetField, DatasetFormat, MAX_DATASET_BYTES, MAX_EVAL_PERMILLE, MAX_SPLIT_TOKENS, MIN_SPLIT_TOKENS } from '../protocols/dataset.ts'
+import { toHex } from '../protocols/hex.ts'
 import { equalBytes } from '../protocols/pb-wire.ts'
 import { blockId, ed25519PublicKey, verifyBlockSignature } from './block-crypto.ts'
 import { ID_LENGTH } from './constants.ts'
@@ -17,9 +18,8 @@ import type { ChainLimits } from './constants.ts'
 import type { BlockHeader, DecodedBlock, SignedHeader } from './types.ts'
 import type { KeyObject } from 'node:crypto'
 
-export function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
+/** the hex form of ids (protocols/hex.ts), for this part's importers */
+export { toHex }
 
 /** Header fields a Layer block must carry. */
 export const LAYER_FIELD_MODEL = 'model'

@@ -3,13 +3,13 @@
  * lowercase hex, 64-bit integers as decimal strings.
  */
 import { BlockType, ChainId } from '../chain/types.ts'
+import { toHex } from '../protocols/hex.ts'
 import { InvalidParamsError } from './errors.ts'
 import type { FieldValue, StoredBlock } from '../chain/types.ts'
 import type { BlockJson } from '../protocols/ipc.ts'
 
-export function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
+/** the hex form of ids (protocols/hex.ts), for this part's importers */
+export { toHex }
 
 /** Parse a 32-byte block id given as 64 hex characters (any case). */
 export function parseBlockId (value: unknown, what = 'block id'): Uint8Array {

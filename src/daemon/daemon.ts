@@ -26,6 +26,7 @@ import { publishingStore } from '../mesh/publishing-store.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { describeAdapter } from '../model/webgpu-adapter.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
+import { fromHex, toHex } from '../protocols/hex.ts'
 import { silentLogger } from '../protocols/logger.ts'
 import { aloneHint } from './alone-hint.ts'
 import { chainTips } from './chain-queries.ts'
@@ -58,14 +59,6 @@ import type { Mesh, MeshReceipts } from '../mesh/mesh.ts'
 import type { InferenceService } from '../model/inference-service.ts'
 import type { HttpStatusJson } from '../protocols/ipc.ts'
 import type { BlyComponentLogger, BlyLogger } from '../protocols/logger.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
-}
 
 export interface DaemonInit {
   config: BlydConfig

@@ -12,6 +12,7 @@
  */
 import { proposalJson, validatorsJson } from '../learning/pol-commands.ts'
 import { foldOf, modelIds } from '../learning/pol-models.ts'
+import { toHex } from '../protocols/hex.ts'
 import { chainInfo } from './chain-queries.ts'
 import type { DashboardSection } from './http/dashboard-feed.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
@@ -45,10 +46,6 @@ interface LearningView {
 
 /** ms one learning view (the folds) serves both of its sections */
 const LEARNING_VIEW_MS = 500
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 export function dashboardSections (ctx: DashboardSectionsContext): Record<string, DashboardSection> {
   let view: { at: number, value: Promise<LearningView | undefined> } | undefined

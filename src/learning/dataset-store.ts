@@ -17,6 +17,7 @@ import { BlockType, ChainId } from '../chain/types.ts'
 import { loadModelManifest, resolveModelId } from '../model/chain-loader.ts'
 import { tokenizerFromManifest } from '../model/import/manifest-tokenizer.ts'
 import { DATASET_NAME_PATTERN, DatasetCodecError, DatasetField, DatasetFormat, MAX_EVAL_PERMILLE, MAX_SPLIT_TOKENS, MIN_SPLIT_TOKENS, decodeIdsPayload, encodeIdsPayload, isDatasetFormat, singleSequenceStream } from '../protocols/dataset.ts'
+import { toHex } from '../protocols/hex.ts'
 import { DEFAULT_EVAL_PERMILLE, DEFAULT_SPLIT_TOKENS } from './constants.ts'
 import { formatForPath, parseIdsDataset, parseTextDataset, readDatasetFile, decodeUtf8 } from './dataset-parse.ts'
 import { datasetWindows } from './dataset-windows.ts'
@@ -26,10 +27,6 @@ import type { BlockSigner, ChainStoreApi, FieldValue, StoredBlock } from '../cha
 import type { ModelManifest } from '../model/chain-loader.ts'
 import type { TokenStream } from '../protocols/dataset.ts'
 import type { DatasetJson } from '../protocols/ipc.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 /** A Dataset block's header fields, decoded. */
 export interface DatasetHeader {

@@ -28,6 +28,7 @@ import { findUnitBlock, loadModelManifest } from '../model/chain-loader.ts'
 import { openImportSource } from '../model/import/checkpoint-source.ts'
 import { SafetensorsCheckpoint } from '../model/safetensors/checkpoint.ts'
 import { DELTA_CODECS, decodeDeltaPayload, encodeDeltaPayload } from '../protocols/delta.ts'
+import { fromHex, toHex } from '../protocols/hex.ts'
 import { DEFAULT_CLAIM_WINDOWS } from './constants.ts'
 import { findDataset, loadDatasetWindows } from './dataset-store.ts'
 import { applyDelta } from './delta-apply.ts'
@@ -74,14 +75,6 @@ export interface ProposeInit {
   /** tensor-parallel worker threads for the claims' forward passes (default 0) */
   workers?: number
   signal?: AbortSignal
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
 /** The architecture fields a delta depends on. */

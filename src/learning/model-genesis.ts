@@ -14,16 +14,13 @@
 import { BlockType } from '../chain/types.ts'
 import { IMPORT_TIMESTAMP } from '../model/import/constants.ts'
 import { importModel } from '../model/import/importer.ts'
+import { toHex } from '../protocols/hex.ts'
 import { ParamsField } from '../protocols/learning-blocks.ts'
 import { paramsBlock } from './new-blocks.ts'
 import { defaultParams } from './params-defaults.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { ImportModelInit, ImportResult } from '../model/import/importer.ts'
 import type { ParamsBody } from '../protocols/params.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 /** The Params blocks of `modelId` authored by `author`, ids ascending. */
 export async function paramsBlocksBy (store: ChainStoreApi, modelId: Uint8Array, author: Uint8Array): Promise<string[]> {

@@ -13,6 +13,7 @@
  */
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
+import { fromHex, toHex } from '../protocols/hex.ts'
 import { MotionKind } from '../protocols/learning-blocks.ts'
 import { VALIDATOR_KEY_LENGTH } from '../protocols/motion.ts'
 import { findProposal, isValidator, pendingMotions, samePendingMotion } from './fold/query.ts'
@@ -23,14 +24,6 @@ import type { EvalWindowsCache } from './fold/eval-windows.ts'
 import type { ModelFold, MotionExplain, ProposalExplain } from './fold/types.ts'
 import type { BlockSigner, ChainStoreApi } from '../chain/types.ts'
 import type { MotionJson, ProposalJson, ProposalsResult, ValidatorsResult } from '../protocols/ipc-learning.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
-}
 
 /**
  * A validator key from the command line: 64 hex characters (the raw

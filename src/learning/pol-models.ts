@@ -4,15 +4,12 @@
  */
 import { BlockType } from '../chain/types.ts'
 import { resolveModelId } from '../model/chain-loader.ts'
+import { toHex } from '../protocols/hex.ts'
 import { EvalWindowsCache } from './fold/eval-windows.ts'
 import { foldModel } from './fold/fold.ts'
 import { LearningError, LearningErrorCode } from './pol-errors.ts'
 import type { ModelFold } from './fold/types.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 /** Every ModelManifest block id on chain A (ids ascending). */
 export async function modelIds (store: ChainStoreApi): Promise<Uint8Array[]> {

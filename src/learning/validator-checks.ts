@@ -41,6 +41,7 @@ import { createHash } from 'node:crypto'
 import { BlockType } from '../chain/types.ts'
 import { DeltaFormatError, DeltaFormatErrorCode } from '../protocols/delta-errors.ts'
 import { MAX_DELTA_BODY, decompressDeltaPayload } from '../protocols/delta.ts'
+import { toHex } from '../protocols/hex.ts'
 import { DeltaField } from '../protocols/learning-blocks.ts'
 import { Reason } from '../protocols/learning-blocks.ts'
 import { readSmallPayload } from './fold/blocks.ts'
@@ -58,10 +59,6 @@ export type CheckResult =
 
 function reject (reason: string, detail: string): { ok: false, reason: string, detail: string } {
   return { ok: false, reason, detail }
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 }
 
 function sha256Hex (bytes: Uint8Array): string {

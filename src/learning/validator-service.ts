@@ -27,6 +27,7 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { loadModelManifest } from '../model/chain-loader.ts'
+import { fromHex } from '../protocols/hex.ts'
 import { Reason, Verdict } from '../protocols/learning-blocks.ts'
 import { DEFAULT_VALIDATOR_MAX_DEFER_MS, DEFAULT_VALIDATOR_POLL_MS, DEFAULT_VALIDATOR_RETRY_MS, VALIDATOR_BUSY_POLL_MS } from './constants.ts'
 import { EvalWindowsCache } from './fold/eval-windows.ts'
@@ -71,10 +72,6 @@ type Plan =
   | { kind: 'measure' }
   | { kind: 'stale' }
   | { kind: 'wait', why: 'unknown-base' | 'own-accept-pending' }
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
-}
 
 function errorFields (err: any): { code: string, message: string } {
   return { code: String(err?.code ?? err?.name ?? 'ERR'), message: String(err?.message ?? err) }

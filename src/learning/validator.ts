@@ -28,6 +28,7 @@ import { performance } from 'node:perf_hooks'
 import { loadModelManifest } from '../model/chain-loader.ts'
 import { ModelError, ModelErrorCode } from '../model/errors.ts'
 import { BlydError } from '../protocols/errors.ts'
+import { fromHex } from '../protocols/hex.ts'
 import { Reason } from '../protocols/learning-blocks.ts'
 import { loadDatasetWindows } from './dataset-store.ts'
 import { applyDelta } from './delta-apply.ts'
@@ -86,10 +87,6 @@ export interface ValidationOutcome {
   /** the rule's result on the measurements (none for a structural reject) */
   rule?: RuleResult
   timings: { checksMs: number, weightsMs: number, baseMs: number, candidateMs: number, totalMs: number }
-}
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
 /** The params of the governance state the proposal names. */

@@ -26,6 +26,7 @@ import { findUnitBlock, loadUnitTensors } from '../model/chain-loader.ts'
 import { LayerRange } from '../model/qwen3/layer-range.ts'
 import { MapWeightSource } from '../model/weight-source.ts'
 import { decodeDeltaPayload, isDeltaCodec } from '../protocols/delta.ts'
+import { fromHex, toHex } from '../protocols/hex.ts'
 import { DeltaField } from '../protocols/learning-blocks.ts'
 import { applyDeltaInPlace } from './delta-apply.ts'
 import { toF32Tensors, toRawTensors } from './f32-tensors.ts'
@@ -56,14 +57,6 @@ export interface LoadedDelta {
   delta: Delta
   /** the canonical (decompressed) body: what identifies the delta */
   body: Uint8Array
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
 /** The ids of the deltas of `unit` in `version`, in the order they apply (none: the unit is as imported). */

@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto'
 import { BlockType, ChainError, ChainErrorCode, equalBytes } from '../chain/index.ts'
+import { toHex } from '../protocols/hex.ts'
 import { ModelError, ModelErrorCode } from './errors.ts'
 import { LayerField, MIN_MODEL_ID_PREFIX } from './import/constants.ts'
 import { parseManifest } from './import/manifest.ts'
@@ -27,10 +28,6 @@ export interface ModelManifest extends ParsedManifest {
   id: Uint8Array
   idHex: string
   author: Uint8Array
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 }
 
 /** Reads a block's whole payload into one buffer (chunks verified by the store); errors name the block. */

@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { BlockType, equalBytes } from '../chain/index.ts'
+import { toHex } from '../protocols/hex.ts'
 import { BackendName, selectBackend } from './backend.ts'
 import { loadLayerRangeFromChain, loadModelManifest, resolveModelId, unitStates } from './chain-loader.ts'
 import { isDemoConfig } from './demo-defaults.ts'
@@ -80,10 +81,6 @@ export function backendPreference (name: string | undefined): BackendPreference 
     default:
       throw new ModelError(ModelErrorCode.BACKEND_UNAVAILABLE, `unknown backend ${JSON.stringify(name)}, expected auto, tensorflow, webgpu, wasm or cpu`)
   }
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 }
 
 function fieldString (block: StoredBlock, key: string): string {

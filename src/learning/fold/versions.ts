@@ -16,15 +16,12 @@
  * reach quorum and is rejected with the most common reason of its rejects
  * (ties: the smallest code); any other is pending.
  */
+import { fromHex } from '../../protocols/hex.ts'
 import { judgeAttestations } from './attestations.ts'
 import { nextVersionId, initialVersionId } from './ids.ts'
 import type { WindowsLookup, Judgement } from './attestations.ts'
 import type { GovernanceFold, GovernanceNode } from './governance.ts'
 import type { Hex, ModelRecords, ProposalExplain, ProposalRecord, VersionInfo } from './types.ts'
-
-function fromHex (hex: Hex): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
-}
 
 /** The most common reason (ties: the smallest code string). */
 export function commonReason (reasons: readonly string[]): string {

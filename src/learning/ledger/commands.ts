@@ -13,6 +13,7 @@
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
 import { BlockType } from '../../chain/types.ts'
+import { fromHex, toHex } from '../../protocols/hex.ts'
 import { decodeReceiptBatch } from '../../protocols/receipt.ts'
 import { MAX_TRANSFER_AMOUNT } from '../../protocols/transfer.ts'
 import { readSmallPayload } from '../fold/blocks.ts'
@@ -30,14 +31,6 @@ import type {
   ExplainBlockJson, LedgerEntryJson, LedgerStatusJson, LedgerSummaryJson, RewardsBalanceResult, RewardsExplainParams, RewardsExplainResult,
   RewardsHistoryResult, RewardsParams, RewardsSendParams, RewardsSendResult, RewardsVerifyResult
 } from '../../protocols/ipc-ledger.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
-}
 
 const TYPE_NAMES: Record<number, string> = {
   [BlockType.ModelManifest]: 'model-manifest',

@@ -16,6 +16,7 @@
  */
 import { BlockType } from '../../chain/types.ts'
 import { ManifestField } from '../../model/import/constants.ts'
+import { fromHex, toHex } from '../../protocols/hex.ts'
 import { ReceiptCodecError, ReceiptField, decodeReceiptBatch } from '../../protocols/receipt.ts'
 import { TransferField } from '../../protocols/transfer.ts'
 import { readModelRecords, readSmallPayload } from '../fold/blocks.ts'
@@ -28,14 +29,6 @@ import { LedgerState } from './state.ts'
 import type { Hex, LedgerResult, Position, ProposalEvent, ReceiptBatchInput, ReceiptContext, ReceiptItem } from './types.ts'
 import type { ChainStoreApi, StoredBlock } from '../../chain/types.ts'
 import type { EvalWindowsProvider, ModelFold, ModelRecords } from '../fold/types.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
-
-function fromHex (hex: Hex): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
-}
 
 /** What a fold may keep for the next one (per daemon, never per module). */
 export class LedgerCache {

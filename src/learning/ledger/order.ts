@@ -6,12 +6,9 @@
  * after its parents: a Transfer listing the block that funded it is folded
  * after it. Ties are broken by block id (lowercase hex = bytewise order).
  */
+import { toHex } from '../../protocols/hex.ts'
 import type { Position } from './types.ts'
 import type { ChainStoreApi } from '../../chain/types.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 /** -1, 0, 1 by depth then block id. */
 export function comparePositions (a: Position, b: Position): number {

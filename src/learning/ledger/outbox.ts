@@ -21,6 +21,7 @@
  * stored. A crash loses the unpublished receipts (the stage's loss, never
  * a client's: nothing is paid without the block).
  */
+import { toHex } from '../../protocols/hex.ts'
 import { MAX_RECEIPTS_PER_BLOCK, ReceiptCodecError, decodeReceiptBody, receiptMessage } from '../../protocols/receipt.ts'
 import { DEFAULT_RECEIPT_BATCH, DEFAULT_RECEIPT_FLUSH_MS } from '../constants.ts'
 import { LedgerError, LedgerErrorCode } from './errors.ts'
@@ -28,10 +29,6 @@ import { receiptBlock } from './new-blocks.ts'
 import { SignatureVerifier, signReceiptBody } from './receipt-signing.ts'
 import type { BlockSigner, ChainStoreApi } from '../../chain/types.ts'
 import type { ReceiptBody, SignedReceipt } from '../../protocols/receipt.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 /** What the stage served in one session, as it counted it. */
 export interface ServedSession {

@@ -12,15 +12,12 @@
  * stage refuses a nonce it or the chain has seen).
  */
 import { createHash, randomBytes } from 'node:crypto'
+import { fromHex } from '../../protocols/hex.ts'
 import { encodeReceiptBody } from '../../protocols/receipt.ts'
 import { parsePeerKey } from './commands.ts'
 import { signReceiptBody } from './receipt-signing.ts'
 import type { ReceiptOutbox } from './outbox.ts'
 import type { BlockSigner } from '../../chain/types.ts'
-
-function fromHex (hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
-}
 
 /** What a stage did in one session, as the client counted it (pipeline StageWork). */
 export interface ClientStageWork {

@@ -13,15 +13,12 @@
  */
 import { BlockType } from '../../chain/types.ts'
 import { resolveModelId } from '../../model/chain-loader.ts'
+import { toHex } from '../../protocols/hex.ts'
 import { EvalWindowsCache } from '../fold/eval-windows.ts'
 import { LedgerError, LedgerErrorCode } from './errors.ts'
 import { LedgerCache, foldLedger } from './fold.ts'
 import type { LedgerFold } from './fold.ts'
 import type { ChainStoreApi } from '../../chain/types.ts'
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-}
 
 export interface LedgerServiceInit {
   store(): ChainStoreApi

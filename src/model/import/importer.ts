@@ -16,6 +16,7 @@
  */
 import { basename } from 'node:path'
 import { BlockType, ChainId, HEADER_VERSION, blockId, canonicalParents, encodeBlockHeader, equalBytes, sha256 } from '../../chain/index.ts'
+import { toHex } from '../../protocols/hex.ts'
 import { openImportSource } from './checkpoint-source.ts'
 import { IMPORT_CHUNK_SIZE, IMPORT_TIMESTAMP, LayerField, ManifestField, MANIFEST_FORMAT, QWEN3_ARCH } from './constants.ts'
 import { encodeManifest } from './manifest.ts'
@@ -61,10 +62,6 @@ export interface ImportResult {
   tokenizer: boolean
   /** checkpoint tensors left out (rotary caches, a tied lm_head) */
   ignored: string[]
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 }
 
 function fieldMap (fields: Record<string, FieldValue>): Map<string, FieldValue> {
