@@ -22,13 +22,12 @@ import { runPipelineTraining } from '../src/mesh/train/pipeline-train.ts'
 import { createTrainStageService } from '../src/mesh/train/train-stage-service.ts'
 import { selectBackend } from '../src/model/backend.ts'
 import { Prng } from '../src/model/prng.ts'
-import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD } from '../src/model/qwen3/plan.ts'
 import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
 import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
 import { silentLogger } from '../src/protocols/logger.ts'
 import { TRAIN_PROTOCOL } from '../src/protocols/train.ts'
-import { randomLayer } from './lib/random-layer.ts'
+import { qwen3ShapeOfWidth, randomLayer } from './lib/random-layer.ts'
 import type { TrainMode } from '../src/learning/train/stage.ts'
 import type { BlyLibp2p } from '../src/net/libp2p-node.ts'
 
@@ -53,17 +52,7 @@ const MODEL = 'bench-random'
 const say = (s: string): void => { process.stderr.write(s + '\n') }
 const round = (x: number, d = 3): number => Number(x.toFixed(d))
 
-const config = parseQwen3Config({
-  model_type: 'qwen3',
-  vocab_size: VOCAB,
-  hidden_size: H,
-  intermediate_size: 3 * H,
-  num_hidden_layers: LAYERS,
-  num_attention_heads: H / 64,
-  num_key_value_heads: H / 128,
-  head_dim: 128,
-  max_position_embeddings: 4096
-})
+const config = qwen3ShapeOfWidth(H, LAYERS, VOCAB)
 
 const load0 = loadavg()[0]
 await selectBackend('wasm', { threads: 1 })

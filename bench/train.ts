@@ -18,12 +18,11 @@ import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { ProjectionCache, TrainStage, PROJECTIONS } from '../src/learning/train/stage.ts'
 import { selectBackend } from '../src/model/backend.ts'
-import { parseQwen3Config } from '../src/model/qwen3/config.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
 import { tf } from '../src/model/qwen3/tf.ts'
 import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
-import { randomLayer } from './lib/random-layer.ts'
+import { qwen3ShapeOfWidth, randomLayer } from './lib/random-layer.ts'
 import type { Tensor2D } from '../src/model/qwen3/tf.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 
@@ -46,17 +45,7 @@ const H = Number(opts.hidden)
 const say = (s: string): void => { process.stderr.write(s + '\n') }
 const round = (x: number, d = 3): number => Number(x.toFixed(d))
 
-const config = parseQwen3Config({
-  model_type: 'qwen3',
-  vocab_size: 1024,
-  hidden_size: H,
-  intermediate_size: 3 * H,
-  num_hidden_layers: LAYERS,
-  num_attention_heads: H / 64,
-  num_key_value_heads: H / 128,
-  head_dim: 128,
-  max_position_embeddings: 4096
-})
+const config = qwen3ShapeOfWidth(H, LAYERS, 1024)
 
 const load0 = loadavg()[0]
 const backend = await selectBackend(opts.backend as any)
@@ -151,7 +140,7 @@ process.stdout.write(JSON.stringify({
   bench: 'train',
   backend: backend.name,
   recompute: 'each backward unit recomputes its layer under tf.grads, replaying the linear products its forward unit kept (ProjectionCache), so the big matMuls run once forward and once (input gradient; plus dW under --full) backward',
-  shape: { layers: LAYERS, hidden: H, intermediate: 3 * H, heads: H / 64, kvHeads: H / 128, headDim: 128, seq: T, paramsPerLayer: layer.params },
+  shape: { layers: LAYERS, hidden: H, intermediate: config.intermediateSize, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, seq: T, paramsPerLayer: layer.params },
   baseline: { forwardOnlyMs: round(inferMs, 1), forwardOnlyTokensPerSecond: round(inferTps, 1) },
   lora: { rank: RANK, ...fig(lora) },
   full: full == null ? null : fig(full),

@@ -3,6 +3,7 @@
  * uniform in [-0.02, 0.02) from a fixed xorshift32 stream (the same bytes on
  * every run), norms at 1. F32 tensors under layer 0's names.
  */
+import { parseQwen3Config } from '../../src/model/qwen3/config.ts'
 import { layerTensorNames } from '../../src/model/qwen3/plan.ts'
 import type { Qwen3Config } from '../../src/model/qwen3/config.ts'
 import type { RawTensor } from '../../src/model/safetensors/dtypes.ts'
@@ -54,4 +55,23 @@ export function randomLayer (c: Qwen3Config): RandomLayer {
     tensors.set(names[role], { dtype: 'F32', shape, data: new Uint8Array(f.buffer) })
   }
   return { tensors, params, linearParams }
+}
+
+/**
+ * A Qwen3 shape of width `hidden` in the 0.6B family's proportions (MLP 3x
+ * hidden, head_dim 128, hidden / 64 query heads, hidden / 128 kv heads), for
+ * the training benches.
+ */
+export function qwen3ShapeOfWidth (hidden: number, layers: number, vocab: number): Qwen3Config {
+  return parseQwen3Config({
+    model_type: 'qwen3',
+    vocab_size: vocab,
+    hidden_size: hidden,
+    intermediate_size: 3 * hidden,
+    num_hidden_layers: layers,
+    num_attention_heads: hidden / 64,
+    num_key_value_heads: hidden / 128,
+    head_dim: 128,
+    max_position_embeddings: 4096
+  })
 }
