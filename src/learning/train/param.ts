@@ -19,6 +19,7 @@ export class TrainParam {
   /** AdamW's decoupled weight decay applies (matrices yes, norm weights no) */
   readonly decay: boolean
   private current: Tensor | null
+  private currentT: Tensor | null
 
   constructor (name: string, shape: number[], values: Float32Array, decay: boolean) {
     const n = shape.reduce((a, b) => a * b, 1)
@@ -33,6 +34,7 @@ export class TrainParam {
     this.v = new Float32Array(n)
     this.decay = decay
     this.current = null
+    this.currentT = null
   }
 
   /** The values as a tfjs tensor (kept outside any tidy; replaced after each update). */
@@ -41,6 +43,29 @@ export class TrainParam {
       this.current = tf.keep(tf.tensor(this.values, this.shape))
     }
     return this.current
+  }
+
+  /**
+   * A matrix's values transposed ([rows, cols] -> [cols, rows]), as a tfjs
+   * tensor transposed here in JS once per update (a big tf.transpose is slow
+   * on wasm), for the backward's plain dy @ W^T.
+   */
+  get transposed (): Tensor {
+    if (this.currentT == null) {
+      if (this.shape.length !== 2) {
+        throw new RangeError(`${this.name}: only a matrix has a transpose, shape [${this.shape.join(', ')}]`)
+      }
+      const [rows, cols] = this.shape
+      const a = this.values
+      const t = new Float32Array(a.length)
+      for (let i = 0; i < rows; i++) {
+        for (let j = 0; j < cols; j++) {
+          t[j * rows + i] = a[i * cols + j]
+        }
+      }
+      this.currentT = tf.keep(tf.tensor(t, [cols, rows]))
+    }
+    return this.currentT
   }
 
   /** Adds `g` (this parameter's gradient of one micro-batch) times `scale` to the step's gradient. */
@@ -55,6 +80,8 @@ export class TrainParam {
   invalidate (): void {
     this.current?.dispose()
     this.current = null
+    this.currentT?.dispose()
+    this.currentT = null
   }
 
   dispose (): void {

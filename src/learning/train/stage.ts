@@ -8,11 +8,17 @@
  * model; a pipeline holds one per node.
  *
  * Work units, each one layer x one micro-batch (a sequence [T]):
- * - forwardLayer(l, x): the layer's output, no tape (the caller keeps x);
- * - backwardLayer(l, x, dy): recomputes the layer from its input x under
- * tf.grads (activation checkpointing: a stage keeps only each layer's
- * input per micro-batch), adds the trainable tensors' gradients times
- * `scale` to their accumulators, returns dx;
+ * - forwardLayer(l, x, cache?): the layer's output, no tape (the caller
+ * keeps x); with a cache, the activations the backward needs are kept
+ * there (ProjectionCache: the q|k|v and gate|up products, o_proj's input
+ * and the attention residual, see activationBytes());
+ * - backwardLayer(l, x, dy, scale, cache): the hand-written VJP of the
+ * layer (layer-vjp.ts) over those saved activations, recomputing only the
+ * cheap element-wise pieces (norms, RoPE, the attention probabilities per
+ * kv head, the SwiGLU): frozen weights get dx = dy W^T only; adds the
+ * trainable tensors' gradients times `scale` to their accumulators,
+ * returns dx. Without a cache it recomputes the layer under tf.grads
+ * (backwardLayerTape, the reference the tests check the VJP against);
  * - headLoss(h, ids, scale?): the mean next-token cross-entropy of the
  * sequence; with a scale, also the head's gradients and dh.
  *
@@ -23,13 +29,15 @@
  * there) and B [r, out] (zeros), so training starts at the base model exactly. The candidate weight is W^T + (alpha / r) (A B)^T.
  */
 import { Prng } from '../../model/prng.ts'
-import { attentionInputs, attentionOutput, headLogits, mlpOutput } from '../../model/qwen3/layer-math.ts'
-import { causalMask } from '../../model/qwen3/ops.ts'
+import { apply, linear, linearBlockBytes } from '../../model/qwen3/decoder-layer.ts'
+import { attentionInputs, attentionOutput, headLogits, mlpOutput, swiglu } from '../../model/qwen3/layer-math.ts'
+import { applyRope, causalMask, rmsNorm } from '../../model/qwen3/ops.ts'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerTensorNames } from '../../model/qwen3/plan.ts'
 import { RopeTable } from '../../model/qwen3/rope.ts'
 import { tf } from '../../model/qwen3/tf.ts'
 import { TrainError, TrainErrorCode } from './errors.ts'
 import { frozenMatMul, trainMatMul } from './grad-ops.ts'
+import { attentionVjp, rmsNormVjp, ropeVjp, swigluVjp } from './layer-vjp.ts'
 import { TrainParam } from './param.ts'
 import type { Qwen3Config } from '../../model/qwen3/config.ts'
 import type { LayerDims, LayerLinears, LayerNorms } from '../../model/qwen3/layer-math.ts'
@@ -67,21 +75,46 @@ interface Linear {
   name: string
   inp: number
   out: number
-  /** frozen: W and W^T; trainable (full): the parameter */
+  /** the frozen head: W and W^T */
   w?: Tensor2D
   wT?: Tensor2D
+  /** trainable (full): the parameter */
   param?: TrainParam
   lora?: { a: TrainParam, b: TrainParam, scale: number }
+}
+
+/** The linear groups of a layer (layer-math.ts LayerLinears): q|k|v and gate|up fused along out. */
+type Group = keyof LayerLinears
+
+/** A frozen group's W [in, out] and W^T [out, in], each in column blocks (decoder-layer.ts linear()). */
+interface FrozenGroup {
+  w: Tensor2D[]
+  wT: Tensor2D[]
 }
 
 interface StageLayer {
   index: number
   norms: Record<keyof LayerNorms, { tensor?: Tensor1D, param?: TrainParam }>
   proj: Record<Projection, Linear>
-  /** lora mode: fused frozen q|k|v and gate|up ([in, out]) and their transposes */
-  qkv?: [Tensor2D, Tensor2D]
-  gateUp?: [Tensor2D, Tensor2D]
+  /** the projections of each group, in the fused order */
+  groups: Record<Group, Linear[]>
+  /** LoRA mode: the frozen base weights per group */
+  frozen?: Record<Group, FrozenGroup>
 }
+
+/** What a forward unit keeps of one layer for its backward unit (see activationBytes()). */
+interface SavedLayer {
+  /** the fused q|k|v product [T, (heads + 2 kvHeads) d] */
+  qkv?: Tensor2D
+  /** o_proj's input, the attention context [T, heads d] */
+  ctx?: Tensor2D
+  /** the residual after attention [T, hidden] */
+  x2?: Tensor2D
+  /** the fused gate|up product [T, 2 intermediate] */
+  gateUp?: Tensor2D
+}
+
+const GROUPS: Record<Group, Projection[]> = { qkv: ['q', 'k', 'v'], o: ['o'], gateUp: ['gate', 'up'], down: ['down'] }
 
 /** [rows, cols] row-major -> its transpose. */
 function transpose (a: Float32Array, rows: number, cols: number): Float32Array {
@@ -109,9 +142,6 @@ export class TrainStage {
   private readonly dims: LayerDims
   private readonly base: ReadonlyMap<string, Float32Array>
   private readonly frozen: Tensor[]
-  /** set during a forward unit given a ProjectionCache / a backward unit replaying it */
-  private record: Map<object, Tensor2D> | null
-  private replay: Map<object, Tensor2D> | null
 
   constructor (init: TrainStageInit) {
     const { config, weights, mode } = init
@@ -128,8 +158,6 @@ export class TrainStage {
     this.base = weights
     this.params = []
     this.frozen = []
-    this.record = null
-    this.replay = null
     this.layers = []
     this.rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings)
     this.dims = { heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, eps: config.rmsNormEps }
@@ -186,27 +214,29 @@ export class TrainStage {
         }
         proj[p] = lin
       }
-      const layer: StageLayer = { index: i, norms, proj }
+      const groups = {} as Record<Group, Linear[]>
+      for (const [g, parts] of Object.entries(GROUPS) as Array<[Group, Projection[]]>) {
+        groups[g] = parts.map(p => proj[p])
+      }
+      const layer: StageLayer = { index: i, norms, proj, groups }
       if (!mode.full) {
-        const fused = (parts: Projection[]): [Tensor2D, Tensor2D] => {
+        const blockBytes = linearBlockBytes()
+        const frozenGroup = (parts: Projection[]): FrozenGroup => {
           const rows = parts.reduce((n, p) => n + shapes[p][0], 0)
           const inp = shapes[parts[0]][1]
+          // stored [out, in] rows of the parts one after another: W^T of the fused group
           const data = new Float32Array(rows * inp)
           let o = 0
           for (const p of parts) {
             data.set(get(names[p]), o)
             o += get(names[p]).length
           }
-          const wT = keep(tf.tensor2d(data, [rows, inp]))
-          return [keep(tf.transpose(wT)), wT]
+          return {
+            w: linear(data, rows, inp, blockBytes).map(keep),
+            wT: linear(transpose(data, rows, inp), inp, rows, blockBytes).map(keep)
+          }
         }
-        layer.qkv = fused(['q', 'k', 'v'])
-        layer.gateUp = fused(['gate', 'up'])
-        for (const p of ['o', 'down'] as const) {
-          const [out, inp] = shapes[p]
-          proj[p].wT = keep(tf.tensor2d(get(names[p]), [out, inp]))
-          proj[p].w = keep(tf.transpose(proj[p].wT as Tensor2D))
-        }
+        layer.frozen = { qkv: frozenGroup(GROUPS.qkv), o: frozenGroup(GROUPS.o), gateUp: frozenGroup(GROUPS.gateUp), down: frozenGroup(GROUPS.down) }
       }
       this.layers.push(layer)
     }
@@ -267,63 +297,45 @@ export class TrainStage {
     return layer
   }
 
-  /**
-   * The base product x W of a linear (or a fused group): recorded by a
-   * forward unit into `projections`, replayed by the backward unit of the
-   * same layer and micro-batch (its inputs and W are bit-identical then:
-   * the weights change only in the optimizer unit), so the recomputation
-   * skips the big matMuls and keeps their gradients.
-   */
-  private baseProduct (key: object, x: Tensor2D, run: (cached?: Tensor2D) => Tensor2D): Tensor2D {
-    const cached = this.replay?.get(key)
-    const y = run(cached)
-    if (this.record != null) {
-      this.record.set(key, tf.keep(tf.clone(y)))
-    }
-    return y
-  }
-
-  /** y = x W (+ the adapter) for one projection. */
+  /** The head's y = x W (frozen or trainable; under tf.grads). */
   private project (lin: Linear, x: Tensor2D): Tensor2D {
-    const base = this.baseProduct(lin, x, cached => lin.param != null ? trainMatMul(x, lin.param.tensor as Tensor2D, cached) : frozenMatMul(x, lin.w as Tensor2D, lin.wT, cached))
-    return lin.lora == null ? base : tf.add(base, TrainStage.adapter(lin, x)) as Tensor2D
+    return lin.param != null ? trainMatMul(x, lin.param.tensor as Tensor2D) : frozenMatMul(x, [lin.w as Tensor2D], [lin.wT as Tensor2D])
   }
 
-  /** (alpha / r) (x A) B */
-  private static adapter (lin: Linear, x: Tensor2D): Tensor2D {
-    const { a, b, scale } = lin.lora as NonNullable<Linear['lora']>
-    return tf.mul(trainMatMul(trainMatMul(x, a.tensor as Tensor2D), b.tensor as Tensor2D), scale) as Tensor2D
-  }
-
-  /** A fused group (q|k|v or gate|up): the frozen fused product plus the adapters' outputs side by side. */
-  private fused (w: [Tensor2D, Tensor2D], parts: Linear[], x: Tensor2D): Tensor2D {
-    const base = this.baseProduct(w, x, cached => frozenMatMul(x, w[0], w[1], cached))
-    if (parts.every(p => p.lora == null)) {
-      return base
-    }
-    const t = x.shape[0]
-    return tf.add(base, tf.concat(parts.map(p => p.lora == null ? tf.zeros([t, p.out]) : TrainStage.adapter(p, x)), 1)) as Tensor2D
-  }
-
-  private layerMath (layer: StageLayer): { norms: LayerNorms, lin: LayerLinears } {
+  private normTensors (layer: StageLayer): LayerNorms {
     const n = layer.norms
     const norm = (x: { tensor?: Tensor1D, param?: TrainParam }): Tensor1D => (x.param?.tensor as Tensor1D | undefined) ?? x.tensor as Tensor1D
-    const norms: LayerNorms = { inputNorm: norm(n.inputNorm), postNorm: norm(n.postNorm), qNorm: norm(n.qNorm), kNorm: norm(n.kNorm) }
-    const p = layer.proj
-    const lin: LayerLinears = this.mode.full
-      ? {
-          qkv: x => tf.concat([this.project(p.q, x), this.project(p.k, x), this.project(p.v, x)], 1),
-          o: x => this.project(p.o, x),
-          gateUp: x => tf.concat([this.project(p.gate, x), this.project(p.up, x)], 1),
-          down: x => this.project(p.down, x)
-        }
-      : {
-          qkv: x => this.fused(layer.qkv as [Tensor2D, Tensor2D], [p.q, p.k, p.v], x),
-          o: x => this.project(p.o, x),
-          gateUp: x => this.fused(layer.gateUp as [Tensor2D, Tensor2D], [p.gate, p.up], x),
-          down: x => this.project(p.down, x)
-        }
-    return { norms, lin }
+    return { inputNorm: norm(n.inputNorm), postNorm: norm(n.postNorm), qNorm: norm(n.qNorm), kNorm: norm(n.kNorm) }
+  }
+
+  /**
+   * The layer's linears for layer-math.ts: frozen W (LoRA mode, in column
+   * blocks) plus (alpha / r) (x A) B per adapter, or the trainable W
+   * (full). `taped`: under tf.grads (matMuls with a fast gradient);
+   * otherwise plain matMuls (a forward unit, no tape).
+   */
+  private linears (layer: StageLayer, taped: boolean): LayerLinears {
+    const mm = taped ? trainMatMul : (a: Tensor2D, b: Tensor2D): Tensor2D => tf.matMul(a, b)
+    const adapter = (lin: Linear, x: Tensor2D): Tensor2D => {
+      const { a, b, scale } = lin.lora as NonNullable<Linear['lora']>
+      return tf.mul(mm(mm(x, a.tensor as Tensor2D), b.tensor as Tensor2D), scale) as Tensor2D
+    }
+    const group = (g: Group) => (x: Tensor2D): Tensor2D => {
+      const parts = layer.groups[g]
+      const frozen = layer.frozen?.[g]
+      if (frozen == null) {
+        const outs = parts.map(p => mm(x, (p.param as TrainParam).tensor as Tensor2D))
+        return outs.length === 1 ? outs[0] : tf.concat(outs, 1)
+      }
+      const base = taped ? frozenMatMul(x, frozen.w, frozen.wT) : apply(x, frozen.w)
+      if (parts.every(p => p.lora == null)) {
+        return base
+      }
+      const t = x.shape[0]
+      const side = parts.map(p => p.lora == null ? tf.zeros([t, p.out]) as Tensor2D : adapter(p, x))
+      return tf.add(base, side.length === 1 ? side[0] : tf.concat(side, 1)) as Tensor2D
+    }
+    return { qkv: group('qkv'), o: group('o'), gateUp: group('gateUp'), down: group('down') }
   }
 
   /** The trainable tensors of decoder layer l. */
@@ -359,53 +371,191 @@ export class TrainStage {
     return out
   }
 
-  /** The decoder layer's math on a whole sequence x [T, hidden] at positions 0..T-1 (causal). */
-  private layerForward (layer: StageLayer, x: Tensor2D): Tensor2D {
+  /**
+   * The decoder layer's math (layer-math.ts) on a whole sequence x [T, hidden]
+   * at positions 0..T-1 (causal). `save`: keep there what the VJP needs.
+   */
+  private layerForward (layer: StageLayer, x: Tensor2D, taped: boolean, save?: SavedLayer): Tensor2D {
     const t = x.shape[0]
-    const { norms, lin } = this.layerMath(layer)
+    const norms = this.normTensors(layer)
+    let lin = this.linears(layer, taped)
+    if (save != null) {
+      const keep = (y: Tensor2D): Tensor2D => tf.keep(tf.clone(y))
+      const inner = lin
+      lin = {
+        qkv: h => { const y = inner.qkv(h); save.qkv = keep(y); return y },
+        o: ctx => { save.ctx = keep(ctx); return inner.o(ctx) },
+        gateUp: h2 => { const y = inner.gateUp(h2); save.gateUp = keep(y); return y },
+        down: inner.down
+      }
+    }
     const { cos, sin } = this.rope.slice(0, t)
     const { qT, keys, valuesT } = attentionInputs(x, norms, lin, this.dims, cos, sin)
     const mask = t > 1 ? causalMask(t, t) : null
-    const x2 = tf.add(x, attentionOutput(qT, keys, valuesT, mask, lin, this.dims, trainMatMul)) as Tensor2D
+    const x2 = tf.add(x, attentionOutput(qT, keys, valuesT, mask, lin, this.dims, taped ? trainMatMul : undefined)) as Tensor2D
+    if (save != null) {
+      save.x2 = tf.keep(tf.clone(x2))
+    }
     return tf.add(x2, mlpOutput(x2, norms, lin, this.dims.eps)) as Tensor2D
   }
 
   /**
-   * Work unit: layer l forward on x [T, hidden]; a new tensor, x stays the
-   * caller's. With `cache`, the layer's linear products are kept there for
-   * backwardLayer (memory: the [T, out] outputs of every projection).
+   * Work unit: layer l forward on x [T, hidden], no tape; a new tensor, x
+   * stays the caller's. With `cache`, the activations backwardLayer needs
+   * are kept there (activationBytes()).
    */
   forwardLayer (l: number, x: Tensor2D, cache?: ProjectionCache): Tensor2D {
     const layer = this.layerAt(l)
-    this.record = cache?.layer(l) ?? null
+    // a forward again over the same layer and micro-batch replaces what the last one kept
+    cache?.drop(l)
+    return tf.tidy(() => this.layerForward(layer, x, false, cache?.layer(l)))
+  }
+
+  /**
+   * Bytes a ProjectionCache holds per micro-batch of `t` tokens for this
+   * stage's layers between their forward and backward units (float32:
+   * per layer and token the q|k|v and gate|up products, o_proj's input and
+   * the attention residual). The layers' inputs, kept by the caller, are not counted.
+   */
+  activationBytes (t: number): number {
+    const c = this.config
+    const perToken = (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim + c.hiddenSize + 2 * c.intermediateSize
+    return 4 * t * perToken * (this.end - this.start)
+  }
+
+  /**
+   * Work unit: layer l backward. With the activations forwardLayer kept
+   * in `cache` (then freed): the hand-written VJP (layerVjp); without, the
+   * tape (backwardLayerTape). Adds `scale` x the gradients of its trainable
+   * tensors to their accumulators, returns dL/dx (a new tensor).
+   */
+  backwardLayer (l: number, x: Tensor2D, dy: Tensor2D, scale: number, cache?: ProjectionCache): Tensor2D {
+    const layer = this.layerAt(l)
+    const saved = cache?.take(l)
+    if (saved == null) {
+      return this.backwardLayerTape(l, x, dy, scale)
+    }
     try {
-      return tf.tidy(() => this.layerForward(layer, x))
+      const params = this.layerParams(l)
+      const [dx, ...grads] = tf.tidy(() => {
+        const g = new Map<TrainParam, Tensor>()
+        const dx = this.layerVjp(layer, x, dy, saved, g)
+        return [dx, ...params.map(p => {
+          const t = g.get(p)
+          if (t == null) {
+            throw new TrainError(TrainErrorCode.OPTION, `the layer's VJP gave no gradient for ${p.name}`)
+          }
+          return t
+        })]
+      })
+      this.accumulate(params, grads, scale)
+      return dx as Tensor2D
     } finally {
-      this.record = null
+      tf.dispose(Object.values(saved))
     }
   }
 
   /**
-   * Work unit: layer l backward. Recomputes the layer on its input x under
-   * tf.grads (replaying the products forwardLayer kept in `cache`, then
-   * freeing them), adds `scale` x the gradients of its trainable tensors to
-   * their accumulators, returns dL/dx (a new tensor).
+   * Work unit: layer l backward by recomputing it from its input x under
+   * tf.grads (tfjs' autodiff of the shared layer math): the reference the
+   * hand-written VJP is tested against, and the path without a cache.
    */
-  backwardLayer (l: number, x: Tensor2D, dy: Tensor2D, scale: number, cache?: ProjectionCache): Tensor2D {
+  backwardLayerTape (l: number, x: Tensor2D, dy: Tensor2D, scale: number): Tensor2D {
     const layer = this.layerAt(l)
-    const params = this.layerParams(l)
-    this.replay = cache?.layer(l) ?? null
-    try {
-      return this.backward(params, x, dy, scale, (xi) => this.layerForward(layer, xi))
-    } finally {
-      this.replay = null
-      cache?.drop(l)
+    return this.backward(this.layerParams(l), x, dy, scale, (xi) => this.layerForward(layer, xi, true))
+  }
+
+  /**
+   * dL/dx of one layer from dy = dL/d(output) and the saved activations;
+   * the trainable tensors' gradients go into `grads`. Reverse order of
+   * layerForward: MLP (down, SwiGLU, gate|up, post norm, residual), then
+   * attention (o, the attention per kv head, RoPE and q/k norms, q|k|v,
+   * input norm, residual). h, h2 and the SwiGLU output are recomputed with
+   * the forward's own ops (ops.ts, layer-math.ts) from what was saved.
+   */
+  private layerVjp (layer: StageLayer, x: Tensor2D, dy: Tensor2D, saved: Required<SavedLayer>, grads: Map<TrainParam, Tensor>): Tensor2D {
+    const { heads: nH, kvHeads: kvH, headDim: d, eps } = this.dims
+    const t = x.shape[0]
+    const norms = this.normTensors(layer)
+    const normGrad = (n: { param?: TrainParam }, dw: Tensor): void => {
+      if (n.param != null) {
+        grads.set(n.param, dw)
+      }
     }
+    // MLP: out = x2 + down(swiglu(g, u)), [g, u] = gateUp(post_norm(x2))
+    const [g, u] = tf.split(saved.gateUp, 2, 1) as [Tensor2D, Tensor2D]
+    const dAct = this.linearVjp(layer, 'down', swiglu(g, u), dy, grads)
+    const { dg, du } = swigluVjp(g, u, dAct)
+    const dh2 = this.linearVjp(layer, 'gateUp', rmsNorm(saved.x2, norms.postNorm, eps), tf.concat([dg, du], 1), grads)
+    const post = rmsNormVjp(saved.x2, norms.postNorm, eps, dh2)
+    normGrad(layer.norms.postNorm, post.dw)
+    const dx2 = tf.add(dy, post.dx) as Tensor2D
+    // attention: x2 = x + o(ctx)
+    const dctx = this.linearVjp(layer, 'o', saved.ctx, dx2, grads)
+    const [qf, kf, vf] = tf.split(saved.qkv, [nH * d, kvH * d, kvH * d], 1)
+    const q3 = tf.reshape(qf, [t, nH, d])
+    const k3 = tf.reshape(kf, [t, kvH, d])
+    const { cos, sin } = this.rope.slice(0, t)
+    const q = applyRope(rmsNorm(q3, norms.qNorm, eps), cos, sin)
+    const k = applyRope(rmsNorm(k3, norms.kNorm, eps), cos, sin)
+    const att = attentionVjp(q, k, tf.reshape(vf, [t, kvH, d]), t > 1 ? causalMask(t, t) : null, dctx, this.dims)
+    const qn = rmsNormVjp(q3, norms.qNorm, eps, ropeVjp(att.dq, cos, sin))
+    const kn = rmsNormVjp(k3, norms.kNorm, eps, ropeVjp(att.dk, cos, sin))
+    normGrad(layer.norms.qNorm, qn.dw)
+    normGrad(layer.norms.kNorm, kn.dw)
+    const dqkv = tf.concat([tf.reshape(qn.dx, [t, nH * d]), tf.reshape(kn.dx, [t, kvH * d]), tf.reshape(att.dv, [t, kvH * d])], 1) as Tensor2D
+    const dh = this.linearVjp(layer, 'qkv', rmsNorm(x, norms.inputNorm, eps), dqkv, grads)
+    const inp = rmsNormVjp(x, norms.inputNorm, eps, dh)
+    normGrad(layer.norms.inputNorm, inp.dw)
+    return tf.add(dx2, inp.dx) as Tensor2D
+  }
+
+  /**
+   * VJP of one linear group y = x W (+ adapters) given its input x and dy:
+   * returns dx. Frozen W: dx = dy W^T over W^T's column blocks, no dW; an
+   * adapter (z = x A, y += s z B): dB = s z^T dy, dz = s dy B^T, dA = x^T dz,
+   * dx += dz A^T; a trainable W: dW = x^T dy, dx += dy W^T. Every product a
+   * plain matMul over materialised transposes.
+   */
+  private linearVjp (layer: StageLayer, g: Group, x: Tensor2D, dy: Tensor2D, grads: Map<TrainParam, Tensor>): Tensor2D {
+    const parts = layer.groups[g]
+    const frozen = layer.frozen?.[g]
+    const t = x.shape[0]
+    const terms: Tensor2D[] = frozen != null ? [apply(dy, frozen.wT)] : []
+    let xT: Tensor2D | null = null
+    const xTransposed = (): Tensor2D => {
+      xT ??= tf.transpose(x)
+      return xT
+    }
+    let off = 0
+    for (const p of parts) {
+      const dyp = parts.length === 1 ? dy : tf.slice(dy, [0, off], [t, p.out])
+      off += p.out
+      if (p.param != null) {
+        grads.set(p.param, tf.matMul(xTransposed(), dyp))
+        terms.push(tf.matMul(dyp, p.param.transposed as Tensor2D))
+      }
+      if (p.lora != null) {
+        const { a, b, scale } = p.lora
+        const z = tf.matMul(x, a.tensor as Tensor2D)
+        grads.set(b, tf.mul(tf.matMul(tf.transpose(z), dyp), scale))
+        const dz = tf.mul(tf.matMul(dyp, tf.transpose(b.tensor as Tensor2D)), scale) as Tensor2D
+        grads.set(a, tf.matMul(xTransposed(), dz))
+        terms.push(tf.matMul(dz, tf.transpose(a.tensor as Tensor2D)))
+      }
+    }
+    return terms.length === 1 ? terms[0] : tf.addN(terms)
   }
 
   private backward (params: TrainParam[], x: Tensor2D, dy: Tensor | null, scale: number, f: (x: Tensor2D) => Tensor): Tensor2D {
     const tensors = params.map(p => p.tensor)
     const [dx, ...grads] = tf.tidy(() => tf.grads((xi: Tensor, ..._ps: Tensor[]) => f(xi as Tensor2D))([x, ...tensors], dy ?? undefined))
+    this.accumulate(params, grads, scale)
+    return dx as Tensor2D
+  }
+
+  /** Adds each gradient x scale to its parameter's accumulator, then frees the gradients. */
+  private accumulate (params: TrainParam[], grads: Tensor[], scale: number): void {
     try {
       for (let i = 0; i < params.length; i++) {
         params[i].accumulate(grads[i].dataSync() as Float32Array, scale)
@@ -413,7 +563,6 @@ export class TrainStage {
     } finally {
       tf.dispose(grads)
     }
-    return dx as Tensor2D
   }
 
   /** Logits [T, vocab] of the last hidden states. */
@@ -540,23 +689,40 @@ export class TrainStage {
   }
 }
 
-/** The linear products of one micro-batch's forward units, per layer, for its backward units. */
+/**
+ * What one micro-batch's forward units keep per layer for its backward
+ * units (TrainStage.activationBytes() says how much); backwardLayer takes a
+ * layer's share out and frees it, dispose() frees what is left (a
+ * micro-batch abandoned between its units).
+ */
 export class ProjectionCache {
-  private readonly layers = new Map<number, Map<object, Tensor2D>>()
+  private readonly layers = new Map<number, SavedLayer>()
 
-  layer (l: number): Map<object, Tensor2D> {
+  /** Layer l's record, made empty on first use (a forward unit fills it). */
+  layer (l: number): SavedLayer {
     let m = this.layers.get(l)
     if (m == null) {
-      m = new Map()
+      m = {}
       this.layers.set(l, m)
     }
     return m
   }
 
+  /** Layer l's complete record, removed from the cache (the caller frees it), or undefined. */
+  take (l: number): Required<SavedLayer> | undefined {
+    const m = this.layers.get(l)
+    if (m == null || m.qkv == null || m.ctx == null || m.x2 == null || m.gateUp == null) {
+      this.drop(l)
+      return undefined
+    }
+    this.layers.delete(l)
+    return m as Required<SavedLayer>
+  }
+
   drop (l: number): void {
     const m = this.layers.get(l)
     if (m != null) {
-      tf.dispose([...m.values()])
+      tf.dispose(Object.values(m))
       this.layers.delete(l)
     }
   }

@@ -38,7 +38,7 @@ export const LINEAR_BLOCK_BYTES = 16 * 1024 * 1024
  * step is a plain x @ W (XNNPACK's fully-connected path on wasm), cut into
  * column blocks of at most `blockBytes` (multiples of 128 columns where they fit).
  */
-function linear (data: Float32Array, out: number, inp: number, blockBytes: number): Tensor2D[] {
+export function linear (data: Float32Array, out: number, inp: number, blockBytes: number): Tensor2D[] {
   const fit = Math.max(1, Math.floor(blockBytes / (inp * 4)))
   const cols = fit >= 128 ? fit - fit % 128 : fit
   const blocks: Tensor2D[] = []
@@ -54,8 +54,8 @@ function linear (data: Float32Array, out: number, inp: number, blockBytes: numbe
   return blocks
 }
 
-/** x @ W for W in column blocks. */
-function apply (x: Tensor2D, w: Tensor2D[]): Tensor2D {
+/** x @ W for W in column blocks (linear()). */
+export function apply (x: Tensor2D, w: Tensor2D[]): Tensor2D {
   return w.length === 1 ? tf.matMul(x, w[0]) : tf.concat(w.map(b => tf.matMul(x, b)), 1)
 }
 

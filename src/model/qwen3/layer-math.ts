@@ -76,9 +76,13 @@ export function attentionOutput (qT: Tensor2D[], keys: Tensor2D[], valuesT: Tens
 /** down(silu(gate(h)) * up(h)) with h = post_norm(x2), [T, hidden], without the residual. */
 export function mlpOutput (x2: Tensor2D, norms: LayerNorms, lin: LayerLinears, eps: number): Tensor2D {
   const h2 = rmsNorm(x2, norms.postNorm, eps)
-  const [g, u] = tf.split(lin.gateUp(h2), 2, 1)
-  const act = tf.mul(tf.mul(g, tf.sigmoid(g)), u) as Tensor2D
-  return lin.down(act)
+  const [g, u] = tf.split(lin.gateUp(h2), 2, 1) as [Tensor2D, Tensor2D]
+  return lin.down(swiglu(g, u))
+}
+
+/** The MLP's gated activation silu(g) * u = g sigmoid(g) u. */
+export function swiglu (g: Tensor2D, u: Tensor2D): Tensor2D {
+  return tf.mul(tf.mul(g, tf.sigmoid(g)), u) as Tensor2D
 }
 
 /** Logits [T, vocab] = final_norm(hidden) through `head` (x [T, hidden] -> [T, vocab]). */
