@@ -5,18 +5,24 @@
 // The layers are a Qwen3-0.6B shape by default (hidden 1024, intermediate
 // 3072, 16 x 128 query heads, 8 kv heads) with random weights
 // (bench/lib/random-layer.ts; the same layer for every index). Per mode
-// (LoRA rank r on q,k,v,o,gate,up,down, and --full): forward units then
-// backward units (each recomputes its layer under tf.grads, replaying the
-// linear products the forward unit kept) for one sequence of T tokens with
-// a fixed upstream gradient; best of --runs after one warm-up. Also: the trainer's own
-// forward unit (no tape).
+// (LoRA rank r on q,k,v,o,gate,up,down, and --full): forward units (each
+// keeping the activations its backward needs) then backward units (the
+// hand-written VJPs over them, src/learning/train/layer-vjp.ts) for one
+// sequence of T tokens with a fixed upstream gradient. Also: the trainer's
+// own forward unit (no tape, nothing kept). Every figure is the best of
+// --runs after one warm-up, the figures measured in turn within each run
+// (interleaved: a load that comes and goes on a shared machine hits them alike).
+// --compare DIR: also the same figures of the training stage of another
+// checkout of this repository (e.g. main's tree, `git archive main | tar -x
+// -C DIR` with node_modules linked), interleaved with ours in the same process.
 // Human lines, then one JSON object as the last line.
 //
-//   npm run bench -- train [--layers 2] [--seq 128] [--rank 8] [--runs 3] [--backend wasm] [--hidden 1024]
+//   npm run bench -- train [--layers 2] [--seq 128] [--rank 8] [--runs 3] [--backend wasm] [--hidden 1024] [--no-full] [--compare DIR]
 import { loadavg } from 'node:os'
+import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { ProjectionCache, TrainStage, PROJECTIONS } from '../src/learning/train/stage.ts'
+import * as ourStage from '../src/learning/train/stage.ts'
 import { selectBackend } from '../src/model/backend.ts'
 import { LayerRange } from '../src/model/qwen3/layer-range.ts'
 import { tf } from '../src/model/qwen3/tf.ts'
@@ -34,7 +40,8 @@ const { values: opts } = parseArgs({
     runs: { type: 'string', default: '3' },
     backend: { type: 'string', default: 'wasm' },
     hidden: { type: 'string', default: '1024' },
-    'no-full': { type: 'boolean', default: false }
+    'no-full': { type: 'boolean', default: false },
+    compare: { type: 'string' }
   }
 })
 const LAYERS = Number(opts.layers)
@@ -59,50 +66,54 @@ for (let l = 0; l < LAYERS; l++) {
 const f32 = new Map([...raw].map(([n, t]) => [n, toFloat32(t)]))
 say(`train bench: ${LAYERS} layer(s) hidden ${H}, ${layer.params} params each, T = ${T}, backend ${backend.name}, runs ${RUNS}`)
 
-function best (fn: () => void): number {
-  fn()
-  let b = Infinity
-  for (let r = 0; r < RUNS; r++) {
-    const t0 = performance.now()
-    fn()
-    b = Math.min(b, performance.now() - t0)
-  }
-  return b
-}
-
 const x = tf.randomNormal([T, H], 0, 1, 'float32', 7) as Tensor2D
 const dyTop = tf.randomNormal([T, H], 0, 1e-3, 'float32', 8) as Tensor2D
 
+/** What this bench uses of a training stage module (ours, or another checkout's). */
+interface StageModule {
+  TrainStage: new (init: ourStage.TrainStageInit) => { forwardLayer(l: number, x: Tensor2D, cache?: unknown): Tensor2D, backwardLayer(l: number, x: Tensor2D, dy: Tensor2D, scale: number, cache?: unknown): Tensor2D, params: Array<{ grad: Float32Array, values: Float32Array }>, dispose(): void }
+  ProjectionCache: new () => { dispose(): void }
+}
+const theirStage = opts.compare == null ? null : await import(resolve(opts.compare, 'src/learning/train/stage.ts')) as StageModule
+
+/** A figure: its run, and the best time over the rounds. */
+interface Figure { run(): void, ms: number }
+const figures: Figure[] = []
+const figure = (run: () => void): Figure => {
+  const f = { run, ms: Infinity }
+  figures.push(f)
+  return f
+}
+
 // forward only, the inference path
 const model = await LayerRange.load(config, new MapWeightSource(raw), { start: 0, end: LAYERS })
-const inferMs = best(() => {
+const infer = figure(() => {
   const s = model.createSession()
   const y = model.forward(s, x)
   y.dataSync()
   y.dispose()
   s.dispose()
 })
-model.dispose()
-const inferTps = T / inferMs * 1000
-say(`forward only (inference LayerRange.forward, prefill of ${T}): ${inferMs.toFixed(1)} ms, ${inferTps.toFixed(0)} tok/s`)
 
-function trainFigures (full: boolean): { forwardMs: number, stepMs: number, tps: number, forwardTps: number, ratio: number, trainable: number } {
-  const stage = new TrainStage({ config, weights: f32, start: 0, end: LAYERS, embedding: false, head: false, seed: 1, mode: { full, rank: RANK, alpha: RANK, targets: PROJECTIONS } })
-  try {
-    const forward = (cache?: ProjectionCache): Tensor2D[] => {
-      const inputs = [x]
-      for (let l = 0; l < LAYERS; l++) {
-        inputs.push(stage.forwardLayer(l, inputs[l], cache))
-      }
-      return inputs
+interface TrainCase { forward: Figure, step: Figure, trainable: number, dispose(): void }
+
+function trainCase (mod: StageModule, full: boolean): TrainCase {
+  const stage = new mod.TrainStage({ config, weights: f32, start: 0, end: LAYERS, embedding: false, head: false, seed: 1, mode: { full, rank: RANK, alpha: RANK, targets: ourStage.PROJECTIONS } })
+  const forward = (cache?: unknown): Tensor2D[] => {
+    const inputs = [x]
+    for (let l = 0; l < LAYERS; l++) {
+      inputs.push(stage.forwardLayer(l, inputs[l], cache))
     }
-    const forwardMs = best(() => {
+    return inputs
+  }
+  return {
+    forward: figure(() => {
       const inputs = forward()
       inputs[LAYERS].dataSync()
       tf.dispose(inputs.slice(1))
-    })
-    const stepMs = best(() => {
-      const cache = new ProjectionCache()
+    }),
+    step: figure(() => {
+      const cache = new mod.ProjectionCache()
       const inputs = forward(cache)
       let dy = dyTop
       for (let l = LAYERS - 1; l >= 0; l--) {
@@ -115,22 +126,59 @@ function trainFigures (full: boolean): { forwardMs: number, stepMs: number, tps:
       dy.dataSync()
       dy.dispose()
       tf.dispose(inputs.slice(1))
+      cache.dispose()
       for (const p of stage.params) {
         p.grad.fill(0)
       }
-    })
-    const tps = T / stepMs * 1000
-    return { forwardMs, stepMs, tps, forwardTps: T / forwardMs * 1000, ratio: tps / inferTps, trainable: stage.params.reduce((n, p) => n + p.values.length, 0) }
-  } finally {
-    stage.dispose()
+    }),
+    trainable: stage.params.reduce((n, p) => n + p.values.length, 0),
+    dispose: () => { stage.dispose() }
   }
 }
 
-const lora = trainFigures(false)
+const cases = {
+  lora: trainCase(ourStage, false),
+  full: opts['no-full'] ? null : trainCase(ourStage, true),
+  theirLora: theirStage == null ? null : trainCase(theirStage, false),
+  theirFull: theirStage == null || opts['no-full'] ? null : trainCase(theirStage, true)
+}
+for (const f of figures) {
+  f.run()
+}
+for (let r = 0; r < RUNS; r++) {
+  for (const f of figures) {
+    const t0 = performance.now()
+    f.run()
+    f.ms = Math.min(f.ms, performance.now() - t0)
+  }
+}
+model.dispose()
+for (const c of Object.values(cases)) {
+  c?.dispose()
+}
+
+const inferMs = infer.ms
+const inferTps = T / inferMs * 1000
+say(`forward only (inference LayerRange.forward, prefill of ${T}): ${inferMs.toFixed(1)} ms, ${inferTps.toFixed(0)} tok/s`)
+
+function trainFigures (c: TrainCase): { forwardMs: number, stepMs: number, tps: number, forwardTps: number, ratio: number, trainable: number } {
+  const tps = T / c.step.ms * 1000
+  return { forwardMs: c.forward.ms, stepMs: c.step.ms, tps, forwardTps: T / c.forward.ms * 1000, ratio: tps / inferTps, trainable: c.trainable }
+}
+
+const lora = trainFigures(cases.lora)
 say(`LoRA r=${RANK}: trainer forward ${lora.forwardMs.toFixed(1)} ms (${lora.forwardTps.toFixed(0)} tok/s); forward+backward ${lora.stepMs.toFixed(1)} ms, ${lora.tps.toFixed(0)} tok/s = ${lora.ratio.toFixed(3)}x forward-only (goal >= 0.5)`)
-const full = opts['no-full'] ? null : trainFigures(true)
+const full = cases.full == null ? null : trainFigures(cases.full)
 if (full != null) {
   say(`full: trainer forward ${full.forwardMs.toFixed(1)} ms; forward+backward ${full.stepMs.toFixed(1)} ms, ${full.tps.toFixed(0)} tok/s = ${full.ratio.toFixed(3)}x forward-only`)
+}
+const theirLora = cases.theirLora == null ? null : trainFigures(cases.theirLora)
+const theirFull = cases.theirFull == null ? null : trainFigures(cases.theirFull)
+if (theirLora != null) {
+  say(`compared (${opts.compare}) LoRA r=${RANK}: trainer forward ${theirLora.forwardMs.toFixed(1)} ms; forward+backward ${theirLora.stepMs.toFixed(1)} ms, ${theirLora.tps.toFixed(0)} tok/s = ${theirLora.ratio.toFixed(3)}x forward-only`)
+}
+if (theirFull != null) {
+  say(`compared (${opts.compare}) full: trainer forward ${theirFull.forwardMs.toFixed(1)} ms; forward+backward ${theirFull.stepMs.toFixed(1)} ms, ${theirFull.tps.toFixed(0)} tok/s = ${theirFull.ratio.toFixed(3)}x forward-only`)
 }
 say(`load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
 tf.dispose([x, dyTop])
@@ -139,11 +187,12 @@ const fig = (f: typeof lora): Record<string, number> => ({ forwardMs: round(f.fo
 process.stdout.write(JSON.stringify({
   bench: 'train',
   backend: backend.name,
-  recompute: 'each backward unit recomputes its layer under tf.grads, replaying the linear products its forward unit kept (ProjectionCache), so the big matMuls run once forward and once (input gradient; plus dW under --full) backward',
+  recompute: 'each forward unit keeps the q|k|v and gate|up products, o_proj\'s input and the attention residual (ProjectionCache); each backward unit runs the hand-written VJPs over them (no tape): the big matMuls run once forward and once backward (dx = dy W^T; plus dW under --full)',
   shape: { layers: LAYERS, hidden: H, intermediate: config.intermediateSize, heads: config.numHeads, kvHeads: config.numKvHeads, headDim: config.headDim, seq: T, paramsPerLayer: layer.params },
   baseline: { forwardOnlyMs: round(inferMs, 1), forwardOnlyTokensPerSecond: round(inferTps, 1) },
   lora: { rank: RANK, ...fig(lora) },
   full: full == null ? null : fig(full),
+  compare: theirLora == null ? null : { dir: opts.compare, lora: fig(theirLora), full: theirFull == null ? null : fig(theirFull) },
   goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5 },
   loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) }
 }) + '\n')
