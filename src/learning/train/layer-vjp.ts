@@ -19,15 +19,16 @@ import type { Tensor, Tensor1D, Tensor2D } from '../../model/qwen3/tf.ts'
 /**
  * RMSNorm y = w * x * r, r = 1 / sqrt(mean(x^2) + eps) over the last axis
  * (ops.ts rmsNorm): dx = r (g - x^ mean(g x^)) with g = dy w and x^ = x r;
- * dw = the sum of dy x^ over every row.
+ * with `weightGrad`, also dw = the sum of dy x^ over every row (a frozen
+ * weight skips that reduction).
  */
-export function rmsNormVjp<T extends Tensor> (x: T, weight: Tensor1D, eps: number, dy: T): { dx: T, dw: Tensor1D } {
+export function rmsNormVjp<T extends Tensor> (x: T, weight: Tensor1D, eps: number, dy: T, weightGrad = true): { dx: T, dw: Tensor1D | null } {
   const n = x.shape[x.rank - 1] as number
   const r = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))
   const xHat = tf.mul(x, r)
   const g = tf.mul(dy, weight)
   const dx = tf.mul(r, tf.sub(g, tf.mul(xHat, tf.mean(tf.mul(g, xHat), -1, true)))) as T
-  const dw = tf.sum(tf.reshape(tf.mul(dy, xHat), [-1, n]), 0) as Tensor1D
+  const dw = weightGrad ? tf.sum(tf.reshape(tf.mul(dy, xHat), [-1, n]), 0) as Tensor1D : null
   return { dx, dw }
 }
 

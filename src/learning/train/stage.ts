@@ -477,8 +477,9 @@ export class TrainStage {
     const { heads: nH, kvHeads: kvH, headDim: d, eps } = this.dims
     const t = x.shape[0]
     const norms = this.normTensors(layer)
-    const normGrad = (n: { param?: TrainParam }, dw: Tensor): void => {
-      if (n.param != null) {
+    const trained = (n: { param?: TrainParam }): boolean => n.param != null
+    const normGrad = (n: { param?: TrainParam }, dw: Tensor | null): void => {
+      if (n.param != null && dw != null) {
         grads.set(n.param, dw)
       }
     }
@@ -487,7 +488,7 @@ export class TrainStage {
     const dAct = this.linearVjp(layer, 'down', swiglu(g, u), dy, grads)
     const { dg, du } = swigluVjp(g, u, dAct)
     const dh2 = this.linearVjp(layer, 'gateUp', rmsNorm(saved.x2, norms.postNorm, eps), tf.concat([dg, du], 1), grads)
-    const post = rmsNormVjp(saved.x2, norms.postNorm, eps, dh2)
+    const post = rmsNormVjp(saved.x2, norms.postNorm, eps, dh2, trained(layer.norms.postNorm))
     normGrad(layer.norms.postNorm, post.dw)
     const dx2 = tf.add(dy, post.dx) as Tensor2D
     // attention: x2 = x + o(ctx)
@@ -499,13 +500,13 @@ export class TrainStage {
     const q = applyRope(rmsNorm(q3, norms.qNorm, eps), cos, sin)
     const k = applyRope(rmsNorm(k3, norms.kNorm, eps), cos, sin)
     const att = attentionVjp(q, k, tf.reshape(vf, [t, kvH, d]), t > 1 ? causalMask(t, t) : null, dctx, this.dims)
-    const qn = rmsNormVjp(q3, norms.qNorm, eps, ropeVjp(att.dq, cos, sin))
-    const kn = rmsNormVjp(k3, norms.kNorm, eps, ropeVjp(att.dk, cos, sin))
+    const qn = rmsNormVjp(q3, norms.qNorm, eps, ropeVjp(att.dq, cos, sin), trained(layer.norms.qNorm))
+    const kn = rmsNormVjp(k3, norms.kNorm, eps, ropeVjp(att.dk, cos, sin), trained(layer.norms.kNorm))
     normGrad(layer.norms.qNorm, qn.dw)
     normGrad(layer.norms.kNorm, kn.dw)
     const dqkv = tf.concat([tf.reshape(qn.dx, [t, nH * d]), tf.reshape(kn.dx, [t, kvH * d]), tf.reshape(att.dv, [t, kvH * d])], 1) as Tensor2D
     const dh = this.linearVjp(layer, 'qkv', rmsNorm(x, norms.inputNorm, eps), dqkv, grads)
-    const inp = rmsNormVjp(x, norms.inputNorm, eps, dh)
+    const inp = rmsNormVjp(x, norms.inputNorm, eps, dh, trained(layer.norms.inputNorm))
     normGrad(layer.norms.inputNorm, inp.dw)
     return tf.add(dx2, inp.dx) as Tensor2D
   }
@@ -513,7 +514,7 @@ export class TrainStage {
   /**
    * VJP of one linear group y = x W (+ adapters) given its input x and dy:
    * returns dx. Frozen W: dx = dy W^T over W^T's column blocks, no dW; an
-   * adapter (z = x A, y += s z B): dB = s z^T dy, dz = s dy B^T, dA = x^T dz,
+   * adapter (z = x A, y += s z B): dB = s z^T dy, dz = s dy B^T, dA = (dz^T x)^T,
    * dx += dz A^T; a trainable W: dW = x^T dy, dx += dy W^T. Every product a
    * plain matMul over materialised transposes.
    */
@@ -540,7 +541,8 @@ export class TrainStage {
         const z = tf.matMul(x, a.tensor as Tensor2D)
         grads.set(b, tf.mul(tf.matMul(tf.transpose(z), dyp), scale))
         const dz = tf.mul(tf.matMul(dyp, tf.transpose(b.tensor as Tensor2D)), scale) as Tensor2D
-        grads.set(a, tf.matMul(xTransposed(), dz))
+        // dA = x^T dz as (dz^T x)^T: transposes of [r, *] instead of x's [T, in]
+        grads.set(a, tf.transpose(tf.matMul(tf.transpose(dz), x)))
         terms.push(tf.matMul(dz, tf.transpose(a.tensor as Tensor2D)))
       }
     }

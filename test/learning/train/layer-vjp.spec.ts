@@ -82,9 +82,12 @@ describe('learning/train layer VJPs', function () {
       const r = random(shape, 3)
       const grads = vjp(() => {
         const { dx, dw } = rmsNormVjp(tf.tensor(x.values, shape), tf.tensor1d(w.values), 1e-6, tf.tensor(r, shape))
-        return [dx, dw]
+        const frozen = rmsNormVjp(tf.tensor(x.values, shape), tf.tensor1d(w.values), 1e-6, tf.tensor(r, shape), false)
+        expect(frozen.dw, 'a frozen weight gets no gradient').to.equal(null)
+        return [dx, dw as Tensor1D, frozen.dx]
       })
-      checkFd([x, w], ([xi, wi]) => rmsNorm(xi, wi as Tensor1D, 1e-6), r, grads, 4, `rmsNorm ${shape.join('x')}`)
+      expect(grads[2], 'dx does not depend on whether the weight is trained').to.deep.equal(grads[0])
+      checkFd([x, w], ([xi, wi]) => rmsNorm(xi, wi as Tensor1D, 1e-6), r, grads.slice(0, 2), 4, `rmsNorm ${shape.join('x')}`)
     }
   })
 
