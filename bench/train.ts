@@ -13,6 +13,15 @@
 // Human lines, then one JSON object as the last line.
 //
 //   npm run bench -- train [--layers 2] [--seq 128] [--rank 8] [--runs 3] [--backend wasm] [--hidden 1024]
+//                          [--interference] [--interference-only] [--interference-seq 128] [--interference-batch 4]
+//                          [--interference-window 20] [--interference-rounds 2] [--interference-load 0.5]
+//                          [--interference-tokens 32] [--interference-prompt 8]
+//
+// --interference adds the interference figures (bench/lib/train-interference.ts:
+// inference p50/p95 step latency idle vs with the trainer running beside it in
+// the same process as a daemon runs them, and the share of the idle CPU the
+// trainer used) as the JSON's `interference`; --interference-only skips the
+// forward+backward figures (their fields are then null).
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
@@ -23,6 +32,7 @@ import { tf } from '../src/model/qwen3/tf.ts'
 import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
 import { qwen3ShapeOfWidth, randomLayer } from './lib/random-layer.ts'
+import { interferenceFigures } from './lib/train-interference.ts'
 import type { Tensor2D } from '../src/model/qwen3/tf.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 
@@ -34,7 +44,17 @@ const { values: opts } = parseArgs({
     runs: { type: 'string', default: '3' },
     backend: { type: 'string', default: 'wasm' },
     hidden: { type: 'string', default: '1024' },
-    'no-full': { type: 'boolean', default: false }
+    'no-full': { type: 'boolean', default: false },
+    // interference (bench/lib/train-interference.ts)
+    interference: { type: 'boolean', default: false },
+    'interference-only': { type: 'boolean', default: false },
+    'interference-seq': { type: 'string', default: '128' },
+    'interference-batch': { type: 'string', default: '4' },
+    'interference-window': { type: 'string', default: '20' },
+    'interference-rounds': { type: 'string', default: '2' },
+    'interference-load': { type: 'string', default: '0.5' },
+    'interference-tokens': { type: 'string', default: '32' },
+    'interference-prompt': { type: 'string', default: '8' }
   }
 })
 const LAYERS = Number(opts.layers)
@@ -46,6 +66,40 @@ const say = (s: string): void => { process.stderr.write(s + '\n') }
 const round = (x: number, d = 3): number => Number(x.toFixed(d))
 
 const config = qwen3ShapeOfWidth(H, LAYERS, 1024)
+
+// ---- interference section (bench/lib/train-interference.ts) ----
+const INTERFERENCE = opts.interference || opts['interference-only']
+async function interference (): Promise<Awaited<ReturnType<typeof interferenceFigures>> | null> {
+  if (!INTERFERENCE) {
+    return null
+  }
+  const seq = Number(opts['interference-seq'])
+  say(`interference: ${LAYERS} layer(s) hidden ${H}, trainer LoRA r=${RANK} seq ${seq}; ${opts['interference-rounds']} x (idle, training) windows of ${opts['interference-window']} s`)
+  return interferenceFigures({
+    config: qwen3ShapeOfWidth(H, LAYERS, 1024),
+    seq,
+    batch: Number(opts['interference-batch']),
+    rank: RANK,
+    windowS: Number(opts['interference-window']),
+    rounds: Number(opts['interference-rounds']),
+    load: Number(opts['interference-load']),
+    tokens: Number(opts['interference-tokens']),
+    promptTokens: Number(opts['interference-prompt']),
+    say
+  })
+}
+if (opts['interference-only']) {
+  const load0 = loadavg()[0]
+  const backend = await selectBackend(opts.backend as any)
+  const figures = await interference()
+  say(`load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
+  process.stdout.write(JSON.stringify({ bench: 'train', backend: backend.name, shape: null, baseline: null, lora: null, full: null, goals: interferenceGoals(figures), interference: figures, loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) } }) + '\n')
+  process.exit(0)
+}
+function interferenceGoals (f: Awaited<ReturnType<typeof interference>>): Record<string, boolean> {
+  return f == null ? {} : { interferenceP95AtMost110: f.goals.p95RatioAtMost110, trainerCpuShareAtLeast80: f.goals.trainerCpuShareAtLeast80 }
+}
+// ---- end of the interference section ----
 
 const load0 = loadavg()[0]
 const backend = await selectBackend(opts.backend as any)
@@ -134,6 +188,7 @@ if (full != null) {
 }
 say(`load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
 tf.dispose([x, dyTop])
+const interfered = await interference()
 
 const fig = (f: typeof lora): Record<string, number> => ({ forwardMs: round(f.forwardMs, 1), forwardBackwardMs: round(f.stepMs, 1), tokensPerSecond: round(f.tps, 1), trainerForwardTokensPerSecond: round(f.forwardTps, 1), ratioVsForwardOnly: round(f.ratio), trainableParams: f.trainable })
 process.stdout.write(JSON.stringify({
@@ -144,6 +199,7 @@ process.stdout.write(JSON.stringify({
   baseline: { forwardOnlyMs: round(inferMs, 1), forwardOnlyTokensPerSecond: round(inferTps, 1) },
   lora: { rank: RANK, ...fig(lora) },
   full: full == null ? null : fig(full),
-  goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5 },
+  goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5, ...interferenceGoals(interfered) },
+  interference: interfered,
   loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) }
 }) + '\n')
