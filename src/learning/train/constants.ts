@@ -18,3 +18,11 @@ export const TRAIN_DEFAULTS = {
   /** warm-up steps (capped at the job's steps) */
   warmup: 10
 } as const
+
+/**
+ * Most trainable elements one optimizer work unit updates (whole tensors;
+ * a bigger tensor is a unit alone): AdamW runs ~5 ns an element in plain
+ * JS, so a unit of 2^20 elements takes a few ms, well under a layer's
+ * forward, and a --full update of a large model does not stall inference.
+ */
+export const OPTIMIZER_UNIT_ELEMENTS = 1 << 20
