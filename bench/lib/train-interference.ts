@@ -15,7 +15,8 @@
  *
  * Load: a client issuing greedy generations of --interference-tokens new
  * tokens from a short prompt, with exponential think times (seeded) whose
- * mean is set from a calibration (generations back to back) so that
+ * mean is set from a calibration (generations back to back: their
+ * thread CPU C) to C x (1 - load) / load, so that on an otherwise idle core
  * inference alone keeps about --interference-load of the thread busy.
  * Step latency: the first step of a generation is timed from the request
  * (so it includes any wait for a training unit, plus the prefill), each
@@ -33,6 +34,7 @@
  * every idle moment; the OS taking the core away from this process, which
  * a shared box does, counts as idle the trainer did not use).
  */
+import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -77,6 +79,8 @@ interface WindowFigures {
   trainerCpuMs: number
   trainerMs: number
   generatingMs: number
+  /** ms the thread waited for a core (null: unknown) */
+  runQueueMs: number | null
   generations: number
   units: number
   steps: number[]
@@ -99,6 +103,10 @@ export interface InterferenceJson {
   p95PerWindow: { idle: number[], training: number[] }
   trainerCpuShare: number
   trainerCpuSharePerWindow: number[]
+  /** trainerCpuShare without the time the thread waited for a core on the OS run queue (Linux schedstat; null elsewhere) */
+  trainerCpuShareOfRunnable: number | null
+  /** the share of the training windows' wall time the thread waited for a core (another process had it) */
+  runQueueShare: number | null
   /** wall time inside training units / wall time outside generations: the scheduler's share of the idle time, whatever the OS gave the thread */
   trainerTimeShare: number
   /** thread CPU / wall time inside training units: below 1 when the OS ran other processes on the core (a shared box) */
@@ -114,6 +122,19 @@ function percentile (xs: readonly number[], p: number): number {
   }
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]
+}
+
+/**
+ * The ms this thread has waited on the OS run queue (runnable, a core busy
+ * with another thread): Linux's /proc/thread-self/schedstat, second field
+ * (ns); null where it cannot be read.
+ */
+function runQueueWaitMs (): number | null {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]) / 1e6
+  } catch {
+    return null
+  }
 }
 
 /** seeded xorshift32 in (0, 1) */
@@ -218,7 +239,9 @@ export async function interferenceFigures (o: InterferenceOptions): Promise<Inte
     }
     const genMs = (performance.now() - t0) / 5
     const genCpuMs = (threadCpuMs() - c0) / 5
-    const meanThinkMs = Math.max(0, genCpuMs / o.load - genMs)
+    // think time from the CPU a generation needs (not its wall time, which a busy box stretches):
+    // on an otherwise idle core inference keeps `load` of the thread busy
+    const meanThinkMs = genCpuMs * (1 - o.load) / o.load
     o.say(`interference: a generation of ${o.tokens} tokens alone takes ${genMs.toFixed(1)} ms (${genCpuMs.toFixed(1)} ms CPU); mean think time ${meanThinkMs.toFixed(0)} ms for ~${Math.round(o.load * 100)}% of the thread`)
     const think = uniform(0x7417)
 
@@ -250,7 +273,7 @@ export async function interferenceFigures (o: InterferenceOptions): Promise<Inte
     let unitCount = 0
     let unitMax = 0
     const window = async (mode: WindowFigures['mode']): Promise<void> => {
-      const w: WindowFigures = { mode, wallMs: 0, threadCpuMs: 0, trainerCpuMs: 0, trainerMs: 0, generatingMs: 0, generations: 0, units: 0, steps: [], first: [] }
+      const w: WindowFigures = { mode, wallMs: 0, threadCpuMs: 0, trainerCpuMs: 0, trainerMs: 0, generatingMs: 0, runQueueMs: null, generations: 0, units: 0, steps: [], first: [] }
       let scheduler: MicroStepScheduler | undefined
       let controller: AbortController | undefined
       let job: Promise<unknown> = Promise.resolve()
@@ -268,7 +291,7 @@ export async function interferenceFigures (o: InterferenceOptions): Promise<Inte
           await sleep(20)
         }
       }
-      const s0 = { t: performance.now(), cpu: threadCpuMs(), trainer: scheduler?.unitCpuMs ?? 0, trainerMs: scheduler?.unitMs ?? 0, units: scheduler?.units ?? 0, generatingMs }
+      const s0 = { t: performance.now(), cpu: threadCpuMs(), trainer: scheduler?.unitCpuMs ?? 0, trainerMs: scheduler?.unitMs ?? 0, units: scheduler?.units ?? 0, generatingMs, rq: runQueueWaitMs() }
       await client(w, o.windowS * 1000)
       w.wallMs = performance.now() - s0.t
       w.threadCpuMs = threadCpuMs() - s0.cpu
@@ -276,12 +299,14 @@ export async function interferenceFigures (o: InterferenceOptions): Promise<Inte
       w.units = (scheduler?.units ?? 0) - s0.units
       w.trainerMs = (scheduler?.unitMs ?? 0) - s0.trainerMs
       w.generatingMs = generatingMs - s0.generatingMs
+      const rq = runQueueWaitMs()
+      w.runQueueMs = rq != null && s0.rq != null ? rq - s0.rq : null
       controller?.abort()
       await job
       windows.push(w)
       const share = w.trainerCpuMs / Math.max(1e-9, w.wallMs - (w.threadCpuMs - w.trainerCpuMs))
       o.say(`  ${mode.padEnd(8)} ${(w.wallMs / 1000).toFixed(1)} s: ${w.generations} generations, step p50 ${percentile([...w.first, ...w.steps], 0.5).toFixed(1)} ms p95 ${percentile([...w.first, ...w.steps], 0.95).toFixed(1)} ms, first step p95 ${percentile(w.first, 0.95).toFixed(1)} ms; thread CPU ${(w.threadCpuMs / w.wallMs * 100).toFixed(0)}%` +
-        (mode === 'training' ? `, trainer ${(w.trainerCpuMs / w.wallMs * 100).toFixed(0)}% in ${w.units} units (share of idle CPU ${(share * 100).toFixed(1)}%, of idle time ${(w.trainerMs / (w.wallMs - w.generatingMs) * 100).toFixed(1)}%, CPU/wall in units ${(w.trainerCpuMs / w.trainerMs * 100).toFixed(0)}%; units mean ${(scheduler!.unitMs / scheduler!.units).toFixed(1)} ms, max ${scheduler!.maxUnitMs.toFixed(1)} ms)` : ''))
+        (mode === 'training' ? `, trainer ${(w.trainerCpuMs / w.wallMs * 100).toFixed(0)}% in ${w.units} units (share of idle CPU ${(share * 100).toFixed(1)}%, of idle time ${(w.trainerMs / (w.wallMs - w.generatingMs) * 100).toFixed(1)}%, CPU/wall in units ${(w.trainerCpuMs / w.trainerMs * 100).toFixed(0)}%, waited for a core ${w.runQueueMs == null ? '?' : (w.runQueueMs / w.wallMs * 100).toFixed(0)}% of the window, share of the idle CPU the OS gave ${w.runQueueMs == null ? '?' : (w.trainerCpuMs / (w.wallMs - w.runQueueMs - (w.threadCpuMs - w.trainerCpuMs)) * 100).toFixed(1)}%; units mean ${(scheduler!.unitMs / scheduler!.units).toFixed(1)} ms, max ${scheduler!.maxUnitMs.toFixed(1)} ms)` : ''))
       if (scheduler != null) {
         unitMs += scheduler.unitMs
         unitCount += scheduler.units
@@ -305,9 +330,11 @@ export async function interferenceFigures (o: InterferenceOptions): Promise<Inte
     const idleCpu = of('idle').reduce((n, w) => n + w.threadCpuMs, 0) / of('idle').reduce((n, w) => n + w.wallMs, 0)
     const p95Ratio = percentile(training, 0.95) / percentile(idle, 0.95)
     const share = trainerCpu / left
+    const known = trainingWindows.every(w => w.runQueueMs != null)
+    const shareOfRunnable = known ? trainerCpu / trainingWindows.reduce((n, w) => n + w.wallMs - (w.runQueueMs ?? 0) - (w.threadCpuMs - w.trainerCpuMs), 0) : null
     const timeShare = trainingWindows.reduce((n, w) => n + w.trainerMs, 0) / trainingWindows.reduce((n, w) => n + w.wallMs - w.generatingMs, 0)
     return {
-      definition: 'step latency: a generation\'s first step from its request (any wait for a training unit + the prefill), each later step from the previous token; p50/p95 pooled over the windows of each mode. trainerCpuShare: over the training windows, on one core (the main thread, where the inference service with --workers 0 and the trainer both run; process.threadCpuUsage), the thread CPU used inside training units / (wall time - the thread CPU used outside them); trainerTimeShare: wall time inside units / wall time outside generations; unitCpuPerWall: how much of the units\' wall time the OS gave the thread',
+      definition: 'step latency: a generation\'s first step from its request (any wait for a training unit + the prefill), each later step from the previous token; p50/p95 pooled over the windows of each mode. trainerCpuShare: over the training windows, on one core (the main thread, where the inference service with --workers 0 and the trainer both run; process.threadCpuUsage), the thread CPU used inside training units / (wall time - the thread CPU used outside them); trainerTimeShare: wall time inside units / wall time outside generations; unitCpuPerWall: how much of the units\' wall time the OS gave the thread; trainerCpuShareOfRunnable: as trainerCpuShare with the time the thread waited on the OS run queue (/proc/thread-self/schedstat) taken out of the idle CPU, i.e. the idle CPU the OS made available',
       model: { layers: c.numLayers, hidden: c.hiddenSize, vocab: c.vocabSize },
       trainer: { seq: o.seq, batch: o.batch, loraRank: o.rank, unitMeanMs: round(unitMs / Math.max(1, unitCount), 1), unitMaxMs: round(unitMax, 1) },
       load: { target: o.load, newTokens: o.tokens, promptTokens: o.promptTokens, meanThinkMs: round(meanThinkMs, 1), inferenceCpuIdle: round(idleCpu) },
@@ -331,6 +358,8 @@ export async function interferenceFigures (o: InterferenceOptions): Promise<Inte
       },
       trainerCpuShare: round(share),
       trainerCpuSharePerWindow: trainingWindows.map(w => round(w.trainerCpuMs / (w.wallMs - (w.threadCpuMs - w.trainerCpuMs)))),
+      trainerCpuShareOfRunnable: shareOfRunnable == null ? null : round(shareOfRunnable),
+      runQueueShare: known ? round(trainingWindows.reduce((n, w) => n + (w.runQueueMs ?? 0), 0) / trainingWindows.reduce((n, w) => n + w.wallMs, 0)) : null,
       trainerTimeShare: round(timeShare),
       unitCpuPerWall: round(trainerCpu / trainingWindows.reduce((n, w) => n + w.trainerMs, 0)),
       goals: { p95RatioAtMost110: p95Ratio <= 1.1, trainerCpuShareAtLeast80: share >= 0.8 }
