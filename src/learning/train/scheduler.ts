@@ -124,6 +124,16 @@ export class MicroStepScheduler {
 
   /** Runs the units of `job` (one per next()), inference first before each. */
   async run (job: Iterator<unknown>, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.runUnits(job, signal)
+    } catch (err) {
+      // an aborted job's generator is ended, so what it holds is freed (its finally blocks run)
+      job.return?.()
+      throw err
+    }
+  }
+
+  private async runUnits (job: Iterator<unknown>, signal?: AbortSignal): Promise<void> {
     for (;;) {
       await this.drain()
       await this.defer(signal)
