@@ -15,13 +15,17 @@
 //   npm run bench -- train [--layers 2] [--seq 128] [--rank 8] [--runs 3] [--backend wasm] [--hidden 1024]
 //                          [--interference] [--interference-only] [--interference-seq 128] [--interference-batch 4]
 //                          [--interference-window 20] [--interference-rounds 2] [--interference-load 0.5]
-//                          [--interference-tokens 32] [--interference-prompt 8]
+//                          [--interference-tokens 32] [--interference-prompt 8] [--interference-cpu 0|none]
+//                          [--interference-trainer thread|main]
 //
 // --interference adds the interference figures (bench/lib/train-interference.ts:
 // inference p50/p95 step latency idle vs with the trainer running beside it in
 // the same process as a daemon runs them, and the share of the idle CPU the
-// trainer used) as the JSON's `interference`; --interference-only skips the
-// forward+backward figures (their fields are then null).
+// trainer used, with the trainer on the main thread and in a training thread;
+// the headline figures are --interference-trainer's, default thread, what the
+// daemon runs) as the JSON's `interference`; the process is pinned to core
+// --interference-cpu for it. --interference-only skips the forward+backward
+// figures (their fields are then null).
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
@@ -54,7 +58,9 @@ const { values: opts } = parseArgs({
     'interference-rounds': { type: 'string', default: '2' },
     'interference-load': { type: 'string', default: '0.5' },
     'interference-tokens': { type: 'string', default: '32' },
-    'interference-prompt': { type: 'string', default: '8' }
+    'interference-prompt': { type: 'string', default: '8' },
+    'interference-cpu': { type: 'string', default: '0' },
+    'interference-trainer': { type: 'string', default: 'thread' }
   }
 })
 const LAYERS = Number(opts.layers)
@@ -74,7 +80,7 @@ async function interference (): Promise<Awaited<ReturnType<typeof interferenceFi
     return null
   }
   const seq = Number(opts['interference-seq'])
-  say(`interference: ${LAYERS} layer(s) hidden ${H}, trainer LoRA r=${RANK} seq ${seq}; ${opts['interference-rounds']} x (idle, training) windows of ${opts['interference-window']} s`)
+  say(`interference: ${LAYERS} layer(s) hidden ${H}, trainer LoRA r=${RANK} seq ${seq}; ${opts['interference-rounds']} x (idle, main-thread trainer, training thread) windows of ${opts['interference-window']} s`)
   return interferenceFigures({
     config: qwen3ShapeOfWidth(H, LAYERS, 1024),
     seq,
@@ -85,6 +91,8 @@ async function interference (): Promise<Awaited<ReturnType<typeof interferenceFi
     load: Number(opts['interference-load']),
     tokens: Number(opts['interference-tokens']),
     promptTokens: Number(opts['interference-prompt']),
+    cpu: opts['interference-cpu'] === 'none' ? null : Number(opts['interference-cpu']),
+    headline: opts['interference-trainer'] === 'main' ? 'main' : 'thread',
     say
   })
 }
