@@ -246,7 +246,6 @@ async function writeRandomCheckpoint (dir: string, c: Qwen3Config): Promise<void
   await writeFile(join(dir, 'model.safetensors'), encodeSafetensors([...tensors].sort((a, b) => a[0] < b[0] ? -1 : 1)))
 }
 
-
 /** Pins every thread of this process to core `cpu` (taskset); false where that failed. */
 function pin (cpu: number): boolean {
   const r = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)], { encoding: 'utf8' })

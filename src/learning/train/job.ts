@@ -14,8 +14,8 @@ import { TrainError, TrainErrorCode } from './errors.ts'
 import { microBatchUnits, sequenceLossUnits } from './micro-batch.ts'
 import type { AdamWOptions } from './adamw.ts'
 import type { DataOrder } from './data-order.ts'
-import type { TrainParam } from './param.ts'
 import type { MicroBatchResult } from './micro-batch.ts'
+import type { TrainParam } from './param.ts'
 import type { TrainStage } from './stage.ts'
 
 /**

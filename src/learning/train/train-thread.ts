@@ -17,8 +17,8 @@ import { Worker } from 'node:worker_threads'
 import { tf } from '../../model/qwen3/tf.ts'
 import { TRAIN_THREAD_DEFAULTS } from './constants.ts'
 import { TrainError, TrainErrorCode } from './errors.ts'
-import type { JobData, JobHooks, JobOutcome } from './job-run.ts'
 import type { TrainErrorCodeValue } from './errors.ts'
+import type { JobData, JobHooks, JobOutcome } from './job-run.ts'
 import type { SchedulerCounters, TrainThreadData, TrainThreadMessage } from './train-protocol.ts'
 
 export interface TrainThreadOptions {
@@ -73,6 +73,8 @@ export async function runJobInThread (job: JobData, hooks: JobHooks, options: Tr
             reject(new TrainError(known ? m.code as TrainErrorCodeValue : TrainErrorCode.THREAD, m.message))
             break
           }
+          default:
+            reject(new TrainError(TrainErrorCode.THREAD, `the training thread sent an unknown message ${JSON.stringify((m as { kind?: unknown }).kind)}`))
         }
       })
       worker.on('error', err => { reject(new TrainError(TrainErrorCode.THREAD, `the training thread failed: ${err.message}`, { cause: err })) })

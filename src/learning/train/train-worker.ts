@@ -11,8 +11,8 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { selectBackend } from '../../model/backend.ts'
 import { runJob } from './job-run.ts'
 import { MicroStepScheduler } from './scheduler.ts'
-import type { BackendPreference } from '../../model/backend.ts'
 import type { SchedulerCounters, TrainThreadCommand, TrainThreadData, TrainThreadMessage } from './train-protocol.ts'
+import type { BackendPreference } from '../../model/backend.ts'
 
 const port = parentPort
 if (port == null) {
