@@ -14,7 +14,8 @@
  * Proposal as delta-propose.ts writes them. Memory: the live weights in f32
  * (4 bytes per parameter), the frozen weights in tfjs twice (W and W^T) and
  * per trainable tensor five f32 arrays (values, gradient, two moments,
- * plus its tfjs copy).
+ * plus its tfjs copy); with `thread`, the live f32 weights once more (the
+ * thread's copy).
  */
 import { loadModelManifest } from '../../model/chain-loader.ts'
 import { findDataset, loadDatasetWindows } from '../dataset-store.ts'

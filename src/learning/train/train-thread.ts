@@ -6,8 +6,9 @@
  * when the trainer shares the node's thread; between units it still waits
  * while the node's busy() holds (copied every `busyPollMs` into a shared
  * flag), as MicroStepScheduler's rule says. The job's inputs are copied to
- * the thread (structured clone: the weights once more in memory while it
- * starts) and its outcome, the trained weights included, copied back; the
+ * the thread (structured clone: the weights are in memory twice while the
+ * job runs, the caller's and the thread's) and its outcome, the trained
+ * weights included, copied back; the
  * same runJob runs there, so the result is the same bits as on the node's
  * thread. Ordering: hooks are called in the thread's order (steps, evals);
  * the promise settles after the thread's last message; the thread is ended
