@@ -18,6 +18,19 @@
 // Human lines, then one JSON object as the last line.
 //
 //   npm run bench -- train [--layers 2] [--seq 128] [--rank 8] [--runs 3] [--backend wasm] [--hidden 1024] [--no-full] [--compare DIR]
+//                          [--no-interference] [--interference-only] [--interference-seq 128] [--interference-batch 4]
+//                          [--interference-window 20] [--interference-rounds 2] [--interference-load 0.5]
+//                          [--interference-tokens 32] [--interference-prompt 8] [--interference-cpu 0|none]
+//                          [--interference-trainer thread|main]
+//
+// The interference figures (on by default; --no-interference skips them) (bench/lib/train-interference.ts:
+// inference p50/p95 step latency idle vs with the trainer running beside it in
+// the same process as a daemon runs them, and the share of the idle CPU the
+// trainer used, with the trainer on the main thread and in a training thread;
+// the headline figures are --interference-trainer's, default thread, what the
+// daemon runs) as the JSON's `interference`; the process is pinned to core
+// --interference-cpu for it. --interference-only skips the forward+backward
+// figures (their fields are then null).
 import { loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -29,6 +42,7 @@ import { tf } from '../src/model/qwen3/tf.ts'
 import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
 import { qwen3ShapeOfWidth, randomLayer } from './lib/random-layer.ts'
+import { interferenceFigures } from './lib/train-interference.ts'
 import type { Tensor2D } from '../src/model/qwen3/tf.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 
@@ -41,7 +55,20 @@ const { values: opts } = parseArgs({
     backend: { type: 'string', default: 'wasm' },
     hidden: { type: 'string', default: '1024' },
     'no-full': { type: 'boolean', default: false },
-    compare: { type: 'string' }
+    compare: { type: 'string' },
+    // interference (bench/lib/train-interference.ts)
+    interference: { type: 'boolean', default: false },
+    'no-interference': { type: 'boolean', default: false },
+    'interference-only': { type: 'boolean', default: false },
+    'interference-seq': { type: 'string', default: '128' },
+    'interference-batch': { type: 'string', default: '4' },
+    'interference-window': { type: 'string', default: '20' },
+    'interference-rounds': { type: 'string', default: '2' },
+    'interference-load': { type: 'string', default: '0.5' },
+    'interference-tokens': { type: 'string', default: '32' },
+    'interference-prompt': { type: 'string', default: '8' },
+    'interference-cpu': { type: 'string', default: '0' },
+    'interference-trainer': { type: 'string', default: 'thread' }
   }
 })
 const LAYERS = Number(opts.layers)
@@ -53,6 +80,43 @@ const say = (s: string): void => { process.stderr.write(s + '\n') }
 const round = (x: number, d = 3): number => Number(x.toFixed(d))
 
 const config = qwen3ShapeOfWidth(H, LAYERS, 1024)
+
+// ---- interference section (bench/lib/train-interference.ts) ----
+// on by default (the figures of issue 12 item 6 in one line); --no-interference skips them
+const INTERFERENCE = opts['interference-only'] || !opts['no-interference']
+async function interference (): Promise<Awaited<ReturnType<typeof interferenceFigures>> | null> {
+  if (!INTERFERENCE) {
+    return null
+  }
+  const seq = Number(opts['interference-seq'])
+  say(`interference: ${LAYERS} layer(s) hidden ${H}, trainer LoRA r=${RANK} seq ${seq}; ${opts['interference-rounds']} x (idle, main-thread trainer, training thread) windows of ${opts['interference-window']} s`)
+  return interferenceFigures({
+    config: qwen3ShapeOfWidth(H, LAYERS, 1024),
+    seq,
+    batch: Number(opts['interference-batch']),
+    rank: RANK,
+    windowS: Number(opts['interference-window']),
+    rounds: Number(opts['interference-rounds']),
+    load: Number(opts['interference-load']),
+    tokens: Number(opts['interference-tokens']),
+    promptTokens: Number(opts['interference-prompt']),
+    cpu: opts['interference-cpu'] === 'none' ? null : Number(opts['interference-cpu']),
+    headline: opts['interference-trainer'] === 'main' ? 'main' : 'thread',
+    say
+  })
+}
+if (opts['interference-only']) {
+  const load0 = loadavg()[0]
+  const backend = await selectBackend(opts.backend as any)
+  const figures = await interference()
+  say(`load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
+  process.stdout.write(JSON.stringify({ bench: 'train', backend: backend.name, shape: null, baseline: null, lora: null, full: null, goals: interferenceGoals(figures), interference: figures, loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) } }) + '\n')
+  process.exit(0)
+}
+function interferenceGoals (f: Awaited<ReturnType<typeof interference>>): Record<string, boolean> {
+  return f == null ? {} : { interferenceP95AtMost110: f.goals.p95RatioAtMost110, trainerCpuShareAtLeast80: f.goals.trainerCpuShareAtLeast80 }
+}
+// ---- end of the interference section ----
 
 const load0 = loadavg()[0]
 const backend = await selectBackend(opts.backend as any)
@@ -182,6 +246,7 @@ if (theirFull != null) {
 }
 say(`load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
 tf.dispose([x, dyTop])
+const interfered = await interference()
 
 const fig = (f: typeof lora): Record<string, number> => ({ forwardMs: round(f.forwardMs, 1), forwardBackwardMs: round(f.stepMs, 1), tokensPerSecond: round(f.tps, 1), trainerForwardTokensPerSecond: round(f.forwardTps, 1), ratioVsForwardOnly: round(f.ratio), trainableParams: f.trainable })
 process.stdout.write(JSON.stringify({
@@ -193,6 +258,7 @@ process.stdout.write(JSON.stringify({
   lora: { rank: RANK, ...fig(lora) },
   full: full == null ? null : fig(full),
   compare: theirLora == null ? null : { dir: opts.compare, lora: fig(theirLora), full: theirFull == null ? null : fig(theirFull) },
-  goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5 },
+  goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5, ...interferenceGoals(interfered) },
+  interference: interfered,
   loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) }
 }) + '\n')

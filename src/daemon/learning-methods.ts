@@ -15,7 +15,6 @@ import { isAbsolute } from 'node:path'
 import { proposeCheckpoint } from '../learning/delta-propose.ts'
 import { changeValidators, listProposals, listValidators, showProposal } from '../learning/pol-commands.ts'
 import { trainLocal } from '../learning/train/local-train.ts'
-import { MicroStepScheduler } from '../learning/train/scheduler.ts'
 import { DELTA_CODECS } from '../protocols/delta.ts'
 import { InvalidParamsError } from './errors.ts'
 import { objectParams, oneOf, optionalString, requiredString } from './params.ts'
@@ -167,7 +166,9 @@ export function registerLearningMethods (ctx: LearningMethodContext): void {
         store: ctx.store(),
         signer: ctx.signer(),
         ...params,
-        scheduler: new MicroStepScheduler({ busy: ctx.busy }),
+        // in a training thread at the lowest OS priority: a generation arriving mid-unit takes the core
+        // at once instead of waiting for the unit (bench/train --interference); units still wait while busy()
+        thread: { busy: ctx.busy },
         onStep,
         onEval,
         signal: context.signal

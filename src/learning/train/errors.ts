@@ -9,7 +9,9 @@ export const TrainErrorCode = {
   /** the loss or a gradient went non-finite */
   NON_FINITE: 'ERR_TRAIN_NON_FINITE',
   /** the job was aborted */
-  ABORTED: 'ERR_TRAIN_ABORTED'
+  ABORTED: 'ERR_TRAIN_ABORTED',
+  /** the training thread failed outside the job (it could not start, or exited) */
+  THREAD: 'ERR_TRAIN_THREAD'
 } as const
 
 export type TrainErrorCodeValue = typeof TrainErrorCode[keyof typeof TrainErrorCode]

@@ -4,16 +4,39 @@
  * averaged, then an AdamW update (clipped by global norm, warmed up). Its
  * units() are the work units a MicroStepScheduler runs, one per next():
  * per micro-batch the layer-by-layer forward, the head, the layer-by-layer
- * backward (micro-batch.ts), and per step the optimizer update. The result
+ * backward (micro-batch.ts), and per step the optimizer update (in
+ * parts of at most OPTIMIZER_UNIT_ELEMENTS elements). The result
  * depends only on the weights, the sequences, the options and the seed.
  */
 import { adamwStep, ADAMW_DEFAULTS, sumSquares } from './adamw.ts'
+import { OPTIMIZER_UNIT_ELEMENTS } from './constants.ts'
 import { TrainError, TrainErrorCode } from './errors.ts'
-import { microBatchUnits, sequenceLoss } from './micro-batch.ts'
+import { microBatchUnits, sequenceLossUnits } from './micro-batch.ts'
 import type { AdamWOptions } from './adamw.ts'
 import type { DataOrder } from './data-order.ts'
 import type { MicroBatchResult } from './micro-batch.ts'
+import type { TrainParam } from './param.ts'
 import type { TrainStage } from './stage.ts'
+
+/**
+ * The trainable tensors in order, cut into runs of at most
+ * OPTIMIZER_UNIT_ELEMENTS elements (a bigger tensor alone): the optimizer
+ * update's work units, so a --full update does not hold inference back
+ * for the whole model's AdamW pass.
+ */
+export function optimizerChunks (params: readonly TrainParam[], max: number = OPTIMIZER_UNIT_ELEMENTS): TrainParam[][] {
+  const chunks: TrainParam[][] = []
+  let size = 0
+  for (const p of params) {
+    if (chunks.length === 0 || size + p.values.length > max) {
+      chunks.push([])
+      size = 0
+    }
+    chunks[chunks.length - 1].push(p)
+    size += p.values.length
+  }
+  return chunks
+}
 
 export interface TrainJobInit {
   stage: TrainStage
@@ -21,6 +44,8 @@ export interface TrainJobInit {
   steps: number
   batch: number
   optimizer: Partial<AdamWOptions> & { lr: number }
+  /** most elements one optimizer unit updates (default OPTIMIZER_UNIT_ELEMENTS; the result does not depend on it) */
+  optimizerUnitElements?: number
 }
 
 export interface StepReport {
@@ -43,6 +68,7 @@ export class TrainJob {
   readonly losses: number[]
   tokens: number
   private readonly data: DataOrder
+  private readonly optimizerUnitElements: number
 
   constructor (init: TrainJobInit) {
     if (!init.stage.hasEmbedding || !init.stage.hasHead || init.stage.start !== 0 || init.stage.end !== init.stage.config.numLayers) {
@@ -62,6 +88,10 @@ export class TrainJob {
     this.steps = init.steps
     this.batch = init.batch
     this.optimizer = { ...ADAMW_DEFAULTS, ...init.optimizer }
+    this.optimizerUnitElements = init.optimizerUnitElements ?? OPTIMIZER_UNIT_ELEMENTS
+    if (!(this.optimizerUnitElements >= 1)) {
+      throw new TrainError(TrainErrorCode.OPTION, `optimizerUnitElements must be at least 1, got ${this.optimizerUnitElements}`)
+    }
     this.losses = []
     this.tokens = 0
   }
@@ -89,7 +119,14 @@ export class TrainJob {
       if (!Number.isFinite(squares)) {
         throw new TrainError(TrainErrorCode.NON_FINITE, `step ${step}: the gradient norm is not finite`)
       }
-      adamwStep(this.stage.params, this.optimizer, step, squares)
+      // the update in units of at most OPTIMIZER_UNIT_ELEMENTS elements (whole tensors, in order): each
+      // tensor's update depends only on itself and the global norm, so the cut does not change a bit
+      const chunks = optimizerChunks(this.stage.params, this.optimizerUnitElements)
+      for (let i = 0; i < chunks.length - 1; i++) {
+        adamwStep(chunks[i], this.optimizer, step, squares)
+        yield 'optimizer part'
+      }
+      adamwStep(chunks[chunks.length - 1] ?? [], this.optimizer, step, squares)
       const loss = sum / this.batch
       this.losses.push(loss)
       this.tokens += tokens
@@ -98,12 +135,16 @@ export class TrainJob {
     }
   }
 
-  /** Mean loss over `sequences` under the current weights (one unit per sequence). */
+  /**
+   * Mean loss over `sequences` under the current weights: per sequence, one
+   * unit per layer's forward and one for the head (sequenceLossUnits).
+   */
   * evalUnits (sequences: readonly Uint32Array[], out: { loss: number }): Generator<string, void, void> {
     let sum = 0
     for (const ids of sequences) {
-      sum += sequenceLoss(this.stage, ids)
-      yield 'eval'
+      const one = { loss: NaN }
+      yield * sequenceLossUnits(this.stage, ids, one)
+      sum += one.loss
     }
     out.loss = sequences.length === 0 ? NaN : sum / sequences.length
   }

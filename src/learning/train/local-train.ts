@@ -2,7 +2,8 @@
  * `blyd train` in one process: the model's live weights (chain A's fold,
  * the imported units plus every accepted delta), the dataset's train
  * windows, a whole-model TrainStage, the job run by a MicroStepScheduler
- * (the daemon's inference would queue on it), the eval loss on the
+ * (job-run.ts; the daemon's inference would queue on it), on this thread
+ * or with `thread` in a training thread (train-thread.ts), the eval loss on the
  * dataset's first eval windows before, every `evalEvery` steps and after,
  * and with `propose` the trained tensors proposed through the
  * Proof-of-Learning path exactly as `blyd delta propose` does
@@ -13,9 +14,9 @@
  * Proposal as delta-propose.ts writes them. Memory: the live weights in f32
  * (4 bytes per parameter), the frozen weights in tfjs twice (W and W^T) and
  * per trainable tensor five f32 arrays (values, gradient, two moments,
- * plus its tfjs copy).
+ * plus its tfjs copy); with `thread`, the live f32 weights once more (the
+ * thread's copy).
  */
-import { performance } from 'node:perf_hooks'
 import { loadModelManifest } from '../../model/chain-loader.ts'
 import { findDataset, loadDatasetWindows } from '../dataset-store.ts'
 import { windowTokens } from '../dataset-windows.ts'
@@ -23,13 +24,16 @@ import { proposeWeights } from '../delta-propose.ts'
 import { foldOf, pickModel, requireGenesis } from '../pol-models.ts'
 import { versionWeights } from '../version-weights.ts'
 import { TRAIN_DEFAULTS } from './constants.ts'
-import { cutSequences, DataOrder } from './data-order.ts'
+import { cutSequences } from './data-order.ts'
 import { TrainError, TrainErrorCode } from './errors.ts'
-import { TrainJob } from './job.ts'
+import { runJob } from './job-run.ts'
 import { MicroStepScheduler } from './scheduler.ts'
-import { PROJECTIONS, TrainStage } from './stage.ts'
+import { PROJECTIONS } from './stage.ts'
+import { runJobInThread } from './train-thread.ts'
+import type { JobData } from './job-run.ts'
 import type { StepReport } from './job.ts'
 import type { TrainMode } from './stage.ts'
+import type { TrainThreadOptions } from './train-thread.ts'
 import type { BlockSigner, ChainStoreApi } from '../../chain/types.ts'
 import type { ModelManifest } from '../../model/chain-loader.ts'
 import type { DeltaCodec } from '../../protocols/delta.ts'
@@ -48,7 +52,14 @@ export interface LocalTrainInit extends Omit<TrainParams, 'via'> {
   evalWindows?: number
   /** --full: the delta codec (f32 or int8; default f32) */
   codec?: DeltaCodec
+  /** the main-thread scheduler (default a new one); unused with `thread` */
   scheduler?: MicroStepScheduler
+  /**
+   * Run the job in a training thread below the node's OS priority
+   * (train-thread.ts) instead of on this thread: the same result bit for
+   * bit; inference is no longer held behind a unit in flight.
+   */
+  thread?: Omit<TrainThreadOptions, 'signal'>
   onStep?(r: StepReport & { steps: number, tokensPerSecond: number }): void
   onEval?(step: number, loss: number): void
   signal?: AbortSignal
@@ -126,64 +137,33 @@ export async function trainLocal (init: LocalTrainInit): Promise<TrainResultJson
       weights.set(name, t.values)
     }
   }
-  const config = manifest.qwen3
-  const stage = new TrainStage({
-    config,
+  const data: JobData = {
+    config: manifest.qwen3,
     weights,
-    start: 0,
-    end: config.numLayers,
-    embedding: true,
-    head: true,
+    train,
+    held,
+    mode,
     seed: o.seed,
-    mode
-  })
-  try {
-    const job = new TrainJob({ stage, data: new DataOrder(train, o.seed), steps: o.steps, batch: o.batch, optimizer: { lr: o.lr, warmup: Math.min(o.warmup, o.steps) } })
-    const scheduler = init.scheduler ?? new MicroStepScheduler()
-    const before = { loss: NaN }
-    const after = { loss: NaN }
-    let trainMs = 0
-    let evalDue = 0
-    const units = function * (): Generator<string, void, void> {
-      yield * job.evalUnits(held, before)
-      init.onEval?.(0, before.loss)
-      const it = job.units(r => {
-        if (o.evalEvery > 0 && r.step % o.evalEvery === 0 && r.step < o.steps) {
-          evalDue = r.step
-        }
-        init.onStep?.({ ...r, steps: o.steps, tokensPerSecond: job.tokens / Math.max(trainMs, 1e-3) * 1000 })
-      })
-      for (;;) {
-        const t0 = performance.now()
-        const r = it.next()
-        trainMs += performance.now() - t0
-        if (r.done === true) {
-          break
-        }
-        yield r.value
-        if (evalDue > 0) {
-          const mid = { loss: NaN }
-          yield * job.evalUnits(held, mid)
-          init.onEval?.(evalDue, mid.loss)
-          evalDue = 0
-        }
-      }
-      yield * job.evalUnits(held, after)
-      init.onEval?.(o.steps, after.loss)
-    }
-    await scheduler.run(units(), init.signal)
-    let proposalId: string | null = null
-    if (init.propose === true) {
-      proposalId = await proposeTrained(init, inputs, stage.candidate())
-    }
-    return {
-      steps: o.steps,
-      losses: [...job.losses],
-      evalLoss: { before: before.loss, after: after.loss },
-      tokensPerSecond: job.tokens / Math.max(trainMs, 1e-3) * 1000,
-      proposalId
-    }
-  } finally {
-    stage.dispose()
+    steps: o.steps,
+    batch: o.batch,
+    lr: o.lr,
+    warmup: Math.min(o.warmup, o.steps),
+    evalEvery: o.evalEvery,
+    candidate: init.propose === true
+  }
+  const hooks = { onStep: init.onStep, onEval: init.onEval }
+  const outcome = init.thread != null
+    ? await runJobInThread(data, hooks, { ...init.thread, signal: init.signal })
+    : await runJob(data, init.scheduler ?? new MicroStepScheduler(), hooks, init.signal)
+  let proposalId: string | null = null
+  if (init.propose === true && outcome.candidate != null) {
+    proposalId = await proposeTrained(init, inputs, outcome.candidate)
+  }
+  return {
+    steps: o.steps,
+    losses: outcome.losses,
+    evalLoss: { before: outcome.before, after: outcome.after },
+    tokensPerSecond: outcome.tokensPerSecond,
+    proposalId
   }
 }

@@ -64,17 +64,38 @@ export function microBatchGradients (stage: TrainStage, ids: ArrayLike<number>, 
   return result.loss
 }
 
-/** The sequence's mean next-token cross-entropy under the current weights (forward only). */
-export function sequenceLoss (stage: TrainStage, ids: ArrayLike<number>): number {
+/**
+ * The sequence's mean next-token cross-entropy under the current weights
+ * (forward only) as work units: the embedding with layer 0's forward, each
+ * later layer's forward, then the head's loss (into `out.loss`), one per
+ * next(), so an eval is cut like training (one layer x one sequence) and
+ * inference waits at most one layer's forward behind it. The input of a
+ * layer is freed once its output exists; what it holds is freed when it
+ * finishes or is returned early.
+ */
+export function * sequenceLossUnits (stage: TrainStage, ids: ArrayLike<number>, out: MicroBatchResult): Generator<string, void, void> {
   let x = stage.embed(ids)
   try {
     for (let l = stage.start; l < stage.end; l++) {
       const y = stage.forwardLayer(l, x)
       x.dispose()
       x = y
+      yield `eval forward ${l}`
     }
-    return stage.headLoss(x, ids).loss
+    out.loss = stage.headLoss(x, ids).loss
+    yield 'eval head'
   } finally {
     x.dispose()
   }
+}
+
+/** The sequence's mean next-token cross-entropy under the current weights (forward only): sequenceLossUnits back to back. */
+export function sequenceLoss (stage: TrainStage, ids: ArrayLike<number>): number {
+  const out: MicroBatchResult = { loss: NaN }
+  const units = sequenceLossUnits(stage, ids, out)
+  let done = false
+  while (!done) {
+    done = units.next().done === true
+  }
+  return out.loss
 }

@@ -3,7 +3,9 @@
  * training unit, in order; a task queued while inference runs waits for
  * the next boundary (a job always gets a unit per round); units wait while
  * busy() holds, at most maxDeferMs each; an abort ends the job with
- * ERR_TRAIN_ABORTED. Counters, no clocks asserted.
+ * ERR_TRAIN_ABORTED; a task queued while a unit runs waits for that one
+ * unit only (maxUnitsWaited); unit time and CPU are counted for every
+ * unit. Counters, no clocks asserted.
  */
 import { expect } from 'aegir/chai'
 import { TrainErrorCode } from '../../../src/learning/train/errors.ts'
@@ -71,5 +73,36 @@ describe('learning/train micro-step scheduler', () => {
     const err = await s.run(gen, controller.signal).catch(e => e)
     expect(err.code).to.equal(TrainErrorCode.ABORTED)
     expect(log).to.have.length(3)
+  })
+
+  it('an inference task queued during a unit waits for that unit only, and units are timed', async () => {
+    const s = new MicroStepScheduler()
+    const log: string[] = []
+    const ran: number[] = []
+    // inference queued from inside units (as a request arriving mid-unit is queued right after it)
+    const gen = (function * () {
+      for (let i = 0; i < 20; i++) {
+        log.push(`unit ${i}`)
+        if (i % 3 === 0) {
+          void s.inference(() => { ran.push(i) })
+        }
+        yield `unit ${i}`
+      }
+    })()
+    const before = s.inference(() => 'first')
+    await s.run(gen)
+    expect(await before).to.equal('first')
+    expect(ran).to.deep.equal([0, 3, 6, 9, 12, 15, 18])
+    // each ran at the boundary right after its unit
+    expect(s.maxUnitsWaited).to.equal(1)
+    expect(s.preemptions).to.equal(8)
+    expect(s.units).to.equal(20)
+    expect(s.maxUnitMs).to.be.at.most(s.unitMs)
+    expect(s.unitCpuMs).to.be.at.least(0)
+
+    const quiet = new MicroStepScheduler()
+    void quiet.inference(() => {})
+    await quiet.run(job([], 3))
+    expect(quiet.maxUnitsWaited).to.equal(0)
   })
 })
