@@ -383,6 +383,7 @@ function encodeVarint (n: number): Uint8Array {
 }
 
 /** The body of a frame (no length prefix). */
+// eslint-disable-next-line complexity
 export function encodeTrainBody (frame: TrainFrame): Uint8Array {
   const w = new Writer().u8(frame.type)
   switch (frame.type) {

@@ -21,11 +21,19 @@
  * backward, the head and AdamW run the same code on the same values; the
  * sum of squares is continued stage after stage (SUM_SQUARES carries the
  * running total), so the clip factor is the same float; the loss is summed
- * in micro-batch order. A stage's answer holding a non-finite value is
- * refused (TrainProtocolError NON_FINITE naming the stage): nothing of that
- * step is applied on any stage, and the job ends. The eval loss (before the
- * first step, after the last) goes through the same stages forward only
- * (EVAL frames).
+ * in micro-batch order. The eval loss (before the first step, after the
+ * last) goes through the same stages forward only (EVAL frames).
+ *
+ * Faults (train-stage-set.ts, docs/training.md Faults): after every step
+ * the driver keeps every stage's state (FETCH_STATE); a stage that fails
+ * (its stream ends, it times out or refuses, it answers a non-finite value,
+ * or an audit finds its answer wrong) is replaced by another holder of its
+ * layers that loads that state, every other stage loads its own back, and
+ * the step runs again with the same micro-batches: the result is the
+ * undisturbed run's. Between SQUARES and STEP the stages whose answers call
+ * for it (anomalous, a holder's first step, the seeded sample) are audited
+ * by another holder, from the head down; no step with a rejected answer is
+ * applied.
  */
 import { performance } from 'node:perf_hooks'
 import { ADAMW_DEFAULTS } from '../../learning/train/adamw.ts'
@@ -191,24 +199,35 @@ function holdersOf (route: readonly TrainHop[]): TrainHolder[][] {
   return route.map((hop, s) => [{ id: hop.id ?? `hop ${s}`, connect: hop.connect }, ...(hop.alternatives ?? [])])
 }
 
+/** The audit options with their defaults. */
+function auditOptions (o: PipelineAuditOptions = {}): Required<PipelineAuditOptions> {
+  const d = PIPELINE_TRAIN_DEFAULTS
+  return { rate: o.rate ?? d.auditRate, factor: o.factor ?? d.anomalyFactor, window: o.window ?? d.anomalyWindow, tolerance: o.tolerance ?? d.auditTolerance }
+}
+
+/** The job's stages: every hop's holders, its OPEN_JOB, the bounds. */
+function stageSet (init: PipelineTrainInit, optimizer: AdamWOptions, tolerance: number): TrainStageSet {
+  const d = PIPELINE_TRAIN_DEFAULTS
+  return new TrainStageSet({
+    job: init.job,
+    holders: holdersOf(init.route),
+    openFrame: (s, job) => openJobFrame(init, optimizer, s, job),
+    timeoutMs: init.requestTimeoutMs ?? d.requestTimeoutMs,
+    maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
+    maxRecoveries: init.maxRecoveries ?? d.maxRecoveries,
+    auditTolerance: tolerance,
+    ...(init.log != null ? { log: init.log } : {})
+  })
+}
+
 /** Runs the job over the route (see the file comment); the stages' jobs are closed at the end, whatever happened. */
 export async function runPipelineTraining (init: PipelineTrainInit): Promise<PipelineTrainResult> {
   const { config, route, steps, batch } = init
   checkInit(init)
   const optimizer: AdamWOptions = { ...ADAMW_DEFAULTS, ...init.optimizer }
-  const d = PIPELINE_TRAIN_DEFAULTS
-  const audit = { rate: init.audit?.rate ?? d.auditRate, factor: init.audit?.factor ?? d.anomalyFactor, window: init.audit?.window ?? d.anomalyWindow, tolerance: init.audit?.tolerance ?? d.auditTolerance }
+  const audit = auditOptions(init.audit)
   const embed = new TrainStage({ config, weights: init.weights, start: 0, end: 0, embedding: true, head: false, seed: init.seed, mode: init.mode })
-  const set = new TrainStageSet({
-    job: init.job,
-    holders: holdersOf(route),
-    openFrame: (s, job) => openJobFrame(init, optimizer, s, job),
-    timeoutMs: init.requestTimeoutMs ?? d.requestTimeoutMs,
-    maxFrameBytes: init.maxFrameBytes ?? d.maxFrameBytes,
-    maxRecoveries: init.maxRecoveries ?? d.maxRecoveries,
-    auditTolerance: audit.tolerance,
-    ...(init.log != null ? { log: init.log } : {})
-  })
+  const set = stageSet(init, optimizer, audit.tolerance)
   const history = route.map(() => new AnswerHistory(audit.window, audit.factor))
   /** holders whose first step was audited (or could not be: no other holder) */
   const vetted = route.map(() => new Set<string>())

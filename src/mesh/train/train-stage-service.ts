@@ -196,6 +196,7 @@ export class TrainStageService {
     this.stats.deferrals += this.scheduler.deferrals - deferrals
   }
 
+  // eslint-disable-next-line complexity
   private async serve (frame: TrainFrame, streamJob: string | null): Promise<TrainFrame> {
     const delay = this.faults?.unitDelayMs ?? 0
     if (delay > 0 && (frame.type === TrainFrameType.FORWARD || frame.type === TrainFrameType.BACKWARD || frame.type === TrainFrameType.EVAL)) {

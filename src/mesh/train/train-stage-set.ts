@@ -6,21 +6,21 @@
  * are recovered here (issue 12 item 4):
  *
  * - `run(phase)` runs a phase (a step, an eval, the final fetch); when it
- *   fails with a stage's fault (the stream closed or reset, no answer in
- *   time, an ERROR other than BAD_REQUEST, an answer that does not fit or
- *   holds a non-finite value, a garbage verdict of an audit) the faulty
- *   hop's holder is excluded for the job and replaced by the next live
- *   holder of its layers (OPEN_JOB, then LOAD_STATE with the checkpoint);
- *   every other hop takes its checkpoint again (LOAD_STATE drops what the
- *   step held and zeroes the gradients); then the phase runs again with the
- *   same inputs. Nothing of a failed step is applied anywhere (a stage
- *   applies only at STEP, and a stage that did is loaded back), so the job
- *   goes on exactly as an undisturbed one: the same losses, the same
- *   tensors. At most `maxRecoveries` per job (ERR_PTRAIN_TOO_MANY_FAULTS);
- *   a hop with no holder left ends the job ERR_PTRAIN_NO_HOLDER. Each
- *   recovery is logged at warn and counted.
+ * fails with a stage's fault (the stream closed or reset, no answer in
+ * time, an ERROR other than BAD_REQUEST, an answer that does not fit or
+ * holds a non-finite value, a garbage verdict of an audit) the faulty
+ * hop's holder is excluded for the job and replaced by the next live
+ * holder of its layers (OPEN_JOB, then LOAD_STATE with the checkpoint);
+ * every other hop takes its checkpoint again (LOAD_STATE drops what the
+ * step held and zeroes the gradients); then the phase runs again with the
+ * same inputs. Nothing of a failed step is applied anywhere (a stage
+ * applies only at STEP, and a stage that did is loaded back), so the job
+ * goes on exactly as an undisturbed one: the same losses, the same
+ * tensors. At most `maxRecoveries` per job (ERR_PTRAIN_TOO_MANY_FAULTS);
+ * a hop with no holder left ends the job ERR_PTRAIN_NO_HOLDER. Each
+ * recovery is logged at warn and counted.
  * - `audit(...)` has another holder recompute a hop's step from the same
- *   checkpoint and inputs (train-audit.ts) and says whose answer stands.
+ * checkpoint and inputs (train-audit.ts) and says whose answer stands.
  *
  * Ordering: a phase's requests all settle before a recovery starts (no
  * request of the failed attempt is in flight when the stages are loaded
