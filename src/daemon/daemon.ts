@@ -23,7 +23,7 @@ import { TrainJobLog } from '../learning/train/job-log.ts'
 import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
-import { trainFaultsFromEnv } from '../mesh/train/train-fault-injection.ts'
+import { armTrainFaultSignal, trainFaultsFromEnv } from '../mesh/train/train-fault-injection.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { describeAdapter } from '../model/webgpu-adapter.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
@@ -369,6 +369,9 @@ export class Daemon {
       const faults = stageFaultsFromEnv(process.env)
       this.disarmFaults = armFaultSignal(faults, process)
       const trainFaults = trainFaultsFromEnv(process.env)
+      const disarmStage = this.disarmFaults
+      const disarmTrain = armTrainFaultSignal(trainFaults, process)
+      this.disarmFaults = () => { disarmStage(); disarmTrain() }
       const outbox = this.receiptOutbox(identity.signer)
       this.outboxValue = outbox
       outbox.start()

@@ -15,6 +15,10 @@
  * them by BLYD_TEST_TRAIN_GARBAGE_SCALE (default 1000); random replaces
  * them with uniform values in [-1, 1) (seeded by the step: the same
  * garbage every time)
+ * - BLYD_TEST_TRAIN_GARBAGE_ON_SIGNAL=SIGUSR2 (or SIGUSR1): once the daemon
+ * gets that signal, every later gradient is garbage (lets a test corrupt
+ * whichever holder a job happens to use, at the moment it chooses;
+ * armTrainFaultSignal)
  * Never set them on a node that serves anyone.
  */
 import { Prng } from '../../model/prng.ts'
@@ -29,6 +33,8 @@ export interface TrainStageFaults {
   garbage?: 'scale' | 'random'
   /** default 1000 */
   garbageScale?: number
+  /** on this signal, set garbageFromStep to 1 (every later gradient is garbage); see armTrainFaultSignal */
+  garbageOnSignal?: 'SIGUSR1' | 'SIGUSR2'
 }
 
 const DEFAULT_GARBAGE_SCALE = 1000
@@ -45,15 +51,34 @@ function positive (raw: string | undefined): number | undefined {
 export function trainFaultsFromEnv (env: Record<string, string | undefined>): TrainStageFaults | undefined {
   const unitDelayMs = positive(env.BLYD_TEST_TRAIN_UNIT_DELAY_MS)
   const garbageFromStep = positive(env.BLYD_TEST_TRAIN_GARBAGE_FROM_STEP)
-  if (unitDelayMs == null && garbageFromStep == null) {
+  const signal = env.BLYD_TEST_TRAIN_GARBAGE_ON_SIGNAL
+  const garbageOnSignal = signal === 'SIGUSR1' || signal === 'SIGUSR2' ? signal : undefined
+  if (unitDelayMs == null && garbageFromStep == null && garbageOnSignal == null) {
     return undefined
   }
   const scale = positive(env.BLYD_TEST_TRAIN_GARBAGE_SCALE)
   return {
     ...(unitDelayMs != null ? { unitDelayMs } : {}),
+    ...(garbageOnSignal != null ? { garbageOnSignal, garbage: env.BLYD_TEST_TRAIN_GARBAGE === 'random' ? 'random' as const : 'scale' as const } : {}),
     ...(garbageFromStep != null ? { garbageFromStep: Math.floor(garbageFromStep), garbage: env.BLYD_TEST_TRAIN_GARBAGE === 'random' ? 'random' as const : 'scale' as const } : {}),
     ...(scale != null ? { garbageScale: scale } : {})
   }
+}
+
+/**
+ * Listens for `faults.garbageOnSignal` on `proc`: when it comes, every later
+ * gradient of the stage is garbage (the service reads `faults` at every
+ * request). Returns the function that removes the listener; a no-op when no
+ * signal is configured.
+ */
+export function armTrainFaultSignal (faults: TrainStageFaults | undefined, proc: Pick<NodeJS.Process, 'on' | 'off'>): () => void {
+  const signal = faults?.garbageOnSignal
+  if (faults == null || signal == null) {
+    return () => {}
+  }
+  const listener = (): void => { faults.garbageFromStep = 1 }
+  proc.on(signal, listener)
+  return () => { proc.off(signal, listener) }
 }
 
 /** True when the stage answers garbage at `step`. */
