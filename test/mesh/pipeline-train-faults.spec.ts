@@ -12,11 +12,13 @@
 import { expect } from 'aegir/chai'
 import { cutSequences, DataOrder } from '../../src/learning/train/data-order.ts'
 import { runPipelineTraining } from '../../src/mesh/train/pipeline-train.ts'
+import { trainFaultsFromEnv } from '../../src/mesh/train/train-fault-injection.ts'
+import { TrainStageClient } from '../../src/mesh/train/train-stage-client.ts'
 import { createTrainStageService } from '../../src/mesh/train/train-stage-service.ts'
 import { selectBackend } from '../../src/model/backend.ts'
 import { silentLogger } from '../../src/protocols/logger.ts'
 import { TrainProtocolErrorCode } from '../../src/protocols/train-errors.ts'
-import { TRAIN_PROTOCOL } from '../../src/protocols/train.ts'
+import { TRAIN_PROTOCOL, TrainFrameType, TrainWireError } from '../../src/protocols/train.ts'
 import { corpus, tinyWeights } from '../learning/train/helpers.ts'
 import { startNode } from '../pipeline/helpers.ts'
 import type { TrainMode } from '../../src/learning/train/stage.ts'
@@ -26,6 +28,7 @@ import type { TrainStageService } from '../../src/mesh/train/train-stage-service
 import type { TrainHolder } from '../../src/mesh/train/train-stage-set.ts'
 import type { Qwen3Config } from '../../src/model/qwen3/config.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
+import type { StateFrame, TensorReplyFrame } from '../../src/protocols/train.ts'
 
 const MODEL = 'qwen3-tiny-untied-f32'
 
@@ -177,5 +180,49 @@ describe('mesh/train faults: a killed stage and garbage gradients are replaced, 
     expect(err).to.have.property('code', TrainProtocolErrorCode.NO_HOLDER)
     expect(err).to.have.property('stage', 1)
     expect((err as Error).cause).to.have.property('code').that.is.oneOf([TrainProtocolErrorCode.STREAM_CLOSED, TrainProtocolErrorCode.TIMEOUT])
+  })
+
+  it('LOAD_STATE is checked whole (BAD_REQUEST, NON_FINITE) and changes nothing when refused; FETCH_STATE only between steps', async () => {
+    const c = new TrainStageClient(await driver.dialProtocol(a0.node.getMultiaddrs(), TRAIN_PROTOCOL), { stage: 0, timeoutMs: 30_000, maxFrameBytes: 1 << 22 })
+    type State = StateFrame<typeof TrainFrameType.STATE>
+    const refusal = async (p: Promise<unknown>): Promise<unknown> => p.then(() => null, (e: Error) => e)
+    try {
+      await c.request({ type: TrainFrameType.OPEN_JOB, job: 'state', model: MODEL, version: '', start: 0, end: 2, flags: 0, rank: 4, alpha: 4, targets: 0b101, seed: 3, batch: 1, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clip: 1, warmup: 0 }, TrainFrameType.OPENED)
+      const s0 = await c.request<State>({ type: TrainFrameType.FETCH_STATE, job: 'state' }, TrainFrameType.STATE)
+      expect(s0.step).to.equal(0)
+      // q and v adapters (A and B) of 2 layers
+      expect(s0.tensors.map(t => t.name)).to.have.length(8)
+      const load = async (tensors: State['tensors'], step = 5): Promise<unknown> => refusal(c.request({ type: TrainFrameType.LOAD_STATE, job: 'state', step, tensors }, TrainFrameType.LOADED))
+      expect(await load(s0.tensors.slice(1))).to.have.property('remoteCode', TrainWireError.BAD_REQUEST)
+      expect(await load([{ ...s0.tensors[0], name: 'other' }, ...s0.tensors.slice(1)])).to.have.property('remoteCode', TrainWireError.BAD_REQUEST)
+      const nan = Float32Array.from(s0.tensors[3].m)
+      nan[0] = NaN
+      expect(await load([...s0.tensors.slice(0, 3), { ...s0.tensors[3], m: nan }, ...s0.tensors.slice(4)])).to.have.property('remoteCode', TrainWireError.NON_FINITE)
+      // nothing changed: the same state, the job still at step 1
+      const s1 = await c.request<State>({ type: TrainFrameType.FETCH_STATE, job: 'state' }, TrainFrameType.STATE)
+      expect(s1).to.deep.equal(s0)
+      const ids = Uint32Array.of(1, 2, 3)
+      const x = { rows: 3, cols: config.hiddenSize, data: new Float32Array(3 * config.hiddenSize).fill(0.25) }
+      await c.request<TensorReplyFrame<typeof TrainFrameType.ACTIVATIONS>>({ type: TrainFrameType.FORWARD, job: 'state', step: 1, micro: 0, ids, x }, TrainFrameType.ACTIVATIONS)
+      // inside a step: no FETCH_STATE
+      expect(await refusal(c.request({ type: TrainFrameType.FETCH_STATE, job: 'state' }, TrainFrameType.STATE))).to.have.property('remoteCode', TrainWireError.BAD_REQUEST)
+      // a LOAD_STATE drops the step's held micro-batch: the job is at the start of step 6, with the state given
+      const changed = s0.tensors.map(t => ({ ...t, values: t.values.map(v => v + 0.5), v: t.v.map(() => 1e-6) }))
+      await c.request({ type: TrainFrameType.LOAD_STATE, job: 'state', step: 5, tensors: changed }, TrainFrameType.LOADED)
+      const s2 = await c.request<State>({ type: TrainFrameType.FETCH_STATE, job: 'state' }, TrainFrameType.STATE)
+      expect(s2).to.deep.equal({ ...s0, step: 5, tensors: changed })
+      expect(await refusal(c.request({ type: TrainFrameType.FORWARD, job: 'state', step: 1, micro: 0, ids, x }, TrainFrameType.ACTIVATIONS))).to.have.property('remoteCode', TrainWireError.BAD_REQUEST)
+      await c.request({ type: TrainFrameType.FORWARD, job: 'state', step: 6, micro: 0, ids, x }, TrainFrameType.ACTIVATIONS)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('the fault switches read from the environment (tests only): none set, none on', () => {
+    expect(trainFaultsFromEnv({})).to.equal(undefined)
+    expect(trainFaultsFromEnv({ BLYD_TEST_TRAIN_UNIT_DELAY_MS: 'x', BLYD_TEST_TRAIN_GARBAGE_ON_SIGNAL: 'SIGKILL' })).to.equal(undefined)
+    expect(trainFaultsFromEnv({ BLYD_TEST_TRAIN_UNIT_DELAY_MS: '150' })).to.deep.equal({ unitDelayMs: 150 })
+    expect(trainFaultsFromEnv({ BLYD_TEST_TRAIN_GARBAGE_FROM_STEP: '3', BLYD_TEST_TRAIN_GARBAGE: 'random' })).to.deep.equal({ garbageFromStep: 3, garbage: 'random' })
+    expect(trainFaultsFromEnv({ BLYD_TEST_TRAIN_GARBAGE_ON_SIGNAL: 'SIGUSR2', BLYD_TEST_TRAIN_GARBAGE_SCALE: '10' })).to.deep.equal({ garbageOnSignal: 'SIGUSR2', garbage: 'scale', garbageScale: 10 })
   })
 })
