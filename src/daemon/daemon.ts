@@ -23,6 +23,7 @@ import { TrainJobLog } from '../learning/train/job-log.ts'
 import { createValidatorService } from '../learning/validator-service.ts'
 import { createMesh } from '../mesh/mesh.ts'
 import { publishingStore } from '../mesh/publishing-store.ts'
+import { armTrainFaultSignal, trainFaultsFromEnv } from '../mesh/train/train-fault-injection.ts'
 import { createInferenceService } from '../model/inference-service.ts'
 import { describeAdapter } from '../model/webgpu-adapter.ts'
 import { armFaultSignal, stageFaultsFromEnv } from '../pipeline/fault-injection.ts'
@@ -193,7 +194,7 @@ export class Daemon {
       },
       net: () => {
         const mesh = this.meshValue
-        return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, bootstrapPeers: this.config.bootstrap.length, serving: mesh.serving() }
+        return mesh == null ? undefined : { addrs: mesh.addrs(), connections: mesh.network.libp2p.getConnections().length, bootstrapPeers: this.config.bootstrap.length, serving: mesh.serving(), trainStage: mesh.trainStage() }
       },
       http: () => this.httpStatus(),
       learning: () => this.validatorValue != null ? { validator: this.validatorValue.status(), training: this.trainJobs.jobs() } : undefined,
@@ -367,6 +368,10 @@ export class Daemon {
       // FAULT INJECTION FOR TESTS ONLY (BLYD_TEST_* variables; off when unset)
       const faults = stageFaultsFromEnv(process.env)
       this.disarmFaults = armFaultSignal(faults, process)
+      const trainFaults = trainFaultsFromEnv(process.env)
+      const disarmStage = this.disarmFaults
+      const disarmTrain = armTrainFaultSignal(trainFaults, process)
+      this.disarmFaults = () => { disarmStage(); disarmTrain() }
       const outbox = this.receiptOutbox(identity.signer)
       this.outboxValue = outbox
       outbox.start()
@@ -395,7 +400,8 @@ export class Daemon {
         replicas: config.replicas,
         replanMs: config.replanMs,
         directChannel: directChannelBind(config),
-        faults
+        faults,
+        ...(trainFaults != null ? { trainFaults } : {})
       })
       this.authoringValue = publishingStore(store, block => {
         mesh.publish(block.id)

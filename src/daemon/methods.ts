@@ -37,8 +37,8 @@ export interface MethodContext {
   workers?(): WorkersStatusJson
   /** stop the daemon after the current response went out */
   requestStop(reason: string): void
-  /** the network part of `status`: dialable addresses, open connections, the span served */
-  net?(): { addrs: string[], connections: number, bootstrapPeers: number, serving: ServingJson | null } | undefined
+  /** the network part of `status`: dialable addresses, open connections, the span served, the train stage's counters */
+  net?(): { addrs: string[], connections: number, bootstrapPeers: number, serving: ServingJson | null, trainStage?: { jobsOpened: number, jobsActive: number, units: number, statesSent: number, statesLoaded: number } | null } | undefined
   /** the ledger part of `status`: this node's balances and receipts not yet published */
   ledger?(): Promise<LedgerStatusJson>
   /** the HTTP listener part of `status` (null: off) */

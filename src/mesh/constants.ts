@@ -62,5 +62,14 @@ export const TRAIN_STAGE_DEFAULTS = {
 export const PIPELINE_TRAIN_DEFAULTS = {
   /** longest wait for one answer of a stage (a FORWARD of a whole stage's layers under load included) */
   requestTimeoutMs: 120_000,
-  maxFrameBytes: 80 * 1024 * 1024
+  maxFrameBytes: 80 * 1024 * 1024,
+  /** stage failures (and garbage verdicts) a job recovers from before it ends ERR_PTRAIN_TOO_MANY_FAULTS */
+  maxRecoveries: 8,
+  /** share of steps on which one stage (seeded choice) is audited by another holder anyway */
+  auditRate: 0.05,
+  /** an answer is anomalous when a sum of squares of its gradients exceeds this many times the hop's largest of its last `anomalyWindow` accepted steps (1e4: 100x the norm) */
+  anomalyFactor: 1e4,
+  anomalyWindow: 16,
+  /** two holders agree when every answered tensor is within this relative L2 distance (bitwise equal on one backend; leaves room for another backend's rounding) */
+  auditTolerance: 1e-4
 } as const

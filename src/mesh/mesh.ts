@@ -24,7 +24,7 @@ import { createTrainStageService } from './train/train-stage-service.ts'
 import type { MeshGenerator } from './mesh-generate.ts'
 import type { SpanServer, StageLimits } from './span-server.ts'
 import type { StagesTrainInit } from './train/stages-train.ts'
-import type { TrainStageService } from './train/train-stage-service.ts'
+import type { TrainStageService, TrainStageStats } from './train/train-stage-service.ts'
 import type { ChainStoreApi } from '../chain/types.ts'
 import type { GenerationObserver } from '../model/generation/observer.ts'
 import type { InferenceService } from '../model/inference-service.ts'
@@ -32,6 +32,7 @@ import type { ModelVersions } from '../model/model-versions.ts'
 import type { BlyNetwork } from '../net/network.ts'
 import type { LiveSpan } from '../net/records/discover.ts'
 import type { StageFaults } from '../pipeline/fault-injection.ts'
+import type { TrainStageFaults } from './train/train-fault-injection.ts'
 import type { ClientReceipts } from '../pipeline/pipeline-client-init.ts'
 import type { StageReceipts } from '../pipeline/stage-server.ts'
 import type { TrainResultJson } from '../protocols/ipc-learning.ts'
@@ -98,6 +99,8 @@ export interface MeshInit {
   directChannel?: false | { host?: string, port?: number }
   /** FAULT INJECTION FOR TESTS ONLY: the served stage misbehaves (pipeline/fault-injection.ts) */
   faults?: StageFaults
+  /** FAULT INJECTION FOR TESTS ONLY: the train stage service's (mesh/train/train-fault-injection.ts) */
+  trainFaults?: TrainStageFaults
 }
 
 function spanJson (model: string, s: LiveSpan): SpanJson {
@@ -201,7 +204,8 @@ export class Mesh {
       const busy = this.components.busy
       const train = createTrainStageService({ libp2p: network.libp2p, logger: this.components.logger }, {
         weights: chainTrainWeights(this.components.store),
-        busy: () => busy?.() ?? (this.serving()?.sessions ?? 0) > 0
+        busy: () => busy?.() ?? (this.serving()?.sessions ?? 0) > 0,
+        ...(this.init.trainFaults != null ? { faults: this.init.trainFaults } : {})
       })
       await train.start()
       this.trainService = train
@@ -239,6 +243,11 @@ export class Mesh {
       const s = ma.toString()
       return s.includes('/p2p/') ? s : `${s}/p2p/${self}`
     })
+  }
+
+  /** The train stage service's counters (jobs hosted, units run, checkpoints sent and loaded); null when it does not run. */
+  trainStage (): TrainStageStats | null {
+    return this.trainService != null ? { ...this.trainService.stats, refused: { ...this.trainService.stats.refused } } : null
   }
 
   serving (): ServingJson | null {
@@ -352,7 +361,7 @@ export class Mesh {
     const manifest = await loadModelManifest(store, id)
     const spans = await this.generator.spans(id, manifest.qwen3.numLayers, init.signal)
     const route = trainRoute(this.network.libp2p, spans, manifest.qwen3.numLayers)
-    return trainThroughStages({ ...init, model: manifest.idHex, store, route })
+    return trainThroughStages({ ...init, model: manifest.idHex, store, route, log: this.components.logger.forComponent('bly:mesh:train') })
   }
 }
 

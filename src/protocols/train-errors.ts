@@ -23,7 +23,15 @@ export const TrainProtocolErrorCode = {
   /** a stage refuses a request (remoteCode: the TrainWireError it answers with) */
   REFUSED: 'ERR_PTRAIN_REFUSED',
   /** the service is not started */
-  NOT_STARTED: 'ERR_PTRAIN_NOT_STARTED'
+  NOT_STARTED: 'ERR_PTRAIN_NOT_STARTED',
+  /** an audit found a stage's answer wrong (another holder recomputed it differently): the stage is replaced */
+  GARBAGE: 'ERR_PTRAIN_GARBAGE',
+  /** an audit could not say which of two holders is right (they disagree, no anomaly, no third holder) */
+  AUDIT_UNDECIDED: 'ERR_PTRAIN_AUDIT_UNDECIDED',
+  /** a stage failed and no other live holder of its layers is left (`cause`: the last failure) */
+  NO_HOLDER: 'ERR_PTRAIN_NO_HOLDER',
+  /** a job failed more often than its bound of recoveries (`cause`: the last failure) */
+  TOO_MANY_FAULTS: 'ERR_PTRAIN_TOO_MANY_FAULTS'
 } as const
 
 export type TrainProtocolErrorCodeValue = typeof TrainProtocolErrorCode[keyof typeof TrainProtocolErrorCode]

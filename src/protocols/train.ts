@@ -30,7 +30,15 @@ export const TrainFrameType = {
   CLOSED: 15,
   ERROR: 16,
   /** FORWARD's layout; forward only (eval loss): nothing is held, no gradient, any time */
-  EVAL: 17
+  EVAL: 17,
+  /** the job's trainable state (the driver's checkpoint): answered STATE */
+  FETCH_STATE: 18,
+  /** the job's trainable state after `step` applied steps: every tensor's values and AdamW moments */
+  STATE: 19,
+  /** STATE's layout: the job takes that state (recovery, audits): answered LOADED */
+  LOAD_STATE: 20,
+  /** the state is loaded: the job is at the start of step `step` + 1 */
+  LOADED: 21
 } as const
 
 /** Codes of ERROR frames. */
@@ -141,6 +149,23 @@ export interface ParamsFrame {
   tensors: Array<{ name: string, data: Float32Array }>
 }
 
+/** One trainable tensor's state: its values and both AdamW moments (equal lengths). */
+export interface TensorState {
+  name: string
+  values: Float32Array
+  m: Float32Array
+  v: Float32Array
+}
+
+/** STATE / LOAD_STATE: a job's trainable state after `step` applied optimizer steps (the AdamW step count). */
+export interface StateFrame<T> {
+  type: T
+  job: string
+  step: number
+  /** every trainable tensor of the stage, in the stage's order */
+  tensors: TensorState[]
+}
+
 export interface ErrorFrame {
   type: typeof TrainFrameType.ERROR
   code: number
@@ -165,6 +190,10 @@ export type TrainFrame =
   | JobFrame<typeof TrainFrameType.CLOSE>
   | JobFrame<typeof TrainFrameType.CLOSED>
   | ErrorFrame
+  | JobFrame<typeof TrainFrameType.FETCH_STATE>
+  | StateFrame<typeof TrainFrameType.STATE>
+  | StateFrame<typeof TrainFrameType.LOAD_STATE>
+  | { type: typeof TrainFrameType.LOADED, job: string, step: number }
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 const utf8Encoder = new TextEncoder()
@@ -354,6 +383,7 @@ function encodeVarint (n: number): Uint8Array {
 }
 
 /** The body of a frame (no length prefix). */
+// eslint-disable-next-line complexity
 export function encodeTrainBody (frame: TrainFrame): Uint8Array {
   const w = new Writer().u8(frame.type)
   switch (frame.type) {
@@ -387,6 +417,19 @@ export function encodeTrainBody (frame: TrainFrame): Uint8Array {
       break
     case TrainFrameType.ERROR:
       w.u8(frame.code).text(frame.job).text(frame.message)
+      break
+    case TrainFrameType.STATE:
+    case TrainFrameType.LOAD_STATE:
+      w.text(frame.job).u32(frame.step).u32(frame.tensors.length)
+      for (const t of frame.tensors) {
+        if (t.m.length !== t.values.length || t.v.length !== t.values.length) {
+          throw badFrame(`tensor ${t.name}: moments of ${t.m.length} and ${t.v.length} values for ${t.values.length}`)
+        }
+        w.text(t.name).u32(t.values.length).f32s(t.values).f32s(t.m).f32s(t.v)
+      }
+      break
+    case TrainFrameType.LOADED:
+      w.text(frame.job).u32(frame.step)
       break
     default:
       w.text(frame.job)
@@ -474,6 +517,27 @@ export function decodeTrainFrame (body: Uint8Array): TrainFrame {
     case TrainFrameType.ERROR:
       frame = { type, code: r.u8('the code'), job: r.text('the job id'), message: r.text('the message') }
       break
+    case TrainFrameType.STATE:
+    case TrainFrameType.LOAD_STATE: {
+      const job = r.text('the job id')
+      const step = r.u32('step')
+      const n = r.u32('the tensor count')
+      const tensors: TensorState[] = []
+      for (let i = 0; i < n; i++) {
+        const name = r.text('a tensor name')
+        const len = r.u32('a tensor length')
+        if (len * 12 > body.length) {
+          throw badFrame(`tensor ${name} of 3 x ${len} values is longer than the frame`)
+        }
+        tensors.push({ name, values: r.f32s(len, name), m: r.f32s(len, `${name} (m)`), v: r.f32s(len, `${name} (v)`) })
+      }
+      frame = { type, job, step, tensors }
+      break
+    }
+    case TrainFrameType.LOADED:
+      frame = { type, job: r.text('the job id'), step: r.u32('step') }
+      break
+    case TrainFrameType.FETCH_STATE:
     case TrainFrameType.OPENED:
     case TrainFrameType.FETCH_PARAMS:
     case TrainFrameType.CLOSE:

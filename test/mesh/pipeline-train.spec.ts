@@ -173,7 +173,7 @@ describe('mesh/train pipeline-parallel training over 4 loopback stages', functio
     }
   })
 
-  it('a stage answering NaN is detected: a typed error naming it, nothing passed on or applied', async () => {
+  it('a stage answering NaN is detected: with no other holder, a typed error naming it, nothing passed on or applied', async () => {
     const poisoned = new Map(weights)
     const norm = Float32Array.from(weights.get('model.layers.1.input_layernorm.weight') as Float32Array)
     norm[3] = NaN
@@ -194,8 +194,10 @@ describe('mesh/train pipeline-parallel training over 4 loopback stages', functio
       mode: loraMode(4),
       seed: 1
     }).then(() => null, (e: Error) => e)
-    expect(err).to.have.property('code', TrainProtocolErrorCode.NON_FINITE)
+    // no other holder of layer 1 to replace it with: the job ends naming the stage, the NaN answer as the cause
+    expect(err).to.have.property('code', TrainProtocolErrorCode.NO_HOLDER)
     expect(err).to.have.property('stage', 1)
+    expect((err as Error).cause).to.have.property('code', TrainProtocolErrorCode.NON_FINITE)
     // the NaN activations never reached the next stage
     expect(stages[2].service.stats.units).to.equal(after)
     // the jobs were closed on every stage (the driver's streams ended)

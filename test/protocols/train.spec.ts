@@ -47,7 +47,11 @@ describe('protocols/train codec (/bly/train/1.0.0)', () => {
     { type: TrainFrameType.PARAMS, job: 'j', tensors: [{ name: 'model.layers.0.self_attn.q_proj.weight', data: x.data }, { name: 'n', data: new Float32Array(0) }] },
     { type: TrainFrameType.CLOSE, job: 'j' },
     { type: TrainFrameType.CLOSED, job: 'j' },
-    { type: TrainFrameType.ERROR, code: TrainWireError.NON_FINITE, job: 'j', message: 'the activations hold NaN' }
+    { type: TrainFrameType.ERROR, code: TrainWireError.NON_FINITE, job: 'j', message: 'the activations hold NaN' },
+    { type: TrainFrameType.FETCH_STATE, job: 'j' },
+    { type: TrainFrameType.STATE, job: 'j', step: 7, tensors: [{ name: 'a.lora_a', values: x.data, m: x.data.map(v => v / 2), v: x.data.map(v => v * v) }, { name: 'e', values: new Float32Array(0), m: new Float32Array(0), v: new Float32Array(0) }] },
+    { type: TrainFrameType.LOAD_STATE, job: 'j', step: 0, tensors: [{ name: 'a.lora_b', values: Float32Array.of(-0, 1e-30, 3.5), m: Float32Array.of(1, 2, 3), v: Float32Array.of(4, 5, 6) }] },
+    { type: TrainFrameType.LOADED, job: 'j', step: 7 }
   ]
 
   it('every frame type round-trips through the length-prefixed stream decoder, canonically', () => {
@@ -60,6 +64,13 @@ describe('protocols/train codec (/bly/train/1.0.0)', () => {
       // one encoding: re-encoding the decoded frame gives the same bytes
       expect(encodeTrainBody(back)).to.deep.equal(bodies[0].subarray())
     }
+  })
+
+  it('exact layout of LOAD_STATE: per tensor its name, length, then values, m and v', () => {
+    const b = encodeTrainBody({ type: TrainFrameType.LOAD_STATE, job: 'j', step: 3, tensors: [{ name: 'w', values: Float32Array.of(1), m: Float32Array.of(2), v: Float32Array.of(-1) }] })
+    expect([...b]).to.deep.equal([20, 1, 0, 0x6a, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0x77, 1, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x80, 0xbf])
+    // moments of another length than the values do not encode
+    expect(() => encodeTrainBody({ type: TrainFrameType.STATE, job: 'j', step: 3, tensors: [{ name: 'w', values: Float32Array.of(1), m: new Float32Array(0), v: Float32Array.of(1) }] })).to.throw(/moments/)
   })
 
   it('exact little-endian layout of SUM_SQUARES', () => {

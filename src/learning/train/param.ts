@@ -76,6 +76,21 @@ export class TrainParam {
     }
   }
 
+  /**
+   * Takes a saved state (a checkpoint: values and both moments, copied
+   * in); the gradient accumulator is zeroed. The lengths must match.
+   */
+  restore (values: Float32Array, m: Float32Array, v: Float32Array): void {
+    if (values.length !== this.values.length || m.length !== this.m.length || v.length !== this.v.length) {
+      throw new RangeError(`${this.name}: a state of ${values.length} values for ${this.values.length}`)
+    }
+    this.values.set(values)
+    this.m.set(m)
+    this.v.set(v)
+    this.grad.fill(0)
+    this.invalidate()
+  }
+
   /** The values changed: the next read uploads them again. */
   invalidate (): void {
     this.current?.dispose()

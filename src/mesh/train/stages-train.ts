@@ -18,12 +18,15 @@ import { runPipelineTraining } from './pipeline-train.ts'
 import type { TrainHop } from './pipeline-train.ts'
 import type { LocalTrainInit } from '../../learning/train/local-train.ts'
 import type { TrainResultJson } from '../../protocols/ipc-learning.ts'
+import type { BlyLogger } from '../../protocols/logger.ts'
 
 export interface StagesTrainInit extends LocalTrainInit {
   /** stages covering the model's layers in order */
   route: TrainHop[]
   /** the job id on the stages (default: 16 random bytes, hex) */
   job?: string
+  /** the driver's recoveries and audit verdicts, at warn */
+  log?: BlyLogger
 }
 
 export async function trainThroughStages (init: StagesTrainInit): Promise<TrainResultJson> {
@@ -48,6 +51,7 @@ export async function trainThroughStages (init: StagesTrainInit): Promise<TrainR
     optimizer: { lr: o.lr, warmup: Math.min(o.warmup, o.steps) },
     mode,
     seed: o.seed,
+    ...(init.log != null ? { log: init.log } : {}),
     onStep: s => {
       tokens += s.tokens
       init.onStep?.({ ...s, steps: o.steps, tokensPerSecond: tokens / Math.max(performance.now() - t0, 1e-3) * 1000 })

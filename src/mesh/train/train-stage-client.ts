@@ -14,6 +14,7 @@ import { FrameStream } from '../../net/frame-stream.ts'
 import { TrainProtocolError, TrainProtocolErrorCode } from '../../protocols/train-errors.ts'
 import { TrainFrameType } from '../../protocols/train.ts'
 import { trainFrameCodec } from './train-frames.ts'
+import type { TrainProtocolErrorCodeValue } from '../../protocols/train-errors.ts'
 import type { TrainFrame } from '../../protocols/train.ts'
 import type { Stream } from '@libp2p/interface'
 
@@ -101,8 +102,16 @@ export class TrainStageClient {
     head.resolve(frame)
   }
 
-  /** Rejects every waiting request with `err` and ends the stream. */
-  private fail (err: Error): void {
+  /** True once the stream failed or was closed: no request gets an answer any more. */
+  get broken (): boolean {
+    return this.closedError != null
+  }
+
+  /** Rejects every waiting request with `err` (a TrainProtocolError naming this stage) and ends the stream. */
+  private fail (cause: Error): void {
+    const err = cause instanceof TrainProtocolError && cause.stage == null
+      ? new TrainProtocolError(cause.code as TrainProtocolErrorCodeValue, `stage ${this.stage}: ${cause.message}`, { stage: this.stage, cause, ...(cause.remoteCode != null ? { remoteCode: cause.remoteCode } : {}) })
+      : cause
     if (this.closedError == null) {
       this.closedError = err
     }

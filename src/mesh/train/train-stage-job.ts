@@ -23,7 +23,7 @@ import { allFinite } from './train-frames.ts'
 import type { AdamWOptions } from '../../learning/train/adamw.ts'
 import type { TrainStage } from '../../learning/train/stage.ts'
 import type { Tensor2D } from '../../model/qwen3/tf.ts'
-import type { F32Tensor } from '../../protocols/train.ts'
+import type { F32Tensor, TensorState } from '../../protocols/train.ts'
 
 export function refuse (code: number, message: string): TrainProtocolError {
   return new TrainProtocolError(TrainProtocolErrorCode.REFUSED, message, { remoteCode: code })
@@ -234,6 +234,53 @@ export class TrainStageJob {
     this.backwards = 0
     this.squared = false
     return clip
+  }
+
+  /** The trainable state after the steps applied so far (copies): a checkpoint for the driver. Only between steps. */
+  exportState (): { step: number, tensors: TensorState[] } {
+    if (this.forwards > 0 || this.squared) {
+      throw refuse(TrainWireError.BAD_REQUEST, `FETCH_STATE inside step ${this.step} (${this.forwards} forwards done): only between steps`)
+    }
+    return {
+      step: this.step - 1,
+      tensors: this.stage.params.map(p => ({ name: p.name, values: Float32Array.from(p.values), m: Float32Array.from(p.m), v: Float32Array.from(p.v) }))
+    }
+  }
+
+  /**
+   * Takes a checkpoint: every trainable tensor's values and moments, the job
+   * at the start of step `step` + 1; whatever the step in progress held is
+   * dropped and the gradients are zeroed (nothing of it is applied). Checked
+   * whole before anything changes: names, order and lengths must be the
+   * stage's, every value finite.
+   */
+  loadState (step: number, tensors: readonly TensorState[]): void {
+    const params = this.stage.params
+    if (tensors.length !== params.length) {
+      throw refuse(TrainWireError.BAD_REQUEST, `a state of ${tensors.length} tensors for a stage of ${params.length}`)
+    }
+    for (let i = 0; i < params.length; i++) {
+      const t = tensors[i]
+      const n = params[i].values.length
+      if (t.name !== params[i].name || t.values.length !== n || t.m.length !== n || t.v.length !== n) {
+        throw refuse(TrainWireError.BAD_REQUEST, `state tensor ${i} is ${t.name} of ${t.values.length} values, the stage's is ${params[i].name} of ${n}`)
+      }
+      if (!allFinite(t.values) || !allFinite(t.m) || !allFinite(t.v)) {
+        throw refuse(TrainWireError.NON_FINITE, `state tensor ${t.name} holds a non-finite value: refused`)
+      }
+    }
+    for (const h of this.held.values()) {
+      this.drop(h)
+    }
+    this.held.clear()
+    this.heldBytes = 0
+    for (let i = 0; i < params.length; i++) {
+      params[i].restore(tensors[i].values, tensors[i].m, tensors[i].v)
+    }
+    this.step = step + 1
+    this.forwards = 0
+    this.backwards = 0
+    this.squared = false
   }
 
   private drop (h: Held): void {

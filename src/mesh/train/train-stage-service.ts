@@ -23,8 +23,10 @@ import { FrameStream } from '../../net/frame-stream.ts'
 import { TrainProtocolError, TrainProtocolErrorCode } from '../../protocols/train-errors.ts'
 import { OpenJobFlags, PROJECTION_BITS, TRAIN_PROTOCOL, TrainFrameType, TrainWireError } from '../../protocols/train.ts'
 import { TRAIN_STAGE_DEFAULTS } from '../constants.ts'
+import { corruptGradients, corruptInPlace, garbageAt } from './train-fault-injection.ts'
 import { trainFrameCodec } from './train-frames.ts'
 import { refuse, TrainStageJob } from './train-stage-job.ts'
+import type { TrainStageFaults } from './train-fault-injection.ts'
 import type { Projection } from '../../learning/train/stage.ts'
 import type { Qwen3Config } from '../../model/qwen3/config.ts'
 import type { BlyComponentLogger, BlyLogger } from '../../protocols/logger.ts'
@@ -52,6 +54,8 @@ export interface TrainStageServiceInit {
   maxJobBytes?: number
   maxFrameBytes?: number
   maxInboundStreams?: number
+  /** FAULT INJECTION FOR TESTS ONLY (train-fault-injection.ts): a slow stage, a stage answering garbage gradients */
+  faults?: TrainStageFaults
 }
 
 export interface TrainStageStats {
@@ -61,6 +65,9 @@ export interface TrainStageStats {
   refused: Record<string, number>
   units: number
   deferrals: number
+  /** checkpoints sent (FETCH_STATE) and taken (LOAD_STATE) */
+  statesSent: number
+  statesLoaded: number
 }
 
 const CODE_NAMES = Object.fromEntries(Object.entries(TrainWireError).map(([k, v]) => [v, k]))
@@ -69,7 +76,8 @@ export class TrainStageService {
   readonly stats: TrainStageStats
   private readonly libp2p: TrainStageServiceComponents['libp2p']
   private readonly log: BlyLogger
-  private readonly init: Required<Omit<TrainStageServiceInit, 'busy'>>
+  private readonly init: Required<Omit<TrainStageServiceInit, 'busy' | 'faults'>>
+  private readonly faults: TrainStageFaults | undefined
   private readonly scheduler: MicroStepScheduler
   private readonly jobs: Map<string, TrainStageJob>
   private readonly streams: Set<FrameStream<TrainFrame>>
@@ -78,17 +86,21 @@ export class TrainStageService {
   constructor (components: TrainStageServiceComponents, init: TrainStageServiceInit) {
     this.libp2p = components.libp2p
     this.log = components.logger.forComponent('bly:mesh:train-stage')
-    this.init = { ...TRAIN_STAGE_DEFAULTS, ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)) } as Required<Omit<TrainStageServiceInit, 'busy'>>
+    this.init = { ...TRAIN_STAGE_DEFAULTS, ...Object.fromEntries(Object.entries(init).filter(([k, v]) => v !== undefined && k !== 'faults')) } as Required<Omit<TrainStageServiceInit, 'busy' | 'faults'>>
+    this.faults = init.faults
     this.scheduler = new MicroStepScheduler(init.busy != null ? { busy: init.busy } : {})
     this.jobs = new Map()
     this.streams = new Set()
     this.started = false
-    this.stats = { jobsOpened: 0, jobsActive: 0, refused: {}, units: 0, deferrals: 0 }
+    this.stats = { jobsOpened: 0, jobsActive: 0, refused: {}, units: 0, deferrals: 0, statesSent: 0, statesLoaded: 0 }
   }
 
   async start (): Promise<void> {
     if (this.started) {
       return
+    }
+    if (this.faults != null) {
+      this.log.warn('FAULT INJECTION ON (tests only): %j', this.faults)
     }
     await this.libp2p.handle(TRAIN_PROTOCOL, (stream) => { this.accept(stream) }, { maxInboundStreams: this.init.maxInboundStreams })
     this.started = true
@@ -184,7 +196,12 @@ export class TrainStageService {
     this.stats.deferrals += this.scheduler.deferrals - deferrals
   }
 
+  // eslint-disable-next-line complexity
   private async serve (frame: TrainFrame, streamJob: string | null): Promise<TrainFrame> {
+    const delay = this.faults?.unitDelayMs ?? 0
+    if (delay > 0 && (frame.type === TrainFrameType.FORWARD || frame.type === TrainFrameType.BACKWARD || frame.type === TrainFrameType.EVAL)) {
+      await new Promise(resolve => setTimeout(resolve, delay))
+    }
     switch (frame.type) {
       case TrainFrameType.OPEN_JOB:
         if (streamJob != null) {
@@ -212,10 +229,16 @@ export class TrainStageService {
         const job = this.jobOf(frame.job, streamJob)
         const out: { x?: F32Tensor } = {}
         await this.work(job.backward(frame.step, frame.micro, frame.x, out))
+        if (this.faults != null && garbageAt(this.faults, frame.step)) {
+          corruptInPlace(this.faults, (out.x as F32Tensor).data, frame.step, frame.micro)
+        }
         return { type: TrainFrameType.GRADIENT, job: frame.job, step: frame.step, micro: frame.micro, x: out.x as F32Tensor }
       }
       case TrainFrameType.SUM_SQUARES: {
         const job = this.jobOf(frame.job, streamJob)
+        if (this.faults != null && garbageAt(this.faults, frame.step) && job.step === frame.step) {
+          corruptGradients(this.faults, job.stage.params, frame.step)
+        }
         return { type: TrainFrameType.SQUARES, job: frame.job, step: frame.step, value: job.sumSquares(frame.step, frame.value) }
       }
       case TrainFrameType.STEP: {
@@ -229,6 +252,16 @@ export class TrainStageService {
         const job = this.jobOf(frame.job, streamJob)
         const tensors = [...job.stage.candidate()].map(([name, data]) => ({ name, data }))
         return { type: TrainFrameType.PARAMS, job: frame.job, tensors }
+      }
+      case TrainFrameType.FETCH_STATE: {
+        const state = this.jobOf(frame.job, streamJob).exportState()
+        this.stats.statesSent++
+        return { type: TrainFrameType.STATE, job: frame.job, ...state }
+      }
+      case TrainFrameType.LOAD_STATE: {
+        this.jobOf(frame.job, streamJob).loadState(frame.step, frame.tensors)
+        this.stats.statesLoaded++
+        return { type: TrainFrameType.LOADED, job: frame.job, step: frame.step }
       }
       case TrainFrameType.CLOSE:
         this.jobOf(frame.job, streamJob)
