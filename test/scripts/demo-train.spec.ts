@@ -8,7 +8,7 @@
  * start-up: the daemons stop and the temp dir is removed.
  */
 import { spawn } from 'node:child_process'
-import { access } from 'node:fs/promises'
+import { access, readFile, readdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'aegir/chai'
 import { PARAMS_DEFAULTS } from '../../src/learning/params-defaults.ts'
@@ -52,6 +52,21 @@ async function gone (path: string): Promise<boolean> {
   return access(path).then(() => false, () => true)
 }
 
+/** Processes whose command line names `path` (Linux /proc): a daemon or a `blyd` command left running. */
+async function processesNaming (path: string): Promise<string[]> {
+  const found: string[] = []
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) {
+      continue
+    }
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+    if (cmdline.includes(path)) {
+      found.push(`${pid}: ${cmdline.replace(/\0/g, ' ')}`)
+    }
+  }
+  return found
+}
+
 describe('npm run demo:train (scripts/demo-train.ts)', function () {
   this.timeout(RUN_BOUND_MS + 30_000)
 
@@ -77,9 +92,10 @@ describe('npm run demo:train (scripts/demo-train.ts)', function () {
     expect(r.stdout).to.include('before training (version ')
     expect(r.stdout).to.include('after training (version ')
     expect(await gone(tempDirOf(r.stdout)), 'the temp dir is removed').to.equal(true)
+    expect(await processesNaming(tempDirOf(r.stdout))).to.deep.equal([])
   })
 
-  it('Ctrl-C while the daemons start: exit 130, the temp dir removed (the demo removes it once every daemon exited)', async () => {
+  it('Ctrl-C while the daemons start: exit 130, no daemon or blyd command of it left running, the temp dir removed', async () => {
     const r = run(['--steps', '1'])
     const started = await new Promise<boolean>(resolve => {
       const check = (): void => {
@@ -95,6 +111,8 @@ describe('npm run demo:train (scripts/demo-train.ts)', function () {
     r.child.kill('SIGINT')
     expect(await r.code).to.equal(130)
     expect(r.stdout).to.include('SIGINT: stopping the daemons')
+    // nothing it started is left: no daemon, no `blyd` command that could write into the removed dir
+    expect(await processesNaming(tempDirOf(r.stdout))).to.deep.equal([])
     expect(await gone(tempDirOf(r.stdout)), 'the temp dir is removed').to.equal(true)
   })
 })
