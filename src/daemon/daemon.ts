@@ -221,7 +221,8 @@ export class Daemon {
         if (this.meshValue == null) {
           throw new InvalidParamsError('train via mesh needs the network (the daemon runs without it)')
         }
-        return this.meshValue.train(init)
+        // the authoring view: the proposal's blocks are gossiped (validators learn of it at once)
+        return this.meshValue.train({ ...init, store: this.authoringStore })
       },
       trainJobs: this.trainJobs
     })

@@ -351,12 +351,15 @@ export class Mesh {
   /**
    * `blyd train --via mesh`: the job through the span holders of the model
    * (trainThroughStages over trainRoute); the same JSON as `blyd train`.
+   * `store`: where the job reads the chain and writes its proposal; a daemon
+   * passes its authoring view so the Proposal and Delta blocks are gossiped
+   * like `delta propose`'s (default: the mesh's store, which publishes nothing).
    */
-  async train (init: Omit<StagesTrainInit, 'store' | 'route'>): Promise<TrainResultJson> {
+  async train (init: Omit<StagesTrainInit, 'store' | 'route'> & { store?: ChainStoreApi }): Promise<TrainResultJson> {
     if (this.generator == null) {
       throw new MeshError(MeshErrorCode.NOT_STARTED, 'the network is not started')
     }
-    const { store } = this.components
+    const store = init.store ?? this.components.store
     const id = await pickModel(store, init.model)
     const manifest = await loadModelManifest(store, id)
     const spans = await this.generator.spans(id, manifest.qwen3.numLayers, init.signal)

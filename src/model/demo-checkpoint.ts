@@ -7,10 +7,12 @@ import { parseQwen3Config } from './qwen3/config.ts'
 import { planUnits } from './qwen3/plan.ts'
 import { fromFloat32 } from './safetensors/dtypes.ts'
 import { encodeHeaderFromSpecs } from './safetensors/writer.ts'
+import { qwen3TokenizerPrefix } from './tokenizer-prefix.ts'
 import { bundledQwen3TokenizerFiles } from './tokenizer.ts'
 import type { DemoCheckpointOptions } from './demo-defaults.ts'
 import type { Qwen3Config } from './qwen3/config.ts'
 import type { TensorSpec } from './safetensors/writer.ts'
+import type { TokenizerPrefix } from './tokenizer-prefix.ts'
 
 export { DEMO_DEFAULTS } from './demo-defaults.ts'
 export type { DemoCheckpointOptions } from './demo-defaults.ts'
@@ -29,22 +31,41 @@ but its weights are deterministic pseudo-random numbers, not a trained model.
 Its output is meaningless text. config.json carries "blyd_demo.random_weights": true.
 `
 
+/** The tokenizer files: the bundled Qwen3 ones, or the prefix of them. */
+async function writeTokenizer (dir: string, prefix: TokenizerPrefix | undefined): Promise<void> {
+  if (prefix != null) {
+    await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(prefix.tokenizerJson))
+    await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(prefix.tokenizerConfig, null, 2) + '\n')
+    return
+  }
+  const files = bundledQwen3TokenizerFiles()
+  await copyFile(files.tokenizerJson, join(dir, 'tokenizer.json'))
+  await copyFile(files.tokenizerConfig, join(dir, 'tokenizer_config.json'))
+}
+
 /**
  * Writes a deterministic random-weight Qwen3 checkpoint to `dir` in Hugging
  * Face layout. The same options always produce byte-identical files.
  * Returns the parsed config.
  */
 export async function writeDemoCheckpoint (dir: string, options: DemoCheckpointOptions = {}): Promise<Qwen3Config> {
-  const o = { ...DEMO_DEFAULTS, ...options }
-  if (o.tokenizer && o.vocab < QWEN3_TOKENIZER_ID_COUNT) {
-    throw new ModelError(ModelErrorCode.BAD_OPTIONS, `vocab ${o.vocab} does not cover the Qwen3 tokenizer's ${QWEN3_TOKENIZER_ID_COUNT} ids; raise it or pass tokenizer: false`)
+  if (options.merges != null && options.tokenizer === false) {
+    throw new ModelError(ModelErrorCode.BAD_OPTIONS, 'merges cuts the Qwen3 tokenizer: it needs tokenizer: true')
+  }
+  const prefix = options.merges != null ? await qwen3TokenizerPrefix(options.merges) : undefined
+  // with a prefix of the tokenizer the vocab defaults to exactly its ids
+  const o = { ...DEMO_DEFAULTS, ...(prefix != null ? { vocab: prefix.idCount } : {}), ...options }
+  const tokenizer = prefix != null ? `prefix of ${o.merges} merges of the Qwen3 tokenizer` : 'Qwen3 tokenizer'
+  const idCount = prefix?.idCount ?? QWEN3_TOKENIZER_ID_COUNT
+  if (o.tokenizer && o.vocab < idCount) {
+    throw new ModelError(ModelErrorCode.BAD_OPTIONS, `vocab ${o.vocab} does not cover the ${tokenizer}'s ${idCount} ids; raise it or pass tokenizer: false`)
   }
   const raw = {
     architectures: ['Qwen3ForCausalLM'],
     attention_bias: false,
     attention_dropout: 0,
-    bos_token_id: 151643,
-    eos_token_id: 151645,
+    bos_token_id: prefix?.bosTokenId ?? 151643,
+    eos_token_id: prefix?.eosTokenId ?? 151645,
     head_dim: o.headDim,
     hidden_act: 'silu',
     hidden_size: o.hidden,
@@ -72,9 +93,7 @@ export async function writeDemoCheckpoint (dir: string, options: DemoCheckpointO
   await writeFile(join(dir, 'config.json'), JSON.stringify(raw, null, 2) + '\n')
   await writeFile(join(dir, 'README.md'), DEMO_README)
   if (o.tokenizer) {
-    const files = bundledQwen3TokenizerFiles()
-    await copyFile(files.tokenizerJson, join(dir, 'tokenizer.json'))
-    await copyFile(files.tokenizerConfig, join(dir, 'tokenizer_config.json'))
+    await writeTokenizer(dir, prefix)
   }
   const specs: TensorSpec[] = planUnits(config).flatMap(u => u.tensors).map(t => ({ name: t.name, dtype: o.dtype, shape: t.shape }))
   const rng = new Prng(o.seed)

@@ -22,6 +22,12 @@ export interface DemoCheckpointOptions {
   tieWordEmbeddings?: boolean
   /** copy the real Qwen3 tokenizer.json / tokenizer_config.json (default true) */
   tokenizer?: boolean
+  /**
+   * Cut the tokenizer to its first `merges` BPE merges (model/tokenizer-prefix.ts:
+   * Qwen3's ids below 256 + merges, the special tokens renumbered after them);
+   * the vocab then defaults to the prefix's id count. Default: the whole tokenizer.
+   */
+  merges?: number
 }
 
 /** True for the config.json of a demo checkpoint (`"blyd_demo": { "random_weights": true }`). */
@@ -31,7 +37,7 @@ export function isDemoConfig (config: Record<string, unknown>): boolean {
 }
 
 /** Defaults: tiny dims (a ~10 MB bf16 file) so tests stay fast; head_dim deliberately != hidden/heads. */
-export const DEMO_DEFAULTS: Required<DemoCheckpointOptions> = {
+export const DEMO_DEFAULTS: Required<Omit<DemoCheckpointOptions, 'merges'>> = {
   layers: 2,
   hidden: 32,
   heads: 4,

@@ -253,19 +253,25 @@ function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
       .option('kv-heads', { type: 'number', default: DEMO_DEFAULTS.kvHeads, describe: 'key/value heads' })
       .option('head-dim', { type: 'number', default: DEMO_DEFAULTS.headDim, describe: 'head dimension' })
       .option('intermediate', { type: 'number', default: DEMO_DEFAULTS.intermediate, describe: 'MLP intermediate size' })
-      .option('vocab', { type: 'number', default: DEMO_DEFAULTS.vocab, describe: 'vocabulary size (>= 151669 with the tokenizer)' })
+      .option('vocab', { type: 'number', describe: `vocabulary size (default ${DEMO_DEFAULTS.vocab}; >= 151669 with the tokenizer; with --merges the prefix's ids)` })
       .option('dtype', { type: 'string', choices: ['bf16', 'f32'], default: 'bf16', describe: 'stored dtype' })
       .option('tied', { type: 'boolean', default: DEMO_DEFAULTS.tieWordEmbeddings, describe: 'tie the output head to the embedding' })
       .option('tokenizer', { type: 'boolean', default: true, describe: 'copy the real Qwen3 tokenizer files (--no-tokenizer for a token-id-only model)' })
+      .option('merges', { type: 'number', describe: 'cut the Qwen3 tokenizer to its first N BPE merges (Qwen3\'s ids below 256 + N, the special tokens after them): a smaller vocab and output head, e.g. to train on a CPU' })
       .option('seed', { type: 'number', default: DEMO_DEFAULTS.seed, describe: 'weights PRNG seed' })
       .options(json),
     handler: async (argv: any) => {
       const dir = resolve(String(argv.dir))
       const ints: Record<string, number> = {}
-      for (const key of ['layers', 'hidden', 'heads', 'kvHeads', 'headDim', 'intermediate', 'vocab', 'seed']) {
+      for (const key of ['layers', 'hidden', 'heads', 'kvHeads', 'headDim', 'intermediate', 'vocab', 'seed', 'merges']) {
         const v = argv[key]
-        if (!Number.isSafeInteger(v) || (key !== 'seed' && v <= 0)) {
-          throw new UsageError(`--${key.replace(/[A-Z]/g, c => `-${c.toLowerCase()}`)} must be a positive integer (got ${String(v)})`)
+        if ((key === 'vocab' || key === 'merges') && v === undefined) {
+          continue
+        }
+        // a seed may be any integer, merges 0 or more, the sizes 1 or more
+        const min = ({ seed: -Infinity, merges: 0 } as Record<string, number>)[key] ?? 1
+        if (!Number.isSafeInteger(v) || v < min) {
+          throw new UsageError(`--${key.replace(/[A-Z]/g, c => `-${c.toLowerCase()}`)} must be a ${min === 0 ? 'non-negative' : 'positive'} integer (got ${String(v)})`)
         }
         ints[key] = v
       }
@@ -277,7 +283,8 @@ function initDemoCommand (ctx: CliContext): CommandModule<any, any> {
         kvHeads: ints.kvHeads,
         headDim: ints.headDim,
         intermediate: ints.intermediate,
-        vocab: ints.vocab,
+        ...(ints.vocab !== undefined ? { vocab: ints.vocab } : {}),
+        ...(ints.merges !== undefined ? { merges: ints.merges } : {}),
         seed: ints.seed,
         dtype: argv.dtype === 'f32' ? 'F32' : 'BF16',
         tieWordEmbeddings: argv.tied === true,
