@@ -2,7 +2,8 @@
  * One training job on a train stage: a TrainStage of the job's layers (and
  * the head when the job's last stage), the micro-batches of the current
  * step held between their FORWARD and BACKWARD (each layer's input, the
- * linear products kept for the backward replay, and on the head stage dL/dh),
+ * activations the forward units keep for the hand-written backward, and on
+ * the head stage dL/dh),
  * and the step counter. Work comes as generators of work units (one layer x
  * one micro-batch) for the service's MicroStepScheduler.
  *
@@ -77,8 +78,8 @@ export class TrainStageJob {
   bytesPerMicroBatch (t: number): number {
     const c = this.stage.config
     const layers = this.stage.end - this.stage.start
-    const products = c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim + 2 * c.hiddenSize + 2 * c.intermediateSize
-    return 4 * t * (c.hiddenSize * (layers + 1 + (this.stage.hasHead ? 1 : 0)) + products * layers)
+    // each layer's input and the stage's output (+ dL/dh on the head stage), plus what the forward units keep for the backward
+    return 4 * t * c.hiddenSize * (layers + 1 + (this.stage.hasHead ? 1 : 0)) + this.stage.activationBytes(t)
   }
 
   private expectStep (step: number, what: string): void {
