@@ -1,4 +1,5 @@
-// Pipeline-parallel training bench (issue 12 item 6, second figure): the same
+// Pipeline-parallel training bench (issue 12 item 6, second figure; bench/train
+// prints it too, in its JSON's `pipeline`): the same
 // job (seed, data, hyper-parameters) in one process (TrainJob over a whole-model
 // TrainStage) and through 4 stages over /bly/train/1.0.0, each a
 // TrainStageService on its own libp2p node (TCP + Noise + Yamux on 127.0.0.1),
@@ -12,24 +13,9 @@
 //
 //   npm run bench -- train-pipeline [--layers 4] [--hidden 512] [--seq 64] [--steps 6] [--batch 2] [--rank 8]
 import { loadavg } from 'node:os'
-import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { DataOrder } from '../src/learning/train/data-order.ts'
-import { TrainJob } from '../src/learning/train/job.ts'
-import { PROJECTIONS, TrainStage } from '../src/learning/train/stage.ts'
-import { runPipelineTraining } from '../src/mesh/train/pipeline-train.ts'
-import { createTrainStageService } from '../src/mesh/train/train-stage-service.ts'
 import { selectBackend } from '../src/model/backend.ts'
-import { Prng } from '../src/model/prng.ts'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD } from '../src/model/qwen3/plan.ts'
-import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
-import { createBlyLibp2p } from '../src/net/libp2p-node.ts'
-import { silentLogger } from '../src/protocols/logger.ts'
-import { TRAIN_PROTOCOL } from '../src/protocols/train.ts'
-import { qwen3ShapeOfWidth, randomLayer } from './lib/random-layer.ts'
-import type { TrainMode } from '../src/learning/train/stage.ts'
-import type { BlyLibp2p } from '../src/net/libp2p-node.ts'
+import { pipelineFigures } from './lib/train-pipeline-figures.ts'
 
 const { values: opts } = parseArgs({
   options: {
@@ -41,114 +27,16 @@ const { values: opts } = parseArgs({
     rank: { type: 'string', default: '8' }
   }
 })
-const LAYERS = Number(opts.layers)
-const H = Number(opts.hidden)
-const T = Number(opts.seq)
-const STEPS = Number(opts.steps)
-const BATCH = Number(opts.batch)
-const RANK = Number(opts.rank)
-const VOCAB = 1024
-const MODEL = 'bench-random'
 const say = (s: string): void => { process.stderr.write(s + '\n') }
 const round = (x: number, d = 3): number => Number(x.toFixed(d))
 
-const config = qwen3ShapeOfWidth(H, LAYERS, VOCAB)
-
 const load0 = loadavg()[0]
 await selectBackend('wasm', { threads: 1 })
-const layer = randomLayer(config)
-const weights = new Map<string, Float32Array>()
-for (let l = 0; l < LAYERS; l++) {
-  for (const [name, t] of layer.tensors) {
-    weights.set(name.replace('model.layers.0.', `model.layers.${l}.`), toFloat32(t))
-  }
-}
-const rng = new Prng(11)
-const random = (n: number, scale: number): Float32Array => Float32Array.from({ length: n }, () => (rng.next() - 0.5) * scale)
-weights.set(EMBED_TOKENS, random(VOCAB * H, 0.2))
-weights.set(LM_HEAD, random(VOCAB * H, 0.2))
-weights.set(FINAL_NORM, new Float32Array(H).fill(1))
-const sequences = Array.from({ length: 4 * BATCH }, () => Uint32Array.from({ length: T }, () => Math.floor(rng.next() * VOCAB)))
-const mode: TrainMode = { full: false, rank: RANK, alpha: RANK, targets: PROJECTIONS }
-const SEED = 3
-const optimizer = { lr: 1e-3, warmup: 0 }
-const tokens = STEPS * BATCH * T
-say(`train-pipeline bench: ${LAYERS} layers hidden ${H}, T = ${T}, ${STEPS} steps x batch ${BATCH}, LoRA r=${RANK}, wasm on one thread`)
-
-// warm-up (wasm code, tfjs kernels), untimed: one step of the same job
-{
-  const warm = new TrainStage({ config, weights, mode, seed: SEED, start: 0, end: LAYERS, embedding: true, head: true })
-  const units = new TrainJob({ stage: warm, data: new DataOrder(sequences, SEED), steps: 1, batch: BATCH, optimizer }).units()
-  while (units.next().done !== true) {
-    // next unit
-  }
-  warm.dispose()
-}
-
-// one process
-const whole = new TrainStage({ config, weights, mode, seed: SEED, start: 0, end: LAYERS, embedding: true, head: true })
-const job = new TrainJob({ stage: whole, data: new DataOrder(sequences, SEED), steps: STEPS, batch: BATCH, optimizer })
-const t0 = performance.now()
-const units = job.units()
-while (units.next().done !== true) {
-  // next unit
-}
-const localMs = performance.now() - t0
-whole.dispose()
-say(`one process: ${localMs.toFixed(0)} ms, ${(tokens / localMs * 1000).toFixed(1)} tok/s`)
-
-// 4 stages (or one per layer when fewer), each on its own libp2p node
-const nodes: BlyLibp2p[] = []
-const node = async (): Promise<BlyLibp2p> => {
-  const n = await createBlyLibp2p({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
-  nodes.push(n)
-  return n
-}
-const stageCount = Math.min(4, LAYERS)
-const cuts = Array.from({ length: stageCount + 1 }, (_, i) => Math.round(i * LAYERS / stageCount))
-const driver = await node()
-const services = []
-for (let s = 0; s < stageCount; s++) {
-  const service = createTrainStageService({ libp2p: await node(), logger: silentLogger() }, { weights: async (model) => model === MODEL ? { config, weights } : null })
-  await service.start()
-  services.push(service)
-}
-let pipelineMs = NaN
-let agree = 0
-try {
-  const t1 = performance.now()
-  const remote = await runPipelineTraining({
-    job: 'bench',
-    model: MODEL,
-    version: '',
-    config,
-    weights,
-    route: services.map((_, s) => ({ start: cuts[s], end: cuts[s + 1], connect: async () => driver.dialProtocol(nodes[s + 1].getMultiaddrs(), TRAIN_PROTOCOL) })),
-    data: new DataOrder(sequences, SEED),
-    steps: STEPS,
-    batch: BATCH,
-    optimizer,
-    mode,
-    seed: SEED
-  })
-  pipelineMs = performance.now() - t1
-  agree = remote.losses.filter((l, i) => Math.abs(l - job.losses[i]) <= 1e-5 * Math.abs(job.losses[i])).length
-  say(`${stageCount} stages: ${pipelineMs.toFixed(0)} ms, ${(tokens / pipelineMs * 1000).toFixed(1)} tok/s; ${agree} of ${STEPS} step losses within 1e-5 of one process`)
-} finally {
-  for (const s of services) {
-    await s.stop()
-  }
-  await Promise.all(nodes.map(async n => n.stop()))
-}
-const ratio = localMs / pipelineMs
-say(`ratio ${ratio.toFixed(3)} (goal >= 0.7); load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
+const f = await pipelineFigures({ layers: Number(opts.layers), hidden: Number(opts.hidden), seq: Number(opts.seq), steps: Number(opts.steps), batch: Number(opts.batch), rank: Number(opts.rank), say })
+say(`ratio ${f.ratio.toFixed(3)} (goal >= 0.7); load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
 process.stdout.write(JSON.stringify({
   bench: 'train-pipeline',
   backend: 'wasm',
-  shape: { layers: LAYERS, hidden: H, seq: T, steps: STEPS, batch: BATCH, loraRank: RANK, stages: stageCount },
-  baseline: { oneProcessMs: round(localMs, 1), oneProcessTokensPerSecond: round(tokens / localMs * 1000, 1) },
-  pipeline: { ms: round(pipelineMs, 1), tokensPerSecond: round(tokens / pipelineMs * 1000, 1), lossesWithin1e5: agree },
-  ratio: round(ratio),
-  goals: { pipelineAtLeast07OfOneProcess: ratio >= 0.7 },
+  ...f,
   loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) }
 }) + '\n')

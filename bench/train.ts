@@ -22,7 +22,13 @@
 //                          [--interference-window 20] [--interference-rounds 2] [--interference-load 0.5]
 //                          [--interference-tokens 32] [--interference-prompt 8] [--interference-cpu 0|none]
 //                          [--interference-trainer thread|main]
+//                          [--no-pipeline] [--pipeline-layers 4] [--pipeline-hidden 512] [--pipeline-seq 64]
+//                          [--pipeline-steps 6] [--pipeline-batch 2]
 //
+// The pipeline figure (on by default; --no-pipeline skips it): the same LoRA
+// job in one process and through 4 /bly/train/1.0.0 stages on libp2p nodes in
+// this process (bench/lib/train-pipeline-figures.ts, also `npm run bench --
+// train-pipeline`), as the JSON's `pipeline`, with its losses compared.
 // The interference figures (on by default; --no-interference skips them) (bench/lib/train-interference.ts:
 // inference p50/p95 step latency idle vs with the trainer running beside it in
 // the same process as a daemon runs them, and the share of the idle CPU the
@@ -43,6 +49,7 @@ import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
 import { qwen3ShapeOfWidth, randomLayer } from './lib/random-layer.ts'
 import { interferenceFigures } from './lib/train-interference.ts'
+import { pipelineFigures } from './lib/train-pipeline-figures.ts'
 import type { Tensor2D } from '../src/model/qwen3/tf.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 
@@ -59,6 +66,13 @@ const { values: opts } = parseArgs({
     // interference (bench/lib/train-interference.ts)
     interference: { type: 'boolean', default: false },
     'no-interference': { type: 'boolean', default: false },
+    // the pipeline figure (bench/lib/train-pipeline-figures.ts; bench/train-pipeline's defaults)
+    'no-pipeline': { type: 'boolean', default: false },
+    'pipeline-layers': { type: 'string', default: '4' },
+    'pipeline-hidden': { type: 'string', default: '512' },
+    'pipeline-seq': { type: 'string', default: '64' },
+    'pipeline-steps': { type: 'string', default: '6' },
+    'pipeline-batch': { type: 'string', default: '2' },
     'interference-only': { type: 'boolean', default: false },
     'interference-seq': { type: 'string', default: '128' },
     'interference-batch': { type: 'string', default: '4' },
@@ -247,6 +261,11 @@ if (theirFull != null) {
 say(`load average now ${loadavg()[0].toFixed(2)} (was ${load0.toFixed(2)})`)
 tf.dispose([x, dyTop])
 const interfered = await interference()
+say('pipeline: the same LoRA job in one process and through 4 /bly/train stages (libp2p nodes in this process)')
+const piped = opts['no-pipeline'] ? null : await pipelineFigures({ layers: Number(opts['pipeline-layers']), hidden: Number(opts['pipeline-hidden']), seq: Number(opts['pipeline-seq']), steps: Number(opts['pipeline-steps']), batch: Number(opts['pipeline-batch']), rank: RANK, say })
+if (piped != null) {
+  say(`pipeline ratio ${piped.ratio.toFixed(3)} of one process (goal >= 0.7)`)
+}
 
 const fig = (f: typeof lora): Record<string, number> => ({ forwardMs: round(f.forwardMs, 1), forwardBackwardMs: round(f.stepMs, 1), tokensPerSecond: round(f.tps, 1), trainerForwardTokensPerSecond: round(f.forwardTps, 1), ratioVsForwardOnly: round(f.ratio), trainableParams: f.trainable })
 process.stdout.write(JSON.stringify({
@@ -258,7 +277,8 @@ process.stdout.write(JSON.stringify({
   lora: { rank: RANK, ...fig(lora) },
   full: full == null ? null : fig(full),
   compare: theirLora == null ? null : { dir: opts.compare, lora: fig(theirLora), full: theirFull == null ? null : fig(theirFull) },
-  goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5, ...interferenceGoals(interfered) },
+  goals: { loraForwardBackwardAtLeastHalfOfForward: lora.ratio >= 0.5, ...interferenceGoals(interfered), ...(piped == null ? {} : piped.goals) },
   interference: interfered,
+  pipeline: piped,
   loadAverage: { before: round(load0, 2), after: round(loadavg()[0], 2) }
 }) + '\n')
