@@ -276,9 +276,12 @@ class Writer {
     return this.u32(t.rows).u32(t.cols).f32s(t.data)
   }
 
-  bytes (): Uint8Array {
-    const out = new Uint8Array(this.size)
-    let o = 0
+  /** The body, after `prefix` (written first, in the same buffer: a frame's tensors are copied once). */
+  bytes (prefix?: (bodyLength: number) => Uint8Array): Uint8Array {
+    const head = prefix?.(this.size) ?? new Uint8Array(0)
+    const out = new Uint8Array(head.length + this.size)
+    out.set(head, 0)
+    let o = head.length
     for (const p of this.parts) {
       out.set(p, o)
       o += p.length
@@ -383,8 +386,13 @@ function encodeVarint (n: number): Uint8Array {
 }
 
 /** The body of a frame (no length prefix). */
-// eslint-disable-next-line complexity
 export function encodeTrainBody (frame: TrainFrame): Uint8Array {
+  return frameWriter(frame).bytes()
+}
+
+/** A frame's fields in a Writer (the body's parts, not yet joined). */
+// eslint-disable-next-line complexity
+function frameWriter (frame: TrainFrame): Writer {
   const w = new Writer().u8(frame.type)
   switch (frame.type) {
     case TrainFrameType.OPEN_JOB:
@@ -434,16 +442,12 @@ export function encodeTrainBody (frame: TrainFrame): Uint8Array {
     default:
       w.text(frame.job)
   }
-  return w.bytes()
+  return w
 }
 
 /** The frame with its length prefix, in one buffer (FrameStream's shape: head only). */
 export function encodeTrainFrame (frame: TrainFrame): { head: Uint8Array, byteLength: number } {
-  const body = encodeTrainBody(frame)
-  const prefix = encodeVarint(body.length)
-  const head = new Uint8Array(prefix.length + body.length)
-  head.set(prefix, 0)
-  head.set(body, prefix.length)
+  const head = frameWriter(frame).bytes(encodeVarint)
   return { head, byteLength: head.length }
 }
 
