@@ -52,7 +52,7 @@ describe('blyd train --via mesh with real daemons: the holder in use is SIGKILLe
       BLYD_TEST_TRAIN_GARBAGE_ON_SIGNAL: 'SIGUSR2'
     })
     nodes.push(h)
-    await waitFor(`${h.name} to serve layers [0, 4) and A to see it`, async () => (await ipcRequest(a.daemon.socketPath, 'peers', { model })).spans.some((sp: any) => sp.peerId === h.peerId && sp.start === 0 && sp.end === 4), 60_000)
+    await waitFor(`${h.name} to serve layers [0, 4) and A to see it`, async () => (await ipcRequest(a.daemon.socketPath, 'peers', { model })).spans.some((sp: any) => sp.peerId === h.peerId && sp.start === 0 && sp.end === 4), 120_000)
     return h
   }
 
@@ -122,7 +122,9 @@ describe('blyd train --via mesh with real daemons: the holder in use is SIGKILLe
     a = await startMeshNode(root, 'a', ['--backend', 'wasm'])
     nodes.push(a)
     model = (await ipcRequest(a.daemon.socketPath, 'model.list')).models[0].id as string
-    holders.push(await startHolder('h1'), await startHolder('h2'))
+    // every holder starts here, before any fault: a holder started right after a SIGKILL once took
+    // over 60 s to be seen by the driver in a loaded CI run (noted in docs/training.md)
+    holders.push(await startHolder('h1'), await startHolder('h2'), await startHolder('h3'))
   })
 
   after(async () => {
@@ -144,11 +146,11 @@ describe('blyd train --via mesh with real daemons: the holder in use is SIGKILLe
     expectUndisturbed(result, reported)
     // the survivor audited the victim's first step (a job of its own, loaded from the checkpoint, closed),
     // then took the job from the driver's checkpoint (OPEN_JOB + LOAD_STATE) and ran the rest of it
-    const survivor = holders.find(h => h !== killed) as MeshNode
-    const stats = await trainStage(survivor)
-    expect(stats.statesLoaded).to.be.at.least(2)
-    expect(stats.jobsOpened).to.be.at.least(2)
-    expect(stats.jobsActive).to.equal(0)
+    const survivors = await Promise.all(holders.filter(h => h !== killed).map(trainStage))
+    expect(survivors.some(stats => stats.statesLoaded >= 2 && stats.jobsOpened >= 2), JSON.stringify(survivors)).to.equal(true)
+    for (const stats of survivors) {
+      expect(stats.jobsActive).to.equal(0)
+    }
     // the driver's job log shows the job done
     const log = (await ipcRequest(a.daemon.socketPath, 'status')).learning.training
     expect(log[log.length - 1]).to.include({ state: 'done', steps: STEPS, step: STEPS })
@@ -156,8 +158,7 @@ describe('blyd train --via mesh with real daemons: the holder in use is SIGKILLe
   })
 
   it('the holder carrying the job answers gradients x1000 from step 3: anomalous, audited by the other holder, replaced; nothing of it applied', async () => {
-    expect(holders, 'the survivor of the kill').to.have.length(1)
-    holders.push(await startHolder('h3'))
+    expect(holders, 'the survivors of the kill').to.have.length(2)
     const before = new Map(await Promise.all(holders.map(async h => [h, (await trainStage(h)).statesLoaded] as const)))
     let liar: MeshNode | undefined
     const { result, reported } = await trainWithFault(async () => {
