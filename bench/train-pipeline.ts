@@ -11,7 +11,7 @@
 // losses (within 1e-5 relative).
 // Human lines, then one JSON object as the last line.
 //
-//   npm run bench -- train-pipeline [--layers 4] [--hidden 512] [--seq 64] [--steps 6] [--batch 2] [--rank 8]
+//   npm run bench -- train-pipeline [--layers 4] [--hidden 512] [--seq 64] [--steps 20] [--batch 2] [--rank 8]
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { selectBackend } from '../src/model/backend.ts'
@@ -22,7 +22,7 @@ const { values: opts } = parseArgs({
     layers: { type: 'string', default: '4' },
     hidden: { type: 'string', default: '512' },
     seq: { type: 'string', default: '64' },
-    steps: { type: 'string', default: '6' },
+    steps: { type: 'string', default: '20' },
     batch: { type: 'string', default: '2' },
     rank: { type: 'string', default: '8' }
   }

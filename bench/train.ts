@@ -23,7 +23,7 @@
 //                          [--interference-tokens 32] [--interference-prompt 8] [--interference-cpu 0|none]
 //                          [--interference-trainer thread|main]
 //                          [--no-pipeline] [--pipeline-layers 4] [--pipeline-hidden 512] [--pipeline-seq 64]
-//                          [--pipeline-steps 6] [--pipeline-batch 2]
+//                          [--pipeline-steps 20] [--pipeline-batch 2]
 //
 // The pipeline figure (on by default; --no-pipeline skips it): the same LoRA
 // job in one process and through 4 /bly/train/1.0.0 stages on libp2p nodes in
@@ -71,7 +71,7 @@ const { values: opts } = parseArgs({
     'pipeline-layers': { type: 'string', default: '4' },
     'pipeline-hidden': { type: 'string', default: '512' },
     'pipeline-seq': { type: 'string', default: '64' },
-    'pipeline-steps': { type: 'string', default: '6' },
+    'pipeline-steps': { type: 'string', default: '20' },
     'pipeline-batch': { type: 'string', default: '2' },
     'interference-only': { type: 'boolean', default: false },
     'interference-seq': { type: 'string', default: '128' },
