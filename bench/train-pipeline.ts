@@ -15,15 +15,15 @@
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { selectBackend } from '../src/model/backend.ts'
-import { pipelineFigures } from './lib/train-pipeline-figures.ts'
+import { PIPELINE_FIGURES_DEFAULTS, pipelineFigures } from './lib/train-pipeline-figures.ts'
 
 const { values: opts } = parseArgs({
   options: {
-    layers: { type: 'string', default: '4' },
-    hidden: { type: 'string', default: '512' },
-    seq: { type: 'string', default: '64' },
-    steps: { type: 'string', default: '20' },
-    batch: { type: 'string', default: '2' },
+    layers: { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.layers) },
+    hidden: { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.hidden) },
+    seq: { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.seq) },
+    steps: { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.steps) },
+    batch: { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.batch) },
     rank: { type: 'string', default: '8' }
   }
 })

@@ -49,7 +49,7 @@ import { toFloat32 } from '../src/model/safetensors/dtypes.ts'
 import { MapWeightSource } from '../src/model/weight-source.ts'
 import { qwen3ShapeOfWidth, randomLayer } from './lib/random-layer.ts'
 import { interferenceFigures } from './lib/train-interference.ts'
-import { pipelineFigures } from './lib/train-pipeline-figures.ts'
+import { PIPELINE_FIGURES_DEFAULTS, pipelineFigures } from './lib/train-pipeline-figures.ts'
 import type { Tensor2D } from '../src/model/qwen3/tf.ts'
 import type { RawTensor } from '../src/model/safetensors/dtypes.ts'
 
@@ -68,11 +68,11 @@ const { values: opts } = parseArgs({
     'no-interference': { type: 'boolean', default: false },
     // the pipeline figure (bench/lib/train-pipeline-figures.ts; bench/train-pipeline's defaults)
     'no-pipeline': { type: 'boolean', default: false },
-    'pipeline-layers': { type: 'string', default: '4' },
-    'pipeline-hidden': { type: 'string', default: '512' },
-    'pipeline-seq': { type: 'string', default: '64' },
-    'pipeline-steps': { type: 'string', default: '20' },
-    'pipeline-batch': { type: 'string', default: '2' },
+    'pipeline-layers': { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.layers) },
+    'pipeline-hidden': { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.hidden) },
+    'pipeline-seq': { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.seq) },
+    'pipeline-steps': { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.steps) },
+    'pipeline-batch': { type: 'string', default: String(PIPELINE_FIGURES_DEFAULTS.batch) },
     'interference-only': { type: 'boolean', default: false },
     'interference-seq': { type: 'string', default: '128' },
     'interference-batch': { type: 'string', default: '4' },

@@ -30,6 +30,13 @@ import { qwen3ShapeOfWidth, randomLayer } from './random-layer.ts'
 import type { TrainMode } from '../../src/learning/train/stage.ts'
 import type { BlyLibp2p } from '../../src/net/libp2p-node.ts'
 
+/**
+ * The job's shape when a bench is not told otherwise (bench/train-pipeline's
+ * flags and bench/train's --pipeline-* flags): 20 steps, as 6 gave ratios
+ * from 0.58 to 0.82 on a quiet box.
+ */
+export const PIPELINE_FIGURES_DEFAULTS = { layers: 4, hidden: 512, seq: 64, steps: 20, batch: 2 } as const
+
 export interface PipelineFiguresInit {
   layers: number
   hidden: number
