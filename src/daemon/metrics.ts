@@ -242,6 +242,7 @@ export class DaemonMetrics {
     })
     syncCounter('blyd_sync_rounds_total', 'block sync rounds with peers', s => s.syncs)
     syncCounter('blyd_sync_errors_total', 'block sync rounds that failed', s => s.syncErrors)
+    syncCounter('blyd_sync_retries_total', 'block sync rounds started again after a failed one', s => s.syncRetries)
     syncCounter('blyd_sync_blocks_added_total', 'blocks added to the store by sync', s => s.blocksAdded)
     syncCounter('blyd_sync_chunks_fetched_total', 'payload chunks fetched from peers', s => s.chunksFetched)
     syncCounter('blyd_sync_chunk_errors_total', 'payload chunk fetches that failed', s => s.chunkErrors)

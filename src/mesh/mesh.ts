@@ -265,6 +265,7 @@ export class Mesh {
       sync: {
         syncs: sync.stats.syncs,
         syncErrors: sync.stats.syncErrors,
+        syncRetries: sync.stats.syncRetries,
         blocksAdded: sync.stats.blocksAdded,
         chunksFetched: sync.stats.chunksFetched,
         chunkErrors: sync.stats.chunkErrors,

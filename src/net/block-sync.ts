@@ -43,6 +43,12 @@ export interface BlockSyncInit {
   maxBlocksPerSync?: number
   maxInflightChunks?: number
   maxChunkAttempts?: number
+  /** first wait before a failed catch-up with a peer is tried again (doubles per failure; BLOCK_SYNC_DEFAULTS) */
+  syncRetryBaseMs?: number
+  /** longest wait between tries of a failing catch-up */
+  syncRetryMaxMs?: number
+  /** failed catch-ups with one peer retried in a row before giving up until it reconnects or is identified again */
+  maxSyncRetries?: number
   /** catch up with every peer that connects and speaks the protocol (default true) */
   syncOnConnect?: boolean
   /** which blocks' payloads to fetch after headers arrive (default: every block) */
@@ -94,6 +100,8 @@ export interface SyncResult {
 export interface BlockSyncStats {
   syncs: number
   syncErrors: number
+  /** catch-ups started again after a failed one (the backoff's timers that fired) */
+  syncRetries: number
   blocksAdded: number
   chunksFetched: number
   chunkErrors: number
@@ -112,7 +120,7 @@ export interface BlockSyncStats {
   orphanParentsAbandoned: number
 }
 
-type Counters = Pick<BlockSyncStats, 'syncs' | 'syncErrors' | 'blocksAdded' | 'chunksFetched' | 'chunkErrors' | 'served'>
+type Counters = Pick<BlockSyncStats, 'syncs' | 'syncErrors' | 'syncRetries' | 'blocksAdded' | 'chunksFetched' | 'chunkErrors' | 'served'>
 
 interface WalkOptions {
   /** the peer itself announced `ids` (its tips, a block it gossiped): its not having them is an offence */
@@ -201,6 +209,8 @@ export class BlockSync {
   private readonly serverLog: BlyLogger
   private readonly clients: Map<string, SyncClient>
   private readonly peerSyncs: Map<string, { running: Promise<void>, again: boolean }>
+  /** per peer: failed catch-ups in a row and the timer of the next try */
+  private readonly syncRetries: Map<string, { failures: number, timer?: ReturnType<typeof setTimeout> }>
   private readonly payloadFetches: Map<string, Promise<void>>
   private readonly blockFetches: Map<string, Promise<SyncResult>>
   private chunkLimiter: Limiter
@@ -220,13 +230,16 @@ export class BlockSync {
       maxBlocksPerSync: init.maxBlocksPerSync ?? BLOCK_SYNC_DEFAULTS.maxBlocksPerSync,
       maxInflightChunks: init.maxInflightChunks ?? BLOCK_SYNC_DEFAULTS.maxInflightChunks,
       maxChunkAttempts: init.maxChunkAttempts ?? BLOCK_SYNC_DEFAULTS.maxChunkAttempts,
+      syncRetryBaseMs: init.syncRetryBaseMs ?? BLOCK_SYNC_DEFAULTS.syncRetryBaseMs,
+      syncRetryMaxMs: init.syncRetryMaxMs ?? BLOCK_SYNC_DEFAULTS.syncRetryMaxMs,
+      maxSyncRetries: init.maxSyncRetries ?? BLOCK_SYNC_DEFAULTS.maxSyncRetries,
       syncOnConnect: init.syncOnConnect ?? true,
       wantPayload: init.wantPayload
     }
     this.log = components.logger.forComponent('bly:net:block-sync')
     this.serverLog = this.log.newScope('server')
     this.penalties = components.penalties ?? new PeerPenalties()
-    this.counters = { syncs: 0, syncErrors: 0, blocksAdded: 0, chunksFetched: 0, chunkErrors: 0, served: {} }
+    this.counters = { syncs: 0, syncErrors: 0, syncRetries: 0, blocksAdded: 0, chunksFetched: 0, chunkErrors: 0, served: {} }
     this.orphans = new OrphanFetcher({
       missingParents: () => this.store.missingParents?.() ?? [],
       peers: async () => this.rankedSyncPeers(),
@@ -235,6 +248,7 @@ export class BlockSync {
     }, init.orphans)
     this.clients = new Map()
     this.peerSyncs = new Map()
+    this.syncRetries = new Map()
     this.payloadFetches = new Map()
     this.blockFetches = new Map()
     this.chunkLimiter = new Limiter(this.init.maxInflightChunks)
@@ -302,6 +316,9 @@ export class BlockSync {
     }
     this.controller.abort(new NetError(NetErrorCode.NOT_STARTED, 'block sync stopped'))
     this.controller = undefined
+    for (const key of [...this.syncRetries.keys()]) {
+      this.clearRetry(key)
+    }
     this.libp2p.removeEventListener('peer:identify', this.onIdentify)
     this.libp2p.removeEventListener('peer:disconnect', this.onDisconnect)
     this.penalties.removeEventListener('peer:banned', this.onBanned)
@@ -479,6 +496,7 @@ export class BlockSync {
 
   private onDisconnect (evt: CustomEvent<PeerId>): void {
     const key = evt.detail.toString()
+    this.clearRetry(key)
     const client = this.clients.get(key)
     if (client != null) {
       this.clients.delete(key)
@@ -500,22 +518,77 @@ export class BlockSync {
       current.again = true
       return
     }
+    const retry = this.syncRetries.get(key)
+    if (retry?.timer != null) {
+      // this catch-up is the retry the timer waited for
+      clearTimeout(retry.timer)
+      retry.timer = undefined
+    }
     const entry = { running: Promise.resolve(), again: false }
     entry.running = (async () => {
+      let failed = false
       do {
         entry.again = false
         this.counters.syncs++
         try {
           const result = await this.syncWith(peerId)
+          failed = false
           this.log('synced with %p: %o', peerId, result)
         } catch (err) {
+          failed = true
           this.counters.syncErrors++
           this.log.warn('sync with %p failed - %e', peerId, err)
         }
       } while (entry.again && this.controller != null)
       this.peerSyncs.delete(key)
+      if (failed) {
+        this.retryLater(peerId)
+      } else {
+        this.syncRetries.delete(key)
+      }
     })()
     this.peerSyncs.set(key, entry)
+  }
+
+  /**
+   * After a failed catch-up with `peerId`: try again after the backoff
+   * (syncRetryBaseMs doubling per failure in a row, capped at syncRetryMaxMs)
+   * while the peer is connected and not banned, at most maxSyncRetries times
+   * in a row. Nothing else would: catch-up runs on identify, and a node that
+   * missed the chain's tips then waits for the next block gossiped.
+   */
+  private retryLater (peerId: PeerId): void {
+    const key = peerId.toString()
+    const failures = (this.syncRetries.get(key)?.failures ?? 0) + 1
+    if (this.controller == null || this.penalties.isBanned(peerId) || this.libp2p.getConnections(peerId).length === 0) {
+      this.syncRetries.delete(key)
+      return
+    }
+    if (failures > this.init.maxSyncRetries) {
+      this.syncRetries.delete(key)
+      this.log.warn('catch-up with %p failed %d times in a row; tried again when it reconnects', peerId, failures)
+      return
+    }
+    const delay = Math.min(this.init.syncRetryBaseMs * 2 ** (failures - 1), this.init.syncRetryMaxMs)
+    const timer = setTimeout(() => {
+      const current = this.syncRetries.get(key)
+      if (current?.timer !== timer) {
+        return
+      }
+      current.timer = undefined
+      this.counters.syncRetries++
+      this.scheduleSync(peerId)
+    }, delay)
+    timer.unref?.()
+    this.syncRetries.set(key, { failures, timer })
+  }
+
+  private clearRetry (key: string): void {
+    const retry = this.syncRetries.get(key)
+    if (retry?.timer != null) {
+      clearTimeout(retry.timer)
+    }
+    this.syncRetries.delete(key)
   }
 
   /**

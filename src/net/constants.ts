@@ -83,7 +83,16 @@ export const BLOCK_SYNC_DEFAULTS = {
   /** payload chunks held in memory at once across all peers (in-flight + unverified) */
   maxInflightChunks: 8,
   /** how many different peers one chunk is tried from before the fetch gives up */
-  maxChunkAttempts: 4
+  maxChunkAttempts: 4,
+  /**
+   * a catch-up with a peer that failed (timeout, reset stream, BUSY) is tried
+   * again after retryBaseMs x 2^(failures - 1), capped at retryMaxMs, while the
+   * peer stays connected and unbanned, at most maxSyncRetries times in a row
+   * (about 2.5 min of trying); a success or a reconnect starts the count again
+   */
+  syncRetryBaseMs: 1000,
+  syncRetryMaxMs: 30_000,
+  maxSyncRetries: 8
 } as const
 
 /**

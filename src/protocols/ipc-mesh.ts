@@ -97,6 +97,8 @@ export interface NetStatusJson {
   sync: {
     syncs: number
     syncErrors: number
+    /** catch-ups tried again after a failed one */
+    syncRetries: number
     blocksAdded: number
     chunksFetched: number
     chunkErrors: number

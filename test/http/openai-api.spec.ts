@@ -357,7 +357,7 @@ describe('http: the OpenAI-compatible API of one daemon', function () {
       'blyd_generate_tokens_total', 'blyd_generations_total', 'blyd_generate_sessions', 'blyd_generate_step_seconds', 'blyd_generate_busy_waits_total', 'blyd_generate_failovers_total',
       'blyd_stage_sessions', 'blyd_stage_busy_total', 'blyd_stage_steps_total',
       'blyd_chain_blocks', 'blyd_chain_tips', 'blyd_chain_blocks_created_total', 'blyd_chain_rejections_total',
-      'blyd_sync_rounds_total', 'blyd_sync_blocks_added_total', 'blyd_gossip_blocks_total', 'blyd_libp2p_connections',
+      'blyd_sync_rounds_total', 'blyd_sync_retries_total', 'blyd_sync_blocks_added_total', 'blyd_gossip_blocks_total', 'blyd_libp2p_connections',
       'blyd_ipc_requests_total', 'blyd_ipc_connections', 'blyd_http_requests_total', 'blyd_http_refusals_total', 'blyd_http_in_flight'
     ]) {
       expect(before.types.has(name), `${name} is exposed`).to.equal(true)

@@ -1,6 +1,9 @@
 import { expect } from 'aegir/chai'
 import { LAYER_FIELD_MODEL, LAYER_FIELD_UNIT } from '../../src/chain/index.ts'
 import { BlockType, ChainId } from '../../src/chain/types.ts'
+import { BLOCK_SYNC_PROTOCOL } from '../../src/net/constants.ts'
+import { serveSyncStream } from '../../src/net/sync-server.ts'
+import { silentLogger } from '../../src/protocols/logger.ts'
 import { bytesOf, collect, connect, startNode, stopAll, waitFor } from './helpers.ts'
 import type { TestNode } from './helpers.ts'
 import type { StoredBlock } from '../../src/chain/types.ts'
@@ -42,6 +45,13 @@ async function buildChain (n: TestNode): Promise<{ blocks: StoredBlock[], payloa
   return { blocks, payloads }
 }
 
+async function waitForWholeChain (n: TestNode, chain: { blocks: StoredBlock[] }): Promise<void> {
+  await waitFor('the late joiner to hold every block and payload', async () => {
+    const blocks = await Promise.all(chain.blocks.map(async b => n.store.get(b.id)))
+    return blocks.every(b => b != null && (b.header.payloadSize === 0n || b.payloadComplete))
+  })
+}
+
 async function expectSameChain (from: TestNode, to: TestNode, chain: { blocks: StoredBlock[], payloads: Map<string, Uint8Array> }): Promise<void> {
   for (const block of chain.blocks) {
     expect(await to.store.getEncoded(block.id)).to.deep.equal(await from.store.getEncoded(block.id))
@@ -53,6 +63,25 @@ async function expectSameChain (from: TestNode, to: TestNode, chain: { blocks: S
   expect(await to.store.counts()).to.deep.equal(await from.store.counts())
   const report = await to.store.verify()
   expect(report.issues).to.deep.equal([])
+}
+
+/**
+ * Serve block sync on `n` with its real server, except that the first
+ * `refuse` streams (null: every stream) are reset at once, as a peer under
+ * load or a connection torn down mid-request would leave them.
+ */
+async function serveAfterResets (n: TestNode, refuse: number | null): Promise<{ streams: number }> {
+  const seen = { streams: 0 }
+  await n.net.libp2p.unhandle(BLOCK_SYNC_PROTOCOL)
+  await n.net.libp2p.handle(BLOCK_SYNC_PROTOCOL, (stream) => {
+    seen.streams++
+    if (refuse == null || seen.streams <= refuse) {
+      stream.abort(new Error('reset by the test peer'))
+      return
+    }
+    serveSyncStream(stream, { store: n.store, maxMessageBytes: 64 * 1024, idleTimeoutMs: 10_000, maxInflight: 8, log: silentLogger().forComponent('test') })
+  })
+  return seen
 }
 
 describe('net: a late joiner catches up over the network', function () {
@@ -70,10 +99,7 @@ describe('net: a late joiner catches up over the network', function () {
     const late = await startNode()
     nodes.push(late)
     await connect(late, n1)
-    await waitFor('the late joiner to hold every block and payload', async () => {
-      const blocks = await Promise.all(chain.blocks.map(async b => late.store.get(b.id)))
-      return blocks.every(b => b != null && (b.header.payloadSize === 0n || b.payloadComplete))
-    })
+    await waitForWholeChain(late, chain)
     await expectSameChain(n1, late, chain)
     expect(late.net.gossip.stats.accepted).to.equal(0)
     expect(late.net.sync.stats.blocksAdded).to.equal(chain.blocks.length)
@@ -113,5 +139,43 @@ describe('net: a late joiner catches up over the network', function () {
     const totalChunks = chain.blocks.reduce((n, b) => n + b.header.chunkHashes.length, 0)
     // the two chunks already on disk were not fetched again
     expect(late.net.sync.stats.chunksFetched).to.equal(totalChunks - 2)
+  })
+
+  it('tries a failed catch-up again after a backoff, until it succeeds, with nothing gossiped', async () => {
+    const n1 = await startNode()
+    nodes.push(n1)
+    const chain = await buildChain(n1)
+    const seen = await serveAfterResets(n1, 2)
+    const late = await startNode({ blockSync: { syncRetryBaseMs: 100, syncRetryMaxMs: 1000 } })
+    nodes.push(late)
+    await connect(late, n1)
+    await waitForWholeChain(late, chain)
+    await expectSameChain(n1, late, chain)
+    const stats = late.net.sync.stats
+    // identify started the first catch-up; the two reset streams failed it and its first retry
+    expect(stats.syncErrors).to.equal(2)
+    expect(stats.syncRetries).to.equal(2)
+    expect(stats.syncs).to.equal(3)
+    expect(seen.streams).to.be.greaterThan(2)
+    expect(late.net.gossip.stats.accepted).to.equal(0)
+  })
+
+  it('gives up on a peer whose catch-ups keep failing after maxSyncRetries tries in a row', async () => {
+    const n1 = await startNode()
+    nodes.push(n1)
+    await buildChain(n1)
+    const seen = await serveAfterResets(n1, null)
+    const late = await startNode({ blockSync: { syncRetryBaseMs: 50, syncRetryMaxMs: 100, maxSyncRetries: 3 } })
+    nodes.push(late)
+    await connect(late, n1)
+    await waitFor('the first catch-up and three retries to fail', () => late.net.sync.stats.syncErrors === 4)
+    // the backoff would have fired several more times by now (50, 100, 100, 100 ms ...)
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    const stats = late.net.sync.stats
+    expect(stats.syncRetries).to.equal(3)
+    expect(stats.syncs).to.equal(4)
+    expect(stats.syncErrors).to.equal(4)
+    expect(seen.streams).to.equal(4)
+    expect(await late.store.counts()).to.deep.include({ total: 0 })
   })
 })
