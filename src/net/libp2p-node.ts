@@ -18,6 +18,7 @@ import { createLibp2p } from 'libp2p'
 import { DEFAULT_LISTEN, DHT_NAMESPACE, DHT_PROTOCOL, MUXER_MAX_EARLY_STREAMS, PING_MAX_OUTBOUND_STREAMS } from './constants.ts'
 import { corkWrites } from './cork-writes.ts'
 import { blockGossipOptions } from './gossip-config.ts'
+import { identifyEarlyConnections } from './identify-early-connections.ts'
 import { libp2pLogger } from './libp2p-logger.ts'
 import { createNoiseCrypto } from './noise-crypto.ts'
 import type { BlyComponentLogger } from '../protocols/logger.ts'
@@ -143,6 +144,8 @@ export async function createBlyLibp2p (init: BlyLibp2pInit): Promise<BlyLibp2p> 
     await datastore?.close()
     throw err
   }
+  // bootstrap dials while the services start: see identify-early-connections.ts
+  void identifyEarlyConnections(node, init.logger?.forComponent('bly:net:libp2p'))
   if (datastore != null) {
     const store = datastore
     // the datastore belongs to this node: close it once the node stopped

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { expect } from 'aegir/chai'
 import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
-import { startMeshNode, waitFor } from './helpers.ts'
+import { startMeshNode, waitFor, waitForNodes } from './helpers.ts'
 import type { MeshNode } from './helpers.ts'
 import type { Expected } from '../model/fixtures.ts'
 
@@ -72,7 +72,7 @@ describe('mesh failover: 5 daemons, 2 holders per span; a stage dies, stalls or 
   }
 
   async function waitServing (n: Node, span: Span): Promise<void> {
-    await waitFor(`${n.name} to serve [${span.start}, ${span.end}) and A to see it`, async () => (await spans()).some(s => s.peerId === n.peerId && s.start === span.start && s.end === span.end && s.source === 'direct'), 60_000)
+    await waitForNodes([n, a], `${n.name} to serve [${span.start}, ${span.end}) and A to see it`, async () => (await spans()).some(s => s.peerId === n.peerId && s.start === span.start && s.end === span.end && s.source === 'direct'), 60_000)
   }
 
   async function steps (n: Node): Promise<number> {

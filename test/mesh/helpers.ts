@@ -45,3 +45,35 @@ export async function startMeshNode (root: string, name: string, args: string[] 
   const status = await ipcRequest(daemon.socketPath, 'status')
   return { name, dir, daemon, peerId: status.peerId, addr: status.addrs[0] }
 }
+
+/**
+ * What a failed wait on `node` should say: its serving state (and what it
+ * waits for), its last announcement, its connections, chain counts and
+ * catch-up counters, read over IPC now (a node that no longer answers says so).
+ */
+export async function describeNode (node: MeshNode): Promise<string> {
+  try {
+    const status = await ipcRequest(node.daemon.socketPath, 'status')
+    const net = await ipcRequest(node.daemon.socketPath, 'net.status')
+    const s = status.serving
+    return JSON.stringify({
+      node: node.name,
+      serving: s == null ? null : { state: s.state, detail: s.detail, announced: s.announced },
+      connections: status.connections,
+      chain: status.chain?.counts,
+      sync: { syncs: net.sync.syncs, syncErrors: net.sync.syncErrors, syncRetries: net.sync.syncRetries, blocksAdded: net.sync.blocksAdded, chunkErrors: net.sync.chunkErrors }
+    })
+  } catch (err) {
+    return `${node.name}: no status (${(err as Error).message}; running: ${String(node.daemon.running)})`
+  }
+}
+
+/** waitFor, whose timeout error also describes `nodes` (describeNode) as they are then. */
+export async function waitForNodes<T> (nodes: MeshNode[], what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, pollMs = 200): Promise<T> {
+  try {
+    return await waitFor(what, check, timeoutMs, pollMs)
+  } catch (err) {
+    const reports = await Promise.all(nodes.map(describeNode))
+    throw new Error(`${(err as Error).message}\n${reports.join('\n')}`, { cause: err })
+  }
+}

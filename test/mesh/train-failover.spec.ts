@@ -21,7 +21,7 @@ import { expect } from 'aegir/chai'
 import { IpcClient } from '../../src/daemon/ipc-client.ts'
 import { ipcRequest, makeTempDir, removeDir, runJson } from '../daemon/helpers.ts'
 import { fixtureDir } from '../model/fixtures.ts'
-import { startMeshNode, waitFor } from './helpers.ts'
+import { startMeshNode, waitFor, waitForNodes } from './helpers.ts'
 import type { MeshNode } from './helpers.ts'
 
 /** each FORWARD / BACKWARD / EVAL of a holder waits this long, so the kill lands mid-job */
@@ -52,7 +52,7 @@ describe('blyd train --via mesh with real daemons: the holder in use is SIGKILLe
       BLYD_TEST_TRAIN_GARBAGE_ON_SIGNAL: 'SIGUSR2'
     })
     nodes.push(h)
-    await waitFor(`${h.name} to serve layers [0, 4) and A to see it`, async () => (await ipcRequest(a.daemon.socketPath, 'peers', { model })).spans.some((sp: any) => sp.peerId === h.peerId && sp.start === 0 && sp.end === 4), 120_000)
+    await waitForNodes([h, a], `${h.name} to serve layers [0, 4) and A to see it`, async () => (await ipcRequest(a.daemon.socketPath, 'peers', { model })).spans.some((sp: any) => sp.peerId === h.peerId && sp.start === 0 && sp.end === 4), 120_000)
     return h
   }
 

@@ -330,6 +330,22 @@ describe('net/records: announcements and the swarm view over a real DHT', functi
     await waitFor('the withdrawal to reach the peer', async () => (await discoverSpans(other.libp2p, { modelId, layers: LAYERS })).length === 0)
   })
 
+  it('an announcer alone a long while retries at most retryMaxMs apart, so a peer that joins late sees it soon', async () => {
+    const lonely = await startPeer()
+    peers.push(lonely)
+    // unbounded doubling from 50 ms would wait 3.2 s, then 6.4 s, by the time the peer joins
+    const announcer = await announce(lonely, 0, 4, { retryMs: 50, retryMaxMs: 200 })
+    await new Promise(resolve => setTimeout(resolve, 3500))
+    expect(announcer.lastResult?.putPeers).to.equal(0)
+    const other = await startPeer()
+    peers.push(other)
+    await mesh([lonely, other])
+    // 2 s: ten times the cap
+    await waitFor('a retry to reach the late peer', () => (announcer.lastResult?.putPeers ?? 0) > 0 && announcer.lastResult?.unprovidedLayers === 0, 2000)
+    const spans = await discoverSpans(other.libp2p, { modelId, layers: LAYERS })
+    expect(spans.map(s => [s.start, s.end])).to.deep.equal([[0, 4]])
+  })
+
   it('the DHT and record protocols are what nodes speak', async () => {
     const [a, b] = await startPeers(2)
     await announce(a, 0, 2)

@@ -65,6 +65,8 @@ export interface NodeAnnouncerInit {
   refreshFraction?: number
   /** first retry delay when no peer accepted the record (default 1 s, doubling) */
   retryMs?: number
+  /** longest wait between retries while no peer accepts the record (default 30 s; never past the refresh interval) */
+  retryMaxMs?: number
   /** re-provide the layer keys this often (default 30 min) */
   reprovideIntervalMs?: number
   /** bound of one put/provide round (default 30 s) */
@@ -151,6 +153,7 @@ export class NodeAnnouncer {
       ttlMs: init.ttlMs ?? ANNOUNCER_DEFAULTS.ttlMs,
       refreshFraction: init.refreshFraction ?? ANNOUNCER_DEFAULTS.refreshFraction,
       retryMs: init.retryMs ?? ANNOUNCER_DEFAULTS.retryMs,
+      retryMaxMs: init.retryMaxMs ?? ANNOUNCER_DEFAULTS.retryMaxMs,
       reprovideIntervalMs: init.reprovideIntervalMs ?? ANNOUNCER_DEFAULTS.reprovideIntervalMs,
       announceTimeoutMs: init.announceTimeoutMs ?? ANNOUNCER_DEFAULTS.announceTimeoutMs,
       withdrawTimeoutMs: init.withdrawTimeoutMs ?? ANNOUNCER_DEFAULTS.withdrawTimeoutMs,
@@ -200,8 +203,8 @@ export class NodeAnnouncer {
     if (!(s.refreshFraction > 0 && s.refreshFraction < 1)) {
       bad('refreshFraction must be in (0, 1)')
     }
-    if (!(s.retryMs > 0) || !(s.announceTimeoutMs > 0) || !(s.withdrawTimeoutMs > 0) || !(s.provideConcurrency >= 1)) {
-      bad('retryMs, announceTimeoutMs, withdrawTimeoutMs and provideConcurrency must be positive')
+    if (![s.retryMs, s.retryMaxMs, s.announceTimeoutMs, s.withdrawTimeoutMs].every(ms => ms > 0) || !(s.provideConcurrency >= 1)) {
+      bad('retryMs, retryMaxMs, announceTimeoutMs, withdrawTimeoutMs and provideConcurrency must be positive')
     }
   }
 
@@ -323,8 +326,8 @@ export class NodeAnnouncer {
     if (succeeded) {
       this.retryDelay = this.settings.retryMs
     } else {
-      delay = Math.min(this.retryDelay, delay)
-      this.retryDelay = Math.min(this.retryDelay * 2, this.refreshIntervalMs)
+      delay = Math.min(this.retryDelay, this.settings.retryMaxMs, delay)
+      this.retryDelay = Math.min(this.retryDelay * 2, this.settings.retryMaxMs, this.refreshIntervalMs)
     }
     this.clearTimer()
     this.timer = setTimeout(() => {

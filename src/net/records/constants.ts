@@ -46,6 +46,12 @@ export const ANNOUNCER_DEFAULTS = {
   refreshFraction: 1 / 3,
   /** first retry delay when an announcement reached no peer (doubles up to the refresh interval) */
   retryMs: 1000,
+  /**
+   * longest wait between those retries: a node that joined while its peers
+   * were unreachable is announced within this long of one accepting (doubling
+   * up to the refresh interval, 200 s, left a new holder unseen for minutes)
+   */
+  retryMaxMs: 30_000,
   /** re-send the per-layer provider records this often (the DHT keeps them 48 h) */
   reprovideIntervalMs: 30 * 60 * 1000,
   /** how long one put or provide round may take */
