@@ -86,9 +86,9 @@ export const BLOCK_SYNC_DEFAULTS = {
   maxChunkAttempts: 4,
   /**
    * a catch-up with a peer that failed (timeout, reset stream, BUSY) is tried
-   * again after retryBaseMs x 2^(failures - 1), capped at retryMaxMs, while the
+   * again after syncRetryBaseMs x 2^(failures - 1), capped at syncRetryMaxMs, while the
    * peer stays connected and unbanned, at most maxSyncRetries times in a row
-   * (about 2.5 min of trying); a success or a reconnect starts the count again
+   * (1+2+4+8+16+30+30+30 s, about 2 min of trying); a success or a reconnect starts the count again
    */
   syncRetryBaseMs: 1000,
   syncRetryMaxMs: 30_000,

@@ -44,7 +44,7 @@ export const ANNOUNCER_DEFAULTS = {
   ttlMs: 10 * 60 * 1000,
   /** refresh this fraction of the TTL after the last successful announcement */
   refreshFraction: 1 / 3,
-  /** first retry delay when an announcement reached no peer (doubles up to the refresh interval) */
+  /** first retry delay when an announcement reached no peer (doubles up to retryMaxMs, never past the refresh interval) */
   retryMs: 1000,
   /**
    * longest wait between those retries: a node that joined while its peers
